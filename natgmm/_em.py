@@ -1,0 +1,153 @@
+"""The M-step: from summed sufficient statistics to mixture parameters.
+
+Everything here works on small ``(n_components, n_features)`` float64 arrays in
+the estimator's internal (standardised) coordinates. Floors, the precision
+prior and the minimum weight act here and nowhere else, whatever gathered the
+statistics.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+_EPS = np.finfo(np.float64).eps
+_LOG_2PI = math.log(2.0 * math.pi)
+
+ILL_DEFINED_COVARIANCE = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+
+
+class Params(NamedTuple):
+    """Mixture parameters in internal coordinates."""
+
+    weights: np.ndarray  # (n_components,)
+    means: np.ndarray  # (n_components, n_features)
+    variances: np.ndarray  # (n_components, n_features)
+
+
+class Stats(NamedTuple):
+    """Sufficient statistics of one pass, accumulated about ``ref``.
+
+    ``nk = sum w r``, ``s1 = sum w r (z - ref)``, ``s2 = sum w r (z - ref)^2``.
+    Statistics about the same ``ref`` add up.
+    """
+
+    nk: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    ref: np.ndarray
+
+
+class Regularisation(NamedTuple):
+    """What the M-step adds to maximum likelihood, in internal units.
+
+    ``reg``, ``floor`` and ``prior_b`` are per-feature variances (shape
+    ``(n_features,)``); ``prior_a1`` is the Gamma shape minus one.
+    """
+
+    reg: np.ndarray
+    floor: np.ndarray
+    prior_a1: float
+    prior_b: np.ndarray
+    min_weight: float
+
+
+def natural_parameters(params):
+    """Natural parameters and per-component log-normalisers.
+
+    Returns
+    -------
+    eta1 : ndarray of shape (n_components, n_features)
+        ``mean / var``.
+    eta2 : ndarray of shape (n_components, n_features)
+        ``-1 / (2 var)``.
+    log_norm : ndarray of shape (n_components,)
+        ``log weight - sum_d (mean^2 / (2 var) + log(2 pi var) / 2)``, so that
+        ``log(weight N(z)) = sum_d z (eta1 + eta2 z) + log_norm``. It is
+        computed from the mean and variance directly, not from ``eta``, to keep
+        full precision; a zero weight gives ``-inf``.
+    """
+    weights, means, var = params
+    eta1 = means / var
+    eta2 = -0.5 / var
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)
+    log_norm = log_w - np.sum(0.5 * means * eta1 + 0.5 * (_LOG_2PI + np.log(var)), axis=1)
+    return eta1, eta2, log_norm
+
+
+def floor_weights(weights, min_weight):
+    """Raise every weight to at least ``min_weight`` and renormalise.
+
+    The weights that were raised are held at ``min_weight`` and the others
+    rescaled to fill the remaining mass, repeated until no rescaled weight
+    falls below the minimum (at most ``n_components`` rounds). Requires
+    ``n_components * min_weight < 1``.
+    """
+    if min_weight <= 0.0:
+        return weights
+    weights = weights.copy()
+    held = np.zeros(weights.shape, dtype=bool)
+    for _ in range(weights.shape[0]):
+        low = ~held & (weights < min_weight)
+        if not low.any():
+            break
+        held |= low
+        free = ~held
+        weights[held] = min_weight
+        free_mass = weights[free].sum()
+        if free_mass > 0:
+            weights[free] *= (1.0 - min_weight * held.sum()) / free_mass
+    return weights
+
+
+def m_step(stats, reg, previous=None):
+    """Maximum-a-posteriori parameters from summed statistics.
+
+    Parameters
+    ----------
+    stats : Stats
+        Summed sufficient statistics.
+    reg : Regularisation
+        Floors, prior and minimum weight in internal units.
+    previous : Params or None
+        Parameters that produced ``stats``. A component that received no mass
+        (``nk`` below ``eps`` times the total) keeps its previous mean and
+        variance, since the data say nothing about them; its weight drops to
+        ``min_weight``.
+
+    Returns
+    -------
+    params : Params
+    empty : ndarray of bool, shape (n_components,)
+        Components that received no mass.
+
+    Notes
+    -----
+    With ``a1 = prior_a1`` and ``b = prior_b`` the variance is the mode of
+    the posterior under a Gamma(a1 + 1, b) prior on each precision,
+    ``var = (S + 2 b) / (nk + 2 a1) + reg``, then raised to ``floor``; ``S``
+    is the weighted scatter about the new mean. With ``a1 = b = 0`` this is
+    scikit-learn's estimate, including its ``10 * eps`` added to ``nk``.
+    """
+    nk, s1, s2, ref = stats
+    nk_eff = nk + 10.0 * _EPS
+    delta = s1 / nk_eff[:, np.newaxis]
+    means = ref + delta
+    scatter = np.maximum(s2 - s1 * delta, 0.0)
+    var = (scatter + 2.0 * reg.prior_b) / (nk_eff + 2.0 * reg.prior_a1)[:, np.newaxis]
+    var += reg.reg
+    empty = nk <= _EPS * nk.sum()
+    if previous is not None and empty.any():
+        means[empty] = previous.means[empty]
+        var[empty] = previous.variances[empty]
+    var = np.maximum(var, reg.floor)
+    if not (np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))):
+        raise ValueError(ILL_DEFINED_COVARIANCE)
+    weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
+    return Params(weights, means, var), empty

@@ -1,0 +1,857 @@
+"""NaturalDiagonalGMM: the scikit-learn estimator shell around the kernels."""
+
+import math
+import warnings
+from contextlib import contextmanager
+from numbers import Integral, Real
+from time import time
+
+import numba
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import pairwise_distances_argmin
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import _kernels
+from ._em import Params, Regularisation, Stats, m_step, natural_parameters
+
+# Row blocks per kernel call: enough to balance a few threads, few enough that
+# the per-block accumulators stay small. Depends on the data shape only.
+_MAX_BLOCKS = 64
+_MIN_BLOCK_ROWS = 256
+# Rows generated at a time for init_params="random".
+_RANDOM_INIT_CHUNK = 4096
+
+
+def _n_blocks(n_samples):
+    return max(1, min(_MAX_BLOCKS, -(-n_samples // _MIN_BLOCK_ROWS)))
+
+
+@contextmanager
+def _numba_threads(n_jobs):
+    """Run the kernels on ``n_jobs`` threads; restore numba's count after.
+
+    Yields whether the parallel kernels should be used.
+    """
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None or n_jobs == -1:
+        n_threads = available
+    elif n_jobs < 0:
+        n_threads = max(1, available + 1 + n_jobs)
+    else:
+        n_threads = min(n_jobs, available)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        yield n_threads > 1
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _check_init_array(array, shape, name, dtype):
+    array = check_array(array, dtype=[np.float64, np.float32], ensure_2d=False)
+    if array.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
+        )
+    return array.astype(dtype, copy=False)
+
+
+class _Standardiser:
+    """Per-feature affine map to internal coordinates, ``z = (x - shift) * scale``.
+
+    ``shift`` is the weighted feature mean and ``scale`` the inverse weighted
+    standard deviation (1 for a constant feature), rounded to the dtype of
+    ``X`` so that the kernels and the mapping back use the same numbers.
+    Computed in two kernel passes (mean, then scatter about it) after scaling
+    by the largest magnitude, so data from 1e-150 to 1e150 neither underflows
+    nor overflows.
+    """
+
+    def __init__(self, X, sample_weight, parallel):
+        n_blocks = _n_blocks(X.shape[0])
+        no_labels = np.empty(0, dtype=np.int64)
+        magnitude = np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0))).astype(np.float64)
+        magnitude[magnitude == 0.0] = 1.0
+        zero = np.zeros(X.shape[1], dtype=X.dtype)
+        inv_mag = (1.0 / magnitude).astype(X.dtype)
+        ref = np.zeros((1, X.shape[1]))
+        args = (X, sample_weight, zero, inv_mag, no_labels)
+        nk, s1, _ = _kernels.label_stats(*args, ref, n_blocks, parallel)
+        ref = s1 / nk[0]
+        nk, s1, s2 = _kernels.label_stats(*args, ref, n_blocks, parallel)
+        inv_mag = inv_mag.astype(np.float64)
+        mean = (ref[0] + s1[0] / nk[0]) / inv_mag
+        std = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
+        with np.errstate(divide="ignore", over="ignore"):
+            scale = np.where(std > 0, 1.0 / std, 1.0)
+        scale[~np.isfinite(scale)] = 1.0
+        self.shift = mean.astype(X.dtype).astype(np.float64)
+        self.scale = scale.astype(X.dtype).astype(np.float64)
+        self.shift_k = self.shift.astype(X.dtype)
+        self.scale_k = self.scale.astype(X.dtype)
+        # Variance of each feature in internal units (1, or 0 if constant).
+        self.feature_var = (std * self.scale) ** 2
+        self.log_jacobian = float(np.sum(np.log(self.scale)))
+
+    def to_internal(self, means, variances):
+        return (means - self.shift) * self.scale, variances * self.scale**2
+
+    def to_user(self, means, variances):
+        return means / self.scale + self.shift, variances / self.scale**2
+
+
+class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
+    """Gaussian mixture with diagonal covariances, fitted in natural parameters.
+
+    A drop-in replacement for
+    ``sklearn.mixture.GaussianMixture(covariance_type="diag")``: the same
+    parameters with the same defaults and meaning, the same fitted attributes,
+    plus variance floors, a minimum component weight, a conjugate prior on the
+    precisions, ``sample_weight`` and multi-threaded Numba kernels that never
+    allocate an ``n_samples x n_components`` array while fitting.
+
+    Each component ``k`` is stored through its natural parameters
+    ``eta1 = mean / var`` and ``eta2 = -1 / (2 var)`` per feature. Internally
+    every feature is standardised by its (weighted) mean and standard
+    deviation and all parameters are mapped back, so features in very
+    different units are handled alike; EM is exactly equivariant under this
+    map, so results equal those of EM on the raw data.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of mixture components.
+    covariance_type : {"diag"}, default="diag"
+        Accepted so that code written for ``GaussianMixture`` runs unchanged;
+        only diagonal covariances are supported.
+    tol : float, default=1e-3
+        Convergence threshold. EM iterations stop when the gain in the mean
+        log-likelihood is below this threshold.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to every variance (user units).
+    max_iter : int, default=100
+        The number of EM iterations to perform.
+    n_init : int, default=1
+        The number of initialisations; the best result is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", \
+"bisect"}, default="kmeans"
+        How weights, means and variances are initialised:
+
+        - "kmeans": k-means clustering (as ``GaussianMixture``); each component
+          takes the weight, mean and within-cluster variance of its cluster.
+        - "k-means++": k-means++ seeds; every sample goes to its nearest seed
+          and each component takes its cell's weight, mean and within-cell
+          variance.
+        - "random_from_data": seeds drawn at random from the data (with
+          probability proportional to ``sample_weight``), then as
+          "k-means++".
+        - "random": random soft responsibilities (as ``GaussianMixture``).
+        - "bisect": deterministic, no random numbers: starting from one cell,
+          repeatedly split the cell of largest weighted scatter at the mean
+          of its widest feature. Invariant to row order and to replacing
+          repeated rows by integer sample weights.
+
+        k-means runs on the data shifted and scaled by one common factor,
+        which leaves its clustering unchanged and avoids overflow. Variances
+        are never set from the total data variance, and floors and priors
+        apply to the initial parameters too.
+    weights_init : array-like of shape (n_components,), default=None
+        User-provided initial weights.
+    means_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial means.
+    precisions_init : array-like of shape (n_components, n_features), \
+default=None
+        User-provided initial precisions (inverse variances).
+    random_state : int, RandomState instance or None, default=None
+        Controls the random seed of the initialisation.
+    warm_start : bool, default=False
+        If True, each ``fit`` starts from the previous solution and
+        ``n_init`` is ignored.
+    verbose : int, default=0
+        Verbosity: 1 prints the initialisation and convergence, 2 also every
+        ``verbose_interval`` iterations with times and log-likelihood change.
+    verbose_interval : int, default=10
+        Number of iterations between two messages.
+    min_variance : float or array-like of shape (n_features,), default=0.0
+        Absolute floor on every variance, in the units of ``X``
+        (research name ``lat_min_var`` when ``X`` is standardised).
+    min_variance_relative : float, default=0.0
+        Floor on each variance as a fraction of that feature's (weighted)
+        data variance; the floor applied is the larger of the two. A value of
+        0.01 is ``lat_min_var=0.01`` in standardised units.
+    min_weight : float, default=0.0
+        Minimum weight of every component (research name ``min_prob``, usually
+        1e-5). Weights below it are raised to it and the others rescaled.
+        ``n_components * min_weight`` must be below 1.
+    lower_precision_reg : float, default=0.0
+        ``a - 1`` of a Gamma(a, b) prior on each precision (research name
+        ``lwr_prs_reg``): the penalty ``-(a - 1) log(precision)`` keeps the
+        precision away from 0, i.e. bounds the variance from above, acting
+        like ``2 (a - 1)`` pseudo-samples in the variance's denominator.
+    upper_precision_reg : float, default=0.0
+        ``b`` of the Gamma prior, in variance units of ``X`` (research name
+        ``upr_prs_reg``): the penalty ``b * precision`` keeps the precision
+        finite, i.e. bounds the variance from below. The MAP variance is
+        ``(S + 2 b) / (N_k + 2 (a - 1))``, ``S`` being the weighted scatter
+        and ``N_k`` the weight of the component.
+    n_jobs : int, default=None
+        Number of threads of the Numba kernels. None or -1 uses all of
+        numba's threads (``NUMBA_NUM_THREADS``), a negative value all but
+        ``-n_jobs - 1``. Numba's thread count is restored after each call.
+        Results do not depend on it.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        The weight of each component.
+    means_ : ndarray of shape (n_components, n_features)
+        The mean of each component.
+    covariances_ : ndarray of shape (n_components, n_features)
+        The variances of each component.
+    precisions_ : ndarray of shape (n_components, n_features)
+        The precisions (inverse variances) of each component.
+    precisions_cholesky_ : ndarray of shape (n_components, n_features)
+        Square roots of the precisions.
+    eta1_ : ndarray of shape (n_components, n_features)
+        First natural parameter, ``means_ / covariances_``.
+    eta2_ : ndarray of shape (n_components, n_features)
+        Second natural parameter, ``-1 / (2 covariances_)``; always negative.
+    converged_ : bool
+        Whether the best fit converged.
+    n_iter_ : int
+        Number of EM iterations of the best fit.
+    lower_bound_ : float
+        Mean log-likelihood of the training data under the parameters of the
+        last iteration's E-step of the best fit.
+    lower_bounds_ : list of float
+        ``lower_bound_`` at every iteration of the best fit.
+    labels_ : ndarray of shape (n_samples,)
+        Component of each training sample, as ``predict``.
+    empty_components_ : ndarray of bool, shape (n_components,)
+        Components that received no mass at the last M-step; they kept
+        their previous mean and variance and their weight fell to
+        ``min_weight``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    sklearn.mixture.GaussianMixture : The reference implementation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgmm import NaturalDiagonalGMM
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = NaturalDiagonalGMM(n_components=2, random_state=0).fit(X)
+    >>> gm.means_
+    array([[10.,  2.],
+           [ 1.,  2.]])
+    >>> gm.predict([[0, 0], [12, 3]])
+    array([1, 0])
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions({"diag"})],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [
+            StrOptions({"kmeans", "k-means++", "random", "random_from_data", "bisect"})
+        ],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "min_variance": [Interval(Real, 0.0, None, closed="left"), "array-like"],
+        "min_variance_relative": [Interval(Real, 0.0, None, closed="left")],
+        "min_weight": [Interval(Real, 0.0, 1.0, closed="left")],
+        "lower_precision_reg": [Interval(Real, 0.0, None, closed="left")],
+        "upper_precision_reg": [Interval(Real, 0.0, None, closed="left")],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="diag",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        min_variance=0.0,
+        min_variance_relative=0.0,
+        min_weight=0.0,
+        lower_precision_reg=0.0,
+        upper_precision_reg=0.0,
+        n_jobs=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.min_variance = min_variance
+        self.min_variance_relative = min_variance_relative
+        self.min_weight = min_weight
+        self.lower_precision_reg = lower_precision_reg
+        self.upper_precision_reg = upper_precision_reg
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm.
+
+        The model is fitted ``n_init`` times and the parameters with the
+        largest mean log-likelihood are kept. Each fit alternates E- and
+        M-steps until the gain in mean log-likelihood is below ``tol`` or
+        ``max_iter`` iterations have run, otherwise a ``ConvergenceWarning``
+        is raised. With ``warm_start=True`` a single fit starts from the
+        previous solution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, one row per sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample; an integer weight is
+            equivalent to repeating the sample. None means unit weights.
+
+        Returns
+        -------
+        self : object
+            The fitted mixture.
+        """
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Estimate model parameters using X and predict the labels for X.
+
+        See :meth:`fit`; the labels come from a final E-step, so they equal
+        ``fit(X).predict(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, one row per sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample. None means unit weights.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", ensure_min_samples=2)
+        n_samples, n_features = X.shape
+        if n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}"
+            )
+        weighted = sample_weight is not None
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        if not sample_weight.sum() > 0:
+            raise ValueError("The sum of sample_weight must be positive.")
+        sw = sample_weight if weighted else np.empty(0)
+        total_weight = float(sample_weight.sum())
+        init = self._check_init(n_features, X.dtype)
+
+        with _numba_threads(self.n_jobs) as parallel:
+            std = _Standardiser(X, sw, parallel)
+            reg = self._regularisation(std, n_features)
+            random_state = check_random_state(self.random_state)
+            do_init = not (self.warm_start and hasattr(self, "converged_"))
+            best = None
+            for trial in range(self.n_init if do_init else 1):
+                self._verbose_init_begin(trial)
+                if do_init:
+                    params = self._initial_params(X, sw, std, reg, init, random_state, parallel)
+                    lower_bound = -np.inf
+                else:
+                    params = Params(
+                        self.weights_.astype(np.float64),
+                        *std.to_internal(
+                            self.means_.astype(np.float64), self.covariances_.astype(np.float64)
+                        ),
+                    )
+                    lower_bound = self.lower_bound_
+                result = self._run_em(X, sw, total_weight, std, reg, params, lower_bound, parallel)
+                self._verbose_init_end(result["lower_bound"], result["converged"])
+                if best is None or result["lower_bound"] > best["lower_bound"]:
+                    best = result
+
+            if not best["converged"] and self.max_iter > 0:
+                warnings.warn(
+                    "Best performing initialization did not converge. "
+                    "Try different init parameters, or increase max_iter, "
+                    "tol, or check for degenerate data.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+            self._set_fitted(best["params"], std, X.dtype)
+            self.converged_ = best["converged"]
+            self.n_iter_ = best["n_iter"]
+            self.lower_bound_ = best["lower_bound"]
+            self.lower_bounds_ = best["lower_bounds"]
+            self.empty_components_ = best["empty"]
+            # Final E-step, so that fit_predict(X) == fit(X).predict(X).
+            self.labels_ = self._log_prob(X, parallel, want_resp=False)[1]
+        return self.labels_
+
+    def _check_init(self, n_features, dtype):
+        """Validate user-provided initial parameters without modifying self."""
+        shape = (self.n_components, n_features)
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = _check_init_array(
+                self.weights_init, (self.n_components,), "weights", np.float64
+            )
+            if np.any(weights < 0.0) or np.any(weights > 1.0):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1], but got "
+                    f"max value {weights.max():.5f}, min value {weights.min():.5f}"
+                )
+            atol = 1e-6 if dtype == np.float32 else 1e-8
+            if abs(1.0 - weights.sum()) > atol:
+                raise ValueError(
+                    "The parameter 'weights' should be normalized, but got "
+                    f"sum(weights) = {weights.sum():.5f}"
+                )
+        if self.means_init is not None:
+            means = _check_init_array(self.means_init, shape, "means", np.float64)
+        if self.precisions_init is not None:
+            precisions = _check_init_array(
+                self.precisions_init, shape, "diag precision", np.float64
+            )
+            if np.any(precisions <= 0.0):
+                raise ValueError("'diag precision' should be positive")
+        return weights, means, precisions
+
+    def _regularisation(self, std, n_features):
+        """Floors, prior and reg_covar mapped to internal units."""
+        min_variance = np.asarray(self.min_variance, dtype=np.float64)
+        if min_variance.ndim == 1:
+            if min_variance.shape != (n_features,):
+                raise ValueError(
+                    f"min_variance should be a float or have shape ({n_features},), "
+                    f"got shape {min_variance.shape}."
+                )
+            if np.any(min_variance < 0) or not np.all(np.isfinite(min_variance)):
+                raise ValueError("min_variance should be finite and non-negative.")
+        if self.n_components * self.min_weight >= 1.0:
+            raise ValueError(
+                f"n_components * min_weight must be below 1, got "
+                f"{self.n_components} * {self.min_weight}."
+            )
+        scale2 = std.scale**2
+        floor = np.maximum(min_variance * scale2, self.min_variance_relative * std.feature_var)
+        return Regularisation(
+            reg=np.broadcast_to(self.reg_covar * scale2, (n_features,)),
+            floor=np.broadcast_to(floor, (n_features,)),
+            prior_a1=float(self.lower_precision_reg),
+            prior_b=self.upper_precision_reg * scale2,
+            min_weight=float(self.min_weight),
+        )
+
+    def _initial_params(self, X, sw, std, reg, init, random_state, parallel):
+        weights, means, precisions = init
+        if weights is None or means is None or precisions is None:
+            params, _ = m_step(self._initial_stats(X, sw, std, random_state, parallel), reg)
+        else:
+            params = Params(None, None, None)
+        if weights is not None:
+            params = params._replace(weights=weights)
+        if means is not None:
+            params = params._replace(means=(means - std.shift) * std.scale)
+        if precisions is not None:
+            params = params._replace(variances=std.scale**2 / precisions)
+        return params
+
+    def _initial_stats(self, X, sw, std, random_state, parallel):
+        """Sufficient statistics of the initial partition of the data."""
+        n_samples = X.shape[0]
+        n_blocks = _n_blocks(n_samples)
+        weights = sw if sw.shape[0] else None
+        k = self.n_components
+        if self.init_params == "random":
+            return self._random_init_stats(X, sw, std, random_state)
+        if self.init_params == "bisect":
+            labels = self._bisect_labels(X, sw, std, parallel)
+            centres = None
+        else:
+            # k-means is invariant to one common shift and scale: use them to
+            # keep squared distances finite for any magnitude of X.
+            spread = np.max(1.0 / std.scale)
+            Xk = (X - std.shift.astype(X.dtype)) / X.dtype.type(spread)
+            if self.init_params == "kmeans":
+                km = KMeans(n_clusters=k, n_init=1, random_state=random_state)
+                km.fit(Xk, sample_weight=weights)
+                labels, centres = km.labels_, km.cluster_centers_
+            else:
+                if self.init_params == "k-means++":
+                    centres, _ = kmeans_plusplus(
+                        Xk, k, random_state=random_state, sample_weight=weights
+                    )
+                else:  # random_from_data
+                    p = None if weights is None else weights / weights.sum()
+                    idx = random_state.choice(n_samples, size=k, replace=False, p=p)
+                    centres = Xk[idx]
+                labels = pairwise_distances_argmin(Xk, centres)
+            centres = centres.astype(np.float64) * spread * std.scale
+        labels = labels.astype(np.int64)
+        if centres is None:
+            centres = np.zeros((k, X.shape[1]))
+        nk, s1, s2 = _kernels.label_stats(
+            X, sw, std.shift_k, std.scale_k, labels, centres, n_blocks, parallel
+        )
+        return Stats(nk, s1, s2, centres)
+
+    def _random_init_stats(self, X, sw, std, random_state):
+        """Statistics of random soft responsibilities, drawn in row chunks.
+
+        The draws are those of one ``uniform(size=(n_samples, n_components))``
+        call, as in ``GaussianMixture``, without the full array.
+        """
+        n_samples, n_features = X.shape
+        k = self.n_components
+        nk = np.zeros(k)
+        s1 = np.zeros((k, n_features))
+        s2 = np.zeros((k, n_features))
+        for start in range(0, n_samples, _RANDOM_INIT_CHUNK):
+            stop = min(start + _RANDOM_INIT_CHUNK, n_samples)
+            resp = random_state.uniform(size=(stop - start, k))
+            resp /= resp.sum(axis=1, keepdims=True)
+            if sw.shape[0]:
+                resp *= sw[start:stop, np.newaxis]
+            z = (X[start:stop].astype(np.float64) - std.shift) * std.scale
+            nk += resp.sum(axis=0)
+            s1 += resp.T @ z
+            s2 += resp.T @ (z * z)
+        return Stats(nk, s1, s2, np.zeros((k, n_features)))
+
+    def _bisect_labels(self, X, sw, std, parallel):
+        """Deterministic divisive partition into ``n_components`` cells.
+
+        Principal direction divisive partitioning: the cell of largest
+        weighted scatter is split through its weighted mean, perpendicular to
+        its top principal axis, until there are ``n_components`` cells. The
+        axis comes from the cell's weighted covariance, accumulated over row
+        chunks, and its sign is fixed by its largest entry, so the result
+        depends neither on row order nor on how weight is spread over
+        repeated rows.
+        """
+        n_samples, n_features = X.shape
+        n_blocks = _n_blocks(n_samples)
+        labels = np.zeros(n_samples, dtype=np.int64)
+        ref = np.zeros((self.n_components, n_features))
+        for n_cells in range(1, self.n_components):
+            nk, s1, s2 = _kernels.label_stats(
+                X, sw, std.shift_k, std.scale_k, labels, ref, n_blocks, parallel
+            )
+            live = nk > 0
+            ref[live] += s1[live] / nk[live, np.newaxis]
+            score = np.where(live, s2.sum(axis=1) - (s1**2).sum(axis=1) / np.maximum(nk, 1e-300), 0)
+            cell = int(np.argmax(score[:n_cells]))
+            if not score[cell] > 0:
+                break  # fewer distinct points than components
+            rows = np.flatnonzero(labels == cell)
+            chunks = [
+                rows[i : i + _RANDOM_INIT_CHUNK] for i in range(0, rows.size, _RANDOM_INIT_CHUNK)
+            ]
+
+            def centred(chunk, mean=ref[cell]):
+                return (X[chunk].astype(np.float64) - std.shift) * std.scale - mean
+
+            cov = np.zeros((n_features, n_features))
+            for chunk in chunks:
+                zc = centred(chunk)
+                w = sw[chunk, np.newaxis] if sw.shape[0] else 1.0
+                cov += (zc * w).T @ zc
+            axis = np.linalg.eigh(cov)[1][:, -1]
+            axis *= np.sign(axis[np.argmax(np.abs(axis))])
+            for chunk in chunks:
+                labels[chunk[centred(chunk) @ axis > 0]] = n_cells
+        return labels
+
+    def _run_em(self, X, sw, total_weight, std, reg, params, lower_bound, parallel):
+        """EM from ``params``: one fused kernel call and one M-step a loop."""
+        n_blocks = _n_blocks(X.shape[0])
+        lower_bounds = []
+        converged = False
+        empty = np.zeros(self.n_components, dtype=bool)
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):
+            previous_bound = lower_bound
+            eta1, eta2, log_norm = natural_parameters(params)
+            dtype = X.dtype
+            loglik, nk, s1, s2 = _kernels.em_stats(
+                X, sw, std.shift_k, std.scale_k, eta1.astype(dtype), eta2.astype(dtype),
+                log_norm, params.means, n_blocks, parallel,
+            )  # fmt: skip
+            params, empty = m_step(Stats(nk, s1, s2, params.means), reg, previous=params)
+            lower_bound = loglik / total_weight + std.log_jacobian
+            lower_bounds.append(lower_bound)
+            change = lower_bound - previous_bound
+            self._verbose_iter_end(n_iter, change, empty)
+            if abs(change) < self.tol:
+                converged = True
+                break
+        return {
+            "params": params,
+            "lower_bound": lower_bound,
+            "lower_bounds": lower_bounds,
+            "converged": converged,
+            "n_iter": n_iter,
+            "empty": empty,
+        }
+
+    def _set_fitted(self, params, std, dtype):
+        means, covariances = std.to_user(params.means, params.variances)
+        self._std = std
+        self._params = params
+        self.weights_ = params.weights.astype(dtype)
+        self.means_ = means.astype(dtype)
+        self.covariances_ = covariances.astype(dtype)
+        self.precisions_ = (1.0 / covariances).astype(dtype)
+        self.precisions_cholesky_ = (1.0 / np.sqrt(covariances)).astype(dtype)
+        self.eta1_ = (means / covariances).astype(dtype)
+        self.eta2_ = (-0.5 / covariances).astype(dtype)
+
+    # ----------------------------------------------------------- inference
+
+    def _log_prob(self, X, parallel, want_resp):
+        """Per-row log-density (user units), labels and optionally responsibilities."""
+        std, params = self._std, self._params
+        eta1, eta2, log_norm = natural_parameters(params)
+        n_samples = X.shape[0]
+        log_prob = np.empty(n_samples)
+        labels = np.empty(n_samples, dtype=np.int64)
+        resp = np.empty((n_samples if want_resp else 0, self.n_components))
+        _kernels.log_prob(
+            X, std.shift_k.astype(X.dtype), std.scale_k.astype(X.dtype),
+            eta1.astype(X.dtype), eta2.astype(X.dtype), log_norm,
+            log_prob, labels, resp, parallel,
+        )  # fmt: skip
+        log_prob += std.log_jacobian
+        return log_prob, labels, resp
+
+    def _infer(self, X, want_resp=False):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
+        with _numba_threads(self.n_jobs) as parallel:
+            return self._log_prob(X, parallel, want_resp)
+
+    def score_samples(self, X):
+        """Compute the log-likelihood of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples, one per row.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            Log-density of each sample under the model.
+        """
+        return self._infer(X)[0]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Compute the (weighted) mean log-likelihood of the samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples, one per row.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples in the mean. None means unit weights.
+
+        Returns
+        -------
+        log_likelihood : float
+            Mean log-likelihood of ``X`` under the model.
+        """
+        log_prob = self.score_samples(X)
+        if sample_weight is None:
+            return float(np.mean(log_prob))
+        sample_weight = _check_sample_weight(
+            sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
+        )
+        return float(np.average(log_prob, weights=sample_weight))
+
+    def predict(self, X):
+        """Predict the most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples, one per row.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        return self._infer(X)[1]
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples, one per row.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            Responsibilities; each row sums to one.
+        """
+        return self._infer(X, want_resp=True)[2]
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Generated samples, grouped by component.
+        y : ndarray of shape (n_samples,)
+            Component of each sample.
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples} . The sampling requires at "
+                "least one sample."
+            )
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
+        n_features = self.means_.shape[1]
+        X = np.vstack(
+            [
+                mean + rng.standard_normal(size=(count, n_features)) * np.sqrt(cov)
+                for mean, cov, count in zip(
+                    self.means_.astype(np.float64),
+                    self.covariances_.astype(np.float64),
+                    counts,
+                    strict=True,
+                )
+            ]
+        )
+        y = np.concatenate([np.full(count, k, dtype=np.int64) for k, count in enumerate(counts)])
+        return X, y
+
+    def _n_parameters(self):
+        n_features = self.means_.shape[1]
+        return 2 * self.n_components * n_features + self.n_components - 1
+
+    def bic(self, X):
+        """Bayesian information criterion for the current model on X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input samples.
+
+        Returns
+        -------
+        bic : float
+            The lower the better.
+        """
+        return -2 * self.score(X) * len(X) + self._n_parameters() * math.log(len(X))
+
+    def aic(self, X):
+        """Akaike information criterion for the current model on X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input samples.
+
+        Returns
+        -------
+        aic : float
+            The lower the better.
+        """
+        return -2 * self.score(X) * len(X) + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------- verbose
+
+    def _verbose_init_begin(self, trial):
+        if self.verbose >= 1:
+            print(f"Initialization {trial}")
+            self._init_time = self._iter_time = time()
+
+    def _verbose_iter_end(self, n_iter, change, empty):
+        if self.verbose >= 1 and empty.any():
+            print(f"  Iteration {n_iter}: components {np.flatnonzero(empty).tolist()} empty")
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            elif self.verbose >= 2:
+                now = time()
+                print(
+                    f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s\t "
+                    f"ll change {change:.5f}"
+                )
+                self._iter_time = now
+
+    def _verbose_init_end(self, lower_bound, converged):
+        message = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {message}.")
+        elif self.verbose >= 2:
+            print(
+                f"Initialization {message}. time lapse {time() - self._init_time:.5f}s\t "
+                f"lower bound {lower_bound:.5f}."
+            )

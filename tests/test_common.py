@@ -1,0 +1,27 @@
+"""scikit-learn's estimator checks, with no expected failures."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from natgmm import NaturalDiagonalGMM
+
+
+@parametrize_with_checks(
+    [
+        # "bisect" is the deterministic init: sklearn's sample-weight equivalence
+        # check compares a weighted fit with one on repeated rows, which no
+        # random init can pass. Three components, as sklearn's clustering
+        # check scores the labels against three blobs.
+        NaturalDiagonalGMM(n_components=3, init_params="bisect", max_iter=50),
+        NaturalDiagonalGMM(
+            n_components=3,
+            init_params="bisect",
+            min_variance_relative=0.01,
+            min_weight=1e-5,
+            lower_precision_reg=0.5,
+            upper_precision_reg=1e-3,
+            n_jobs=1,
+        ),
+    ]
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
