@@ -23,8 +23,15 @@ from ._em import Params, Regularisation, Stats, m_step, natural_parameters
 # the per-block accumulators stay small. Depends on the data shape only.
 _MAX_BLOCKS = 64
 _MIN_BLOCK_ROWS = 256
-# Rows generated at a time for init_params="random".
-_RANDOM_INIT_CHUNK = 4096
+# Rows handled at a time by the numpy parts of the initialisations.
+_ROW_CHUNK = 4096
+
+
+_OUT_OF_RANGE = (
+    "The fitted variances or precisions cannot be represented in {dtype}: some "
+    "feature's spread (or reg_covar, min_variance, upper_precision_reg in its "
+    "units) is too large or too small. Rescale the features of X."
+)
 
 
 def _n_blocks(n_samples):
@@ -64,21 +71,26 @@ def _check_init_array(array, shape, name, dtype):
 class _Standardiser:
     """Per-feature affine map to internal coordinates, ``z = (x - shift) * scale``.
 
-    ``shift`` is the weighted feature mean and ``scale`` the inverse weighted
-    standard deviation (1 for a constant feature), rounded to the dtype of
-    ``X`` so that the kernels and the mapping back use the same numbers.
-    Computed in two kernel passes (mean, then scatter about it) after scaling
-    by the largest magnitude, so data from 1e-150 to 1e150 neither underflows
-    nor overflows.
+    ``shift`` is the weighted feature mean. ``scale`` is the inverse of
+    ``sqrt(var + extra_var)``, the feature's weighted variance plus the
+    variances the model adds on top (``reg_covar``, floors, prior), so that
+    the data and every regulariser are at most of order one inside, whatever
+    their units; any positive scale is exact for EM. Both are rounded to the
+    dtype of ``X`` so that the kernels and the mapping back use the same
+    numbers. The moments come from two kernel passes (mean, then scatter
+    about it) after division by the largest magnitude, so data from 1e-150 to
+    1e150 neither underflows nor overflows. ``feature_var`` is each
+    feature's variance in internal units (at most 1; 0 if constant).
     """
 
-    def __init__(self, X, sample_weight, parallel):
+    def __init__(self, X, sample_weight, extra_var, parallel):
         n_blocks = _n_blocks(X.shape[0])
         no_labels = np.empty(0, dtype=np.int64)
         magnitude = np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0))).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
+        info = np.finfo(X.dtype)
         zero = np.zeros(X.shape[1], dtype=X.dtype)
-        inv_mag = (1.0 / magnitude).astype(X.dtype)
+        inv_mag = np.minimum(1.0 / magnitude, info.max).astype(X.dtype)
         ref = np.zeros((1, X.shape[1]))
         args = (X, sample_weight, zero, inv_mag, no_labels)
         nk, s1, _ = _kernels.label_stats(*args, ref, n_blocks, parallel)
@@ -87,14 +99,19 @@ class _Standardiser:
         inv_mag = inv_mag.astype(np.float64)
         mean = (ref[0] + s1[0] / nk[0]) / inv_mag
         std = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
-        with np.errstate(divide="ignore", over="ignore"):
-            scale = np.where(std > 0, 1.0 / std, 1.0)
-        scale[~np.isfinite(scale)] = 1.0
+        # sqrt(std^2 + extra_var) without squaring anything large; the spread
+        # is kept above the dtype's resolution at the feature's magnitude so
+        # that |z| stays below 2 / eps.
+        terms = np.stack([std, np.sqrt(np.broadcast_to(extra_var, std.shape))])
+        top = terms.max(axis=0)
+        top[top == 0.0] = 1.0
+        spread = top * np.sqrt(np.sum((terms / top) ** 2, axis=0))
+        spread = np.maximum(spread, magnitude * info.eps)
+        scale = np.minimum(1.0 / spread, info.max / 4)
         self.shift = mean.astype(X.dtype).astype(np.float64)
         self.scale = scale.astype(X.dtype).astype(np.float64)
         self.shift_k = self.shift.astype(X.dtype)
         self.scale_k = self.scale.astype(X.dtype)
-        # Variance of each feature in internal units (1, or 0 if constant).
         self.feature_var = (std * self.scale) ** 2
         self.log_jacobian = float(np.sum(np.log(self.scale)))
 
@@ -392,15 +409,15 @@ default=None
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
-        if not sample_weight.sum() > 0:
-            raise ValueError("The sum of sample_weight must be positive.")
         sw = sample_weight if weighted else np.empty(0)
         total_weight = float(sample_weight.sum())
         init = self._check_init(n_features, X.dtype)
 
         with _numba_threads(self.n_jobs) as parallel:
-            std = _Standardiser(X, sw, parallel)
-            reg = self._regularisation(std, n_features)
+            min_variance = self._check_min_variance(n_features)
+            extra_var = self.reg_covar + min_variance + self.upper_precision_reg
+            std = _Standardiser(X, sw, extra_var, parallel)
+            reg = self._regularisation(std, min_variance)
             random_state = check_random_state(self.random_state)
             do_init = not (self.warm_start and hasattr(self, "converged_"))
             best = None
@@ -469,8 +486,7 @@ default=None
                 raise ValueError("'diag precision' should be positive")
         return weights, means, precisions
 
-    def _regularisation(self, std, n_features):
-        """Floors, prior and reg_covar mapped to internal units."""
+    def _check_min_variance(self, n_features):
         min_variance = np.asarray(self.min_variance, dtype=np.float64)
         if min_variance.ndim == 1:
             if min_variance.shape != (n_features,):
@@ -480,16 +496,23 @@ default=None
                 )
             if np.any(min_variance < 0) or not np.all(np.isfinite(min_variance)):
                 raise ValueError("min_variance should be finite and non-negative.")
+        return min_variance
+
+    def _regularisation(self, std, min_variance):
+        """Floors, prior and reg_covar mapped to internal units."""
+        n_features = std.scale.shape[0]
         if self.n_components * self.min_weight >= 1.0:
             raise ValueError(
                 f"n_components * min_weight must be below 1, got "
                 f"{self.n_components} * {self.min_weight}."
             )
         scale2 = std.scale**2
-        floor = np.maximum(min_variance * scale2, self.min_variance_relative * std.feature_var)
         return Regularisation(
             reg=np.broadcast_to(self.reg_covar * scale2, (n_features,)),
-            floor=np.broadcast_to(floor, (n_features,)),
+            floor=np.broadcast_to(
+                np.maximum(min_variance * scale2, self.min_variance_relative * std.feature_var),
+                (n_features,),
+            ),
             prior_a1=float(self.lower_precision_reg),
             prior_b=self.upper_precision_reg * scale2,
             min_weight=float(self.min_weight),
@@ -513,7 +536,9 @@ default=None
         """Sufficient statistics of the initial partition of the data."""
         n_samples = X.shape[0]
         n_blocks = _n_blocks(n_samples)
-        weights = sw if sw.shape[0] else None
+        # k-means is invariant to a common factor on the weights; scaling to
+        # a maximum of one keeps them from underflowing in float32.
+        weights = sw / sw.max() if sw.shape[0] else None
         k = self.n_components
         if self.init_params == "random":
             return self._random_init_stats(X, sw, std, random_state)
@@ -536,7 +561,9 @@ default=None
                     )
                 else:  # random_from_data
                     p = None if weights is None else weights / weights.sum()
-                    idx = random_state.choice(n_samples, size=k, replace=False, p=p)
+                    # Fewer weighted rows than seeds: some seeds repeat.
+                    few = p is not None and np.count_nonzero(p) < k
+                    idx = random_state.choice(n_samples, size=k, replace=few, p=p)
                     centres = Xk[idx]
                 labels = pairwise_distances_argmin(Xk, centres)
             centres = centres.astype(np.float64) * spread * std.scale
@@ -559,8 +586,8 @@ default=None
         nk = np.zeros(k)
         s1 = np.zeros((k, n_features))
         s2 = np.zeros((k, n_features))
-        for start in range(0, n_samples, _RANDOM_INIT_CHUNK):
-            stop = min(start + _RANDOM_INIT_CHUNK, n_samples)
+        for start in range(0, n_samples, _ROW_CHUNK):
+            stop = min(start + _ROW_CHUNK, n_samples)
             resp = random_state.uniform(size=(stop - start, k))
             resp /= resp.sum(axis=1, keepdims=True)
             if sw.shape[0]:
@@ -576,8 +603,11 @@ default=None
 
         Principal direction divisive partitioning: the cell of largest
         weighted scatter is split through its weighted mean, perpendicular to
-        its top principal axis, until there are ``n_components`` cells. The
-        axis comes from the cell's weighted covariance, accumulated over row
+        its top principal axis, until there are ``n_components`` cells.
+        Scatter and axes are those of the data in its own units (as k-means
+        sees it; standardised data would hide which feature separates
+        clusters), computed after one common rescaling against overflow. The
+        axis comes from the cell's weighted covariance accumulated over row
         chunks, and its sign is fixed by its largest entry, so the result
         depends neither on row order nor on how weight is spread over
         repeated rows.
@@ -586,29 +616,29 @@ default=None
         n_blocks = _n_blocks(n_samples)
         labels = np.zeros(n_samples, dtype=np.int64)
         ref = np.zeros((self.n_components, n_features))
+        to_common = 1.0 / (std.scale * np.max(1.0 / std.scale))  # internal -> common units
         for n_cells in range(1, self.n_components):
             nk, s1, s2 = _kernels.label_stats(
                 X, sw, std.shift_k, std.scale_k, labels, ref, n_blocks, parallel
             )
             live = nk > 0
             ref[live] += s1[live] / nk[live, np.newaxis]
-            score = np.where(live, s2.sum(axis=1) - (s1**2).sum(axis=1) / np.maximum(nk, 1e-300), 0)
+            scatter = (s2 - s1**2 / np.maximum(nk, 1e-300)[:, np.newaxis]) * to_common**2
+            score = np.where(live, scatter.sum(axis=1), 0.0)
             cell = int(np.argmax(score[:n_cells]))
             if not score[cell] > 0:
                 break  # fewer distinct points than components
             rows = np.flatnonzero(labels == cell)
-            chunks = [
-                rows[i : i + _RANDOM_INIT_CHUNK] for i in range(0, rows.size, _RANDOM_INIT_CHUNK)
-            ]
+            chunks = [rows[i : i + _ROW_CHUNK] for i in range(0, rows.size, _ROW_CHUNK)]
 
             def centred(chunk, mean=ref[cell]):
-                return (X[chunk].astype(np.float64) - std.shift) * std.scale - mean
+                z = (X[chunk].astype(np.float64) - std.shift) * std.scale
+                return (z - mean) * to_common
 
             cov = np.zeros((n_features, n_features))
             for chunk in chunks:
-                zc = centred(chunk)
-                w = sw[chunk, np.newaxis] if sw.shape[0] else 1.0
-                cov += (zc * w).T @ zc
+                u = centred(chunk)
+                cov += (u * (sw[chunk, np.newaxis] if sw.shape[0] else 1.0)).T @ u
             axis = np.linalg.eigh(cov)[1][:, -1]
             axis *= np.sign(axis[np.argmax(np.abs(axis))])
             for chunk in chunks:
@@ -649,15 +679,24 @@ default=None
 
     def _set_fitted(self, params, std, dtype):
         means, covariances = std.to_user(params.means, params.variances)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            fitted = {
+                "weights_": params.weights.astype(dtype),
+                "means_": means.astype(dtype),
+                "covariances_": covariances.astype(dtype),
+                "precisions_": (1.0 / covariances).astype(dtype),
+                "precisions_cholesky_": (1.0 / np.sqrt(covariances)).astype(dtype),
+                "eta1_": (means / covariances).astype(dtype),
+                "eta2_": (-0.5 / covariances).astype(dtype),
+            }
+        if not all(np.all(np.isfinite(v)) for v in fitted.values()) or not np.all(
+            fitted["covariances_"] > 0
+        ):
+            raise ValueError(_OUT_OF_RANGE.format(dtype=np.dtype(dtype).name))
         self._std = std
         self._params = params
-        self.weights_ = params.weights.astype(dtype)
-        self.means_ = means.astype(dtype)
-        self.covariances_ = covariances.astype(dtype)
-        self.precisions_ = (1.0 / covariances).astype(dtype)
-        self.precisions_cholesky_ = (1.0 / np.sqrt(covariances)).astype(dtype)
-        self.eta1_ = (means / covariances).astype(dtype)
-        self.eta2_ = (-0.5 / covariances).astype(dtype)
+        for name, value in fitted.items():
+            setattr(self, name, value)
 
     # ----------------------------------------------------------- inference
 

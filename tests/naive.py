@@ -1,0 +1,45 @@
+"""Slow, obviously correct numpy references for the kernels."""
+
+import numpy as np
+from scipy.special import logsumexp
+
+
+def weighted_log_prob(Z, weights, means, variances):
+    """log(weight_k N(z_i | mean_k, diag(var_k))) for every row and component."""
+    diff = Z[:, np.newaxis, :] - means[np.newaxis, :, :]
+    log_dens = -0.5 * np.sum(
+        np.log(2 * np.pi * variances)[np.newaxis] + diff**2 / variances[np.newaxis], axis=2
+    )
+    with np.errstate(divide="ignore"):
+        return log_dens + np.log(weights)[np.newaxis]
+
+
+def em_stats(Z, sample_weight, weights, means, variances, ref):
+    """Weighted log-likelihood and statistics about ``ref``, row by row."""
+    wlp = weighted_log_prob(Z, weights, means, variances)
+    log_norm = logsumexp(wlp, axis=1)
+    resp = np.exp(wlp - log_norm[:, np.newaxis]) * sample_weight[:, np.newaxis]
+    nk = resp.sum(axis=0)
+    s1 = np.stack([resp[:, k] @ (Z - ref[k]) for k in range(len(weights))])
+    s2 = np.stack([resp[:, k] @ (Z - ref[k]) ** 2 for k in range(len(weights))])
+    return float(sample_weight @ log_norm), nk, s1, s2
+
+
+def log_prob(Z, weights, means, variances):
+    """Per-row log-density, first argmax component, responsibilities."""
+    wlp = weighted_log_prob(Z, weights, means, variances)
+    log_norm = logsumexp(wlp, axis=1)
+    return log_norm, np.argmax(wlp, axis=1), np.exp(wlp - log_norm[:, np.newaxis])
+
+
+def label_stats(Z, sample_weight, labels, ref):
+    """Statistics of a hard assignment about ``ref``."""
+    n_components = ref.shape[0]
+    nk = np.array([sample_weight[labels == k].sum() for k in range(n_components)])
+    s1 = np.stack(
+        [sample_weight[labels == k] @ (Z[labels == k] - ref[k]) for k in range(n_components)]
+    )
+    s2 = np.stack(
+        [sample_weight[labels == k] @ (Z[labels == k] - ref[k]) ** 2 for k in range(n_components)]
+    )
+    return nk, s1, s2

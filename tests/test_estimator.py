@@ -1,0 +1,283 @@
+"""Behaviour of NaturalDiagonalGMM beyond sklearn's common checks."""
+
+import subprocess
+import sys
+import warnings
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
+from sklearn.utils._param_validation import InvalidParameterError
+
+from natgmm import NaturalDiagonalGMM
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=600, n_features=3, centers=4, random_state=0)
+    return X, y
+
+
+def _quiet_fit(model, X, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, **kwargs)
+
+
+def _assert_finite_model(model):
+    for name in ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_"):
+        assert np.all(np.isfinite(getattr(model, name))), name
+    assert np.all(model.covariances_ > 0)
+    assert np.all(model.eta2_ < 0)
+    assert_allclose(model.weights_.sum(), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "init_params", ["kmeans", "k-means++", "random", "random_from_data", "bisect"]
+)
+def test_every_init_finds_the_blobs(blobs, init_params):
+    X, y = blobs
+    # Random seeds from the data can all land in two blobs: more restarts.
+    n_init = 10 if init_params == "random_from_data" else 3
+    model = NaturalDiagonalGMM(4, init_params=init_params, n_init=n_init, random_state=0)
+    labels = _quiet_fit(model, X).labels_
+    assert adjusted_rand_score(y, labels) > 0.9
+    assert_array_equal(labels, model.predict(X))
+    _assert_finite_model(model)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data", "bisect"])
+def test_hard_inits_use_within_cluster_variance(init_params):
+    """Initial variances come from each cell, never from the whole data."""
+    centres = np.array([[-100.0, 0.0], [100.0, 0.0]])
+    rng = np.random.default_rng(0)
+    X = np.repeat(centres, 200, axis=0) + rng.normal(size=(400, 2))
+    model = NaturalDiagonalGMM(2, init_params=init_params, max_iter=0, random_state=1).fit(X)
+    assert np.all(model.covariances_ < 2.0)  # total variance of feature 0 is ~1e4
+    order = np.argsort(model.means_[:, 0])
+    assert_allclose(model.means_[order], centres, atol=0.3)
+
+
+def test_fit_predict_equals_predict_after_fit(blobs):
+    X, _ = blobs
+    model = NaturalDiagonalGMM(4, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = model.fit_predict(X)
+    assert_array_equal(labels, model.predict(X))
+    assert_array_equal(labels, model.labels_)
+
+
+def test_natural_parameters_are_consistent(blobs):
+    X, _ = blobs
+    model = NaturalDiagonalGMM(4, random_state=0).fit(X)
+    assert_allclose(model.eta1_, model.means_ / model.covariances_)
+    assert_allclose(model.eta2_, -0.5 / model.covariances_)
+    assert_allclose(model.precisions_cholesky_**2, model.precisions_)
+
+
+def test_variance_floors(blobs):
+    X, _ = blobs
+    feature_var = X.var(axis=0)
+    model = NaturalDiagonalGMM(4, min_variance_relative=0.5, random_state=0).fit(X)
+    assert np.all(model.covariances_ >= 0.5 * feature_var * (1 - 1e-12))
+    assert np.any(np.isclose(model.covariances_, 0.5 * feature_var, rtol=1e-9))
+    floor = np.array([3.0, 0.1, 20.0])
+    model = NaturalDiagonalGMM(4, min_variance=floor, random_state=0).fit(X)
+    assert np.all(model.covariances_ >= floor * (1 - 1e-12))
+    assert np.any(np.isclose(model.covariances_[:, 2], 20.0))
+    with pytest.raises(ValueError, match="min_variance should be a float or have shape"):
+        NaturalDiagonalGMM(min_variance=[1.0, 2.0]).fit(X)
+
+
+def test_precision_prior_is_the_closed_form_map():
+    """One component: the M-step is var = (S + 2b) / (N + 2(a - 1)) + reg."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=3.0, scale=[1.0, 5.0], size=(50, 2))
+    w = rng.uniform(0.5, 2.0, size=50)
+    a1, b = 4.0, 7.0
+    model = NaturalDiagonalGMM(
+        1, lower_precision_reg=a1, upper_precision_reg=b, max_iter=1, tol=0.0
+    ).fit(X, sample_weight=w)
+    mean = np.average(X, axis=0, weights=w)
+    scatter = w @ (X - mean) ** 2
+    assert_allclose(model.means_[0], mean, rtol=1e-12)
+    assert_allclose(
+        model.covariances_[0], (scatter + 2 * b) / (w.sum() + 2 * a1) + 1e-6, rtol=1e-10
+    )
+
+
+def test_min_weight_and_empty_component():
+    """A component that loses all mass keeps its parameters at min_weight."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    start = dict(
+        weights_init=np.array([0.5, 0.49, 0.01]),
+        means_init=np.array([[-0.5, 0.0], [0.5, 0.0], [1e6, 1e6]]),
+        precisions_init=np.ones((3, 2)),
+    )
+    model = _quiet_fit(NaturalDiagonalGMM(3, min_weight=1e-5, max_iter=5, **start), X)
+    assert_array_equal(model.empty_components_, [False, False, True])
+    assert_allclose(model.weights_[2], 1e-5)
+    assert_allclose(model.means_[2], [1e6, 1e6])
+    assert_allclose(model.covariances_[2], [1.0, 1.0])
+    _assert_finite_model(model)
+    assert model.weights_.min() >= 1e-5
+    with pytest.raises(ValueError, match="n_components \\* min_weight must be below 1"):
+        NaturalDiagonalGMM(3, min_weight=0.4).fit(X)
+
+
+def test_sample_weight_equals_repetition(blobs):
+    X, _ = blobs
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 4, size=len(X))
+    for init in ("bisect", "random_from_data"):
+        kwargs = dict(n_components=4, init_params=init, random_state=0, tol=1e-8)
+        repeated = NaturalDiagonalGMM(**kwargs).fit(np.repeat(X, counts, axis=0))
+        weighted = NaturalDiagonalGMM(**kwargs).fit(X, sample_weight=counts)
+        if init == "bisect":  # deterministic: identical fits
+            assert_allclose(weighted.means_, repeated.means_, rtol=1e-7)
+            assert_allclose(weighted.lower_bound_, repeated.lower_bound_, rtol=1e-9)
+    score = weighted.score(X, sample_weight=counts)
+    assert_allclose(score, weighted.score(np.repeat(X, counts, axis=0)))
+    with pytest.raises(
+        ValueError, match="Sample weights must contain at least one non-zero number"
+    ):
+        NaturalDiagonalGMM(2).fit(X, sample_weight=np.zeros(len(X)))
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        NaturalDiagonalGMM(2).fit(X, sample_weight=-np.ones(len(X)))
+
+
+def test_n_jobs_restores_numba_threads_and_results(blobs):
+    X, _ = blobs
+    previous = numba.get_num_threads()
+    fits = [NaturalDiagonalGMM(4, random_state=0, n_jobs=n).fit(X) for n in (1, 2, -1, None)]
+    assert numba.get_num_threads() == previous
+    for other in fits[1:]:
+        assert_array_equal(fits[0].means_, other.means_)
+        assert_array_equal(fits[0].covariances_, other.covariances_)
+        assert fits[0].lower_bound_ == other.lower_bound_
+    with pytest.raises(ValueError):
+        NaturalDiagonalGMM(4, n_jobs=1, reg_covar=0.0).fit(np.zeros((10, 2)))
+    assert numba.get_num_threads() == previous
+
+
+def test_readonly_memmap_input(tmp_path, blobs):
+    X, _ = blobs
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    X_map = np.load(path, mmap_mode="r")
+    model = NaturalDiagonalGMM(4, random_state=0).fit(X_map)
+    reference = NaturalDiagonalGMM(4, random_state=0).fit(X)
+    assert_array_equal(model.means_, reference.means_)
+    assert_array_equal(model.predict(X_map), reference.predict(X))
+
+
+def test_sample_and_information_criteria(blobs):
+    X, _ = blobs
+    ours = NaturalDiagonalGMM(4, random_state=0).fit(X)
+    theirs = GaussianMixture(4, covariance_type="diag", random_state=0).fit(X)
+    assert_allclose(ours.bic(X), theirs.bic(X), rtol=1e-8)
+    assert_allclose(ours.aic(X), theirs.aic(X), rtol=1e-8)
+    Xs, ys = ours.sample(5000)
+    assert Xs.shape == (5000, 3) and ys.shape == (5000,)
+    assert_allclose(np.bincount(ys, minlength=4) / 5000, ours.weights_, atol=0.03)
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
+        ours.sample(0)
+
+
+def test_verbose_output(blobs, capsys):
+    X, _ = blobs
+    NaturalDiagonalGMM(4, verbose=2, verbose_interval=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 1" in out and "converged" in out
+
+
+# ------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0]]), ValueError, "Input X contains NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0]]), ValueError, "Input X contains infinity"),
+        (sp.csr_matrix(np.eye(3)), TypeError, "Sparse data was passed"),
+        (np.array([[1 + 1j, 2], [3, 4]]), ValueError, "Complex data not supported"),
+        (np.empty((0, 3)), ValueError, "0 sample\\(s\\)"),
+        (np.arange(5.0), ValueError, "Expected 2D array, got 1D array instead"),
+        (np.ones((1, 3)), ValueError, "Found array with 1 sample\\(s\\)"),
+        (np.ones((3, 2)), ValueError, "Expected n_samples >= n_components"),
+    ],
+)
+def test_bad_input_clear_errors(X, error, match):
+    with pytest.raises(error, match=match):
+        NaturalDiagonalGMM(4).fit(X)
+
+
+def test_bad_parameters_and_predict_input(blobs):
+    X, _ = blobs
+    with pytest.raises(InvalidParameterError, match="must be a str among {'diag'}"):
+        NaturalDiagonalGMM(covariance_type="full").fit(X)
+    model = NaturalDiagonalGMM(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 2 features, but NaturalDiagonalGMM is expecting 3"):
+        model.predict(X[:, :2])
+    with pytest.raises(ValueError, match="should be normalized"):
+        NaturalDiagonalGMM(2, weights_init=[0.2, 0.2]).fit(X)
+    with pytest.raises(ValueError, match="'means' should have the shape"):
+        NaturalDiagonalGMM(2, means_init=np.zeros((3, 3))).fit(X)
+    with pytest.raises(ValueError, match="'diag precision' should be positive"):
+        NaturalDiagonalGMM(2, precisions_init=-np.ones((2, 3))).fit(X)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        NaturalDiagonalGMM(2, reg_covar=0.0, random_state=0).fit(np.repeat(X[:2], 5, axis=0))
+
+
+def test_parameters_are_not_modified(blobs):
+    X, _ = blobs
+    weights = [0.5, 0.5]
+    model = NaturalDiagonalGMM(2, weights_init=weights).fit(X)
+    assert model.weights_init is weights
+
+
+@pytest.mark.parametrize("magnitude", [1e-150, 1e-30, 1.0, 1e30, 1e150])
+def test_extreme_magnitudes_constant_columns_duplicates(magnitude):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(40, 3)), rng.normal(loc=5.0, size=(40, 3))])
+    X = np.vstack([X, X[:20]])  # duplicated rows
+    X[:, 1] = 7.0  # constant column
+    X *= magnitude
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow/invalid anywhere
+        model = NaturalDiagonalGMM(3, random_state=0, reg_covar=1e-6 * magnitude**2).fit(X)
+    _assert_finite_model(model)
+    assert np.all(np.isfinite(model.score_samples(X)))
+    proba = model.predict_proba(X)
+    assert_allclose(proba.sum(axis=1), 1.0)
+    # Both clusters found whatever the unit.
+    assert len(np.unique(model.predict(X[:80]))) >= 2
+
+
+def test_numba_cache_fallback_on_unwritable_locations():
+    """With no writable cache location the kernels still compile and run."""
+    code = """
+import numba.core.caching as caching
+def refuse(self):
+    raise OSError("read-only")
+caching._CacheLocator.ensure_cache_path = refuse
+import numpy as np
+import natgmm
+from natgmm import _kernels
+assert not _kernels._em_stats_serial._cache.__class__.__name__ == "FunctionCache"
+X = np.random.default_rng(0).normal(size=(50, 2))
+print(natgmm.NaturalDiagonalGMM(2, random_state=0, n_jobs=1).fit(X).n_iter_ > 0)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

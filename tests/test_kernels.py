@@ -1,0 +1,119 @@
+"""The Numba kernels against the naive references in ``naive.py``."""
+
+import naive
+import numba
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from natgmm import _kernels
+from natgmm._em import Params, natural_parameters
+
+# float64 kernels evaluate the same sums as the references in another order:
+# agreement to a few hundred ulps. float32 data and natural parameters carry
+# about 7 digits into sums of order n_features, hence the looser bound.
+RTOL = {np.float64: 1e-10, np.float32: 2e-5}
+
+
+def _problem(dtype, n_samples=203, n_features=7, n_components=5, seed=0, spread=3.0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=spread, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    X = (means[labels] + rng.normal(size=(n_samples, n_features))) * 10 + 5
+    shift = np.full(n_features, 5.0)
+    scale = np.full(n_features, 0.1)
+    X = X.astype(dtype)
+    params = Params(
+        rng.dirichlet(np.ones(n_components)),
+        rng.normal(scale=spread, size=(n_components, n_features)),
+        rng.uniform(0.5, 2.0, size=(n_components, n_features)),
+    )
+    Z = (X.astype(np.float64) - shift) * scale
+    return X, Z, shift.astype(dtype), scale.astype(dtype), params, labels
+
+
+def _natural(params, dtype):
+    eta1, eta2, log_norm = natural_parameters(params)
+    return eta1.astype(dtype), eta2.astype(dtype), log_norm
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("n_blocks", [1, 3, 64])
+def test_em_stats_matches_naive(dtype, weighted, parallel, n_blocks):
+    X, Z, shift, scale, params, _ = _problem(dtype)
+    rng = np.random.default_rng(1)
+    sw = rng.uniform(0, 3, size=X.shape[0]) if weighted else np.empty(0)
+    ref = params.means + 0.1
+    got = _kernels.em_stats(X, sw, shift, scale, *_natural(params, dtype), ref, n_blocks, parallel)
+    expected = naive.em_stats(Z, sw if weighted else np.ones(len(X)), *params, ref)
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype] * np.max(np.abs(e)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_log_prob_matches_naive(dtype, parallel):
+    X, Z, shift, scale, params, _ = _problem(dtype, n_samples=101)
+    n = X.shape[0]
+    out, labels, resp = np.empty(n), np.empty(n, dtype=np.int64), np.empty((n, 5))
+    _kernels.log_prob(X, shift, scale, *_natural(params, dtype), out, labels, resp, parallel)
+    log_norm, expected_labels, expected_resp = naive.log_prob(Z, *params)
+    assert_allclose(out, log_norm, rtol=RTOL[dtype])
+    assert_array_equal(labels, expected_labels)
+    assert_allclose(resp, expected_resp, rtol=RTOL[dtype] * 10, atol=1e-12)
+    # Without a responsibilities array only the log-densities and labels come back.
+    empty = np.empty((0, 5))
+    _kernels.log_prob(X, shift, scale, *_natural(params, dtype), out, labels, empty, parallel)
+    assert_allclose(out, log_norm, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_stats_matches_naive(weighted):
+    X, Z, shift, scale, params, labels = _problem(np.float64)
+    sw = np.random.default_rng(2).uniform(0, 2, size=len(X)) if weighted else np.empty(0)
+    ref = params.means
+    got = _kernels.label_stats(X, sw, shift, scale, labels.astype(np.int64), ref, 5, True)
+    expected = naive.label_stats(Z, sw if weighted else np.ones(len(X)), labels, ref)
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g, e, rtol=1e-12, atol=1e-12 * np.max(np.abs(e)))
+    # An empty labels array puts every row in component 0.
+    got = _kernels.label_stats(X, sw, shift, scale, np.empty(0, np.int64), ref[:1], 5, True)
+    expected = naive.label_stats(Z, sw if weighted else np.ones(len(X)), 0 * labels, ref[:1])
+    assert_allclose(got[0], expected[0], rtol=1e-12)
+
+
+def test_far_components_and_zero_weight():
+    """Terms below the exp cutoff and log-weight -inf change no result."""
+    X, Z, shift, scale, params, _ = _problem(np.float64, spread=300.0)
+    weights = params.weights.copy()
+    weights[2] = 0.0
+    weights /= weights.sum()
+    params = params._replace(weights=weights)
+    ref = params.means
+    got = _kernels.em_stats(
+        X, np.empty(0), shift, scale, *_natural(params, np.float64), ref, 4, True
+    )
+    expected = naive.em_stats(Z, np.ones(len(X)), *params, ref)
+    assert got[1][2] == 0.0
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g, e, rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_thread_count_does_not_change_results(dtype):
+    X, _, shift, scale, params, _ = _problem(dtype, n_samples=5000)
+    args = (X, np.empty(0), shift, scale, *_natural(params, dtype), params.means, 16)
+    previous = numba.get_num_threads()
+    results = []
+    try:
+        for n_threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(n_threads)
+            results.append(_kernels.em_stats(*args, True))
+    finally:
+        numba.set_num_threads(previous)
+    results.append(_kernels.em_stats(*args, False))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert_array_equal(a, b)

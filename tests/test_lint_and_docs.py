@@ -1,0 +1,43 @@
+"""Static checks: ruff is clean and every public docstring passes numpydoc."""
+
+import inspect
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import natgmm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+@pytest.mark.parametrize("command", [["ruff", "check", "."], ["ruff", "format", "--check", "."]])
+def test_ruff(command):
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _public_objects():
+    for name in natgmm.__all__:
+        obj = getattr(natgmm, name)
+        yield f"natgmm.{name}"
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and callable(member):
+                    yield f"natgmm.{name}.{attr}"
+
+
+# Checks that do not apply: extended summaries and "See Also"/"Examples" on
+# every method would repeat the class's; returned values are named, as in
+# scikit-learn ("labels : ndarray of shape ..."), which RT02 forbids.
+_IGNORED = {"ES01", "SA01", "EX01", "RT02"}
+
+
+@pytest.mark.parametrize("name", list(_public_objects()))
+def test_numpydoc(name):
+    from numpydoc.validate import validate
+
+    errors = [(code, msg) for code, msg in validate(name)["errors"] if code not in _IGNORED]
+    assert not errors, errors
