@@ -47,7 +47,10 @@ class Regularisation(NamedTuple):
     """What the M-step adds to maximum likelihood, in internal units.
 
     ``reg``, ``floor`` and ``prior_b`` are per-feature variances (shape
-    ``(n_features,)``); ``prior_a1`` is the Gamma shape minus one.
+    ``(n_features,)``); ``prior_a1`` is the Gamma shape minus one. When
+    ``fixed_var`` is not None, every component's variances are held at it
+    (raised to ``floor``) and only weights and means are estimated; the
+    annealing schedule sets it, or raises ``floor``, level by level.
     """
 
     reg: np.ndarray
@@ -55,6 +58,7 @@ class Regularisation(NamedTuple):
     prior_a1: float
     prior_b: np.ndarray
     min_weight: float
+    fixed_var: np.ndarray | None = None
 
 
 def natural_parameters(params):
@@ -142,6 +146,8 @@ def m_step(stats, reg, previous=None):
     scatter = np.maximum(s2 - s1 * delta, 0.0)
     var = (scatter + 2.0 * reg.prior_b) / (nk_eff + 2.0 * reg.prior_a1)[:, np.newaxis]
     var += reg.reg
+    if reg.fixed_var is not None:
+        var[:] = reg.fixed_var
     empty = nk <= _EPS * nk.sum()
     if previous is not None and empty.any():
         means[empty] = previous.means[empty]

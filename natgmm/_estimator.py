@@ -8,6 +8,7 @@ from time import time
 
 import numba
 import numpy as np
+from scipy.spatial.distance import pdist, squareform
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
@@ -18,11 +19,19 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _kernels
 from ._em import Params, Regularisation, Stats, m_step, natural_parameters
+from ._schedules import GeometricSchedule, Schedule
 
 # Row blocks per kernel call: enough to balance a few threads, few enough that
 # the per-block accumulators stay small. Depends on the data shape only.
 _MAX_BLOCKS = 64
 _MIN_BLOCK_ROWS = 256
+# Relative size of the noise added to the means at each annealing level, in
+# standard deviations times sqrt(level): breaks the exact symmetry of means
+# that coincided above a critical level, so that they can split below it.
+_PERTURBATION = 1e-3
+# A mean within this many standard deviations (in every feature) of an
+# earlier one does not count in ``history_["n_distinct"]``.
+_DISTINCT_TOL = 1e-2
 # Rows handled at a time by the numpy parts of the initialisations.
 _ROW_CHUNK = 4096
 
@@ -36,6 +45,51 @@ _OUT_OF_RANGE = (
 
 def _n_blocks(n_samples):
     return max(1, min(_MAX_BLOCKS, -(-n_samples // _MIN_BLOCK_ROWS)))
+
+
+def _chunks(rows):
+    """Split an array of row indices into chunks of ``_ROW_CHUNK``."""
+    return [rows[i : i + _ROW_CHUNK] for i in range(0, rows.size, _ROW_CHUNK)]
+
+
+def _internal(X, rows, std, centre=0.0, unit=1.0):
+    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``."""
+    return ((X[rows].astype(np.float64) - std.shift) * std.scale - centre) * unit
+
+
+def _scatter_matrix(X, sw, std, rows, centre=0.0, unit=1.0):
+    """Weighted scatter matrix of ``_internal`` rows about their weighted mean.
+
+    Accumulated chunk by chunk about ``centre`` (which should be close to
+    the mean, so that removing the mean's outer product cancels little).
+    """
+    n_features = X.shape[1]
+    weight, first, second = 0.0, np.zeros(n_features), np.zeros((n_features, n_features))
+    for chunk in _chunks(rows):
+        u = _internal(X, chunk, std, centre, unit)
+        w = sw[chunk] if sw.shape[0] else np.ones(len(chunk))
+        weight += w.sum()
+        first += w @ u
+        second += (u * w[:, np.newaxis]).T @ u
+    return second - np.outer(first, first) / weight
+
+
+def _critical_value(X, sw, std):
+    """Largest eigenvalue of the weighted correlation matrix of X.
+
+    With every variance held at ``v`` times its feature's variance, EM has
+    all means at the data mean as a stable fixed point exactly when ``v`` is
+    above this value (deterministic annealing's critical temperature; for
+    two points at -1 and +1 it is 1). Constant features are left out; 1 when
+    every feature is constant.
+    """
+    scatter = _scatter_matrix(X, sw, std, np.arange(X.shape[0]))
+    spread = np.sqrt(np.diag(scatter))
+    keep = spread > 0
+    if not keep.any():
+        return 1.0
+    corr = scatter[np.ix_(keep, keep)] / np.outer(spread[keep], spread[keep])
+    return float(np.linalg.eigvalsh(corr)[-1])
 
 
 @contextmanager
@@ -120,6 +174,25 @@ class _Standardiser:
 
     def to_user(self, means, variances):
         return means / self.scale + self.shift, variances / self.scale**2
+
+
+class _Run:
+    """The data of one fit and the trajectory of one initialisation."""
+
+    def __init__(self, X, sw, total_weight, std, parallel):
+        self.X, self.sw, self.total_weight, self.std = X, sw, total_weight, std
+        self.parallel = parallel
+        self.empty = None
+        self.history = {"lower_bound": [], "level": [], "n_active": [], "n_distinct": []}
+
+    def record(self, lower_bound, level, n_active, relative_means):
+        # A mean counts unless it lies within _DISTINCT_TOL of an earlier one.
+        close = squareform(pdist(relative_means, "chebyshev") < _DISTINCT_TOL)
+        n_distinct = len(relative_means) - int(np.triu(close, 1).any(axis=0).sum())
+        for key, value in zip(
+            self.history, (lower_bound, level, n_active, n_distinct), strict=True
+        ):
+            self.history[key].append(value)
 
 
 class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
@@ -221,6 +294,38 @@ default=None
         numba's threads (``NUMBA_NUM_THREADS``), a negative value all but
         ``-n_jobs - 1``. Numba's thread count is restored after each call.
         Results do not depend on it.
+    annealing : {"floor", "fixed", "temperature"}, default=None
+        Deterministic annealing, an outer loop over the levels of
+        ``schedule`` that runs ``anneal_max_iter`` EM iterations per level
+        before the final EM (at most ``max_iter`` iterations, stopping on
+        ``tol``). It moves the fit away from the symmetric saddle where all
+        means coincide:
+
+        - "floor": each level is a variance floor, in multiples of each
+          feature's data variance; the final EM keeps the last floor.
+        - "fixed": each level is every component's variance (same multiples);
+          only weights and means are fitted. The final EM frees the
+          variances, with the last level as floor.
+        - "temperature": each level is a temperature ``T >= 1`` and the
+          E-step is tempered, ``r_ik`` proportional to
+          ``(weight_k N(x_i | k)) ** (1 / T)`` (DAEM); the final EM has
+          ``T = 1``.
+
+        At every level the means get a tiny random offset
+        (``1e-3 * sqrt(level)`` standard deviations) so that means that
+        coincided can split. With ``warm_start``, the schedule runs on the
+        first fit only. None fits by plain EM.
+    schedule : Schedule, default=None
+        The levels, e.g. :class:`GeometricSchedule` or
+        :class:`ExplicitSchedule`; ``start="auto"`` starts at a multiple of
+        the data's critical value (``critical_value_``). None means
+        ``GeometricSchedule(start="auto", stop=0.01, n_levels=25)`` for
+        "floor" and "fixed" and ``GeometricSchedule(start="auto", stop=1.0,
+        n_levels=25)`` for "temperature". Ignored without ``annealing``.
+    anneal_max_iter : int, default=15
+        EM iterations per annealing level. Levels do not stop on ``tol``:
+        near the saddle the likelihood is flat while the means are about to
+        split.
 
     Attributes
     ----------
@@ -241,7 +346,8 @@ default=None
     converged_ : bool
         Whether the best fit converged.
     n_iter_ : int
-        Number of EM iterations of the best fit.
+        Number of EM iterations of the best fit (all annealing levels and
+        the final EM).
     lower_bound_ : float
         Mean log-likelihood of the training data under the parameters of the
         last iteration's E-step of the best fit.
@@ -249,6 +355,19 @@ default=None
         ``lower_bound_`` at every iteration of the best fit.
     labels_ : ndarray of shape (n_samples,)
         Component of each training sample, as ``predict``.
+    history_ : dict of ndarray
+        One entry per EM iteration of the best fit, levels and final EM
+        alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``),
+        "level" (annealing level: floor, fixed variance or temperature; NaN
+        without annealing), "n_active" (components whose weight is above
+        ``min_weight`` and that received mass) and "n_distinct" (number of
+        means not within 0.01 standard deviations, in every feature, of an
+        earlier one).
+    critical_value_ : float
+        With ``annealing``: the largest eigenvalue of the data's weighted
+        correlation matrix. With all variances above this many times their
+        feature's variance, every mean sits at the data mean; below, the
+        means split.
     empty_components_ : ndarray of bool, shape (n_components,)
         Components that received no mass at the last M-step; they kept
         their previous mean and variance and their weight fell to
@@ -299,6 +418,9 @@ default=None
         "lower_precision_reg": [Interval(Real, 0.0, None, closed="left")],
         "upper_precision_reg": [Interval(Real, 0.0, None, closed="left")],
         "n_jobs": [Integral, None],
+        "annealing": [StrOptions({"floor", "fixed", "temperature"}), None],
+        "schedule": [Schedule, None],
+        "anneal_max_iter": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -324,6 +446,9 @@ default=None
         lower_precision_reg=0.0,
         upper_precision_reg=0.0,
         n_jobs=None,
+        annealing=None,
+        schedule=None,
+        anneal_max_iter=15,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -345,6 +470,9 @@ default=None
         self.lower_precision_reg = lower_precision_reg
         self.upper_precision_reg = upper_precision_reg
         self.n_jobs = n_jobs
+        self.annealing = annealing
+        self.schedule = schedule
+        self.anneal_max_iter = anneal_max_iter
 
     # ------------------------------------------------------------------ fit
 
@@ -420,6 +548,13 @@ default=None
             reg = self._regularisation(std, min_variance)
             random_state = check_random_state(self.random_state)
             do_init = not (self.warm_start and hasattr(self, "converged_"))
+            levels = np.empty(0)
+            if self.annealing is not None:
+                self.critical_value_ = _critical_value(X, sw, std)
+                if do_init:
+                    levels = self._schedule().values(self.critical_value_)
+                if self.annealing == "temperature" and np.any(levels < 1.0):
+                    raise ValueError(f"Temperatures must be at least 1, got {levels.min()}.")
             best = None
             for trial in range(self.n_init if do_init else 1):
                 self._verbose_init_begin(trial)
@@ -434,12 +569,31 @@ default=None
                         ),
                     )
                     lower_bound = self.lower_bound_
-                result = self._run_em(X, sw, total_weight, std, reg, params, lower_bound, parallel)
-                self._verbose_init_end(result["lower_bound"], result["converged"])
-                if best is None or result["lower_bound"] > best["lower_bound"]:
-                    best = result
+                run = _Run(X, sw, total_weight, std, parallel)
+                for level in levels:
+                    params = self._perturb(params, level, std, random_state)
+                    level_reg, beta = self._level_settings(level, reg, std)
+                    # Every level runs all its iterations: near the symmetric
+                    # saddle the likelihood is flat, and a gain below tol
+                    # says nothing about whether the means are about to split.
+                    params, lower_bound, _ = self._em_phase(
+                        run, params, lower_bound, level_reg, self.anneal_max_iter, beta, level, 0.0
+                    )
+                    self._verbose_level_end(run)
+                final_reg, final_level = self._final_settings(levels, reg, std)
+                if levels.size:
+                    # The last level's bound belongs to other constraints; the
+                    # tol test of the final EM starts afresh.
+                    lower_bound = -np.inf
+                params, lower_bound, converged = self._em_phase(
+                    run, params, lower_bound, final_reg, self.max_iter, 1.0, final_level, self.tol
+                )
+                self._verbose_init_end(lower_bound, converged)
+                if best is None or lower_bound > best[1]:
+                    best = (params, lower_bound, converged, run)
 
-            if not best["converged"] and self.max_iter > 0:
+            params, lower_bound, converged, run = best
+            if not converged and self.max_iter > 0:
                 warnings.warn(
                     "Best performing initialization did not converge. "
                     "Try different init parameters, or increase max_iter, "
@@ -447,15 +601,42 @@ default=None
                     ConvergenceWarning,
                     stacklevel=2,
                 )
-            self._set_fitted(best["params"], std, X.dtype)
-            self.converged_ = best["converged"]
-            self.n_iter_ = best["n_iter"]
-            self.lower_bound_ = best["lower_bound"]
-            self.lower_bounds_ = best["lower_bounds"]
-            self.empty_components_ = best["empty"]
+            self._set_fitted(params, std, X.dtype)
+            self.converged_ = converged
+            self.n_iter_ = len(run.history["lower_bound"])
+            self.lower_bound_ = lower_bound
+            self.lower_bounds_ = list(run.history["lower_bound"])
+            self.history_ = {key: np.asarray(value) for key, value in run.history.items()}
+            self.empty_components_ = run.empty
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
             self.labels_ = self._log_prob(X, parallel, want_resp=False)[1]
         return self.labels_
+
+    def _schedule(self):
+        if self.schedule is not None:
+            return self.schedule
+        return GeometricSchedule(stop=1.0 if self.annealing == "temperature" else 0.01)
+
+    def _level_settings(self, level, reg, std):
+        """Regularisation and inverse temperature of one annealing level."""
+        if self.annealing == "temperature":
+            return reg, 1.0 / level
+        if self.annealing == "fixed":
+            return reg._replace(fixed_var=level * std.feature_var + reg.reg), 1.0
+        return reg._replace(floor=np.maximum(reg.floor, level * std.feature_var)), 1.0
+
+    def _final_settings(self, levels, reg, std):
+        """Regularisation and history level of the EM after the schedule."""
+        if not levels.size:
+            return reg, np.nan
+        if self.annealing == "temperature":
+            return reg, 1.0
+        return reg._replace(floor=np.maximum(reg.floor, levels[-1] * std.feature_var)), levels[-1]
+
+    def _perturb(self, params, level, std, random_state):
+        noise = random_state.standard_normal(params.means.shape)
+        offset = _PERTURBATION * np.sqrt(level * std.feature_var) * noise
+        return params._replace(means=params.means + offset)
 
     def _check_init(self, n_features, dtype):
         """Validate user-provided initial parameters without modifying self."""
@@ -629,53 +810,40 @@ default=None
             if not score[cell] > 0:
                 break  # fewer distinct points than components
             rows = np.flatnonzero(labels == cell)
-            chunks = [rows[i : i + _ROW_CHUNK] for i in range(0, rows.size, _ROW_CHUNK)]
-
-            def centred(chunk, mean=ref[cell]):
-                z = (X[chunk].astype(np.float64) - std.shift) * std.scale
-                return (z - mean) * to_common
-
-            cov = np.zeros((n_features, n_features))
-            for chunk in chunks:
-                u = centred(chunk)
-                cov += (u * (sw[chunk, np.newaxis] if sw.shape[0] else 1.0)).T @ u
+            cov = _scatter_matrix(X, sw, std, rows, ref[cell], to_common)
             axis = np.linalg.eigh(cov)[1][:, -1]
             axis *= np.sign(axis[np.argmax(np.abs(axis))])
-            for chunk in chunks:
-                labels[chunk[centred(chunk) @ axis > 0]] = n_cells
+            for chunk in _chunks(rows):
+                u = _internal(X, chunk, std, ref[cell], to_common)
+                labels[chunk[u @ axis > 0]] = n_cells
         return labels
 
-    def _run_em(self, X, sw, total_weight, std, reg, params, lower_bound, parallel):
-        """EM from ``params``: one fused kernel call and one M-step a loop."""
+    def _em_phase(self, run, params, lower_bound, reg, max_iter, beta, level, tol):
+        """EM from ``params``: one fused kernel call and one M-step a loop.
+
+        Stops after ``max_iter`` iterations or when the gain falls below
+        ``tol``. Returns the parameters, the last lower bound and whether the
+        gain fell below ``tol``; the iterations are recorded in ``run``.
+        """
+        X, std = run.X, run.std
         n_blocks = _n_blocks(X.shape[0])
-        lower_bounds = []
-        converged = False
-        empty = np.zeros(self.n_components, dtype=bool)
-        n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
+        relative = np.sqrt(np.where(std.feature_var > 0, std.feature_var, 1.0))
+        for _ in range(max_iter):
             previous_bound = lower_bound
             eta1, eta2, log_norm = natural_parameters(params)
-            dtype = X.dtype
             loglik, nk, s1, s2 = _kernels.em_stats(
-                X, sw, std.shift_k, std.scale_k, eta1.astype(dtype), eta2.astype(dtype),
-                log_norm, params.means, n_blocks, parallel,
+                X, run.sw, std.shift_k, std.scale_k, eta1.astype(X.dtype), eta2.astype(X.dtype),
+                log_norm, params.means, n_blocks, run.parallel, beta,
             )  # fmt: skip
-            params, empty = m_step(Stats(nk, s1, s2, params.means), reg, previous=params)
-            lower_bound = loglik / total_weight + std.log_jacobian
-            lower_bounds.append(lower_bound)
+            params, run.empty = m_step(Stats(nk, s1, s2, params.means), reg, previous=params)
+            lower_bound = loglik / run.total_weight + std.log_jacobian
+            active = (nk > reg.min_weight * nk.sum()) & ~run.empty
+            run.record(lower_bound, level, int(active.sum()), params.means / relative)
             change = lower_bound - previous_bound
-            self._verbose_iter_end(n_iter, change, empty)
-            if abs(change) < self.tol:
-                converged = True
-                break
-        return {
-            "params": params,
-            "lower_bound": lower_bound,
-            "lower_bounds": lower_bounds,
-            "converged": converged,
-            "n_iter": n_iter,
-            "empty": empty,
-        }
+            self._verbose_iter_end(len(run.history["lower_bound"]), change, run.empty)
+            if abs(change) < tol:
+                return params, lower_bound, True
+        return params, lower_bound, False
 
     def _set_fitted(self, params, std, dtype):
         means, covariances = std.to_user(params.means, params.variances)
@@ -884,6 +1052,15 @@ default=None
                     f"ll change {change:.5f}"
                 )
                 self._iter_time = now
+
+    def _verbose_level_end(self, run):
+        if self.verbose >= 1:
+            h = run.history
+            print(
+                f"  Level {h['level'][-1]:.4g} ({self.annealing}): iterations "
+                f"{len(h['lower_bound'])}, lower bound {h['lower_bound'][-1]:.5f}, "
+                f"active {h['n_active'][-1]}, distinct means {h['n_distinct'][-1]}"
+            )
 
     def _verbose_init_end(self, lower_bound, converged):
         message = "converged" if converged else "did not converge"

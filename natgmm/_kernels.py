@@ -127,7 +127,7 @@ def _softmax_terms(lp_row, idx, ev):
     return top, total, m
 
 
-def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks):
+def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, beta):
     n_samples, n_features = X.shape
     n_components = eta1.shape[0]
     weighted = sample_weight.shape[0] > 0
@@ -148,6 +148,10 @@ def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_
                 w = sample_weight[start + r] if weighted else 1.0
                 top, total, m = _softmax_terms(lp[r], idx, ev)
                 ll[b] += w * (top + math.log(total))
+                if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
+                    for k in range(n_components):
+                        lp[r, k] *= beta
+                    top, total, m = _softmax_terms(lp[r], idx, ev)
                 w_over_total = w / total
                 for q in range(m):
                     k = idx[q]
@@ -170,7 +174,9 @@ def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_
 _em_stats_serial, _em_stats_parallel = _serial_and_parallel(_em_stats_impl)
 
 
-def em_stats(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel):
+def em_stats(
+    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta=1.0
+):
     """Fused E-step: weighted log-likelihood and sufficient statistics.
 
     Parameters
@@ -193,6 +199,10 @@ def em_stats(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks
         Number of row blocks; must depend on the data shape only.
     parallel : bool
         Run the blocks on numba's thread pool.
+    beta : float, default=1.0
+        Inverse temperature of the responsibilities, ``r_ik`` proportional to
+        ``(weight_k N(z_i | k)) ** beta`` (deterministic-annealing EM); the
+        log-likelihood is always the untempered one.
 
     Returns
     -------
@@ -206,7 +216,7 @@ def em_stats(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks
         ``sum_i w_i r_ik (z_i - ref_k) ** 2``.
     """
     kernel = _em_stats_parallel if parallel else _em_stats_serial
-    return kernel(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks)
+    return kernel(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, beta)
 
 
 def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):

@@ -14,11 +14,13 @@ def weighted_log_prob(Z, weights, means, variances):
         return log_dens + np.log(weights)[np.newaxis]
 
 
-def em_stats(Z, sample_weight, weights, means, variances, ref):
-    """Weighted log-likelihood and statistics about ``ref``, row by row."""
+def em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0):
+    """Weighted log-likelihood and statistics about ``ref`` (tempered by ``beta``)."""
     wlp = weighted_log_prob(Z, weights, means, variances)
     log_norm = logsumexp(wlp, axis=1)
-    resp = np.exp(wlp - log_norm[:, np.newaxis]) * sample_weight[:, np.newaxis]
+    tempered = beta * wlp
+    resp = np.exp(tempered - logsumexp(tempered, axis=1)[:, np.newaxis])
+    resp *= sample_weight[:, np.newaxis]
     nk = resp.sum(axis=0)
     s1 = np.stack([resp[:, k] @ (Z - ref[k]) for k in range(len(weights))])
     s2 = np.stack([resp[:, k] @ (Z - ref[k]) ** 2 for k in range(len(weights))])

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from natgmm import NaturalDiagonalGMM
+from natgmm import GeometricSchedule, NaturalDiagonalGMM
 
 
 @parametrize_with_checks(
@@ -20,6 +20,12 @@ from natgmm import NaturalDiagonalGMM
             lower_precision_reg=0.5,
             upper_precision_reg=1e-3,
             n_jobs=1,
+        ),
+        NaturalDiagonalGMM(
+            n_components=3,
+            init_params="bisect",
+            annealing="fixed",
+            schedule=GeometricSchedule(n_levels=4),
         ),
     ]
 )

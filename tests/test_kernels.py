@@ -52,6 +52,18 @@ def test_em_stats_matches_naive(dtype, weighted, parallel, n_blocks):
         assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype] * np.max(np.abs(e)))
 
 
+@pytest.mark.parametrize("beta", [0.05, 0.5])
+def test_tempered_em_stats_match_naive(beta):
+    X, Z, shift, scale, params, _ = _problem(np.float64)
+    ref = params.means
+    got = _kernels.em_stats(
+        X, np.empty(0), shift, scale, *_natural(params, np.float64), ref, 4, True, beta
+    )
+    expected = naive.em_stats(Z, np.ones(len(X)), *params, ref, beta=beta)
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g, e, rtol=1e-10, atol=1e-10 * np.max(np.abs(e)))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_log_prob_matches_naive(dtype, parallel):
