@@ -110,6 +110,11 @@ def floor_weights(weights, min_weight):
     return weights
 
 
+def empty_components(nk):
+    """Components whose weight is below ``eps`` times the total: no mass."""
+    return nk <= _EPS * nk.sum()
+
+
 def m_step(stats, reg, previous=None):
     """Maximum-a-posteriori parameters from summed statistics.
 
@@ -148,7 +153,7 @@ def m_step(stats, reg, previous=None):
     var += reg.reg
     if reg.fixed_var is not None:
         var[:] = reg.fixed_var
-    empty = nk <= _EPS * nk.sum()
+    empty = empty_components(nk)
     if previous is not None and empty.any():
         means[empty] = previous.means[empty]
         var[empty] = previous.variances[empty]
@@ -157,3 +162,41 @@ def m_step(stats, reg, previous=None):
         raise ValueError(ILL_DEFINED_COVARIANCE)
     weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
     return Params(weights, means, var), empty
+
+
+def combine(a, b, weight_a, weight_b):
+    """Statistics of ``weight_a`` times ``a``'s data plus ``weight_b`` times ``b``'s.
+
+    The pairwise update of Chan, Golub and LeVeque: exact and free of
+    cancellation, whatever the two reference points. Online EM's step
+    ``(1 - rho) * running + rho * batch`` is ``combine(running, batch, 1 - rho,
+    rho / batch_weight)``. The result has ``s1 = 0``: it is accumulated about
+    its own means.
+    """
+    n_a, n_b = weight_a * a.nk, weight_b * b.nk
+    n = n_a + n_b
+    safe = [np.where(v > 0, v, 1.0)[:, np.newaxis] for v in (a.nk, b.nk, n)]
+    mean_a = a.ref + a.s1 / safe[0]
+    mean_b = b.ref + b.s1 / safe[1]
+    scatter_a = np.maximum(a.s2 - a.s1**2 / safe[0], 0.0)
+    scatter_b = np.maximum(b.s2 - b.s1**2 / safe[1], 0.0)
+    mean = np.where(
+        n[:, np.newaxis] > 0, (n_a[:, None] * mean_a + n_b[:, None] * mean_b) / safe[2], mean_a
+    )
+    scatter = (
+        weight_a * scatter_a
+        + weight_b * scatter_b
+        + (n_a * n_b)[:, np.newaxis] / safe[2] * (mean_a - mean_b) ** 2
+    )
+    return Stats(n, np.zeros_like(mean), scatter, mean)
+
+
+def implied_stats(params, total_weight, reg_var):
+    """Statistics whose maximum-likelihood estimate is ``params``.
+
+    Seeds online EM's running statistics from any starting parameters; the
+    variances lose ``reg_var`` (``reg_covar``), which the M-step adds back.
+    """
+    nk = params.weights * total_weight
+    scatter = np.maximum(params.variances - reg_var, 0.0) * nk[:, np.newaxis]
+    return Stats(nk, np.zeros_like(params.means), scatter, params.means)

@@ -18,7 +18,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _kernels
-from ._em import Params, Regularisation, Stats, m_step, natural_parameters
+from ._em import (
+    Params,
+    Regularisation,
+    Stats,
+    combine,
+    empty_components,
+    implied_stats,
+    m_step,
+    natural_parameters,
+)
+from ._gradient import GradientMStep, adam_state
 from ._schedules import GeometricSchedule, Schedule
 
 # Row blocks per kernel call: enough to balance a few threads, few enough that
@@ -92,6 +102,16 @@ def _critical_value(X, sw, std):
     return float(np.linalg.eigvalsh(corr)[-1])
 
 
+def _e_step(X, sw, std, params, beta, parallel):
+    """Fused E-step over ``X``: summed log-likelihood and statistics."""
+    eta1, eta2, log_norm = natural_parameters(params)
+    loglik, nk, s1, s2 = _kernels.em_stats(
+        X, sw, std.shift_k, std.scale_k, eta1.astype(X.dtype), eta2.astype(X.dtype),
+        log_norm, params.means, _n_blocks(X.shape[0]), parallel, beta,
+    )  # fmt: skip
+    return loglik, Stats(nk, s1, s2, params.means)
+
+
 @contextmanager
 def _numba_threads(n_jobs):
     """Run the kernels on ``n_jobs`` threads; restore numba's count after.
@@ -133,8 +153,9 @@ class _Standardiser:
     dtype of ``X`` so that the kernels and the mapping back use the same
     numbers. The moments come from two kernel passes (mean, then scatter
     about it) after division by the largest magnitude, so data from 1e-150 to
-    1e150 neither underflows nor overflows. ``feature_var`` is each
-    feature's variance in internal units (at most 1; 0 if constant).
+    1e150 neither underflows nor overflows. ``moments`` holds the data's
+    total weight, mean and scatter in internal units; :meth:`update` adds
+    the batches of ``partial_fit``.
     """
 
     def __init__(self, X, sample_weight, extra_var, parallel):
@@ -166,8 +187,32 @@ class _Standardiser:
         self.scale = scale.astype(X.dtype).astype(np.float64)
         self.shift_k = self.shift.astype(X.dtype)
         self.scale_k = self.scale.astype(X.dtype)
-        self.feature_var = (std * self.scale) ** 2
         self.log_jacobian = float(np.sum(np.log(self.scale)))
+        total = nk[:1]
+        self.moments = Stats(
+            total,
+            np.zeros((1, X.shape[1])),
+            ((std * self.scale) ** 2 * total)[np.newaxis],
+            ((mean - self.shift) * self.scale)[np.newaxis],
+        )
+
+    @property
+    def feature_var(self):
+        """Each feature's variance in internal units (at most about 1)."""
+        return self.moments.s2[0] / self.moments.nk[0]
+
+    def update(self, X, sample_weight, parallel):
+        """Add a batch to the data moments (the map itself stays fixed)."""
+        no_labels = np.empty(0, dtype=np.int64)
+        ref = self.moments.ref
+        batch = Stats(
+            *_kernels.label_stats(
+                X, sample_weight, self.shift_k, self.scale_k, no_labels, ref,
+                _n_blocks(X.shape[0]), parallel,
+            ),
+            ref,
+        )  # fmt: skip
+        self.moments = combine(self.moments, batch, 1.0, 1.0)
 
     def to_internal(self, means, variances):
         return (means - self.shift) * self.scale, variances * self.scale**2
@@ -176,13 +221,37 @@ class _Standardiser:
         return means / self.scale + self.shift, variances / self.scale**2
 
 
-class _Run:
-    """The data of one fit and the trajectory of one initialisation."""
+class _Online:
+    """Online EM: running statistics per unit weight and the step count.
 
-    def __init__(self, X, sw, total_weight, std, parallel):
+    Each step replaces the statistics by ``(1 - rho)`` times themselves plus
+    ``rho`` times a batch's statistics per unit weight, with the
+    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``.
+    """
+
+    def __init__(self, params, reg, n_steps=0):
+        self.running = implied_stats(params, 1.0, reg.reg)
+        self.n_steps = n_steps
+
+    def step(self, stats, batch_weight, offset, decay):
+        self.n_steps += 1
+        rho = (self.n_steps + offset) ** -decay
+        self.running = combine(self.running, stats, 1.0 - rho, rho / batch_weight)
+
+    def totals(self, total_weight):
+        """Return the running statistics scaled to ``total_weight`` samples."""
+        nk, s1, s2, ref = self.running
+        return Stats(nk * total_weight, s1 * total_weight, s2 * total_weight, ref)
+
+
+class _Run:
+    """The data of one fit, its solver's state and one trajectory."""
+
+    def __init__(self, X, sw, total_weight, std, parallel, random_state):
         self.X, self.sw, self.total_weight, self.std = X, sw, total_weight, std
-        self.parallel = parallel
+        self.parallel, self.random_state = parallel, random_state
         self.empty = None
+        self.online = self.adam = None
         self.history = {"lower_bound": [], "level": [], "n_active": [], "n_distinct": []}
 
     def record(self, lower_bound, level, n_active, relative_means):
@@ -326,6 +395,40 @@ default=None
         EM iterations per annealing level. Levels do not stop on ``tol``:
         near the saddle the likelihood is flat while the means are about to
         split.
+    solver : {"em", "minibatch", "gradient"}, default="em"
+        How each iteration gathers sufficient statistics and turns them into
+        parameters:
+
+        - "em": batch EM, one pass over the data and the closed-form M-step.
+        - "minibatch": online EM; an iteration is one pass over shuffled
+          batches of ``batch_size`` rows, each batch's statistics blended
+          into running ones with step ``(t + learning_offset) **
+          -learning_decay`` (t counts batches) before a closed-form M-step.
+          It has batch EM's fixed points. :meth:`partial_fit` takes the same
+          step on each batch it is given.
+        - "gradient": generalised EM; after each batch E-step,
+          ``gradient_steps`` steps of Adam (the AMSGrad variant, whose steps
+          shrink with the gradient) ascend the expected log-likelihood per
+          sample plus the precision prior, over weight logits, ``eta1`` and
+          ``omega = log(precision)`` with ``eta2 = -exp(omega) / 2``, so
+          ``eta2 < 0`` holds at every step whatever the learning rate. With
+          enough steps the M-step reaches the closed form.
+
+        Floors, ``min_weight``, the prior and annealing act on all three.
+    batch_size : int, default=1024
+        Rows per batch of ``solver="minibatch"``.
+    learning_offset : float, default=10.0
+        ``tau`` of online EM's step size ``(t + tau) ** -kappa``; larger
+        values damp the first steps.
+    learning_decay : float, default=0.7
+        ``kappa`` in (0.5, 1] of online EM's step size.
+    learning_rate : float, default=0.01
+        Adam's learning rate for ``solver="gradient"`` (research name ``lr``).
+    gradient_steps : int, default=100
+        Adam steps per E-step (research name ``batch_steps``).
+    gradient_clip : float, default=1.0
+        Largest norm of the gradient, which is rescaled beyond it (research
+        name ``grad_clip``).
 
     Attributes
     ----------
@@ -347,7 +450,11 @@ default=None
         Whether the best fit converged.
     n_iter_ : int
         Number of EM iterations of the best fit (all annealing levels and
-        the final EM).
+        the final EM; passes over the data for ``solver="minibatch"``; after
+        :meth:`partial_fit`, the number of batches).
+    n_steps_ : int
+        Online EM steps taken (``solver="minibatch"`` and
+        :meth:`partial_fit`), 0 otherwise.
     lower_bound_ : float
         Mean log-likelihood of the training data under the parameters of the
         last iteration's E-step of the best fit.
@@ -421,6 +528,13 @@ default=None
         "annealing": [StrOptions({"floor", "fixed", "temperature"}), None],
         "schedule": [Schedule, None],
         "anneal_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "solver": [StrOptions({"em", "minibatch", "gradient"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "gradient_steps": [Interval(Integral, 1, None, closed="left")],
+        "gradient_clip": [Interval(Real, 0.0, None, closed="neither")],
     }
 
     def __init__(
@@ -449,6 +563,13 @@ default=None
         annealing=None,
         schedule=None,
         anneal_max_iter=15,
+        solver="em",
+        batch_size=1024,
+        learning_offset=10.0,
+        learning_decay=0.7,
+        learning_rate=0.01,
+        gradient_steps=100,
+        gradient_clip=1.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -473,6 +594,13 @@ default=None
         self.annealing = annealing
         self.schedule = schedule
         self.anneal_max_iter = anneal_max_iter
+        self.solver = solver
+        self.batch_size = batch_size
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
+        self.learning_rate = learning_rate
+        self.gradient_steps = gradient_steps
+        self.gradient_clip = gradient_clip
 
     # ------------------------------------------------------------------ fit
 
@@ -553,8 +681,7 @@ default=None
                 self.critical_value_ = _critical_value(X, sw, std)
                 if do_init:
                     levels = self._schedule().values(self.critical_value_)
-                if self.annealing == "temperature" and np.any(levels < 1.0):
-                    raise ValueError(f"Temperatures must be at least 1, got {levels.min()}.")
+                self._check_levels(levels)
             best = None
             for trial in range(self.n_init if do_init else 1):
                 self._verbose_init_begin(trial)
@@ -569,7 +696,8 @@ default=None
                         ),
                     )
                     lower_bound = self.lower_bound_
-                run = _Run(X, sw, total_weight, std, parallel)
+                run = _Run(X, sw, total_weight, std, parallel, random_state)
+                self._start_solver(run, params, reg, resume=not do_init)
                 for level in levels:
                     params = self._perturb(params, level, std, random_state)
                     level_reg, beta = self._level_settings(level, reg, std)
@@ -608,9 +736,119 @@ default=None
             self.lower_bounds_ = list(run.history["lower_bound"])
             self.history_ = {key: np.asarray(value) for key, value in run.history.items()}
             self.empty_components_ = run.empty
+            self.n_steps_ = run.online.n_steps if run.online else 0
+            self._online, self._adam = run.online, run.adam
+            self._partial_rng, self._levels = random_state, np.empty(0)
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
             self.labels_ = self._log_prob(X, parallel, want_resp=False)[1]
         return self.labels_
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one batch of data by an online EM step.
+
+        The batch's sufficient statistics are blended into running ones with
+        step ``(t + learning_offset) ** -learning_decay``, ``t`` counting the
+        batches seen (continuing from ``n_steps_`` after :meth:`fit`), and the
+        M-step (closed form, or Adam for ``solver="gradient"``) turns them
+        into parameters. The first call initialises the model from its batch
+        as :meth:`fit` would (with ``init_params``; "random_from_data" with
+        repeated seeds if the batch has fewer rows than components) and fixes
+        the internal standardisation; floors relative to the data variance
+        follow the variance of all data seen. With ``annealing``, each level
+        lasts ``anneal_max_iter`` batches.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch, one row per sample; a single row is allowed.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample. None means unit weights.
+
+        Returns
+        -------
+        self : object
+            The updated mixture; ``lower_bound_`` is the mean log-likelihood
+            of the batch under the parameters before the update.
+        """
+        first = not hasattr(self, "_std")
+        if first:
+            self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=first)
+        weighted = sample_weight is not None
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        sw = sample_weight if weighted else np.empty(0)
+        batch_weight = float(sample_weight.sum())
+        min_variance = self._check_min_variance(X.shape[1])
+        with _numba_threads(self.n_jobs) as parallel:
+            if first:
+                self._partial_start(X, sw, min_variance, parallel)
+            else:
+                self._std.update(X, sw, parallel)
+            std = self._std
+            reg = self._regularisation(std, min_variance)
+            if self._online is None:  # first call, or after a batch fit
+                self._online = _Online(self._params, reg, self.n_steps_)
+            if self.solver == "gradient" and self._adam is None:
+                self._adam = adam_state(self._params, reg.reg)
+            run = _Run(X, sw, batch_weight, std, parallel, self._partial_rng)
+            run.online, run.adam = self._online, self._adam
+            params, reg, beta = self._partial_level(run, self._params, reg)
+            loglik, stats = _e_step(X, sw, std, params, beta, parallel)
+            params = self._online_update(run, stats, batch_weight, reg, params, std.moments.nk[0])
+            self._set_fitted(params, std, X.dtype)
+            self.n_steps_ = self.n_iter_ = self._online.n_steps
+            self.lower_bound_ = loglik / batch_weight + std.log_jacobian
+            self.empty_components_ = run.empty
+        return self
+
+    def _partial_start(self, X, sw, min_variance, parallel):
+        """First partial_fit call: standardisation, schedule, initial model."""
+        extra_var = self.reg_covar + min_variance + self.upper_precision_reg
+        std = _Standardiser(X, sw, extra_var, parallel)
+        reg = self._regularisation(std, min_variance)
+        self._partial_rng = check_random_state(self.random_state)
+        self._levels = np.empty(0)
+        if self.annealing is not None:
+            self.critical_value_ = _critical_value(X, sw, std)
+            self._levels = self._schedule().values(self.critical_value_)
+            self._check_levels(self._levels)
+        rows = np.count_nonzero(sw) if sw.shape[0] else X.shape[0]
+        how = None if rows >= self.n_components else "random_from_data"
+        init = self._check_init(X.shape[1], X.dtype)
+        params = self._initial_params(X, sw, std, reg, init, self._partial_rng, parallel, how)
+        if how is not None:
+            # Fewer rows than components: seeds repeat, and repeated seeds
+            # leave components empty or identical. Equal weights and offsets
+            # of a small fraction of each spread let them separate as data
+            # arrives.
+            noise = self._partial_rng.standard_normal(params.means.shape)
+            params = Params(
+                np.full(self.n_components, 1.0 / self.n_components),
+                params.means + _PERTURBATION * np.sqrt(params.variances) * noise,
+                params.variances,
+            )
+        self._params = params
+        self._std, self._online, self._adam, self.n_steps_ = std, None, None, 0
+
+    def _partial_level(self, run, params, reg):
+        """Annealing level of the next partial_fit step: params, reg, beta."""
+        levels = getattr(self, "_levels", np.empty(0))
+        index, offset = divmod(run.online.n_steps, self.anneal_max_iter)
+        if index >= levels.size:
+            final_reg, _ = self._final_settings(levels, reg, run.std)
+            return params, final_reg, 1.0
+        if offset == 0:  # a new level: let coincident means split
+            params = self._perturb(params, levels[index], run.std, run.random_state)
+        level_reg, beta = self._level_settings(levels[index], reg, run.std)
+        return params, level_reg, beta
+
+    def _check_levels(self, levels):
+        if self.annealing == "temperature" and np.any(levels < 1.0):
+            raise ValueError(f"Temperatures must be at least 1, got {levels.min()}.")
 
     def _schedule(self):
         if self.schedule is not None:
@@ -699,10 +937,11 @@ default=None
             min_weight=float(self.min_weight),
         )
 
-    def _initial_params(self, X, sw, std, reg, init, random_state, parallel):
+    def _initial_params(self, X, sw, std, reg, init, random_state, parallel, how=None):
         weights, means, precisions = init
         if weights is None or means is None or precisions is None:
-            params, _ = m_step(self._initial_stats(X, sw, std, random_state, parallel), reg)
+            stats = self._initial_stats(X, sw, std, random_state, parallel, how)
+            params, _ = m_step(stats, reg)
         else:
             params = Params(None, None, None)
         if weights is not None:
@@ -713,17 +952,21 @@ default=None
             params = params._replace(variances=std.scale**2 / precisions)
         return params
 
-    def _initial_stats(self, X, sw, std, random_state, parallel):
-        """Sufficient statistics of the initial partition of the data."""
+    def _initial_stats(self, X, sw, std, random_state, parallel, how=None):
+        """Sufficient statistics of the initial partition of the data.
+
+        ``how`` overrides ``init_params``.
+        """
+        how = how or self.init_params
         n_samples = X.shape[0]
         n_blocks = _n_blocks(n_samples)
         # k-means is invariant to a common factor on the weights; scaling to
         # a maximum of one keeps them from underflowing in float32.
         weights = sw / sw.max() if sw.shape[0] else None
         k = self.n_components
-        if self.init_params == "random":
+        if how == "random":
             return self._random_init_stats(X, sw, std, random_state)
-        if self.init_params == "bisect":
+        if how == "bisect":
             labels = self._bisect_labels(X, sw, std, parallel)
             centres = None
         else:
@@ -731,19 +974,19 @@ default=None
             # keep squared distances finite for any magnitude of X.
             spread = np.max(1.0 / std.scale)
             Xk = (X - std.shift.astype(X.dtype)) / X.dtype.type(spread)
-            if self.init_params == "kmeans":
+            if how == "kmeans":
                 km = KMeans(n_clusters=k, n_init=1, random_state=random_state)
                 km.fit(Xk, sample_weight=weights)
                 labels, centres = km.labels_, km.cluster_centers_
             else:
-                if self.init_params == "k-means++":
+                if how == "k-means++":
                     centres, _ = kmeans_plusplus(
                         Xk, k, random_state=random_state, sample_weight=weights
                     )
                 else:  # random_from_data
                     p = None if weights is None else weights / weights.sum()
-                    # Fewer weighted rows than seeds: some seeds repeat.
-                    few = p is not None and np.count_nonzero(p) < k
+                    # Fewer (weighted) rows than seeds: some seeds repeat.
+                    few = (n_samples if p is None else np.count_nonzero(p)) < k
                     idx = random_state.choice(n_samples, size=k, replace=few, p=p)
                     centres = Xk[idx]
                 labels = pairwise_distances_argmin(Xk, centres)
@@ -825,17 +1068,16 @@ default=None
         ``tol``. Returns the parameters, the last lower bound and whether the
         gain fell below ``tol``; the iterations are recorded in ``run``.
         """
-        X, std = run.X, run.std
-        n_blocks = _n_blocks(X.shape[0])
+        std = run.std
         relative = np.sqrt(np.where(std.feature_var > 0, std.feature_var, 1.0))
         for _ in range(max_iter):
             previous_bound = lower_bound
-            eta1, eta2, log_norm = natural_parameters(params)
-            loglik, nk, s1, s2 = _kernels.em_stats(
-                X, run.sw, std.shift_k, std.scale_k, eta1.astype(X.dtype), eta2.astype(X.dtype),
-                log_norm, params.means, n_blocks, run.parallel, beta,
-            )  # fmt: skip
-            params, run.empty = m_step(Stats(nk, s1, s2, params.means), reg, previous=params)
+            if self.solver == "minibatch":
+                loglik, nk, params = self._minibatch_epoch(run, params, reg, beta)
+            else:
+                loglik, stats = _e_step(run.X, run.sw, std, params, beta, run.parallel)
+                nk = stats.nk
+                params, run.empty = self._m_step(stats, reg, params, run.adam, run.total_weight)
             lower_bound = loglik / run.total_weight + std.log_jacobian
             active = (nk > reg.min_weight * nk.sum()) & ~run.empty
             run.record(lower_bound, level, int(active.sum()), params.means / relative)
@@ -844,6 +1086,53 @@ default=None
             if abs(change) < tol:
                 return params, lower_bound, True
         return params, lower_bound, False
+
+    def _start_solver(self, run, params, reg, resume):
+        """Seed the solver's state (online statistics, Adam) at ``params``.
+
+        A warm start resumes the previous fit's state where it has one.
+        """
+        if self.solver == "minibatch":
+            previous = getattr(self, "_online", None) if resume else None
+            run.online = previous or _Online(params, reg)
+        elif self.solver == "gradient":
+            previous = getattr(self, "_adam", None) if resume else None
+            run.adam = previous or adam_state(params, reg.reg)
+
+    def _m_step(self, stats, reg, params, adam, total_weight):
+        """Closed-form M-step, or Adam steps when ``solver="gradient"``."""
+        if adam is None:
+            return m_step(stats, reg, previous=params)
+        step = GradientMStep(self.gradient_steps, self.learning_rate, self.gradient_clip)
+        return step(stats, reg, adam, total_weight), empty_components(stats.nk)
+
+    def _online_update(self, run, stats, batch_weight, reg, params, total_weight):
+        """One online EM step: blend ``stats`` in, then M-step on the blend."""
+        run.online.step(stats, batch_weight, self.learning_offset, self.learning_decay)
+        params, run.empty = self._m_step(
+            run.online.totals(total_weight), reg, params, run.adam, total_weight
+        )
+        return params
+
+    def _minibatch_epoch(self, run, params, reg, beta):
+        """One pass of online EM over shuffled batches of ``batch_size`` rows.
+
+        Returns the summed log-likelihood of the batches (each under the
+        parameters at its step), the running weights and the parameters.
+        """
+        n_samples = run.X.shape[0]
+        order = run.random_state.permutation(n_samples)
+        loglik = 0.0
+        for start in range(0, n_samples, self.batch_size):
+            rows = np.sort(order[start : start + self.batch_size])  # sorted: memory order
+            sw = run.sw[rows] if run.sw.shape[0] else run.sw
+            batch_weight = sw.sum() if sw.shape[0] else float(rows.size)
+            if not batch_weight > 0:
+                continue
+            batch_loglik, stats = _e_step(run.X[rows], sw, run.std, params, beta, run.parallel)
+            loglik += batch_loglik
+            params = self._online_update(run, stats, batch_weight, reg, params, run.total_weight)
+        return loglik, run.online.totals(run.total_weight).nk, params
 
     def _set_fitted(self, params, std, dtype):
         means, covariances = std.to_user(params.means, params.variances)

@@ -27,6 +27,10 @@ from natgmm import GeometricSchedule, NaturalDiagonalGMM
             annealing="fixed",
             schedule=GeometricSchedule(n_levels=4),
         ),
+        NaturalDiagonalGMM(n_components=3, init_params="bisect", solver="minibatch"),
+        NaturalDiagonalGMM(
+            n_components=3, init_params="bisect", solver="gradient", learning_rate=0.05
+        ),
     ]
 )
 def test_sklearn_compatible_estimator(estimator, check):

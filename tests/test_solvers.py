@@ -1,0 +1,181 @@
+"""Minibatch EM, partial_fit and the gradient (Adam) M-step."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+
+from natgmm import GeometricSchedule, NaturalDiagonalGMM
+from natgmm._em import Params, Regularisation, Stats, combine, m_step
+from natgmm._gradient import OMEGA_MAX, GradientMStep, adam_state
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(20000, n_features=5, centers=6, cluster_std=1.5, random_state=0)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def batch_fit(blobs):
+    X, _ = blobs
+    return NaturalDiagonalGMM(6, random_state=0, tol=1e-6).fit(X)
+
+
+def _quiet(model, X, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, **kwargs)
+
+
+def test_combine_is_exact():
+    """Blending statistics about different references equals pooling the data."""
+    rng = np.random.default_rng(0)
+    za, zb = rng.normal(3, 2, size=(50, 2)), rng.normal(-1, 1, size=(30, 2))
+
+    def stats(z, ref):
+        return Stats(
+            np.array([len(z)]), (z - ref).sum(0)[None], ((z - ref) ** 2).sum(0)[None], ref[None]
+        )
+
+    pooled = combine(stats(za, np.array([2.0, 9.0])), stats(zb, np.array([-5.0, 0.0])), 0.3, 2.0)
+    z, w = np.vstack([za, zb]), np.r_[np.full(50, 0.3), np.full(30, 2.0)]
+    mean = np.average(z, axis=0, weights=w)
+    assert_allclose(pooled.nk, [w.sum()])
+    assert_allclose(pooled.ref[0], mean, rtol=1e-13)
+    assert_allclose(pooled.s2[0], w @ (z - mean) ** 2, rtol=1e-13)
+
+
+def test_partial_fit_over_shuffled_batches_matches_batch_em(blobs, batch_fit):
+    X, _ = blobs
+    order = np.random.default_rng(0).permutation(len(X))
+    model = NaturalDiagonalGMM(6, random_state=0)
+    for _ in range(2):
+        for batch in np.array_split(X[order], 40):
+            model.partial_fit(batch)
+    assert model.n_steps_ == 80
+    assert abs(model.score(X) - batch_fit.score(X)) < 0.01 * abs(batch_fit.score(X))
+    # partial_fit continues a batch fit as well
+    model = NaturalDiagonalGMM(6, random_state=0).fit(X[:5000]).partial_fit(X[5000:6000])
+    assert model.n_steps_ == 1 and np.all(np.isfinite(model.means_))
+
+
+def test_minibatch_solver_matches_batch_em(blobs, batch_fit):
+    X, _ = blobs
+    model = _quiet(NaturalDiagonalGMM(6, solver="minibatch", batch_size=500, random_state=0), X)
+    assert model.n_steps_ == model.n_iter_ * 40
+    assert abs(model.score(X) - batch_fit.score(X)) < 0.01 * abs(batch_fit.score(X))
+    assert_array_equal(model.labels_, model.predict(X))
+    # Same seed, same shuffles: reproducible.
+    again = _quiet(NaturalDiagonalGMM(6, solver="minibatch", batch_size=500, random_state=0), X)
+    assert_array_equal(again.means_, model.means_)
+
+
+def test_one_sample_stream_stays_finite(blobs):
+    X, _ = blobs
+    model = NaturalDiagonalGMM(
+        6, random_state=0, min_variance_relative=1e-3, min_weight=1e-5, lower_precision_reg=1.0
+    )
+    for i, row in enumerate(X[:1500]):
+        model.partial_fit(row[np.newaxis], sample_weight=[1.0 + i % 3])
+        if i % 100 == 0 or i < 10:
+            for name in ("weights_", "means_", "covariances_", "eta1_", "eta2_"):
+                assert np.all(np.isfinite(getattr(model, name))), (i, name)
+            assert np.all(model.eta2_ < 0) and np.all(model.weights_ >= 1e-5 * (1 - 1e-9))
+    assert np.isfinite(model.score(X))
+
+
+def test_partial_fit_with_annealing_and_raw_scale(blobs):
+    X, _ = blobs
+    X = X * np.linspace(40, 80, X.shape[1]) + 1e3
+    model = NaturalDiagonalGMM(
+        6,
+        annealing="fixed",
+        schedule=GeometricSchedule(n_levels=4),
+        anneal_max_iter=5,
+        random_state=0,
+    )
+    for batch in np.array_split(X, 40):
+        model.partial_fit(batch)
+        assert np.all(np.isfinite(model.eta1_)) and np.all(model.eta2_ < 0)
+    assert model.n_steps_ == 40
+    with pytest.raises(ValueError, match="X has 4 features"):
+        model.partial_fit(X[:10, :4])
+
+
+def _raw_scale_problem():
+    """Latent-like data with per-feature std 40-80: eta2 starts near -2.4e-4."""
+    X, _ = make_blobs(3000, n_features=4, centers=3, random_state=1)
+    return X * np.array([40.0, 55.0, 70.0, 80.0])
+
+
+@pytest.mark.parametrize("learning_rate", [1e-4, 0.1, 1.0])
+def test_gradient_solver_keeps_eta2_negative(learning_rate):
+    X = _raw_scale_problem()
+    model = _quiet(
+        NaturalDiagonalGMM(
+            3,
+            solver="gradient",
+            learning_rate=learning_rate,
+            gradient_steps=25,
+            gradient_clip=1.0,
+            max_iter=8,
+            random_state=0,
+        ),
+        X,
+    )
+    assert np.all(model.eta2_ < 0) and np.all(np.isfinite(model.eta2_))
+    assert np.all(np.isfinite(model.eta1_)) and np.isfinite(model.lower_bound_)
+    # Steps on eta2 itself would not survive this: an Adam step moves a
+    # parameter by about lr, and every eta2 = -1/(2 var) here is smaller.
+    assert np.all(-0.5 / X.var(axis=0) + learning_rate > 0)
+
+
+@pytest.mark.parametrize("learning_rate", [0.1, 1.0])
+def test_every_adam_step_keeps_eta2_negative(learning_rate):
+    """One step at a time, from raw-scale statistics, eta2 < 0 throughout."""
+    X = _raw_scale_problem()
+    rng = np.random.default_rng(0)
+    resp = rng.dirichlet(np.ones(3), size=len(X))
+    stats = Stats(resp.sum(0), resp.T @ X, resp.T @ X**2, np.zeros((3, 4)))
+    reg = Regularisation(np.zeros(4), np.zeros(4), 0.0, np.zeros(4), 0.0)
+    state = adam_state(Params(np.full(3, 1 / 3), np.zeros((3, 4)), np.full((3, 4), 1e-3)), 0.0)
+    step = GradientMStep(1, learning_rate, 1.0)
+    for _ in range(500):
+        params = step(stats, reg, state, float(len(X)))
+        omega = state.theta[3 + 12 :]
+        assert np.all(np.abs(omega) <= OMEGA_MAX)
+        assert np.all(-0.5 / params.variances < 0) and np.all(np.isfinite(params.means))
+
+
+@pytest.mark.parametrize("a1, b", [(0.0, 0.0), (2.0, 0.5)])
+def test_many_adam_steps_reach_the_closed_form(a1, b):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 4)) * [1.0, 2.0, 3.0, 0.5] + 1.0
+    resp = rng.dirichlet(np.ones(3), size=500)
+    stats = Stats(resp.sum(0), resp.T @ (z - 0.5), resp.T @ (z - 0.5) ** 2, np.full((3, 4), 0.5))
+    reg = Regularisation(np.full(4, 1e-6), np.zeros(4), a1, np.full(4, b), 0.0)
+    closed, _ = m_step(stats, reg)
+    state = adam_state(Params(np.full(3, 1 / 3), np.zeros((3, 4)), np.ones((3, 4))), 1e-6)
+    params = GradientMStep(20000, 0.05, 1.0)(stats, reg, state, 500.0)
+    # The closed form adds 10 eps to each weight sum, ~1e-16 relative.
+    assert_allclose(params.means, closed.means, rtol=1e-6, atol=1e-9)
+    assert_allclose(params.variances, closed.variances, rtol=1e-6)
+    assert_allclose(params.weights, closed.weights, rtol=1e-6)
+
+
+def test_gradient_solver_approaches_em(blobs, batch_fit):
+    X, _ = blobs
+    model = _quiet(
+        NaturalDiagonalGMM(
+            6, solver="gradient", learning_rate=0.05, gradient_steps=300, random_state=0
+        ),
+        X,
+    )
+    assert abs(model.score(X) - batch_fit.score(X)) < 1e-3 * abs(batch_fit.score(X))
+    restored = pickle.loads(pickle.dumps(model))
+    assert_array_equal(restored.predict(X[:100]), model.predict(X[:100]))
