@@ -20,8 +20,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 class Schedule(BaseEstimator):
     """Base class of annealing schedules.
 
-    Subclasses implement :meth:`_levels`; ``start="auto"`` is resolved by
-    :meth:`values` from the critical value the estimator measures.
+    Subclasses implement ``_levels(critical_value)``, which :meth:`values`
+    validates.
     """
 
     def values(self, critical_value):
@@ -46,13 +46,29 @@ class Schedule(BaseEstimator):
             raise ValueError(f"An annealing schedule needs positive levels, got {levels}.")
         return levels
 
-    def _start(self, critical_value):
-        if isinstance(self.start, str):  # "auto"
-            return self.auto_factor * critical_value
-        return float(self.start)
+
+class _RangeSchedule(Schedule):
+    """Levels from ``start`` to ``stop``; subclasses choose the spacing."""
+
+    _parameter_constraints: dict = {
+        "start": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "stop": [Interval(Real, 0, None, closed="neither")],
+        "n_levels": [Interval(Integral, 1, None, closed="left")],
+        "auto_factor": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, start="auto", stop=0.01, n_levels=25, auto_factor=1.2):
+        self.start = start
+        self.stop = stop
+        self.n_levels = n_levels
+        self.auto_factor = auto_factor
+
+    def _levels(self, critical_value):
+        start = self.auto_factor * critical_value if self.start == "auto" else self.start
+        return self._space(float(start), self.stop, self.n_levels)
 
 
-class GeometricSchedule(Schedule):
+class GeometricSchedule(_RangeSchedule):
     """Levels spaced evenly on a log scale from ``start`` to ``stop``.
 
     Parameters
@@ -73,24 +89,10 @@ class GeometricSchedule(Schedule):
     array([1.  , 0.1 , 0.01])
     """
 
-    _parameter_constraints: dict = {
-        "start": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "stop": [Interval(Real, 0, None, closed="neither")],
-        "n_levels": [Interval(Integral, 1, None, closed="left")],
-        "auto_factor": [Interval(Real, 0, None, closed="neither")],
-    }
-
-    def __init__(self, start="auto", stop=0.01, n_levels=25, auto_factor=1.2):
-        self.start = start
-        self.stop = stop
-        self.n_levels = n_levels
-        self.auto_factor = auto_factor
-
-    def _levels(self, critical_value):
-        return np.geomspace(self._start(critical_value), self.stop, self.n_levels)
+    _space = staticmethod(np.geomspace)
 
 
-class LinearSchedule(Schedule):
+class LinearSchedule(_RangeSchedule):
     """Levels spaced evenly from ``start`` to ``stop``.
 
     Parameters
@@ -108,19 +110,10 @@ class LinearSchedule(Schedule):
     --------
     >>> from natgmm import LinearSchedule
     >>> LinearSchedule(start="auto", stop=1.0, n_levels=3).values(critical_value=2.5)
-    array([3. , 2. , 1. ])
+    array([3., 2., 1.])
     """
 
-    _parameter_constraints: dict = GeometricSchedule._parameter_constraints
-
-    def __init__(self, start="auto", stop=0.01, n_levels=25, auto_factor=1.2):
-        self.start = start
-        self.stop = stop
-        self.n_levels = n_levels
-        self.auto_factor = auto_factor
-
-    def _levels(self, critical_value):
-        return np.linspace(self._start(critical_value), self.stop, self.n_levels)
+    _space = staticmethod(np.linspace)
 
 
 class ExplicitSchedule(Schedule):
