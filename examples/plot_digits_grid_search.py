@@ -40,7 +40,7 @@ pipeline = Pipeline(
     memory=cache,
 )
 n_components = [4, 8, 16, 32, 64, 96, 128]
-floors = [0.0, 0.01, 0.1, 0.3]
+floors = [0.0, 0.1, 0.3]
 search = GridSearchCV(
     pipeline,
     {"gmm__n_components": n_components, "gmm__min_variance_relative": floors},
