@@ -311,14 +311,16 @@ class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
           "k-means++".
         - "random": random soft responsibilities (as ``GaussianMixture``).
         - "bisect": deterministic, no random numbers: starting from one cell,
-          repeatedly split the cell of largest weighted scatter at the mean
-          of its widest feature. Invariant to row order and to replacing
-          repeated rows by integer sample weights.
+          repeatedly split the cell of largest weighted scatter through its
+          mean, across its top principal axis (principal direction divisive
+          partitioning). Invariant to row order and to replacing repeated
+          rows by integer sample weights.
 
         k-means runs on the data shifted and scaled by one common factor,
         which leaves its clustering unchanged and avoids overflow. Variances
         are never set from the total data variance, and floors and priors
-        apply to the initial parameters too.
+        apply to the initial parameters too (floors also to
+        ``precisions_init``).
     weights_init : array-like of shape (n_components,), default=None
         User-provided initial weights.
     means_init : array-like of shape (n_components, n_features), default=None
@@ -949,7 +951,7 @@ default=None
         if means is not None:
             params = params._replace(means=(means - std.shift) * std.scale)
         if precisions is not None:
-            params = params._replace(variances=std.scale**2 / precisions)
+            params = params._replace(variances=np.maximum(std.scale**2 / precisions, reg.floor))
         return params
 
     def _initial_stats(self, X, sw, std, random_state, parallel, how=None):
