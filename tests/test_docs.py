@@ -33,7 +33,9 @@ _GENERATED = shutil.ignore_patterns("_build", "generated", "auto_examples", "gen
 def _build(source_root, out_dir):
     """Run the documented build command on a copy of the docs; return it."""
     return subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html"]
+        # --no-color: sphinx colours its messages when it sees a terminal
+        # (or FORCE_COLOR), which puts escape codes inside the file names.
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "--no-color", "-b", "html"]
         + [str(source_root / "doc"), str(out_dir)],
         capture_output=True,
         text=True,
@@ -86,4 +88,6 @@ def test_a_failing_example_fails_the_build(tmp_path):
     )
     result = _build(tmp_path, tmp_path / "html")
     assert result.returncode != 0
-    assert re.search(r"plot_broken\.py failed", result.stdout + result.stderr)
+    output = result.stdout + result.stderr
+    assert re.search(r"plot_broken\.py failed", output)
+    assert "RuntimeError: broken example" in output
