@@ -526,7 +526,12 @@ default=None
         "min_weight": [Interval(Real, 0.0, 1.0, closed="left")],
         "lower_precision_reg": [Interval(Real, 0.0, None, closed="left")],
         "upper_precision_reg": [Interval(Real, 0.0, None, closed="left")],
-        "n_jobs": [Integral, None],
+        # joblib's convention: 0 threads has no meaning.
+        "n_jobs": [
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+            None,
+        ],
         "annealing": [StrOptions({"floor", "fixed", "temperature"}), None],
         "schedule": [Schedule, None],
         "anneal_max_iter": [Interval(Integral, 1, None, closed="left")],

@@ -166,6 +166,8 @@ def test_n_jobs_restores_numba_threads_and_results(blobs):
     with pytest.raises(ValueError):
         NaturalDiagonalGMM(4, n_jobs=1, reg_covar=0.0).fit(np.zeros((10, 2)))
     assert numba.get_num_threads() == previous
+    with pytest.raises(InvalidParameterError, match="'n_jobs' parameter"):
+        NaturalDiagonalGMM(4, n_jobs=0).fit(X)
 
 
 def test_readonly_memmap_input(tmp_path, blobs):
