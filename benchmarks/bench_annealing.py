@@ -9,7 +9,8 @@ log-likelihood, the NMI against the labels and the wall time of
 - natgmm with the same settings (the drop-in),
 - natgmm with a single initialisation and each annealing mode, using the
   default schedule (25 geometric levels from 1.2 x the critical value down to
-  0.01, 15 EM iterations per level, then EM to convergence),
+  0.01, at most 15 EM iterations per level, each level ending early when
+  its gain is below ``tol``, then EM to convergence),
 
 all in one run. Every fit gets the same ``max_iter`` for its final EM and
 the same variance floor: ``reg_covar`` for sklearn and plain natgmm, plus

@@ -394,9 +394,14 @@ default=None
         "floor" and "fixed" and ``GeometricSchedule(start="auto", stop=1.0,
         n_levels=25)`` for "temperature". Ignored without ``annealing``.
     anneal_max_iter : int, default=15
-        EM iterations per annealing level. Levels do not stop on ``tol``:
-        near the saddle the likelihood is flat while the means are about to
-        split.
+        Largest number of EM iterations per annealing level.
+    anneal_tol : float, default=None
+        Convergence threshold of each level: a level ends when the gain in
+        mean log-likelihood falls below it. None uses ``tol``. 0 runs every
+        level for ``anneal_max_iter`` iterations: slower, but on an exactly
+        symmetric problem the means then split at the first level below the
+        critical value, where the likelihood is still flat (with ``tol`` they
+        split a few levels later).
     solver : {"em", "minibatch", "gradient"}, default="em"
         How each iteration gathers sufficient statistics and turns them into
         parameters:
@@ -535,6 +540,7 @@ default=None
         "annealing": [StrOptions({"floor", "fixed", "temperature"}), None],
         "schedule": [Schedule, None],
         "anneal_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "anneal_tol": [Interval(Real, 0.0, None, closed="left"), None],
         "solver": [StrOptions({"em", "minibatch", "gradient"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_offset": [Interval(Real, 0.0, None, closed="left")],
@@ -570,6 +576,7 @@ default=None
         annealing=None,
         schedule=None,
         anneal_max_iter=15,
+        anneal_tol=None,
         solver="em",
         batch_size=1024,
         learning_offset=10.0,
@@ -601,6 +608,7 @@ default=None
         self.annealing = annealing
         self.schedule = schedule
         self.anneal_max_iter = anneal_max_iter
+        self.anneal_tol = anneal_tol
         self.solver = solver
         self.batch_size = batch_size
         self.learning_offset = learning_offset
@@ -705,15 +713,16 @@ default=None
                     lower_bound = self.lower_bound_
                 run = _Run(X, sw, total_weight, std, parallel, random_state)
                 self._start_solver(run, params, reg, resume=not do_init)
+                anneal_tol = self.tol if self.anneal_tol is None else self.anneal_tol
                 for level in levels:
                     params = self._perturb(params, level, std, random_state)
                     level_reg, beta = self._level_settings(level, reg, std)
-                    # Every level runs all its iterations: near the symmetric
-                    # saddle the likelihood is flat, and a gain below tol
-                    # says nothing about whether the means are about to split.
+                    # Each level's bound belongs to its own constraints: the
+                    # tol test starts afresh.
                     params, lower_bound, _ = self._em_phase(
-                        run, params, lower_bound, level_reg, self.anneal_max_iter, beta, level, 0.0
-                    )
+                        run, params, -np.inf, level_reg, self.anneal_max_iter, beta, level,
+                        anneal_tol,
+                    )  # fmt: skip
                     self._verbose_level_end(run)
                 final_reg, final_level = self._final_settings(levels, reg, std)
                 if levels.size:

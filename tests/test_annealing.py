@@ -52,11 +52,19 @@ def test_fixed_variance_annealing_escapes_ten_times_faster():
     assert_allclose(np.sort(model.means_.ravel()), [-1.0, 1.0], atol=1e-6)
     assert model.n_iter_ * 10 <= plain_iterations
     assert model.critical_value_ == pytest.approx(1.0)
-    # The split happens at the first level below the critical variance 1.
-    levels = model.history_["level"]
-    distinct = model.history_["n_distinct"]
+    assert np.all(model.history_["n_distinct"][model.history_["level"] > 1.0] == 1)
+    # Levels that run all their iterations split at the first level below the
+    # critical variance 1; with tol, levels end while the likelihood is still
+    # flat, and the means split a few levels later.
+    full = NaturalDiagonalGMM(2, annealing="fixed", anneal_tol=0.0, random_state=0, **NEAR_SADDLE)
+    full.fit(TWO_POINTS)
+    assert_allclose(np.sort(full.means_.ravel()), [-1.0, 1.0], atol=1e-6)
+    assert full.n_iter_ * 10 <= plain_iterations
+    levels = full.history_["level"]
+    distinct = full.history_["n_distinct"]
     assert np.all(distinct[levels > 1.0] == 1)
     assert np.all(distinct[levels < 0.7] == 2)
+    assert model.n_iter_ < full.n_iter_
 
 
 @pytest.mark.parametrize("variance, n_distinct", [(1.1, 1), (1.02, 1), (0.98, 2), (0.9, 2)])
@@ -67,6 +75,7 @@ def test_critical_variance_of_two_points(variance, n_distinct):
         annealing="fixed",
         schedule=ExplicitSchedule([variance]),
         anneal_max_iter=3000,
+        anneal_tol=0.0,  # run to the fixed point of this variance
         max_iter=0,
         random_state=0,
         **NEAR_SADDLE,
@@ -98,6 +107,7 @@ def test_auto_critical_value_on_blobs(blobs):
         annealing="fixed",
         schedule=GeometricSchedule(n_levels=1),  # start="auto": 1.2 x critical
         anneal_max_iter=400,
+        anneal_tol=0.0,  # run to the fixed point of this level
         max_iter=0,
         random_state=0,
     ).fit(X)
@@ -162,10 +172,11 @@ def test_annealing_with_weights_float32_n_init_warm_start(blobs):
 
     warm = NaturalDiagonalGMM(**{**kwargs, "warm_start": True, "max_iter": 5})
     _fit(warm, X)
-    first_iterations = warm.n_iter_
-    assert first_iterations > 8 * 15  # the schedule ran
+    # The schedule ran: its 8 levels, the last one shared with the final EM.
+    assert np.unique(warm.history_["level"]).size == 8
     _fit(warm, X)
     assert warm.n_iter_ <= 5  # later fits continue without it
+    assert np.all(np.isnan(warm.history_["level"]))
 
 
 def test_schedules_are_estimator_parameters(blobs):
