@@ -536,8 +536,9 @@ default=None
         last iteration's E-step of the best fit.
     lower_bounds_ : list of float
         ``lower_bound_`` at every iteration of the best fit.
-    labels_ : ndarray of shape (n_samples,)
-        Component of each training sample, as ``predict``.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        Component of each training sample, as ``predict``; a lazy Dask
+        array after a fit on one.
     history_ : dict of ndarray
         One entry per EM iteration of the best fit, levels and final EM
         alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``),
@@ -564,6 +565,18 @@ default=None
     See Also
     --------
     sklearn.mixture.GaussianMixture : The reference implementation.
+
+    Notes
+    -----
+    ``fit``, ``fit_predict``, ``partial_fit``, ``predict``, ``predict_proba``,
+    ``score_samples`` and ``score`` also accept a ``dask.array.Array``
+    (``pip install natgmm[dask]``). Each pass over the data then runs the
+    kernels on the blocks where they live and only per-component statistics
+    reach the client, which runs the same M-step; from the same start the fit
+    equals the in-memory one to about 1e-15 relative. Predictions are lazy
+    Dask arrays. The initialisation runs on the client on at most 100 000
+    rows (all of them, or a uniform sample). ``solver="minibatch"`` needs the
+    data in memory. See the user guide's page on Dask.
 
     Examples
     --------
@@ -692,7 +705,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Training data, one row per sample.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -717,7 +730,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Training data, one row per sample.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -726,7 +739,7 @@ default=None
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,)
+        labels : ndarray or dask.array.Array of shape (n_samples,)
             Component labels.
         """
         with _numba_threads(self.n_jobs) as parallel:
@@ -833,7 +846,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             One batch, one row per sample; a single row is allowed.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -1256,12 +1269,12 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
 
         Returns
         -------
-        log_prob : ndarray of shape (n_samples,)
+        log_prob : ndarray or dask.array.Array of shape (n_samples,)
             Log-density of each sample under the model.
         """
         return self._infer(X)[0]
@@ -1271,7 +1284,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -1300,12 +1313,12 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,)
+        labels : ndarray or dask.array.Array of shape (n_samples,)
             Component labels.
         """
         return self._infer(X)[1]
@@ -1315,12 +1328,12 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
 
         Returns
         -------
-        resp : ndarray of shape (n_samples, n_components)
+        resp : ndarray or dask.array.Array of shape (n_samples, n_components)
             Responsibilities; each row sums to one.
         """
         return self._infer(X, want_resp=True)[2]
