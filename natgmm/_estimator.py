@@ -67,12 +67,8 @@ def _internal(X, rows, std, centre=0.0, unit=1.0):
     return ((X[rows].astype(np.float64) - std.shift) * std.scale - centre) * unit
 
 
-def _scatter_matrix(X, sw, std, rows, centre=0.0, unit=1.0):
-    """Weighted scatter matrix of ``_internal`` rows about their weighted mean.
-
-    Accumulated chunk by chunk about ``centre`` (which should be close to
-    the mean, so that removing the mean's outer product cancels little).
-    """
+def _scatter_sums(X, sw, std, rows, centre=0.0, unit=1.0):
+    """Weight, weighted sum and weighted outer products of ``_internal`` rows."""
     n_features = X.shape[1]
     weight, first, second = 0.0, np.zeros(n_features), np.zeros((n_features, n_features))
     for chunk in _chunks(rows):
@@ -81,10 +77,23 @@ def _scatter_matrix(X, sw, std, rows, centre=0.0, unit=1.0):
         weight += w.sum()
         first += w @ u
         second += (u * w[:, np.newaxis]).T @ u
+    return weight, first, second
+
+
+def _scatter_from_sums(weight, first, second):
     return second - np.outer(first, first) / weight
 
 
-def _critical_value(X, sw, std):
+def _scatter_matrix(X, sw, std, rows, centre=0.0, unit=1.0):
+    """Weighted scatter matrix of ``_internal`` rows about their weighted mean.
+
+    Accumulated chunk by chunk about ``centre`` (which should be close to
+    the mean, so that removing the mean's outer product cancels little).
+    """
+    return _scatter_from_sums(*_scatter_sums(X, sw, std, rows, centre, unit))
+
+
+def _critical_value(data, std):
     """Largest eigenvalue of the weighted correlation matrix of X.
 
     With every variance held at ``v`` times its feature's variance, EM has
@@ -93,7 +102,7 @@ def _critical_value(X, sw, std):
     two points at -1 and +1 it is 1). Constant features are left out; 1 when
     every feature is constant.
     """
-    scatter = _scatter_matrix(X, sw, std, np.arange(X.shape[0]))
+    scatter = _scatter_from_sums(*data.scatter_sums(std))
     spread = np.sqrt(np.diag(scatter))
     keep = spread > 0
     if not keep.any():
@@ -102,14 +111,88 @@ def _critical_value(X, sw, std):
     return float(np.linalg.eigvalsh(corr)[-1])
 
 
-def _e_step(X, sw, std, params, beta, parallel):
-    """Fused E-step over ``X``: summed log-likelihood and statistics."""
+def _e_step(data, std, params, beta):
+    """Fused E-step over ``data``: summed log-likelihood and statistics."""
     eta1, eta2, log_norm = natural_parameters(params)
-    loglik, nk, s1, s2 = _kernels.em_stats(
-        X, sw, std.shift_k, std.scale_k, eta1.astype(X.dtype), eta2.astype(X.dtype),
-        log_norm, params.means, _n_blocks(X.shape[0]), parallel, beta,
+    loglik, nk, s1, s2 = data.em_stats(
+        std.shift_k, std.scale_k, eta1.astype(data.dtype), eta2.astype(data.dtype),
+        log_norm, params.means, beta,
     )  # fmt: skip
     return loglik, Stats(nk, s1, s2, params.means)
+
+
+def _log_prob(X, std, params, parallel, want_resp):
+    """Per-row log-density (user units), labels and optionally responsibilities."""
+    eta1, eta2, log_norm = natural_parameters(params)
+    n_samples, n_components = X.shape[0], params.means.shape[0]
+    log_prob = np.empty(n_samples)
+    labels = np.empty(n_samples, dtype=np.int64)
+    resp = np.empty((n_samples if want_resp else 0, n_components))
+    _kernels.log_prob(
+        X, std.shift_k.astype(X.dtype), std.scale_k.astype(X.dtype),
+        eta1.astype(X.dtype), eta2.astype(X.dtype), log_norm,
+        log_prob, labels, resp, parallel,
+    )  # fmt: skip
+    log_prob += std.log_jacobian
+    return log_prob, labels, resp
+
+
+def _is_dask(X):
+    """Whether ``X`` is a Dask collection (checked without importing dask)."""
+    return type(X).__module__.startswith("dask")
+
+
+class _Data:
+    """Training rows in memory and the kernels bound to them.
+
+    Every pass over the data goes through these methods; the arguments are
+    those of the kernels, without the data. ``natgmm._dask.DaskData`` has
+    the same methods for a Dask array and gathers the statistics block by
+    block on the cluster, so the EM loop is the same for both.
+    """
+
+    def __init__(self, X, sw, total_weight, parallel):
+        self.X, self.sw, self.total_weight, self.parallel = X, sw, total_weight, parallel
+        self.shape, self.dtype = X.shape, X.dtype
+
+    def subset(self, rows):
+        """Return the rows ``rows`` (sorted) as a batch of their own."""
+        sw = self.sw[rows] if self.sw.shape[0] else self.sw
+        return _Data(self.X[rows], sw, sw.sum() if sw.shape[0] else float(rows.size), self.parallel)
+
+    def extremes(self):
+        """Each feature's largest and smallest value."""
+        return self.X.max(axis=0), self.X.min(axis=0)
+
+    def label_stats(self, shift, scale, ref):
+        """:func:`_kernels.label_stats` with every row in component 0."""
+        return _kernels.label_stats(
+            self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
+            _n_blocks(self.shape[0]), self.parallel,
+        )  # fmt: skip
+
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
+        """:func:`_kernels.em_stats` over the rows."""
+        return _kernels.em_stats(
+            self.X, self.sw, shift, scale, eta1, eta2, log_norm, ref,
+            _n_blocks(self.shape[0]), self.parallel, beta,
+        )  # fmt: skip
+
+    def scatter_sums(self, std):
+        """:func:`_scatter_sums` over all rows."""
+        return _scatter_sums(self.X, self.sw, std, np.arange(self.shape[0]))
+
+    def positive_rows(self):
+        """Count the rows of positive weight."""
+        return np.count_nonzero(self.sw) if self.sw.shape[0] else self.shape[0]
+
+    def init_rows(self, random_state):
+        """Rows and weights the initialisation runs on: all of them."""
+        return self.X, self.sw
+
+    def log_prob(self, std, params, want_resp):
+        """Log-density, labels and (if ``want_resp``) responsibilities per row."""
+        return _log_prob(self.X, std, params, self.parallel, want_resp)
 
 
 @contextmanager
@@ -158,19 +241,17 @@ class _Standardiser:
     the batches of ``partial_fit``.
     """
 
-    def __init__(self, X, sample_weight, extra_var, parallel):
-        n_blocks = _n_blocks(X.shape[0])
-        no_labels = np.empty(0, dtype=np.int64)
-        magnitude = np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0))).astype(np.float64)
+    def __init__(self, data, extra_var):
+        dtype, n_features = data.dtype, data.shape[1]
+        largest, smallest = data.extremes()
+        magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
-        info = np.finfo(X.dtype)
-        zero = np.zeros(X.shape[1], dtype=X.dtype)
-        inv_mag = np.minimum(1.0 / magnitude, info.max).astype(X.dtype)
-        ref = np.zeros((1, X.shape[1]))
-        args = (X, sample_weight, zero, inv_mag, no_labels)
-        nk, s1, _ = _kernels.label_stats(*args, ref, n_blocks, parallel)
+        info = np.finfo(dtype)
+        zero = np.zeros(n_features, dtype=dtype)
+        inv_mag = np.minimum(1.0 / magnitude, info.max).astype(dtype)
+        nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
         ref = s1 / nk[0]
-        nk, s1, s2 = _kernels.label_stats(*args, ref, n_blocks, parallel)
+        nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
         inv_mag = inv_mag.astype(np.float64)
         mean = (ref[0] + s1[0] / nk[0]) / inv_mag
         std = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
@@ -183,15 +264,15 @@ class _Standardiser:
         spread = top * np.sqrt(np.sum((terms / top) ** 2, axis=0))
         spread = np.maximum(spread, magnitude * info.eps)
         scale = np.minimum(1.0 / spread, info.max / 4)
-        self.shift = mean.astype(X.dtype).astype(np.float64)
-        self.scale = scale.astype(X.dtype).astype(np.float64)
-        self.shift_k = self.shift.astype(X.dtype)
-        self.scale_k = self.scale.astype(X.dtype)
+        self.shift = mean.astype(dtype).astype(np.float64)
+        self.scale = scale.astype(dtype).astype(np.float64)
+        self.shift_k = self.shift.astype(dtype)
+        self.scale_k = self.scale.astype(dtype)
         self.log_jacobian = float(np.sum(np.log(self.scale)))
         total = nk[:1]
         self.moments = Stats(
             total,
-            np.zeros((1, X.shape[1])),
+            np.zeros((1, n_features)),
             ((std * self.scale) ** 2 * total)[np.newaxis],
             ((mean - self.shift) * self.scale)[np.newaxis],
         )
@@ -201,17 +282,10 @@ class _Standardiser:
         """Each feature's variance in internal units (at most about 1)."""
         return self.moments.s2[0] / self.moments.nk[0]
 
-    def update(self, X, sample_weight, parallel):
+    def update(self, data):
         """Add a batch to the data moments (the map itself stays fixed)."""
-        no_labels = np.empty(0, dtype=np.int64)
         ref = self.moments.ref
-        batch = Stats(
-            *_kernels.label_stats(
-                X, sample_weight, self.shift_k, self.scale_k, no_labels, ref,
-                _n_blocks(X.shape[0]), parallel,
-            ),
-            ref,
-        )  # fmt: skip
+        batch = Stats(*data.label_stats(self.shift_k, self.scale_k, ref), ref)
         self.moments = combine(self.moments, batch, 1.0, 1.0)
 
     def to_internal(self, means, variances):
@@ -247,9 +321,9 @@ class _Online:
 class _Run:
     """The data of one fit, its solver's state and one trajectory."""
 
-    def __init__(self, X, sw, total_weight, std, parallel, random_state):
-        self.X, self.sw, self.total_weight, self.std = X, sw, total_weight, std
-        self.parallel, self.random_state = parallel, random_state
+    def __init__(self, data, std, random_state):
+        self.data, self.total_weight, self.std = data, data.total_weight, std
+        self.random_state = random_state
         self.empty = None
         self.online = self.adam = None
         self.history = {"lower_bound": [], "level": [], "n_active": [], "n_distinct": []}
@@ -467,8 +541,9 @@ default=None
         last iteration's E-step of the best fit.
     lower_bounds_ : list of float
         ``lower_bound_`` at every iteration of the best fit.
-    labels_ : ndarray of shape (n_samples,)
-        Component of each training sample, as ``predict``.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        Component of each training sample, as ``predict``; a lazy Dask
+        array after a fit on one.
     history_ : dict of ndarray
         One entry per EM iteration of the best fit, levels and final EM
         alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``),
@@ -495,6 +570,18 @@ default=None
     See Also
     --------
     sklearn.mixture.GaussianMixture : The reference implementation.
+
+    Notes
+    -----
+    ``fit``, ``fit_predict``, ``partial_fit``, ``predict``, ``predict_proba``,
+    ``score_samples`` and ``score`` also accept a ``dask.array.Array``
+    (``pip install natgmm[dask]``). Each pass over the data then runs the
+    kernels on the blocks where they live and only per-component statistics
+    reach the client, which runs the same M-step; from the same start the fit
+    equals the in-memory one to about 1e-15 relative. Predictions are lazy
+    Dask arrays. The initialisation runs on the client on at most 100 000
+    rows (all of them, or a uniform sample). ``solver="minibatch"`` needs the
+    data in memory. See the user guide's page on Dask.
 
     Examples
     --------
@@ -631,7 +718,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Training data, one row per sample.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -656,7 +743,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Training data, one row per sample.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -665,35 +752,33 @@ default=None
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,)
+        labels : ndarray or dask.array.Array of shape (n_samples,)
             Component labels.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", ensure_min_samples=2)
-        n_samples, n_features = X.shape
-        if n_samples < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, "
-                f"n_samples = {n_samples}"
-            )
-        weighted = sample_weight is not None
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        sw = sample_weight if weighted else np.empty(0)
-        total_weight = float(sample_weight.sum())
-        init = self._check_init(n_features, X.dtype)
-
         with _numba_threads(self.n_jobs) as parallel:
+            data = self._data(X, sample_weight, parallel, reset=True, ensure_min_samples=2)
+            n_samples, n_features = data.shape
+            if n_samples < self.n_components:
+                raise ValueError(
+                    "Expected n_samples >= n_components "
+                    f"but got n_components = {self.n_components}, "
+                    f"n_samples = {n_samples}"
+                )
+            if self.solver == "minibatch" and not isinstance(data, _Data):
+                raise ValueError(
+                    "solver='minibatch' draws random rows and needs X in memory; for a "
+                    "Dask array use solver='em', or partial_fit on its blocks."
+                )
+            init = self._check_init(n_features, data.dtype)
             min_variance = self._check_min_variance(n_features)
             extra_var = self.reg_covar + min_variance + self.upper_precision_reg
-            std = _Standardiser(X, sw, extra_var, parallel)
+            std = _Standardiser(data, extra_var)
             reg = self._regularisation(std, min_variance)
             random_state = check_random_state(self.random_state)
             do_init = not (self.warm_start and hasattr(self, "converged_"))
             levels = np.empty(0)
             if self.annealing is not None:
-                self.critical_value_ = _critical_value(X, sw, std)
+                self.critical_value_ = _critical_value(data, std)
                 if do_init:
                     levels = self._schedule().values(self.critical_value_)
                 self._check_levels(levels)
@@ -701,7 +786,7 @@ default=None
             for trial in range(self.n_init if do_init else 1):
                 self._verbose_init_begin(trial)
                 if do_init:
-                    params = self._initial_params(X, sw, std, reg, init, random_state, parallel)
+                    params = self._initial_params(data, std, reg, init, random_state)
                     lower_bound = -np.inf
                 else:
                     params = Params(
@@ -711,7 +796,7 @@ default=None
                         ),
                     )
                     lower_bound = self.lower_bound_
-                run = _Run(X, sw, total_weight, std, parallel, random_state)
+                run = _Run(data, std, random_state)
                 self._start_solver(run, params, reg, resume=not do_init)
                 anneal_tol = self.tol if self.anneal_tol is None else self.anneal_tol
                 for level in levels:
@@ -745,7 +830,7 @@ default=None
                     ConvergenceWarning,
                     stacklevel=2,
                 )
-            self._set_fitted(params, std, X.dtype)
+            self._set_fitted(params, std, data.dtype)
             self.converged_ = converged
             self.n_iter_ = len(run.history["lower_bound"])
             self.lower_bound_ = lower_bound
@@ -756,7 +841,7 @@ default=None
             self._online, self._adam = run.online, run.adam
             self._partial_rng, self._levels = random_state, np.empty(0)
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
-            self.labels_ = self._log_prob(X, parallel, want_resp=False)[1]
+            self.labels_ = data.log_prob(std, params, want_resp=False)[1]
         return self.labels_
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -775,7 +860,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             One batch, one row per sample; a single row is allowed.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -791,51 +876,45 @@ default=None
         first = not hasattr(self, "_std")
         if first:
             self._validate_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=first)
-        weighted = sample_weight is not None
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        sw = sample_weight if weighted else np.empty(0)
-        batch_weight = float(sample_weight.sum())
-        min_variance = self._check_min_variance(X.shape[1])
         with _numba_threads(self.n_jobs) as parallel:
+            data = self._data(X, sample_weight, parallel, reset=first)
+            min_variance = self._check_min_variance(data.shape[1])
             if first:
-                self._partial_start(X, sw, min_variance, parallel)
+                self._partial_start(data, min_variance)
             else:
-                self._std.update(X, sw, parallel)
+                self._std.update(data)
             std = self._std
             reg = self._regularisation(std, min_variance)
             if self._online is None:  # first call, or after a batch fit
                 self._online = _Online(self._params, reg, self.n_steps_)
             if self.solver == "gradient" and self._adam is None:
                 self._adam = adam_state(self._params, reg.reg)
-            run = _Run(X, sw, batch_weight, std, parallel, self._partial_rng)
+            run = _Run(data, std, self._partial_rng)
             run.online, run.adam = self._online, self._adam
             params, reg, beta = self._partial_level(run, self._params, reg)
-            loglik, stats = _e_step(X, sw, std, params, beta, parallel)
+            loglik, stats = _e_step(data, std, params, beta)
+            batch_weight = data.total_weight
             params = self._online_update(run, stats, batch_weight, reg, params, std.moments.nk[0])
-            self._set_fitted(params, std, X.dtype)
+            self._set_fitted(params, std, data.dtype)
             self.n_steps_ = self.n_iter_ = self._online.n_steps
             self.lower_bound_ = loglik / batch_weight + std.log_jacobian
             self.empty_components_ = run.empty
         return self
 
-    def _partial_start(self, X, sw, min_variance, parallel):
+    def _partial_start(self, data, min_variance):
         """First partial_fit call: standardisation, schedule, initial model."""
         extra_var = self.reg_covar + min_variance + self.upper_precision_reg
-        std = _Standardiser(X, sw, extra_var, parallel)
+        std = _Standardiser(data, extra_var)
         reg = self._regularisation(std, min_variance)
         self._partial_rng = check_random_state(self.random_state)
         self._levels = np.empty(0)
         if self.annealing is not None:
-            self.critical_value_ = _critical_value(X, sw, std)
+            self.critical_value_ = _critical_value(data, std)
             self._levels = self._schedule().values(self.critical_value_)
             self._check_levels(self._levels)
-        rows = np.count_nonzero(sw) if sw.shape[0] else X.shape[0]
-        how = None if rows >= self.n_components else "random_from_data"
-        init = self._check_init(X.shape[1], X.dtype)
-        params = self._initial_params(X, sw, std, reg, init, self._partial_rng, parallel, how)
+        how = None if data.positive_rows() >= self.n_components else "random_from_data"
+        init = self._check_init(data.shape[1], data.dtype)
+        params = self._initial_params(data, std, reg, init, self._partial_rng, how)
         if how is not None:
             # Fewer rows than components: seeds repeat, and repeated seeds
             # leave components empty or identical. Equal weights and offsets
@@ -953,10 +1032,11 @@ default=None
             min_weight=float(self.min_weight),
         )
 
-    def _initial_params(self, X, sw, std, reg, init, random_state, parallel, how=None):
+    def _initial_params(self, data, std, reg, init, random_state, how=None):
         weights, means, precisions = init
         if weights is None or means is None or precisions is None:
-            stats = self._initial_stats(X, sw, std, random_state, parallel, how)
+            X, sw = data.init_rows(random_state)
+            stats = self._initial_stats(X, sw, std, random_state, data.parallel, how)
             params, _ = m_step(stats, reg)
         else:
             params = Params(None, None, None)
@@ -1091,7 +1171,7 @@ default=None
             if self.solver == "minibatch":
                 loglik, nk, params = self._minibatch_epoch(run, params, reg, beta)
             else:
-                loglik, stats = _e_step(run.X, run.sw, std, params, beta, run.parallel)
+                loglik, stats = _e_step(run.data, std, params, beta)
                 nk = stats.nk
                 params, run.empty = self._m_step(stats, reg, params, run.adam, run.total_weight)
             lower_bound = loglik / run.total_weight + std.log_jacobian
@@ -1136,18 +1216,19 @@ default=None
         Returns the summed log-likelihood of the batches (each under the
         parameters at its step), the running weights and the parameters.
         """
-        n_samples = run.X.shape[0]
+        n_samples = run.data.shape[0]
         order = run.random_state.permutation(n_samples)
         loglik = 0.0
         for start in range(0, n_samples, self.batch_size):
-            rows = np.sort(order[start : start + self.batch_size])  # sorted: memory order
-            sw = run.sw[rows] if run.sw.shape[0] else run.sw
-            batch_weight = sw.sum() if sw.shape[0] else float(rows.size)
-            if not batch_weight > 0:
+            # Sorted rows: memory order.
+            batch = run.data.subset(np.sort(order[start : start + self.batch_size]))
+            if not batch.total_weight > 0:
                 continue
-            batch_loglik, stats = _e_step(run.X[rows], sw, run.std, params, beta, run.parallel)
+            batch_loglik, stats = _e_step(batch, run.std, params, beta)
             loglik += batch_loglik
-            params = self._online_update(run, stats, batch_weight, reg, params, run.total_weight)
+            params = self._online_update(
+                run, stats, batch.total_weight, reg, params, run.total_weight
+            )
         return loglik, run.online.totals(run.total_weight).nk, params
 
     def _set_fitted(self, params, std, dtype):
@@ -1173,39 +1254,41 @@ default=None
 
     # ----------------------------------------------------------- inference
 
-    def _log_prob(self, X, parallel, want_resp):
-        """Per-row log-density (user units), labels and optionally responsibilities."""
-        std, params = self._std, self._params
-        eta1, eta2, log_norm = natural_parameters(params)
-        n_samples = X.shape[0]
-        log_prob = np.empty(n_samples)
-        labels = np.empty(n_samples, dtype=np.int64)
-        resp = np.empty((n_samples if want_resp else 0, self.n_components))
-        _kernels.log_prob(
-            X, std.shift_k.astype(X.dtype), std.scale_k.astype(X.dtype),
-            eta1.astype(X.dtype), eta2.astype(X.dtype), log_norm,
-            log_prob, labels, resp, parallel,
+    def _data(self, X, sample_weight, parallel, reset, ensure_min_samples=1):
+        """Validate ``X`` and ``sample_weight``; return the source of their statistics.
+
+        A Dask array is checked without computing it (see ``natgmm._dask``).
+        """
+        if _is_dask(X):
+            from ._dask import DaskData
+
+            return DaskData(self, X, sample_weight, parallel, reset, ensure_min_samples)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], order="C", reset=reset,
+            ensure_min_samples=ensure_min_samples,
         )  # fmt: skip
-        log_prob += std.log_jacobian
-        return log_prob, labels, resp
+        if sample_weight is None:
+            return _Data(X, np.empty(0), float(X.shape[0]), parallel)
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        return _Data(X, sw, float(sw.sum()), parallel)
 
     def _infer(self, X, want_resp=False):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
         with _numba_threads(self.n_jobs) as parallel:
-            return self._log_prob(X, parallel, want_resp)
+            data = self._data(X, None, parallel, reset=False)
+            return data.log_prob(self._std, self._params, want_resp)
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
 
         Returns
         -------
-        log_prob : ndarray of shape (n_samples,)
+        log_prob : ndarray or dask.array.Array of shape (n_samples,)
             Log-density of each sample under the model.
         """
         return self._infer(X)[0]
@@ -1215,7 +1298,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
         y : Ignored
             Not used, present for API consistency by convention.
@@ -1228,6 +1311,10 @@ default=None
             Mean log-likelihood of ``X`` under the model.
         """
         log_prob = self.score_samples(X)
+        if _is_dask(log_prob):
+            from ._dask import weighted_mean
+
+            return weighted_mean(log_prob, sample_weight)
         if sample_weight is None:
             return float(np.mean(log_prob))
         sample_weight = _check_sample_weight(
@@ -1240,12 +1327,12 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,)
+        labels : ndarray or dask.array.Array of shape (n_samples,)
             Component labels.
         """
         return self._infer(X)[1]
@@ -1255,12 +1342,12 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Samples, one per row.
 
         Returns
         -------
-        resp : ndarray of shape (n_samples, n_components)
+        resp : ndarray or dask.array.Array of shape (n_samples, n_components)
             Responsibilities; each row sums to one.
         """
         return self._infer(X, want_resp=True)[2]

@@ -283,3 +283,15 @@ print(natgmm.NaturalDiagonalGMM(2, random_state=0, n_jobs=1).fit(X).n_iter_ > 0)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_import_does_not_need_dask():
+    # Dask is an optional extra: importing and fitting on numpy never import it.
+    code = (
+        "import sys, numpy as np, natgmm\n"
+        "natgmm.NaturalDiagonalGMM(2, random_state=0).fit(np.arange(8.0).reshape(4, 2))\n"
+        "loaded = [m for m, mod in sys.modules.items() if mod is not None]\n"
+        "assert not any(m.split('.')[0] in ('dask', 'distributed') for m in loaded), loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

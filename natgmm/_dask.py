@@ -1,0 +1,265 @@
+"""Dask arrays: every pass over the data runs block by block on the cluster.
+
+:class:`DaskData` has the methods of the estimator's in-memory ``_Data``, so
+``fit``, ``partial_fit`` and the EM loop are the same code for both; only how
+the statistics of a pass are gathered differs. Each pass sends the small
+arguments of the kernel (shift, scale, natural parameters: one task holding
+them, fetched once by each worker) and runs the serial kernel on every block
+where it lives; the per-block results, ``n_components x n_features`` arrays,
+are summed in block order by a fixed reduction tree on the workers, so a pass
+is deterministic and only its sum travels to the client. The M-step, floors,
+prior and annealing run on the client as for numpy input.
+
+Imported only when a Dask array is passed: ``import natgmm`` never imports
+dask.
+"""
+
+import functools
+import operator
+
+import dask
+import dask.array as da
+import numpy as np
+
+from . import _kernels
+from ._estimator import _log_prob, _n_blocks, _scatter_sums
+
+# Rows computed to the client for the initialisation (k-means and friends)
+# when init_params must be estimated: all rows up to this many (the same
+# start as for numpy input), a uniform sample without replacement beyond.
+INIT_ROWS = 100_000
+# Partial results summed by one task of the reduction tree.
+_FAN_IN = 16
+_NO_LABELS = np.empty(0, dtype=np.int64)
+
+
+def check_array(estimator, X, reset, ensure_min_samples=1):
+    """Check a Dask array as ``validate_data`` would, without computing it.
+
+    Finiteness is checked on the workers, by the first pass over the data.
+    Other dtypes than float32 and float64 are cast to float64 (lazily), and
+    columns are merged into one chunk so that every block holds whole rows.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2D array, got a {X.ndim}D Dask array instead.")
+    if any(np.isnan(size) for size in X.shape):
+        raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() before fitting.")
+    n_samples, n_features = X.shape
+    if n_samples < ensure_min_samples or n_features < 1:
+        raise ValueError(
+            f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
+            f"(shape={X.shape}) while a minimum of {ensure_min_samples} sample(s) and "
+            "1 feature are required."
+        )
+    if reset:
+        estimator.n_features_in_ = n_features
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    elif n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    return X.rechunk({1: -1})
+
+
+def _as_weights(sample_weight, row_chunks):
+    """``sample_weight`` (numpy or Dask) as a float64 Dask array with ``row_chunks``."""
+    n_samples = sum(row_chunks)
+    if isinstance(sample_weight, da.Array):
+        sw = sample_weight.astype(np.float64)
+    else:
+        sw = da.from_array(np.asarray(sample_weight, dtype=np.float64), chunks=-1)
+    if sw.shape != (n_samples,):
+        raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
+    return sw.rechunk((row_chunks,))
+
+
+def _checked_total(sw):
+    """Total weight of ``sw``, after checking it is finite and non-negative."""
+    total, smallest = dask.compute(sw.sum(), sw.min())
+    if not np.isfinite(total):
+        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if smallest < 0:
+        raise ValueError("Negative values in data passed to sample_weight")
+    return float(total)
+
+
+def _sum_parts(parts):
+    """Sum tuples of arrays and floats item by item, in the order given."""
+    return tuple(functools.reduce(operator.add, items) for items in zip(*parts, strict=True))
+
+
+def _extreme_parts(parts):
+    """Featurewise maximum and minimum over ``(maximum, minimum)`` pairs."""
+    highs, lows = zip(*parts, strict=True)
+    return functools.reduce(np.maximum, highs), functools.reduce(np.minimum, lows)
+
+
+def _weights(w):
+    return np.empty(0) if w is None else np.ascontiguousarray(w)
+
+
+# Functions run on the workers, one call per block. The kernels are the
+# serial ones: each worker thread processes one block.
+
+
+def _block_extremes(x, w, shared):
+    return x.max(axis=0), x.min(axis=0)
+
+
+def _block_label_stats(x, w, shared):
+    shift, scale, ref = shared
+    x = np.ascontiguousarray(x)
+    stats = _kernels.label_stats(
+        x, _weights(w), shift, scale, _NO_LABELS, ref, _n_blocks(x.shape[0]), False
+    )
+    return (*stats, int(not np.isfinite(x).all()))
+
+
+def _block_em_stats(x, w, shared):
+    shift, scale, eta1, eta2, log_norm, ref, beta = shared
+    x = np.ascontiguousarray(x)
+    return _kernels.em_stats(
+        x, _weights(w), shift, scale, eta1, eta2, log_norm, ref, _n_blocks(x.shape[0]), False,
+        beta,
+    )  # fmt: skip
+
+
+def _block_scatter_sums(x, w, shared):
+    (std,) = shared
+    return _scatter_sums(x, _weights(w), std, np.arange(x.shape[0]))
+
+
+def _block_log_prob(x, std, params, output):
+    return _log_prob(np.ascontiguousarray(x), std, params, False, output == 2)[output]
+
+
+class DaskData:
+    """Training rows in a Dask array and the kernels run over its blocks.
+
+    Parameters
+    ----------
+    estimator : NaturalDiagonalGMM
+        Receives ``n_features_in_`` (``reset``) or is checked against it.
+    X : dask.array.Array of shape (n_samples, n_features)
+        The data; it stays on the workers.
+    sample_weight : dask.array.Array, array-like or None
+        Rechunked to the row chunks of ``X``; checked (one pass over the
+        weights only) when given.
+    parallel : bool
+        Whether the client's in-memory work (the initialisation) runs the
+        parallel kernels.
+    reset : bool
+        Whether this is a new fit.
+    ensure_min_samples : int
+        Fewest rows accepted.
+    """
+
+    def __init__(self, estimator, X, sample_weight, parallel, reset, ensure_min_samples=1):
+        X = check_array(estimator, X, reset, ensure_min_samples)
+        self.X, self.parallel = X, parallel
+        self.shape, self.dtype = X.shape, X.dtype
+        # Empty blocks add nothing and would break the reductions' max/min.
+        keep = np.asarray(X.chunks[0]) > 0
+        self._x_blocks = list(X.to_delayed().ravel()[keep])
+        if sample_weight is None:
+            self.sw = None
+            self.total_weight = float(X.shape[0])
+            self._w_blocks = [None] * len(self._x_blocks)
+        else:
+            self.sw = _as_weights(sample_weight, X.chunks[0])
+            self.total_weight = _checked_total(self.sw)
+            self._w_blocks = list(self.sw.to_delayed().ravel()[keep])
+        self._sample = None
+
+    def _reduce(self, block_func, shared, combine=_sum_parts):
+        """``combine`` of ``block_func(block, weights, shared)`` over all blocks.
+
+        ``shared`` becomes one task, so it travels once to each worker; the
+        reduction tree has a fixed shape, so the result is deterministic, and
+        only its root comes back to the client.
+        """
+        shared = dask.delayed(shared)
+        parts = [
+            dask.delayed(block_func)(x, w, shared)
+            for x, w in zip(self._x_blocks, self._w_blocks, strict=True)
+        ]
+        while len(parts) > 1:
+            parts = [
+                dask.delayed(combine)(parts[i : i + _FAN_IN]) for i in range(0, len(parts), _FAN_IN)
+            ]
+        (result,) = dask.compute(parts[0])
+        return result
+
+    def extremes(self):
+        """Each feature's largest and smallest value."""
+        return self._reduce(_block_extremes, (), _extreme_parts)
+
+    def label_stats(self, shift, scale, ref):
+        """Statistics of all rows as one component; checks that X is finite."""
+        nk, s1, s2, n_bad_blocks = self._reduce(_block_label_stats, (shift, scale, ref))
+        if n_bad_blocks:
+            raise ValueError("Input X contains NaN or infinity.")
+        return nk, s1, s2
+
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
+        """Log-likelihood and E-step statistics, summed over the blocks."""
+        return self._reduce(_block_em_stats, (shift, scale, eta1, eta2, log_norm, ref, beta))
+
+    def scatter_sums(self, std):
+        """Weight, sum and outer products of the rows in internal units."""
+        return self._reduce(_block_scatter_sums, (std,))
+
+    def positive_rows(self):
+        """Count the rows of positive weight."""
+        if self.sw is None:
+            return self.shape[0]
+        return int(da.count_nonzero(self.sw).compute())
+
+    def init_rows(self, random_state):
+        """Rows the initialisation runs on, computed to the client.
+
+        All rows if there are at most ``INIT_ROWS``, else that many drawn
+        uniformly without replacement from ``random_state`` (kept in row
+        order, with their weights). Drawn once and reused by later
+        initialisations.
+        """
+        if self._sample is None:
+            X, sw = self.X, self.sw
+            if self.shape[0] > INIT_ROWS:
+                rows = np.sort(random_state.choice(self.shape[0], INIT_ROWS, replace=False))
+                X, sw = X[rows], None if sw is None else sw[rows]
+            X, sw = dask.compute(X, sw)
+            self._sample = (np.ascontiguousarray(X), np.empty(0) if sw is None else sw)
+        return self._sample
+
+    def log_prob(self, std, params, want_resp):
+        """Lazy log-density, labels and responsibilities (None unless ``want_resp``).
+
+        Each is a Dask array with the row chunks of X, computed block by block
+        by the kernel; the parameters are one task shared by all blocks.
+        """
+        shared = dask.delayed(std), dask.delayed(params)
+        log_prob, labels = (
+            self.X.map_blocks(_block_log_prob, *shared, output, drop_axis=1, dtype=dtype)
+            for output, dtype in ((0, np.float64), (1, np.int64))
+        )
+        resp = None
+        if want_resp:
+            chunks = (self.X.chunks[0], (params.means.shape[0],))
+            resp = self.X.map_blocks(_block_log_prob, *shared, 2, chunks=chunks, dtype=np.float64)
+        return log_prob, labels, resp
+
+
+def weighted_mean(log_prob, sample_weight):
+    """(Weighted) mean of a Dask array of log-densities, computed to a float."""
+    if sample_weight is None:
+        return float(log_prob.mean().compute())
+    sw = _as_weights(sample_weight, log_prob.chunks[0])
+    total, weight, smallest = dask.compute((log_prob * sw).sum(), sw.sum(), sw.min())
+    if smallest < 0:
+        raise ValueError("Negative values in data passed to sample_weight")
+    return float(total / weight)

@@ -1,0 +1,256 @@
+"""Fits on Dask arrays with a real distributed.LocalCluster."""
+
+import logging
+import os
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+
+da = pytest.importorskip("dask.array", reason="dask is not installed (extra natgmm[dask])")
+distributed = pytest.importorskip(
+    "distributed", reason="distributed is not installed (extra natgmm[dask])"
+)
+
+from natgmm import NaturalDiagonalGMM, _kernels  # noqa: E402
+
+RTOL = 1e-10
+K = 3
+# Uneven row chunks, none of them the in-memory kernel's block size.
+CHUNKS = ((3000, 5000, 4000, 8000), (4,))
+
+
+def _warm_serial_kernels():
+    # The workers run the serial kernels. Compiling them once here puts them
+    # in numba's disk cache, so that the worker processes load them instead
+    # of each compiling them.
+    X = np.zeros((8, 4))
+    empty, ref = np.empty(0), np.zeros((K, 4))
+    eta = np.full((K, 4), -0.5)
+    _kernels.label_stats(X, empty, X[0], X[0] + 1, np.empty(0, np.int64), ref[:1], 1, False)
+    _kernels.em_stats(X, empty, X[0], X[0] + 1, eta, eta, np.zeros(K), ref, 1, False)
+    out = np.empty(8), np.empty(8, np.int64), np.empty((8, K))
+    _kernels.log_prob(X, X[0], X[0] + 1, eta, eta, np.zeros(K), *out, False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    _warm_serial_kernels()
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = make_blobs(sum(CHUNKS[0]), n_features=4, centers=K, cluster_std=1.5, random_state=0)
+    X = X * [1.0, 10.0, 1e3, 0.1] + [0.0, 5.0, -2e3, 1.0]
+    weights = np.random.default_rng(0).uniform(0.0, 2.0, X.shape[0])
+    return X, weights
+
+
+def _start(X):
+    """Explicit initial parameters, so numpy and Dask fits start alike."""
+    km = KMeans(K, n_init=1, random_state=0).fit(X[:2000])
+    labels = km.labels_
+    precisions = np.array([1.0 / X[:2000][labels == k].var(axis=0) for k in range(K)])
+    return {
+        "weights_init": np.bincount(labels, minlength=K) / labels.size,
+        "means_init": km.cluster_centers_,
+        "precisions_init": precisions,
+    }
+
+
+def _fit(X, sample_weight=None, **kwargs):
+    params = {"n_components": K, "max_iter": 15, "tol": 0.0, "random_state": 0, **kwargs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return NaturalDiagonalGMM(**params).fit(X, sample_weight=sample_weight)
+
+
+def _assert_same_model(ours, reference):
+    for name in ("weights_", "means_", "covariances_", "eta1_", "eta2_"):
+        assert_allclose(getattr(ours, name), getattr(reference, name), rtol=RTOL, err_msg=name)
+    assert_allclose(ours.lower_bounds_, reference.lower_bounds_, rtol=RTOL)
+    assert ours.n_iter_ == reference.n_iter_
+
+
+def _record_gathers(scheduler):
+    """Wrap the scheduler's gather handler: record what clients fetch.
+
+    A client (not on a worker) receives every result through this handler.
+    Returns the list that receives ``(key, nbytes)`` per fetched key.
+    """
+    records = []
+    original = scheduler.handlers["gather"]
+
+    async def gather(keys, **kwargs):
+        records.extend((key, scheduler.tasks[key].nbytes) for key in keys)
+        return await original(keys=keys, **kwargs)
+
+    scheduler.handlers["gather"] = gather
+    return records, original
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_equals_numpy_fit_and_data_stays_on_workers(cluster, client, data, weighted):
+    X, weights = data
+    sw = weights if weighted else None
+    start = _start(X)
+    reference = _fit(X, sw, **start)
+
+    Xd = da.from_array(X, chunks=CHUNKS).persist()
+    swd = da.from_array(weights, chunks=CHUNKS[0]).persist() if weighted else None
+    distributed.wait([Xd, swd] if weighted else [Xd])
+    block_keys = {key for block in Xd.__dask_keys__() for key in block}
+    block_bytes = min(CHUNKS[0]) * X.shape[1] * X.itemsize
+
+    records, original = _record_gathers(cluster.scheduler)
+    try:
+        ours = _fit(Xd, swd, **start)
+        fit_records = list(records)
+        # The recording sees data when data is fetched.
+        Xd.blocks[0].compute()
+    finally:
+        cluster.scheduler.handlers["gather"] = original
+    assert max(nbytes for _, nbytes in records[len(fit_records) :]) >= block_bytes
+
+    _assert_same_model(ours, reference)
+    assert fit_records, "the fit fetched nothing: the recording is broken"
+    assert not block_keys & {key for key, _ in fit_records}
+    # Everything the fit fetched, over all its passes, is smaller than one block.
+    assert sum(nbytes for _, nbytes in fit_records) < block_bytes
+
+
+def test_predictions_are_lazy_and_equal(client, data):
+    X, weights = data
+    Xd = da.from_array(X, chunks=CHUNKS)
+    model = _fit(X, max_iter=5, **_start(X))
+    outputs = {
+        "score_samples": model.score_samples,
+        "predict": model.predict,
+        "predict_proba": model.predict_proba,
+    }
+    for name, method in outputs.items():
+        lazy = method(Xd)
+        assert isinstance(lazy, da.Array), name
+        assert lazy.chunks[0] == CHUNKS[0]
+        assert_allclose(lazy.compute(), method(X), rtol=RTOL, err_msg=name)
+    assert_allclose(model.score(Xd), model.score(X), rtol=RTOL)
+    assert_allclose(
+        model.score(Xd, sample_weight=da.from_array(weights, chunks=5000)),
+        model.score(X, sample_weight=weights),
+        rtol=RTOL,
+    )
+    fitted = _fit(Xd, max_iter=5, **_start(X))
+    assert isinstance(fitted.labels_, da.Array)
+    assert_array_equal(fitted.labels_.compute(), model.labels_)
+
+
+def test_initialisation_annealing_and_partial_fit(client, data):
+    X, weights = data
+    Xd = da.from_array(X, chunks=CHUNKS)
+    # Up to INIT_ROWS rows the initialisation runs on all of them: the same
+    # k-means start, and the critical value over the whole data.
+    kwargs = {"annealing": "fixed", "anneal_max_iter": 2, "max_iter": 3}
+    reference = _fit(X, weights, **kwargs)
+    ours = _fit(Xd, da.from_array(weights, chunks=CHUNKS[0]), **kwargs)
+    assert_allclose(ours.critical_value_, reference.critical_value_, rtol=RTOL)
+    _assert_same_model(ours, reference)
+
+    stream, dask_stream = (
+        NaturalDiagonalGMM(K, random_state=0),
+        NaturalDiagonalGMM(K, random_state=0),
+    )
+    for rows in (slice(0, 8000), slice(8000, 20000)):
+        stream.partial_fit(X[rows], sample_weight=weights[rows])
+        dask_stream.partial_fit(Xd[rows], sample_weight=weights[rows])
+    assert_allclose(dask_stream.lower_bound_, stream.lower_bound_, rtol=RTOL)
+    assert_allclose(dask_stream.means_, stream.means_, rtol=RTOL)
+    assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
+
+
+def test_initialisation_on_a_sample(client, data, monkeypatch):
+    from natgmm import _dask
+
+    X, _ = data
+    monkeypatch.setattr(_dask, "INIT_ROWS", 5000)
+    model = _fit(da.from_array(X, chunks=CHUNKS), max_iter=0)
+    # The start is k-means on INIT_ROWS rows drawn first from the random
+    # state, k-means then drawing from the same state: a numpy fit on those
+    # rows, from the state after the draw, starts alike (k-means does not
+    # depend on the standardisation, one common shift and scale).
+    random_state = np.random.RandomState(0)
+    rows = np.sort(random_state.choice(X.shape[0], 5000, replace=False))
+    reference = _fit(X[rows], max_iter=0, random_state=random_state)
+    for name in ("weights_", "means_", "covariances_"):
+        assert_allclose(getattr(model, name), getattr(reference, name), rtol=RTOL, err_msg=name)
+
+
+def test_bad_dask_input(client, data):
+    X, _ = data
+    bad = X.copy()
+    bad[12345, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        _fit(da.from_array(bad, chunks=CHUNKS))
+    with pytest.raises(ValueError, match="Negative values"):
+        _fit(da.from_array(X, chunks=CHUNKS), -np.ones(X.shape[0]))
+    with pytest.raises(ValueError, match="minibatch"):
+        _fit(da.from_array(X, chunks=CHUNKS), solver="minibatch")
+    model = _fit(X, max_iter=2)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(da.from_array(X[:, :3], chunks=1000))
+    # Integers are cast to float64, as for numpy input.
+    integers = np.rint(X).astype(np.int64)
+    assert_allclose(
+        model.score_samples(da.from_array(integers, chunks=6000)).compute(),
+        model.score_samples(integers),
+        rtol=RTOL,
+    )
+
+
+def test_worker_killed_mid_fit_is_survived(cluster, client, data, tmp_path):
+    X, _ = data
+    start = _start(X)
+    reference = _fit(X, **start)
+    n_blocks = len(CHUNKS[0])
+    # Passes: extremes, two moment passes, then one per EM iteration; the
+    # data is not persisted, so every pass recomputes its blocks.
+    doomed_call = n_blocks * 5 + 1
+
+    def die_once(block):
+        # Calls are numbered across processes by exclusive file creation;
+        # the process making the doomed call exits without cleanup.
+        number = 0
+        while True:
+            try:
+                os.close(os.open(tmp_path / f"call-{number}", os.O_CREAT | os.O_EXCL))
+                break
+            except FileExistsError:
+                number += 1
+        if number == doomed_call:
+            os._exit(1)
+        return block
+
+    Xd = da.from_array(X, chunks=CHUNKS).map_blocks(die_once, dtype=X.dtype)
+    pids = set(client.run(os.getpid).values())
+    ours = _fit(Xd, **start)
+    assert (tmp_path / f"call-{doomed_call}").exists()
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.run(os.getpid).values()) != pids, "no worker was replaced"
+    _assert_same_model(ours, reference)
