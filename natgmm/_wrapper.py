@@ -291,8 +291,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         bic : float
             The lower the better.
         """
-        Z = self._standardise(X)
-        return self.estimator_.bic(Z) - 2 * len(Z) * self._log_jacobian()
+        return self._criterion("bic", X)
 
     def aic(self, X):
         """Akaike information criterion for the current model on X.
@@ -310,5 +309,13 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         aic : float
             The lower the better.
         """
+        return self._criterion("aic", X)
+
+    def _criterion(self, name, X):
+        """Return the inner ``bic`` or ``aic`` of standardised X, in raw units.
+
+        Both are ``-2 log L`` plus a penalty; the raw log-likelihood is the
+        standardised one plus ``n`` times the log-Jacobian.
+        """
         Z = self._standardise(X)
-        return self.estimator_.aic(Z) - 2 * len(Z) * self._log_jacobian()
+        return getattr(self.estimator_, name)(Z) - 2 * len(Z) * self._log_jacobian()
