@@ -43,9 +43,9 @@ stable for every seed, the one with the largest mean final training NMI
 printed and written to ``--out`` (default ``benchmarks/results/stability.md``,
 or ``stability_raw.md`` with ``--raw-scale``).
 
-The default run (digits) takes about ten minutes on 2 busy cores (one BLAS
-and, with ``--n-jobs 1``, one numba thread); run from the repository
-root::
+On digits with ``--n-jobs 1`` (one BLAS and one numba thread), two runs
+side by side on 2 busy cores took 170-195 s each by default and about 490 s
+each with ``--full-grid``. Run from the repository root::
 
     python benchmarks/bench_stability.py [--raw-scale] [--solvers em,gradient]
 """
