@@ -2,6 +2,7 @@
 
 from ._estimator import NaturalDiagonalGMM
 from ._schedules import ExplicitSchedule, GeometricSchedule, LinearSchedule, Schedule
+from ._wrapper import StandardizedGMM
 
 __all__ = [
     "ExplicitSchedule",
@@ -9,5 +10,6 @@ __all__ = [
     "LinearSchedule",
     "NaturalDiagonalGMM",
     "Schedule",
+    "StandardizedGMM",
 ]
 __version__ = "0.1.0"

@@ -438,7 +438,13 @@ default=None
         Number of threads of the Numba kernels. None or -1 uses all of
         numba's threads (``NUMBA_NUM_THREADS``), a negative value all but
         ``-n_jobs - 1``. Numba's thread count is restored after each call.
-        Results do not depend on it.
+        Results do not depend on it. Inside the workers of joblib's default
+        (loky) backend, e.g. ``GridSearchCV(n_jobs=m)``, joblib sets
+        ``NUMBA_NUM_THREADS`` to ``cores // m`` (or to the parent's
+        ``NUMBA_NUM_THREADS``, or to ``inner_max_num_threads`` of
+        ``joblib.parallel_config``), so the workers together use no more
+        threads than there are cores. Joblib's threading backend sets no
+        limit: pass ``n_jobs=1`` there.
     annealing : {"floor", "fixed", "temperature"}, default=None
         Deterministic annealing, an outer loop over the levels of
         ``schedule`` that runs ``anneal_max_iter`` EM iterations per level

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from natgmm import GeometricSchedule, NaturalDiagonalGMM
+from natgmm import GeometricSchedule, NaturalDiagonalGMM, StandardizedGMM
 
 
 @parametrize_with_checks(
@@ -30,6 +30,10 @@ from natgmm import GeometricSchedule, NaturalDiagonalGMM
         NaturalDiagonalGMM(n_components=3, init_params="bisect", solver="minibatch"),
         NaturalDiagonalGMM(
             n_components=3, init_params="bisect", solver="gradient", learning_rate=0.05
+        ),
+        # Floors in standardised units through the wrapper.
+        StandardizedGMM(
+            NaturalDiagonalGMM(n_components=3, init_params="bisect", min_variance=0.01)
         ),
     ]
 )

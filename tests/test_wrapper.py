@@ -1,0 +1,203 @@
+"""StandardizedGMM: raw-unit parameters, densities, invariance and raw-scale latents."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.decomposition import FactorAnalysis
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from natgmm import NaturalDiagonalGMM, StandardizedGMM
+
+# Deterministic start, so that two fits differ only through their data.
+_INNER = dict(n_components=4, init_params="bisect", tol=1e-10, max_iter=300)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(n_samples=400, n_features=3, centers=4, random_state=0)
+    # Units far apart, and a constant feature (zero variance).
+    return np.column_stack([X * [1e-3, 50.0, 1e4], np.full(len(X), 7.0)])
+
+
+@pytest.fixture(scope="module")
+def fitted(blobs):
+    return StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs)
+
+
+def _diag_log_density(X, weights, means, covariances):
+    """Mixture log-density from raw-unit parameters, by numpy."""
+    log_comp = -0.5 * (
+        np.log(2 * np.pi * covariances).sum(axis=1)
+        + (((X[:, None, :] - means) ** 2) / covariances).sum(axis=2)
+    )
+    return logsumexp(log_comp + np.log(weights), axis=1)
+
+
+def test_scaler_is_the_weighted_mean_and_std(blobs):
+    w = np.random.default_rng(0).uniform(0.0, 3.0, len(blobs))
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs, sample_weight=w)
+    mean = np.average(blobs, axis=0, weights=w)
+    std = np.sqrt(np.average((blobs - mean) ** 2, axis=0, weights=w))
+    assert_allclose(model.mean_, mean, rtol=1e-12)
+    assert_allclose(model.scale_[:3], std[:3], rtol=1e-10)
+    assert model.scale_[3] == 1.0  # constant feature: left unscaled, as StandardScaler
+
+
+def test_parameters_are_the_inner_ones_mapped_back(fitted, blobs):
+    inner, scale, shift = fitted.estimator_, fitted.scale_, fitted.mean_
+    # The map is one multiply-add per entry: equal to rounding.
+    assert_allclose(fitted.means_, inner.means_ * scale + shift, rtol=1e-15)
+    assert_allclose(fitted.covariances_, inner.covariances_ * scale**2, rtol=1e-15)
+    assert_allclose(fitted.precisions_, 1 / fitted.covariances_, rtol=1e-15)
+    assert_allclose(fitted.precisions_cholesky_**2, fitted.precisions_, rtol=1e-14)
+    assert_allclose(fitted.eta1_, fitted.means_ / fitted.covariances_, rtol=1e-15)
+    assert_allclose(fitted.eta2_, -0.5 / fitted.covariances_, rtol=1e-15)
+    assert_array_equal(fitted.weights_, inner.weights_)
+    assert_array_equal(fitted.labels_, fitted.predict(blobs))
+    assert fitted.estimator_ is not fitted.estimator  # a clone was fitted
+    assert not hasattr(fitted.estimator, "means_")
+
+
+def test_score_samples_is_the_raw_unit_density(fitted, blobs):
+    expected = _diag_log_density(blobs, fitted.weights_, fitted.means_, fitted.covariances_)
+    assert_allclose(fitted.score_samples(blobs), expected, rtol=1e-10)
+    assert_allclose(fitted.score(blobs), expected.mean(), rtol=1e-10)
+    assert_allclose(fitted.lower_bound_, fitted.score(blobs), rtol=1e-8)  # converged
+    n = len(blobs)
+    p = 2 * 4 * blobs.shape[1] + 4 - 1
+    assert_allclose(fitted.bic(blobs), -2 * expected.sum() + p * np.log(n), rtol=1e-10)
+    assert_allclose(fitted.aic(blobs), -2 * expected.sum() + 2 * p, rtol=1e-10)
+
+
+def test_same_model_as_the_estimator_with_relative_floors(blobs):
+    """Floors given to the wrapped estimator are in standardised units: the
+    same model as NaturalDiagonalGMM's floors relative to each feature's
+    variance, on the raw data (EM is equivariant; random responsibilities do
+    not depend on the units, so both fits start from the same partition)."""
+    X = blobs[:, :3]
+    kwargs = dict(_INNER, init_params="random", random_state=0, reg_covar=0.0)
+    wrapped = StandardizedGMM(NaturalDiagonalGMM(**kwargs, min_variance=0.05)).fit(X)
+    direct = NaturalDiagonalGMM(**kwargs, min_variance_relative=0.05).fit(X)
+    # Same fixed point, reached through data that differ by rounding.
+    assert_allclose(wrapped.means_, direct.means_, rtol=1e-7)
+    assert_allclose(wrapped.covariances_, direct.covariances_, rtol=1e-7)
+    assert_array_equal(wrapped.labels_, direct.labels_)
+    assert np.all(wrapped.covariances_ >= 0.05 * X.var(axis=0) * (1 - 1e-12))
+    assert np.any(np.isclose(wrapped.covariances_, 0.05 * X.var(axis=0), rtol=1e-9))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    log_factors=st.lists(st.floats(-3.0, 4.0), min_size=3, max_size=3),
+    shifts=st.lists(st.floats(-10.0, 10.0), min_size=3, max_size=3),
+)
+def test_invariance_to_scaling_and_shifting_each_feature(blobs, log_factors, shifts):
+    # Without the constant feature, whose variance is reg_covar in any units
+    # (its scale stays 1).
+    blobs = blobs[:, :3]
+    fitted = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs)
+    factors = 10.0 ** np.array(log_factors)
+    # A shift of up to 10 (raw) standard deviations per feature: the
+    # standardised data then differ from the original by a few ulps.
+    offset = np.array(shifts) * fitted.scale_ * factors
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs * factors + offset)
+    X_new = blobs * factors + offset
+    assert_array_equal(model.labels_, fitted.labels_)
+    # The inner fits see data equal to a few ulps and converge (tol 1e-10) to
+    # the same fixed point: parameters agree to far below 1e-6.
+    assert_allclose(model.predict_proba(X_new), fitted.predict_proba(blobs), atol=1e-7)
+    # Means compared in (original) standard deviations of each feature.
+    assert_allclose(
+        (model.means_ - offset) / (factors * fitted.scale_),
+        fitted.means_ / fitted.scale_,
+        atol=1e-6,
+    )
+    assert_allclose(model.covariances_, fitted.covariances_ * factors**2, rtol=1e-6)
+    assert_allclose(model.weights_, fitted.weights_, rtol=1e-6)
+    # Densities transform with the Jacobian of the map.
+    assert_allclose(
+        model.score_samples(X_new),
+        fitted.score_samples(blobs) - np.log(factors).sum(),
+        rtol=1e-7,
+        atol=1e-7,
+    )
+
+
+def test_sample_is_the_inner_sample_mapped_back(blobs):
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER, random_state=0)).fit(blobs)
+    X, y = model.sample(500)
+    Z, y_inner = model.estimator_.sample(500)  # same seed: same draws
+    assert_array_equal(y, y_inner)
+    assert_allclose(X, Z * model.scale_ + model.mean_, rtol=1e-15)
+    assert_allclose(X.mean(axis=0), model.weights_ @ model.means_, rtol=0.1, atol=1e-3)
+
+
+def test_warm_start_continues_in_the_same_coordinates(blobs):
+    steps = StandardizedGMM(
+        NaturalDiagonalGMM(**{**_INNER, "max_iter": 1, "tol": 0.0}, warm_start=True)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(5):
+            steps.fit(blobs)
+        at_once = StandardizedGMM(NaturalDiagonalGMM(**{**_INNER, "max_iter": 5, "tol": 0.0}))
+        at_once.fit(blobs)
+    assert_allclose(steps.means_, at_once.means_, rtol=1e-12)
+    assert_allclose(steps.covariances_, at_once.covariances_, rtol=1e-12)
+
+
+def test_float32_and_other_diagonal_mixtures(blobs):
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs.astype(np.float32))
+    assert model.means_.dtype == model.covariances_.dtype == np.float32
+    assert np.all(np.isfinite(model.eta2_))
+    gm = GaussianMixture(4, covariance_type="diag", random_state=0)
+    wrapped = StandardizedGMM(gm).fit(blobs)
+    assert_array_equal(wrapped.labels_, wrapped.predict(blobs))
+    expected = _diag_log_density(blobs, wrapped.weights_, wrapped.means_, wrapped.covariances_)
+    assert_allclose(wrapped.score_samples(blobs), expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="needs an estimator with diagonal covariances"):
+        StandardizedGMM(GaussianMixture(2, covariance_type="full")).fit(blobs)
+
+
+def _assert_finite(model):
+    for name in ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_"):
+        assert np.all(np.isfinite(getattr(model, name))), name
+    assert np.all(model.eta2_ < 0)
+
+
+@pytest.fixture(scope="module")
+def raw_latents():
+    """Digits factor-analysis latents with per-dimension std of 40-80."""
+    X, _ = load_digits(return_X_y=True)
+    Z = FactorAnalysis(10, random_state=0).fit_transform(X)
+    Z = Z / Z.std(axis=0) * np.random.default_rng(0).uniform(40, 80, Z.shape[1])
+    assert np.all((Z.std(axis=0) >= 40) & (Z.std(axis=0) <= 80))
+    return Z
+
+
+@pytest.mark.parametrize(
+    "solver",
+    [
+        dict(solver="em"),
+        dict(solver="minibatch", batch_size=256),
+        # The research regime, which leaves eta2 < 0 only by construction.
+        dict(solver="gradient", learning_rate=1e-3, gradient_steps=50, gradient_clip=1.0),
+    ],
+    ids=["em", "minibatch", "gradient"],
+)
+@pytest.mark.parametrize("wrapped", [False, True], ids=["direct", "wrapped"])
+def test_raw_scale_latents_never_give_non_finite_parameters(raw_latents, solver, wrapped):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for seed in range(2):
+            gmm = NaturalDiagonalGMM(20, max_iter=20, random_state=seed, **solver)
+            model = (StandardizedGMM(gmm) if wrapped else gmm).fit(raw_latents)
+            _assert_finite(model)
+            assert np.all(np.isfinite(model.score_samples(raw_latents)))
