@@ -40,18 +40,20 @@ _EXP_CUTOFF = -708.3
 _TILE = 4
 
 
-def _jit(parallel, **options):
+def _jit(parallel, fastmath=FASTMATH, **options):
     """Return a decorator compiling with the project's flags and disk cache.
 
     Caching falls back to in-memory compilation where numba finds no writable
     cache location (for example a read-only install with no writable home).
+    numba keys its cache on this file's modification time and size, so the
+    flags, being constants of this file, cannot be served stale.
     """
 
     def decorate(func):
         try:
-            return njit(parallel=parallel, fastmath=FASTMATH, cache=True, **options)(func)
+            return njit(parallel=parallel, fastmath=fastmath, cache=True, **options)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(parallel=parallel, fastmath=FASTMATH, cache=False, **options)(func)
+            return njit(parallel=parallel, fastmath=fastmath, cache=False, **options)(func)
 
     return decorate
 
@@ -117,7 +119,7 @@ _INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))
 # No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
 # one rounded constant. The loops have no reductions, so they vectorise
 # without it; glibc's scalar exp does not.
-@njit(fastmath={"nsz", "contract"}, cache=True)
+@_jit(False, fastmath={"nsz", "contract"})
 def _exp_shifted(lp_row, top, ev, bits):
     """``ev[k] = exp(lp_row[k] - top)``, exactly zero below ``_EXP_CUTOFF``.
 
