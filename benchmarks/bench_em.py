@@ -1,25 +1,40 @@
 """Seconds per EM iteration and extra memory: natgmm against scikit-learn.
 
 Both libraries start from the same parameters (taken from a short k-means
-fit) and run a fixed number of EM iterations with ``tol=0``, so only EM is
-timed. Each (library, case) runs in a fresh subprocess that samples its own
-resident set size while fitting; "extra MiB" is the peak during the fit
-minus the resident size with the data loaded, kernels compiled and BLAS
-warmed up.
+fit) and run EM with ``tol=0``. The time per iteration is the difference
+between a fit of ``1 + n_iter`` iterations and a fit of one, each the best of
+a few repeats, so set-up costs that are not EM (scikit-learn's k-means in
+every fit, natgmm's standardisation pass and final labelling) cancel. Each
+(library, case) runs in a fresh subprocess that samples its own resident set
+size while fitting; "extra MiB" is the peak during the long fit minus the
+resident size with the data loaded, kernels compiled and BLAS warmed up.
+
+An iteration is counted as ``8 N D K`` flops: the log-densities are two
+``N x D`` by ``D x K`` products (with ``x`` and ``x ** 2``) and the
+statistics two more, each ``2 N D K`` flops. "GFLOP/s" is natgmm's rate by
+that count and "bound" the time those flops take at the matrix-product peak
+measured at the start of the run (numpy's BLAS, a 2000 x 2000 product, both
+dtypes); natgmm/bound is the bar of issue #5 (1.5). The scale case fits
+N = 1e7, D = 50, K = 100 float32 from a read-only memmap written in chunks
+to a temporary directory (natgmm only).
 
 Run from the repository root, with OpenBLAS left to pick its own kernels::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_em.py
 
-``--quick`` runs the N=60000, D=50, K=50 cases only (the bars of the core
-issue); ``--json FILE`` also writes the rows.
+``--quick`` runs the N=60000, D=50, K=50 cases only (the bars);
+``--scale`` adds the memmap case; ``--json FILE`` also writes the rows. The
+plot of time per iteration against N (D=50, K=50) is saved in
+``benchmarks/results/``.
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -31,11 +46,14 @@ CASES_QUICK = [
     (60_000, 50, 50, "float32", 8.0),
 ]
 CASES_FULL = CASES_QUICK + [
-    (60_000, 10, 10, "float64", 1.0),
-    (60_000, 50, 200, "float64", 1.0),
-    (1_000_000, 50, 50, "float64", 1.0),
-    (1_000_000, 50, 50, "float32", 1.0),
+    (n, d, k, dtype, 1.0)
+    for n, d, k, dtype in itertools.product(
+        (60_000, 1_000_000), (10, 50), (10, 50, 200), ("float64", "float32")
+    )
+    if (n, d, k) != (60_000, 50, 50)
 ]
+SCALE_CASE = (10_000_000, 50, 100, "float32", 1.0)
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def _rss_bytes():
@@ -94,7 +112,7 @@ def _start(X, n_components):
     return dict(weights_init=gm.weights_, means_init=gm.means_, precisions_init=gm.precisions_)
 
 
-def run_case(library, case, n_iter):
+def run_case(library, case, n_iter, repeats):
     """Child process: fit one library on one case and return its figures."""
     import warnings
 
@@ -107,7 +125,7 @@ def run_case(library, case, n_iter):
     X = _data(*case)
     start = _start(X, n_components)
     cls = NaturalDiagonalGMM if library == "natgmm" else GaussianMixture
-    kwargs = dict(covariance_type="diag", max_iter=n_iter, tol=0.0, **start)
+    kwargs = dict(covariance_type="diag", tol=0.0, **start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # Warm-up on a slice: compiles (or loads) the kernels, wakes BLAS.
@@ -117,11 +135,17 @@ def run_case(library, case, n_iter):
         except ValueError:
             pass
         baseline = _rss_bytes()
-        model = cls(n_components, **kwargs)
-        with _PeakRSS() as peak:
+        short, long_ = [], []
+        for _ in range(repeats):
             t0 = time.perf_counter()
-            model.fit(X)
-            seconds = time.perf_counter() - t0
+            cls(n_components, **{**kwargs, "max_iter": 1}).fit(X)
+            short.append(time.perf_counter() - t0)
+            model = cls(n_components, **{**kwargs, "max_iter": 1 + n_iter})
+            with _PeakRSS() as peak:
+                t0 = time.perf_counter()
+                model.fit(X)
+                long_.append(time.perf_counter() - t0)
+    seconds = max(min(long_) - min(short), 0.0)
     return {
         "seconds_per_iter": seconds / n_iter,
         "extra_mib": (peak.peak - baseline) / 2**20,
@@ -131,10 +155,66 @@ def run_case(library, case, n_iter):
     }
 
 
-def _child(library, case, n_iter):
+def matmul_peak():
+    """Child process: best GFLOP/s of numpy's 2000 x 2000 product, per dtype."""
+    import numpy as np
+
+    rates = {}
+    for dtype in ("float64", "float32"):
+        a = np.random.default_rng(0).random((2000, 2000)).astype(dtype)
+        best = float("inf")
+        for _ in range(7):
+            t0 = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t0)
+        rates[dtype] = 2 * 2000**3 / best / 1e9
+    return rates
+
+
+def scale_case(case, n_iter):
+    """Child process: natgmm on a read-only float32 memmap written in chunks."""
+    import warnings
+
+    import numpy as np
+
+    from natgmm import NaturalDiagonalGMM
+
+    n_samples, n_features, n_components, dtype, cluster_std = case
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-10, 10, size=(n_components, n_features))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "X.f32")
+        out = np.lib.format.open_memmap(path, "w+", dtype, (n_samples, n_features))
+        for lo in range(0, n_samples, 1_000_000):
+            hi = min(lo + 1_000_000, n_samples)
+            labels = rng.integers(n_components, size=hi - lo)
+            out[lo:hi] = centres[labels] + cluster_std * rng.standard_normal((hi - lo, n_features))
+        out.flush()
+        del out
+        X = np.load(path, mmap_mode="r")
+        start = _start(X, n_components)
+        kwargs = dict(tol=0.0, **start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            NaturalDiagonalGMM(n_components, **{**kwargs, "max_iter": 1}).fit(X[:10_000])
+            times = []
+            with _PeakRSS() as peak:
+                for max_iter in (1, 1 + n_iter):
+                    t0 = time.perf_counter()
+                    NaturalDiagonalGMM(n_components, **{**kwargs, "max_iter": max_iter}).fit(X)
+                    times.append(time.perf_counter() - t0)
+    return {
+        "seconds_per_iter": (times[1] - times[0]) / n_iter,
+        "peak_rss_mib": peak.peak / 2**20,
+        "data_mib": n_samples * n_features * np.dtype(dtype).itemsize / 2**20,
+    }
+
+
+def _child(function, *args):
+    here = os.path.dirname(os.path.abspath(__file__))
     code = (
-        "import json, sys; sys.path.insert(0, 'benchmarks'); import bench_em; "
-        f"print(json.dumps(bench_em.run_case({library!r}, {tuple(case)!r}, {n_iter})))"
+        f"import json, sys; sys.path.insert(0, {here!r}); import bench_em; "
+        f"print(json.dumps(bench_em.{function}(*{args!r})))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if result.returncode:
@@ -142,10 +222,37 @@ def _child(library, case, n_iter):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for dtype, marker in (("float64", "o"), ("float32", "s")):
+        picked = sorted(
+            (r["case"][0], r) for r in rows
+            if tuple(r["case"][1:]) == (50, 50, dtype, 1.0) and "error" not in r["natgmm"]
+        )  # fmt: skip
+        if not picked:
+            continue
+        n = [p[0] for p in picked]
+        for library, style in (("sklearn", "--"), ("natgmm", "-")):
+            t = [p[1][library].get("seconds_per_iter", float("nan")) for p in picked]
+            ax.loglog(n, t, style, marker=marker, label=f"{library} {dtype}")
+    ax.set_xlabel("n_samples")
+    ax.set_ylabel("seconds per EM iteration")
+    ax.set_title("D = 50, K = 50, 2 cores")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None):
     """Run the cases and print one row per case."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=60000, D=50, K=50 only")
+    parser.add_argument("--scale", action="store_true", help="add the N=1e7 memmap case")
     parser.add_argument("--n-iter", type=int, default=10, help="EM iterations timed")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
@@ -155,35 +262,53 @@ def main(argv=None):
 
     blas = threadpoolctl.threadpool_info()
     print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}, "
         f"cores: {os.cpu_count()}, numba threads: {numba.config.NUMBA_NUM_THREADS}, "
         f"BLAS: {[(b['internal_api'], b.get('architecture'), b['num_threads']) for b in blas]}"
     )
+    peak = _child("matmul_peak")
+    print("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items()))
     header = (
-        f"{'N':>9s} {'D':>3s} {'K':>4s} {'dtype':>7s} {'std':>4s} | "
-        f"{'sklearn s/it':>12s} {'natgmm s/it':>12s} {'ratio':>6s} | "
-        f"{'sk extra MiB':>12s} {'nat extra MiB':>13s} | {'|dLL|':>8s}"
+        f"{'N':>8s} {'D':>3s} {'K':>4s} {'dtype':>7s} {'std':>4s} | "
+        f"{'sklearn s/it':>12s} {'natgmm s/it':>11s} {'ratio':>6s} | "
+        f"{'sk extra MiB':>12s} {'nat extra MiB':>13s} | "
+        f"{'GFLOP/s':>7s} {'bound s':>8s} {'nat/bnd':>7s} | {'|dLL|':>8s}"
     )
     print(header)
     print("-" * len(header))
     rows = []
     for case in CASES_QUICK if args.quick else CASES_FULL:
-        n_iter = args.n_iter if case[0] <= 100_000 else max(2, args.n_iter // 5)
-        sk = _child("sklearn", case, n_iter)
-        nat = _child("natgmm", case, n_iter)
-        row = {"case": case, "sklearn": sk, "natgmm": nat}
+        small = case[0] <= 100_000
+        n_iter, repeats = (args.n_iter, 3) if small else (max(2, args.n_iter // 3), 1)
+        sk = _child("run_case", "sklearn", case, n_iter, repeats)
+        nat = _child("run_case", "natgmm", case, n_iter, repeats)
+        row = {"case": case, "sklearn": sk, "natgmm": nat, "matmul_peak": peak}
         rows.append(row)
         n, d, k, dtype, spread = case
-        line = f"{n:9d} {d:3d} {k:4d} {dtype:>7s} {spread:4.1f} | "
+        line = f"{n:8d} {d:3d} {k:4d} {dtype:>7s} {spread:4.1f} | "
         if "error" in sk or "error" in nat:
             print(line + f"sklearn: {sk.get('error', 'ok')}; natgmm: {nat.get('error', 'ok')}")
             continue
+        flops = 8.0 * n * d * k
+        bound = flops / (peak[dtype] * 1e9)
+        row["bound_seconds"] = bound
         print(
-            line + f"{sk['seconds_per_iter']:12.4f} {nat['seconds_per_iter']:12.4f} "
+            line + f"{sk['seconds_per_iter']:12.4f} {nat['seconds_per_iter']:11.4f} "
             f"{sk['seconds_per_iter'] / nat['seconds_per_iter']:6.1f} | "
             f"{sk['extra_mib']:12.1f} {nat['extra_mib']:13.1f} | "
+            f"{flops / nat['seconds_per_iter'] / 1e9:7.1f} {bound:8.4f} "
+            f"{nat['seconds_per_iter'] / bound:7.2f} | "
             f"{abs(sk['lower_bound'] - nat['lower_bound']):8.1e}",
             flush=True,
         )
+    if args.scale:
+        scale = _child("scale_case", SCALE_CASE, 2)
+        rows.append({"case": SCALE_CASE, "natgmm": scale})
+        print(f"scale case {SCALE_CASE} from a memmap, natgmm only: {scale}")
+    os.makedirs(RESULTS, exist_ok=True)
+    plot = os.path.join(RESULTS, "bench_em_quick.png" if args.quick else "bench_em.png")
+    _plot(rows, plot)
+    print(f"plot: {plot}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -16,6 +16,9 @@ Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
 order into its own accumulators and the blocks are summed in a fixed order
 afterwards, so results are bitwise identical for any number of threads.
+
+The measured alternatives (BLAS products plus a soft-max pass, glibc's exp)
+are in doc/performance.rst, "Kernel design".
 """
 
 import math
@@ -40,18 +43,20 @@ _EXP_CUTOFF = -708.3
 _TILE = 4
 
 
-def _jit(parallel, **options):
+def _jit(parallel, fastmath=FASTMATH, **options):
     """Return a decorator compiling with the project's flags and disk cache.
 
     Caching falls back to in-memory compilation where numba finds no writable
     cache location (for example a read-only install with no writable home).
+    numba keys its cache on this file's modification time and size, so the
+    flags, being constants of this file, cannot be served stale.
     """
 
     def decorate(func):
         try:
-            return njit(parallel=parallel, fastmath=FASTMATH, cache=True, **options)(func)
+            return njit(parallel=parallel, fastmath=fastmath, cache=True, **options)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(parallel=parallel, fastmath=FASTMATH, cache=False, **options)(func)
+            return njit(parallel=parallel, fastmath=fastmath, cache=False, **options)(func)
 
     return decorate
 
@@ -103,28 +108,69 @@ def _tile_log_density(X, start, stop, shift, scale, eta1, eta2, log_norm, z, lp)
         lp[3, k] = a3 + c
 
 
-@_jit(False, inline="always")
-def _softmax_terms(lp_row, idx, ev):
-    """Log-sum-exp of ``lp_row`` and its non-negligible terms.
+# exp(x) by range reduction, x = n ln2 + r with |r| <= ln2 / 2, and the
+# degree-13 Taylor polynomial of exp(r) (truncation below 4e-18). ln2 is split
+# fdlibm's way so that n * _LN2_HI is exact for |n| < 2^11. Measured against
+# np.exp on a million points of [_EXP_CUTOFF, 0]: at most 1 ulp apart
+# (tests/test_kernels.py allows 3).
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))
 
-    Returns ``(top, total, m)``: the maximum, ``sum exp(lp - top)``, and the
-    number ``m`` of terms kept; ``idx[:m]`` are their components and
-    ``ev[:m]`` their ``exp(lp - top)``. The compaction loop is branch-free,
-    so exp is never evaluated (speculatively or not) for dropped terms.
+
+# No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
+# one rounded constant. The loops have no reductions, so they vectorise
+# without it; glibc's scalar exp does not.
+@_jit(False, fastmath={"nsz", "contract"})
+def _exp_shifted(lp_row, top, ev, bits):
+    """``ev[k] = exp(lp_row[k] - top)``, exactly zero below ``_EXP_CUTOFF``.
+
+    ``bits`` is int64 scratch of the same length, viewed as float64 to build
+    ``2 ** n`` from its exponent field.
+    """
+    c = _INV_FACT
+    for k in range(lp_row.shape[0]):
+        x = max(lp_row[k] - top, _EXP_CUTOFF)
+        n = -np.int64(0.5 - x * _LOG2E)  # round(x / ln2), since x <= 0
+        r = (x - n * _LN2_HI) - n * _LN2_LO
+        p = c[13]
+        p = p * r + c[12]
+        p = p * r + c[11]
+        p = p * r + c[10]
+        p = p * r + c[9]
+        p = p * r + c[8]
+        p = p * r + c[7]
+        p = p * r + c[6]
+        p = p * r + c[5]
+        p = p * r + c[4]
+        p = p * r + c[3]
+        p = p * r + c[2]
+        p = p * r + c[1]
+        ev[k] = p * r + c[0]
+        bits[k] = (n + 1023) << 52
+    scale = bits.view(np.float64)
+    for k in range(lp_row.shape[0]):
+        ev[k] = ev[k] * scale[k] if lp_row[k] - top > _EXP_CUTOFF else 0.0
+
+
+@_jit(False, inline="always")
+def _softmax_terms(lp_row, ev, bits):
+    """Log-sum-exp of ``lp_row`` and its terms.
+
+    Returns ``(top, total)``: the maximum and ``sum exp(lp - top)``;
+    ``ev`` receives ``exp(lp - top)``, zero for terms below the cutoff. All
+    terms go through one vectorised loop: cheaper than compacting the
+    non-negligible ones for glibc's scalar exp, whatever the overlap.
     """
     top = -np.inf
     for k in range(lp_row.shape[0]):
         top = max(top, lp_row[k])
-    m = 0
-    for k in range(lp_row.shape[0]):
-        idx[m] = k
-        m += lp_row[k] - top > _EXP_CUTOFF
+    _exp_shifted(lp_row, top, ev, bits)
     total = 0.0
-    for q in range(m):
-        e = math.exp(lp_row[idx[q]] - top)
-        ev[q] = e
-        total += e
-    return top, total, m
+    for k in range(lp_row.shape[0]):
+        total += ev[k]
+    return top, total
 
 
 def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, beta):
@@ -139,29 +185,46 @@ def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_
     for b in prange(n_blocks):
         z = np.empty((_TILE, n_features), dtype=eta1.dtype)
         lp = np.empty((_TILE, n_components))
-        idx = np.empty(n_components, dtype=np.int64)
         ev = np.empty(n_components)
+        bits = np.empty(n_components, dtype=np.int64)
+        resp = np.empty((_TILE, n_components))
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _TILE):
             _tile_log_density(X, start, stop, shift, scale, eta1, eta2, log_norm, z, lp)
+            resp[:] = 0.0  # rows past ``stop`` add nothing
             for r in range(min(_TILE, stop - start)):
                 w = sample_weight[start + r] if weighted else 1.0
-                top, total, m = _softmax_terms(lp[r], idx, ev)
+                top, total = _softmax_terms(lp[r], ev, bits)
                 ll[b] += w * (top + math.log(total))
                 if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
                     for k in range(n_components):
                         lp[r, k] *= beta
-                    top, total, m = _softmax_terms(lp[r], idx, ev)
+                    top, total = _softmax_terms(lp[r], ev, bits)
                 w_over_total = w / total
-                for q in range(m):
-                    k = idx[q]
-                    resp = ev[q] * w_over_total
-                    nk[b, k] += resp
-                    for j in range(n_features):
-                        dz = z[r, j] - ref[k, j]
-                        t = resp * dz
-                        s1[b, k, j] += t
-                        s2[b, k, j] += t * dz
+                for k in range(n_components):
+                    resp[r, k] = ev[k] * w_over_total
+            # The tile's four rows in one sweep: s1 and s2 are loaded and
+            # stored once per tile rather than once per row.
+            for k in range(n_components):
+                r0 = resp[0, k]
+                r1 = resp[1, k]
+                r2 = resp[2, k]
+                r3 = resp[3, k]
+                if r0 == 0.0 and r1 == 0.0 and r2 == 0.0 and r3 == 0.0:
+                    continue  # every term below the cutoff
+                nk[b, k] += (r0 + r1) + (r2 + r3)
+                for j in range(n_features):
+                    c = ref[k, j]
+                    d0 = z[0, j] - c
+                    d1 = z[1, j] - c
+                    d2 = z[2, j] - c
+                    d3 = z[3, j] - c
+                    t0 = r0 * d0
+                    t1 = r1 * d1
+                    t2 = r2 * d2
+                    t3 = r3 * d3
+                    s1[b, k, j] += (t0 + t1) + (t2 + t3)
+                    s2[b, k, j] += (t0 * d0 + t1 * d1) + (t2 * d2 + t3 * d3)
     # Fixed-order reduction over blocks: independent of the thread count.
     for b in range(1, n_blocks):
         ll[0] += ll[b]
@@ -272,23 +335,22 @@ def _log_prob_impl(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, 
     for tile in prange((n_samples + _TILE - 1) // _TILE):
         z = np.empty((_TILE, n_features), dtype=eta1.dtype)
         lp = np.empty((_TILE, n_components))
-        idx = np.empty(n_components, dtype=np.int64)
         ev = np.empty(n_components)
+        bits = np.empty(n_components, dtype=np.int64)
         start = tile * _TILE
         stop = min(start + _TILE, n_samples)
         _tile_log_density(X, start, stop, shift, scale, eta1, eta2, log_norm, z, lp)
         for r in range(stop - start):
             i = start + r
-            top, total, m = _softmax_terms(lp[r], idx, ev)
+            top, total = _softmax_terms(lp[r], ev, bits)
             out_log_prob[i] = top + math.log(total)
             k = 0
             while lp[r, k] != top:  # first component of largest density
                 k += 1
             labels[i] = k
             if want_resp:
-                resp[i] = 0.0
-                for q in range(m):
-                    resp[i, idx[q]] = ev[q] / total
+                for k in range(n_components):
+                    resp[i, k] = ev[k] / total
 
 
 _log_prob_serial, _log_prob_parallel = _serial_and_parallel(_log_prob_impl)

@@ -1,0 +1,85 @@
+"""Read-only installs and read-only memmapped input."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import make_blobs
+
+import natgmm
+from natgmm import NaturalDiagonalGMM, _kernels
+
+
+def test_read_only_install_compiles_without_cache(tmp_path):
+    """With no writable cache location anywhere, the kernels still compile.
+
+    Permissions do not stop root, so every location numba tries is made
+    impossible instead: ``__pycache__`` beside the sources is a file, and
+    ``NUMBA_CACHE_DIR`` and the home cache lie under a file.
+    """
+    package = tmp_path / "site" / "natgmm"
+    shutil.copytree(Path(natgmm.__file__).parent, package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.rmtree(package / "__pycache__", ignore_errors=True)
+    (package / "__pycache__").write_text("")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    for path in sorted(package.rglob("*"), reverse=True) + [package]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        import natgmm
+        from natgmm import NaturalDiagonalGMM, _kernels
+        assert natgmm.__file__.startswith({str(package)!r}), natgmm.__file__
+        X = np.random.default_rng(0).normal(size=(200, 2))
+        model = NaturalDiagonalGMM(2, random_state=0).fit(X)
+        assert np.isfinite(model.score(X))
+        print(type(_kernels._em_stats_parallel._cache).__name__)
+        """
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(package.parent),
+        "NUMBA_CACHE_DIR": str(blocker / "numba"),
+        "HOME": str(blocker),
+        "XDG_CACHE_HOME": str(blocker),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "NullCache"  # the fallback, not a cache
+
+
+def test_read_only_memmap_is_not_copied(tmp_path, monkeypatch):
+    """A read-only float32 memmap reaches the kernels as is, not as a copy."""
+    X, _ = make_blobs(n_samples=3000, n_features=4, centers=3, random_state=0)
+    path = tmp_path / "X.npy"
+    np.save(path, X.astype(np.float32))
+    mapped = np.load(path, mmap_mode="r")
+    assert not mapped.flags.writeable
+    seen = []
+    for name in ("em_stats", "label_stats", "log_prob"):
+        original = getattr(_kernels, name)
+
+        def spy(data, *args, _original=original, **kwargs):
+            seen.append(np.shares_memory(data, mapped))
+            return _original(data, *args, **kwargs)
+
+        monkeypatch.setattr(_kernels, name, spy)
+    model = NaturalDiagonalGMM(3, random_state=0).fit(mapped)
+    labels = model.predict(mapped)
+    assert len(seen) > 3 and all(seen)
+    in_memory = NaturalDiagonalGMM(3, random_state=0).fit(np.array(mapped))
+    assert_allclose(model.means_, in_memory.means_)
+    assert_array_equal(labels, in_memory.predict(np.array(mapped)))
