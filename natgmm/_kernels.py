@@ -49,14 +49,20 @@ def _jit(parallel, fastmath=FASTMATH, **options):
     Caching falls back to in-memory compilation where numba finds no writable
     cache location (for example a read-only install with no writable home).
     numba keys its cache on this file's modification time and size, so the
-    flags, being constants of this file, cannot be served stale.
+    flags, being constants of this file, cannot be served stale. Kernels
+    release the GIL, so that threads (a Dask worker's, a user's) run them
+    side by side.
     """
 
     def decorate(func):
         try:
-            return njit(parallel=parallel, fastmath=fastmath, cache=True, **options)(func)
+            return njit(parallel=parallel, fastmath=fastmath, nogil=True, cache=True, **options)(
+                func
+            )
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(parallel=parallel, fastmath=fastmath, cache=False, **options)(func)
+            return njit(parallel=parallel, fastmath=fastmath, nogil=True, cache=False, **options)(
+                func
+            )
 
     return decorate
 
