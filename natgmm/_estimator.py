@@ -137,6 +137,16 @@ def _log_prob(X, std, params, parallel, want_resp):
     return log_prob, labels, resp
 
 
+def _mean_log_prob(log_prob, sample_weight):
+    """Return the (``sample_weight``-weighted) mean of per-sample log-densities."""
+    if sample_weight is None:
+        return float(np.mean(log_prob))
+    sample_weight = _check_sample_weight(
+        sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
+    )
+    return float(np.average(log_prob, weights=sample_weight))
+
+
 def _is_dask(X):
     """Whether ``X`` is a Dask collection (checked without importing dask)."""
     return type(X).__module__.startswith("dask")
@@ -1321,12 +1331,7 @@ default=None
             from ._dask import weighted_mean
 
             return weighted_mean(log_prob, sample_weight)
-        if sample_weight is None:
-            return float(np.mean(log_prob))
-        sample_weight = _check_sample_weight(
-            sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
-        )
-        return float(np.average(log_prob, weights=sample_weight))
+        return _mean_log_prob(log_prob, sample_weight)
 
     def predict(self, X):
         """Predict the most probable component of each sample.

@@ -6,7 +6,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._estimator import NaturalDiagonalGMM
+from ._estimator import NaturalDiagonalGMM, _mean_log_prob
 
 
 class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
@@ -248,13 +248,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             Mean log-likelihood of ``X`` under the model, in the units of
             ``X``.
         """
-        log_prob = self.score_samples(X)
-        if sample_weight is None:
-            return float(np.mean(log_prob))
-        sample_weight = _check_sample_weight(
-            sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
-        )
-        return float(np.average(log_prob, weights=sample_weight))
+        return _mean_log_prob(self.score_samples(X), sample_weight)
 
     def sample(self, n_samples=1):
         """Generate random samples from the fitted mixture, in the units of X.
