@@ -145,7 +145,11 @@ def run_case(library, case, n_iter, repeats):
                 t0 = time.perf_counter()
                 model.fit(X)
                 long_.append(time.perf_counter() - t0)
-    seconds = max(min(long_) - min(short), 0.0)
+    seconds = min(long_) - min(short)
+    if seconds <= 0.0:
+        # Noise (another process's load) exceeded the n_iter iterations:
+        # no measurement, rather than a zero that divides the ratios.
+        seconds = float("nan")
     return {
         "seconds_per_iter": seconds / n_iter,
         "extra_mib": (peak.peak - baseline) / 2**20,
