@@ -53,16 +53,13 @@ def _jit(parallel, fastmath=FASTMATH, **options):
     release the GIL, so that threads (a Dask worker's, a user's) run them
     side by side.
     """
+    flags = dict(parallel=parallel, fastmath=fastmath, nogil=True, **options)
 
     def decorate(func):
         try:
-            return njit(parallel=parallel, fastmath=fastmath, nogil=True, cache=True, **options)(
-                func
-            )
+            return njit(cache=True, **flags)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return njit(parallel=parallel, fastmath=fastmath, nogil=True, cache=False, **options)(
-                func
-            )
+            return njit(cache=False, **flags)(func)
 
     return decorate
 
