@@ -115,9 +115,8 @@ def _e_step(data, std, params, beta):
     """Fused E-step over ``data``: summed log-likelihood and statistics."""
     eta1, eta2, log_norm = natural_parameters(params)
     loglik, nk, s1, s2 = data.em_stats(
-        std.shift_k, std.scale_k, eta1.astype(data.dtype), eta2.astype(data.dtype),
-        log_norm, params.means, beta,
-    )  # fmt: skip
+        std.shift, std.scale, eta1, eta2, log_norm, params.means, beta
+    )
     return loglik, Stats(nk, s1, s2, params.means)
 
 
@@ -129,10 +128,8 @@ def _log_prob(X, std, params, parallel, want_resp):
     labels = np.empty(n_samples, dtype=np.int64)
     resp = np.empty((n_samples if want_resp else 0, n_components))
     _kernels.log_prob(
-        X, std.shift_k.astype(X.dtype), std.scale_k.astype(X.dtype),
-        eta1.astype(X.dtype), eta2.astype(X.dtype), log_norm,
-        log_prob, labels, resp, parallel,
-    )  # fmt: skip
+        X, std.shift, std.scale, eta1, eta2, log_norm, log_prob, labels, resp, parallel
+    )
     log_prob += std.log_jacobian
     return log_prob, labels, resp
 
@@ -242,11 +239,11 @@ class _Standardiser:
     ``sqrt(var + extra_var)``, the feature's weighted variance plus the
     variances the model adds on top (``reg_covar``, floors, prior), so that
     the data and every regulariser are at most of order one inside, whatever
-    their units; any positive scale is exact for EM. Both are rounded to the
-    dtype of ``X`` so that the kernels and the mapping back use the same
-    numbers. The moments come from two kernel passes (mean, then scatter
-    about it) after division by the largest magnitude, so data from 1e-150 to
-    1e150 neither underflows nor overflows. ``moments`` holds the data's
+    their units; any positive scale is exact for EM. Both are float64, as is
+    every kernel's arithmetic, whatever the dtype of ``X``. The moments come
+    from two kernel passes (mean, then scatter about it) after division by
+    the largest magnitude, so data from 1e-150 to 1e150 neither underflows
+    nor overflows. ``moments`` holds the data's
     total weight, mean and scatter in internal units; :meth:`update` adds
     the batches of ``partial_fit``.
     """
@@ -257,12 +254,11 @@ class _Standardiser:
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
-        zero = np.zeros(n_features, dtype=dtype)
-        inv_mag = np.minimum(1.0 / magnitude, info.max).astype(dtype)
+        zero = np.zeros(n_features)
+        inv_mag = np.minimum(1.0 / magnitude, info.max)
         nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
         ref = s1 / nk[0]
         nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
-        inv_mag = inv_mag.astype(np.float64)
         mean = (ref[0] + s1[0] / nk[0]) / inv_mag
         std = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
         # sqrt(std^2 + extra_var) without squaring anything large; the spread
@@ -274,10 +270,8 @@ class _Standardiser:
         spread = top * np.sqrt(np.sum((terms / top) ** 2, axis=0))
         spread = np.maximum(spread, magnitude * info.eps)
         scale = np.minimum(1.0 / spread, info.max / 4)
-        self.shift = mean.astype(dtype).astype(np.float64)
-        self.scale = scale.astype(dtype).astype(np.float64)
-        self.shift_k = self.shift.astype(dtype)
-        self.scale_k = self.scale.astype(dtype)
+        self.shift = mean
+        self.scale = scale
         self.log_jacobian = float(np.sum(np.log(self.scale)))
         total = nk[:1]
         self.moments = Stats(
@@ -295,7 +289,7 @@ class _Standardiser:
     def update(self, data):
         """Add a batch to the data moments (the map itself stays fixed)."""
         ref = self.moments.ref
-        batch = Stats(*data.label_stats(self.shift_k, self.scale_k, ref), ref)
+        batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
         self.moments = combine(self.moments, batch, 1.0, 1.0)
 
     def to_internal(self, means, variances):
@@ -1107,7 +1101,7 @@ default=None
         if centres is None:
             centres = np.zeros((k, X.shape[1]))
         nk, s1, s2 = _kernels.label_stats(
-            X, sw, std.shift_k, std.scale_k, labels, centres, n_blocks, parallel
+            X, sw, std.shift, std.scale, labels, centres, n_blocks, parallel
         )
         return Stats(nk, s1, s2, centres)
 
@@ -1155,7 +1149,7 @@ default=None
         to_common = 1.0 / (std.scale * np.max(1.0 / std.scale))  # internal -> common units
         for n_cells in range(1, self.n_components):
             nk, s1, s2 = _kernels.label_stats(
-                X, sw, std.shift_k, std.scale_k, labels, ref, n_blocks, parallel
+                X, sw, std.shift, std.scale, labels, ref, n_blocks, parallel
             )
             live = nk > 0
             ref[live] += s1[live] / nk[live, np.newaxis]

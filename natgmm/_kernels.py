@@ -7,25 +7,34 @@ the expanded quadratic form below is evaluated on values of order one.
 
 The log-density of component ``k`` is evaluated from its natural parameters,
 
-    log N(z | k) = sum_d z_d * (eta1[k, d] + eta2[k, d] * z_d) + const[k],
+    log N(z | k) = sum_d (z_d * eta1[k, d] + z_d**2 * eta2[k, d]) + const[k],
 
 with ``eta1 = mu / var`` and ``eta2 = -1 / (2 var)``; ``log_norm`` below holds
-``log pi_k + const[k]``.
+``log pi_k + const[k]``. For a chunk of rows that is one matrix product,
+``[z, z**2] @ [eta1.T; eta2.T]``, and the responsibility-weighted sums of
+``z`` and ``z**2`` are another; both go to BLAS (the same OpenBLAS that
+scipy ships), the soft-max between them is a vectorised Numba loop, and no
+``n_samples x n_components`` array is ever formed.
 
 Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
-order into its own accumulators and the blocks are summed in a fixed order
-afterwards, so results are bitwise identical for any number of threads.
+order, chunk by chunk, into its own accumulators and the blocks are summed in
+a fixed order afterwards, so results are bitwise identical for any number of
+threads. BLAS products of these sizes run on the calling thread.
 
-The measured alternatives (BLAS products plus a soft-max pass, glibc's exp)
-are in doc/performance.rst, "Kernel design".
+The measured alternatives (one fused Numba loop, BLAS over whole arrays,
+glibc's exp) are in doc/performance.rst, "Kernel design".
 """
 
+import functools
 import math
+import threading
 import types
+from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, prange
+from threadpoolctl import ThreadpoolController
 
 # Explicit fast-math flags: "reassoc" and "contract" let LLVM vectorise the
 # reductions over features and fuse multiply-adds. "nnan" and "ninf" are left
@@ -38,9 +47,21 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # without calling exp, whose subnormal path is several times slower.
 _EXP_CUTOFF = -708.3
 
-# Rows evaluated together: each load of a component's parameters feeds this
-# many rows' multiply-adds.
-_TILE = 4
+# Rows per BLAS product: each chunk's log-densities and statistics are one
+# (_CHUNK x 2 n_features) by (2 n_features x n_components) product and one
+# (n_components x _CHUNK) by (_CHUNK x 2 n_features) product, and its
+# scratch stays in cache. doc/performance.rst has the measured sizes.
+_CHUNK = 64
+
+# The statistics of a component are moved from the origin to its reference
+# point when ``ref ** 2 / var`` is at most this in every feature: at most
+# three of float64's sixteen digits of its scatter are lost to cancellation.
+_MAX_CANCELLATION = 1e3
+
+# A chunk whose share of non-zero responsibilities is above this has its
+# statistics summed by one BLAS product; a sparser one (well separated
+# components) row by row over its non-zero terms, about ``ref``.
+_DENSE = 0.25
 
 
 def _jit(parallel, fastmath=FASTMATH, **options):
@@ -64,6 +85,10 @@ def _jit(parallel, fastmath=FASTMATH, **options):
     return decorate
 
 
+def _f64(a):
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 def _serial_and_parallel(func):
     """Compile one kernel body twice: serially and over numba's thread pool.
 
@@ -78,39 +103,6 @@ def _serial_and_parallel(func):
     return tuple(variants)
 
 
-@_jit(False, inline="always")
-def _tile_log_density(X, start, stop, shift, scale, eta1, eta2, log_norm, z, lp):
-    """Weighted log-densities of rows ``start .. start + 3`` into ``lp``.
-
-    Rows past ``stop`` repeat the last row, so a partial tile needs no
-    special case; the caller ignores their results. ``z`` receives the rows
-    in internal coordinates.
-    """
-    n_features = X.shape[1]
-    for r in range(_TILE):
-        i = min(start + r, stop - 1)
-        for j in range(n_features):
-            z[r, j] = (X[i, j] - shift[j]) * scale[j]
-    for k in range(eta1.shape[0]):
-        a0 = a1 = a2 = a3 = 0.0
-        for j in range(n_features):
-            e1 = eta1[k, j]
-            e2 = eta2[k, j]
-            z0 = z[0, j]
-            z1 = z[1, j]
-            z2 = z[2, j]
-            z3 = z[3, j]
-            a0 += z0 * (e1 + e2 * z0)
-            a1 += z1 * (e1 + e2 * z1)
-            a2 += z2 * (e1 + e2 * z2)
-            a3 += z3 * (e1 + e2 * z3)
-        c = log_norm[k]
-        lp[0, k] = a0 + c
-        lp[1, k] = a1 + c
-        lp[2, k] = a2 + c
-        lp[3, k] = a3 + c
-
-
 # exp(x) by range reduction, x = n ln2 + r with |r| <= ln2 / 2, and the
 # degree-13 Taylor polynomial of exp(r) (truncation below 4e-18). ln2 is split
 # fdlibm's way so that n * _LN2_HI is exact for |n| < 2^11. Measured against
@@ -123,20 +115,24 @@ _INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))
 
 
 # No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
-# one rounded constant. The loops have no reductions, so they vectorise
-# without it; glibc's scalar exp does not.
+# one rounded constant. The loop has no reduction, so it vectorises without
+# it; glibc's scalar exp does not.
 @_jit(False, fastmath={"nsz", "contract"})
-def _exp_shifted(lp_row, top, ev, bits):
-    """``ev[k] = exp(lp_row[k] - top)``, exactly zero below ``_EXP_CUTOFF``.
+def _exp(x, bits):
+    """``x = exp(x)`` in place for ``x <= 0``, exactly zero below ``_EXP_CUTOFF``.
 
-    ``bits`` is int64 scratch of the same length, viewed as float64 to build
-    ``2 ** n`` from its exponent field.
+    In place, so that LLVM sees no possible overlap of input and output and
+    vectorises the loops. ``bits`` is int64 scratch of the same shape, viewed
+    as float64 to build ``2 ** n`` from its exponent field (zero for the
+    terms below the cutoff).
     """
     c = _INV_FACT
-    for k in range(lp_row.shape[0]):
-        x = max(lp_row[k] - top, _EXP_CUTOFF)
-        n = -np.int64(0.5 - x * _LOG2E)  # round(x / ln2), since x <= 0
-        r = (x - n * _LN2_HI) - n * _LN2_LO
+    for k in range(x.shape[0]):
+        t = x[k]
+        keep = t > _EXP_CUTOFF
+        t = max(t, _EXP_CUTOFF)
+        n = -np.int64(0.5 - t * _LOG2E)  # round(t / ln2), since t <= 0
+        r = (t - n * _LN2_HI) - n * _LN2_LO
         p = c[13]
         p = p * r + c[12]
         p = p * r + c[11]
@@ -150,94 +146,203 @@ def _exp_shifted(lp_row, top, ev, bits):
         p = p * r + c[3]
         p = p * r + c[2]
         p = p * r + c[1]
-        ev[k] = p * r + c[0]
-        bits[k] = (n + 1023) << 52
+        x[k] = p * r + c[0]
+        bits[k] = (n + 1023) << 52 if keep else 0
     scale = bits.view(np.float64)
-    for k in range(lp_row.shape[0]):
-        ev[k] = ev[k] * scale[k] if lp_row[k] - top > _EXP_CUTOFF else 0.0
+    for k in range(x.shape[0]):
+        x[k] *= scale[k]
 
 
-@_jit(False, inline="always")
-def _softmax_terms(lp_row, ev, bits):
-    """Log-sum-exp of ``lp_row`` and its terms.
+@functools.cache
+def _blas_controller():
+    return ThreadpoolController()
 
-    Returns ``(top, total)``: the maximum and ``sum exp(lp - top)``;
-    ``ev`` receives ``exp(lp - top)``, zero for terms below the cutoff. All
-    terms go through one vectorised loop: cheaper than compacting the
-    non-negligible ones for glibc's scalar exp, whatever the overlap.
+
+class _SingleThreadedBlas:
+    """Hold BLAS at one thread while any kernel runs.
+
+    Each numba thread makes its own small BLAS calls; a threaded BLAS would
+    put its own threads on the same cores (measured: 4x slower with 256-row
+    chunks), and ``n_jobs=1`` means one core. The limit is process-wide, so
+    concurrent kernels (several user threads) share it: the first sets it,
+    the last restores it.
     """
-    top = -np.inf
-    for k in range(lp_row.shape[0]):
-        top = max(top, lp_row[k])
-    _exp_shifted(lp_row, top, ev, bits)
-    total = 0.0
-    for k in range(lp_row.shape[0]):
-        total += ev[k]
-    return top, total
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+
+    @contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._users == 0:
+                self._limiter = _blas_controller().limit(limits=1, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._limiter.restore_original_limits()
 
 
-def _em_stats_impl(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, beta):
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+@_jit(False)
+def _chunk_log_density(
+    X, start, stop, shift, scale, W, log_norm, u, lp_rows, lp, top, ev, bits, total
+):
+    """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``.
+
+    On return ``u[r] = [z, z**2]`` of row ``start + r`` (zero past
+    ``stop``), ``lp[k, r]`` its weighted log-density under component ``k``
+    (one BLAS product ``u @ W`` into ``lp_rows``, plus ``log_norm``),
+    ``top[r]`` its maximum over components, ``ev[k, r] =
+    exp(lp[k, r] - top[r])`` and ``total[r]`` the sum of ``ev`` over
+    components. The soft-max runs components by rows, ``_CHUNK`` rows wide, so that
+    its loops are long and vectorise.
+    """
+    n_features = X.shape[1]
+    n_rows = stop - start
+    for r in range(n_rows):
+        for j in range(n_features):
+            z = (X[start + r, j] - shift[j]) * scale[j]
+            u[r, j] = z
+            u[r, n_features + j] = z * z
+    u[n_rows:] = 0.0
+    np.dot(u, W, lp_rows)
+    for k in range(lp.shape[0]):
+        for r in range(lp.shape[1]):
+            lp[k, r] = lp_rows[r, k] + log_norm[k]
+    _softmax_columns(lp, top, ev, bits, total)
+
+
+@_jit(False)
+def _softmax_columns(lp, top, ev, bits, total):
+    """Soft-max terms of each column of ``lp``; see :func:`_chunk_log_density`."""
+    n_components, width = lp.shape
+    top[:] = -np.inf
+    for k in range(n_components):
+        for r in range(width):
+            top[r] = max(top[r], lp[k, r])
+    for k in range(n_components):
+        for r in range(width):
+            ev[k, r] = lp[k, r] - top[r]
+    _exp(ev.reshape(-1), bits)
+    total[:] = 0.0
+    for k in range(n_components):
+        for r in range(width):
+            total[r] += ev[k, r]
+    return total
+
+
+@_jit(False)
+def _add_about_ref(u, resp, ref, use, s1, s2):
+    """Add ``resp * (z - ref)`` and ``resp * (z - ref)**2`` term by term.
+
+    ``u[r, :n_features]`` holds row ``r``'s ``z`` and ``resp[k, r]`` its
+    responsibility; only components with ``use`` set are added and zero
+    responsibilities are skipped, so a sparse chunk costs its non-zero terms.
+    """
+    n_components, n_features = ref.shape
+    for k in range(n_components):
+        if not use[k]:
+            continue
+        for r in range(resp.shape[1]):
+            rk = resp[k, r]
+            if rk == 0.0:
+                continue
+            for j in range(n_features):
+                d = u[r, j] - ref[k, j]
+                t = rk * d
+                s1[k, j] += t
+                s2[k, j] += t * d
+
+
+def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_blocks, beta):
     n_samples, n_features = X.shape
-    n_components = eta1.shape[0]
+    n_components = W.shape[1]
     weighted = sample_weight.shape[0] > 0
+    every = np.ones(n_components, dtype=np.bool_)
     block = (n_samples + n_blocks - 1) // n_blocks
     ll = np.zeros(n_blocks)
     nk = np.zeros((n_blocks, n_components))
+    # About ref: sparse chunks, and the components marked exact.
     s1 = np.zeros((n_blocks, n_components, n_features))
     s2 = np.zeros((n_blocks, n_components, n_features))
+    # About the origin: dense chunks, by BLAS ([sum r, sum r z, sum r z**2]).
+    m0 = np.zeros((n_blocks, n_components))
+    m12 = np.zeros((n_blocks, n_components, 2 * n_features))
     for b in prange(n_blocks):
-        z = np.empty((_TILE, n_features), dtype=eta1.dtype)
-        lp = np.empty((_TILE, n_components))
-        ev = np.empty(n_components)
-        bits = np.empty(n_components, dtype=np.int64)
-        resp = np.empty((_TILE, n_components))
+        u = np.empty((_CHUNK, 2 * n_features))
+        lp_rows = np.empty((_CHUNK, n_components))
+        lp = np.empty((n_components, _CHUNK))
+        ev = np.empty((n_components, _CHUNK))
+        bits = np.empty(n_components * _CHUNK, dtype=np.int64)
+        top = np.empty(_CHUNK)
+        total = np.empty(_CHUNK)
+        w_over_total = np.empty(_CHUNK)
+        moments = np.empty((n_components, 2 * n_features))
+        chunk_nk = np.empty(n_components)
         stop = min((b + 1) * block, n_samples)
-        for start in range(b * block, stop, _TILE):
-            _tile_log_density(X, start, stop, shift, scale, eta1, eta2, log_norm, z, lp)
-            resp[:] = 0.0  # rows past ``stop`` add nothing
-            for r in range(min(_TILE, stop - start)):
+        for start in range(b * block, stop, _CHUNK):
+            m = min(_CHUNK, stop - start)
+            _chunk_log_density(
+                X, start, start + m, shift, scale, W, log_norm, u, lp_rows, lp, top, ev, bits,
+                total,
+            )  # fmt: skip
+            w_over_total[m:] = 0.0  # rows past m add nothing below
+            for r in range(m):
                 w = sample_weight[start + r] if weighted else 1.0
-                top, total = _softmax_terms(lp[r], ev, bits)
-                ll[b] += w * (top + math.log(total))
-                if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
-                    for k in range(n_components):
-                        lp[r, k] *= beta
-                    top, total = _softmax_terms(lp[r], ev, bits)
-                w_over_total = w / total
-                for k in range(n_components):
-                    resp[r, k] = ev[k] * w_over_total
-            # The tile's four rows in one sweep: s1 and s2 are loaded and
-            # stored once per tile rather than once per row.
+                ll[b] += w * (top[r] + math.log(total[r]))
+                w_over_total[r] = w
+            if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
+                lp *= beta
+                _softmax_columns(lp, top, ev, bits, total)
+            for r in range(m):
+                w_over_total[r] /= total[r]
+            n_terms = 0
             for k in range(n_components):
-                r0 = resp[0, k]
-                r1 = resp[1, k]
-                r2 = resp[2, k]
-                r3 = resp[3, k]
-                if r0 == 0.0 and r1 == 0.0 and r2 == 0.0 and r3 == 0.0:
-                    continue  # every term below the cutoff
-                nk[b, k] += (r0 + r1) + (r2 + r3)
-                for j in range(n_features):
-                    c = ref[k, j]
-                    d0 = z[0, j] - c
-                    d1 = z[1, j] - c
-                    d2 = z[2, j] - c
-                    d3 = z[3, j] - c
-                    t0 = r0 * d0
-                    t1 = r1 * d1
-                    t2 = r2 * d2
-                    t3 = r3 * d3
-                    s1[b, k, j] += (t0 + t1) + (t2 + t3)
-                    s2[b, k, j] += (t0 * d0 + t1 * d1) + (t2 * d2 + t3 * d3)
+                # Local sums: accumulating into chunk_nk[k] keeps LLVM from
+                # vectorising the loop (measured 20x slower).
+                weight, count = 0.0, 0
+                for r in range(_CHUNK):
+                    t = ev[k, r] * w_over_total[r]
+                    ev[k, r] = t
+                    weight += t
+                    count += t != 0.0
+                chunk_nk[k] = weight
+                n_terms += count
+            dense = n_terms > _DENSE * m * n_components
+            if dense:
+                np.dot(ev, u, moments)
+            for k in range(n_components):
+                nk[b, k] += chunk_nk[k]
+                if dense:
+                    m0[b, k] += chunk_nk[k]
+                    for j in range(2 * n_features):
+                        m12[b, k, j] += moments[k, j]
+            _add_about_ref(u, ev, ref, exact if dense else every, s1[b], s2[b])
     # Fixed-order reduction over blocks: independent of the thread count.
     for b in range(1, n_blocks):
         ll[0] += ll[b]
         nk[0] += nk[b]
         s1[0] += s1[b]
         s2[0] += s2[b]
-    return ll[0], nk[0], s1[0], s2[0]
+        m0[0] += m0[b]
+        m12[0] += m12[b]
+    return ll[0], nk[0], s1[0], s2[0], m0[0], m12[0]
 
 
 _em_stats_serial, _em_stats_parallel = _serial_and_parallel(_em_stats_impl)
+
+
+def _products_matrix(eta1, eta2):
+    """``W = [eta1.T; eta2.T]``, so that ``[z, z**2] @ W`` is the quadratic form."""
+    return np.ascontiguousarray(np.concatenate([eta1.T, eta2.T]), dtype=np.float64)
 
 
 def em_stats(
@@ -251,16 +356,15 @@ def em_stats(
         Data in user units (not copied, may be a read-only memmap).
     sample_weight : ndarray of shape (n_samples,) or (0,), float64
         Per-sample weights; an empty array means unit weights.
-    shift, scale : ndarray of shape (n_features,), dtype of ``eta1``
+    shift, scale : ndarray of shape (n_features,)
         Map to internal coordinates ``z = (x - shift) * scale``.
     eta1, eta2 : ndarray of shape (n_components, n_features)
         Natural parameters in internal coordinates (``eta2 < 0``).
     log_norm : ndarray of shape (n_components,), float64
         ``log(weight_k)`` plus the log-normaliser of component ``k``.
     ref : ndarray of shape (n_components, n_features), float64
-        Reference point of each component (its current mean): statistics are
-        accumulated about it, which keeps the scatter free of the
-        ``E[z^2] - mean^2`` cancellation.
+        Reference point of each component (its current mean) about which the
+        statistics are returned.
     n_blocks : int
         Number of row blocks; must depend on the data shape only.
     parallel : bool
@@ -280,9 +384,30 @@ def em_stats(
         ``sum_i w_i r_ik (z_i - ref_k)``.
     s2 : ndarray of shape (n_components, n_features)
         ``sum_i w_i r_ik (z_i - ref_k) ** 2``.
+
+    Notes
+    -----
+    Computation is in float64 whatever the dtype of ``X``. The statistics of
+    a component are accumulated about the origin by a BLAS product and moved
+    to ``ref`` afterwards, which loses ``log10(ref_k ** 2 / var_k)`` digits of
+    the scatter to cancellation; a component for which that exceeds
+    ``log10(_MAX_CANCELLATION)`` (a narrow component far from the data's
+    centre) is accumulated about ``ref`` row by row instead, without loss.
     """
+    W = _products_matrix(eta1, eta2)
+    precision = -2.0 * np.asarray(eta2, dtype=np.float64)
+    exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
     kernel = _em_stats_parallel if parallel else _em_stats_serial
-    return kernel(X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, beta)
+    with _single_threaded_blas():
+        loglik, nk, s1, s2, m0, m12 = kernel(
+            X, sample_weight, _f64(shift), _f64(scale), W, log_norm, ref, exact, n_blocks, beta
+        )
+    # Moments about the origin, moved to ref and added.
+    moved = ~exact
+    c, m0, m1, m2 = ref[moved], m0[moved, np.newaxis], *np.split(m12[moved], 2, axis=1)
+    s1[moved] += m1 - c * m0
+    s2[moved] += m2 - c * (2.0 * m1 - c * m0)
+    return loglik, nk, s1, s2
 
 
 def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
@@ -331,29 +456,34 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     return kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
 
 
-def _log_prob_impl(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp):
+def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
     n_samples, n_features = X.shape
-    n_components = eta1.shape[0]
+    n_components = W.shape[1]
     want_resp = resp.shape[0] > 0
-    for tile in prange((n_samples + _TILE - 1) // _TILE):
-        z = np.empty((_TILE, n_features), dtype=eta1.dtype)
-        lp = np.empty((_TILE, n_components))
-        ev = np.empty(n_components)
-        bits = np.empty(n_components, dtype=np.int64)
-        start = tile * _TILE
-        stop = min(start + _TILE, n_samples)
-        _tile_log_density(X, start, stop, shift, scale, eta1, eta2, log_norm, z, lp)
+    for chunk in prange((n_samples + _CHUNK - 1) // _CHUNK):
+        u = np.empty((_CHUNK, 2 * n_features))
+        lp_rows = np.empty((_CHUNK, n_components))
+        lp = np.empty((n_components, _CHUNK))
+        ev = np.empty((n_components, _CHUNK))
+        bits = np.empty(n_components * _CHUNK, dtype=np.int64)
+        top = np.empty(_CHUNK)
+        total = np.empty(_CHUNK)
+        first = np.zeros(_CHUNK, dtype=np.int64)
+        start = chunk * _CHUNK
+        stop = min(start + _CHUNK, n_samples)
+        _chunk_log_density(
+            X, start, stop, shift, scale, W, log_norm, u, lp_rows, lp, top, ev, bits, total
+        )
+        for k in range(n_components - 1, -1, -1):  # first component of largest density
+            for r in range(_CHUNK):
+                first[r] = k if lp[k, r] == top[r] else first[r]
         for r in range(stop - start):
             i = start + r
-            top, total = _softmax_terms(lp[r], ev, bits)
-            out_log_prob[i] = top + math.log(total)
-            k = 0
-            while lp[r, k] != top:  # first component of largest density
-                k += 1
-            labels[i] = k
+            out_log_prob[i] = top[r] + math.log(total[r])
+            labels[i] = first[r]
             if want_resp:
                 for k in range(n_components):
-                    resp[i, k] = ev[k] / total
+                    resp[i, k] = ev[k, r] / total[r]
 
 
 _log_prob_serial, _log_prob_parallel = _serial_and_parallel(_log_prob_impl)
@@ -375,4 +505,6 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
         Receives the responsibilities unless it has no rows.
     """
     kernel = _log_prob_parallel if parallel else _log_prob_serial
-    kernel(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp)
+    W = _products_matrix(eta1, eta2)
+    with _single_threaded_blas():
+        kernel(X, _f64(shift), _f64(scale), W, log_norm, out_log_prob, labels, resp)
