@@ -114,45 +114,6 @@ _LN2_LO = 1.90821492927058770002e-10
 _INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))
 
 
-# No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
-# one rounded constant. The loop has no reduction, so it vectorises without
-# it; glibc's scalar exp does not.
-@_jit(False, fastmath={"nsz", "contract"})
-def _exp(x, bits):
-    """``x = exp(x)`` in place for ``x <= 0``, exactly zero below ``_EXP_CUTOFF``.
-
-    In place, so that LLVM sees no possible overlap of input and output and
-    vectorises the loops. ``bits`` is int64 scratch of the same shape, viewed
-    as float64 to build ``2 ** n`` from its exponent field (zero for the
-    terms below the cutoff).
-    """
-    c = _INV_FACT
-    for k in range(x.shape[0]):
-        t = x[k]
-        keep = t > _EXP_CUTOFF
-        t = max(t, _EXP_CUTOFF)
-        n = -np.int64(0.5 - t * _LOG2E)  # round(t / ln2), since t <= 0
-        r = (t - n * _LN2_HI) - n * _LN2_LO
-        p = c[13]
-        p = p * r + c[12]
-        p = p * r + c[11]
-        p = p * r + c[10]
-        p = p * r + c[9]
-        p = p * r + c[8]
-        p = p * r + c[7]
-        p = p * r + c[6]
-        p = p * r + c[5]
-        p = p * r + c[4]
-        p = p * r + c[3]
-        p = p * r + c[2]
-        p = p * r + c[1]
-        x[k] = p * r + c[0]
-        bits[k] = (n + 1023) << 52 if keep else 0
-    scale = bits.view(np.float64)
-    for k in range(x.shape[0]):
-        x[k] *= scale[k]
-
-
 @functools.cache
 def _blas_controller():
     return ThreadpoolController()
@@ -220,23 +181,51 @@ def _chunk_log_density(
     _softmax_columns(lp, top, ev, bits, total)
 
 
-@_jit(False)
+# No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
+# one rounded constant. The loops run over the rows of a chunk, each row a
+# lane, so they vectorise without it; glibc's scalar exp does not.
+@_jit(False, fastmath={"nsz", "contract"})
 def _softmax_columns(lp, top, ev, bits, total):
-    """Soft-max terms of each column of ``lp``; see :func:`_chunk_log_density`."""
+    """Soft-max terms of each column of ``lp``; see :func:`_chunk_log_density`.
+
+    ``ev = exp(lp - top)`` is exactly zero below ``_EXP_CUTOFF``. ``bits``
+    is int64 scratch of the shape of ``lp``, viewed as float64 to build
+    ``2 ** n`` from its exponent field (zero for the terms below the cutoff).
+    """
     n_components, width = lp.shape
     top[:] = -np.inf
     for k in range(n_components):
         for r in range(width):
             top[r] = max(top[r], lp[k, r])
+    c = _INV_FACT
     for k in range(n_components):
         for r in range(width):
-            ev[k, r] = lp[k, r] - top[r]
-    _exp(ev.reshape(-1), bits)
+            t = lp[k, r] - top[r]
+            keep = t > _EXP_CUTOFF
+            t = max(t, _EXP_CUTOFF)
+            n = -np.int64(0.5 - t * _LOG2E)  # round(t / ln2), since t <= 0
+            x = (t - n * _LN2_HI) - n * _LN2_LO
+            p = c[13]
+            p = p * x + c[12]
+            p = p * x + c[11]
+            p = p * x + c[10]
+            p = p * x + c[9]
+            p = p * x + c[8]
+            p = p * x + c[7]
+            p = p * x + c[6]
+            p = p * x + c[5]
+            p = p * x + c[4]
+            p = p * x + c[3]
+            p = p * x + c[2]
+            p = p * x + c[1]
+            ev[k, r] = p * x + c[0]
+            bits[k, r] = (n + 1023) << 52 if keep else 0
+    scale = bits.view(np.float64)
     total[:] = 0.0
     for k in range(n_components):
         for r in range(width):
+            ev[k, r] *= scale[k, r]
             total[r] += ev[k, r]
-    return total
 
 
 @_jit(False)
@@ -281,7 +270,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
         lp_rows = np.empty((_CHUNK, n_components))
         lp = np.empty((n_components, _CHUNK))
         ev = np.empty((n_components, _CHUNK))
-        bits = np.empty(n_components * _CHUNK, dtype=np.int64)
+        bits = np.empty((n_components, _CHUNK), dtype=np.int64)
         top = np.empty(_CHUNK)
         total = np.empty(_CHUNK)
         w_over_total = np.empty(_CHUNK)
@@ -465,7 +454,7 @@ def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
         lp_rows = np.empty((_CHUNK, n_components))
         lp = np.empty((n_components, _CHUNK))
         ev = np.empty((n_components, _CHUNK))
-        bits = np.empty(n_components * _CHUNK, dtype=np.int64)
+        bits = np.empty((n_components, _CHUNK), dtype=np.int64)
         top = np.empty(_CHUNK)
         total = np.empty(_CHUNK)
         first = np.zeros(_CHUNK, dtype=np.int64)
