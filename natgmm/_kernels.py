@@ -12,9 +12,10 @@ The log-density of component ``k`` is evaluated from its natural parameters,
 with ``eta1 = mu / var`` and ``eta2 = -1 / (2 var)``; ``log_norm`` below holds
 ``log pi_k + const[k]``. For a chunk of rows that is one matrix product,
 ``[z, z**2] @ [eta1.T; eta2.T]``, and the responsibility-weighted sums of
-``z`` and ``z**2`` are another; both go to BLAS (the same OpenBLAS that
-scipy ships), the soft-max between them is a vectorised Numba loop, and no
-``n_samples x n_components`` array is ever formed.
+``z`` and ``z**2`` are another; both go to BLAS (scipy's, through numba's
+``np.dot``), the soft-max between them is a vectorised Numba loop, and no
+``n_samples x n_components`` array is ever formed. Arithmetic is float64
+whatever the dtype of ``X``.
 
 Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
@@ -37,7 +38,7 @@ from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
 # Explicit fast-math flags: "reassoc" and "contract" let LLVM vectorise the
-# reductions over features and fuse multiply-adds. "nnan" and "ninf" are left
+# sums over a chunk's rows and fuse multiply-adds. "nnan" and "ninf" are left
 # out on purpose: log-sum-exp relies on -inf behaving as -inf (a component of
 # zero weight has log-weight -inf).
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
@@ -315,14 +316,19 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
                     for j in range(2 * n_features):
                         m12[b, k, j] += moments[k, j]
             _add_about_ref(u, ev, ref, exact if dense else every, s1[b], s2[b])
-    # Fixed-order reduction over blocks: independent of the thread count.
+    # Reduction over blocks in block order, independent of the thread count;
+    # the components are independent, so they are shared between threads.
     for b in range(1, n_blocks):
         ll[0] += ll[b]
-        nk[0] += nk[b]
-        s1[0] += s1[b]
-        s2[0] += s2[b]
-        m0[0] += m0[b]
-        m12[0] += m12[b]
+    for k in prange(n_components):
+        for b in range(1, n_blocks):
+            nk[0, k] += nk[b, k]
+            m0[0, k] += m0[b, k]
+            for j in range(n_features):
+                s1[0, k, j] += s1[b, k, j]
+                s2[0, k, j] += s2[b, k, j]
+            for j in range(2 * n_features):
+                m12[0, k, j] += m12[b, k, j]
     return ll[0], nk[0], s1[0], s2[0], m0[0], m12[0]
 
 
