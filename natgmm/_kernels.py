@@ -64,6 +64,10 @@ _MAX_CANCELLATION = 1e3
 # components) row by row over its non-zero terms, about ``ref``.
 _DENSE = 0.25
 
+# Row ranges of log_prob shared out between threads, each with its own
+# scratch; the rows' results do not depend on how they are grouped.
+_LOG_PROB_GROUPS = 64
+
 
 def _jit(parallel, fastmath=FASTMATH, **options):
     """Return a decorator compiling with the project's flags and disk cache.
@@ -154,19 +158,36 @@ _single_threaded_blas = _SingleThreadedBlas()
 
 
 @_jit(False)
-def _chunk_log_density(
-    X, start, stop, shift, scale, W, log_norm, u, lp_rows, lp, top, ev, bits, total
-):
+def _chunk_scratch(n_features, n_components):
+    """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, bits, top, total``.
+
+    Allocated once per block: allocation inside the threaded loop serialises
+    the threads.
+    """
+    return (
+        np.empty((_CHUNK, 2 * n_features)),
+        np.empty((_CHUNK, n_components)),
+        np.empty((n_components, _CHUNK)),
+        np.empty((n_components, _CHUNK)),
+        np.empty((n_components, _CHUNK), dtype=np.int64),
+        np.empty(_CHUNK),
+        np.empty(_CHUNK),
+    )
+
+
+@_jit(False)
+def _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch):
     """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``.
 
-    On return ``u[r] = [z, z**2]`` of row ``start + r`` (zero past
-    ``stop``), ``lp[k, r]`` its weighted log-density under component ``k``
-    (one BLAS product ``u @ W`` into ``lp_rows``, plus ``log_norm``),
-    ``top[r]`` its maximum over components, ``ev[k, r] =
-    exp(lp[k, r] - top[r])`` and ``total[r]`` the sum of ``ev`` over
-    components. The soft-max runs components by rows, ``_CHUNK`` rows wide, so that
-    its loops are long and vectorise.
+    ``scratch`` is from :func:`_chunk_scratch`. On return ``u[r] = [z, z**2]``
+    of row ``start + r`` (zero past ``stop``), ``lp[k, r]`` its weighted
+    log-density under component ``k`` (one BLAS product ``u @ W`` into
+    ``lp_rows``, plus ``log_norm``), ``top[r]`` its maximum over components,
+    ``ev[k, r] = exp(lp[k, r] - top[r])`` and ``total[r]`` the sum of ``ev``
+    over components. The soft-max runs components by rows, ``_CHUNK`` rows
+    wide, so that its loops are long and vectorise.
     """
+    u, lp_rows, lp, ev, bits, top, total = scratch
     n_features = X.shape[1]
     n_rows = stop - start
     for r in range(n_rows):
@@ -267,23 +288,15 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
     m0 = np.zeros((n_blocks, n_components))
     m12 = np.zeros((n_blocks, n_components, 2 * n_features))
     for b in prange(n_blocks):
-        u = np.empty((_CHUNK, 2 * n_features))
-        lp_rows = np.empty((_CHUNK, n_components))
-        lp = np.empty((n_components, _CHUNK))
-        ev = np.empty((n_components, _CHUNK))
-        bits = np.empty((n_components, _CHUNK), dtype=np.int64)
-        top = np.empty(_CHUNK)
-        total = np.empty(_CHUNK)
+        scratch = _chunk_scratch(n_features, n_components)
+        u, _, lp, ev, bits, top, total = scratch
         w_over_total = np.empty(_CHUNK)
         moments = np.empty((n_components, 2 * n_features))
         chunk_nk = np.empty(n_components)
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
             m = min(_CHUNK, stop - start)
-            _chunk_log_density(
-                X, start, start + m, shift, scale, W, log_norm, u, lp_rows, lp, top, ev, bits,
-                total,
-            )  # fmt: skip
+            _chunk_log_density(X, start, start + m, shift, scale, W, log_norm, scratch)
             w_over_total[m:] = 0.0  # rows past m add nothing below
             for r in range(m):
                 w = sample_weight[start + r] if weighted else 1.0
@@ -455,30 +468,26 @@ def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     want_resp = resp.shape[0] > 0
-    for chunk in prange((n_samples + _CHUNK - 1) // _CHUNK):
-        u = np.empty((_CHUNK, 2 * n_features))
-        lp_rows = np.empty((_CHUNK, n_components))
-        lp = np.empty((n_components, _CHUNK))
-        ev = np.empty((n_components, _CHUNK))
-        bits = np.empty((n_components, _CHUNK), dtype=np.int64)
-        top = np.empty(_CHUNK)
-        total = np.empty(_CHUNK)
-        first = np.zeros(_CHUNK, dtype=np.int64)
-        start = chunk * _CHUNK
-        stop = min(start + _CHUNK, n_samples)
-        _chunk_log_density(
-            X, start, stop, shift, scale, W, log_norm, u, lp_rows, lp, top, ev, bits, total
-        )
-        for k in range(n_components - 1, -1, -1):  # first component of largest density
-            for r in range(_CHUNK):
-                first[r] = k if lp[k, r] == top[r] else first[r]
-        for r in range(stop - start):
-            i = start + r
-            out_log_prob[i] = top[r] + math.log(total[r])
-            labels[i] = first[r]
-            if want_resp:
-                for k in range(n_components):
-                    resp[i, k] = ev[k, r] / total[r]
+    n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
+    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
+    for g in prange(n_groups):
+        scratch = _chunk_scratch(n_features, n_components)
+        _, _, lp, ev, _, top, total = scratch
+        first = np.empty(_CHUNK, dtype=np.int64)
+        for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
+            start = chunk * _CHUNK
+            stop = min(start + _CHUNK, n_samples)
+            _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch)
+            for k in range(n_components - 1, -1, -1):  # first component of largest density
+                for r in range(_CHUNK):
+                    first[r] = k if lp[k, r] == top[r] else first[r]
+            for r in range(stop - start):
+                i = start + r
+                out_log_prob[i] = top[r] + math.log(total[r])
+                labels[i] = first[r]
+                if want_resp:
+                    for k in range(n_components):
+                        resp[i, k] = ev[k, r] / total[r]
 
 
 _log_prob_serial, _log_prob_parallel = _serial_and_parallel(_log_prob_impl)
