@@ -5,10 +5,10 @@ fit) and run EM with ``tol=0``. The time per iteration is the difference
 between a fit of ``1 + n_iter`` iterations and a fit of one, each the best of
 a few repeats, so set-up costs that are not EM (scikit-learn's k-means in
 every fit, natgmm's standardisation pass and final labelling) cancel. Each
-(library, case) runs in a fresh subprocess, which after the timed fits
-runs the long fit once more while sampling its own resident set size;
-"extra MiB" is the peak during that fit minus the resident size with the
-data loaded, kernels compiled and BLAS warmed up.
+(library, case) runs in a fresh subprocess, which before the timed fits
+runs the long fit once while sampling its own resident set size; "extra
+MiB" is the peak during that fit minus the resident size with the data
+loaded, kernels compiled and BLAS warmed up.
 
 An iteration is counted as ``8 N D K`` flops: the log-densities are two
 ``N x D`` by ``D x K`` products (with ``x`` and ``x ** 2``) and the
@@ -135,6 +135,13 @@ def run_case(library, case, n_iter, repeats):
             cls(n_components, **{**kwargs, "max_iter": 1}).fit(X[: 40 * n_components])
         except ValueError:
             pass
+        # Memory in a fit of its own, the first on all of X (later ones reuse
+        # pages the allocator kept): the sampling thread wakes every
+        # millisecond and would stall the timed fits' threads.
+        baseline = _rss_bytes()
+        model = cls(n_components, **{**kwargs, "max_iter": 1 + n_iter})
+        with _PeakRSS() as peak:
+            model.fit(X)
         short, long_ = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -143,12 +150,6 @@ def run_case(library, case, n_iter, repeats):
             t0 = time.perf_counter()
             cls(n_components, **{**kwargs, "max_iter": 1 + n_iter}).fit(X)
             long_.append(time.perf_counter() - t0)
-        # Memory in a fit of its own: the sampling thread wakes every
-        # millisecond and would stall the timed fits' threads.
-        baseline = _rss_bytes()
-        model = cls(n_components, **{**kwargs, "max_iter": 1 + n_iter})
-        with _PeakRSS() as peak:
-            model.fit(X)
     seconds = min(long_) - min(short)
     if seconds <= 0.0:
         # Noise (another process's load) exceeded the n_iter iterations:

@@ -395,12 +395,14 @@ def em_stats(
 
     Notes
     -----
-    Computation is in float64 whatever the dtype of ``X``. The statistics of
-    a component are accumulated about the origin by a BLAS product and moved
-    to ``ref`` afterwards, which loses ``log10(ref_k ** 2 / var_k)`` digits of
-    the scatter to cancellation; a component for which that exceeds
+    Computation is in float64 whatever the dtype of ``X``. In a chunk with
+    more than ``_DENSE`` of its responsibilities non-zero, the statistics are
+    one BLAS product about the origin, moved to ``ref`` afterwards, which
+    loses ``log10(ref_k ** 2 / var_k)`` digits of the scatter to
+    cancellation. A component for which that exceeds
     ``log10(_MAX_CANCELLATION)`` (a narrow component far from the data's
-    centre) is accumulated about ``ref`` row by row instead, without loss.
+    centre), and every component in a sparser chunk, is accumulated about
+    ``ref`` term by term instead, without that loss.
     """
     W = _products_matrix(eta1, eta2)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)

@@ -113,6 +113,37 @@ def test_far_components_and_zero_weight():
         assert_allclose(g, e, rtol=1e-10, atol=1e-300)
 
 
+def test_narrow_far_component_keeps_its_digits():
+    """A narrow component far from the centre is summed about its mean.
+
+    Chunks where the two broad components overlap every row are dense, so
+    their statistics come from one product about the origin; the narrow
+    component at 40 (ratio mean**2 / var = 1.6e7, seven digits to cancel)
+    is summed term by term about its mean and keeps its scatter to 1e-12,
+    against an extended-precision reference.
+    """
+    rng = np.random.default_rng(3)
+    Z = np.concatenate([rng.normal(size=(1800, 3)), 40 + 0.01 * rng.normal(size=(200, 3))])
+    params = Params(
+        np.array([0.5, 0.4, 0.1]),
+        np.array([[0.0] * 3, [1.0] * 3, [40.0] * 3]),
+        np.array([[1.0] * 3, [4.0] * 3, [1e-4] * 3]),
+    )
+    ref = params.means + 1e-3
+    ones = np.ones(3)
+    got = _kernels.em_stats(
+        Z, np.empty(0), 0 * ones, ones, *_natural(params, np.float64), ref, 4, True
+    )
+    _, _, resp = naive.log_prob(Z, *params)
+    R, D = resp.astype(np.longdouble), Z.astype(np.longdouble)
+    s2 = np.stack([R[:, k] @ (D - ref[k]) ** 2 for k in range(3)])
+    # Every row, so every chunk, has more non-zero terms than a sparse chunk.
+    assert np.all(np.count_nonzero(resp, axis=1) > _kernels._DENSE * 3)
+    assert_allclose(got[3][2], s2[2].astype(np.float64), rtol=1e-12)
+    # The broad components, moved from the origin, lose at most three digits.
+    assert_allclose(got[3][:2], s2[:2].astype(np.float64), rtol=1e-13)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_thread_count_does_not_change_results(dtype):
     X, _, shift, scale, params, _ = _problem(dtype, n_samples=5000)
