@@ -34,6 +34,7 @@ import types
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded first)
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 

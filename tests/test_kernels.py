@@ -197,3 +197,19 @@ def test_vectorised_exp_accuracy():
     assert np.max(np.abs(_softmax_exp(x) - expected) / np.spacing(expected)) <= 3
     below = np.array([cutoff, cutoff - 1e-9, -745.2, -800.0, -np.inf])
     assert_array_equal(_softmax_exp(below), 0.0)
+
+
+def test_blas_held_at_one_thread_and_restored():
+    """Nested (or concurrent) kernels share the limit; the last one restores it."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before  # numba's np.dot goes through scipy's BLAS, which must be seen
+    with _kernels._single_threaded_blas():
+        with _kernels._single_threaded_blas():
+            assert set(blas_threads()) == {1}
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
