@@ -160,7 +160,7 @@ _single_threaded_blas = _SingleThreadedBlas()
 
 @_jit(False)
 def _chunk_scratch(n_features, n_components):
-    """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, bits, top, total``.
+    """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total``.
 
     Allocated once per block: allocation inside the threaded loop serialises
     the threads.
@@ -170,7 +170,6 @@ def _chunk_scratch(n_features, n_components):
         np.empty((_CHUNK, n_components)),
         np.empty((n_components, _CHUNK)),
         np.empty((n_components, _CHUNK)),
-        np.empty((n_components, _CHUNK), dtype=np.int64),
         np.empty(_CHUNK),
         np.empty(_CHUNK),
     )
@@ -188,7 +187,7 @@ def _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch):
     over components. The soft-max runs components by rows, ``_CHUNK`` rows
     wide, so that its loops are long and vectorise.
     """
-    u, lp_rows, lp, ev, bits, top, total = scratch
+    u, lp_rows, lp, ev, top, total = scratch
     n_features = X.shape[1]
     n_rows = stop - start
     for r in range(n_rows):
@@ -201,19 +200,18 @@ def _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch):
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k] + log_norm[k]
-    _softmax_columns(lp, top, ev, bits, total)
+    _softmax_columns(lp, top, ev, total)
 
 
 # No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
 # one rounded constant. The loops run over the rows of a chunk, each row a
 # lane, so they vectorise without it; glibc's scalar exp does not.
 @_jit(False, fastmath={"nsz", "contract"})
-def _softmax_columns(lp, top, ev, bits, total):
+def _softmax_columns(lp, top, ev, total):
     """Soft-max terms of each column of ``lp``; see :func:`_chunk_log_density`.
 
-    ``ev = exp(lp - top)`` is exactly zero below ``_EXP_CUTOFF``. ``bits``
-    is int64 scratch of the shape of ``lp``, viewed as float64 to build
-    ``2 ** n`` from its exponent field (zero for the terms below the cutoff).
+    ``ev = exp(lp - top)`` is exactly zero below ``_EXP_CUTOFF``: the factor
+    ``2 ** n`` is built from its exponent field, and is zero for those terms.
     """
     n_components, width = lp.shape
     top[:] = -np.inf
@@ -221,6 +219,7 @@ def _softmax_columns(lp, top, ev, bits, total):
         for r in range(width):
             top[r] = max(top[r], lp[k, r])
     c = _INV_FACT
+    total[:] = 0.0
     for k in range(n_components):
         for r in range(width):
             t = lp[k, r] - top[r]
@@ -241,14 +240,10 @@ def _softmax_columns(lp, top, ev, bits, total):
             p = p * x + c[3]
             p = p * x + c[2]
             p = p * x + c[1]
-            ev[k, r] = p * x + c[0]
-            bits[k, r] = (n + 1023) << 52 if keep else 0
-    scale = bits.view(np.float64)
-    total[:] = 0.0
-    for k in range(n_components):
-        for r in range(width):
-            ev[k, r] *= scale[k, r]
-            total[r] += ev[k, r]
+            p = p * x + c[0]
+            e = p * np.int64((n + 1023) << 52 if keep else 0).view(np.float64)
+            ev[k, r] = e
+            total[r] += e
 
 
 @_jit(False)
@@ -290,7 +285,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
     m12 = np.zeros((n_blocks, n_components, 2 * n_features))
     for b in prange(n_blocks):
         scratch = _chunk_scratch(n_features, n_components)
-        u, _, lp, ev, bits, top, total = scratch
+        u, _, lp, ev, top, total = scratch
         w_over_total = np.empty(_CHUNK)
         moments = np.empty((n_components, 2 * n_features))
         chunk_nk = np.empty(n_components)
@@ -299,13 +294,29 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
             m = min(_CHUNK, stop - start)
             _chunk_log_density(X, start, start + m, shift, scale, W, log_norm, scratch)
             w_over_total[m:] = 0.0  # rows past m add nothing below
-            for r in range(m):
-                w = sample_weight[start + r] if weighted else 1.0
-                ll[b] += w * (top[r] + math.log(total[r]))
-                w_over_total[r] = w
+            chunk_ll = 0.0
+            if weighted:
+                for r in range(m):
+                    w = sample_weight[start + r]
+                    chunk_ll += w * (top[r] + math.log(total[r]))
+                    w_over_total[r] = w
+            else:
+                # One log per eight rows: each total is in [1, n_components],
+                # so their product neither overflows nor loses more digits
+                # than eight separate logs would.
+                product = 1.0
+                for r in range(m):
+                    chunk_ll += top[r]
+                    product *= total[r]
+                    if r % 8 == 7:
+                        chunk_ll += math.log(product)
+                        product = 1.0
+                chunk_ll += math.log(product)
+                w_over_total[:m] = 1.0
+            ll[b] += chunk_ll
             if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
                 lp *= beta
-                _softmax_columns(lp, top, ev, bits, total)
+                _softmax_columns(lp, top, ev, total)
             for r in range(m):
                 w_over_total[r] /= total[r]
             n_terms = 0
@@ -475,7 +486,7 @@ def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in prange(n_groups):
         scratch = _chunk_scratch(n_features, n_components)
-        _, _, lp, ev, _, top, total = scratch
+        _, _, lp, ev, top, total = scratch
         first = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
