@@ -31,10 +31,13 @@ from ._em import (
 from ._gradient import GradientMStep, adam_state
 from ._schedules import GeometricSchedule, Schedule
 
-# Row blocks per kernel call: enough to balance a few threads, few enough that
-# the per-block accumulators stay small. Depends on the data shape only.
+# Row blocks per kernel call, from the data shape only: a multiple of eight
+# (equal shares for 2, 4 or 8 threads), the fewest that keep blocks to at
+# most _BLOCK_ROWS rows, and at most _MAX_BLOCKS. Every block has its own
+# accumulators to zero and sum each pass; at N = 60000, D = K = 50, 16 blocks
+# instead of 64 took a pass from 18.2 to 16.0 ms (medians, 2 threads).
 _MAX_BLOCKS = 64
-_MIN_BLOCK_ROWS = 256
+_BLOCK_ROWS = 4096
 # Relative size of the noise added to the means at each annealing level, in
 # standard deviations times sqrt(level): breaks the exact symmetry of means
 # that coincided above a critical level, so that they can split below it.
@@ -54,7 +57,7 @@ _OUT_OF_RANGE = (
 
 
 def _n_blocks(n_samples):
-    return max(1, min(_MAX_BLOCKS, -(-n_samples // _MIN_BLOCK_ROWS)))
+    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
 
 
 def _chunks(rows):

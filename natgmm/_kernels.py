@@ -275,15 +275,22 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
     weighted = sample_weight.shape[0] > 0
     every = np.ones(n_components, dtype=np.bool_)
     block = (n_samples + n_blocks - 1) // n_blocks
-    ll = np.zeros(n_blocks)
-    nk = np.zeros((n_blocks, n_components))
+    # Each block zeroes its own accumulators, on its own thread.
+    ll = np.empty(n_blocks)
+    nk = np.empty((n_blocks, n_components))
     # About ref: sparse chunks, and the components marked exact.
-    s1 = np.zeros((n_blocks, n_components, n_features))
-    s2 = np.zeros((n_blocks, n_components, n_features))
+    s1 = np.empty((n_blocks, n_components, n_features))
+    s2 = np.empty((n_blocks, n_components, n_features))
     # About the origin: dense chunks, by BLAS ([sum r, sum r z, sum r z**2]).
-    m0 = np.zeros((n_blocks, n_components))
-    m12 = np.zeros((n_blocks, n_components, 2 * n_features))
+    m0 = np.empty((n_blocks, n_components))
+    m12 = np.empty((n_blocks, n_components, 2 * n_features))
     for b in prange(n_blocks):
+        ll[b] = 0.0
+        nk[b] = 0.0
+        s1[b] = 0.0
+        s2[b] = 0.0
+        m0[b] = 0.0
+        m12[b] = 0.0
         scratch = _chunk_scratch(n_features, n_components)
         u, _, lp, ev, top, total = scratch
         w_over_total = np.empty(_CHUNK)
@@ -294,26 +301,10 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
             m = min(_CHUNK, stop - start)
             _chunk_log_density(X, start, start + m, shift, scale, W, log_norm, scratch)
             w_over_total[m:] = 0.0  # rows past m add nothing below
-            chunk_ll = 0.0
-            if weighted:
-                for r in range(m):
-                    w = sample_weight[start + r]
-                    chunk_ll += w * (top[r] + math.log(total[r]))
-                    w_over_total[r] = w
-            else:
-                # One log per eight rows: each total is in [1, n_components],
-                # so their product neither overflows nor loses more digits
-                # than eight separate logs would.
-                product = 1.0
-                for r in range(m):
-                    chunk_ll += top[r]
-                    product *= total[r]
-                    if r % 8 == 7:
-                        chunk_ll += math.log(product)
-                        product = 1.0
-                chunk_ll += math.log(product)
-                w_over_total[:m] = 1.0
-            ll[b] += chunk_ll
+            for r in range(m):
+                w = sample_weight[start + r] if weighted else 1.0
+                ll[b] += w * (top[r] + math.log(total[r]))
+                w_over_total[r] = w
             if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
                 lp *= beta
                 _softmax_columns(lp, top, ev, total)
@@ -341,23 +332,21 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_bl
                     for j in range(2 * n_features):
                         m12[b, k, j] += moments[k, j]
             _add_about_ref(u, ev, ref, exact if dense else every, s1[b], s2[b])
-    # Reduction over blocks in block order, independent of the thread count;
-    # the components are independent, so they are shared between threads.
-    for b in range(1, n_blocks):
-        ll[0] += ll[b]
-    for k in prange(n_components):
-        for b in range(1, n_blocks):
-            nk[0, k] += nk[b, k]
-            m0[0, k] += m0[b, k]
-            for j in range(n_features):
-                s1[0, k, j] += s1[b, k, j]
-                s2[0, k, j] += s2[b, k, j]
-            for j in range(2 * n_features):
-                m12[0, k, j] += m12[b, k, j]
-    return ll[0], nk[0], s1[0], s2[0], m0[0], m12[0]
+    return ll, nk, s1, s2, m0, m12
 
 
 _em_stats_serial, _em_stats_parallel = _serial_and_parallel(_em_stats_impl)
+
+
+def _sum_blocks(per_block):
+    """Sum each per-block array over its first axis, outside numba.
+
+    numpy's order of summation depends on the shape only, whereas numba's
+    serial and parallel variants of one loop may be vectorised (reordered,
+    under fast-math) differently: a sum in the kernels made ``n_jobs=1`` and
+    ``n_jobs=2`` differ in the last digit.
+    """
+    return tuple(a.sum(axis=0) for a in per_block)
 
 
 def _products_matrix(eta1, eta2):
@@ -421,9 +410,10 @@ def em_stats(
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
     kernel = _em_stats_parallel if parallel else _em_stats_serial
     with _single_threaded_blas():
-        loglik, nk, s1, s2, m0, m12 = kernel(
+        per_block = kernel(
             X, sample_weight, _f64(shift), _f64(scale), W, log_norm, ref, exact, n_blocks, beta
         )
+    loglik, nk, s1, s2, m0, m12 = _sum_blocks(per_block)
     # Moments about the origin, moved to ref and added.
     moved = ~exact
     c, m0, m1, m2 = ref[moved], m0[moved, np.newaxis], *np.split(m12[moved], 2, axis=1)
@@ -451,11 +441,7 @@ def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
                 t = w * dz
                 s1[b, k, j] += t
                 s2[b, k, j] += t * dz
-    for b in range(1, n_blocks):
-        nk[0] += nk[b]
-        s1[0] += s1[b]
-        s2[0] += s2[b]
-    return nk[0], s1[0], s2[0]
+    return nk, s1, s2
 
 
 _label_stats_serial, _label_stats_parallel = _serial_and_parallel(_label_stats_impl)
@@ -475,7 +461,7 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
         As in :func:`em_stats`.
     """
     kernel = _label_stats_parallel if parallel else _label_stats_serial
-    return kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
+    return _sum_blocks(kernel(X, sample_weight, shift, scale, labels, ref, n_blocks))
 
 
 def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
