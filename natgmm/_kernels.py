@@ -11,17 +11,19 @@ The log-density of component ``k`` is evaluated from its natural parameters,
 
 with ``eta1 = mu / var`` and ``eta2 = -1 / (2 var)``; ``log_norm`` below holds
 ``log pi_k + const[k]``. For a chunk of rows that is one matrix product,
-``[z, z**2] @ [eta1.T; eta2.T]``, and the responsibility-weighted sums of
-``z`` and ``z**2`` are another; both go to BLAS (scipy's, through numba's
+``[z, z**2, 1] @ [eta1.T; eta2.T; log_norm]``, and the responsibility-weighted
+sums of ``z``, ``z**2`` and ``1`` are another; both go to BLAS (scipy's, through numba's
 ``np.dot``), the soft-max between them is a vectorised Numba loop, and no
 ``n_samples x n_components`` array is ever formed. Arithmetic is float64
 whatever the dtype of ``X``.
 
 Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
-order, chunk by chunk, into its own accumulators and the blocks are summed in
-a fixed order afterwards, so results are bitwise identical for any number of
-threads. BLAS products of these sizes run on the calling thread.
+order, chunk by chunk, into its own accumulators and the blocks are summed by
+numpy afterwards, so results are bitwise identical for any number of
+threads. BLAS products of these sizes run on the calling thread. Sums over
+rows are left to BLAS or written out in row order: under "reassoc", LLVM may
+vectorise a sum differently in the serial and parallel variant of a kernel.
 
 The measured alternatives (one fused Numba loop, BLAS over whole arrays,
 glibc's exp) are in doc/performance.rst, "Kernel design".
@@ -43,6 +45,12 @@ from threadpoolctl import ThreadpoolController
 # out on purpose: log-sum-exp relies on -inf behaving as -inf (a component of
 # zero weight has log-weight -inf).
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+# Flags for a sum over a chunk's rows: without "reassoc", LLVM keeps it in
+# the order written. With it, numba's serial and parallel variants of one
+# kernel vectorised such a sum differently, and n_jobs=1 and n_jobs=2 gave
+# means one ulp apart.
+_STRICT = {"nsz", "contract"}
 
 # exp(t) is subnormal or zero in float64 for t below this value. A term that
 # small is below the resolution of a sum holding exp(0) = 1, so it is dropped
@@ -163,10 +171,13 @@ def _chunk_scratch(n_features, n_components):
     """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total``.
 
     Allocated once per block: allocation inside the threaded loop serialises
-    the threads.
+    the threads. The last column of ``u`` is ones, for every row: a
+    log-weight of -inf times zero would be NaN.
     """
+    u = np.empty((_CHUNK, 2 * n_features + 1))
+    u[:, 2 * n_features] = 1.0
     return (
-        np.empty((_CHUNK, 2 * n_features)),
+        u,
         np.empty((_CHUNK, n_components)),
         np.empty((n_components, _CHUNK)),
         np.empty((n_components, _CHUNK)),
@@ -176,13 +187,14 @@ def _chunk_scratch(n_features, n_components):
 
 
 @_jit(False)
-def _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch):
+def _chunk_log_density(X, start, stop, shift, scale, W, scratch):
     """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``.
 
-    ``scratch`` is from :func:`_chunk_scratch`. On return ``u[r] = [z, z**2]``
-    of row ``start + r`` (zero past ``stop``), ``lp[k, r]`` its weighted
+    ``scratch`` is from :func:`_chunk_scratch` and ``W`` from
+    :func:`_products_matrix`. On return ``u[r] = [z, z**2, 1]`` of row
+    ``start + r`` (``[0, 0, 1]`` past ``stop``), ``lp[k, r]`` its weighted
     log-density under component ``k`` (one BLAS product ``u @ W`` into
-    ``lp_rows``, plus ``log_norm``), ``top[r]`` its maximum over components,
+    ``lp_rows``, transposed), ``top[r]`` its maximum over components,
     ``ev[k, r] = exp(lp[k, r] - top[r])`` and ``total[r]`` the sum of ``ev``
     over components. The soft-max runs components by rows, ``_CHUNK`` rows
     wide, so that its loops are long and vectorise.
@@ -195,11 +207,11 @@ def _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch):
             z = (X[start + r, j] - shift[j]) * scale[j]
             u[r, j] = z
             u[r, n_features + j] = z * z
-    u[n_rows:] = 0.0
+    u[n_rows:, : 2 * n_features] = 0.0
     np.dot(u, W, lp_rows)
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
-            lp[k, r] = lp_rows[r, k] + log_norm[k]
+            lp[k, r] = lp_rows[r, k]
     _softmax_columns(lp, top, ev, total)
 
 
@@ -247,21 +259,28 @@ def _softmax_columns(lp, top, ev, total):
 
 
 @_jit(False)
-def _add_about_ref(u, resp, ref, use, s1, s2):
-    """Add ``resp * (z - ref)`` and ``resp * (z - ref)**2`` term by term.
+def _add_about_ref(u, resp, ref, use, count, row_terms, row_last, s0, s1, s2):
+    """Add ``resp``, ``resp * (z - ref)`` and ``resp * (z - ref)**2`` term by term.
 
     ``u[r, :n_features]`` holds row ``r``'s ``z`` and ``resp[k, r]`` its
-    responsibility; only components with ``use`` set are added and zero
-    responsibilities are skipped, so a sparse chunk costs its non-zero terms.
+    responsibility, ``row_terms[r]`` the number of its non-zero
+    responsibilities and ``row_last[r]`` the last component with one (see
+    :func:`_weigh_terms`). Only components with ``use`` set are added, to
+    ``s0`` only if ``count``; zero responsibilities are skipped, and a row
+    with one non-zero term (most rows, with well separated components) goes
+    straight to it. Each accumulator receives its terms in row order.
     """
-    n_components, n_features = ref.shape
-    for k in range(n_components):
-        if not use[k]:
+    n_features = ref.shape[1]
+    for r in range(resp.shape[1]):
+        if row_terms[r] == 0:
             continue
-        for r in range(resp.shape[1]):
+        single = row_terms[r] == 1
+        for k in range(row_last[r] if single else 0, row_last[r] + 1):
             rk = resp[k, r]
-            if rk == 0.0:
+            if rk == 0.0 or not use[k]:
                 continue
+            if count:
+                s0[k] += rk
             for j in range(n_features):
                 d = u[r, j] - ref[k, j]
                 t = rk * d
@@ -269,70 +288,89 @@ def _add_about_ref(u, resp, ref, use, s1, s2):
                 s2[k, j] += t * d
 
 
-def _em_stats_impl(X, sample_weight, shift, scale, W, log_norm, ref, exact, n_blocks, beta):
+@_jit(False, fastmath=_STRICT)
+def _weighted_log_total(w, top, total, n_rows):
+    """``sum_r w[r] * (top[r] + log(total[r]))`` over the first ``n_rows``, in order."""
+    result = 0.0
+    for r in range(n_rows):
+        result += w[r] * (top[r] + math.log(total[r]))
+    return result
+
+
+@_jit(False)
+def _weigh_terms(ev, w, row_terms, row_last):
+    """Scale ``ev[k, r]`` by ``w[r]`` in place, and count what is not zero.
+
+    ``row_terms[r]`` receives the number of non-zero terms of row ``r`` and
+    ``row_last[r]`` the last component with one. Integer tallies only: the
+    sums of the terms are left to BLAS or to :func:`_add_about_ref`, in a
+    fixed order.
+    """
+    n_components, width = ev.shape
+    row_terms[:] = 0
+    row_last[:] = 0
+    for k in range(n_components):
+        for r in range(width):
+            t = ev[k, r] * w[r]
+            ev[k, r] = t
+            row_terms[r] += t != 0.0
+            row_last[r] = k if t != 0.0 else row_last[r]
+
+
+def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     weighted = sample_weight.shape[0] > 0
     every = np.ones(n_components, dtype=np.bool_)
+    any_exact = exact.any()
     block = (n_samples + n_blocks - 1) // n_blocks
     # Each block zeroes its own accumulators, on its own thread.
     ll = np.empty(n_blocks)
-    nk = np.empty((n_blocks, n_components))
-    # About ref: sparse chunks, and the components marked exact.
+    # About ref: sparse chunks, and the components marked exact in dense ones
+    # (whose weights are counted in m).
+    s0 = np.empty((n_blocks, n_components))
     s1 = np.empty((n_blocks, n_components, n_features))
     s2 = np.empty((n_blocks, n_components, n_features))
-    # About the origin: dense chunks, by BLAS ([sum r, sum r z, sum r z**2]).
-    m0 = np.empty((n_blocks, n_components))
-    m12 = np.empty((n_blocks, n_components, 2 * n_features))
+    # About the origin: dense chunks, by BLAS ([sum r z, sum r z**2, sum r]).
+    m = np.empty((n_blocks, n_components, 2 * n_features + 1))
     for b in prange(n_blocks):
         ll[b] = 0.0
-        nk[b] = 0.0
+        s0[b] = 0.0
         s1[b] = 0.0
         s2[b] = 0.0
-        m0[b] = 0.0
-        m12[b] = 0.0
+        m[b] = 0.0
         scratch = _chunk_scratch(n_features, n_components)
         u, _, lp, ev, top, total = scratch
         w_over_total = np.empty(_CHUNK)
-        moments = np.empty((n_components, 2 * n_features))
-        chunk_nk = np.empty(n_components)
+        moments = np.empty((n_components, 2 * n_features + 1))
+        row_terms = np.empty(_CHUNK, dtype=np.int64)
+        row_last = np.empty(_CHUNK, dtype=np.int64)
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
-            m = min(_CHUNK, stop - start)
-            _chunk_log_density(X, start, start + m, shift, scale, W, log_norm, scratch)
-            w_over_total[m:] = 0.0  # rows past m add nothing below
-            for r in range(m):
-                w = sample_weight[start + r] if weighted else 1.0
-                ll[b] += w * (top[r] + math.log(total[r]))
-                w_over_total[r] = w
+            n_rows = min(_CHUNK, stop - start)
+            _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch)
+            w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
+            for r in range(n_rows):
+                w_over_total[r] = sample_weight[start + r] if weighted else 1.0
+            ll[b] += _weighted_log_total(w_over_total, top, total, n_rows)
             if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
                 lp *= beta
                 _softmax_columns(lp, top, ev, total)
-            for r in range(m):
+            for r in range(n_rows):
                 w_over_total[r] /= total[r]
-            n_terms = 0
-            for k in range(n_components):
-                # Local sums: accumulating into chunk_nk[k] keeps LLVM from
-                # vectorising the loop (measured 20x slower).
-                weight, count = 0.0, 0
-                for r in range(_CHUNK):
-                    t = ev[k, r] * w_over_total[r]
-                    ev[k, r] = t
-                    weight += t
-                    count += t != 0.0
-                chunk_nk[k] = weight
-                n_terms += count
-            dense = n_terms > _DENSE * m * n_components
-            if dense:
+            _weigh_terms(ev, w_over_total, row_terms, row_last)
+            if row_terms.sum() > _DENSE * n_rows * n_components:
                 np.dot(ev, u, moments)
-            for k in range(n_components):
-                nk[b, k] += chunk_nk[k]
-                if dense:
-                    m0[b, k] += chunk_nk[k]
-                    for j in range(2 * n_features):
-                        m12[b, k, j] += moments[k, j]
-            _add_about_ref(u, ev, ref, exact if dense else every, s1[b], s2[b])
-    return ll, nk, s1, s2, m0, m12
+                for k in range(n_components):
+                    for j in range(2 * n_features + 1):
+                        m[b, k, j] += moments[k, j]
+                if any_exact:
+                    _add_about_ref(
+                        u, ev, ref, exact, False, row_terms, row_last, s0[b], s1[b], s2[b]
+                    )
+            else:
+                _add_about_ref(u, ev, ref, every, True, row_terms, row_last, s0[b], s1[b], s2[b])
+    return ll, s0, s1, s2, m
 
 
 _em_stats_serial, _em_stats_parallel = _serial_and_parallel(_em_stats_impl)
@@ -349,9 +387,9 @@ def _sum_blocks(per_block):
     return tuple(a.sum(axis=0) for a in per_block)
 
 
-def _products_matrix(eta1, eta2):
-    """``W = [eta1.T; eta2.T]``, so that ``[z, z**2] @ W`` is the quadratic form."""
-    return np.ascontiguousarray(np.concatenate([eta1.T, eta2.T]), dtype=np.float64)
+def _products_matrix(eta1, eta2, log_norm):
+    """``W = [eta1.T; eta2.T; log_norm]``: ``[z, z**2, 1] @ W`` is the weighted log-density."""
+    return np.ascontiguousarray(np.vstack([eta1.T, eta2.T, log_norm]), dtype=np.float64)
 
 
 def em_stats(
@@ -405,21 +443,23 @@ def em_stats(
     centre), and every component in a sparser chunk, is accumulated about
     ``ref`` term by term instead, without that loss.
     """
-    W = _products_matrix(eta1, eta2)
+    W = _products_matrix(eta1, eta2, log_norm)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
     kernel = _em_stats_parallel if parallel else _em_stats_serial
     with _single_threaded_blas():
         per_block = kernel(
-            X, sample_weight, _f64(shift), _f64(scale), W, log_norm, ref, exact, n_blocks, beta
+            X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
         )
-    loglik, nk, s1, s2, m0, m12 = _sum_blocks(per_block)
+    loglik, s0, s1, s2, m = _sum_blocks(per_block)
+    n_features = s1.shape[1]
+    m1, m2, m0 = m[:, :n_features], m[:, n_features:-1], m[:, -1:]
     # Moments about the origin, moved to ref and added.
     moved = ~exact
-    c, m0, m1, m2 = ref[moved], m0[moved, np.newaxis], *np.split(m12[moved], 2, axis=1)
-    s1[moved] += m1 - c * m0
-    s2[moved] += m2 - c * (2.0 * m1 - c * m0)
-    return loglik, nk, s1, s2
+    c = ref[moved]
+    s1[moved] += m1[moved] - c * m0[moved]
+    s2[moved] += m2[moved] - c * (2.0 * m1[moved] - c * m0[moved])
+    return loglik, s0 + m0[:, 0], s1, s2
 
 
 def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
@@ -464,7 +504,7 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     return _sum_blocks(kernel(X, sample_weight, shift, scale, labels, ref, n_blocks))
 
 
-def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
+def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     want_resp = resp.shape[0] > 0
@@ -477,7 +517,7 @@ def _log_prob_impl(X, shift, scale, W, log_norm, out_log_prob, labels, resp):
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
-            _chunk_log_density(X, start, stop, shift, scale, W, log_norm, scratch)
+            _chunk_log_density(X, start, stop, shift, scale, W, scratch)
             for k in range(n_components - 1, -1, -1):  # first component of largest density
                 for r in range(_CHUNK):
                     first[r] = k if lp[k, r] == top[r] else first[r]
@@ -509,6 +549,6 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
         Receives the responsibilities unless it has no rows.
     """
     kernel = _log_prob_parallel if parallel else _log_prob_serial
-    W = _products_matrix(eta1, eta2)
+    W = _products_matrix(eta1, eta2, log_norm)
     with _single_threaded_blas():
-        kernel(X, _f64(shift), _f64(scale), W, log_norm, out_log_prob, labels, resp)
+        kernel(X, _f64(shift), _f64(scale), W, out_log_prob, labels, resp)
