@@ -21,9 +21,7 @@ Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
 order, chunk by chunk, into its own accumulators and the blocks are summed by
 numpy afterwards, so results are bitwise identical for any number of
-threads. BLAS products of these sizes run on the calling thread. Sums over
-rows are left to BLAS or written out in row order: under "reassoc", LLVM may
-vectorise a sum differently in the serial and parallel variant of a kernel.
+threads. BLAS products of these sizes run on the calling thread.
 
 The measured alternatives (one fused Numba loop, BLAS over whole arrays,
 glibc's exp) are in doc/performance.rst, "Kernel design".
@@ -40,17 +38,15 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: l
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
-# Explicit fast-math flags: "reassoc" and "contract" let LLVM vectorise the
-# sums over a chunk's rows and fuse multiply-adds. "nnan" and "ninf" are left
-# out on purpose: log-sum-exp relies on -inf behaving as -inf (a component of
-# zero weight has log-weight -inf).
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
-
-# Flags for a sum over a chunk's rows: without "reassoc", LLVM keeps it in
-# the order written. With it, numba's serial and parallel variants of one
-# kernel vectorised such a sum differently, and n_jobs=1 and n_jobs=2 gave
-# means one ulp apart.
-_STRICT = {"nsz", "contract"}
+# Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
+# are left out on purpose: log-sum-exp relies on -inf behaving as -inf (a
+# component of zero weight has log-weight -inf). "reassoc" is left out: it
+# would let LLVM merge the two halves of ln2 in the exponential back into one
+# rounded constant, and vectorise a sum in a different order in the serial
+# and parallel variants of one kernel (it made n_jobs=1 and n_jobs=2 give
+# means one ulp apart); without it every loop here still vectorised as fast
+# (measured). "arcp" bought nothing measurable either.
+FASTMATH = {"nsz", "contract"}
 
 # exp(t) is subnormal or zero in float64 for t below this value. A term that
 # small is below the resolution of a sum holding exp(0) = 1, so it is dropped
@@ -215,10 +211,9 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch):
     _softmax_columns(lp, top, ev, total)
 
 
-# No "reassoc" here: it would let LLVM merge the two halves of ln2 back into
-# one rounded constant. The loops run over the rows of a chunk, each row a
-# lane, so they vectorise without it; glibc's scalar exp does not.
-@_jit(False, fastmath={"nsz", "contract"})
+# The loops run over the rows of a chunk, each row a lane, so they vectorise;
+# glibc's scalar exp does not.
+@_jit(False)
 def _softmax_columns(lp, top, ev, total):
     """Soft-max terms of each column of ``lp``; see :func:`_chunk_log_density`.
 
@@ -288,15 +283,6 @@ def _add_about_ref(u, resp, ref, use, count, row_terms, row_last, s0, s1, s2):
                 s2[k, j] += t * d
 
 
-@_jit(False, fastmath=_STRICT)
-def _weighted_log_total(w, top, total, n_rows):
-    """``sum_r w[r] * (top[r] + log(total[r]))`` over the first ``n_rows``, in order."""
-    result = 0.0
-    for r in range(n_rows):
-        result += w[r] * (top[r] + math.log(total[r]))
-    return result
-
-
 @_jit(False)
 def _weigh_terms(ev, w, row_terms, row_last):
     """Scale ``ev[k, r]`` by ``w[r]`` in place, and count what is not zero.
@@ -351,8 +337,9 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
             _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch)
             w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
             for r in range(n_rows):
-                w_over_total[r] = sample_weight[start + r] if weighted else 1.0
-            ll[b] += _weighted_log_total(w_over_total, top, total, n_rows)
+                w = sample_weight[start + r] if weighted else 1.0
+                ll[b] += w * (top[r] + math.log(total[r]))
+                w_over_total[r] = w
             if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
                 lp *= beta
                 _softmax_columns(lp, top, ev, total)
@@ -377,13 +364,7 @@ _em_stats_serial, _em_stats_parallel = _serial_and_parallel(_em_stats_impl)
 
 
 def _sum_blocks(per_block):
-    """Sum each per-block array over its first axis, outside numba.
-
-    numpy's order of summation depends on the shape only, whereas numba's
-    serial and parallel variants of one loop may be vectorised (reordered,
-    under fast-math) differently: a sum in the kernels made ``n_jobs=1`` and
-    ``n_jobs=2`` differ in the last digit.
-    """
+    """Sum each per-block array over its first axis, in an order fixed by its shape."""
     return tuple(a.sum(axis=0) for a in per_block)
 
 
