@@ -113,6 +113,44 @@ def test_far_components_and_zero_weight():
         assert_allclose(g, e, rtol=1e-10, atol=1e-300)
 
 
+def test_sparse_chunks_with_rows_between_components():
+    """Sparse chunks whose rows have one, two or no non-zero terms.
+
+    Twenty components far apart: most rows have a single non-zero
+    responsibility, taken directly; every fifth row lies midway between
+    components 3 and 7 (two non-zero terms, neither the first component),
+    and some rows have zero weight (no term).
+    """
+    rng = np.random.default_rng(3)
+    n_components, n_features = 20, 4
+    means = 40.0 * rng.normal(size=(n_components, n_features))
+    labels = rng.integers(n_components, size=640)
+    Z = means[labels] + rng.normal(size=(640, n_features))
+    Z[::5] = 0.5 * (means[3] + means[7]) + 1e-3 * rng.normal(size=(128, n_features))
+    sw = rng.uniform(0.5, 2.0, size=640)
+    sw[1::7] = 0.0
+    params = Params(np.full(n_components, 1 / n_components), means, np.ones(means.shape))
+    ref = means + 0.5
+    got = _kernels.em_stats(
+        Z,
+        sw,
+        np.zeros(n_features),
+        np.ones(n_features),
+        *_natural(params, np.float64),
+        ref,
+        1,
+        False,
+    )
+    expected = naive.em_stats(Z, sw, *params, ref)
+    # The chunks are sparse (the row-by-row path) and the midway rows have
+    # two terms of comparable size.
+    _, _, resp = naive.log_prob(Z, *params)
+    assert np.count_nonzero(resp) < _kernels._DENSE * resp.size
+    assert np.all(np.count_nonzero(resp[::5] > 1e-3, axis=1) == 2)
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g, e, rtol=1e-12, atol=1e-12 * np.max(np.abs(e)))
+
+
 def test_narrow_far_component_keeps_its_digits():
     """A narrow component far from the centre is summed about its mean.
 
