@@ -434,14 +434,15 @@ def em_stats(
             X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
         )
     loglik, s0, s1, s2, m = _sum_blocks(per_block)
-    n_features = s1.shape[1]
-    m1, m2, m0 = m[:, :n_features], m[:, n_features:-1], m[:, -1:]
+    nk = s0 + m[:, -1]
     # Moments about the origin, moved to ref and added.
     moved = ~exact
-    c = ref[moved]
-    s1[moved] += m1[moved] - c * m0[moved]
-    s2[moved] += m2[moved] - c * (2.0 * m1[moved] - c * m0[moved])
-    return loglik, s0 + m0[:, 0], s1, s2
+    c, mm = ref[moved], m[moved]
+    n_features = s1.shape[1]
+    m1, m2, m0 = mm[:, :n_features], mm[:, n_features:-1], mm[:, -1:]
+    s1[moved] += m1 - c * m0
+    s2[moved] += m2 - c * (2.0 * m1 - c * m0)
+    return loglik, nk, s1, s2
 
 
 def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
