@@ -43,9 +43,8 @@ from threadpoolctl import ThreadpoolController
 # component of zero weight has log-weight -inf). "reassoc" is left out: it
 # would let LLVM merge the two halves of ln2 in the exponential back into one
 # rounded constant, and vectorise a sum in a different order in the serial
-# and parallel variants of one kernel (it made n_jobs=1 and n_jobs=2 give
-# means one ulp apart); without it every loop here still vectorised as fast
-# (measured). "arcp" bought nothing measurable either.
+# and parallel variants of one kernel, so that results would depend on
+# n_jobs. doc/performance.rst has the measurements behind these choices.
 FASTMATH = {"nsz", "contract"}
 
 # exp(t) is subnormal or zero in float64 for t below this value. A term that
@@ -133,8 +132,8 @@ class _SingleThreadedBlas:
     """Hold BLAS at one thread while any kernel runs.
 
     Each numba thread makes its own small BLAS calls; a threaded BLAS would
-    put its own threads on the same cores (measured: 4x slower with 256-row
-    chunks), and ``n_jobs=1`` means one core. The limit is process-wide, so
+    put its own threads on the same cores (doc/performance.rst), and
+    ``n_jobs=1`` means one core. The limit is process-wide, so
     concurrent kernels (several user threads) share it: the first sets it,
     the last restores it.
     """
@@ -199,7 +198,7 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch):
     n_features = X.shape[1]
     n_rows = stop - start
     for r in range(n_rows):
-        # Row views: LLVM vectorises this loop better over them (a fifth faster).
+        # Row views: LLVM vectorises this loop better over them.
         x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
         for j in range(n_features):
             z[j] = (x[j] - shift[j]) * scale[j]
