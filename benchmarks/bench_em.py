@@ -39,12 +39,16 @@ plot of time per iteration against N (D=50, K=50) is saved in
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import datasets  # noqa: E402
 
 CASES_QUICK = [
     # (n_samples, n_features, n_components, dtype, cluster_std)
@@ -90,18 +94,7 @@ class _PeakRSS:
 
 
 def _data(n_samples, n_features, n_components, dtype, cluster_std):
-    import numpy as np
-    from sklearn.datasets import make_blobs
-
-    X, _ = make_blobs(
-        n_samples=n_samples,
-        n_features=n_features,
-        centers=n_components,
-        cluster_std=cluster_std,
-        center_box=(-10, 10),
-        random_state=0,
-    )
-    return np.ascontiguousarray(X, dtype=dtype)
+    return datasets.blobs(n_samples, n_features, n_components, cluster_std, dtype=dtype)[0]
 
 
 def _start(X, n_components):
@@ -284,15 +277,12 @@ def scale_case(case, n_iter):
 
 
 def _child(function, *args):
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = (
-        f"import json, sys; sys.path.insert(0, {here!r}); import bench_em; "
-        f"print(json.dumps(bench_em.{function}(*{args!r})))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if result.returncode:
-        return {"error": result.stderr.strip().splitlines()[-1]}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """``function(*args)`` in a fresh process (its own memory, threads and caches)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(function, *args).result()
+        except Exception as error:  # report the case's failure in its row, go on
+            return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _plot(rows, path):
@@ -343,7 +333,7 @@ def main(argv=None):
     )
     # The best of three processes: a neighbour's load on this shared machine
     # can halve one process's figures, and a low peak would loosen the bound.
-    peaks = [_child("machine_peak") for _ in range(3)]
+    peaks = [_child(machine_peak) for _ in range(3)]
     peak = {
         dtype: {key: max(p[dtype][key] for p in peaks) for key in peaks[0][dtype]}
         for dtype in peaks[0]
@@ -373,8 +363,8 @@ def main(argv=None):
             n_iter, repeats = args.n_iter, {"sklearn": 5, "natgmm": 5}
         else:
             n_iter, repeats = max(2, args.n_iter // 6), {"sklearn": 1, "natgmm": 3}
-        memory = {name: _child("memory_case", name, case, n_iter) for name in ("sklearn", "natgmm")}
-        timing = _child("timing_case", case, n_iter, repeats)
+        memory = {name: _child(memory_case, name, case, n_iter) for name in ("sklearn", "natgmm")}
+        timing = _child(timing_case, case, n_iter, repeats)
         row = {"case": case, "memory": memory, "seconds_per_iter": timing, "machine_peak": peak}
         rows.append(row)
         n, d, k, dtype, spread = case
@@ -397,7 +387,7 @@ def main(argv=None):
             flush=True,
         )
     if args.scale:
-        scale = _child("scale_case", SCALE_CASE, 2)
+        scale = _child(scale_case, SCALE_CASE, 2)
         rows.append({"case": SCALE_CASE, "natgmm": scale})
         print(f"scale case {SCALE_CASE} from a memmap, natgmm only: {scale}")
     os.makedirs(RESULTS, exist_ok=True)

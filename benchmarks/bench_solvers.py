@@ -20,13 +20,17 @@ Run from the repository root::
 """
 
 import argparse
+import os
+import sys
 import time
 import warnings
 
-from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
-from natgmm import NaturalDiagonalGMM
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import datasets  # noqa: E402
+
+from natgmm import NaturalDiagonalGMM  # noqa: E402
 
 SOLVERS = {
     "batch EM": dict(solver="em"),
@@ -67,14 +71,7 @@ def main(argv=None):
     parser.add_argument("--gap", type=float, default=1e-3, help="per-sample log-likelihood gap")
     args = parser.parse_args(argv)
 
-    X, _ = make_blobs(
-        args.n_samples,
-        n_features=args.n_features,
-        centers=args.n_components,
-        cluster_std=4.0,
-        center_box=(-10, 10),
-        random_state=0,
-    )
+    X, _ = datasets.blobs(args.n_samples, args.n_features, args.n_components, cluster_std=4.0)
     init = NaturalDiagonalGMM(
         args.n_components, init_params="k-means++", max_iter=0, random_state=0
     )

@@ -1,6 +1,6 @@
 """Dask arrays: every pass over the data runs block by block on the cluster.
 
-:class:`DaskData` has the methods of the estimator's in-memory ``_Data``, so
+:class:`DaskData` has the methods of :class:`natgmm._data.ArrayData`, so
 ``fit``, ``partial_fit`` and the EM loop are the same code for both; only how
 the statistics of a pass are gathered differs. Each pass sends the small
 arguments of the kernel (shift, scale, natural parameters: one task holding
@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._estimator import _log_prob, _n_blocks, _scatter_sums
+from ._data import log_prob, n_blocks, scatter_sums
 
 # Rows computed to the client for the initialisation (k-means and friends)
 # when init_params must be estimated: all rows up to this many (the same
@@ -33,11 +33,12 @@ _FAN_IN = 16
 _NO_LABELS = np.empty(0, dtype=np.int64)
 
 
-def check_array(estimator, X, reset, ensure_min_samples=1):
-    """Check a Dask array as ``validate_data`` would, without computing it.
+def check_dask_array(X, ensure_min_samples=1):
+    """Check a Dask array as ``check_array`` would, without computing it.
 
-    Finiteness is checked on the workers, by the first pass over the data.
-    Other dtypes than float32 and float64 are cast to float64 (lazily), and
+    Finiteness is checked on the workers, by the first pass over the data;
+    the number of features against a fitted model by the estimator. Other
+    dtypes than float32 and float64 are cast to float64 (lazily), and
     columns are merged into one chunk so that every block holds whole rows.
     """
     if X.ndim != 2:
@@ -50,15 +51,6 @@ def check_array(estimator, X, reset, ensure_min_samples=1):
             f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
             f"(shape={X.shape}) while a minimum of {ensure_min_samples} sample(s) and "
             "1 feature are required."
-        )
-    if reset:
-        estimator.n_features_in_ = n_features
-        if hasattr(estimator, "feature_names_in_"):
-            del estimator.feature_names_in_
-    elif n_features != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input."
         )
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
@@ -114,7 +106,7 @@ def _block_label_stats(x, w, shared):
     shift, scale, ref = shared
     x = np.ascontiguousarray(x)
     stats = _kernels.label_stats(
-        x, _weights(w), shift, scale, _NO_LABELS, ref, _n_blocks(x.shape[0]), False
+        x, _weights(w), shift, scale, _NO_LABELS, ref, n_blocks(x.shape[0]), False
     )
     return (*stats, int(not np.isfinite(x).all()))
 
@@ -123,18 +115,24 @@ def _block_em_stats(x, w, shared):
     shift, scale, eta1, eta2, log_norm, ref, beta = shared
     x = np.ascontiguousarray(x)
     return _kernels.em_stats(
-        x, _weights(w), shift, scale, eta1, eta2, log_norm, ref, _n_blocks(x.shape[0]), False,
+        x, _weights(w), shift, scale, eta1, eta2, log_norm, ref, n_blocks(x.shape[0]), False,
         beta,
     )  # fmt: skip
 
 
 def _block_scatter_sums(x, w, shared):
-    (std,) = shared
-    return _scatter_sums(x, _weights(w), std, np.arange(x.shape[0]))
+    (standardiser,) = shared
+    return scatter_sums(x, _weights(w), standardiser, np.arange(x.shape[0]))
 
 
-def _block_log_prob(x, std, params, output):
-    return _log_prob(np.ascontiguousarray(x), std, params, False, output == 2)[output]
+_OUTPUTS = ("log_prob", "labels", "resp")
+
+
+def _block_predictions(x, standardiser, params, output):
+    """One of the block's per-row outputs of :func:`natgmm._data.log_prob`."""
+    want_resp = output == "resp"
+    outputs = log_prob(np.ascontiguousarray(x), standardiser, params, False, want_resp)
+    return outputs[_OUTPUTS.index(output)]
 
 
 class DaskData:
@@ -142,24 +140,18 @@ class DaskData:
 
     Parameters
     ----------
-    estimator : NaturalDiagonalGMM
-        Receives ``n_features_in_`` (``reset``) or is checked against it.
     X : dask.array.Array of shape (n_samples, n_features)
-        The data; it stays on the workers.
+        The data, checked by :func:`check_dask_array`; it stays on the
+        workers.
     sample_weight : dask.array.Array, array-like or None
         Rechunked to the row chunks of ``X``; checked (one pass over the
         weights only) when given.
     parallel : bool
         Whether the client's in-memory work (the initialisation) runs the
         parallel kernels.
-    reset : bool
-        Whether this is a new fit.
-    ensure_min_samples : int
-        Fewest rows accepted.
     """
 
-    def __init__(self, estimator, X, sample_weight, parallel, reset, ensure_min_samples=1):
-        X = check_array(estimator, X, reset, ensure_min_samples)
+    def __init__(self, X, sample_weight, parallel):
         self.X, self.parallel = X, parallel
         self.shape, self.dtype = X.shape, X.dtype
         # Empty blocks add nothing and would break the reductions' max/min.
@@ -209,9 +201,9 @@ class DaskData:
         """Log-likelihood and E-step statistics, summed over the blocks."""
         return self._reduce(_block_em_stats, (shift, scale, eta1, eta2, log_norm, ref, beta))
 
-    def scatter_sums(self, std):
+    def scatter_sums(self, standardiser):
         """Weight, sum and outer products of the rows in internal units."""
-        return self._reduce(_block_scatter_sums, (std,))
+        return self._reduce(_block_scatter_sums, (standardiser,))
 
     def positive_rows(self):
         """Count the rows of positive weight."""
@@ -236,22 +228,24 @@ class DaskData:
             self._sample = (np.ascontiguousarray(X), np.empty(0) if sw is None else sw)
         return self._sample
 
-    def log_prob(self, std, params, want_resp):
+    def log_prob(self, standardiser, params, want_resp):
         """Lazy log-density, labels and responsibilities (None unless ``want_resp``).
 
         Each is a Dask array with the row chunks of X, computed block by block
         by the kernel; the parameters are one task shared by all blocks.
         """
-        shared = dask.delayed(std), dask.delayed(params)
-        log_prob, labels = (
-            self.X.map_blocks(_block_log_prob, *shared, output, drop_axis=1, dtype=dtype)
-            for output, dtype in ((0, np.float64), (1, np.int64))
+        shared = dask.delayed(standardiser), dask.delayed(params)
+        log_density, labels = (
+            self.X.map_blocks(_block_predictions, *shared, output, drop_axis=1, dtype=dtype)
+            for output, dtype in (("log_prob", np.float64), ("labels", np.int64))
         )
         resp = None
         if want_resp:
             chunks = (self.X.chunks[0], (params.means.shape[0],))
-            resp = self.X.map_blocks(_block_log_prob, *shared, 2, chunks=chunks, dtype=np.float64)
-        return log_prob, labels, resp
+            resp = self.X.map_blocks(
+                _block_predictions, *shared, "resp", chunks=chunks, dtype=np.float64
+            )
+        return log_density, labels, resp
 
 
 def weighted_mean(log_prob, sample_weight):

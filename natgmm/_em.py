@@ -1,9 +1,11 @@
-"""The M-step: from summed sufficient statistics to mixture parameters.
+"""One EM step: the E-step's sufficient statistics and the M-step's parameters.
 
-Everything here works on small ``(n_components, n_features)`` float64 arrays in
-the estimator's internal (standardised) coordinates. Floors, the precision
-prior and the minimum weight act here and nowhere else, whatever gathered the
-statistics.
+:func:`e_step` asks a data source (in memory or Dask) for the summed
+statistics of a pass under the current parameters; :func:`m_step` turns
+them into new parameters. Everything here works on small
+``(n_components, n_features)`` float64 arrays in the estimator's internal
+(standardised) coordinates. Floors, the precision prior and the minimum
+weight act here and nowhere else, whatever gathered the statistics.
 """
 
 import math
@@ -46,14 +48,14 @@ class Stats(NamedTuple):
 class Regularisation(NamedTuple):
     """What the M-step adds to maximum likelihood, in internal units.
 
-    ``reg``, ``floor`` and ``prior_b`` are per-feature variances (shape
+    ``reg_covar``, ``floor`` and ``prior_b`` are per-feature variances (shape
     ``(n_features,)``); ``prior_a1`` is the Gamma shape minus one. When
     ``fixed_var`` is not None, every component's variances are held at it
     (raised to ``floor``) and only weights and means are estimated; the
     annealing schedule sets it, or raises ``floor``, level by level.
     """
 
-    reg: np.ndarray
+    reg_covar: np.ndarray
     floor: np.ndarray
     prior_a1: float
     prior_b: np.ndarray
@@ -83,6 +85,34 @@ def natural_parameters(params):
         log_w = np.log(weights)
     log_norm = log_w - np.sum(0.5 * means * eta1 + 0.5 * (_LOG_2PI + np.log(var)), axis=1)
     return eta1, eta2, log_norm
+
+
+def e_step(data, standardiser, params, beta=1.0):
+    """Fused E-step over ``data``: summed log-likelihood and statistics.
+
+    Parameters
+    ----------
+    data : ArrayData or DaskData
+        The data source; its ``em_stats`` runs the kernel over all rows.
+    standardiser : Standardiser
+        The map of the rows to internal coordinates.
+    params : Params
+        Current parameters in internal coordinates.
+    beta : float, default=1.0
+        Inverse temperature of the responsibilities (annealing).
+
+    Returns
+    -------
+    loglik : float
+        Weighted sum of the rows' log-densities in internal coordinates.
+    stats : Stats
+        Summed statistics about the current means.
+    """
+    eta1, eta2, log_norm = natural_parameters(params)
+    loglik, nk, s1, s2 = data.em_stats(
+        standardiser.shift, standardiser.scale, eta1, eta2, log_norm, params.means, beta
+    )
+    return loglik, Stats(nk, s1, s2, params.means)
 
 
 def floor_weights(weights, min_weight):
@@ -150,7 +180,7 @@ def m_step(stats, reg, previous=None):
     means = ref + delta
     scatter = np.maximum(s2 - s1 * delta, 0.0)
     var = (scatter + 2.0 * reg.prior_b) / (nk_eff + 2.0 * reg.prior_a1)[:, np.newaxis]
-    var += reg.reg
+    var += reg.reg_covar
     if reg.fixed_var is not None:
         var[:] = reg.fixed_var
     empty = empty_components(nk)

@@ -1,350 +1,63 @@
-"""NaturalDiagonalGMM: the scikit-learn estimator shell around the kernels."""
+"""NaturalDiagonalGMM: the scikit-learn estimator, a thin shell over the fit's steps.
+
+The estimator validates its parameters and the data, then runs the steps that
+live in their own modules: standardisation (:mod:`natgmm._standardise`),
+initialisation (:mod:`natgmm._init`), the annealing levels and EM loops
+(:mod:`natgmm._solver`), and predictions through the data source
+(:mod:`natgmm._data`, :mod:`natgmm._dask`). Fitted attributes are assigned
+once the fit has succeeded.
+"""
 
 import math
 import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
-from time import time
 
-import numba
 import numpy as np
-from scipy.spatial.distance import pdist, squareform
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import pairwise_distances_argmin
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _kernels
-from ._em import (
-    Params,
-    Regularisation,
-    Stats,
-    combine,
-    empty_components,
-    implied_stats,
-    m_step,
-    natural_parameters,
+from ._anneal import annealing_levels
+from ._data import ArrayData, is_dask, mean_log_prob
+from ._em import Params
+from ._init import check_init_arrays, initial_params
+from ._progress import Progress
+from ._schedules import Schedule
+from ._settings import Settings
+from ._solver import ModelState, Online, fit_run, start_run, start_stream, stream_run, stream_step
+from ._standardise import (
+    Standardiser,
+    check_min_variance,
+    fitted_attributes,
+    regularisation,
+    set_up,
 )
-from ._gradient import GradientMStep, adam_state
-from ._schedules import GeometricSchedule, Schedule
-
-# Row blocks per kernel call, from the data shape only: a multiple of eight
-# (equal shares for 2, 4 or 8 threads), the fewest that keep blocks to at
-# most _BLOCK_ROWS rows, and at most _MAX_BLOCKS. Every block has its own
-# accumulators to zero and sum each pass; at N = 60000, D = K = 50, 16 blocks
-# instead of 64 took a separated pass from 16.4 to 16.0 ms (medians, 2
-# threads, accumulators zeroed by each block's thread; 18.2 ms when 64
-# blocks were zeroed up front).
-_MAX_BLOCKS = 64
-_BLOCK_ROWS = 4096
-# Relative size of the noise added to the means at each annealing level, in
-# standard deviations times sqrt(level): breaks the exact symmetry of means
-# that coincided above a critical level, so that they can split below it.
-_PERTURBATION = 1e-3
-# A mean within this many standard deviations (in every feature) of an
-# earlier one does not count in ``history_["n_distinct"]``.
-_DISTINCT_TOL = 1e-2
-# Rows handled at a time by the numpy parts of the initialisations.
-_ROW_CHUNK = 4096
+from ._threading import numba_threads
 
 
-_OUT_OF_RANGE = (
-    "The fitted variances or precisions cannot be represented in {dtype}: some "
-    "feature's spread (or reg_covar, min_variance, upper_precision_reg in its "
-    "units) is too large or too small. Rescale the features of X."
-)
+def __getattr__(name):
+    # Classes that pickles of natgmm 0.1.0 models name in this module.
+    moved = {"_Standardiser": Standardiser, "_Online": Online}
+    if name in moved:
+        return moved[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _n_blocks(n_samples):
-    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
-
-
-def _chunks(rows):
-    """Split an array of row indices into chunks of ``_ROW_CHUNK``."""
-    return [rows[i : i + _ROW_CHUNK] for i in range(0, rows.size, _ROW_CHUNK)]
-
-
-def _internal(X, rows, std, centre=0.0, unit=1.0):
-    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``."""
-    return ((X[rows].astype(np.float64) - std.shift) * std.scale - centre) * unit
-
-
-def _scatter_sums(X, sw, std, rows, centre=0.0, unit=1.0):
-    """Weight, weighted sum and weighted outer products of ``_internal`` rows."""
-    n_features = X.shape[1]
-    weight, first, second = 0.0, np.zeros(n_features), np.zeros((n_features, n_features))
-    for chunk in _chunks(rows):
-        u = _internal(X, chunk, std, centre, unit)
-        w = sw[chunk] if sw.shape[0] else np.ones(len(chunk))
-        weight += w.sum()
-        first += w @ u
-        second += (u * w[:, np.newaxis]).T @ u
-    return weight, first, second
-
-
-def _scatter_from_sums(weight, first, second):
-    return second - np.outer(first, first) / weight
-
-
-def _scatter_matrix(X, sw, std, rows, centre=0.0, unit=1.0):
-    """Weighted scatter matrix of ``_internal`` rows about their weighted mean.
-
-    Accumulated chunk by chunk about ``centre`` (which should be close to
-    the mean, so that removing the mean's outer product cancels little).
-    """
-    return _scatter_from_sums(*_scatter_sums(X, sw, std, rows, centre, unit))
-
-
-def _critical_value(data, std):
-    """Largest eigenvalue of the weighted correlation matrix of X.
-
-    With every variance held at ``v`` times its feature's variance, EM has
-    all means at the data mean as a stable fixed point exactly when ``v`` is
-    above this value (deterministic annealing's critical temperature; for
-    two points at -1 and +1 it is 1). Constant features are left out; 1 when
-    every feature is constant.
-    """
-    scatter = _scatter_from_sums(*data.scatter_sums(std))
-    spread = np.sqrt(np.diag(scatter))
-    keep = spread > 0
-    if not keep.any():
-        return 1.0
-    corr = scatter[np.ix_(keep, keep)] / np.outer(spread[keep], spread[keep])
-    return float(np.linalg.eigvalsh(corr)[-1])
-
-
-def _e_step(data, std, params, beta):
-    """Fused E-step over ``data``: summed log-likelihood and statistics."""
-    eta1, eta2, log_norm = natural_parameters(params)
-    loglik, nk, s1, s2 = data.em_stats(
-        std.shift, std.scale, eta1, eta2, log_norm, params.means, beta
-    )
-    return loglik, Stats(nk, s1, s2, params.means)
-
-
-def _log_prob(X, std, params, parallel, want_resp):
-    """Per-row log-density (user units), labels and optionally responsibilities."""
-    eta1, eta2, log_norm = natural_parameters(params)
-    n_samples, n_components = X.shape[0], params.means.shape[0]
-    log_prob = np.empty(n_samples)
-    labels = np.empty(n_samples, dtype=np.int64)
-    resp = np.empty((n_samples if want_resp else 0, n_components))
-    _kernels.log_prob(
-        X, std.shift, std.scale, eta1, eta2, log_norm, log_prob, labels, resp, parallel
-    )
-    log_prob += std.log_jacobian
-    return log_prob, labels, resp
-
-
-def _mean_log_prob(log_prob, sample_weight):
-    """Return the (``sample_weight``-weighted) mean of per-sample log-densities."""
-    if sample_weight is None:
-        return float(np.mean(log_prob))
-    sample_weight = _check_sample_weight(
-        sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
-    )
-    return float(np.average(log_prob, weights=sample_weight))
-
-
-def _is_dask(X):
-    """Whether ``X`` is a Dask collection (checked without importing dask)."""
-    return type(X).__module__.startswith("dask")
-
-
-class _Data:
-    """Training rows in memory and the kernels bound to them.
-
-    Every pass over the data goes through these methods; the arguments are
-    those of the kernels, without the data. ``natgmm._dask.DaskData`` has
-    the same methods for a Dask array and gathers the statistics block by
-    block on the cluster, so the EM loop is the same for both.
-    """
-
-    def __init__(self, X, sw, total_weight, parallel):
-        self.X, self.sw, self.total_weight, self.parallel = X, sw, total_weight, parallel
-        self.shape, self.dtype = X.shape, X.dtype
-
-    def subset(self, rows):
-        """Return the rows ``rows`` (sorted) as a batch of their own."""
-        sw = self.sw[rows] if self.sw.shape[0] else self.sw
-        return _Data(self.X[rows], sw, sw.sum() if sw.shape[0] else float(rows.size), self.parallel)
-
-    def extremes(self):
-        """Each feature's largest and smallest value."""
-        return self.X.max(axis=0), self.X.min(axis=0)
-
-    def label_stats(self, shift, scale, ref):
-        """:func:`_kernels.label_stats` with every row in component 0."""
-        return _kernels.label_stats(
-            self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
-            _n_blocks(self.shape[0]), self.parallel,
-        )  # fmt: skip
-
-    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
-        """:func:`_kernels.em_stats` over the rows."""
-        return _kernels.em_stats(
-            self.X, self.sw, shift, scale, eta1, eta2, log_norm, ref,
-            _n_blocks(self.shape[0]), self.parallel, beta,
-        )  # fmt: skip
-
-    def scatter_sums(self, std):
-        """:func:`_scatter_sums` over all rows."""
-        return _scatter_sums(self.X, self.sw, std, np.arange(self.shape[0]))
-
-    def positive_rows(self):
-        """Count the rows of positive weight."""
-        return np.count_nonzero(self.sw) if self.sw.shape[0] else self.shape[0]
-
-    def init_rows(self, random_state):
-        """Rows and weights the initialisation runs on: all of them."""
-        return self.X, self.sw
-
-    def log_prob(self, std, params, want_resp):
-        """Log-density, labels and (if ``want_resp``) responsibilities per row."""
-        return _log_prob(self.X, std, params, self.parallel, want_resp)
-
-
-@contextmanager
-def _numba_threads(n_jobs):
-    """Run the kernels on ``n_jobs`` threads; restore numba's count after.
-
-    Yields whether the parallel kernels should be used.
-    """
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None or n_jobs == -1:
-        n_threads = available
-    elif n_jobs < 0:
-        n_threads = max(1, available + 1 + n_jobs)
-    else:
-        n_threads = min(n_jobs, available)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
-    try:
-        yield n_threads > 1
-    finally:
-        numba.set_num_threads(previous)
-
-
-def _check_init_array(array, shape, name, dtype):
-    array = check_array(array, dtype=[np.float64, np.float32], ensure_2d=False)
-    if array.shape != shape:
+def _check_fit_data(data, settings):
+    n_samples = data.shape[0]
+    if n_samples < settings.n_components:
         raise ValueError(
-            f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
+            "Expected n_samples >= n_components "
+            f"but got n_components = {settings.n_components}, "
+            f"n_samples = {n_samples}"
         )
-    return array.astype(dtype, copy=False)
-
-
-class _Standardiser:
-    """Per-feature affine map to internal coordinates, ``z = (x - shift) * scale``.
-
-    ``shift`` is the weighted feature mean. ``scale`` is the inverse of
-    ``sqrt(var + extra_var)``, the feature's weighted variance plus the
-    variances the model adds on top (``reg_covar``, floors, prior), so that
-    the data and every regulariser are at most of order one inside, whatever
-    their units; any positive scale is exact for EM. Both are float64, as is
-    every kernel's arithmetic, whatever the dtype of ``X``. The moments come
-    from two kernel passes (mean, then scatter about it) after division by
-    the largest magnitude, so data from 1e-150 to 1e150 neither underflows
-    nor overflows. ``moments`` holds the data's
-    total weight, mean and scatter in internal units; :meth:`update` adds
-    the batches of ``partial_fit``.
-    """
-
-    def __init__(self, data, extra_var):
-        dtype, n_features = data.dtype, data.shape[1]
-        largest, smallest = data.extremes()
-        magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
-        magnitude[magnitude == 0.0] = 1.0
-        info = np.finfo(dtype)
-        zero = np.zeros(n_features)
-        inv_mag = np.minimum(1.0 / magnitude, info.max)
-        nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
-        ref = s1 / nk[0]
-        nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
-        mean = (ref[0] + s1[0] / nk[0]) / inv_mag
-        std = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
-        # sqrt(std^2 + extra_var) without squaring anything large; the spread
-        # is kept above the dtype's resolution at the feature's magnitude so
-        # that |z| stays below 2 / eps.
-        terms = np.stack([std, np.sqrt(np.broadcast_to(extra_var, std.shape))])
-        top = terms.max(axis=0)
-        top[top == 0.0] = 1.0
-        spread = top * np.sqrt(np.sum((terms / top) ** 2, axis=0))
-        spread = np.maximum(spread, magnitude * info.eps)
-        scale = np.minimum(1.0 / spread, info.max / 4)
-        self.shift = mean
-        self.scale = scale
-        self.log_jacobian = float(np.sum(np.log(self.scale)))
-        total = nk[:1]
-        self.moments = Stats(
-            total,
-            np.zeros((1, n_features)),
-            ((std * self.scale) ** 2 * total)[np.newaxis],
-            ((mean - self.shift) * self.scale)[np.newaxis],
+    if settings.solver == "minibatch" and not isinstance(data, ArrayData):
+        raise ValueError(
+            "solver='minibatch' draws random rows and needs X in memory; for a "
+            "Dask array use solver='em', or partial_fit on its blocks."
         )
-
-    @property
-    def feature_var(self):
-        """Each feature's variance in internal units (at most about 1)."""
-        return self.moments.s2[0] / self.moments.nk[0]
-
-    def update(self, data):
-        """Add a batch to the data moments (the map itself stays fixed)."""
-        ref = self.moments.ref
-        batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
-        self.moments = combine(self.moments, batch, 1.0, 1.0)
-
-    def to_internal(self, means, variances):
-        return (means - self.shift) * self.scale, variances * self.scale**2
-
-    def to_user(self, means, variances):
-        return means / self.scale + self.shift, variances / self.scale**2
-
-
-class _Online:
-    """Online EM: running statistics per unit weight and the step count.
-
-    Each step replaces the statistics by ``(1 - rho)`` times themselves plus
-    ``rho`` times a batch's statistics per unit weight, with the
-    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``.
-    """
-
-    def __init__(self, params, reg, n_steps=0):
-        self.running = implied_stats(params, 1.0, reg.reg)
-        self.n_steps = n_steps
-
-    def step(self, stats, batch_weight, offset, decay):
-        self.n_steps += 1
-        rho = (self.n_steps + offset) ** -decay
-        self.running = combine(self.running, stats, 1.0 - rho, rho / batch_weight)
-
-    def totals(self, total_weight):
-        """Return the running statistics scaled to ``total_weight`` samples."""
-        nk, s1, s2, ref = self.running
-        return Stats(nk * total_weight, s1 * total_weight, s2 * total_weight, ref)
-
-
-class _Run:
-    """The data of one fit, its solver's state and one trajectory."""
-
-    def __init__(self, data, std, random_state):
-        self.data, self.total_weight, self.std = data, data.total_weight, std
-        self.random_state = random_state
-        self.empty = None
-        self.online = self.adam = None
-        self.history = {"lower_bound": [], "level": [], "n_active": [], "n_distinct": []}
-
-    def record(self, lower_bound, level, n_active, relative_means):
-        # A mean counts unless it lies within _DISTINCT_TOL of an earlier one.
-        close = squareform(pdist(relative_means, "chebyshev") < _DISTINCT_TOL)
-        n_distinct = len(relative_means) - int(np.triu(close, 1).any(axis=0).sum())
-        for key, value in zip(
-            self.history, (lower_bound, level, n_active, n_distinct), strict=True
-        ):
-            self.history[key].append(value)
 
 
 class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
@@ -770,74 +483,21 @@ default=None
         labels : ndarray or dask.array.Array of shape (n_samples,)
             Component labels.
         """
-        with _numba_threads(self.n_jobs) as parallel:
-            data = self._data(X, sample_weight, parallel, reset=True, ensure_min_samples=2)
-            n_samples, n_features = data.shape
-            if n_samples < self.n_components:
-                raise ValueError(
-                    "Expected n_samples >= n_components "
-                    f"but got n_components = {self.n_components}, "
-                    f"n_samples = {n_samples}"
-                )
-            if self.solver == "minibatch" and not isinstance(data, _Data):
-                raise ValueError(
-                    "solver='minibatch' draws random rows and needs X in memory; for a "
-                    "Dask array use solver='em', or partial_fit on its blocks."
-                )
-            init = self._check_init(n_features, data.dtype)
-            min_variance = self._check_min_variance(n_features)
-            extra_var = self.reg_covar + min_variance + self.upper_precision_reg
-            std = _Standardiser(data, extra_var)
-            reg = self._regularisation(std, min_variance)
-            random_state = check_random_state(self.random_state)
-            do_init = not (self.warm_start and hasattr(self, "converged_"))
+        settings = Settings.from_estimator(self)
+        resume = self.warm_start and hasattr(self, "converged_")
+        with numba_threads(self.n_jobs) as parallel:
+            data = self._check_data(X, sample_weight, parallel, reset=True, ensure_min_samples=2)
+            _check_fit_data(data, settings)
+            init = check_init_arrays(self, data.shape[1], data.dtype)
+            model = set_up(data, settings)
             levels = np.empty(0)
-            if self.annealing is not None:
-                self.critical_value_ = _critical_value(data, std)
-                if do_init:
-                    levels = self._schedule().values(self.critical_value_)
-                self._check_levels(levels)
-            best = None
-            for trial in range(self.n_init if do_init else 1):
-                self._verbose_init_begin(trial)
-                if do_init:
-                    params = self._initial_params(data, std, reg, init, random_state)
-                    lower_bound = -np.inf
-                else:
-                    params = Params(
-                        self.weights_.astype(np.float64),
-                        *std.to_internal(
-                            self.means_.astype(np.float64), self.covariances_.astype(np.float64)
-                        ),
-                    )
-                    lower_bound = self.lower_bound_
-                run = _Run(data, std, random_state)
-                self._start_solver(run, params, reg, resume=not do_init)
-                anneal_tol = self.tol if self.anneal_tol is None else self.anneal_tol
-                for level in levels:
-                    params = self._perturb(params, level, std, random_state)
-                    level_reg, beta = self._level_settings(level, reg, std)
-                    # Each level's bound belongs to its own constraints: the
-                    # tol test starts afresh.
-                    params, lower_bound, _ = self._em_phase(
-                        run, params, -np.inf, level_reg, self.anneal_max_iter, beta, level,
-                        anneal_tol,
-                    )  # fmt: skip
-                    self._verbose_level_end(run)
-                final_reg, final_level = self._final_settings(levels, reg, std)
-                if levels.size:
-                    # The last level's bound belongs to other constraints; the
-                    # tol test of the final EM starts afresh.
-                    lower_bound = -np.inf
-                params, lower_bound, converged = self._em_phase(
-                    run, params, lower_bound, final_reg, self.max_iter, 1.0, final_level, self.tol
-                )
-                self._verbose_init_end(lower_bound, converged)
-                if best is None or lower_bound > best[1]:
-                    best = (params, lower_bound, converged, run)
-
-            params, lower_bound, converged, run = best
-            if not converged and self.max_iter > 0:
+            if model.critical_value is not None and not resume:
+                levels = annealing_levels(settings, model.critical_value)
+            random_state = check_random_state(self.random_state)
+            params, lower_bound, converged, run = self._best_fit(
+                settings, data, model, init, levels, random_state, resume
+            )
+            if not converged and settings.max_iter > 0:
                 warnings.warn(
                     "Best performing initialization did not converge. "
                     "Try different init parameters, or increase max_iter, "
@@ -845,19 +505,54 @@ default=None
                     ConvergenceWarning,
                     stacklevel=2,
                 )
-            self._set_fitted(params, std, data.dtype)
-            self.converged_ = converged
-            self.n_iter_ = len(run.history["lower_bound"])
-            self.lower_bound_ = lower_bound
-            self.lower_bounds_ = list(run.history["lower_bound"])
-            self.history_ = {key: np.asarray(value) for key, value in run.history.items()}
-            self.empty_components_ = run.empty
-            self.n_steps_ = run.online.n_steps if run.online else 0
-            self._online, self._adam = run.online, run.adam
-            self._partial_rng, self._levels = random_state, np.empty(0)
+            standardiser = model.standardiser
+            fitted = fitted_attributes(
+                params.weights, *standardiser.to_user(params.means, params.variances), data.dtype
+            )
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
-            self.labels_ = data.log_prob(std, params, want_resp=False)[1]
-        return self.labels_
+            labels = data.log_prob(standardiser, params, want_resp=False)[1]
+        state = ModelState(standardiser, params, run.online, run.adam, random_state, np.empty(0))
+        self._assign(fitted, state, run.empty)
+        self.converged_ = converged
+        self.n_iter_ = len(run.history["lower_bound"])
+        self.lower_bound_ = lower_bound
+        self.lower_bounds_ = list(run.history["lower_bound"])
+        self.history_ = {key: np.asarray(value) for key, value in run.history.items()}
+        self.n_steps_ = run.online.n_steps if run.online else 0
+        if model.critical_value is not None:
+            self.critical_value_ = model.critical_value
+        self.labels_ = labels
+        return labels
+
+    def _best_fit(self, settings, data, model, init, levels, random_state, resume):
+        """Fit from ``n_init`` initialisations and keep the largest lower bound.
+
+        With ``resume`` (a warm start), one fit from the fitted parameters.
+        Returns its parameters, lower bound, convergence and :class:`Run`.
+        """
+        standardiser, reg = model.standardiser, model.reg
+        progress = Progress(settings)
+        best = None
+        for trial in range(1 if resume else settings.n_init):
+            progress.init_begin(trial)
+            if resume:
+                weights, means, variances = (
+                    a.astype(np.float64) for a in (self.weights_, self.means_, self.covariances_)
+                )
+                params = Params(weights, *standardiser.to_internal(means, variances))
+                lower_bound = self.lower_bound_
+            else:
+                params = initial_params(data, standardiser, reg, init, settings, random_state)
+                lower_bound = -np.inf
+            previous = self._state if resume else None
+            run = start_run(settings, data, standardiser, random_state, params, reg, previous)
+            params, lower_bound, converged = fit_run(
+                settings, run, params, lower_bound, reg, levels, progress
+            )
+            progress.init_end(lower_bound, converged)
+            if best is None or lower_bound > best[1]:
+                best = (params, lower_bound, converged, run)
+        return best
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the model with one batch of data by an online EM step.
@@ -888,410 +583,84 @@ default=None
             The updated mixture; ``lower_bound_`` is the mean log-likelihood
             of the batch under the parameters before the update.
         """
-        first = not hasattr(self, "_std")
+        first = not hasattr(self, "_state")
         if first:
             self._validate_params()
-        with _numba_threads(self.n_jobs) as parallel:
-            data = self._data(X, sample_weight, parallel, reset=first)
-            min_variance = self._check_min_variance(data.shape[1])
+        settings = Settings.from_estimator(self)
+        with numba_threads(self.n_jobs) as parallel:
+            data = self._check_data(X, sample_weight, parallel, reset=first)
             if first:
-                self._partial_start(data, min_variance)
+                model = set_up(data, settings)
+                init = check_init_arrays(self, data.shape[1], data.dtype)
+                random_state = check_random_state(self.random_state)
+                state = start_stream(data, model, init, settings, random_state)
             else:
-                self._std.update(data)
-            std = self._std
-            reg = self._regularisation(std, min_variance)
-            if self._online is None:  # first call, or after a batch fit
-                self._online = _Online(self._params, reg, self.n_steps_)
-            if self.solver == "gradient" and self._adam is None:
-                self._adam = adam_state(self._params, reg.reg)
-            run = _Run(data, std, self._partial_rng)
-            run.online, run.adam = self._online, self._adam
-            params, reg, beta = self._partial_level(run, self._params, reg)
-            loglik, stats = _e_step(data, std, params, beta)
-            batch_weight = data.total_weight
-            params = self._online_update(run, stats, batch_weight, reg, params, std.moments.nk[0])
-            self._set_fitted(params, std, data.dtype)
-            self.n_steps_ = self.n_iter_ = self._online.n_steps
-            self.lower_bound_ = loglik / batch_weight + std.log_jacobian
-            self.empty_components_ = run.empty
+                state = self._state
+                state.standardiser.update(data)
+            standardiser = state.standardiser
+            min_variance = check_min_variance(settings.min_variance, data.shape[1])
+            reg = regularisation(standardiser, min_variance, settings)
+            run = stream_run(settings, data, state, reg)
+            params, loglik = stream_step(settings, run, state.params, reg, state.levels)
+            fitted = fitted_attributes(
+                params.weights, *standardiser.to_user(params.means, params.variances), data.dtype
+            )
+        state = state._replace(params=params, online=run.online, adam=run.adam)
+        self._assign(fitted, state, run.empty)
+        if first and model.critical_value is not None:
+            self.critical_value_ = model.critical_value
+        self.n_steps_ = self.n_iter_ = run.online.n_steps
+        self.lower_bound_ = loglik / data.total_weight + standardiser.log_jacobian
         return self
 
-    def _partial_start(self, data, min_variance):
-        """First partial_fit call: standardisation, schedule, initial model."""
-        extra_var = self.reg_covar + min_variance + self.upper_precision_reg
-        std = _Standardiser(data, extra_var)
-        reg = self._regularisation(std, min_variance)
-        self._partial_rng = check_random_state(self.random_state)
-        self._levels = np.empty(0)
-        if self.annealing is not None:
-            self.critical_value_ = _critical_value(data, std)
-            self._levels = self._schedule().values(self.critical_value_)
-            self._check_levels(self._levels)
-        how = None if data.positive_rows() >= self.n_components else "random_from_data"
-        init = self._check_init(data.shape[1], data.dtype)
-        params = self._initial_params(data, std, reg, init, self._partial_rng, how)
-        if how is not None:
-            # Fewer rows than components: seeds repeat, and repeated seeds
-            # leave components empty or identical. Equal weights and offsets
-            # of a small fraction of each spread let them separate as data
-            # arrives.
-            noise = self._partial_rng.standard_normal(params.means.shape)
-            params = Params(
-                np.full(self.n_components, 1.0 / self.n_components),
-                params.means + _PERTURBATION * np.sqrt(params.variances) * noise,
-                params.variances,
-            )
-        self._params = params
-        self._std, self._online, self._adam, self.n_steps_ = std, None, None, 0
-
-    def _partial_level(self, run, params, reg):
-        """Annealing level of the next partial_fit step: params, reg, beta."""
-        levels = getattr(self, "_levels", np.empty(0))
-        index, offset = divmod(run.online.n_steps, self.anneal_max_iter)
-        if index >= levels.size:
-            final_reg, _ = self._final_settings(levels, reg, run.std)
-            return params, final_reg, 1.0
-        if offset == 0:  # a new level: let coincident means split
-            params = self._perturb(params, levels[index], run.std, run.random_state)
-        level_reg, beta = self._level_settings(levels[index], reg, run.std)
-        return params, level_reg, beta
-
-    def _check_levels(self, levels):
-        if self.annealing == "temperature" and np.any(levels < 1.0):
-            raise ValueError(f"Temperatures must be at least 1, got {levels.min()}.")
-
-    def _schedule(self):
-        if self.schedule is not None:
-            return self.schedule
-        return GeometricSchedule(stop=1.0 if self.annealing == "temperature" else 0.01)
-
-    def _level_settings(self, level, reg, std):
-        """Regularisation and inverse temperature of one annealing level."""
-        if self.annealing == "temperature":
-            return reg, 1.0 / level
-        if self.annealing == "fixed":
-            return reg._replace(fixed_var=level * std.feature_var + reg.reg), 1.0
-        return reg._replace(floor=np.maximum(reg.floor, level * std.feature_var)), 1.0
-
-    def _final_settings(self, levels, reg, std):
-        """Regularisation and history level of the EM after the schedule."""
-        if not levels.size:
-            return reg, np.nan
-        if self.annealing == "temperature":
-            return reg, 1.0
-        return reg._replace(floor=np.maximum(reg.floor, levels[-1] * std.feature_var)), levels[-1]
-
-    def _perturb(self, params, level, std, random_state):
-        noise = random_state.standard_normal(params.means.shape)
-        offset = _PERTURBATION * np.sqrt(level * std.feature_var) * noise
-        return params._replace(means=params.means + offset)
-
-    def _check_init(self, n_features, dtype):
-        """Validate user-provided initial parameters without modifying self."""
-        shape = (self.n_components, n_features)
-        weights = means = precisions = None
-        if self.weights_init is not None:
-            weights = _check_init_array(
-                self.weights_init, (self.n_components,), "weights", np.float64
-            )
-            if np.any(weights < 0.0) or np.any(weights > 1.0):
-                raise ValueError(
-                    "The parameter 'weights' should be in the range [0, 1], but got "
-                    f"max value {weights.max():.5f}, min value {weights.min():.5f}"
-                )
-            atol = 1e-6 if dtype == np.float32 else 1e-8
-            if abs(1.0 - weights.sum()) > atol:
-                raise ValueError(
-                    "The parameter 'weights' should be normalized, but got "
-                    f"sum(weights) = {weights.sum():.5f}"
-                )
-        if self.means_init is not None:
-            means = _check_init_array(self.means_init, shape, "means", np.float64)
-        if self.precisions_init is not None:
-            precisions = _check_init_array(
-                self.precisions_init, shape, "diag precision", np.float64
-            )
-            if np.any(precisions <= 0.0):
-                raise ValueError("'diag precision' should be positive")
-        return weights, means, precisions
-
-    def _check_min_variance(self, n_features):
-        min_variance = np.asarray(self.min_variance, dtype=np.float64)
-        if min_variance.ndim == 1:
-            if min_variance.shape != (n_features,):
-                raise ValueError(
-                    f"min_variance should be a float or have shape ({n_features},), "
-                    f"got shape {min_variance.shape}."
-                )
-            if np.any(min_variance < 0) or not np.all(np.isfinite(min_variance)):
-                raise ValueError("min_variance should be finite and non-negative.")
-        return min_variance
-
-    def _regularisation(self, std, min_variance):
-        """Floors, prior and reg_covar mapped to internal units."""
-        n_features = std.scale.shape[0]
-        if self.n_components * self.min_weight >= 1.0:
-            raise ValueError(
-                f"n_components * min_weight must be below 1, got "
-                f"{self.n_components} * {self.min_weight}."
-            )
-        scale2 = std.scale**2
-        return Regularisation(
-            reg=np.broadcast_to(self.reg_covar * scale2, (n_features,)),
-            floor=np.broadcast_to(
-                np.maximum(min_variance * scale2, self.min_variance_relative * std.feature_var),
-                (n_features,),
-            ),
-            prior_a1=float(self.lower_precision_reg),
-            prior_b=self.upper_precision_reg * scale2,
-            min_weight=float(self.min_weight),
-        )
-
-    def _initial_params(self, data, std, reg, init, random_state, how=None):
-        weights, means, precisions = init
-        if weights is None or means is None or precisions is None:
-            X, sw = data.init_rows(random_state)
-            stats = self._initial_stats(X, sw, std, random_state, data.parallel, how)
-            params, _ = m_step(stats, reg)
-        else:
-            params = Params(None, None, None)
-        if weights is not None:
-            params = params._replace(weights=weights)
-        if means is not None:
-            params = params._replace(means=(means - std.shift) * std.scale)
-        if precisions is not None:
-            params = params._replace(variances=np.maximum(std.scale**2 / precisions, reg.floor))
-        return params
-
-    def _initial_stats(self, X, sw, std, random_state, parallel, how=None):
-        """Sufficient statistics of the initial partition of the data.
-
-        ``how`` overrides ``init_params``.
-        """
-        how = how or self.init_params
-        n_samples = X.shape[0]
-        n_blocks = _n_blocks(n_samples)
-        # k-means is invariant to a common factor on the weights; scaling to
-        # a maximum of one keeps them from underflowing in float32.
-        weights = sw / sw.max() if sw.shape[0] else None
-        k = self.n_components
-        if how == "random":
-            return self._random_init_stats(X, sw, std, random_state)
-        if how == "bisect":
-            labels = self._bisect_labels(X, sw, std, parallel)
-            centres = None
-        else:
-            # k-means is invariant to one common shift and scale: use them to
-            # keep squared distances finite for any magnitude of X.
-            spread = np.max(1.0 / std.scale)
-            Xk = (X - std.shift.astype(X.dtype)) / X.dtype.type(spread)
-            if how == "kmeans":
-                km = KMeans(n_clusters=k, n_init=1, random_state=random_state)
-                km.fit(Xk, sample_weight=weights)
-                labels, centres = km.labels_, km.cluster_centers_
-            else:
-                if how == "k-means++":
-                    centres, _ = kmeans_plusplus(
-                        Xk, k, random_state=random_state, sample_weight=weights
-                    )
-                else:  # random_from_data
-                    p = None if weights is None else weights / weights.sum()
-                    # Fewer (weighted) rows than seeds: some seeds repeat.
-                    few = (n_samples if p is None else np.count_nonzero(p)) < k
-                    idx = random_state.choice(n_samples, size=k, replace=few, p=p)
-                    centres = Xk[idx]
-                labels = pairwise_distances_argmin(Xk, centres)
-            centres = centres.astype(np.float64) * spread * std.scale
-        labels = labels.astype(np.int64)
-        if centres is None:
-            centres = np.zeros((k, X.shape[1]))
-        nk, s1, s2 = _kernels.label_stats(
-            X, sw, std.shift, std.scale, labels, centres, n_blocks, parallel
-        )
-        return Stats(nk, s1, s2, centres)
-
-    def _random_init_stats(self, X, sw, std, random_state):
-        """Statistics of random soft responsibilities, drawn in row chunks.
-
-        The draws are those of one ``uniform(size=(n_samples, n_components))``
-        call, as in ``GaussianMixture``, without the full array.
-        """
-        n_samples, n_features = X.shape
-        k = self.n_components
-        nk = np.zeros(k)
-        s1 = np.zeros((k, n_features))
-        s2 = np.zeros((k, n_features))
-        for start in range(0, n_samples, _ROW_CHUNK):
-            stop = min(start + _ROW_CHUNK, n_samples)
-            resp = random_state.uniform(size=(stop - start, k))
-            resp /= resp.sum(axis=1, keepdims=True)
-            if sw.shape[0]:
-                resp *= sw[start:stop, np.newaxis]
-            z = (X[start:stop].astype(np.float64) - std.shift) * std.scale
-            nk += resp.sum(axis=0)
-            s1 += resp.T @ z
-            s2 += resp.T @ (z * z)
-        return Stats(nk, s1, s2, np.zeros((k, n_features)))
-
-    def _bisect_labels(self, X, sw, std, parallel):
-        """Deterministic divisive partition into ``n_components`` cells.
-
-        Principal direction divisive partitioning: the cell of largest
-        weighted scatter is split through its weighted mean, perpendicular to
-        its top principal axis, until there are ``n_components`` cells.
-        Scatter and axes are those of the data in its own units (as k-means
-        sees it; standardised data would hide which feature separates
-        clusters), computed after one common rescaling against overflow. The
-        axis comes from the cell's weighted covariance accumulated over row
-        chunks, and its sign is fixed by its largest entry, so the result
-        depends neither on row order nor on how weight is spread over
-        repeated rows.
-        """
-        n_samples, n_features = X.shape
-        n_blocks = _n_blocks(n_samples)
-        labels = np.zeros(n_samples, dtype=np.int64)
-        ref = np.zeros((self.n_components, n_features))
-        to_common = 1.0 / (std.scale * np.max(1.0 / std.scale))  # internal -> common units
-        for n_cells in range(1, self.n_components):
-            nk, s1, s2 = _kernels.label_stats(
-                X, sw, std.shift, std.scale, labels, ref, n_blocks, parallel
-            )
-            live = nk > 0
-            ref[live] += s1[live] / nk[live, np.newaxis]
-            scatter = (s2 - s1**2 / np.maximum(nk, 1e-300)[:, np.newaxis]) * to_common**2
-            score = np.where(live, scatter.sum(axis=1), 0.0)
-            cell = int(np.argmax(score[:n_cells]))
-            if not score[cell] > 0:
-                break  # fewer distinct points than components
-            rows = np.flatnonzero(labels == cell)
-            cov = _scatter_matrix(X, sw, std, rows, ref[cell], to_common)
-            axis = np.linalg.eigh(cov)[1][:, -1]
-            axis *= np.sign(axis[np.argmax(np.abs(axis))])
-            for chunk in _chunks(rows):
-                u = _internal(X, chunk, std, ref[cell], to_common)
-                labels[chunk[u @ axis > 0]] = n_cells
-        return labels
-
-    def _em_phase(self, run, params, lower_bound, reg, max_iter, beta, level, tol):
-        """EM from ``params``: one fused kernel call and one M-step a loop.
-
-        Stops after ``max_iter`` iterations or when the gain falls below
-        ``tol``. Returns the parameters, the last lower bound and whether the
-        gain fell below ``tol``; the iterations are recorded in ``run``.
-        """
-        std = run.std
-        relative = np.sqrt(np.where(std.feature_var > 0, std.feature_var, 1.0))
-        for _ in range(max_iter):
-            previous_bound = lower_bound
-            if self.solver == "minibatch":
-                loglik, nk, params = self._minibatch_epoch(run, params, reg, beta)
-            else:
-                loglik, stats = _e_step(run.data, std, params, beta)
-                nk = stats.nk
-                params, run.empty = self._m_step(stats, reg, params, run.adam, run.total_weight)
-            lower_bound = loglik / run.total_weight + std.log_jacobian
-            active = (nk > reg.min_weight * nk.sum()) & ~run.empty
-            run.record(lower_bound, level, int(active.sum()), params.means / relative)
-            change = lower_bound - previous_bound
-            self._verbose_iter_end(len(run.history["lower_bound"]), change, run.empty)
-            if abs(change) < tol:
-                return params, lower_bound, True
-        return params, lower_bound, False
-
-    def _start_solver(self, run, params, reg, resume):
-        """Seed the solver's state (online statistics, Adam) at ``params``.
-
-        A warm start resumes the previous fit's state where it has one.
-        """
-        if self.solver == "minibatch":
-            previous = getattr(self, "_online", None) if resume else None
-            run.online = previous or _Online(params, reg)
-        elif self.solver == "gradient":
-            previous = getattr(self, "_adam", None) if resume else None
-            run.adam = previous or adam_state(params, reg.reg)
-
-    def _m_step(self, stats, reg, params, adam, total_weight):
-        """Closed-form M-step, or Adam steps when ``solver="gradient"``."""
-        if adam is None:
-            return m_step(stats, reg, previous=params)
-        step = GradientMStep(self.gradient_steps, self.learning_rate, self.gradient_clip)
-        return step(stats, reg, adam, total_weight), empty_components(stats.nk)
-
-    def _online_update(self, run, stats, batch_weight, reg, params, total_weight):
-        """One online EM step: blend ``stats`` in, then M-step on the blend."""
-        run.online.step(stats, batch_weight, self.learning_offset, self.learning_decay)
-        params, run.empty = self._m_step(
-            run.online.totals(total_weight), reg, params, run.adam, total_weight
-        )
-        return params
-
-    def _minibatch_epoch(self, run, params, reg, beta):
-        """One pass of online EM over shuffled batches of ``batch_size`` rows.
-
-        Returns the summed log-likelihood of the batches (each under the
-        parameters at its step), the running weights and the parameters.
-        """
-        n_samples = run.data.shape[0]
-        order = run.random_state.permutation(n_samples)
-        loglik = 0.0
-        for start in range(0, n_samples, self.batch_size):
-            # Sorted rows: memory order.
-            batch = run.data.subset(np.sort(order[start : start + self.batch_size]))
-            if not batch.total_weight > 0:
-                continue
-            batch_loglik, stats = _e_step(batch, run.std, params, beta)
-            loglik += batch_loglik
-            params = self._online_update(
-                run, stats, batch.total_weight, reg, params, run.total_weight
-            )
-        return loglik, run.online.totals(run.total_weight).nk, params
-
-    def _set_fitted(self, params, std, dtype):
-        means, covariances = std.to_user(params.means, params.variances)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            fitted = {
-                "weights_": params.weights.astype(dtype),
-                "means_": means.astype(dtype),
-                "covariances_": covariances.astype(dtype),
-                "precisions_": (1.0 / covariances).astype(dtype),
-                "precisions_cholesky_": (1.0 / np.sqrt(covariances)).astype(dtype),
-                "eta1_": (means / covariances).astype(dtype),
-                "eta2_": (-0.5 / covariances).astype(dtype),
-            }
-        if not all(np.all(np.isfinite(v)) for v in fitted.values()) or not np.all(
-            fitted["covariances_"] > 0
-        ):
-            raise ValueError(_OUT_OF_RANGE.format(dtype=np.dtype(dtype).name))
-        self._std = std
-        self._params = params
+    def _assign(self, fitted, state, empty):
+        """Set the fitted attributes and the private state of a successful fit."""
         for name, value in fitted.items():
             setattr(self, name, value)
+        self._state = state
+        self.empty_components_ = empty
+
+    def __setstate__(self, state):
+        if "_std" in state:  # a natgmm 0.1.0 pickle: its private state as one ModelState
+            state = dict(state)
+            state["_state"] = ModelState(
+                state.pop("_std"),
+                state.pop("_params"),
+                state.pop("_online", None),
+                state.pop("_adam", None),
+                state.pop("_partial_rng"),
+                state.pop("_levels", np.empty(0)),
+            )
+        super().__setstate__(state)
 
     # ----------------------------------------------------------- inference
 
-    def _data(self, X, sample_weight, parallel, reset, ensure_min_samples=1):
+    def _check_data(self, X, sample_weight, parallel, reset, ensure_min_samples=1):
         """Validate ``X`` and ``sample_weight``; return the source of their statistics.
 
         A Dask array is checked without computing it (see ``natgmm._dask``).
         """
-        if _is_dask(X):
-            from ._dask import DaskData
+        if is_dask(X):
+            from ._dask import DaskData, check_dask_array
 
-            return DaskData(self, X, sample_weight, parallel, reset, ensure_min_samples)
+            X = check_dask_array(X, ensure_min_samples)
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            return DaskData(X, sample_weight, parallel)
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], order="C", reset=reset,
             ensure_min_samples=ensure_min_samples,
         )  # fmt: skip
-        if sample_weight is None:
-            return _Data(X, np.empty(0), float(X.shape[0]), parallel)
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        return _Data(X, sw, float(sw.sum()), parallel)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+        return ArrayData(X, sample_weight, parallel)
 
     def _infer(self, X, want_resp=False):
         check_is_fitted(self)
-        with _numba_threads(self.n_jobs) as parallel:
-            data = self._data(X, None, parallel, reset=False)
-            return data.log_prob(self._std, self._params, want_resp)
+        with numba_threads(self.n_jobs) as parallel:
+            data = self._check_data(X, None, parallel, reset=False)
+            return data.log_prob(self._state.standardiser, self._state.params, want_resp)
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample.
@@ -1326,11 +695,11 @@ default=None
             Mean log-likelihood of ``X`` under the model.
         """
         log_prob = self.score_samples(X)
-        if _is_dask(log_prob):
+        if is_dask(log_prob):
             from ._dask import weighted_mean
 
             return weighted_mean(log_prob, sample_weight)
-        return _mean_log_prob(log_prob, sample_weight)
+        return mean_log_prob(log_prob, sample_weight)
 
     def predict(self, X):
         """Predict the most probable component of each sample.
@@ -1433,43 +802,3 @@ default=None
             The lower the better.
         """
         return -2 * self.score(X) * len(X) + 2 * self._n_parameters()
-
-    # ------------------------------------------------------------- verbose
-
-    def _verbose_init_begin(self, trial):
-        if self.verbose >= 1:
-            print(f"Initialization {trial}")
-            self._init_time = self._iter_time = time()
-
-    def _verbose_iter_end(self, n_iter, change, empty):
-        if self.verbose >= 1 and empty.any():
-            print(f"  Iteration {n_iter}: components {np.flatnonzero(empty).tolist()} empty")
-        if n_iter % self.verbose_interval == 0:
-            if self.verbose == 1:
-                print(f"  Iteration {n_iter}")
-            elif self.verbose >= 2:
-                now = time()
-                print(
-                    f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s\t "
-                    f"ll change {change:.5f}"
-                )
-                self._iter_time = now
-
-    def _verbose_level_end(self, run):
-        if self.verbose >= 1:
-            h = run.history
-            print(
-                f"  Level {h['level'][-1]:.4g} ({self.annealing}): iterations "
-                f"{len(h['lower_bound'])}, lower bound {h['lower_bound'][-1]:.5f}, "
-                f"active {h['n_active'][-1]}, distinct means {h['n_distinct'][-1]}"
-            )
-
-    def _verbose_init_end(self, lower_bound, converged):
-        message = "converged" if converged else "did not converge"
-        if self.verbose == 1:
-            print(f"Initialization {message}.")
-        elif self.verbose >= 2:
-            print(
-                f"Initialization {message}. time lapse {time() - self._init_time:.5f}s\t "
-                f"lower bound {lower_bound:.5f}."
-            )

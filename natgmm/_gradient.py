@@ -142,7 +142,7 @@ class GradientMStep:
         alpha, eta1, omega = _unpack(state.theta, *ref.shape)
         precision = np.exp(omega)
         weights = np.exp(alpha - alpha.max())
-        variances = 1.0 / precision + reg.reg
+        variances = 1.0 / precision + reg.reg_covar
         if reg.fixed_var is not None:
             variances = np.broadcast_to(reg.fixed_var, variances.shape).copy()
         return Params(

@@ -6,7 +6,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._estimator import NaturalDiagonalGMM, _mean_log_prob
+from ._data import mean_log_prob
+from ._estimator import NaturalDiagonalGMM
+from ._standardise import fitted_attributes
 
 
 class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
@@ -155,16 +157,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
                 f"means_ {inner.means_.shape}; got covariances_ of shape "
                 f"{inner.covariances_.shape}."
             )
-        dtype = inner.means_.dtype
         means = inner.means_.astype(np.float64) * self.scale_ + self.mean_
         covariances = inner.covariances_.astype(np.float64) * self.scale_**2
-        self.weights_ = inner.weights_
-        self.means_ = means.astype(dtype)
-        self.covariances_ = covariances.astype(dtype)
-        self.precisions_ = (1.0 / covariances).astype(dtype)
-        self.precisions_cholesky_ = (1.0 / np.sqrt(covariances)).astype(dtype)
-        self.eta1_ = (means / covariances).astype(dtype)
-        self.eta2_ = (-0.5 / covariances).astype(dtype)
+        fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
+        for name, value in fitted.items():
+            setattr(self, name, value)
         self.labels_ = getattr(inner, "labels_", None)
         if self.labels_ is None:
             self.labels_ = inner.predict(Z)
@@ -248,7 +245,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             Mean log-likelihood of ``X`` under the model, in the units of
             ``X``.
         """
-        return _mean_log_prob(self.score_samples(X), sample_weight)
+        return mean_log_prob(self.score_samples(X), sample_weight)
 
     def sample(self, n_samples=1):
         """Generate random samples from the fitted mixture, in the units of X.

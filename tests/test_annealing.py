@@ -1,14 +1,12 @@
 """Deterministic annealing: the symmetric saddle, critical values, schedules."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
+from conftest import quiet_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.datasets import make_blobs
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 
@@ -23,12 +21,6 @@ NEAR_SADDLE = dict(
 )
 
 
-def _fit(model, X, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, **kwargs)
-
-
 def test_plain_em_stalls_at_the_two_point_saddle():
     """Plain EM with a free variance does not leave the saddle.
 
@@ -38,10 +30,10 @@ def test_plain_em_stalls_at_the_two_point_saddle():
     reg_covar's 1e-6 on the variance outweighs. With the default tol EM even
     reports convergence at the saddle.
     """
-    stalled = _fit(NaturalDiagonalGMM(2, **NEAR_SADDLE), TWO_POINTS)
+    stalled = quiet_fit(NaturalDiagonalGMM(2, **NEAR_SADDLE), TWO_POINTS)
     assert stalled.converged_ and stalled.n_iter_ < 10
     assert np.all(np.abs(stalled.means_) < 1e-2)
-    crawling = _fit(NaturalDiagonalGMM(2, tol=0.0, max_iter=4000, **NEAR_SADDLE), TWO_POINTS)
+    crawling = quiet_fit(NaturalDiagonalGMM(2, tol=0.0, max_iter=4000, **NEAR_SADDLE), TWO_POINTS)
     assert np.all(np.abs(crawling.means_) < 1e-2)
 
 
@@ -90,16 +82,8 @@ def test_critical_variance_of_two_points(variance, n_distinct):
     assert model.history_["n_distinct"][-1] == n_distinct
 
 
-@pytest.fixture(scope="module")
-def blobs():
-    # Centres on a slanted line: the clusters make the two features
-    # correlated, so the critical value is well above 1.
-    X, y = make_blobs(600, centers=[[-6, -4], [-2, -1], [2, 1.5], [6, 4]], random_state=0)
-    return X, y
-
-
-def test_auto_critical_value_on_blobs(blobs):
-    X, _ = blobs
+def test_auto_critical_value_on_blobs(slanted_blobs):
+    X, _ = slanted_blobs
     Xs = (X - X.mean(axis=0)) / X.std(axis=0)
     expected = np.linalg.eigvalsh(np.cov(Xs.T, bias=True))[-1]
     above = NaturalDiagonalGMM(
@@ -120,9 +104,9 @@ def test_auto_critical_value_on_blobs(blobs):
 
 
 @pytest.mark.parametrize("annealing", ["floor", "fixed", "temperature"])
-def test_schedule_finds_every_cluster(blobs, annealing):
-    X, y = blobs
-    model = _fit(NaturalDiagonalGMM(4, annealing=annealing, random_state=0), X)
+def test_schedule_finds_every_cluster(slanted_blobs, annealing):
+    X, y = slanted_blobs
+    model = quiet_fit(NaturalDiagonalGMM(4, annealing=annealing, random_state=0), X)
     assert adjusted_rand_score(y, model.labels_) > 0.95
     h = model.history_
     assert len(h["lower_bound"]) == model.n_iter_ == len(model.lower_bounds_)
@@ -133,8 +117,8 @@ def test_schedule_finds_every_cluster(blobs, annealing):
     assert np.all(np.isfinite(model.eta2_)) and np.all(model.eta2_ < 0)
 
 
-def test_history_without_annealing(blobs):
-    X, _ = blobs
+def test_history_without_annealing(slanted_blobs):
+    X, _ = slanted_blobs
     model = NaturalDiagonalGMM(4, random_state=0).fit(X)
     assert np.all(np.isnan(model.history_["level"]))
     assert_allclose(model.history_["lower_bound"], model.lower_bounds_)
@@ -149,38 +133,39 @@ def test_free_variance_modes_stay_on_a_one_dimensional_saddle(annealing):
     variance, which equals the critical value when features are
     uncorrelated; only "fixed" pins the variance below it.
     """
-    model = _fit(
+    model = quiet_fit(
         NaturalDiagonalGMM(2, annealing=annealing, random_state=0, **NEAR_SADDLE), TWO_POINTS
     )
     assert np.all(np.abs(model.means_) < 0.1)
 
 
-def test_annealing_with_weights_float32_n_init_warm_start(blobs):
-    X, _ = blobs
+def test_annealing_with_weights_float32_n_init_warm_start(slanted_blobs):
+    X, _ = slanted_blobs
     counts = np.random.default_rng(0).integers(0, 3, size=len(X))
     kwargs = dict(n_components=4, annealing="fixed", init_params="bisect", random_state=0)
     kwargs["schedule"] = GeometricSchedule(n_levels=8)
-    weighted = _fit(NaturalDiagonalGMM(**kwargs), X, sample_weight=counts)
-    repeated = _fit(NaturalDiagonalGMM(**kwargs), np.repeat(X, counts, axis=0))
+    weighted = quiet_fit(NaturalDiagonalGMM(**kwargs), X, sample_weight=counts)
+    repeated = quiet_fit(NaturalDiagonalGMM(**kwargs), np.repeat(X, counts, axis=0))
     assert_allclose(weighted.critical_value_, repeated.critical_value_, rtol=1e-10)
     assert_allclose(np.sort(weighted.means_, axis=0), np.sort(repeated.means_, axis=0), atol=1e-6)
 
-    single = _fit(NaturalDiagonalGMM(**{**kwargs, "init_params": "kmeans"}), X.astype(np.float32))
+    kmeans = {**kwargs, "init_params": "kmeans"}
+    single = quiet_fit(NaturalDiagonalGMM(**kmeans), X.astype(np.float32))
     assert single.means_.dtype == np.float32 and np.all(np.isfinite(single.eta1_))
-    several = _fit(NaturalDiagonalGMM(**{**kwargs, "init_params": "kmeans", "n_init": 3}), X)
+    several = quiet_fit(NaturalDiagonalGMM(**{**kwargs, "init_params": "kmeans", "n_init": 3}), X)
     assert several.lower_bound_ >= single.lower_bound_ - 1e-3
 
     warm = NaturalDiagonalGMM(**{**kwargs, "warm_start": True, "max_iter": 5})
-    _fit(warm, X)
+    quiet_fit(warm, X)
     # The schedule ran: its 8 levels, the last one shared with the final EM.
     assert np.unique(warm.history_["level"]).size == 8
-    _fit(warm, X)
+    quiet_fit(warm, X)
     assert warm.n_iter_ <= 5  # later fits continue without it
     assert np.all(np.isnan(warm.history_["level"]))
 
 
-def test_schedules_are_estimator_parameters(blobs):
-    X, _ = blobs
+def test_schedules_are_estimator_parameters(slanted_blobs):
+    X, _ = slanted_blobs
     assert_allclose(LinearSchedule(start=3.0, stop=1.0, n_levels=3).values(9.0), [3.0, 2.0, 1.0])
     assert_allclose(GeometricSchedule(stop=0.5, n_levels=2).values(2.0), [2.4, 0.5])
     with pytest.raises(ValueError, match="positive levels"):
@@ -197,15 +182,15 @@ def test_schedules_are_estimator_parameters(blobs):
         {"schedule__stop": [0.5, 0.01], "schedule__n_levels": [3, 6]},
         cv=2,
     )
-    _fit(search, X)
+    quiet_fit(search, X)
     assert set(search.cv_results_["param_schedule__stop"]) == {0.5, 0.01}
     restored = pickle.loads(pickle.dumps(search.best_estimator_))
     assert_array_equal(restored.predict(X), search.best_estimator_.predict(X))
 
 
-def test_verbose_prints_levels(blobs, capsys):
-    X, _ = blobs
-    _fit(
+def test_verbose_prints_levels(slanted_blobs, capsys):
+    X, _ = slanted_blobs
+    quiet_fit(
         NaturalDiagonalGMM(
             4, annealing="temperature", schedule=GeometricSchedule(stop=1.0, n_levels=3), verbose=1
         ),

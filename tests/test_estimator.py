@@ -8,34 +8,14 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import assert_finite_model, quiet_fit
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import InvalidParameterError
 
 from natgmm import NaturalDiagonalGMM
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(n_samples=600, n_features=3, centers=4, random_state=0)
-    return X, y
-
-
-def _quiet_fit(model, X, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, **kwargs)
-
-
-def _assert_finite_model(model):
-    for name in ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_"):
-        assert np.all(np.isfinite(getattr(model, name))), name
-    assert np.all(model.covariances_ > 0)
-    assert np.all(model.eta2_ < 0)
-    assert_allclose(model.weights_.sum(), 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -46,10 +26,10 @@ def test_every_init_finds_the_blobs(blobs, init_params):
     # Random seeds from the data can all land in two blobs: more restarts.
     n_init = 10 if init_params == "random_from_data" else 3
     model = NaturalDiagonalGMM(4, init_params=init_params, n_init=n_init, random_state=0)
-    labels = _quiet_fit(model, X).labels_
+    labels = quiet_fit(model, X).labels_
     assert adjusted_rand_score(y, labels) > 0.9
     assert_array_equal(labels, model.predict(X))
-    _assert_finite_model(model)
+    assert_finite_model(model)
 
 
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data", "bisect"])
@@ -122,12 +102,12 @@ def test_min_weight_and_empty_component():
         means_init=np.array([[-0.5, 0.0], [0.5, 0.0], [1e6, 1e6]]),
         precisions_init=np.ones((3, 2)),
     )
-    model = _quiet_fit(NaturalDiagonalGMM(3, min_weight=1e-5, max_iter=5, **start), X)
+    model = quiet_fit(NaturalDiagonalGMM(3, min_weight=1e-5, max_iter=5, **start), X)
     assert_array_equal(model.empty_components_, [False, False, True])
     assert_allclose(model.weights_[2], 1e-5)
     assert_allclose(model.means_[2], [1e6, 1e6])
     assert_allclose(model.covariances_[2], [1.0, 1.0])
-    _assert_finite_model(model)
+    assert_finite_model(model)
     assert model.weights_.min() >= 1e-5
     with pytest.raises(ValueError, match="n_components \\* min_weight must be below 1"):
         NaturalDiagonalGMM(3, min_weight=0.4).fit(X)
@@ -256,7 +236,7 @@ def test_extreme_magnitudes_constant_columns_duplicates(magnitude):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no overflow/invalid anywhere
         model = NaturalDiagonalGMM(3, random_state=0, reg_covar=1e-6 * magnitude**2).fit(X)
-    _assert_finite_model(model)
+    assert_finite_model(model)
     assert np.all(np.isfinite(model.score_samples(X)))
     proba = model.predict_proba(X)
     assert_allclose(proba.sum(axis=1), 1.0)

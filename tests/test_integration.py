@@ -94,7 +94,7 @@ def test_grid_search_with_an_nmi_scorer(digits, tmp_path):
 @contextmanager
 def _recording_numba_threads(seen):
     """Record numba's thread count each time natgmm enters its kernels' scope."""
-    original = _estimator._numba_threads
+    original = _estimator.numba_threads
 
     @contextmanager
     def recording(n_jobs):
@@ -102,11 +102,11 @@ def _recording_numba_threads(seen):
             seen.append(numba.get_num_threads())
             yield parallel
 
-    _estimator._numba_threads = recording
+    _estimator.numba_threads = recording
     try:
         yield
     finally:
-        _estimator._numba_threads = original
+        _estimator.numba_threads = original
 
 
 class ThreadRecorder(BaseEstimator):

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+from conftest import assert_finite_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -47,16 +48,6 @@ def _problems(draw):
     return X, weights, params
 
 
-def _check_finite(model, X):
-    for name in ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_"):
-        value = getattr(model, name)
-        assert np.all(np.isfinite(value)), (name, value)
-    assert np.all(model.covariances_ > 0)
-    assert np.all(model.eta2_ < 0)
-    assert np.isfinite(model.lower_bound_)
-    assert np.all(np.isfinite(model.predict_proba(X)))
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_problems(), st.sampled_from([np.float64, np.float32]))
 def test_never_non_finite(problem, dtype):
@@ -78,4 +69,4 @@ def test_never_non_finite(problem, dtype):
             # The only refusal allowed: sklearn's, for a variance that is zero.
             assert "ill-defined empirical covariance" in str(error), error
             return
-    _check_finite(model, X)
+    assert_finite_model(model, X)

@@ -1,13 +1,12 @@
 """Minibatch EM, partial_fit and the gradient (Adam) M-step."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
+from conftest import quiet_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
-from sklearn.exceptions import ConvergenceWarning
 
 from natgmm import GeometricSchedule, NaturalDiagonalGMM
 from natgmm._em import Params, Regularisation, Stats, combine, m_step
@@ -15,21 +14,9 @@ from natgmm._gradient import OMEGA_MAX, GradientMStep, adam_state
 
 
 @pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(20000, n_features=5, centers=6, cluster_std=1.5, random_state=0)
-    return X, y
-
-
-@pytest.fixture(scope="module")
-def batch_fit(blobs):
-    X, _ = blobs
+def batch_fit(stream_blobs):
+    X, _ = stream_blobs
     return NaturalDiagonalGMM(6, random_state=0, tol=1e-6).fit(X)
-
-
-def _quiet(model, X, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, **kwargs)
 
 
 def test_combine_is_exact():
@@ -50,8 +37,8 @@ def test_combine_is_exact():
     assert_allclose(pooled.s2[0], w @ (z - mean) ** 2, rtol=1e-13)
 
 
-def test_partial_fit_over_shuffled_batches_matches_batch_em(blobs, batch_fit):
-    X, _ = blobs
+def test_partial_fit_over_shuffled_batches_matches_batch_em(stream_blobs, batch_fit):
+    X, _ = stream_blobs
     order = np.random.default_rng(0).permutation(len(X))
     model = NaturalDiagonalGMM(6, random_state=0)
     for _ in range(2):
@@ -64,19 +51,19 @@ def test_partial_fit_over_shuffled_batches_matches_batch_em(blobs, batch_fit):
     assert model.n_steps_ == 1 and np.all(np.isfinite(model.means_))
 
 
-def test_minibatch_solver_matches_batch_em(blobs, batch_fit):
-    X, _ = blobs
-    model = _quiet(NaturalDiagonalGMM(6, solver="minibatch", batch_size=500, random_state=0), X)
+def test_minibatch_solver_matches_batch_em(stream_blobs, batch_fit):
+    X, _ = stream_blobs
+    model = quiet_fit(NaturalDiagonalGMM(6, solver="minibatch", batch_size=500, random_state=0), X)
     assert model.n_steps_ == model.n_iter_ * 40
     assert abs(model.score(X) - batch_fit.score(X)) < 0.01 * abs(batch_fit.score(X))
     assert_array_equal(model.labels_, model.predict(X))
     # Same seed, same shuffles: reproducible.
-    again = _quiet(NaturalDiagonalGMM(6, solver="minibatch", batch_size=500, random_state=0), X)
+    again = quiet_fit(NaturalDiagonalGMM(6, solver="minibatch", batch_size=500, random_state=0), X)
     assert_array_equal(again.means_, model.means_)
 
 
-def test_one_sample_stream_stays_finite(blobs):
-    X, _ = blobs
+def test_one_sample_stream_stays_finite(stream_blobs):
+    X, _ = stream_blobs
     model = NaturalDiagonalGMM(
         6, random_state=0, min_variance_relative=1e-3, min_weight=1e-5, lower_precision_reg=1.0
     )
@@ -89,8 +76,8 @@ def test_one_sample_stream_stays_finite(blobs):
     assert np.isfinite(model.score(X))
 
 
-def test_partial_fit_with_annealing_and_raw_scale(blobs):
-    X, _ = blobs
+def test_partial_fit_with_annealing_and_raw_scale(stream_blobs):
+    X, _ = stream_blobs
     X = X * np.linspace(40, 80, X.shape[1]) + 1e3
     model = NaturalDiagonalGMM(
         6,
@@ -116,7 +103,7 @@ def _raw_scale_problem():
 @pytest.mark.parametrize("learning_rate", [1e-4, 0.1, 1.0])
 def test_gradient_solver_keeps_eta2_negative(learning_rate):
     X = _raw_scale_problem()
-    model = _quiet(
+    model = quiet_fit(
         NaturalDiagonalGMM(
             3,
             solver="gradient",
@@ -168,9 +155,9 @@ def test_many_adam_steps_reach_the_closed_form(a1, b):
     assert_allclose(params.weights, closed.weights, rtol=1e-6)
 
 
-def test_gradient_solver_approaches_em(blobs, batch_fit):
-    X, _ = blobs
-    model = _quiet(
+def test_gradient_solver_approaches_em(stream_blobs, batch_fit):
+    X, _ = stream_blobs
+    model = quiet_fit(
         NaturalDiagonalGMM(
             6, solver="gradient", learning_rate=0.05, gradient_steps=300, random_state=0
         ),

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_finite_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -20,15 +21,15 @@ _INNER = dict(n_components=4, init_params="bisect", tol=1e-10, max_iter=300)
 
 
 @pytest.fixture(scope="module")
-def blobs():
+def mixed_units():
     X, _ = make_blobs(n_samples=400, n_features=3, centers=4, random_state=0)
     # Units far apart, and a constant feature (zero variance).
     return np.column_stack([X * [1e-3, 50.0, 1e4], np.full(len(X), 7.0)])
 
 
 @pytest.fixture(scope="module")
-def fitted(blobs):
-    return StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs)
+def fitted(mixed_units):
+    return StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(mixed_units)
 
 
 def _diag_log_density(X, weights, means, covariances):
@@ -40,17 +41,17 @@ def _diag_log_density(X, weights, means, covariances):
     return logsumexp(log_comp + np.log(weights), axis=1)
 
 
-def test_scaler_is_the_weighted_mean_and_std(blobs):
-    w = np.random.default_rng(0).uniform(0.0, 3.0, len(blobs))
-    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs, sample_weight=w)
-    mean = np.average(blobs, axis=0, weights=w)
-    std = np.sqrt(np.average((blobs - mean) ** 2, axis=0, weights=w))
+def test_scaler_is_the_weighted_mean_and_std(mixed_units):
+    w = np.random.default_rng(0).uniform(0.0, 3.0, len(mixed_units))
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(mixed_units, sample_weight=w)
+    mean = np.average(mixed_units, axis=0, weights=w)
+    std = np.sqrt(np.average((mixed_units - mean) ** 2, axis=0, weights=w))
     assert_allclose(model.mean_, mean, rtol=1e-12)
     assert_allclose(model.scale_[:3], std[:3], rtol=1e-10)
     assert model.scale_[3] == 1.0  # constant feature: left unscaled, as StandardScaler
 
 
-def test_parameters_are_the_inner_ones_mapped_back(fitted, blobs):
+def test_parameters_are_the_inner_ones_mapped_back(fitted, mixed_units):
     inner, scale, shift = fitted.estimator_, fitted.scale_, fitted.mean_
     # The map is one multiply-add per entry: equal to rounding.
     assert_allclose(fitted.means_, inner.means_ * scale + shift, rtol=1e-15)
@@ -60,28 +61,28 @@ def test_parameters_are_the_inner_ones_mapped_back(fitted, blobs):
     assert_allclose(fitted.eta1_, fitted.means_ / fitted.covariances_, rtol=1e-15)
     assert_allclose(fitted.eta2_, -0.5 / fitted.covariances_, rtol=1e-15)
     assert_array_equal(fitted.weights_, inner.weights_)
-    assert_array_equal(fitted.labels_, fitted.predict(blobs))
+    assert_array_equal(fitted.labels_, fitted.predict(mixed_units))
     assert fitted.estimator_ is not fitted.estimator  # a clone was fitted
     assert not hasattr(fitted.estimator, "means_")
 
 
-def test_score_samples_is_the_raw_unit_density(fitted, blobs):
-    expected = _diag_log_density(blobs, fitted.weights_, fitted.means_, fitted.covariances_)
-    assert_allclose(fitted.score_samples(blobs), expected, rtol=1e-10)
-    assert_allclose(fitted.score(blobs), expected.mean(), rtol=1e-10)
-    assert_allclose(fitted.lower_bound_, fitted.score(blobs), rtol=1e-8)  # converged
-    n = len(blobs)
-    p = 2 * 4 * blobs.shape[1] + 4 - 1
-    assert_allclose(fitted.bic(blobs), -2 * expected.sum() + p * np.log(n), rtol=1e-10)
-    assert_allclose(fitted.aic(blobs), -2 * expected.sum() + 2 * p, rtol=1e-10)
+def test_score_samples_is_the_raw_unit_density(fitted, mixed_units):
+    expected = _diag_log_density(mixed_units, fitted.weights_, fitted.means_, fitted.covariances_)
+    assert_allclose(fitted.score_samples(mixed_units), expected, rtol=1e-10)
+    assert_allclose(fitted.score(mixed_units), expected.mean(), rtol=1e-10)
+    assert_allclose(fitted.lower_bound_, fitted.score(mixed_units), rtol=1e-8)  # converged
+    n = len(mixed_units)
+    p = 2 * 4 * mixed_units.shape[1] + 4 - 1
+    assert_allclose(fitted.bic(mixed_units), -2 * expected.sum() + p * np.log(n), rtol=1e-10)
+    assert_allclose(fitted.aic(mixed_units), -2 * expected.sum() + 2 * p, rtol=1e-10)
 
 
-def test_same_model_as_the_estimator_with_relative_floors(blobs):
+def test_same_model_as_the_estimator_with_relative_floors(mixed_units):
     """Floors given to the wrapped estimator are in standardised units: the
     same model as NaturalDiagonalGMM's floors relative to each feature's
     variance, on the raw data (EM is equivariant; random responsibilities do
     not depend on the units, so both fits start from the same partition)."""
-    X = blobs[:, :3]
+    X = mixed_units[:, :3]
     kwargs = dict(_INNER, init_params="random", random_state=0, reg_covar=0.0)
     wrapped = StandardizedGMM(NaturalDiagonalGMM(**kwargs, min_variance=0.05)).fit(X)
     direct = NaturalDiagonalGMM(**kwargs, min_variance_relative=0.05).fit(X)
@@ -98,21 +99,21 @@ def test_same_model_as_the_estimator_with_relative_floors(blobs):
     log_factors=st.lists(st.floats(-3.0, 4.0), min_size=3, max_size=3),
     shifts=st.lists(st.floats(-10.0, 10.0), min_size=3, max_size=3),
 )
-def test_invariance_to_scaling_and_shifting_each_feature(blobs, log_factors, shifts):
+def test_invariance_to_scaling_and_shifting_each_feature(mixed_units, log_factors, shifts):
     # Without the constant feature, whose variance is reg_covar in any units
     # (its scale stays 1).
-    blobs = blobs[:, :3]
-    fitted = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs)
+    mixed_units = mixed_units[:, :3]
+    fitted = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(mixed_units)
     factors = 10.0 ** np.array(log_factors)
     # A shift of up to 10 (raw) standard deviations per feature: the
     # standardised data then differ from the original by a few ulps.
     offset = np.array(shifts) * fitted.scale_ * factors
-    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs * factors + offset)
-    X_new = blobs * factors + offset
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(mixed_units * factors + offset)
+    X_new = mixed_units * factors + offset
     assert_array_equal(model.labels_, fitted.labels_)
     # The inner fits see data equal to a few ulps and converge (tol 1e-10) to
     # the same fixed point: parameters agree to far below 1e-6.
-    assert_allclose(model.predict_proba(X_new), fitted.predict_proba(blobs), atol=1e-7)
+    assert_allclose(model.predict_proba(X_new), fitted.predict_proba(mixed_units), atol=1e-7)
     # Means compared in (original) standard deviations of each feature.
     assert_allclose(
         (model.means_ - offset) / (factors * fitted.scale_),
@@ -124,14 +125,14 @@ def test_invariance_to_scaling_and_shifting_each_feature(blobs, log_factors, shi
     # Densities transform with the Jacobian of the map.
     assert_allclose(
         model.score_samples(X_new),
-        fitted.score_samples(blobs) - np.log(factors).sum(),
+        fitted.score_samples(mixed_units) - np.log(factors).sum(),
         rtol=1e-7,
         atol=1e-7,
     )
 
 
-def test_sample_is_the_inner_sample_mapped_back(blobs):
-    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER, random_state=0)).fit(blobs)
+def test_sample_is_the_inner_sample_mapped_back(mixed_units):
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER, random_state=0)).fit(mixed_units)
     X, y = model.sample(500)
     Z, y_inner = model.estimator_.sample(500)  # same seed: same draws
     assert_array_equal(y, y_inner)
@@ -139,37 +140,32 @@ def test_sample_is_the_inner_sample_mapped_back(blobs):
     assert_allclose(X.mean(axis=0), model.weights_ @ model.means_, rtol=0.1, atol=1e-3)
 
 
-def test_warm_start_continues_in_the_same_coordinates(blobs):
+def test_warm_start_continues_in_the_same_coordinates(mixed_units):
     steps = StandardizedGMM(
         NaturalDiagonalGMM(**{**_INNER, "max_iter": 1, "tol": 0.0}, warm_start=True)
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for _ in range(5):
-            steps.fit(blobs)
+            steps.fit(mixed_units)
         at_once = StandardizedGMM(NaturalDiagonalGMM(**{**_INNER, "max_iter": 5, "tol": 0.0}))
-        at_once.fit(blobs)
+        at_once.fit(mixed_units)
     assert_allclose(steps.means_, at_once.means_, rtol=1e-12)
     assert_allclose(steps.covariances_, at_once.covariances_, rtol=1e-12)
 
 
-def test_float32_and_other_diagonal_mixtures(blobs):
-    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(blobs.astype(np.float32))
+def test_float32_and_other_diagonal_mixtures(mixed_units):
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(mixed_units.astype(np.float32))
     assert model.means_.dtype == model.covariances_.dtype == np.float32
     assert np.all(np.isfinite(model.eta2_))
     gm = GaussianMixture(4, covariance_type="diag", random_state=0)
-    wrapped = StandardizedGMM(gm).fit(blobs)
-    assert_array_equal(wrapped.labels_, wrapped.predict(blobs))
-    expected = _diag_log_density(blobs, wrapped.weights_, wrapped.means_, wrapped.covariances_)
-    assert_allclose(wrapped.score_samples(blobs), expected, rtol=1e-10)
+    wrapped = StandardizedGMM(gm).fit(mixed_units)
+    assert_array_equal(wrapped.labels_, wrapped.predict(mixed_units))
+    params = wrapped.weights_, wrapped.means_, wrapped.covariances_
+    expected = _diag_log_density(mixed_units, *params)
+    assert_allclose(wrapped.score_samples(mixed_units), expected, rtol=1e-10)
     with pytest.raises(ValueError, match="needs an estimator with diagonal covariances"):
-        StandardizedGMM(GaussianMixture(2, covariance_type="full")).fit(blobs)
-
-
-def _assert_finite(model):
-    for name in ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_"):
-        assert np.all(np.isfinite(getattr(model, name))), name
-    assert np.all(model.eta2_ < 0)
+        StandardizedGMM(GaussianMixture(2, covariance_type="full")).fit(mixed_units)
 
 
 @pytest.fixture(scope="module")
@@ -199,5 +195,5 @@ def test_raw_scale_latents_never_give_non_finite_parameters(raw_latents, solver,
         for seed in range(2):
             gmm = NaturalDiagonalGMM(20, max_iter=20, random_state=seed, **solver)
             model = (StandardizedGMM(gmm) if wrapped else gmm).fit(raw_latents)
-            _assert_finite(model)
+            assert_finite_model(model)
             assert np.all(np.isfinite(model.score_samples(raw_latents)))

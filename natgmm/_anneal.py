@@ -1,0 +1,51 @@
+"""Deterministic annealing: what each level of the outer loop changes.
+
+A level is a number from the schedule. For ``annealing="floor"`` it is a
+variance floor and for ``"fixed"`` every component's variance, both in
+multiples of each feature's data variance; for ``"temperature"`` it is the
+temperature ``T`` of the E-step, ``r`` proportional to ``(pi N) ** (1 / T)``.
+The functions here turn a level into the M-step's regularisation and the
+E-step's inverse temperature; the loop over levels is in
+:mod:`natgmm._solver`.
+"""
+
+import numpy as np
+
+# Relative size of the noise added to the means at each annealing level, in
+# standard deviations times sqrt(level): breaks the exact symmetry of means
+# that coincided above a critical level, so that they can split below it.
+PERTURBATION = 1e-3
+
+
+def annealing_levels(settings, critical_value):
+    """Levels of the schedule for data of this critical value (checked)."""
+    levels = settings.schedule.values(critical_value)
+    if settings.annealing == "temperature" and np.any(levels < 1.0):
+        raise ValueError(f"Temperatures must be at least 1, got {levels.min()}.")
+    return levels
+
+
+def level_settings(annealing, level, reg, standardiser):
+    """Regularisation and inverse temperature of one annealing level."""
+    if annealing == "temperature":
+        return reg, 1.0 / level
+    if annealing == "fixed":
+        return reg._replace(fixed_var=level * standardiser.feature_var + reg.reg_covar), 1.0
+    return reg._replace(floor=np.maximum(reg.floor, level * standardiser.feature_var)), 1.0
+
+
+def final_settings(annealing, levels, reg, standardiser):
+    """Regularisation and history level of the EM after the schedule."""
+    if not levels.size:
+        return reg, np.nan
+    if annealing == "temperature":
+        return reg, 1.0
+    floor = np.maximum(reg.floor, levels[-1] * standardiser.feature_var)
+    return reg._replace(floor=floor), levels[-1]
+
+
+def perturb(params, level, standardiser, random_state):
+    """Means moved by ``PERTURBATION * sqrt(level)`` standard deviations of noise."""
+    noise = random_state.standard_normal(params.means.shape)
+    offset = PERTURBATION * np.sqrt(level * standardiser.feature_var) * noise
+    return params._replace(means=params.means + offset)

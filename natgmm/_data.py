@@ -1,0 +1,158 @@
+"""Training data in memory, and the passes over it.
+
+Every pass over the training data goes through a data source: an
+:class:`ArrayData` for numpy input, a :class:`natgmm._dask.DaskData` for a
+Dask array. Both have the same methods, whose arguments are those of the
+kernels without the data, so the EM loop is the same code for both; only how
+the statistics of a pass are gathered differs.
+"""
+
+import numpy as np
+from sklearn.utils.validation import _check_sample_weight
+
+from . import _kernels
+from ._em import natural_parameters
+
+# Row blocks per kernel call, from the data shape only (so that results do not
+# depend on the thread count): a multiple of eight (equal shares for 2, 4 or
+# 8 threads), the fewest that keep blocks to at most _BLOCK_ROWS rows, and at
+# most _MAX_BLOCKS. Every block has accumulators of its own to zero and sum
+# in each pass; doc/performance.rst has the measurements behind the sizes.
+_MAX_BLOCKS = 64
+_BLOCK_ROWS = 4096
+# Rows handled at a time by the numpy passes (initialisations, scatter).
+ROW_CHUNK = 4096
+
+
+def n_blocks(n_samples):
+    """Return the number of row blocks of a kernel call over ``n_samples`` rows."""
+    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
+
+
+def row_chunks(rows):
+    """Split an array of row indices into chunks of ``ROW_CHUNK``."""
+    return [rows[i : i + ROW_CHUNK] for i in range(0, rows.size, ROW_CHUNK)]
+
+
+def internal_rows(X, rows, standardiser, centre=0.0, unit=1.0):
+    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``."""
+    return ((X[rows].astype(np.float64) - standardiser.shift) * standardiser.scale - centre) * unit
+
+
+def scatter_sums(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
+    """Weight, weighted sum and weighted outer products of :func:`internal_rows`."""
+    n_features = X.shape[1]
+    weight, first, second = 0.0, np.zeros(n_features), np.zeros((n_features, n_features))
+    for chunk in row_chunks(rows):
+        u = internal_rows(X, chunk, standardiser, centre, unit)
+        w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(len(chunk))
+        weight += w.sum()
+        first += w @ u
+        second += (u * w[:, np.newaxis]).T @ u
+    return weight, first, second
+
+
+def scatter_from_sums(weight, first, second):
+    """Weighted scatter matrix about the weighted mean, from :func:`scatter_sums`."""
+    return second - np.outer(first, first) / weight
+
+
+def scatter_matrix(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
+    """Weighted scatter matrix of :func:`internal_rows` about their weighted mean.
+
+    Accumulated chunk by chunk about ``centre`` (which should be close to
+    the mean, so that removing the mean's outer product cancels little).
+    """
+    return scatter_from_sums(*scatter_sums(X, sample_weight, standardiser, rows, centre, unit))
+
+
+def log_prob(X, standardiser, params, parallel, want_resp):
+    """Per-row log-density (user units), labels and optionally responsibilities."""
+    eta1, eta2, log_norm = natural_parameters(params)
+    n_samples, n_components = X.shape[0], params.means.shape[0]
+    out = np.empty(n_samples)
+    labels = np.empty(n_samples, dtype=np.int64)
+    resp = np.empty((n_samples if want_resp else 0, n_components))
+    _kernels.log_prob(
+        X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
+        parallel,
+    )  # fmt: skip
+    out += standardiser.log_jacobian
+    return out, labels, resp
+
+
+def mean_log_prob(log_prob, sample_weight):
+    """Return the (``sample_weight``-weighted) mean of per-sample log-densities."""
+    if sample_weight is None:
+        return float(np.mean(log_prob))
+    sample_weight = _check_sample_weight(
+        sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
+    )
+    return float(np.average(log_prob, weights=sample_weight))
+
+
+def is_dask(X):
+    """Whether ``X`` is a Dask collection (checked without importing dask)."""
+    return type(X).__module__.startswith("dask")
+
+
+class ArrayData:
+    """Validated rows in memory, their weights, and the kernels bound to them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        C-contiguous float32 or float64 rows (not copied; a read-only memmap
+        is fine).
+    sample_weight : ndarray of shape (n_samples,) or None
+        Validated float64 weights; None means unit weights.
+    parallel : bool
+        Whether the kernels run on numba's thread pool.
+    """
+
+    def __init__(self, X, sample_weight, parallel):
+        self.X, self.parallel = X, parallel
+        if sample_weight is None:
+            self.sw, self.total_weight = np.empty(0), float(X.shape[0])
+        else:
+            self.sw, self.total_weight = sample_weight, float(sample_weight.sum())
+        self.shape, self.dtype = X.shape, X.dtype
+
+    def subset(self, rows):
+        """Return the rows ``rows`` (sorted) as a batch of their own."""
+        sample_weight = self.sw[rows] if self.sw.shape[0] else None
+        return ArrayData(self.X[rows], sample_weight, self.parallel)
+
+    def extremes(self):
+        """Each feature's largest and smallest value."""
+        return self.X.max(axis=0), self.X.min(axis=0)
+
+    def label_stats(self, shift, scale, ref):
+        """:func:`natgmm._kernels.label_stats` with every row in component 0."""
+        return _kernels.label_stats(
+            self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
+            n_blocks(self.shape[0]), self.parallel,
+        )  # fmt: skip
+
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
+        """:func:`natgmm._kernels.em_stats` over the rows."""
+        return _kernels.em_stats(
+            self.X, self.sw, shift, scale, eta1, eta2, log_norm, ref,
+            n_blocks(self.shape[0]), self.parallel, beta,
+        )  # fmt: skip
+
+    def scatter_sums(self, standardiser):
+        """:func:`scatter_sums` over all rows."""
+        return scatter_sums(self.X, self.sw, standardiser, np.arange(self.shape[0]))
+
+    def positive_rows(self):
+        """Count the rows of positive weight."""
+        return np.count_nonzero(self.sw) if self.sw.shape[0] else self.shape[0]
+
+    def init_rows(self, random_state):
+        """Rows and weights the initialisation runs on: all of them."""
+        return self.X, self.sw
+
+    def log_prob(self, standardiser, params, want_resp):
+        """Log-density, labels and (if ``want_resp``) responsibilities per row."""
+        return log_prob(self.X, standardiser, params, self.parallel, want_resp)

@@ -1,0 +1,245 @@
+"""Initialisations: starting parameters from the data, one function per strategy.
+
+Each strategy of ``init_params`` is a function in :data:`STRATEGIES` that
+returns the sufficient statistics of a starting partition of the rows (hard
+cells, or random soft responsibilities); the M-step, with the fit's floors
+and prior, turns them into starting parameters. User-given
+``weights_init``, ``means_init`` and ``precisions_init`` replace the
+corresponding parts.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.metrics import pairwise_distances_argmin
+from sklearn.utils import check_array
+
+from . import _kernels
+from ._data import internal_rows, n_blocks, row_chunks, scatter_matrix
+from ._em import Params, Stats, m_step
+
+
+class InitArrays(NamedTuple):
+    """User-given starting parameters (None where not given), checked."""
+
+    weights: np.ndarray | None
+    means: np.ndarray | None
+    precisions: np.ndarray | None
+
+
+def _check_array(array, shape, name):
+    array = check_array(array, dtype=[np.float64, np.float32], ensure_2d=False)
+    if array.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
+        )
+    return array.astype(np.float64, copy=False)
+
+
+def check_init_arrays(estimator, n_features, dtype):
+    """Check ``weights_init``, ``means_init`` and ``precisions_init`` of ``estimator``.
+
+    The checks and messages are those of ``GaussianMixture``.
+    """
+    n_components = estimator.n_components
+    shape = (n_components, n_features)
+    weights = means = precisions = None
+    if estimator.weights_init is not None:
+        weights = _check_array(estimator.weights_init, (n_components,), "weights")
+        if np.any(weights < 0.0) or np.any(weights > 1.0):
+            raise ValueError(
+                "The parameter 'weights' should be in the range [0, 1], but got "
+                f"max value {weights.max():.5f}, min value {weights.min():.5f}"
+            )
+        atol = 1e-6 if dtype == np.float32 else 1e-8
+        if abs(1.0 - weights.sum()) > atol:
+            raise ValueError(
+                "The parameter 'weights' should be normalized, but got "
+                f"sum(weights) = {weights.sum():.5f}"
+            )
+    if estimator.means_init is not None:
+        means = _check_array(estimator.means_init, shape, "means")
+    if estimator.precisions_init is not None:
+        precisions = _check_array(estimator.precisions_init, shape, "diag precision")
+        if np.any(precisions <= 0.0):
+            raise ValueError("'diag precision' should be positive")
+    return InitArrays(weights, means, precisions)
+
+
+def initial_params(data, standardiser, reg, init, settings, random_state, how=None):
+    """Return starting parameters in internal units.
+
+    Parameters
+    ----------
+    data : ArrayData or DaskData
+        The training data; the strategy runs on ``data.init_rows``.
+    standardiser : Standardiser
+        The map to internal units.
+    reg : Regularisation
+        Floors and prior, applied to the starting parameters too.
+    init : InitArrays
+        User-given parts of the start.
+    settings : Settings
+        ``n_components`` and ``init_params``.
+    random_state : RandomState
+        Source of the strategy's random numbers.
+    how : str, default=None
+        A strategy to use instead of ``settings.init_params``.
+
+    Returns
+    -------
+    params : Params
+    """
+    weights, means, precisions = init
+    if weights is None or means is None or precisions is None:
+        X, sw = data.init_rows(random_state)
+        strategy = STRATEGIES[how or settings.init_params]
+        stats = strategy(X, sw, standardiser, settings.n_components, random_state, data.parallel)
+        params, _ = m_step(stats, reg)
+    else:
+        params = Params(None, None, None)
+    if weights is not None:
+        params = params._replace(weights=weights)
+    if means is not None:
+        params = params._replace(means=(means - standardiser.shift) * standardiser.scale)
+    if precisions is not None:
+        variances = np.maximum(standardiser.scale**2 / precisions, reg.floor)
+        params = params._replace(variances=variances)
+    return params
+
+
+def _cell_stats(X, sw, standardiser, labels, centres, parallel):
+    """Statistics of hard cells about ``centres`` (internal units)."""
+    nk, s1, s2 = _kernels.label_stats(
+        X, sw, standardiser.shift, standardiser.scale, labels.astype(np.int64), centres,
+        n_blocks(X.shape[0]), parallel,
+    )  # fmt: skip
+    return Stats(nk, s1, s2, centres)
+
+
+def _common_units(X, standardiser):
+    """``X`` shifted to its mean and divided by one common factor, and that factor.
+
+    k-means is invariant to one common shift and scale: they keep squared
+    distances finite for any magnitude of ``X``.
+    """
+    spread = np.max(1.0 / standardiser.scale)
+    return (X - standardiser.shift.astype(X.dtype)) / X.dtype.type(spread), spread
+
+
+def _unit_max(sw):
+    """Sample weights scaled to a maximum of one (None for unit weights).
+
+    k-means is invariant to a common factor on the weights; this one keeps
+    them from underflowing in float32.
+    """
+    return sw / sw.max() if sw.shape[0] else None
+
+
+def _seeded_cells(X, sw, standardiser, centres, spread, Xk, parallel):
+    """Cells of the nearest seed; statistics about the seeds."""
+    labels = pairwise_distances_argmin(Xk, centres)
+    centres = centres.astype(np.float64) * spread * standardiser.scale
+    return _cell_stats(X, sw, standardiser, labels, centres, parallel)
+
+
+def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
+    """Cells of scikit-learn's ``KMeans(n_init=1)``: ``init_params="kmeans"``."""
+    Xk, spread = _common_units(X, standardiser)
+    km = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+    km.fit(Xk, sample_weight=_unit_max(sw))
+    centres = km.cluster_centers_.astype(np.float64) * spread * standardiser.scale
+    return _cell_stats(X, sw, standardiser, km.labels_, centres, parallel)
+
+
+def kmeans_plusplus_stats(X, sw, standardiser, n_components, random_state, parallel):
+    """Cells of the nearest k-means++ seed: ``init_params="k-means++"``."""
+    Xk, spread = _common_units(X, standardiser)
+    centres, _ = kmeans_plusplus(
+        Xk, n_components, random_state=random_state, sample_weight=_unit_max(sw)
+    )
+    return _seeded_cells(X, sw, standardiser, centres, spread, Xk, parallel)
+
+
+def random_from_data_stats(X, sw, standardiser, n_components, random_state, parallel):
+    """Cells of the nearest of seeds drawn from the rows: ``"random_from_data"``.
+
+    Rows are drawn with probability proportional to their weight, with
+    replacement only when there are fewer (weighted) rows than seeds.
+    """
+    Xk, spread = _common_units(X, standardiser)
+    weights = _unit_max(sw)
+    p = None if weights is None else weights / weights.sum()
+    n_samples = X.shape[0]
+    few = (n_samples if p is None else np.count_nonzero(p)) < n_components
+    rows = random_state.choice(n_samples, size=n_components, replace=few, p=p)
+    return _seeded_cells(X, sw, standardiser, Xk[rows], spread, Xk, parallel)
+
+
+def random_stats(X, sw, standardiser, n_components, random_state, parallel):
+    """Statistics of random soft responsibilities: ``init_params="random"``.
+
+    The draws are those of one ``uniform(size=(n_samples, n_components))``
+    call, as in ``GaussianMixture``, made in row chunks without the full
+    array.
+    """
+    n_samples, n_features = X.shape
+    nk = np.zeros(n_components)
+    s1 = np.zeros((n_components, n_features))
+    s2 = np.zeros((n_components, n_features))
+    for chunk in row_chunks(np.arange(n_samples)):
+        resp = random_state.uniform(size=(chunk.size, n_components))
+        resp /= resp.sum(axis=1, keepdims=True)
+        if sw.shape[0]:
+            resp *= sw[chunk, np.newaxis]
+        z = internal_rows(X, chunk, standardiser)
+        nk += resp.sum(axis=0)
+        s1 += resp.T @ z
+        s2 += resp.T @ (z * z)
+    return Stats(nk, s1, s2, np.zeros((n_components, n_features)))
+
+
+def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
+    """Cells of a deterministic divisive partition: ``init_params="bisect"``.
+
+    Principal direction divisive partitioning: the cell of largest weighted
+    scatter is split through its weighted mean, perpendicular to its top
+    principal axis, until there are ``n_components`` cells. Scatter and axes
+    are those of the data in its own units (as k-means sees it; standardised
+    data would hide which feature separates clusters), computed after one
+    common rescaling against overflow. The axis comes from the cell's
+    weighted covariance accumulated over row chunks, and its sign is fixed by
+    its largest entry, so the result depends neither on row order nor on how
+    weight is spread over repeated rows. ``random_state`` is not used.
+    """
+    n_samples, n_features = X.shape
+    labels = np.zeros(n_samples, dtype=np.int64)
+    ref = np.zeros((n_components, n_features))
+    to_common = 1.0 / (standardiser.scale * np.max(1.0 / standardiser.scale))
+    for n_cells in range(1, n_components):
+        nk, s1, s2 = _cell_stats(X, sw, standardiser, labels, ref, parallel)[:3]
+        live = nk > 0
+        ref[live] += s1[live] / nk[live, np.newaxis]
+        scatter = (s2 - s1**2 / np.maximum(nk, 1e-300)[:, np.newaxis]) * to_common**2
+        score = np.where(live, scatter.sum(axis=1), 0.0)
+        cell = int(np.argmax(score[:n_cells]))
+        if not score[cell] > 0:
+            break  # fewer distinct points than components
+        rows = np.flatnonzero(labels == cell)
+        cov = scatter_matrix(X, sw, standardiser, rows, ref[cell], to_common)
+        axis = np.linalg.eigh(cov)[1][:, -1]
+        axis *= np.sign(axis[np.argmax(np.abs(axis))])
+        for chunk in row_chunks(rows):
+            u = internal_rows(X, chunk, standardiser, ref[cell], to_common)
+            labels[chunk[u @ axis > 0]] = n_cells
+    return _cell_stats(X, sw, standardiser, labels, np.zeros((n_components, n_features)), parallel)
+
+
+STRATEGIES = {
+    "kmeans": kmeans_stats,
+    "k-means++": kmeans_plusplus_stats,
+    "random_from_data": random_from_data_stats,
+    "random": random_stats,
+    "bisect": bisect_stats,
+}

@@ -1,0 +1,80 @@
+"""The settings of one fit, built once from the estimator's parameters.
+
+Every step of a fit (standardisation, initialisation, annealing, the EM loop,
+progress messages) reads its options from one :class:`Settings`, never from
+the estimator, so the steps are plain functions and the estimator is not
+written to until the fit has succeeded.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._gradient import GradientMStep
+from ._schedules import GeometricSchedule
+
+
+class Settings(NamedTuple):
+    """The estimator's parameters as one fit uses them (defaults resolved)."""
+
+    n_components: int
+    tol: float
+    reg_covar: float
+    max_iter: int
+    n_init: int
+    init_params: str
+    verbose: int
+    verbose_interval: int
+    min_variance: np.ndarray  # float or (n_features,), checked against the data later
+    min_variance_relative: float
+    min_weight: float
+    lower_precision_reg: float
+    upper_precision_reg: float
+    annealing: str | None
+    schedule: object  # a Schedule, or None without annealing
+    anneal_max_iter: int
+    anneal_tol: float
+    solver: str
+    batch_size: int
+    learning_offset: float
+    learning_decay: float
+    gradient: GradientMStep | None  # the Adam M-step of solver="gradient"
+
+    @classmethod
+    def from_estimator(cls, estimator):
+        """Read and resolve the (validated) parameters of ``estimator``."""
+        e = estimator
+        if e.n_components * e.min_weight >= 1.0:
+            raise ValueError(
+                f"n_components * min_weight must be below 1, got {e.n_components} * {e.min_weight}."
+            )
+        schedule = e.schedule
+        if e.annealing is not None and schedule is None:
+            schedule = GeometricSchedule(stop=1.0 if e.annealing == "temperature" else 0.01)
+        gradient = None
+        if e.solver == "gradient":
+            gradient = GradientMStep(e.gradient_steps, e.learning_rate, e.gradient_clip)
+        return cls(
+            n_components=e.n_components,
+            tol=e.tol,
+            reg_covar=e.reg_covar,
+            max_iter=e.max_iter,
+            n_init=e.n_init,
+            init_params=e.init_params,
+            verbose=e.verbose,
+            verbose_interval=e.verbose_interval,
+            min_variance=np.asarray(e.min_variance, dtype=np.float64),
+            min_variance_relative=e.min_variance_relative,
+            min_weight=float(e.min_weight),
+            lower_precision_reg=float(e.lower_precision_reg),
+            upper_precision_reg=e.upper_precision_reg,
+            annealing=e.annealing,
+            schedule=schedule,
+            anneal_max_iter=e.anneal_max_iter,
+            anneal_tol=e.tol if e.anneal_tol is None else e.anneal_tol,
+            solver=e.solver,
+            batch_size=e.batch_size,
+            learning_offset=e.learning_offset,
+            learning_decay=e.learning_decay,
+            gradient=gradient,
+        )

@@ -1,0 +1,268 @@
+"""The loops of a fit: EM iterations, annealing levels, minibatches, streams.
+
+Every solver gathers sufficient statistics and turns them into parameters;
+they differ only in how. ``solver="em"`` makes one pass over the data per
+iteration and takes the closed-form M-step, ``"gradient"`` the same pass and
+Adam steps (:data:`M_STEPS`); ``"minibatch"`` makes a pass of online EM
+steps over shuffled batches (:data:`ITERATIONS`). Around them,
+:func:`fit_run` runs the annealing levels and the final EM, and
+:func:`stream_step` takes one ``partial_fit`` step. A :class:`Run` holds
+the data of one fit, its solver state and its trace; a :class:`ModelState`
+is what a fitted estimator keeps to predict and to continue.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.spatial.distance import pdist, squareform
+
+from ._anneal import PERTURBATION, annealing_levels, final_settings, level_settings, perturb
+from ._em import Params, Stats, combine, e_step, empty_components, implied_stats, m_step
+from ._gradient import adam_state
+from ._init import initial_params
+
+# A mean within this many standard deviations (in every feature) of an
+# earlier one does not count in ``history_["n_distinct"]``.
+_DISTINCT_TOL = 1e-2
+
+
+class Online:
+    """Online EM: running statistics per unit weight and the step count.
+
+    Each step replaces the statistics by ``(1 - rho)`` times themselves plus
+    ``rho`` times a batch's statistics per unit weight, with the
+    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``.
+    """
+
+    def __init__(self, params, reg, n_steps=0):
+        self.running = implied_stats(params, 1.0, reg.reg_covar)
+        self.n_steps = n_steps
+
+    def step(self, stats, batch_weight, offset, decay):
+        """Blend a batch's statistics (of total weight ``batch_weight``) in."""
+        self.n_steps += 1
+        rho = (self.n_steps + offset) ** -decay
+        self.running = combine(self.running, stats, 1.0 - rho, rho / batch_weight)
+
+    def totals(self, total_weight):
+        """Return the running statistics scaled to ``total_weight`` samples."""
+        nk, s1, s2, ref = self.running
+        return Stats(nk * total_weight, s1 * total_weight, s2 * total_weight, ref)
+
+
+class ModelState(NamedTuple):
+    """What a fitted estimator keeps besides its public attributes.
+
+    The map to internal units and the parameters in them (for predictions),
+    the solver's state and the random numbers (for warm starts and
+    ``partial_fit``), and the annealing levels a stream has yet to run.
+    """
+
+    standardiser: object
+    params: Params
+    online: Online | None
+    adam: object  # AdamState or None
+    random_state: np.random.RandomState
+    levels: np.ndarray
+
+
+class Run:
+    """The data of one fit, its solver's state and its trace."""
+
+    def __init__(self, data, standardiser, random_state, online=None, adam=None):
+        self.data, self.standardiser, self.random_state = data, standardiser, random_state
+        self.total_weight = data.total_weight
+        self.online, self.adam = online, adam
+        self.empty = None
+        self.history = {"lower_bound": [], "level": [], "n_active": [], "n_distinct": []}
+
+    def record(self, lower_bound, level, n_active, relative_means):
+        """Append one iteration to the trace."""
+        # A mean counts unless it lies within _DISTINCT_TOL of an earlier one.
+        close = squareform(pdist(relative_means, "chebyshev") < _DISTINCT_TOL)
+        n_distinct = len(relative_means) - int(np.triu(close, 1).any(axis=0).sum())
+        for key, value in zip(
+            self.history, (lower_bound, level, n_active, n_distinct), strict=True
+        ):
+            self.history[key].append(value)
+
+
+def start_run(settings, data, standardiser, random_state, params, reg, previous=None):
+    """Start a run from ``params``, with the solver's state seeded there.
+
+    A warm start passes the ``previous`` :class:`ModelState`, whose solver
+    state the run resumes where it has one.
+    """
+    online = adam = None
+    if settings.solver == "minibatch":
+        online = (previous and previous.online) or Online(params, reg)
+    elif settings.solver == "gradient":
+        adam = (previous and previous.adam) or adam_state(params, reg.reg_covar)
+    return Run(data, standardiser, random_state, online, adam)
+
+
+def _closed_form(settings, stats, reg, params, adam, total_weight):
+    return m_step(stats, reg, previous=params)
+
+
+def _adam_steps(settings, stats, reg, params, adam, total_weight):
+    return settings.gradient(stats, reg, adam, total_weight), empty_components(stats.nk)
+
+
+# The M-step of each solver: parameters and empty components from statistics.
+M_STEPS = {"em": _closed_form, "minibatch": _closed_form, "gradient": _adam_steps}
+
+
+def online_update(settings, run, stats, batch_weight, reg, params, total_weight):
+    """One online EM step: blend ``stats`` in, then M-step on the blend."""
+    run.online.step(stats, batch_weight, settings.learning_offset, settings.learning_decay)
+    totals = run.online.totals(total_weight)
+    params, run.empty = M_STEPS[settings.solver](
+        settings, totals, reg, params, run.adam, total_weight
+    )
+    return params
+
+
+def _batch_iteration(settings, run, params, reg, beta):
+    """One pass over all the data and one M-step."""
+    loglik, stats = e_step(run.data, run.standardiser, params, beta)
+    params, run.empty = M_STEPS[settings.solver](
+        settings, stats, reg, params, run.adam, run.total_weight
+    )
+    return loglik, stats.nk, params
+
+
+def _minibatch_iteration(settings, run, params, reg, beta):
+    """One pass of online EM over shuffled batches of ``batch_size`` rows.
+
+    Returns the summed log-likelihood of the batches (each under the
+    parameters at its step), the running weights and the parameters.
+    """
+    n_samples = run.data.shape[0]
+    order = run.random_state.permutation(n_samples)
+    loglik = 0.0
+    for start in range(0, n_samples, settings.batch_size):
+        # Sorted rows: memory order.
+        batch = run.data.subset(np.sort(order[start : start + settings.batch_size]))
+        if not batch.total_weight > 0:
+            continue
+        batch_loglik, stats = e_step(batch, run.standardiser, params, beta)
+        loglik += batch_loglik
+        params = online_update(
+            settings, run, stats, batch.total_weight, reg, params, run.total_weight
+        )
+    return loglik, run.online.totals(run.total_weight).nk, params
+
+
+# One iteration of each solver: summed log-likelihood, weights, parameters.
+ITERATIONS = {
+    "em": _batch_iteration,
+    "gradient": _batch_iteration,
+    "minibatch": _minibatch_iteration,
+}
+
+
+def em_phase(settings, run, params, lower_bound, reg, max_iter, beta, level, tol, progress):
+    """Iterate from ``params`` until the gain falls below ``tol`` or ``max_iter``.
+
+    Returns the parameters, the last lower bound and whether the gain fell
+    below ``tol``; the iterations are recorded in ``run``.
+    """
+    standardiser = run.standardiser
+    feature_var = standardiser.feature_var
+    relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
+    iteration = ITERATIONS[settings.solver]
+    for _ in range(max_iter):
+        previous_bound = lower_bound
+        loglik, nk, params = iteration(settings, run, params, reg, beta)
+        lower_bound = loglik / run.total_weight + standardiser.log_jacobian
+        active = (nk > reg.min_weight * nk.sum()) & ~run.empty
+        run.record(lower_bound, level, int(active.sum()), params.means / relative)
+        change = lower_bound - previous_bound
+        progress.iteration(len(run.history["lower_bound"]), change, run.empty)
+        if abs(change) < tol:
+            return params, lower_bound, True
+    return params, lower_bound, False
+
+
+def fit_run(settings, run, params, lower_bound, reg, levels, progress):
+    """One initialisation's fit: the annealing levels, then EM to convergence.
+
+    Returns the parameters, the last lower bound and whether the final EM
+    converged.
+    """
+    for level in levels:
+        params = perturb(params, level, run.standardiser, run.random_state)
+        level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
+        # Each level's bound belongs to its own constraints: the tol test
+        # starts afresh.
+        params, lower_bound, _ = em_phase(
+            settings, run, params, -np.inf, level_reg, settings.anneal_max_iter, beta, level,
+            settings.anneal_tol, progress,
+        )  # fmt: skip
+        progress.level_end(run.history)
+    final_reg, final_level = final_settings(settings.annealing, levels, reg, run.standardiser)
+    if levels.size:
+        # The last level's bound belongs to other constraints; the tol test of
+        # the final EM starts afresh.
+        lower_bound = -np.inf
+    return em_phase(
+        settings, run, params, lower_bound, final_reg, settings.max_iter, 1.0, final_level,
+        settings.tol, progress,
+    )  # fmt: skip
+
+
+def start_stream(data, model, init, settings, random_state):
+    """Start a ``partial_fit`` stream: its state after the first batch's set-up.
+
+    The model starts from the first batch as :meth:`fit` would; a batch with
+    fewer (weighted) rows than components is seeded by "random_from_data".
+    """
+    levels = np.empty(0)
+    if model.critical_value is not None:
+        levels = annealing_levels(settings, model.critical_value)
+    few = data.positive_rows() < settings.n_components
+    how = "random_from_data" if few else None
+    params = initial_params(data, model.standardiser, model.reg, init, settings, random_state, how)
+    if few:
+        # Seeds repeat, and repeated seeds leave components empty or
+        # identical. Equal weights and offsets of a small fraction of each
+        # spread let them separate as data arrives.
+        noise = random_state.standard_normal(params.means.shape)
+        params = Params(
+            np.full(settings.n_components, 1.0 / settings.n_components),
+            params.means + PERTURBATION * np.sqrt(params.variances) * noise,
+            params.variances,
+        )
+    return ModelState(model.standardiser, params, None, None, random_state, levels)
+
+
+def stream_run(settings, data, state, reg):
+    """Start a run over one ``partial_fit`` batch, continuing the stream's state."""
+    online = state.online or Online(state.params, reg)
+    adam = state.adam
+    if settings.solver == "gradient" and adam is None:
+        adam = adam_state(state.params, reg.reg_covar)
+    return Run(data, state.standardiser, state.random_state, online, adam)
+
+
+def stream_step(settings, run, params, reg, levels):
+    """One ``partial_fit`` step on ``run.data`` at the stream's annealing level.
+
+    Each level lasts ``anneal_max_iter`` steps; after the last, the final
+    settings hold. Returns the parameters and the batch's summed
+    log-likelihood under the parameters before the step.
+    """
+    standardiser = run.standardiser
+    index, offset = divmod(run.online.n_steps, settings.anneal_max_iter)
+    if index >= levels.size:
+        reg, _ = final_settings(settings.annealing, levels, reg, standardiser)
+        beta = 1.0
+    else:
+        if offset == 0:  # a new level: let coincident means split
+            params = perturb(params, levels[index], standardiser, run.random_state)
+        reg, beta = level_settings(settings.annealing, levels[index], reg, standardiser)
+    loglik, stats = e_step(run.data, standardiser, params, beta)
+    total_weight = standardiser.moments.nk[0]
+    params = online_update(settings, run, stats, run.data.total_weight, reg, params, total_weight)
+    return params, loglik
