@@ -549,7 +549,7 @@ default=None
             params, lower_bound, converged = fit_run(
                 settings, run, params, lower_bound, reg, levels, progress
             )
-            progress.init_end(lower_bound, converged)
+            progress.init_end(lower_bound, converged, len(run.history["lower_bound"]))
             if best is None or lower_bound > best[1]:
                 best = (params, lower_bound, converged, run)
         return best

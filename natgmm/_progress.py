@@ -8,10 +8,11 @@ import numpy as np
 class Progress:
     """Prints what ``verbose`` asks for as a fit goes on.
 
-    ``verbose=1`` prints each initialisation's start and end, each annealing
-    level and empty components; ``verbose=2`` also every
-    ``verbose_interval`` iterations with times and the change of the mean
-    log-likelihood.
+    ``verbose=1`` prints each initialisation's start and end, one line per
+    annealing level, empty components, and every ``verbose_interval``-th
+    iteration; ``verbose=2`` adds times and the change of the mean
+    log-likelihood. Iterations are counted over all levels and the final EM,
+    as ``n_iter_``.
     """
 
     def __init__(self, settings):
@@ -27,37 +28,40 @@ class Progress:
             self._init_time = self._iter_time = time()
 
     def iteration(self, n_iter, change, empty):
-        """Report iteration ``n_iter``: its ``change`` of the bound, its ``empty`` components."""
+        """Report iteration ``n_iter`` (counted over all levels) and its ``empty`` components."""
         if self.verbose >= 1 and empty.any():
             print(f"  Iteration {n_iter}: components {np.flatnonzero(empty).tolist()} empty")
         if n_iter % self.interval == 0:
             if self.verbose == 1:
-                print(f"  Iteration {n_iter}")
+                print(f"  Iteration {n_iter} (total)")
             elif self.verbose >= 2:
                 now = time()
                 print(
-                    f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s\t "
+                    f"  Iteration {n_iter} (total)\t time lapse {now - self._iter_time:.5f}s\t "
                     f"ll change {change:.5f}"
                 )
                 self._iter_time = now
 
-    def level_end(self, history):
-        """Report the end of an annealing level from the fit's trace ``history``."""
+    def level_end(self, index, n_levels, history, first):
+        """Report the end of level ``index`` of ``n_levels``, run from iteration ``first``."""
         if self.verbose >= 1:
             h = history
+            total = len(h["lower_bound"])
             print(
-                f"  Level {h['level'][-1]:.4g} ({self.annealing}): iterations "
-                f"{len(h['lower_bound'])}, lower bound {h['lower_bound'][-1]:.5f}, "
-                f"active {h['n_active'][-1]}, distinct means {h['n_distinct'][-1]}"
+                f"  Level {index + 1}/{n_levels} ({self.annealing} {h['level'][-1]:.4g}): "
+                f"{total - first} iterations, {total} in total, lower bound "
+                f"{h['lower_bound'][-1]:.5f}, {h['n_active'][-1]} active components, "
+                f"{h['n_distinct'][-1]} distinct means"
             )
 
-    def init_end(self, lower_bound, converged):
-        """Report the end of an initialisation."""
+    def init_end(self, lower_bound, converged, n_iter):
+        """Report the end of an initialisation after ``n_iter`` iterations in total."""
         message = "converged" if converged else "did not converge"
+        message = f"Initialization {message} after {n_iter} iterations in total"
         if self.verbose == 1:
-            print(f"Initialization {message}.")
+            print(f"{message}.")
         elif self.verbose >= 2:
             print(
-                f"Initialization {message}. time lapse {time() - self._init_time:.5f}s\t "
+                f"{message}. time lapse {time() - self._init_time:.5f}s\t "
                 f"lower bound {lower_bound:.5f}."
             )

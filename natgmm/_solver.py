@@ -11,6 +11,7 @@ the data of one fit, its solver state and its trace; a :class:`ModelState`
 is what a fitted estimator keeps to predict and to continue.
 """
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -191,7 +192,8 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
     Returns the parameters, the last lower bound and whether the final EM
     converged.
     """
-    for level in levels:
+    for index, level in enumerate(levels):
+        first = len(run.history["lower_bound"])
         params = perturb(params, level, run.standardiser, run.random_state)
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
         # Each level's bound belongs to its own constraints: the tol test
@@ -200,7 +202,7 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
             settings, run, params, -np.inf, level_reg, settings.anneal_max_iter, beta, level,
             settings.anneal_tol, progress,
         )  # fmt: skip
-        progress.level_end(run.history)
+        progress.level_end(index, levels.size, run.history, first)
     final_reg, final_level = final_settings(settings.annealing, levels, reg, run.standardiser)
     if levels.size:
         # The last level's bound belongs to other constraints; the tol test of
@@ -221,7 +223,17 @@ def start_stream(data, model, init, settings, random_state):
     levels = np.empty(0)
     if model.critical_value is not None:
         levels = annealing_levels(settings, model.critical_value)
-    few = data.positive_rows() < settings.n_components
+    n_rows = data.positive_rows()
+    few = n_rows < settings.n_components
+    if few:
+        warnings.warn(
+            f"The first partial_fit batch has {n_rows} rows of positive weight for "
+            f"{settings.n_components} components: components start from repeated rows "
+            "and the model stays poor until enough data has arrived. Start the stream "
+            "with a batch of at least n_components rows.",
+            UserWarning,
+            stacklevel=3,
+        )
     how = "random_from_data" if few else None
     params = initial_params(data, model.standardiser, model.reg, init, settings, random_state, how)
     if few:

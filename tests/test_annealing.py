@@ -190,11 +190,23 @@ def test_schedules_are_estimator_parameters(slanted_blobs):
 
 def test_verbose_prints_levels(slanted_blobs, capsys):
     X, _ = slanted_blobs
-    quiet_fit(
+    model = quiet_fit(
         NaturalDiagonalGMM(
-            4, annealing="temperature", schedule=GeometricSchedule(stop=1.0, n_levels=3), verbose=1
+            4, annealing="temperature", schedule=GeometricSchedule(stop=1.0, n_levels=3),
+            verbose=1, verbose_interval=7,
         ),
         X,
-    )
-    out = capsys.readouterr().out
-    assert out.count("(temperature): iterations") == 3 and "distinct means" in out
+    )  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    levels = [line for line in lines if line.startswith("  Level ")]
+    assert [line.split()[1] for line in levels] == ["1/3", "2/3", "3/3"]
+    assert all("distinct means" in line and "in total" in line for line in levels)
+    # Every line says what it counts: per level, in total, and the last line
+    # agrees with n_iter_.
+    per_level = sum(int(line.split("): ")[1].split()[0]) for line in levels)
+    assert int(levels[-1].split(", ")[1].split()[0]) == per_level
+    outcome = "converged" if model.converged_ else "did not converge"
+    assert lines[-1] == f"Initialization {outcome} after {model.n_iter_} iterations in total."
+    iterations = [line for line in lines if line.startswith("  Iteration ")]
+    assert iterations and all(line.endswith("(total)") for line in iterations)
+    assert [int(line.split()[1]) for line in iterations] == list(range(7, model.n_iter_ + 1, 7))

@@ -1,6 +1,7 @@
 """Minibatch EM, partial_fit and the gradient (Adam) M-step."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -67,13 +68,22 @@ def test_one_sample_stream_stays_finite(stream_blobs):
     model = NaturalDiagonalGMM(
         6, random_state=0, min_variance_relative=1e-3, min_weight=1e-5, lower_precision_reg=1.0
     )
-    for i, row in enumerate(X[:1500]):
+    with pytest.warns(UserWarning, match="first partial_fit batch has 1 rows .* 6 components"):
+        model.partial_fit(X[:1], sample_weight=[1.0])
+    for i, row in enumerate(X[1:1500], start=1):
         model.partial_fit(row[np.newaxis], sample_weight=[1.0 + i % 3])
         if i % 100 == 0 or i < 10:
             for name in ("weights_", "means_", "covariances_", "eta1_", "eta2_"):
                 assert np.all(np.isfinite(getattr(model, name))), (i, name)
             assert np.all(model.eta2_ < 0) and np.all(model.weights_ >= 1e-5 * (1 - 1e-9))
     assert np.isfinite(model.score(X))
+
+
+def test_a_first_batch_with_enough_rows_gives_no_warning(stream_blobs):
+    X, _ = stream_blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        NaturalDiagonalGMM(6, random_state=0).partial_fit(X[:6])
 
 
 def test_partial_fit_with_annealing_and_raw_scale(stream_blobs):
