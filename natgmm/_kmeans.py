@@ -1,0 +1,669 @@
+"""Numba k-means: k-means++ seeding and Lloyd's iterations with Hamerly's bounds.
+
+The same algorithm as scikit-learn's ``KMeans(n_init=1)`` (greedy k-means++
+seeding drawing the same random numbers, Lloyd's iterations, the same
+stopping rule and relocation of empty clusters) in the kernels' style: rows
+are mapped on the fly to ``z = (x - shift) * scale``, no copy of ``X`` and no
+``n_samples x n_clusters`` array is made, and every reduction runs over
+fixed blocks of rows in a fixed order, so results do not depend on the
+number of threads. Arithmetic is float64 whatever the dtype of ``X``.
+
+Distances are evaluated as sums of squared differences, accurate to a few
+ulps relative to the distance itself (not to the norms of the points, as
+``|z|**2 - 2 z.c + |c|**2`` is). Two exact accelerations skip most of them:
+
+- seeding: a row whose closest seed ``m`` is at squared distance ``d``
+  cannot move to a candidate ``c`` with ``|c - m|**2 >= 4 d`` (triangle
+  inequality), so its term of the potential is ``d`` without evaluating
+  ``|z - c|``;
+- iterations: Hamerly's bounds, an upper bound on the distance of each row
+  to its centre and a lower bound on the distance to every other centre,
+  moved by the centres' shifts each iteration; a row whose upper bound is
+  below the lower bound (or half the distance from its centre to the
+  nearest other one) keeps its label without any distance evaluated.
+
+Both tests leave a margin far above the rounding of the bounds, so that a
+skipped evaluation never changes a result: the labels are those of plain
+Lloyd's iterations in float64, and differ from scikit-learn's only where a
+row is within rounding of equidistant from two centres. The centre sums are
+kept per block and updated only for rows that change label.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+from sklearn.utils import check_random_state
+
+from ._kernels import _f64, _jit, _serial_and_parallel
+
+# Relative margin of the seeding's pruning test: far above the relative
+# rounding of a directly summed squared distance (a few ulps).
+_SEED_MARGIN = 1e-9
+# Absolute margin of Hamerly's tests, times a bound on the data's diameter:
+# each bound moves by at most ``max_iter`` rounded additions of values below
+# the diameter, so its error stays below 1e-13 of it.
+_BOUND_MARGIN = 1e-11
+# Rows per block of the reductions: fixed by the data shape only (as in the
+# estimator), so that the order of every sum is independent of the threads.
+_MAX_BLOCKS = 64
+_BLOCK_ROWS = 4096
+
+
+def _n_blocks(n_samples):
+    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
+
+
+@_jit(False)
+def _map_row(x, shift, scale, z):
+    for j in range(z.shape[0]):
+        z[j] = (x[j] - shift[j]) * scale[j]
+
+
+@_jit(False)
+def _sq_dist(z, c):
+    """``sum((z - c) ** 2)`` in four interleaved partial sums (fixed order)."""
+    n = z.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        t0 = z[j] - c[j]
+        t1 = z[j + 1] - c[j + 1]
+        t2 = z[j + 2] - c[j + 2]
+        t3 = z[j + 3] - c[j + 3]
+        s0 += t0 * t0
+        s1 += t1 * t1
+        s2 += t2 * t2
+        s3 += t3 * t3
+    for j in range(m, n):
+        t = z[j] - c[j]
+        s0 += t * t
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit(False)
+def _all_sq_dists(z, CT, acc):
+    """``acc[k] = sum_j (z[j] - CT[j, k]) ** 2``: one lane per centre, so it vectorises."""
+    n_clusters = acc.shape[0]
+    acc[:] = 0.0
+    for j in range(z.shape[0]):
+        zj = z[j]
+        for k in range(n_clusters):
+            t = zj - CT[j, k]
+            acc[k] += t * t
+
+
+@_jit(False)
+def map_rows(X, rows, shift, scale):
+    """Rows ``rows`` of ``X`` mapped to ``(x - shift) * scale`` as the kernels map them."""
+    out = np.empty((rows.shape[0], X.shape[1]))
+    for r in range(rows.shape[0]):
+        _map_row(X[rows[r]], shift, scale, out[r])
+    return out
+
+
+@_jit(False)
+def _pairwise_sq_dists(A, B):
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in range(A.shape[0]):
+        for k in range(B.shape[0]):
+            out[i, k] = _sq_dist(A[i], B[k])
+    return out
+
+
+def _seed_first_impl(X, w, shift, scale, c0, d, u, lb, labels, n_blocks):
+    n_samples, n_features = X.shape
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    pot = np.empty(n_blocks)
+    s1 = np.empty((n_blocks, n_features))
+    s2 = np.empty((n_blocks, n_features))
+    far = np.empty(n_blocks)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        pot[b] = 0.0
+        s1[b] = 0.0
+        s2[b] = 0.0
+        far[b] = 0.0
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _map_row(X[i], shift, scale, z)
+            di = _sq_dist(z, c0)
+            d[i] = di
+            u[i] = math.sqrt(di)
+            lb[i] = np.inf
+            labels[i] = 0
+            pot[b] += (w[i] if weighted else 1.0) * di
+            far[b] = max(far[b], di)
+            for j in range(n_features):
+                t = z[j] - c0[j]
+                s1[b, j] += t
+                s2[b, j] += t * t
+    return pot, s1, s2, far
+
+
+_seed_first_serial, _seed_first_parallel = _serial_and_parallel(_seed_first_impl)
+
+
+def _seed_trials_impl(X, w, shift, scale, d, labels, cand, cc2, n_blocks):
+    n_samples, n_features = X.shape
+    n_trials = cand.shape[0]
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    pots = np.empty((n_blocks, n_trials))
+    limit = 4.0 * (1.0 + _SEED_MARGIN)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        pots[b] = 0.0
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            di = d[i]
+            a = labels[i]
+            wi = w[i] if weighted else 1.0
+            mapped = False
+            for t in range(n_trials):
+                v = di
+                if di > 0.0 and not cc2[t, a] > limit * di:
+                    if not mapped:
+                        _map_row(X[i], shift, scale, z)
+                        mapped = True
+                    v = min(di, _sq_dist(z, cand[t]))
+                pots[b, t] += wi * v
+    return pots
+
+
+_seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
+
+
+def _seed_update_impl(X, w, shift, scale, d, u, lb, labels, c, cc, cc2, k, n_blocks):
+    n_samples, n_features = X.shape
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    pot = np.empty(n_blocks)
+    limit = 4.0 * (1.0 + _SEED_MARGIN)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        pot[b] = 0.0
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            di = d[i]
+            a = labels[i]
+            if di > 0.0 and not cc2[a] > limit * di:
+                _map_row(X[i], shift, scale, z)
+                e = _sq_dist(z, c)
+                if e < di:
+                    lb[i] = min(lb[i], u[i])
+                    d[i] = e
+                    u[i] = math.sqrt(e)
+                    labels[i] = k
+                else:
+                    lb[i] = min(lb[i], math.sqrt(e))
+            else:  # |z - c| >= |c - m_a| - |z - m_a|
+                lb[i] = min(lb[i], cc[a] - u[i])
+            pot[b] += (w[i] if weighted else 1.0) * d[i]
+    return pot
+
+
+_seed_update_serial, _seed_update_parallel = _serial_and_parallel(_seed_update_impl)
+
+
+@_jit(False)
+def _draw(w, d, block_pot, r, n_blocks):
+    """``searchsorted(cumsum(w * d), r)`` without the cumulative sum, clipped to the last row.
+
+    The cumulative sum is the running sum of the blocks' totals ``block_pot``
+    plus the running sum within the block, so that the block total is reached
+    exactly at its last row.
+    """
+    n_samples = d.shape[0]
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    out = np.empty(r.shape[0], dtype=np.int64)
+    for t in range(r.shape[0]):
+        out[t] = n_samples - 1
+        before = 0.0
+        for b in range(n_blocks):
+            if before + block_pot[b] >= r[t]:
+                partial = 0.0
+                for i in range(b * block, min((b + 1) * block, n_samples)):
+                    partial += (w[i] if weighted else 1.0) * d[i]
+                    if before + partial >= r[t]:
+                        out[t] = i
+                        break
+                break
+            before += block_pot[b]
+    return out
+
+
+def _sequential_sum(a):
+    """Sum over the first axis, one term after the other."""
+    total = np.zeros(a.shape[1:])
+    for row in a:
+        total = total + row
+    return total
+
+
+def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks):
+    n_samples, n_features = X.shape
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    sums = np.empty((n_blocks, n_clusters, n_features))
+    weight = np.empty((n_blocks, n_clusters))
+    count = np.empty((n_blocks, n_clusters), dtype=np.int64)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        sums[b] = 0.0
+        weight[b] = 0.0
+        count[b] = 0
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            wi = w[i] if weighted else 1.0
+            if wi == 0.0:
+                continue
+            k = labels[i]
+            _map_row(X[i], shift, scale, z)
+            weight[b, k] += wi
+            count[b, k] += 1
+            for j in range(n_features):
+                sums[b, k, j] += wi * z[j]
+    return sums, weight, count
+
+
+_label_sums_serial, _label_sums_parallel = _serial_and_parallel(_label_sums_impl)
+
+
+def _hamerly_impl(
+    X,
+    w,
+    shift,
+    scale,
+    centres,
+    CT,
+    half_sep,
+    move_own,
+    move_other,
+    labels,
+    upper,
+    lower,
+    sums,
+    weight,
+    count,
+    margin,
+    update,
+    n_blocks,
+):
+    n_samples, n_features = X.shape
+    n_clusters = centres.shape[0]
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    changed = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        acc = np.empty(n_clusters)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            a = labels[i]
+            up = upper[i] + move_own[a]
+            lo = lower[i] - move_other[a]
+            bound = max(half_sep[a], lo)
+            if up + margin < bound:
+                upper[i] = up
+                lower[i] = lo
+                continue
+            _map_row(X[i], shift, scale, z)
+            up = math.sqrt(_sq_dist(z, centres[a]))
+            if up + margin < bound:
+                upper[i] = up
+                lower[i] = lo
+                continue
+            _all_sq_dists(z, CT, acc)
+            best = 0
+            first = acc[0]
+            second = np.inf
+            for k in range(1, n_clusters):
+                v = acc[k]
+                if v < first:
+                    second = first
+                    first = v
+                    best = k
+                elif v < second:
+                    second = v
+            upper[i] = math.sqrt(first)
+            lower[i] = math.sqrt(second)
+            if best != a:
+                labels[i] = best
+                changed[b] += 1
+                wi = w[i] if weighted else 1.0
+                if update and wi != 0.0:
+                    weight[b, a] -= wi
+                    weight[b, best] += wi
+                    count[b, a] -= 1
+                    count[b, best] += 1
+                    for j in range(n_features):
+                        t = wi * z[j]
+                        sums[b, a, j] -= t
+                        sums[b, best, j] += t
+    return changed
+
+
+_hamerly_serial, _hamerly_parallel = _serial_and_parallel(_hamerly_impl)
+
+
+def _distances_to_own_impl(X, shift, scale, centres, labels, n_blocks):
+    n_samples, n_features = X.shape
+    block = (n_samples + n_blocks - 1) // n_blocks
+    out = np.empty(n_samples)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _map_row(X[i], shift, scale, z)
+            out[i] = _sq_dist(z, centres[labels[i]])
+    return out
+
+
+_distances_to_own_serial, _distances_to_own_parallel = _serial_and_parallel(
+    _distances_to_own_impl
+)
+
+
+def _nearest_impl(X, shift, scale, CT, labels, n_blocks):
+    n_samples, n_features = X.shape
+    n_clusters = CT.shape[1]
+    block = (n_samples + n_blocks - 1) // n_blocks
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        acc = np.empty(n_clusters)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _map_row(X[i], shift, scale, z)
+            _all_sq_dists(z, CT, acc)
+            best = 0
+            for k in range(1, n_clusters):
+                best = k if acc[k] < acc[best] else best
+            labels[i] = best
+
+
+_nearest_serial, _nearest_parallel = _serial_and_parallel(_nearest_impl)
+
+
+def _check(X, sample_weight, shift, scale):
+    n_features = X.shape[1]
+    shift = _f64(np.broadcast_to(shift, (n_features,)))
+    scale = _f64(np.broadcast_to(scale, (n_features,)))
+    if sample_weight is None:
+        sample_weight = np.empty(0)
+    return shift, scale, _f64(sample_weight)
+
+
+def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
+    """k-means++ state: seeds, their indices, and per-row d, u, lb, labels, tolerance sums."""
+    n_samples, n_features = X.shape
+    # The first seed and every later draw exactly as scikit-learn's
+    # _kmeans_plusplus makes them (unit weights are ones there).
+    p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
+    first = random_state.choice(n_samples, p=p)
+    del p
+    n_trials = 2 + int(np.log(n_clusters))
+    indices = np.empty(n_clusters, dtype=np.int64)
+    indices[0] = first
+    seeds = np.empty((n_clusters, n_features))
+    seeds[0] = map_rows(X, indices[:1], shift, scale)[0]
+    d = np.empty(n_samples)
+    u = np.empty(n_samples)
+    lb = np.empty(n_samples)
+    labels = np.empty(n_samples, dtype=np.int64)
+    kernel = _seed_first_parallel if parallel else _seed_first_serial
+    block_pot, s1, s2, far = kernel(X, w, shift, scale, seeds[0], d, u, lb, labels, n_blocks)
+    s1, s2 = s1.sum(axis=0), s2.sum(axis=0)
+    trials = _seed_trials_parallel if parallel else _seed_trials_serial
+    update = _seed_update_parallel if parallel else _seed_update_serial
+    for c in range(1, n_clusters):
+        current_pot = _sequential_sum(block_pot[:, None])[0]
+        r = random_state.uniform(size=n_trials) * current_pot
+        ids = _draw(w, d, block_pot, r, n_blocks)
+        cand = map_rows(X, ids, shift, scale)
+        cc2 = _pairwise_sq_dists(cand, seeds[:c])
+        pots = _sequential_sum(trials(X, w, shift, scale, d, labels, cand, cc2, n_blocks))
+        best = int(np.argmin(pots))
+        indices[c] = ids[best]
+        seeds[c] = cand[best]
+        block_pot = update(
+            X, w, shift, scale, d, u, lb, labels, seeds[c], np.sqrt(cc2[best]), cc2[best], c,
+            n_blocks,
+        )  # fmt: skip
+    var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
+    return seeds, indices, d, u, lb, labels, var, 2.0 * math.sqrt(far.max())
+
+
+def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, parallel):
+    """Greedy k-means++ seeds of ``(X - shift) * scale`` and each row's nearest seed.
+
+    Draws the same random numbers as :func:`sklearn.cluster.kmeans_plusplus`
+    (default ``n_local_trials``), so that from the same ``random_state`` the
+    same rows are picked, up to rounding (see :func:`kmeans`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units (not copied; may be a read-only memmap).
+    sample_weight : ndarray of shape (n_samples,) or (0,), or None
+        Non-negative weights; empty or None means unit weights.
+    shift, scale : float or ndarray of shape (n_features,)
+        Map to the coordinates k-means works in, ``z = (x - shift) * scale``.
+    n_clusters : int
+        Number of seeds.
+    random_state : int, RandomState instance or None
+        Source of the draws, advanced as scikit-learn advances it.
+    parallel : bool
+        Run over numba's thread pool (results do not depend on it).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Index of each row's nearest seed (the first one on ties).
+    seeds : ndarray of shape (n_clusters, n_features), float64
+        The seeds in mapped units.
+    indices : ndarray of shape (n_clusters,), int64
+        Rows of ``X`` the seeds are.
+    """
+    X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
+    seeds, indices, _, _, _, labels, _, _ = _seed(
+        X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
+    )
+    return labels, seeds, indices
+
+
+def _check_X(X, n_clusters):
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    return X
+
+
+def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks):
+    """scikit-learn's relocation of empty clusters, on the summed statistics in place.
+
+    Each empty cluster takes one of the rows farthest from their centres
+    (``np.argpartition`` as scikit-learn calls it), whose weighted row moves
+    out of its cluster's sums. Labels are left as they are, as there.
+    """
+    empty = np.flatnonzero(weight == 0.0)
+    if empty.size == 0:
+        return
+    kernel = _distances_to_own_parallel if parallel else _distances_to_own_serial
+    distances = kernel(X, shift, scale, centres, labels, n_blocks)
+    if np.max(distances) == 0.0:
+        return
+    far = np.argpartition(distances, -empty.size)[: -empty.size - 1 : -1]
+    del distances
+    rows = map_rows(X, far.astype(np.int64), shift, scale)
+    for new, idx, z in zip(empty, far, rows, strict=True):
+        wi = w[idx] if w.shape[0] else 1.0
+        old = labels[idx]
+        sums[old] -= z * wi
+        sums[new] = z * wi
+        weight[new] = wi
+        weight[old] -= wi
+
+
+def _average(sums, weight):
+    """Centres from sums, scikit-learn's way (empty clusters copy the heaviest one's row)."""
+    heaviest = int(np.argmax(weight))
+    centres = sums.copy()
+    for k in range(centres.shape[0]):
+        if weight[k] > 0:
+            centres[k] *= 1.0 / weight[k]
+        else:
+            centres[k] = centres[heaviest]
+    return centres
+
+
+def _bound_moves(move):
+    """Per cluster: its own move, and the largest move of any other cluster."""
+    order = np.argsort(move)[::-1]
+    top = move[order[0]]
+    second = move[order[1]] if move.shape[0] > 1 else 0.0
+    other = np.full(move.shape[0], top)
+    other[order[0]] = second
+    return move, other
+
+
+def kmeans(
+    X,
+    sample_weight,
+    shift,
+    scale,
+    n_clusters,
+    random_state,
+    parallel,
+    max_iter=300,
+    tol=1e-4,
+):
+    """k-means of ``(X - shift) * scale``: scikit-learn's ``KMeans(n_init=1)`` in bounded memory.
+
+    k-means++ seeds (as :func:`kmeans_plusplus`), then Lloyd's iterations
+    until no label changes, or until the squared centre shifts sum to at
+    most ``tol`` times the mean feature variance (unweighted, of the mapped
+    data), or ``max_iter``; in the last two cases the labels are assigned
+    once more to the final centres. Empty clusters are relocated as
+    scikit-learn relocates them. Extra memory is five float64 or int64
+    vectors of ``n_samples`` and O(``n_blocks * n_clusters * n_features``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units (not copied; may be a read-only memmap).
+    sample_weight : ndarray of shape (n_samples,) or (0,), or None
+        Non-negative weights; empty or None means unit weights.
+    shift, scale : float or ndarray of shape (n_features,)
+        Map to the coordinates k-means works in, ``z = (x - shift) * scale``
+        (k-means is invariant to a shift and to a common scale, not to a
+        per-feature one).
+    n_clusters : int
+        Number of clusters.
+    random_state : int, RandomState instance or None
+        Source of the seeding's draws, advanced as scikit-learn's ``KMeans``
+        advances it.
+    parallel : bool
+        Run over numba's thread pool (results do not depend on it).
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations.
+    tol : float, default=1e-4
+        Relative tolerance of the centre shift, as in ``KMeans``.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Cluster of each row.
+    centres : ndarray of shape (n_clusters, n_features), float64
+        Final centres in mapped units.
+    n_iter : int
+        Number of Lloyd iterations run, as ``KMeans.n_iter_``.
+
+    Notes
+    -----
+    All arithmetic is float64 whatever the dtype of ``X``, so for float32
+    data the result is that of scikit-learn on the data cast to float64.
+    scikit-learn evaluates distances as ``|c|**2 - 2 x.c`` in the dtype of
+    ``X`` and sums in an order depending on its threads; here they are sums
+    of squared differences. Labels agree except for rows within rounding of
+    two centres, and the seeding draws agree except where a draw falls
+    within rounding of a boundary of the cumulative potential.
+    """
+    X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
+    n_samples, n_features = X.shape
+    n_blocks = _n_blocks(n_samples)
+    seeds, _, d, upper, lower, labels, var, diameter = _seed(
+        X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
+    )
+    del d
+    tol = float(np.mean(var) * tol)
+    margin = _BOUND_MARGIN * diameter
+    sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
+    bsums, bweight, bcount = sums_kernel(X, w, shift, scale, labels, n_clusters, n_blocks)
+    hamerly = _hamerly_parallel if parallel else _hamerly_serial
+    centres = seeds
+    strict = False
+    for it in range(max_iter):
+        if it > 0:
+            CT = np.ascontiguousarray(centres.T)
+            sep = np.sqrt(_pairwise_sq_dists(centres, centres))
+            np.fill_diagonal(sep, np.inf)
+            half_sep = 0.5 * sep.min(axis=1) if n_clusters > 1 else np.full(1, np.inf)
+            changed = hamerly(
+                X, w, shift, scale, centres, CT, half_sep, *moves, labels, upper, lower,
+                bsums, bweight, bcount, margin, True, n_blocks,
+            ).sum()  # fmt: skip
+        # Totals in a fixed order; a cluster without a row of positive
+        # weight has exactly zero weight and sums, as in scikit-learn.
+        sums = _sequential_sum(bsums)
+        weight = _sequential_sum(bweight)
+        empty = _sequential_sum(bcount) == 0
+        sums[empty] = 0.0
+        weight[empty] = 0.0
+        _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
+        new = _average(sums, weight)
+        move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
+        centres = new
+        moves = _bound_moves(move)
+        if it > 0 and changed == 0:
+            strict = True
+            break
+        if np.sum(move**2) <= tol:
+            break
+    if not strict:
+        CT = np.ascontiguousarray(centres.T)
+        sep = np.sqrt(_pairwise_sq_dists(centres, centres))
+        np.fill_diagonal(sep, np.inf)
+        half_sep = 0.5 * sep.min(axis=1) if n_clusters > 1 else np.full(1, np.inf)
+        hamerly(
+            X, w, shift, scale, centres, CT, half_sep, *moves, labels, upper, lower,
+            bsums, bweight, bcount, margin, False, n_blocks,
+        )  # fmt: skip
+    return labels, centres, it + 1
+
+
+def nearest(X, shift, scale, centres, parallel):
+    """Index of the nearest centre to each row of ``(X - shift) * scale``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units (not copied; may be a read-only memmap).
+    shift, scale : float or ndarray of shape (n_features,)
+        Map to the centres' coordinates, ``z = (x - shift) * scale``.
+    centres : ndarray of shape (n_clusters, n_features)
+        Centres in mapped units.
+    parallel : bool
+        Run over numba's thread pool (results do not depend on it).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        The first centre at the smallest squared distance (summed squared
+        differences, float64).
+    """
+    shift, scale, _ = _check(X, None, shift, scale)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    CT = np.ascontiguousarray(np.asarray(centres, dtype=np.float64).T)
+    kernel = _nearest_parallel if parallel else _nearest_serial
+    kernel(X, shift, scale, CT, labels, _n_blocks(X.shape[0]))
+    return labels
