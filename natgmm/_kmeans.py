@@ -35,7 +35,7 @@ import numpy as np
 from numba import prange
 from sklearn.utils import check_random_state
 
-from ._kernels import _f64, _jit, _serial_and_parallel
+from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas
 
 # Relative margin of the seeding's pruning test: far above the relative
 # rounding of a directly summed squared distance (a few ulps).
@@ -48,6 +48,9 @@ _BOUND_MARGIN = 1e-11
 # estimator), so that the order of every sum is independent of the threads.
 _MAX_BLOCKS = 64
 _BLOCK_ROWS = 4096
+# Rows per BLAS product (distances of a chunk of rows to the seeding's
+# candidates, or to all centres).
+_ROWS = 128
 
 
 def _n_blocks(n_samples):
@@ -85,18 +88,6 @@ def _sq_dist(z, c):
 
 
 @_jit(False)
-def _all_sq_dists(z, CT, acc):
-    """``acc[k] = sum_j (z[j] - CT[j, k]) ** 2``: one lane per centre, so it vectorises."""
-    n_clusters = acc.shape[0]
-    acc[:] = 0.0
-    for j in range(z.shape[0]):
-        zj = z[j]
-        for k in range(n_clusters):
-            t = zj - CT[j, k]
-            acc[k] += t * t
-
-
-@_jit(False)
 def map_rows(X, rows, shift, scale):
     """Rows ``rows`` of ``X`` mapped to ``(x - shift) * scale`` as the kernels map them."""
     out = np.empty((rows.shape[0], X.shape[1]))
@@ -114,92 +105,77 @@ def _pairwise_sq_dists(A, B):
     return out
 
 
-def _seed_first_impl(X, w, shift, scale, c0, d, u, lb, labels, n_blocks):
+@_jit(False)
+def _sq_norm(z):
+    """``sum(z ** 2)`` in four interleaved partial sums (fixed order)."""
+    n = z.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += z[j] * z[j]
+        s1 += z[j + 1] * z[j + 1]
+        s2 += z[j + 2] * z[j + 2]
+        s3 += z[j + 3] * z[j + 3]
+    for j in range(m, n):
+        s0 += z[j] * z[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, moments, n_blocks):
     n_samples, n_features = X.shape
-    weighted = w.shape[0] > 0
-    block = (n_samples + n_blocks - 1) // n_blocks
-    pot = np.empty(n_blocks)
-    s1 = np.empty((n_blocks, n_features))
-    s2 = np.empty((n_blocks, n_features))
-    far = np.empty(n_blocks)
-    for b in prange(n_blocks):
-        z = np.empty(n_features)
-        pot[b] = 0.0
-        s1[b] = 0.0
-        s2[b] = 0.0
-        far[b] = 0.0
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            _map_row(X[i], shift, scale, z)
-            di = _sq_dist(z, c0)
-            d[i] = di
-            u[i] = math.sqrt(di)
-            lb[i] = np.inf
-            labels[i] = 0
-            pot[b] += (w[i] if weighted else 1.0) * di
-            far[b] = max(far[b], di)
-            for j in range(n_features):
-                t = z[j] - c0[j]
-                s1[b, j] += t
-                s2[b, j] += t * t
-    return pot, s1, s2, far
-
-
-_seed_first_serial, _seed_first_parallel = _serial_and_parallel(_seed_first_impl)
-
-
-def _seed_trials_impl(X, w, shift, scale, d, labels, cand, cc2, n_blocks):
-    n_samples, n_features = X.shape
-    n_trials = cand.shape[0]
+    n_trials = candT.shape[1]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
-    limit = 4.0 * (1.0 + _SEED_MARGIN)
+    s1 = np.zeros((n_blocks, n_features))
+    s2 = np.zeros((n_blocks, n_features))
+    far = np.zeros(n_blocks)
     for b in prange(n_blocks):
-        z = np.empty(n_features)
+        zbuf = np.zeros((_ROWS, n_features))
+        prod = np.empty((_ROWS, n_trials))
         pots[b] = 0.0
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            di = d[i]
-            a = labels[i]
-            wi = w[i] if weighted else 1.0
-            mapped = False
-            for t in range(n_trials):
-                v = di
-                if di > 0.0 and not cc2[t, a] > limit * di:
-                    if not mapped:
-                        _map_row(X[i], shift, scale, z)
-                        mapped = True
-                    v = min(di, _sq_dist(z, cand[t]))
-                pots[b, t] += wi * v
-    return pots
+        stop_b = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop_b, _ROWS):
+            n_rows = min(_ROWS, stop_b - start)
+            for r in range(n_rows):
+                _map_row(X[start + r], shift, scale, zbuf[r])
+            np.dot(zbuf, candT, prod)
+            for r in range(n_rows):
+                i = start + r
+                wi = w[i] if weighted else 1.0
+                zsq = _sq_norm(zbuf[r])
+                for t in range(n_trials):
+                    # scikit-learn's order: -2 x.c, plus |c|**2, plus |x|**2.
+                    e = max((-2.0 * prod[r, t] + cand_sq[t]) + zsq, 0.0)
+                    dist[i, t] = e
+                    pots[b, t] += wi * min(d[i], e)
+                if moments:  # for the tolerance, about the first seed
+                    far[b] = max(far[b], dist[i, 0])
+                    for j in range(n_features):
+                        t = zbuf[r, j] - candT[j, 0]
+                        s1[b, j] += t
+                        s2[b, j] += t * t
+    return pots, s1, s2, far
 
 
 _seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
 
 
-def _seed_update_impl(X, w, shift, scale, d, u, lb, labels, c, cc, cc2, k, n_blocks):
-    n_samples, n_features = X.shape
+def _seed_update_impl(w, d, labels, dist, best, k, n_blocks):
+    n_samples = d.shape[0]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pot = np.empty(n_blocks)
-    limit = 4.0 * (1.0 + _SEED_MARGIN)
     for b in prange(n_blocks):
-        z = np.empty(n_features)
         pot[b] = 0.0
         for i in range(b * block, min((b + 1) * block, n_samples)):
-            di = d[i]
-            a = labels[i]
-            if di > 0.0 and not cc2[a] > limit * di:
-                _map_row(X[i], shift, scale, z)
-                e = _sq_dist(z, c)
-                if e < di:
-                    lb[i] = min(lb[i], u[i])
-                    d[i] = e
-                    u[i] = math.sqrt(e)
-                    labels[i] = k
-                else:
-                    lb[i] = min(lb[i], math.sqrt(e))
-            else:  # |z - c| >= |c - m_a| - |z - m_a|
-                lb[i] = min(lb[i], cc[a] - u[i])
+            e = dist[i, best]
+            if e < d[i]:
+                d[i] = e
+                labels[i] = k
             pot[b] += (w[i] if weighted else 1.0) * d[i]
     return pot
 
@@ -271,80 +247,121 @@ def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks):
 _label_sums_serial, _label_sums_parallel = _serial_and_parallel(_label_sums_impl)
 
 
-def _hamerly_impl(
-    X,
-    w,
-    shift,
-    scale,
-    centres,
-    CT,
-    half_sep,
-    move_own,
-    move_other,
-    labels,
-    upper,
-    lower,
-    sums,
-    weight,
-    count,
-    margin,
-    update,
-    n_blocks,
-):
-    n_samples, n_features = X.shape
-    n_clusters = centres.shape[0]
+@_jit(False)
+def _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, w, labels, upper, glb, b,
+                 sums, weight, count, update):  # fmt: skip
+    """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
+
+    One BLAS product gives ``|z|**2 - 2 z.c + |c|**2`` for every centre, within
+    ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that
+    can be nearest within that error are compared by exact sums of squared
+    differences (the first of the smallest wins, as in Lloyd's). The row's
+    bounds become the exact distance to it and, per group, the smallest
+    distance allowed by the error to any other centre. Labels, and if
+    ``update`` the block's sums, follow. Returns the number of changed labels.
+    """
+    n_clusters = C.shape[0]
+    n_groups = gmin.shape[0]
+    bounds = glb.shape[0] > 0
+    # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
+    # most 2 gamma_(D+2) (|z|**2 + |c|**2), whatever the order of the sums.
+    err = (zbuf.shape[1] + 4) * 2.0**-52
     weighted = w.shape[0] > 0
-    block = (n_samples + n_blocks - 1) // n_blocks
-    changed = np.zeros(n_blocks, dtype=np.int64)
-    for b in prange(n_blocks):
-        z = np.empty(n_features)
-        acc = np.empty(n_clusters)
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            a = labels[i]
-            up = upper[i] + move_own[a]
-            lo = lower[i] - move_other[a]
-            bound = max(half_sep[a], lo)
-            if up + margin < bound:
-                upper[i] = up
-                lower[i] = lo
-                continue
-            _map_row(X[i], shift, scale, z)
-            up = math.sqrt(_sq_dist(z, centres[a]))
-            if up + margin < bound:
-                upper[i] = up
-                lower[i] = lo
-                continue
-            _all_sq_dists(z, CT, acc)
-            best = 0
-            first = acc[0]
-            second = np.inf
-            for k in range(1, n_clusters):
-                v = acc[k]
-                if v < first:
-                    second = first
-                    first = v
+    np.dot(zbuf, CT, prod)
+    changed = 0
+    for r in range(n_rows):
+        i = rows[r]
+        z = zbuf[r]
+        zsq = _sq_norm(z)
+        top = np.inf
+        for k in range(n_clusters):
+            e = (zsq - 2.0 * prod[r, k]) + csq[k]
+            prod[r, k] = e
+            top = min(top, e + err * (zsq + csq[k]))
+        best = 0
+        best_v = np.inf
+        for k in range(n_clusters):
+            if prod[r, k] - err * (zsq + csq[k]) <= top:
+                v = _sq_dist(z, C[k])
+                if v < best_v:
+                    best_v = v
                     best = k
-                elif v < second:
-                    second = v
-            upper[i] = math.sqrt(first)
-            lower[i] = math.sqrt(second)
-            if best != a:
-                labels[i] = best
-                changed[b] += 1
-                wi = w[i] if weighted else 1.0
-                if update and wi != 0.0:
-                    weight[b, a] -= wi
-                    weight[b, best] += wi
-                    count[b, a] -= 1
-                    count[b, best] += 1
-                    for j in range(n_features):
-                        t = wi * z[j]
-                        sums[b, a, j] -= t
-                        sums[b, best, j] += t
+        if bounds:
+            gmin[:] = np.inf
+            for k in range(n_clusters):
+                if k != best:
+                    g = group_of[k]
+                    gmin[g] = min(gmin[g], prod[r, k] - err * (zsq + csq[k]))
+            for g in range(n_groups):
+                glb[i, g] = math.sqrt(max(gmin[g], 0.0))
+            upper[i] = math.sqrt(best_v)
+        a = labels[i]
+        if best != a:
+            labels[i] = best
+            changed += 1
+            wi = w[i] if weighted else 1.0
+            if update and wi != 0.0:
+                weight[b, a] -= wi
+                weight[b, best] += wi
+                count[b, a] -= 1
+                count[b, best] += 1
+                for j in range(z.shape[0]):
+                    t = wi * z[j]
+                    sums[b, a, j] -= t
+                    sums[b, best, j] += t
     return changed
 
 
-_hamerly_serial, _hamerly_parallel = _serial_and_parallel(_hamerly_impl)
+def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, group_of, drift, group_drift,
+                labels, upper, glb, sums, weight, count, margin, update, n_blocks):  # fmt: skip
+    n_samples, n_features = X.shape
+    n_clusters = C.shape[0]
+    n_groups = group_drift.shape[0]
+    block = (n_samples + n_blocks - 1) // n_blocks
+    changed = np.zeros(n_blocks, dtype=np.int64)
+    full = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
+        zbuf = np.zeros((_ROWS, n_features))
+        rows = np.empty(_ROWS, dtype=np.int64)
+        prod = np.empty((_ROWS, n_clusters))
+        gmin = np.empty(n_groups)
+        n_buf = 0
+        stop = min((b + 1) * block, n_samples)
+        for i in range(b * block, stop):
+            a = labels[i]
+            up = upper[i] + drift[a]
+            upper[i] = up
+            low = np.inf
+            for g in range(n_groups):
+                v = glb[i, g] - group_drift[g]
+                glb[i, g] = v
+                low = min(low, v)
+            bound = max(half_sep[a], low) - margin
+            if up < bound:
+                continue
+            z = zbuf[n_buf]
+            _map_row(X[i], shift, scale, z)
+            up = math.sqrt(_sq_dist(z, C[a]))
+            upper[i] = up
+            if up < bound:
+                continue
+            rows[n_buf] = i
+            n_buf += 1
+            if n_buf == _ROWS:
+                changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, group_of, prod,
+                                           gmin, w, labels, upper, glb, b, sums, weight,
+                                           count, update)  # fmt: skip
+                full[b] += n_buf
+                n_buf = 0
+        if n_buf > 0:
+            changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, group_of, prod, gmin,
+                                       w, labels, upper, glb, b, sums, weight, count,
+                                       update)  # fmt: skip
+            full[b] += n_buf
+    return changed, full
+
+
+_lloyd_serial, _lloyd_parallel = _serial_and_parallel(_lloyd_impl)
 
 
 def _distances_to_own_impl(X, shift, scale, centres, labels, n_blocks):
@@ -359,25 +376,33 @@ def _distances_to_own_impl(X, shift, scale, centres, labels, n_blocks):
     return out
 
 
-_distances_to_own_serial, _distances_to_own_parallel = _serial_and_parallel(
-    _distances_to_own_impl
-)
+_distances_to_own_serial, _distances_to_own_parallel = _serial_and_parallel(_distances_to_own_impl)
 
 
-def _nearest_impl(X, shift, scale, CT, labels, n_blocks):
+def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
     n_samples, n_features = X.shape
-    n_clusters = CT.shape[1]
+    n_clusters = C.shape[0]
     block = (n_samples + n_blocks - 1) // n_blocks
     for b in prange(n_blocks):
-        z = np.empty(n_features)
-        acc = np.empty(n_clusters)
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            _map_row(X[i], shift, scale, z)
-            _all_sq_dists(z, CT, acc)
-            best = 0
-            for k in range(1, n_clusters):
-                best = k if acc[k] < acc[best] else best
-            labels[i] = best
+        zbuf = np.zeros((_ROWS, n_features))
+        rows = np.empty(_ROWS, dtype=np.int64)
+        prod = np.empty((_ROWS, n_clusters))
+        gmin = np.empty(1)
+        none = np.empty(0)
+        no_bounds = np.empty((0, 1))
+        no_sums = np.empty((1, 1, 1))
+        no_weight = np.empty((1, 1))
+        no_count = np.empty((1, 1), dtype=np.int64)
+        group_of = np.zeros(n_clusters, dtype=np.int64)
+        stop_b = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop_b, _ROWS):
+            n_rows = min(_ROWS, stop_b - start)
+            for r in range(n_rows):
+                _map_row(X[start + r], shift, scale, zbuf[r])
+                rows[r] = start + r
+                labels[start + r] = 0
+            _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, none, labels,
+                         none, no_bounds, 0, no_sums, no_weight, no_count, False)  # fmt: skip
 
 
 _nearest_serial, _nearest_parallel = _serial_and_parallel(_nearest_impl)
@@ -393,7 +418,7 @@ def _check(X, sample_weight, shift, scale):
 
 
 def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
-    """k-means++ state: seeds, their indices, and per-row d, u, lb, labels, tolerance sums."""
+    """k-means++ seeds, their rows, each row's nearest seed, feature variances, diameter."""
     n_samples, n_features = X.shape
     # The first seed and every later draw exactly as scikit-learn's
     # _kmeans_plusplus makes them (unit weights are ones there).
@@ -405,31 +430,52 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     indices[0] = first
     seeds = np.empty((n_clusters, n_features))
     seeds[0] = map_rows(X, indices[:1], shift, scale)[0]
-    d = np.empty(n_samples)
-    u = np.empty(n_samples)
-    lb = np.empty(n_samples)
-    labels = np.empty(n_samples, dtype=np.int64)
-    kernel = _seed_first_parallel if parallel else _seed_first_serial
-    block_pot, s1, s2, far = kernel(X, w, shift, scale, seeds[0], d, u, lb, labels, n_blocks)
-    s1, s2 = s1.sum(axis=0), s2.sum(axis=0)
+    d = np.full(n_samples, np.inf)
+    labels = np.zeros(n_samples, dtype=np.int64)
+    dist = np.empty((n_samples, n_trials))
     trials = _seed_trials_parallel if parallel else _seed_trials_serial
     update = _seed_update_parallel if parallel else _seed_update_serial
+    cand = seeds[:1]
+    _, s1, s2, far = trials(
+        X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, True,
+        n_blocks,
+    )  # fmt: skip
+    block_pot = update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
-        current_pot = _sequential_sum(block_pot[:, None])[0]
+        current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
         r = random_state.uniform(size=n_trials) * current_pot
         ids = _draw(w, d, block_pot, r, n_blocks)
         cand = map_rows(X, ids, shift, scale)
-        cc2 = _pairwise_sq_dists(cand, seeds[:c])
-        pots = _sequential_sum(trials(X, w, shift, scale, d, labels, cand, cc2, n_blocks))
-        best = int(np.argmin(pots))
-        indices[c] = ids[best]
-        seeds[c] = cand[best]
-        block_pot = update(
-            X, w, shift, scale, d, u, lb, labels, seeds[c], np.sqrt(cc2[best]), cc2[best], c,
+        pots, _, _, _ = trials(
+            X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, False,
             n_blocks,
         )  # fmt: skip
+        best = int(np.argmin(_sequential_sum(pots)))
+        indices[c] = ids[best]
+        seeds[c] = cand[best]
+        block_pot = update(w, d, labels, dist, best, c, n_blocks)
+    s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
-    return seeds, indices, d, u, lb, labels, var, 2.0 * math.sqrt(far.max())
+    return seeds, indices, labels, var, 2.0 * math.sqrt(far.max())
+
+
+def _sq_norms(C):
+    return np.einsum("ij,ij->i", C, C)
+
+
+def _check(X, sample_weight, shift, scale):
+    n_features = X.shape[1]
+    shift = _f64(np.broadcast_to(shift, (n_features,)))
+    scale = _f64(np.broadcast_to(scale, (n_features,)))
+    if sample_weight is None:
+        sample_weight = np.empty(0)
+    return shift, scale, _f64(sample_weight)
+
+
+def _check_X(X, n_clusters):
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    return X
 
 
 def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, parallel):
@@ -457,7 +503,9 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     Returns
     -------
     labels : ndarray of shape (n_samples,), int64
-        Index of each row's nearest seed (the first one on ties).
+        Index of each row's nearest seed (the first one on ties), by the
+        distances the seeding evaluates (``|c|**2 - 2 z.c + |z|**2``, as
+        scikit-learn's ``pairwise_distances_argmin``).
     seeds : ndarray of shape (n_clusters, n_features), float64
         The seeds in mapped units.
     indices : ndarray of shape (n_clusters,), int64
@@ -465,16 +513,11 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     """
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    seeds, indices, _, _, _, labels, _, _ = _seed(
-        X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
-    )
+    with _single_threaded_blas():
+        seeds, indices, labels, _, _ = _seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
+        )
     return labels, seeds, indices
-
-
-def _check_X(X, n_clusters):
-    if X.shape[0] < n_clusters:
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
-    return X
 
 
 def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks):
@@ -504,7 +547,7 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
 
 
 def _average(sums, weight):
-    """Centres from sums, scikit-learn's way (empty clusters copy the heaviest one's row)."""
+    """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
     heaviest = int(np.argmax(weight))
     centres = sums.copy()
     for k in range(centres.shape[0]):
@@ -515,14 +558,20 @@ def _average(sums, weight):
     return centres
 
 
-def _bound_moves(move):
-    """Per cluster: its own move, and the largest move of any other cluster."""
-    order = np.argsort(move)[::-1]
-    top = move[order[0]]
-    second = move[order[1]] if move.shape[0] > 1 else 0.0
-    other = np.full(move.shape[0], top)
-    other[order[0]] = second
-    return move, other
+def _groups(seeds, n_groups):
+    """Yinyang's groups of centres: five Lloyd iterations over the seeds."""
+    means = seeds[:n_groups]
+    for _ in range(5):
+        group_of = np.argmin(_pairwise_sq_dists(seeds, means), axis=1)
+        means = np.stack([seeds[group_of == g].mean(axis=0) for g in np.unique(group_of)])
+    return np.unique(group_of, return_inverse=True)[1].astype(np.int64), means.shape[0]
+
+
+def _geometry(centres):
+    """Transposed centres, squared norms and half the distance to the nearest other centre."""
+    sep = np.sqrt(_pairwise_sq_dists(centres, centres))
+    np.fill_diagonal(sep, np.inf)
+    return np.ascontiguousarray(centres.T), _sq_norms(centres), 0.5 * sep.min(axis=1)
 
 
 def kmeans(
@@ -543,8 +592,7 @@ def kmeans(
     most ``tol`` times the mean feature variance (unweighted, of the mapped
     data), or ``max_iter``; in the last two cases the labels are assigned
     once more to the final centres. Empty clusters are relocated as
-    scikit-learn relocates them. Extra memory is five float64 or int64
-    vectors of ``n_samples`` and O(``n_blocks * n_clusters * n_features``).
+    scikit-learn relocates them.
 
     Parameters
     ----------
@@ -582,63 +630,80 @@ def kmeans(
     All arithmetic is float64 whatever the dtype of ``X``, so for float32
     data the result is that of scikit-learn on the data cast to float64.
     scikit-learn evaluates distances as ``|c|**2 - 2 x.c`` in the dtype of
-    ``X`` and sums in an order depending on its threads; here they are sums
-    of squared differences. Labels agree except for rows within rounding of
-    two centres, and the seeding draws agree except where a draw falls
-    within rounding of a boundary of the cumulative potential.
+    ``X``, summed in an order that depends on its threads; here the nearest
+    centre is decided by exact sums of squared differences among the
+    centres that the expanded form leaves within its rounding. Labels agree
+    except for rows within rounding of two centres, and the seeding's draws
+    agree except where one falls within rounding of a boundary of the
+    cumulative potential.
+
+    Extra memory: ``n_samples`` int64 labels, ``n_samples`` float64 upper
+    bounds, ``n_samples x n_groups`` float64 lower bounds (``n_groups =
+    max(1, n_clusters // 10)``), and during the seeding ``n_samples x (2 +
+    log(n_clusters))`` float64 distances to the candidates.
     """
+    labels, centres, n_iter, _ = _kmeans(
+        X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol
+    )
+    return labels, centres, n_iter
+
+
+def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol):
+    """:func:`kmeans`, plus the number of rows whose distances were evaluated per iteration."""
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
-    seeds, _, d, upper, lower, labels, var, diameter = _seed(
-        X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
-    )
-    del d
-    tol = float(np.mean(var) * tol)
-    margin = _BOUND_MARGIN * diameter
-    sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
-    bsums, bweight, bcount = sums_kernel(X, w, shift, scale, labels, n_clusters, n_blocks)
-    hamerly = _hamerly_parallel if parallel else _hamerly_serial
-    centres = seeds
-    strict = False
-    for it in range(max_iter):
-        if it > 0:
-            CT = np.ascontiguousarray(centres.T)
-            sep = np.sqrt(_pairwise_sq_dists(centres, centres))
-            np.fill_diagonal(sep, np.inf)
-            half_sep = 0.5 * sep.min(axis=1) if n_clusters > 1 else np.full(1, np.inf)
-            changed = hamerly(
-                X, w, shift, scale, centres, CT, half_sep, *moves, labels, upper, lower,
-                bsums, bweight, bcount, margin, True, n_blocks,
-            ).sum()  # fmt: skip
-        # Totals in a fixed order; a cluster without a row of positive
-        # weight has exactly zero weight and sums, as in scikit-learn.
-        sums = _sequential_sum(bsums)
-        weight = _sequential_sum(bweight)
-        empty = _sequential_sum(bcount) == 0
-        sums[empty] = 0.0
-        weight[empty] = 0.0
-        _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
-        new = _average(sums, weight)
-        move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
-        centres = new
-        moves = _bound_moves(move)
-        if it > 0 and changed == 0:
-            strict = True
-            break
-        if np.sum(move**2) <= tol:
-            break
-    if not strict:
-        CT = np.ascontiguousarray(centres.T)
-        sep = np.sqrt(_pairwise_sq_dists(centres, centres))
-        np.fill_diagonal(sep, np.inf)
-        half_sep = 0.5 * sep.min(axis=1) if n_clusters > 1 else np.full(1, np.inf)
-        hamerly(
-            X, w, shift, scale, centres, CT, half_sep, *moves, labels, upper, lower,
-            bsums, bweight, bcount, margin, False, n_blocks,
-        )  # fmt: skip
-    return labels, centres, it + 1
+    with _single_threaded_blas():
+        seeds, _, labels, var, diameter = _seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
+        )
+        tol = float(np.mean(var) * tol)
+        # Every bound moves by at most max_iter rounded additions of values
+        # below the diameter: their error stays far below this margin.
+        margin = _BOUND_MARGIN * diameter
+        group_of, n_groups = _groups(seeds, max(1, n_clusters // 10))
+        upper = np.full(n_samples, np.inf)
+        glb = np.full((n_samples, n_groups), -np.inf)
+        sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
+        bsums, bweight, bcount = sums_kernel(X, w, shift, scale, labels, n_clusters, n_blocks)
+        lloyd = _lloyd_parallel if parallel else _lloyd_serial
+        centres = seeds
+        strict = False
+        work = []
+        drifts = changed = None
+        for it in range(max_iter):
+            if it > 0:
+                changed, full = lloyd(
+                    X, w, shift, scale, centres, *_geometry(centres), group_of, *drifts,
+                    labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
+                )  # fmt: skip
+                work.append(int(full.sum()))
+            # Totals in a fixed order; a cluster without a row of positive
+            # weight has exactly zero weight and sums, as in scikit-learn.
+            sums = _sequential_sum(bsums)
+            weight = _sequential_sum(bweight)
+            empty = _sequential_sum(bcount) == 0
+            sums[empty] = 0.0
+            weight[empty] = 0.0
+            _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
+            new = _average(sums, weight)
+            move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
+            centres = new
+            group_move = np.zeros(n_groups)
+            np.maximum.at(group_move, group_of, move)
+            drifts = (move, group_move)
+            if it > 0 and changed.sum() == 0:
+                strict = True
+                break
+            if np.sum(move**2) <= tol:
+                break
+        if not strict:
+            lloyd(
+                X, w, shift, scale, centres, *_geometry(centres), group_of, *drifts,
+                labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
+            )  # fmt: skip
+    return labels, centres, it + 1, work
 
 
 def nearest(X, shift, scale, centres, parallel):
@@ -658,12 +723,14 @@ def nearest(X, shift, scale, centres, parallel):
     Returns
     -------
     labels : ndarray of shape (n_samples,), int64
-        The first centre at the smallest squared distance (summed squared
-        differences, float64).
+        The first centre at the smallest distance, decided as in
+        :func:`kmeans` (exact sums of squared differences in float64).
     """
     shift, scale, _ = _check(X, None, shift, scale)
+    C = _f64(centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
-    CT = np.ascontiguousarray(np.asarray(centres, dtype=np.float64).T)
     kernel = _nearest_parallel if parallel else _nearest_serial
-    kernel(X, shift, scale, CT, labels, _n_blocks(X.shape[0]))
+    with _single_threaded_blas():
+        kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
+               _n_blocks(X.shape[0]))  # fmt: skip
     return labels
