@@ -269,29 +269,43 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, w, labels
     weighted = w.shape[0] > 0
     np.dot(zbuf, CT, prod)
     changed = 0
+    csq_low = csq * (1.0 - err)
+    spread = 2.0 * err
+    csq_max = csq.max()
     for r in range(n_rows):
         i = rows[r]
         z = zbuf[r]
         zsq = _sq_norm(z)
-        top = np.inf
+        zsq_low = zsq * (1.0 - err)
+        low = prod[r]
+        # Lower bounds of the squared distances (the slack in err covers the
+        # roundings of this expression): one lane per centre.
         for k in range(n_clusters):
-            e = (zsq - 2.0 * prod[r, k]) + csq[k]
-            prod[r, k] = e
-            top = min(top, e + err * (zsq + csq[k]))
+            low[k] = (zsq_low - 2.0 * low[k]) + csq_low[k]
+        least = np.inf
+        for k in range(n_clusters):
+            least = min(least, low[k])
+        # No centre whose lower bound is above this can be the nearest.
+        top = least + spread * (zsq + csq_max)
         best = 0
         best_v = np.inf
+        if bounds:
+            gmin[:] = np.inf
         for k in range(n_clusters):
-            if prod[r, k] - err * (zsq + csq[k]) <= top:
+            if low[k] <= top:
                 v = _sq_dist(z, C[k])
                 if v < best_v:
                     best_v = v
                     best = k
+            if bounds:
+                g = group_of[k]
+                gmin[g] = min(gmin[g], low[k])
         if bounds:
-            gmin[:] = np.inf
+            g_best = group_of[best]
+            gmin[g_best] = np.inf
             for k in range(n_clusters):
-                if k != best:
-                    g = group_of[k]
-                    gmin[g] = min(gmin[g], prod[r, k] - err * (zsq + csq[k]))
+                if k != best and group_of[k] == g_best:
+                    gmin[g_best] = min(gmin[g_best], low[k])
             for g in range(n_groups):
                 glb[i, g] = math.sqrt(max(gmin[g], 0.0))
             upper[i] = math.sqrt(best_v)
