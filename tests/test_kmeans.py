@@ -22,7 +22,7 @@ from sklearn.metrics import pairwise_distances_argmin
 from natgmm import _kmeans
 
 
-def _data(n_samples=3000, n_features=8, n_centres=12, seed=0, dtype=np.float64):
+def _data(n_samples=2000, n_features=8, n_centres=12, seed=0, dtype=np.float64):
     """Overlapping blobs in user units far from the origin, and the k-means map."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=3.0, size=(n_centres, n_features))
