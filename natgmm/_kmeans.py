@@ -164,12 +164,19 @@ def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, moments, n_bl
 _seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
 
 
-def _seed_update_impl(w, d, labels, dist, best, k, n_blocks):
+@_jit(False)
+def _seed_update(w, d, labels, dist, best, k, n_blocks):
+    """Take candidate ``best`` as seed ``k``; return each block's new potential.
+
+    Serial: it reads only ``d`` and ``dist`` (no row of ``X``) and takes a
+    fraction of a millisecond, less than a parallel region costs on a loaded
+    machine.
+    """
     n_samples = d.shape[0]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pot = np.empty(n_blocks)
-    for b in prange(n_blocks):
+    for b in range(n_blocks):
         pot[b] = 0.0
         for i in range(b * block, min((b + 1) * block, n_samples)):
             e = dist[i, best]
@@ -178,9 +185,6 @@ def _seed_update_impl(w, d, labels, dist, best, k, n_blocks):
                 labels[i] = k
             pot[b] += (w[i] if weighted else 1.0) * d[i]
     return pot
-
-
-_seed_update_serial, _seed_update_parallel = _serial_and_parallel(_seed_update_impl)
 
 
 @_jit(False)
@@ -448,13 +452,12 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     labels = np.zeros(n_samples, dtype=np.int64)
     dist = np.empty((n_samples, n_trials))
     trials = _seed_trials_parallel if parallel else _seed_trials_serial
-    update = _seed_update_parallel if parallel else _seed_update_serial
     cand = seeds[:1]
     _, s1, s2, far = trials(
         X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, True,
         n_blocks,
     )  # fmt: skip
-    block_pot = update(w, d, labels, dist, 0, 0, n_blocks)
+    block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
         current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
         r = random_state.uniform(size=n_trials) * current_pot
@@ -467,7 +470,7 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
         best = int(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
         seeds[c] = cand[best]
-        block_pot = update(w, d, labels, dist, best, c, n_blocks)
+        block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
     return seeds, indices, labels, var, 2.0 * math.sqrt(far.max())
