@@ -204,6 +204,9 @@ def _draw(w, d, block_pot, r, n_blocks):
         before = 0.0
         for b in range(n_blocks):
             if before + block_pot[b] >= r[t]:
+                # The block's last row, should a contracted multiply-add
+                # leave the running sum an ulp short of the block total.
+                out[t] = min((b + 1) * block, n_samples) - 1
                 partial = 0.0
                 for i in range(b * block, min((b + 1) * block, n_samples)):
                     partial += (w[i] if weighted else 1.0) * d[i]
