@@ -198,3 +198,20 @@ def test_max_iter_and_tolerance():
 def test_too_few_rows():
     with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=4"):
         _kmeans.kmeans(np.zeros((3, 2)), None, 0.0, 1.0, 4, 0, False)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_draw_is_searchsorted_of_cumsum(weighted):
+    rng = np.random.default_rng(0)
+    n, n_blocks = 1000, 7
+    d = rng.uniform(size=n) * (rng.uniform(size=n) < 0.7)  # zero terms: rows never drawn
+    w = rng.uniform(0, 2, size=n) * (rng.uniform(size=n) < 0.8) if weighted else np.empty(0)
+    terms = d * (w if weighted else 1.0)
+    block = -(-n // n_blocks)
+    block_pot = np.array([terms[b * block : (b + 1) * block].sum() for b in range(n_blocks)])
+    r = np.concatenate([rng.uniform(size=200) * terms.sum(), [0.0, 2 * terms.sum()]])
+    expected = np.minimum(np.searchsorted(np.cumsum(terms), r), n - 1)
+    # Sums in another order than np.cumsum: a draw within rounding of a
+    # boundary may differ; none of these 202 falls within 1e-12 of one.
+    assert np.min(np.abs(np.cumsum(terms)[:, None] - r[:200])) > 1e-12
+    assert_array_equal(_kmeans._draw(w, d, block_pot, r, n_blocks), expected)
