@@ -47,3 +47,25 @@ def load_npz(path):
     """``X`` and ``y`` (None when absent) of an ``.npz`` file."""
     data = np.load(path)
     return data["X"], data["y"] if "y" in data else None
+
+
+def digits_like_latents(n_samples, n_factors=50, noise=2.0, seed=0, dtype=np.float64):
+    """FactorAnalysis latents of noisy resampled digits: ``Z, y``.
+
+    Rows of scikit-learn's digits (8 x 8 images) drawn with replacement, each
+    pixel plus Gaussian noise of standard deviation ``noise`` (pixels range
+    over 0..16), reduced to ``n_factors`` latents by ``FactorAnalysis``:
+    overlapping, unevenly spread clusters like latents of real images, at any
+    ``n_samples``. The factor model is fitted on the first 5000 rows and
+    applied to all of them, which keeps large ``n_samples`` quick.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import FactorAnalysis
+
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(X.shape[0], size=n_samples)
+    images = X[rows] + rng.normal(scale=noise, size=(n_samples, X.shape[1]))
+    fa = FactorAnalysis(n_factors, random_state=seed).fit(images[:5000])
+    Z = fa.transform(images)
+    return np.ascontiguousarray(Z, dtype=dtype), y[rows]

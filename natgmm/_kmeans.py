@@ -1,0 +1,775 @@
+"""Numba k-means: k-means++ seeding and Lloyd's iterations with Yinyang's bounds.
+
+The same algorithm as scikit-learn's ``KMeans(n_init=1)`` (greedy k-means++
+seeding drawing the same random numbers, Lloyd's iterations, the same
+stopping rule and relocation of empty clusters) in the kernels' style: rows
+are mapped on the fly to ``z = (x - shift) * scale``, no copy of ``X`` and no
+``n_samples x n_clusters`` array is made, and every reduction runs over
+fixed blocks of rows in a fixed order, so results do not depend on the
+number of threads. Arithmetic is float64 whatever the dtype of ``X``.
+
+Seeding evaluates the candidates' distances as scikit-learn does,
+``-2 z.c + |c|**2 + |z|**2`` with one BLAS product per chunk of rows, and
+keeps them (``n_samples x n_trials``) so that taking the best candidate reads
+no row again. Its cumulative potential is never stored: a draw finds its
+block from the blocks' totals and its row by summing within the block.
+
+Lloyd's iterations keep, per row, an upper bound on the distance to its
+centre and, per group of about ten centres (Yinyang k-means), a lower bound
+on the distance to the group's other centres, both moved by the centres'
+shifts each iteration. A row whose upper bound is below every lower bound
+(or below half the distance from its centre to the nearest other one) keeps
+its label with at most one distance evaluated. The other rows are gathered
+into chunks whose distances to all centres are one BLAS product in the
+expanded form; its rounding is bounded (``_assign_rows``), and the centres
+it leaves within that bound of the nearest are compared by exact sums of
+squared differences, first index winning ties as in Lloyd's. The bounds keep
+a margin far above their own rounding, so a skipped evaluation never
+changes a label: the labels are those of Lloyd's iterations in exact
+arithmetic but for rows within about 1e-11 of the data's diameter of two
+centres, and scikit-learn's agree with them but for rows within its own
+rounding. The centre sums are kept per block and updated only for rows that
+change label.
+
+On latents of images (D = 50), the triangle inequality spares almost no
+distance in the seeding (a candidate is rarely twice as far from a row's
+seed as the row) and the bounds spare about three rows in four over a run.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+from sklearn.utils import check_random_state
+
+from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas
+
+# Absolute margin of the bound tests, times a bound on the data's diameter:
+# each bound moves by at most ``max_iter`` rounded additions of values below
+# the diameter, so its error stays below 1e-13 of it.
+_BOUND_MARGIN = 1e-11
+# Rows per block of the reductions: fixed by the data shape only (as in the
+# estimator), so that the order of every sum is independent of the threads.
+_MAX_BLOCKS = 64
+_BLOCK_ROWS = 4096
+# Rows per BLAS product (distances of a chunk of rows to the seeding's
+# candidates, or to all centres).
+_ROWS = 128
+
+
+def _n_blocks(n_samples):
+    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
+
+
+@_jit(False)
+def _map_row(x, shift, scale, z):
+    for j in range(z.shape[0]):
+        z[j] = (x[j] - shift[j]) * scale[j]
+
+
+@_jit(False)
+def _sq_dist(z, c):
+    """``sum((z - c) ** 2)`` in four interleaved partial sums (fixed order)."""
+    n = z.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        t0 = z[j] - c[j]
+        t1 = z[j + 1] - c[j + 1]
+        t2 = z[j + 2] - c[j + 2]
+        t3 = z[j + 3] - c[j + 3]
+        s0 += t0 * t0
+        s1 += t1 * t1
+        s2 += t2 * t2
+        s3 += t3 * t3
+    for j in range(m, n):
+        t = z[j] - c[j]
+        s0 += t * t
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit(False)
+def map_rows(X, rows, shift, scale):
+    """Map rows ``rows`` of ``X`` to ``(x - shift) * scale`` as the kernels map them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units.
+    rows : ndarray of shape (n_rows,), int64
+        Row indices.
+    shift, scale : ndarray of shape (n_features,), float64
+        The map.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_rows, n_features), float64
+        The mapped rows, bit for bit as the kernels compute them.
+    """
+    out = np.empty((rows.shape[0], X.shape[1]))
+    for r in range(rows.shape[0]):
+        _map_row(X[rows[r]], shift, scale, out[r])
+    return out
+
+
+@_jit(False)
+def _pairwise_sq_dists(A, B):
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in range(A.shape[0]):
+        for k in range(B.shape[0]):
+            out[i, k] = _sq_dist(A[i], B[k])
+    return out
+
+
+@_jit(False)
+def _sq_norm(z):
+    """``sum(z ** 2)`` in four interleaved partial sums (fixed order)."""
+    n = z.shape[0]
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += z[j] * z[j]
+        s1 += z[j + 1] * z[j + 1]
+        s2 += z[j + 2] * z[j + 2]
+        s3 += z[j + 3] * z[j + 3]
+    for j in range(m, n):
+        s0 += z[j] * z[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, moments, n_blocks):
+    n_samples, n_features = X.shape
+    n_trials = candT.shape[1]
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    pots = np.empty((n_blocks, n_trials))
+    s1 = np.zeros((n_blocks, n_features))
+    s2 = np.zeros((n_blocks, n_features))
+    far = np.zeros(n_blocks)
+    for b in prange(n_blocks):
+        zbuf = np.zeros((_ROWS, n_features))
+        prod = np.empty((_ROWS, n_trials))
+        pots[b] = 0.0
+        stop_b = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop_b, _ROWS):
+            n_rows = min(_ROWS, stop_b - start)
+            for r in range(n_rows):
+                _map_row(X[start + r], shift, scale, zbuf[r])
+            np.dot(zbuf, candT, prod)
+            for r in range(n_rows):
+                i = start + r
+                wi = w[i] if weighted else 1.0
+                zsq = _sq_norm(zbuf[r])
+                for t in range(n_trials):
+                    # scikit-learn's order: -2 x.c, plus |c|**2, plus |x|**2.
+                    e = max((-2.0 * prod[r, t] + cand_sq[t]) + zsq, 0.0)
+                    dist[i, t] = e
+                    pots[b, t] += wi * min(d[i], e)
+                if moments:  # for the tolerance, about the first seed
+                    far[b] = max(far[b], dist[i, 0])
+                    for j in range(n_features):
+                        t = zbuf[r, j] - candT[j, 0]
+                        s1[b, j] += t
+                        s2[b, j] += t * t
+    return pots, s1, s2, far
+
+
+_seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
+
+
+@_jit(False)
+def _seed_update(w, d, labels, dist, best, k, n_blocks):
+    """Take candidate ``best`` as seed ``k``; return each block's new potential.
+
+    Serial: it reads only ``d`` and ``dist`` (no row of ``X``) and takes a
+    fraction of a millisecond, less than a parallel region costs on a loaded
+    machine.
+    """
+    n_samples = d.shape[0]
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    pot = np.empty(n_blocks)
+    for b in range(n_blocks):
+        pot[b] = 0.0
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            e = dist[i, best]
+            if e < d[i]:
+                d[i] = e
+                labels[i] = k
+            pot[b] += (w[i] if weighted else 1.0) * d[i]
+    return pot
+
+
+@_jit(False)
+def _draw(w, d, block_pot, r, n_blocks):
+    """``searchsorted(cumsum(w * d), r)`` without the cumulative sum, clipped to the last row.
+
+    The cumulative sum is the running sum of the blocks' totals ``block_pot``
+    plus the running sum within the block, so that the block total is reached
+    exactly at its last row.
+    """
+    n_samples = d.shape[0]
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    out = np.empty(r.shape[0], dtype=np.int64)
+    for t in range(r.shape[0]):
+        out[t] = n_samples - 1
+        before = 0.0
+        for b in range(n_blocks):
+            if before + block_pot[b] >= r[t]:
+                # The block's last row, should a contracted multiply-add
+                # leave the running sum an ulp short of the block total.
+                out[t] = min((b + 1) * block, n_samples) - 1
+                partial = 0.0
+                for i in range(b * block, min((b + 1) * block, n_samples)):
+                    partial += (w[i] if weighted else 1.0) * d[i]
+                    if before + partial >= r[t]:
+                        out[t] = i
+                        break
+                break
+            before += block_pot[b]
+    return out
+
+
+def _sequential_sum(a):
+    """Sum over the first axis, one term after the other."""
+    total = np.zeros(a.shape[1:])
+    for row in a:
+        total = total + row
+    return total
+
+
+def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks):
+    n_samples, n_features = X.shape
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    sums = np.empty((n_blocks, n_clusters, n_features))
+    weight = np.empty((n_blocks, n_clusters))
+    count = np.empty((n_blocks, n_clusters), dtype=np.int64)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        sums[b] = 0.0
+        weight[b] = 0.0
+        count[b] = 0
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            wi = w[i] if weighted else 1.0
+            if wi == 0.0:
+                continue
+            k = labels[i]
+            _map_row(X[i], shift, scale, z)
+            weight[b, k] += wi
+            count[b, k] += 1
+            for j in range(n_features):
+                sums[b, k, j] += wi * z[j]
+    return sums, weight, count
+
+
+_label_sums_serial, _label_sums_parallel = _serial_and_parallel(_label_sums_impl)
+
+
+@_jit(False)
+def _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, w, labels, upper, glb, b,
+                 sums, weight, count, update):  # fmt: skip
+    """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
+
+    One BLAS product gives ``|z|**2 - 2 z.c + |c|**2`` for every centre, within
+    ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that
+    can be nearest within that error are compared by exact sums of squared
+    differences (the first of the smallest wins, as in Lloyd's). The row's
+    bounds become the exact distance to it and, per group, the smallest
+    distance allowed by the error to any other centre. Labels, and if
+    ``update`` the block's sums, follow. Returns the number of changed labels.
+    """
+    n_clusters = C.shape[0]
+    n_groups = gmin.shape[0]
+    bounds = glb.shape[0] > 0
+    # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
+    # most 2 gamma_(D+2) (|z|**2 + |c|**2), whatever the order of the sums.
+    err = (zbuf.shape[1] + 4) * 2.0**-52
+    weighted = w.shape[0] > 0
+    np.dot(zbuf, CT, prod)
+    changed = 0
+    csq_low = csq * (1.0 - err)
+    spread = 2.0 * err
+    csq_max = csq.max()
+    for r in range(n_rows):
+        i = rows[r]
+        z = zbuf[r]
+        zsq = _sq_norm(z)
+        zsq_low = zsq * (1.0 - err)
+        low = prod[r]
+        # Lower bounds of the squared distances (the slack in err covers the
+        # roundings of this expression): one lane per centre.
+        for k in range(n_clusters):
+            low[k] = (zsq_low - 2.0 * low[k]) + csq_low[k]
+        least = np.inf
+        for k in range(n_clusters):
+            least = min(least, low[k])
+        # No centre whose lower bound is above this can be the nearest.
+        top = least + spread * (zsq + csq_max)
+        best = 0
+        best_v = np.inf
+        if bounds:
+            gmin[:] = np.inf
+        for k in range(n_clusters):
+            if low[k] <= top:
+                v = _sq_dist(z, C[k])
+                if v < best_v:
+                    best_v = v
+                    best = k
+            if bounds:
+                g = group_of[k]
+                gmin[g] = min(gmin[g], low[k])
+        if bounds:
+            g_best = group_of[best]
+            gmin[g_best] = np.inf
+            for k in range(n_clusters):
+                if k != best and group_of[k] == g_best:
+                    gmin[g_best] = min(gmin[g_best], low[k])
+            for g in range(n_groups):
+                glb[i, g] = math.sqrt(max(gmin[g], 0.0))
+            upper[i] = math.sqrt(best_v)
+        a = labels[i]
+        if best != a:
+            labels[i] = best
+            changed += 1
+            wi = w[i] if weighted else 1.0
+            if update and wi != 0.0:
+                weight[b, a] -= wi
+                weight[b, best] += wi
+                count[b, a] -= 1
+                count[b, best] += 1
+                for j in range(z.shape[0]):
+                    t = wi * z[j]
+                    sums[b, a, j] -= t
+                    sums[b, best, j] += t
+    return changed
+
+
+def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, group_of, drift, group_drift,
+                labels, upper, glb, sums, weight, count, margin, update, n_blocks):  # fmt: skip
+    n_samples, n_features = X.shape
+    n_clusters = C.shape[0]
+    n_groups = group_drift.shape[0]
+    block = (n_samples + n_blocks - 1) // n_blocks
+    changed = np.zeros(n_blocks, dtype=np.int64)
+    full = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
+        zbuf = np.zeros((_ROWS, n_features))
+        rows = np.empty(_ROWS, dtype=np.int64)
+        prod = np.empty((_ROWS, n_clusters))
+        gmin = np.empty(n_groups)
+        n_buf = 0
+        stop = min((b + 1) * block, n_samples)
+        for i in range(b * block, stop):
+            a = labels[i]
+            up = upper[i] + drift[a]
+            upper[i] = up
+            low = np.inf
+            for g in range(n_groups):
+                v = glb[i, g] - group_drift[g]
+                glb[i, g] = v
+                low = min(low, v)
+            bound = max(half_sep[a], low) - margin
+            if up < bound:
+                continue
+            z = zbuf[n_buf]
+            _map_row(X[i], shift, scale, z)
+            up = math.sqrt(_sq_dist(z, C[a]))
+            upper[i] = up
+            if up < bound:
+                continue
+            rows[n_buf] = i
+            n_buf += 1
+            if n_buf == _ROWS:
+                changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, group_of, prod,
+                                           gmin, w, labels, upper, glb, b, sums, weight,
+                                           count, update)  # fmt: skip
+                full[b] += n_buf
+                n_buf = 0
+        if n_buf > 0:
+            changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, group_of, prod, gmin,
+                                       w, labels, upper, glb, b, sums, weight, count,
+                                       update)  # fmt: skip
+            full[b] += n_buf
+    return changed, full
+
+
+_lloyd_serial, _lloyd_parallel = _serial_and_parallel(_lloyd_impl)
+
+
+def _distances_to_own_impl(X, shift, scale, centres, labels, n_blocks):
+    n_samples, n_features = X.shape
+    block = (n_samples + n_blocks - 1) // n_blocks
+    out = np.empty(n_samples)
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _map_row(X[i], shift, scale, z)
+            out[i] = _sq_dist(z, centres[labels[i]])
+    return out
+
+
+_distances_to_own_serial, _distances_to_own_parallel = _serial_and_parallel(_distances_to_own_impl)
+
+
+def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
+    n_samples, n_features = X.shape
+    n_clusters = C.shape[0]
+    block = (n_samples + n_blocks - 1) // n_blocks
+    for b in prange(n_blocks):
+        zbuf = np.zeros((_ROWS, n_features))
+        rows = np.empty(_ROWS, dtype=np.int64)
+        prod = np.empty((_ROWS, n_clusters))
+        gmin = np.empty(1)
+        none = np.empty(0)
+        no_bounds = np.empty((0, 1))
+        no_sums = np.empty((1, 1, 1))
+        no_weight = np.empty((1, 1))
+        no_count = np.empty((1, 1), dtype=np.int64)
+        group_of = np.zeros(n_clusters, dtype=np.int64)
+        stop_b = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop_b, _ROWS):
+            n_rows = min(_ROWS, stop_b - start)
+            for r in range(n_rows):
+                _map_row(X[start + r], shift, scale, zbuf[r])
+                rows[r] = start + r
+                labels[start + r] = 0
+            _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, none, labels,
+                         none, no_bounds, 0, no_sums, no_weight, no_count, False)  # fmt: skip
+
+
+_nearest_serial, _nearest_parallel = _serial_and_parallel(_nearest_impl)
+
+
+def _check(X, sample_weight, shift, scale):
+    n_features = X.shape[1]
+    shift = _f64(np.broadcast_to(shift, (n_features,)))
+    scale = _f64(np.broadcast_to(scale, (n_features,)))
+    if sample_weight is None:
+        sample_weight = np.empty(0)
+    return shift, scale, _f64(sample_weight)
+
+
+def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
+    """k-means++ seeds, their rows, each row's nearest seed, feature variances, diameter."""
+    n_samples, n_features = X.shape
+    # The first seed and every later draw exactly as scikit-learn's
+    # _kmeans_plusplus makes them (unit weights are ones there).
+    p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
+    first = random_state.choice(n_samples, p=p)
+    del p
+    n_trials = 2 + int(np.log(n_clusters))
+    indices = np.empty(n_clusters, dtype=np.int64)
+    indices[0] = first
+    seeds = np.empty((n_clusters, n_features))
+    seeds[0] = map_rows(X, indices[:1], shift, scale)[0]
+    d = np.full(n_samples, np.inf)
+    labels = np.zeros(n_samples, dtype=np.int64)
+    dist = np.empty((n_samples, n_trials))
+    trials = _seed_trials_parallel if parallel else _seed_trials_serial
+    cand = seeds[:1]
+    _, s1, s2, far = trials(
+        X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, True,
+        n_blocks,
+    )  # fmt: skip
+    block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
+    for c in range(1, n_clusters):
+        current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
+        r = random_state.uniform(size=n_trials) * current_pot
+        ids = _draw(w, d, block_pot, r, n_blocks)
+        cand = map_rows(X, ids, shift, scale)
+        pots, _, _, _ = trials(
+            X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, False,
+            n_blocks,
+        )  # fmt: skip
+        best = int(np.argmin(_sequential_sum(pots)))
+        indices[c] = ids[best]
+        seeds[c] = cand[best]
+        block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
+    s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
+    var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
+    return seeds, indices, labels, var, 2.0 * math.sqrt(far.max())
+
+
+def _sq_norms(C):
+    return np.einsum("ij,ij->i", C, C)
+
+
+def _check(X, sample_weight, shift, scale):
+    n_features = X.shape[1]
+    shift = _f64(np.broadcast_to(shift, (n_features,)))
+    scale = _f64(np.broadcast_to(scale, (n_features,)))
+    if sample_weight is None:
+        sample_weight = np.empty(0)
+    return shift, scale, _f64(sample_weight)
+
+
+def _check_X(X, n_clusters):
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    return X
+
+
+def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, parallel):
+    """Greedy k-means++ seeds of ``(X - shift) * scale`` and each row's nearest seed.
+
+    Draws the same random numbers as :func:`sklearn.cluster.kmeans_plusplus`
+    (default ``n_local_trials``), so that from the same ``random_state`` the
+    same rows are picked, up to rounding (see :func:`kmeans`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units (not copied; may be a read-only memmap).
+    sample_weight : ndarray of shape (n_samples,) or (0,), or None
+        Non-negative weights; empty or None means unit weights.
+    shift, scale : float or ndarray of shape (n_features,)
+        Map to the coordinates k-means works in, ``z = (x - shift) * scale``.
+    n_clusters : int
+        Number of seeds.
+    random_state : int, RandomState instance or None
+        Source of the draws, advanced as scikit-learn advances it.
+    parallel : bool
+        Run over numba's thread pool (results do not depend on it).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Index of each row's nearest seed (the first one on ties), by the
+        distances the seeding evaluates (``|c|**2 - 2 z.c + |z|**2``, as
+        scikit-learn's ``pairwise_distances_argmin``).
+    seeds : ndarray of shape (n_clusters, n_features), float64
+        The seeds in mapped units.
+    indices : ndarray of shape (n_clusters,), int64
+        Rows of ``X`` the seeds are.
+    """
+    X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
+    with _single_threaded_blas():
+        seeds, indices, labels, _, _ = _seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
+        )
+    return labels, seeds, indices
+
+
+def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks):
+    """scikit-learn's relocation of empty clusters, on the summed statistics in place.
+
+    Each empty cluster takes one of the rows farthest from their centres
+    (``np.argpartition`` as scikit-learn calls it), whose weighted row moves
+    out of its cluster's sums. Labels are left as they are, as there.
+    """
+    empty = np.flatnonzero(weight == 0.0)
+    if empty.size == 0:
+        return
+    kernel = _distances_to_own_parallel if parallel else _distances_to_own_serial
+    distances = kernel(X, shift, scale, centres, labels, n_blocks)
+    if np.max(distances) == 0.0:
+        return
+    far = np.argpartition(distances, -empty.size)[: -empty.size - 1 : -1]
+    del distances
+    rows = map_rows(X, far.astype(np.int64), shift, scale)
+    for new, idx, z in zip(empty, far, rows, strict=True):
+        wi = w[idx] if w.shape[0] else 1.0
+        old = labels[idx]
+        sums[old] -= z * wi
+        sums[new] = z * wi
+        weight[new] = wi
+        weight[old] -= wi
+
+
+def _average(sums, weight):
+    """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
+    heaviest = int(np.argmax(weight))
+    centres = sums.copy()
+    for k in range(centres.shape[0]):
+        if weight[k] > 0:
+            centres[k] *= 1.0 / weight[k]
+        else:
+            centres[k] = centres[heaviest]
+    return centres
+
+
+def _groups(seeds, n_groups):
+    """Yinyang's groups of centres: five Lloyd iterations over the seeds."""
+    means = seeds[:n_groups]
+    for _ in range(5):
+        group_of = np.argmin(_pairwise_sq_dists(seeds, means), axis=1)
+        means = np.stack([seeds[group_of == g].mean(axis=0) for g in np.unique(group_of)])
+    return np.unique(group_of, return_inverse=True)[1].astype(np.int64), means.shape[0]
+
+
+def _geometry(centres):
+    """Transposed centres, squared norms and half the distance to the nearest other centre."""
+    sep = np.sqrt(_pairwise_sq_dists(centres, centres))
+    np.fill_diagonal(sep, np.inf)
+    return np.ascontiguousarray(centres.T), _sq_norms(centres), 0.5 * sep.min(axis=1)
+
+
+def kmeans(
+    X,
+    sample_weight,
+    shift,
+    scale,
+    n_clusters,
+    random_state,
+    parallel,
+    max_iter=300,
+    tol=1e-4,
+):
+    """Cluster ``(X - shift) * scale`` as scikit-learn's ``KMeans(n_init=1)``, in bounded memory.
+
+    k-means++ seeds (as :func:`kmeans_plusplus`), then Lloyd's iterations
+    until no label changes, or until the squared centre shifts sum to at
+    most ``tol`` times the mean feature variance (unweighted, of the mapped
+    data), or ``max_iter``; in the last two cases the labels are assigned
+    once more to the final centres. Empty clusters are relocated as
+    scikit-learn relocates them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units (not copied; may be a read-only memmap).
+    sample_weight : ndarray of shape (n_samples,) or (0,), or None
+        Non-negative weights; empty or None means unit weights.
+    shift, scale : float or ndarray of shape (n_features,)
+        Map to the coordinates k-means works in, ``z = (x - shift) * scale``
+        (k-means is invariant to a shift and to a common scale, not to a
+        per-feature one).
+    n_clusters : int
+        Number of clusters.
+    random_state : int, RandomState instance or None
+        Source of the seeding's draws, advanced as scikit-learn's ``KMeans``
+        advances it.
+    parallel : bool
+        Run over numba's thread pool (results do not depend on it).
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations.
+    tol : float, default=1e-4
+        Relative tolerance of the centre shift, as in ``KMeans``.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Cluster of each row.
+    centres : ndarray of shape (n_clusters, n_features), float64
+        Final centres in mapped units.
+    n_iter : int
+        Number of Lloyd iterations run, as ``KMeans.n_iter_``.
+
+    Notes
+    -----
+    All arithmetic is float64 whatever the dtype of ``X``, so for float32
+    data the result is that of scikit-learn on the data cast to float64.
+    scikit-learn evaluates distances as ``|c|**2 - 2 x.c`` in the dtype of
+    ``X``, summed in an order that depends on its threads; here the nearest
+    centre is decided by exact sums of squared differences among the
+    centres that the expanded form leaves within its rounding. Labels agree
+    except for rows within rounding of two centres, and the seeding's draws
+    agree except where one falls within rounding of a boundary of the
+    cumulative potential.
+
+    Extra memory: ``n_samples`` int64 labels, ``n_samples`` float64 upper
+    bounds, ``n_samples x n_groups`` float64 lower bounds (``n_groups =
+    max(1, n_clusters // 10)``), and during the seeding ``n_samples x (2 +
+    log(n_clusters))`` float64 distances to the candidates.
+    """
+    labels, centres, n_iter, _ = _kmeans(
+        X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol
+    )
+    return labels, centres, n_iter
+
+
+def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol):
+    """:func:`kmeans`, plus the number of rows whose distances were evaluated per iteration."""
+    X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
+    n_samples = X.shape[0]
+    n_blocks = _n_blocks(n_samples)
+    with _single_threaded_blas():
+        seeds, _, labels, var, diameter = _seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
+        )
+        tol = float(np.mean(var) * tol)
+        # Every bound moves by at most max_iter rounded additions of values
+        # below the diameter: their error stays far below this margin.
+        margin = _BOUND_MARGIN * diameter
+        group_of, n_groups = _groups(seeds, max(1, n_clusters // 10))
+        upper = np.full(n_samples, np.inf)
+        glb = np.full((n_samples, n_groups), -np.inf)
+        sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
+        bsums, bweight, bcount = sums_kernel(X, w, shift, scale, labels, n_clusters, n_blocks)
+        lloyd = _lloyd_parallel if parallel else _lloyd_serial
+        centres = seeds
+        strict = False
+        work = []
+        drifts = changed = None
+        for it in range(max_iter):
+            if it > 0:
+                changed, full = lloyd(
+                    X, w, shift, scale, centres, *_geometry(centres), group_of, *drifts,
+                    labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
+                )  # fmt: skip
+                work.append(int(full.sum()))
+            # Totals in a fixed order; a cluster without a row of positive
+            # weight has exactly zero weight and sums, as in scikit-learn.
+            sums = _sequential_sum(bsums)
+            weight = _sequential_sum(bweight)
+            empty = _sequential_sum(bcount) == 0
+            sums[empty] = 0.0
+            weight[empty] = 0.0
+            _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
+            new = _average(sums, weight)
+            move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
+            centres = new
+            group_move = np.zeros(n_groups)
+            np.maximum.at(group_move, group_of, move)
+            drifts = (move, group_move)
+            if it > 0 and changed.sum() == 0:
+                strict = True
+                break
+            if np.sum(move**2) <= tol:
+                break
+        if not strict:
+            lloyd(
+                X, w, shift, scale, centres, *_geometry(centres), group_of, *drifts,
+                labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
+            )  # fmt: skip
+    return labels, centres, it + 1, work
+
+
+def nearest(X, shift, scale, centres, parallel):
+    """Index of the nearest centre to each row of ``(X - shift) * scale``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Data in user units (not copied; may be a read-only memmap).
+    shift, scale : float or ndarray of shape (n_features,)
+        Map to the centres' coordinates, ``z = (x - shift) * scale``.
+    centres : ndarray of shape (n_clusters, n_features)
+        Centres in mapped units.
+    parallel : bool
+        Run over numba's thread pool (results do not depend on it).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        The first centre at the smallest distance, decided as in
+        :func:`kmeans` (exact sums of squared differences in float64).
+    """
+    shift, scale, _ = _check(X, None, shift, scale)
+    C = _f64(centres)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    kernel = _nearest_parallel if parallel else _nearest_serial
+    with _single_threaded_blas():
+        kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
+               _n_blocks(X.shape[0]))  # fmt: skip
+    return labels

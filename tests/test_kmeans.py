@@ -1,0 +1,217 @@
+"""natgmm's compiled k-means against scikit-learn's KMeans and kmeans_plusplus.
+
+Equality is asserted, not closeness: both evaluate the same algorithm from the
+same random draws, and they can differ only for a row within rounding of two
+centres (about 1e-16 of the squared distances in float64) or a draw within
+rounding of a boundary of the cumulative potential. On continuous random data
+of a few thousand rows neither happens (the chance is of order 1e-9 per run);
+a failure here means a real difference.
+"""
+
+import warnings
+
+import numba
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.cluster._k_means_common import _relocate_empty_clusters_dense
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import pairwise_distances_argmin
+
+from natgmm import _kmeans
+
+
+def _data(n_samples=2000, n_features=8, n_centres=12, seed=0, dtype=np.float64):
+    """Overlapping blobs in user units far from the origin, and the k-means map."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(n_centres, n_features))
+    X = centres[rng.integers(n_centres, size=n_samples)] + rng.normal(size=(n_samples, n_features))
+    X = (X * 50.0 + 1000.0).astype(dtype)
+    shift = X.astype(np.float64).mean(axis=0)
+    spread = X.astype(np.float64).std(axis=0).max()
+    return X, shift, 1.0 / spread
+
+
+def _mapped(X, shift, scale):
+    """The rows as the kernels map them, for scikit-learn."""
+    shift, scale, _ = _kmeans._check(X, None, shift, scale)
+    return _kmeans.map_rows(X, np.arange(X.shape[0]), shift, scale)
+
+
+@pytest.mark.parametrize("n_clusters", [1, 5, 20])
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_seeds_are_kmeans_plusplus_rows(n_clusters, seed, weighted):
+    X, shift, scale = _data(seed=seed)
+    Z = _mapped(X, shift, scale)
+    sw = np.random.default_rng(seed).uniform(0.1, 2.0, X.shape[0]) if weighted else None
+    centres, indices = kmeans_plusplus(Z, n_clusters, random_state=seed, sample_weight=sw)
+    labels, seeds, ours = _kmeans.kmeans_plusplus(X, sw, shift, scale, n_clusters, seed, True)
+    assert_array_equal(ours, indices)
+    assert_array_equal(seeds, centres)
+    assert_array_equal(labels, pairwise_distances_argmin(Z, centres))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_clusters", [2, 7, 25])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_labels_are_kmeans_labels(dtype, n_clusters, seed, weighted):
+    X, shift, scale = _data(dtype=dtype, seed=seed)
+    # float32 data is mapped in float64: the reference is scikit-learn on it.
+    Z = _mapped(X, shift, scale)
+    sw = np.random.default_rng(seed).uniform(0.1, 2.0, X.shape[0]) if weighted else None
+    reference = KMeans(n_clusters, n_init=1, random_state=seed).fit(Z, sample_weight=sw)
+    labels, centres, n_iter = _kmeans.kmeans(X, sw, shift, scale, n_clusters, seed, True)
+    assert labels.dtype == np.int64
+    assert_array_equal(labels, reference.labels_)
+    assert n_iter == reference.n_iter_
+    # Centres are weighted means, summed in another order (and here
+    # incrementally): agreement to a few hundred ulps of their spread.
+    assert_allclose(centres, reference.cluster_centers_, rtol=0, atol=1e-12)
+
+
+def test_integer_weight_is_repetition():
+    X, shift, scale = _data(n_samples=800)
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 4, size=X.shape[0])
+    reference = KMeans(6, n_init=1, random_state=2).fit(
+        _mapped(X, shift, scale), sample_weight=counts.astype(float)
+    )
+    labels, _, _ = _kmeans.kmeans(X, counts.astype(float), shift, scale, 6, 2, False)
+    assert_array_equal(labels, reference.labels_)
+
+
+def test_random_state_advances_as_scikit_learns():
+    X, shift, scale = _data(n_samples=500)
+    ours, theirs = np.random.RandomState(4), np.random.RandomState(4)
+    _kmeans.kmeans(X, None, shift, scale, 6, ours, False)
+    KMeans(6, n_init=1, random_state=theirs).fit(_mapped(X, shift, scale))
+    assert ours.uniform() == theirs.uniform()
+
+
+@pytest.mark.parametrize("n_clusters", [4, 6])
+def test_fewer_distinct_rows_than_clusters(n_clusters):
+    # Three distinct rows: the seeding runs out of potential and repeats row
+    # 0, Lloyd's leaves clusters empty, and they copy the heaviest centre.
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(3, 4))
+    X = points[rng.integers(3, size=90)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = KMeans(n_clusters, n_init=1, random_state=1).fit(X)
+    labels, centres, n_iter = _kmeans.kmeans(X, None, 0.0, 1.0, n_clusters, 1, True)
+    assert_array_equal(labels, reference.labels_)
+    assert n_iter == reference.n_iter_
+    used = np.unique(labels)
+    assert_allclose(centres[used], reference.cluster_centers_[used], atol=1e-12)
+    # An empty cluster's centre is a copy of another centre or a relocated
+    # row; which one depends on whether rounding leaves a row 1e-32 away from
+    # its centre (then scikit-learn relocates), in either implementation.
+    for centre in np.delete(centres, used, axis=0):
+        assert np.min(np.abs(points - centre).max(axis=1)) < 1e-12
+
+
+def test_duplicated_rows():
+    X, shift, scale = _data(n_samples=600)
+    X = np.concatenate([X, X[:300], X[:100]])
+    reference = KMeans(9, n_init=1, random_state=0).fit(_mapped(X, shift, scale))
+    labels, _, _ = _kmeans.kmeans(X, None, shift, scale, 9, 0, True)
+    assert_array_equal(labels, reference.labels_)
+
+
+@pytest.mark.parametrize("zero_weight", [False, True])
+def test_relocation_is_scikit_learns(zero_weight):
+    # Relocation is rare after k-means++ seeding: compare it on crafted
+    # statistics with scikit-learn's own routine.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    w = rng.uniform(0.5, 2.0, size=50)
+    if zero_weight:
+        w[np.argmax(np.sum(X**2, axis=1))] = 0.0
+    centres = np.stack([X[:25].mean(axis=0), X[25:].mean(axis=0), X.mean(0), X.mean(0) + 1])
+    labels = np.where(np.arange(50) < 25, 0, 1).astype(np.int64)
+    sums = np.zeros((4, 3))
+    weight = np.zeros(4)
+    for k in range(2):
+        sums[k] = w[labels == k] @ X[labels == k]
+        weight[k] = w[labels == k].sum()
+    expected_sums, expected_weight = sums.copy(), weight.copy()
+    _relocate_empty_clusters_dense(
+        X, w, centres, expected_sums, expected_weight, labels.astype(np.int32)
+    )
+    _kmeans._relocate(X, w, np.zeros(3), np.ones(3), centres, labels, sums, weight, False, 1)
+    assert_allclose(sums, expected_sums, rtol=1e-14)
+    assert_array_equal(weight, expected_weight)
+
+
+def test_thread_count_does_not_change_results():
+    X, shift, scale = _data(n_samples=70_000, n_features=6, n_centres=15)
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for parallel, n_threads in [(False, 1), (True, 1), (True, numba.config.NUMBA_NUM_THREADS)]:
+            numba.set_num_threads(n_threads)
+            results.append(_kmeans.kmeans(X, None, shift, scale, 15, 0, parallel))
+    finally:
+        numba.set_num_threads(previous)
+    for labels, centres, n_iter in results[1:]:
+        assert_array_equal(labels, results[0][0])
+        assert_array_equal(centres, results[0][1])
+        assert n_iter == results[0][2]
+
+
+def test_read_only_memmap(tmp_path):
+    X, shift, scale = _data(n_samples=1000, dtype=np.float32)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+    expected = _kmeans.kmeans(X, None, shift, scale, 5, 0, True)
+    got = _kmeans.kmeans(mapped, None, shift, scale, 5, 0, True)
+    assert_array_equal(got[0], expected[0])
+    assert_array_equal(got[1], expected[1])
+    assert_array_equal(_kmeans.nearest(mapped, shift, scale, got[1], True), got[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nearest_is_pairwise_argmin(dtype):
+    X, shift, scale = _data(dtype=dtype)
+    Z = _mapped(X, shift, scale)
+    centres = Z[np.random.default_rng(0).choice(len(Z), 30, replace=False)]
+    centres[5] = centres[3]  # a tie: the first of equal centres wins
+    expected = pairwise_distances_argmin(Z, centres)
+    for parallel in (False, True):
+        assert_array_equal(_kmeans.nearest(X, shift, scale, centres, parallel), expected)
+
+
+def test_max_iter_and_tolerance():
+    X, shift, scale = _data()
+    Z = _mapped(X, shift, scale)
+    for max_iter, tol in [(1, 1e-4), (3, 1e-4), (300, 1e-2), (300, 0.0)]:
+        reference = KMeans(9, n_init=1, random_state=0, max_iter=max_iter, tol=tol).fit(Z)
+        labels, _, n_iter = _kmeans.kmeans(X, None, shift, scale, 9, 0, True, max_iter, tol)
+        assert n_iter == reference.n_iter_
+        assert_array_equal(labels, reference.labels_)
+
+
+def test_too_few_rows():
+    with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=4"):
+        _kmeans.kmeans(np.zeros((3, 2)), None, 0.0, 1.0, 4, 0, False)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_draw_is_searchsorted_of_cumsum(weighted):
+    rng = np.random.default_rng(0)
+    n, n_blocks = 1000, 7
+    d = rng.uniform(size=n) * (rng.uniform(size=n) < 0.7)  # zero terms: rows never drawn
+    w = rng.uniform(0, 2, size=n) * (rng.uniform(size=n) < 0.8) if weighted else np.empty(0)
+    terms = d * (w if weighted else 1.0)
+    block = -(-n // n_blocks)
+    block_pot = np.array([terms[b * block : (b + 1) * block].sum() for b in range(n_blocks)])
+    r = np.concatenate([rng.uniform(size=200) * terms.sum(), [0.0, 2 * terms.sum()]])
+    expected = np.minimum(np.searchsorted(np.cumsum(terms), r), n - 1)
+    # Sums in another order than np.cumsum: a draw within rounding of a
+    # boundary may differ; none of these 202 falls within 1e-12 of one.
+    assert np.min(np.abs(np.cumsum(terms)[:, None] - r[:200])) > 1e-12
+    assert_array_equal(_kmeans._draw(w, d, block_pot, r, n_blocks), expected)
