@@ -11,11 +11,9 @@ corresponding parts.
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
-from sklearn.metrics import pairwise_distances_argmin
 from sklearn.utils import check_array
 
-from . import _kernels
+from . import _kernels, _kmeans
 from ._data import internal_rows, n_blocks, row_chunks, scatter_matrix
 from ._em import Params, Stats, m_step
 
@@ -118,48 +116,53 @@ def _cell_stats(X, sw, standardiser, labels, centres, parallel):
     return Stats(nk, s1, s2, centres)
 
 
-def _common_units(X, standardiser):
-    """``X`` shifted to its mean and divided by one common factor, and that factor.
+def _common_map(standardiser):
+    """Shift and common scale of the rows k-means runs on, and that scale's inverse.
 
-    k-means is invariant to one common shift and scale: they keep squared
-    distances finite for any magnitude of ``X``.
+    k-means is invariant to one common shift and scale: dividing by the
+    largest feature spread keeps squared distances finite for any magnitude
+    of ``X``, while each feature keeps its own units (as k-means sees them).
     """
     spread = np.max(1.0 / standardiser.scale)
-    return (X - standardiser.shift.astype(X.dtype)) / X.dtype.type(spread), spread
+    return standardiser.shift, 1.0 / spread, spread
 
 
 def _unit_max(sw):
     """Sample weights scaled to a maximum of one (None for unit weights).
 
     k-means is invariant to a common factor on the weights; this one keeps
-    them from underflowing in float32.
+    them from underflowing.
     """
     return sw / sw.max() if sw.shape[0] else None
 
 
-def _seeded_cells(X, sw, standardiser, centres, spread, Xk, parallel):
-    """Cells of the nearest seed; statistics about the seeds."""
-    labels = pairwise_distances_argmin(Xk, centres)
-    centres = centres.astype(np.float64) * spread * standardiser.scale
+def _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel):
+    """Statistics of k-means cells, about their centres mapped to internal units."""
+    centres = centres * spread * standardiser.scale
     return _cell_stats(X, sw, standardiser, labels, centres, parallel)
 
 
 def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
-    """Cells of scikit-learn's ``KMeans(n_init=1)``: ``init_params="kmeans"``."""
-    Xk, spread = _common_units(X, standardiser)
-    km = KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-    km.fit(Xk, sample_weight=_unit_max(sw))
-    centres = km.cluster_centers_.astype(np.float64) * spread * standardiser.scale
-    return _cell_stats(X, sw, standardiser, km.labels_, centres, parallel)
+    """Cells of k-means, as scikit-learn's ``KMeans(n_init=1)``: ``init_params="kmeans"``.
+
+    The compiled k-means of :mod:`natgmm._kmeans` draws the same random
+    numbers and finds the same labels as scikit-learn's (but for rows within
+    rounding of two centres), without a copy of ``X``.
+    """
+    shift, scale, spread = _common_map(standardiser)
+    labels, centres, _ = _kmeans.kmeans(
+        X, _unit_max(sw), shift, scale, n_components, random_state, parallel
+    )
+    return _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel)
 
 
 def kmeans_plusplus_stats(X, sw, standardiser, n_components, random_state, parallel):
     """Cells of the nearest k-means++ seed: ``init_params="k-means++"``."""
-    Xk, spread = _common_units(X, standardiser)
-    centres, _ = kmeans_plusplus(
-        Xk, n_components, random_state=random_state, sample_weight=_unit_max(sw)
+    shift, scale, spread = _common_map(standardiser)
+    labels, seeds, _ = _kmeans.kmeans_plusplus(
+        X, _unit_max(sw), shift, scale, n_components, random_state, parallel
     )
-    return _seeded_cells(X, sw, standardiser, centres, spread, Xk, parallel)
+    return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel)
 
 
 def random_from_data_stats(X, sw, standardiser, n_components, random_state, parallel):
@@ -168,13 +171,16 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     Rows are drawn with probability proportional to their weight, with
     replacement only when there are fewer (weighted) rows than seeds.
     """
-    Xk, spread = _common_units(X, standardiser)
+    shift, scale, spread = _common_map(standardiser)
     weights = _unit_max(sw)
     p = None if weights is None else weights / weights.sum()
     n_samples = X.shape[0]
     few = (n_samples if p is None else np.count_nonzero(p)) < n_components
     rows = random_state.choice(n_samples, size=n_components, replace=few, p=p)
-    return _seeded_cells(X, sw, standardiser, Xk[rows], spread, Xk, parallel)
+    scales = np.full(X.shape[1], scale)
+    seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)
+    labels = _kmeans.nearest(X, shift, scale, seeds, parallel)
+    return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel)
 
 
 def random_stats(X, sw, standardiser, n_components, random_state, parallel):

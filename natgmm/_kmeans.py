@@ -42,23 +42,16 @@ import numpy as np
 from numba import prange
 from sklearn.utils import check_random_state
 
+from ._data import n_blocks as _n_blocks
 from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas
 
 # Absolute margin of the bound tests, times a bound on the data's diameter:
 # each bound moves by at most ``max_iter`` rounded additions of values below
 # the diameter, so its error stays below 1e-13 of it.
 _BOUND_MARGIN = 1e-11
-# Rows per block of the reductions: fixed by the data shape only (as in the
-# estimator), so that the order of every sum is independent of the threads.
-_MAX_BLOCKS = 64
-_BLOCK_ROWS = 4096
 # Rows per BLAS product (distances of a chunk of rows to the seeding's
 # candidates, or to all centres).
 _ROWS = 128
-
-
-def _n_blocks(n_samples):
-    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
 
 
 @_jit(False)
@@ -446,15 +439,6 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
 
 
 _nearest_serial, _nearest_parallel = _serial_and_parallel(_nearest_impl)
-
-
-def _check(X, sample_weight, shift, scale):
-    n_features = X.shape[1]
-    shift = _f64(np.broadcast_to(shift, (n_features,)))
-    scale = _f64(np.broadcast_to(scale, (n_features,)))
-    if sample_weight is None:
-        sample_weight = np.empty(0)
-    return shift, scale, _f64(sample_weight)
 
 
 def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
