@@ -328,7 +328,7 @@ def instability(prob, params, beta, n_sub, rng, z_sub=None):
     dirs = np.zeros((k, d))
     for j in range(k):
         nj = r[:, j].sum()
-        if nj < 2 * d:
+        if nj < 5:
             continue
         c = (z - m[j]) / np.sqrt(v[j])
         S = (c * r[:, j : j + 1]).T @ c / nj
@@ -452,4 +452,4 @@ def run(X, k, seed, cfg):
 
 
 # The study's recommendation (see the report of issue #15).
-RECOMMENDED = GrowConfig(mode="temperature", label="proto grow-temperature")
+RECOMMENDED = Config(mode="floor", label="proto floor, pooled")
