@@ -113,7 +113,7 @@ class _Problem:
         self.n_blocks = _n_blocks(n)
         s2 = self.scale**2
         self.reg = Regularisation(
-            reg=np.full(d, cfg.reg_covar) * s2,
+            reg_covar=np.full(d, cfg.reg_covar) * s2,
             floor=np.full(d, cfg.min_variance) * s2,
             prior_a1=0.0,
             prior_b=np.zeros(d),
@@ -165,14 +165,14 @@ def _kmeans_start(prob, k, rng):
         rows = z[labels == j]
         if len(rows):
             means[j] = rows.mean(axis=0)
-            var[j] = rows.var(axis=0) + prob.reg.reg
+            var[j] = rows.var(axis=0) + prob.reg.reg_covar
     return Params(nk / nk.sum(), means, np.maximum(var, prob.reg.floor))
 
 
 def _pooled_start(prob, k):
     d = prob.X.shape[1]
     return Params(
-        np.full(k, 1.0 / k), np.zeros((k, d)), np.tile(prob.feature_var + prob.reg.reg, (k, 1))
+        np.full(k, 1.0 / k), np.zeros((k, d)), np.tile(prob.feature_var + prob.reg.reg_covar, (k, 1))
     )
 
 
@@ -190,7 +190,7 @@ def level_settings(cfg, prob, level):
     if cfg.mode == "temperature":
         return reg, 1.0 / level
     if cfg.mode == "fixed":
-        return reg._replace(fixed_var=level * prob.feature_var + reg.reg), 1.0
+        return reg._replace(fixed_var=level * prob.feature_var + reg.reg_covar), 1.0
     return reg._replace(floor=np.maximum(reg.floor, level * prob.feature_var)), 1.0
 
 
