@@ -14,8 +14,9 @@ with ``eta1 = mu / var`` and ``eta2 = -1 / (2 var)``; ``log_norm`` below holds
 ``[z, z**2, 1] @ [eta1.T; eta2.T; log_norm]``, and the responsibility-weighted
 sums of ``z``, ``z**2`` and ``1`` are another; both go to BLAS (scipy's, through numba's
 ``np.dot``), the soft-max between them is a vectorised Numba loop, and no
-``n_samples x n_components`` array is ever formed. Arithmetic is float64
-whatever the dtype of ``X``.
+``n_samples x n_components`` array is ever formed. Arithmetic is float64 for
+float64 ``X``; float32 ``X`` has a float32 path (products and soft-max in
+float32, accumulators in float64), described before :func:`_em_stats_f32`.
 
 Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
@@ -415,7 +416,9 @@ def em_stats(
 
     Notes
     -----
-    Computation is in float64 whatever the dtype of ``X``. In a chunk with
+    For float64 ``X`` the computation is in float64. For float32 ``X`` the
+    products and the soft-max are in float32 and the sums in float64; see
+    :func:`_em_stats_f32`. In a chunk with
     more than ``_DENSE`` of its responsibilities non-zero, the statistics are
     one BLAS product about the origin, moved to ``ref`` afterwards, which
     loses ``log10(ref_k ** 2 / var_k)`` digits of the scatter to
@@ -558,8 +561,6 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
 # product, added to float64 sums, and the log-likelihood is summed in float64.
 # doc/performance.rst ("float32") has the error measurements behind the
 # constants below.
-_EPS32 = float(np.finfo(np.float32).eps)
-
 # A float32 product loses about eps32 times the sum of the magnitudes of its
 # terms; for rows near a component's mean that sum is about
 # sum_d (3 mean**2 / (2 var) + 1 / 2) + |log_norm|, in internal units. A
@@ -885,7 +886,18 @@ def _weight_scale(sample_weight):
 def _em_stats_f32(
     X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
 ):
-    """:func:`em_stats` for float32 ``X``."""
+    """:func:`em_stats` for float32 ``X``.
+
+    The log-densities are a float32 product (float64 for the wide components
+    of :func:`_f32_operands`), the soft-max is float32, each dense chunk's
+    statistics are a float32 product added to float64 sums, and the
+    log-likelihood is summed in float64. A component with ``ref**2 / var``
+    above ``_MAX_CANCELLATION_F32`` in some feature is summed about ``ref``
+    in float64, with ``z`` from ``X``. Any chunk with a row whose float32
+    log-densities are not finite is redone in float64. The results are
+    within a few float32 ulps of the float64 path's (measured in
+    doc/performance.rst, "float32").
+    """
     W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
     ref = _f64(ref)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
