@@ -39,6 +39,8 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: l
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
+from ._threading import parallel_launch
+
 # Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
 # are left out on purpose: log-sum-exp relies on -inf behaving as -inf (a
 # component of zero weight has log-weight -inf). "reassoc" is left out: it
@@ -434,8 +436,8 @@ def em_stats(
     W = _products_matrix(eta1, eta2, log_norm)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
-    kernel = _em_stats_parallel if parallel else _em_stats_serial
-    with _single_threaded_blas():
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernel = _em_stats_parallel if parallel else _em_stats_serial
         per_block = kernel(
             X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
         )
@@ -497,8 +499,10 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     nk, s1, s2 : ndarray
         As in :func:`em_stats`.
     """
-    kernel = _label_stats_parallel if parallel else _label_stats_serial
-    return _sum_blocks(kernel(X, sample_weight, shift, scale, labels, ref, n_blocks))
+    with parallel_launch(parallel) as parallel:
+        kernel = _label_stats_parallel if parallel else _label_stats_serial
+        per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
+    return _sum_blocks(per_block)
 
 
 def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
@@ -546,13 +550,13 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
         Receives the responsibilities unless it has no rows.
     """
     if X.dtype == np.float32:
-        kernel = _log_prob_f32_parallel if parallel else _log_prob_f32_serial
+        kernels = _log_prob_f32_serial, _log_prob_f32_parallel
         operands = _f32_operands(eta1, eta2, log_norm)
     else:
-        kernel = _log_prob_parallel if parallel else _log_prob_serial
+        kernels = _log_prob_serial, _log_prob_parallel
         operands = (_products_matrix(eta1, eta2, log_norm),)
-    with _single_threaded_blas():
-        kernel(X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernels[parallel](X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
 
 
 # The float32 path. float32 X gets float32 [z, z**2, 1], float32 natural
@@ -903,8 +907,8 @@ def _em_stats_f32(
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
     weight_scale = _weight_scale(sample_weight)
-    kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
-    with _single_threaded_blas():
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
         per_block = kernel(
             X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
             ref, exact, n_blocks, beta,
