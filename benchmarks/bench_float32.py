@@ -41,9 +41,9 @@ def _cases(quick):
             yield f"digits FactorAnalysis(50) K={k}", Z, k
 
 
-def _time(f, clock):
+def _time(clock, *args):
     start = clock()
-    f()
+    _kernels.em_stats(*args)
     return clock() - start
 
 
@@ -71,10 +71,8 @@ def main(argv=None):
         parallel = {d: [] for d in data}
         for _ in range(args.reps):
             for d, data_ in data.items():
-                run = lambda: _kernels.em_stats(data_, *common, False)  # noqa: E731
-                serial[d].append(_time(run, time.thread_time))
-                run = lambda: _kernels.em_stats(data_, *common, True)  # noqa: E731
-                parallel[d].append(_time(run, time.perf_counter))
+                serial[d].append(_time(time.thread_time, data_, *common, False))
+                parallel[d].append(_time(time.perf_counter, data_, *common, True))
         print(name)
         for d in data:
             print(
