@@ -51,7 +51,7 @@ _CONCURRENT = textwrap.dedent(
 def _run(code, **env):
     environ = {**os.environ, **env}
     return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
     )
 
 
@@ -88,7 +88,7 @@ def test_import_sets_passive_waiting_before_openmp_loads():
     )
     environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     result = subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
     )
     assert result.returncode == 0, result.stderr
     # numba's OpenMP layer (and its libgomp) is loaded at the first parallel launch.
