@@ -35,6 +35,14 @@ def blobs(n_samples, n_features, centers, cluster_std=1.0, seed=0, dtype=np.floa
     return np.ascontiguousarray(X, dtype=dtype), y
 
 
+def digits():
+    """scikit-learn's digits, 1797 rows of 64 pixel counts: ``X, y``."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return np.ascontiguousarray(X, dtype=np.float64), y
+
+
 def digits_latents(n_factors=50, seed=0, raw_scale=False, svd_method="randomized"):
     """FactorAnalysis latents of scikit-learn's digits (1797 rows): ``Z, y``.
 
