@@ -172,7 +172,9 @@ def _kmeans_start(prob, k, rng):
 def _pooled_start(prob, k):
     d = prob.X.shape[1]
     return Params(
-        np.full(k, 1.0 / k), np.zeros((k, d)), np.tile(prob.feature_var + prob.reg.reg_covar, (k, 1))
+        np.full(k, 1.0 / k),
+        np.zeros((k, d)),
+        np.tile(prob.feature_var + prob.reg.reg_covar, (k, 1)),
     )
 
 
