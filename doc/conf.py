@@ -61,9 +61,11 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     # The gallery's figures are wide: on its pages the right-hand column
-    # ("On this page") gives its width to the article.
+    # ("On this page") gives its width to the article. "*" matches no "/",
+    # so the patterns do not overlap (the theme warns when they do).
     "secondary_sidebar_items": {
-        "**": ["page-toc", "sourcelink"],
+        "*": ["page-toc", "sourcelink"],
+        "generated/*": ["page-toc", "sourcelink"],
         "auto_examples/*": [],
     },
 }

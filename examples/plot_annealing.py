@@ -79,9 +79,7 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     ax_ll.set(title=f"annealing={mode!r}", ylabel="mean log-likelihood")
     ax_ll.legend(loc="best")
 
-    means = ax_k.step(
-        iterations, h["n_distinct"], where="post", color="C1", label="distinct means"
-    )
+    means = ax_k.step(iterations, h["n_distinct"], where="post", color="C1", label="distinct means")
     ax_k.set(ylabel="distinct means", ylim=(0, K + 4))
     ax_level = ax_k.twinx()
     if mode == "temperature":
