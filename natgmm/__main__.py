@@ -81,12 +81,15 @@ sections and columns:
                      iterations
        finite        every parameter and the log-likelihood are numbers
 
-Wall times depend on the machine and its load; the job prints both.
+Wall times depend on the machine and its load; the job prints both. On a
+busy machine, thread pools that wait for each other slow both libraries
+down, unevenly: --threads 1 runs both on one thread.
 
 examples:
   python -m natgmm                  # the full run, about a minute
   python -m natgmm --quick          # small data, a few seconds
-  python -m natgmm --n-samples 1000000 --n-components 100
+  python -m natgmm --n-samples 1000000 --n-components 100   # bigger
+  python -m natgmm --threads 1      # on a busy machine
 """
 
 
@@ -145,8 +148,9 @@ def _kernel_cache_state():
     """Whether numba's disk cache holds natgmm's kernels: True, False or None.
 
     Looks for numba's index files next to natgmm's modules (numba's default
-    cache location); None when another location is in use, so that the caller
-    falls back to a message that covers both cases.
+    cache location), newer than their module; None when another location is
+    in use, so that the caller falls back to a message that covers both
+    cases. A kernel that was never run (and so never cached) is not seen.
     """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return None
@@ -165,7 +169,7 @@ def _kernel_cache_state():
     return True
 
 
-def _prepare_kernels(report, annealing):
+def _prepare_kernels(report, annealing, n_jobs=None):
     """Compile or load every kernel the job uses, on a tiny fit of each kind."""
     state = _kernel_cache_state()
     if state is True:
@@ -175,13 +179,12 @@ def _prepare_kernels(report, annealing):
     else:
         label = "loading or compiling natgmm's kernels (the first run compiles: about a minute)"
     X = np.random.default_rng(0).normal(size=(256, 3))
-    start = time.perf_counter()
     with report.step(label), _no_convergence_warnings():
         for options in ({}, {"annealing": annealing}, {"solver": "gradient"}):
-            model = NaturalDiagonalGMM(2, max_iter=2, random_state=0, **options).fit(X)
+            model = NaturalDiagonalGMM(2, max_iter=2, n_jobs=n_jobs, random_state=0, **options)
+            model.fit(X)
             model.score(X)
             model.predict(X)
-    return time.perf_counter() - start
 
 
 def mixture_data(n_samples, n_features, n_components, seed=0):
@@ -322,7 +325,7 @@ def _ratio(slow, fast):
     return slow / fast if fast > 0 else float("nan")
 
 
-def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0):
+def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0, n_jobs=None):
     """Section 1: default fits and EM iterations of both libraries on one data set.
 
     Parameters
@@ -335,6 +338,8 @@ def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0):
         EM iterations in the per-iteration timing.
     seed : int, default=0
         Seed of the data and ``random_state`` of both fits.
+    n_jobs : int, default=None
+        natgmm's threads.
 
     Returns
     -------
@@ -348,7 +353,7 @@ def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0):
         X, _ = mixture_data(n_samples, n_features, K, seed)
     models = {
         "sklearn": GaussianMixture(K, covariance_type="diag", random_state=seed),
-        "natgmm": NaturalDiagonalGMM(K, random_state=seed),
+        "natgmm": NaturalDiagonalGMM(K, n_jobs=n_jobs, random_state=seed),
     }
     labels = {
         "sklearn": "sklearn GaussianMixture(covariance_type='diag')",
@@ -376,7 +381,7 @@ def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0):
         "sklearn": lambda n: GaussianMixture(
             K, covariance_type="diag", init_params="random_from_data", max_iter=n, **start
         ),
-        "natgmm": lambda n: NaturalDiagonalGMM(K, max_iter=n, **start),
+        "natgmm": lambda n: NaturalDiagonalGMM(K, max_iter=n, n_jobs=n_jobs, **start),
     }
     # natgmm's fits are short, so they are repeated (the best counts);
     # interleaving puts a change of the machine's load on both.
@@ -420,7 +425,7 @@ def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0):
     )
 
 
-def quality(report, Z, y, n_components, annealing=ANNEALING, seed=0):
+def quality(report, Z, y, n_components, annealing=ANNEALING, seed=0, n_jobs=None):
     """Section 2: one annealed natgmm fit against ``GaussianMixture(n_init=5)``.
 
     Parameters
@@ -437,6 +442,8 @@ def quality(report, Z, y, n_components, annealing=ANNEALING, seed=0):
         natgmm's annealing mode, with its default schedule.
     seed : int, default=0
         ``random_state`` of both fits.
+    n_jobs : int, default=None
+        natgmm's threads.
 
     Returns
     -------
@@ -451,7 +458,7 @@ def quality(report, Z, y, n_components, annealing=ANNEALING, seed=0):
     )
     models = {
         "sklearn": GaussianMixture(K, covariance_type="diag", n_init=5, random_state=seed),
-        "natgmm": NaturalDiagonalGMM(K, annealing=annealing, random_state=seed),
+        "natgmm": NaturalDiagonalGMM(K, annealing=annealing, n_jobs=n_jobs, random_state=seed),
     }
     labels = {
         "sklearn": "sklearn GaussianMixture, n_init=5",
@@ -481,7 +488,7 @@ def quality(report, Z, y, n_components, annealing=ANNEALING, seed=0):
     )
 
 
-def robustness(report, Z, n_components, n_steps, seed=0):
+def robustness(report, Z, n_components, n_steps, seed=0, n_jobs=None):
     """Section 3: raw-scale latents, a naive natural-parameter fit and natgmm.
 
     Parameters
@@ -496,6 +503,8 @@ def robustness(report, Z, n_components, n_steps, seed=0):
         Largest number of the naive fit's Adam steps.
     seed : int, default=0
         Seed of the factors, of the naive start and ``random_state``.
+    n_jobs : int, default=None
+        natgmm's threads.
 
     Returns
     -------
@@ -529,8 +538,10 @@ def robustness(report, Z, n_components, n_steps, seed=0):
         steps=steps, finite=bool(np.isfinite(score)), score=score - np.log(std).sum()
     )
     natgmm_fits = {
-        "natgmm em": NaturalDiagonalGMM(K, random_state=seed),
-        "natgmm gradient": NaturalDiagonalGMM(K, solver="gradient", random_state=seed),
+        "natgmm em": NaturalDiagonalGMM(K, n_jobs=n_jobs, random_state=seed),
+        "natgmm gradient": NaturalDiagonalGMM(
+            K, solver="gradient", n_jobs=n_jobs, random_state=seed
+        ),
     }
     for name, model in natgmm_fits.items():
         with report.step(f"natgmm, solver={model.solver!r}, raw units"):
@@ -687,7 +698,7 @@ def _parser():
         help="small data everywhere (20000 x 20, K=20; fewer steps): a few seconds",
     )
     parser.add_argument(
-        "--n-samples", type=int, help="rows of the speed data (default 200000, --quick 20000)"
+        "--n-samples", type=int, help="rows of the speed data (default 100000, --quick 20000)"
     )
     parser.add_argument(
         "--n-features", type=int, help="columns of the speed data (default 50, --quick 20)"
@@ -712,8 +723,47 @@ def _parser():
         default="123",
         help="which sections to run, e.g. 13 (default 123)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for both libraries: BLAS and OpenMP pools and natgmm's n_jobs "
+        "(default: all cores); 1 gives a fairer comparison on a busy machine",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of data and fits (default 0)")
     return parser
+
+
+def _run(report, args):
+    """Prepare the kernels and run the chosen sections; return their results."""
+    quick = args.quick
+    n_samples = args.n_samples or (20_000 if quick else 100_000)
+    n_features = args.n_features or (20 if quick else 50)
+    n_components = args.n_components or (20 if quick else 50)
+    n_steps = 100 if quick else 500
+    sections = set(args.sections)
+    _prepare_kernels(report, args.annealing, args.threads)
+    report.line()
+    results = {}
+    if "1" in sections:
+        results["speed"] = speed(
+            report, n_samples, n_features, n_components, seed=args.seed, n_jobs=args.threads
+        )
+        report.line()
+    if sections & {"2", "3"}:
+        with report.step(f"digits -> FactorAnalysis({args.n_factors} latents)"):
+            Z, y = digits_latents(args.n_factors, args.seed)
+        report.line()
+    if "2" in sections:
+        results["quality"] = quality(
+            report, Z, y, args.quality_components, args.annealing, args.seed, args.threads
+        )
+        report.line()
+    if "3" in sections:
+        results["robustness"] = robustness(
+            report, Z, args.quality_components, n_steps, args.seed, args.threads
+        )
+        report.line()
+    return results
 
 
 def main(argv=None):
@@ -728,12 +778,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.sections or set(args.sections) - set("123"):
         parser.error(f"--sections takes digits from 1 to 3, got {args.sections!r}")
-    quick = args.quick
-    n_samples = args.n_samples or (20_000 if quick else 200_000)
-    n_features = args.n_features or (20 if quick else 50)
-    n_components = args.n_components or (20 if quick else 50)
-    n_steps = 100 if quick else 500
-    sections = set(args.sections)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     report = _Reporter()
     job_start = time.perf_counter()
 
@@ -752,39 +798,30 @@ def main(argv=None):
         f"numpy {np.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}, "
         f"numba {numba.__version__}."
     )
+    threads = "all cores" if args.threads is None else f"{args.threads} (--threads)"
+    report.line(f"Threads for both libraries: {threads}.")
     if load > cores:
         report.line(
-            "  The machine is busy (load above its cores): other processes share the cores and "
-            "every wall time below is longer and noisier than on a quiet machine."
+            textwrap.fill(
+                "The machine is busy (load above its cores): other processes share the cores, "
+                "every wall time below is longer and noisier than on a quiet machine, and thread "
+                "pools that wait for each other slow down, scikit-learn's BLAS most; "
+                "--threads 1 gives a fairer comparison.",
+                100,
+                initial_indent="  ",
+                subsequent_indent="  ",
+            )
         )
     report.line()
-    _prepare_kernels(report, args.annealing)
-    report.line()
-
-    results = {}
-    if "1" in sections:
-        results["speed"] = speed(report, n_samples, n_features, n_components, seed=args.seed)
-        report.line()
-    if sections & {"2", "3"}:
-        with report.step(f"digits -> FactorAnalysis({args.n_factors} latents)"):
-            Z, y = digits_latents(args.n_factors, args.seed)
-        report.line()
-    if "2" in sections:
-        results["quality"] = quality(
-            report, Z, y, args.quality_components, args.annealing, args.seed
-        )
-        report.line()
-    if "3" in sections:
-        results["robustness"] = robustness(report, Z, args.quality_components, n_steps, args.seed)
-        report.line()
-
+    with threadpool_limits(limits=args.threads):
+        results = _run(report, args)
     report.line("Verdict")
     for paragraph in verdict(results):
         report.line(textwrap.fill(paragraph, 100, initial_indent="- ", subsequent_indent="  "))
     report.line(
         textwrap.fill(
             "Read more: README.md; the user guide in doc/ (build it with python -m sphinx -b html "
-            "doc doc/_build/html): performance.rst (speed), saddle_point.rst (annealing), "
+            "doc doc/_build/html): performance.rst (speed), annealing.rst (annealing), "
             "collapse.rst (robustness); benchmarks/bench_em.py, bench_annealing.py and "
             "bench_stability.py for larger runs.",
             100,
