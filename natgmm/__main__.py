@@ -86,8 +86,8 @@ busy machine, thread pools that wait for each other slow both libraries
 down, unevenly: --threads 1 runs both on one thread.
 
 examples:
-  python -m natgmm                  # the full run, about a minute
-  python -m natgmm --quick          # small data, a few seconds
+  python -m natgmm                  # the full run
+  python -m natgmm --quick          # small data
   python -m natgmm --n-samples 1000000 --n-components 100   # bigger
   python -m natgmm --threads 1      # on a busy machine
 """
@@ -175,9 +175,9 @@ def _prepare_kernels(report, annealing, n_jobs=None):
     if state is True:
         label = "loading natgmm's compiled kernels from numba's disk cache"
     elif state is False:
-        label = "compiling natgmm's kernels (first run only, about a minute; numba caches them)"
+        label = "compiling natgmm's kernels (first run only, a minute or two; numba caches them)"
     else:
-        label = "loading or compiling natgmm's kernels (the first run compiles: about a minute)"
+        label = "loading or compiling natgmm's kernels (the first run compiles: a minute or two)"
     X = np.random.default_rng(0).normal(size=(256, 3))
     with report.step(label), _no_convergence_warnings():
         for options in ({}, {"annealing": annealing}, {"solver": "gradient"}):
@@ -709,7 +709,7 @@ def _parser():
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="small data everywhere (20000 x 20, K=20; fewer steps): a few seconds",
+        help="small data everywhere (20000 x 20, K=20; fewer steps)",
     )
     parser.add_argument(
         "--n-samples", type=int, help="rows of the speed data (default 100000, --quick 20000)"
