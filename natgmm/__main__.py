@@ -643,7 +643,7 @@ def verdict(results):
         if fit["natgmm"] > 0 and outside / fit["natgmm"] > 0.5:
             text += (
                 f" About {outside / fit['natgmm']:.0%} of natgmm's fit is outside its EM "
-                "iterations, mostly the k-means start that scikit-learn runs too."
+                "iterations, mostly its k-means start."
             )
         lines.append(text)
     q = results.get("quality")
