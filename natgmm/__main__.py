@@ -585,7 +585,7 @@ def _compare(ratio):
     if ratio >= 1.05:
         return f"{ratio:.1f}x faster"
     if ratio <= 1 / 1.05:
-        return f"{1 / ratio:.1f}x SLOWER (natgmm loses here)"
+        return f"{1 / ratio:.1f}x SLOWER, a loss for natgmm"
     return "about as fast"
 
 
