@@ -17,8 +17,9 @@ and the number of distinct means. Here they are for the three modes on six
 blobs along a slanted line (correlated features, so the critical value is
 well above 1), beside scikit-learn's
 ``GaussianMixture(covariance_type="diag", n_init=5)``. Each fit starts from
-k-means: the levels above the critical value first pull its means
-together, and the levels below split them again.
+the pooled solution (every component at the data's mean and variance), the
+means split as the levels pass the clusters' critical values, and a final
+EM with the annealing released ends the fit.
 """
 
 import warnings
@@ -46,9 +47,9 @@ models = {}
 for mode in ("fixed", "floor", "temperature"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # anneal_tol=0: every level runs its 30 iterations, so the merging
-        # and splitting show; the default ends a level once its gain is
-        # below tol, in far fewer iterations.
+        # anneal_tol=0: every level runs its 30 iterations, so the splitting
+        # shows; the default ends a level once its means stop moving, in far
+        # fewer iterations.
         models[mode] = NaturalDiagonalGMM(
             K, annealing=mode, anneal_max_iter=30, anneal_tol=0.0, random_state=0
         ).fit(Z)
@@ -65,11 +66,11 @@ for mode in ("fixed", "floor", "temperature"):
 # One row per mode. Left: the mean log-likelihood at every EM iteration,
 # levels and final EM alike, beside scikit-learn's best of five starts.
 # Right: the number of distinct means (left axis) and the level (right
-# axis, logarithmic). Above the critical value (dashed) the k-means means are
-# drawn towards each other; after the level passes below it they split
-# again, and the log-likelihood climbs level by level. With ``"fixed"``, the
-# last levels hold every variance below the clusters' own, which costs
-# likelihood until the final EM frees the variances.
+# axis, logarithmic; the final EM has no level). Above the critical value
+# (dashed) every mean sits at the data's mean; after the level passes below
+# it they split, and the log-likelihood climbs level by level. With
+# ``"fixed"``, the last levels hold every variance below the clusters' own,
+# which costs likelihood until the final EM frees the variances.
 fig, axes = plt.subplots(3, 2, figsize=(9, 9.5), sharex=True, layout="constrained")
 for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     h = model.history_
@@ -91,7 +92,9 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     line = ax_level.axhline(critical, color="C2", ls="--", lw=1, label=critical_label)
     ax_level.set_ylabel("temperature" if mode == "temperature" else "level (x feature variance)")
     # Both curves in the lower two thirds of the panel, the legend above them.
-    low, high = np.log10(min(h["level"].min(), critical)), np.log10(h["level"].max())
+    # (The final EM has no level: NaN, a gap at the end of the curve.)
+    levels = h["level"][np.isfinite(h["level"])]
+    low, high = np.log10(min(levels.min(), critical)), np.log10(levels.max())
     ax_level.set_ylim(10 ** (low - 0.05 * (high - low)), 10 ** (low + (high - low) / 0.62))
     ax_level.legend(
         handles=[*means, *level, line], loc="upper center", ncols=3, fontsize="small",

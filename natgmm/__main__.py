@@ -45,7 +45,7 @@ from natgmm import NaturalDiagonalGMM
 
 # The annealing mode of the quality section; see the user guide's annealing
 # page for the three modes.
-ANNEALING = "temperature"
+ANNEALING = "floor"
 
 _EPILOG = """\
 sections and columns:

@@ -44,6 +44,7 @@ from sklearn.utils import check_random_state
 
 from ._data import n_blocks as _n_blocks
 from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas
+from ._threading import parallel_launch
 
 # Absolute margin of the bound tests, times a bound on the data's diameter:
 # each bound moves by at most ``max_iter`` rounded additions of values below
@@ -536,7 +537,7 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     """
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    with _single_threaded_blas():
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
         seeds, indices, labels, _, _ = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
         )
@@ -677,7 +678,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
-    with _single_threaded_blas():
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
         seeds, _, labels, var, diameter = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
         )
@@ -753,7 +754,7 @@ def nearest(X, shift, scale, centres, parallel):
     C = _f64(centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
     kernel = _nearest_parallel if parallel else _nearest_serial
-    with _single_threaded_blas():
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
         kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
                _n_blocks(X.shape[0]))  # fmt: skip
     return labels
