@@ -8,6 +8,8 @@ sample weights. An outcome is one of
 - ``finite``: the fit returned and every fitted parameter is finite, every
   variance positive, ``lower_bound_`` finite;
 - ``ValueError``: a refusal (the message's start is tallied);
+- ``MISLEADING ValueError``: a refusal that blames NaN or infinity in ``X``
+  when ``X`` is finite (a bug: the fit overflowed);
 - ``NON-FINITE``: the fit returned an inf, NaN or zero variance (a bug);
 - ``non-finite predict_proba``: finite parameters but NaN responsibilities
   on the training rows (a bug);
@@ -29,6 +31,7 @@ Run from the repository root::
 """
 
 import argparse
+import re
 import sys
 import time
 import warnings
@@ -64,7 +67,10 @@ def _outcome(fit, X):
             warnings.filterwarnings("ignore", message="Number of distinct clusters")
             model = fit()
     except ValueError as error:
-        return "ValueError: " + str(error)[:60]
+        message = str(error)
+        if re.search("NaN|infinity", message) and np.all(np.isfinite(X)):
+            return "MISLEADING ValueError (X is finite): " + message[:40]
+        return "ValueError: " + message[:60]
     except Exception as error:  # noqa: BLE001  (any other type is a finding)
         return f"{type(error).__name__}: {str(error)[:60]}"
     values = [np.asarray(getattr(model, name), dtype=np.float64) for name in PARAMETERS]
@@ -124,7 +130,7 @@ def main(argv=None):
             for name, seed_, outcome in RUNS[run](seed):
                 kind = outcome.split(":")[0]
                 outcomes[outcome] += 1
-                if kind not in ("finite", "ValueError"):
+                if kind not in ("finite", "ValueError"):  # NON-FINITE, MISLEADING, other
                     bad[name] += 1
                     dtypes[X.dtype.name] += 1
                     examples.setdefault(outcome, seed_)
