@@ -69,8 +69,8 @@ def _outcome(fit, X):
     except ValueError as error:
         message = str(error)
         if re.search("NaN|infinity", message) and np.all(np.isfinite(X)):
-            return "MISLEADING ValueError (X is finite): " + message[:40]
-        return "ValueError: " + message[:60]
+            return "MISLEADING ValueError (X is finite): " + message[:40].replace("\n", " ")
+        return "ValueError: " + message[:60].replace("\n", " ")
     except Exception as error:  # noqa: BLE001  (any other type is a finding)
         return f"{type(error).__name__}: {str(error)[:60]}"
     values = [np.asarray(getattr(model, name), dtype=np.float64) for name in PARAMETERS]
