@@ -4,6 +4,8 @@ from contextlib import contextmanager
 
 import numba
 
+from ._interrupt import uninterrupted
+
 
 def n_threads(n_jobs):
     """Return the number of numba threads ``n_jobs`` asks for (joblib's convention).
@@ -27,8 +29,8 @@ def numba_threads(n_jobs):
     """
     count = n_threads(n_jobs)
     previous = numba.get_num_threads()
-    numba.set_num_threads(count)
     try:
+        numba.set_num_threads(count)
         yield count > 1
     finally:
-        numba.set_num_threads(previous)
+        uninterrupted(numba.set_num_threads, previous)
