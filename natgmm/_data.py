@@ -77,8 +77,49 @@ def log_prob(X, standardiser, params, parallel, want_resp):
         X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
         parallel,
     )  # fmt: skip
+    far = np.flatnonzero(~np.isfinite(out))
+    if far.size:
+        out[far], labels[far], far_resp = _far_log_prob(X[far], standardiser, eta1, eta2, log_norm)
+        if want_resp:
+            resp[far] = far_resp
     out += standardiser.log_jacobian
     return out, labels, resp
+
+
+def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
+    """Log-densities, labels and responsibilities of rows far outside the data.
+
+    For rows whose squared internal coordinates overflow, the kernel's
+    expanded form gives -inf or NaN. With ``z = 2 t v`` and ``t = max |z| /
+    2`` (``v`` is at most one, and found without overflow; ``t`` may be
+    inf), component
+    ``k``'s log-density is ``4 t**2 b_k``, ``b_k = sum v**2 eta2 +
+    sum v eta1 / (2 t) + log_norm / (4 t**2)``, finite: the label is the
+    first largest ``b``, the responsibilities the soft-max of ``4 t**2 (b -
+    max b)`` (one-hot unless ``b`` ties), and the log-density ``4 t**2 max
+    b`` plus their log-normaliser, -inf only where it is below float64's
+    range. Never NaN.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        half = X.astype(np.float64) * 0.5 - standardiser.shift * 0.5  # z / 2 / scale, finite
+        m = np.max(np.abs(half), axis=1, keepdims=True)
+        m[m == 0.0] = 1.0
+        c = half / m * standardiser.scale  # finite: scale is
+        cm = np.max(np.abs(c), axis=1, keepdims=True)
+        cm[cm == 0.0] = 1.0
+        v = c / cm
+        t = m * cm
+        b = (v * v) @ eta2.T + (v / (2.0 * t)) @ eta1.T + log_norm / (4.0 * t * t)
+        s2 = 4.0 * t * t  # may be inf
+        top = b.max(axis=1, keepdims=True)
+        labels = np.argmax(b, axis=1)
+        below = b - top
+        scaled = np.where(below < 0.0, s2 * below, 0.0)
+        terms = np.exp(scaled)
+        total = terms.sum(axis=1, keepdims=True)
+        lead = np.where(top == 0.0, 0.0, s2 * top)
+        log_density = (lead + np.log(total))[:, 0]
+    return log_density, labels, terms / total
 
 
 def mean_log_prob(log_prob, sample_weight):
