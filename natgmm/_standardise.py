@@ -10,12 +10,15 @@ fitted attributes in user units that the estimator and
 """
 
 import copy
+import os
+import sys
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import NamedTuple
 
 import numpy as np
+import sklearn
 from sklearn.preprocessing import StandardScaler
 
 from ._data import scaled_weights, scatter_from_sums
@@ -206,6 +209,10 @@ def regularisation(standardiser, min_variance, settings):
 _STANDARDISED_INPUT = ContextVar("natgmm_standardised_input", default=False)
 # reg_covar above this fraction of a feature's variance is warned about.
 _REG_COVAR_FRACTION = 0.1
+# Warnings point at the first frame outside these: the user's call.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(m.__file__) + os.sep for m in (sklearn, sys.modules[__package__])
+)
 
 
 @contextmanager
@@ -247,8 +254,16 @@ def warn_reg_covar(standardiser, reg, settings, n_samples):
         "in these features merge. Use StandardizedGMM, which fits on standardised features, "
         "or a smaller reg_covar.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=_caller_level(),
     )
+
+
+def _caller_level():
+    """``stacklevel`` of the first frame outside natgmm and scikit-learn (the user's call)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Model(NamedTuple):
@@ -322,10 +337,14 @@ class FeatureScaling(NamedTuple):
 
     def transform(self, X):
         """Return ``X`` (validated) standardised, in its dtype (``StandardScaler.transform``)."""
-        with np.errstate(under="ignore"):  # values below the resolution of their feature
+        # As StandardScaler: mean and scale rounded to the dtype of X, and
+        # the arithmetic in it. Underflow: values below the resolution of
+        # their feature; overflow: the scale of a constant float32 feature
+        # below 2**-126, whose values are then all its mean.
+        with np.errstate(under="ignore", over="ignore"):
             Z = np.ldexp(X, -self.exponent)
-        Z -= self.mean
-        Z /= self.scale
+            Z -= self.mean.astype(Z.dtype)
+            Z /= self.scale.astype(Z.dtype)
         return Z
 
 
