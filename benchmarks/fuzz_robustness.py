@@ -38,7 +38,6 @@ import warnings
 from collections import Counter
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import datasets  # noqa: E402
@@ -63,8 +62,8 @@ def _outcome(fit, X):
     """Run ``fit()`` (which returns the model) and classify the result."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.filterwarnings("ignore", message="Number of distinct clusters")
+            # Convergence, reg_covar, small first batches: the outcome is what counts.
+            warnings.simplefilter("ignore", UserWarning)
             model = fit()
     except ValueError as error:
         message = str(error)

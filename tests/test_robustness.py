@@ -13,16 +13,18 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from contextlib import contextmanager
 from functools import cache
 
 import numba
 import numpy as np
 import pytest
-from hostile import assert_clear_value_error, assert_finite, mixture, problem, quiet
+from conftest import assert_clear_value_error, assert_finite, mixture, problem, quiet
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.datasets import make_blobs
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import natgmm
@@ -178,6 +180,19 @@ def test_stream_with_outlier_batches_ends_like_the_clean_stream(outlier):
         assert abs(model.score(test) - clean.score(test)) <= 0.01 * abs(clean.score(test))
 
 
+def test_batch_with_huge_weights_is_rejected():
+    """Weights beyond 2**400 times the first batch's could overflow the running sums."""
+    batches = _good_batches(3)
+    model = NaturalDiagonalGMM(3, random_state=0, n_jobs=1).partial_fit(batches[0])
+    before = copy.deepcopy(model)
+    with pytest.raises(ValueError, match=r"batch.*weights"):
+        model.partial_fit(batches[1], sample_weight=np.full(_BATCH, 2.0**500))
+    _assert_same_model(model, before, batches[2])
+    # Large but below the limit: accepted.
+    model.partial_fit(batches[1], sample_weight=np.full(_BATCH, 2.0**300))
+    assert_finite(model)
+
+
 # ------------------------------------- 2. StandardizedGMM: inf or zero parameters
 
 
@@ -202,6 +217,33 @@ def test_wrapper_refuses_or_fits_finite_parameters(X):
         assert re.search(r"(?i)rescale|scale the input|cannot be represented", str(error)), error
         return
     assert_finite(model)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_wrapper_standardises_as_standard_scaler_bit_for_bit(dtype, weighted):
+    """Where StandardScaler's results are finite, the wrapper's are the same bits.
+
+    The wrapper runs StandardScaler on each feature multiplied by a power of
+    two (exact), to stay finite beyond 1e154; on ordinary data that must
+    change nothing: not the mean, the scale (1 for a constant feature,
+    including one whose mean is inexact, 0.1) nor the standardised data.
+    """
+    rng = np.random.default_rng(0)
+    X = np.column_stack(
+        [rng.normal(size=300) * 1e-3 + 5.0, rng.normal(size=300) * 40.0, np.full(300, 0.1)]
+    ).astype(dtype)
+    weights = rng.uniform(0.0, 3.0, len(X)) if weighted else None
+    inner = NaturalDiagonalGMM(2, random_state=0, max_iter=3)
+    model = quiet(StandardizedGMM(inner).fit, X, sample_weight=weights)
+    scaler = StandardScaler().fit(X, sample_weight=weights)
+    assert_array_equal(model.mean_, scaler.mean_)
+    assert_array_equal(model.scale_, scaler.scale_)
+    assert model.scale_[2] == 1.0
+    Z = scaler.transform(X)
+    assert_array_equal(model._standardise(X), Z)
+    reference = quiet(clone(inner).fit, Z, sample_weight=weights)
+    assert_array_equal(model.estimator_.means_, reference.means_)
 
 
 def test_fuzzed_wrapper_fits_are_finite_or_refused():
@@ -612,6 +654,31 @@ def test_scaling_every_weight_by_a_constant_changes_nothing(solver, exponent):
     assert_allclose(model.lower_bound_, reference.lower_bound_, rtol=1e-12)
 
 
+def test_weighted_score_depends_on_weight_ratios_only():
+    X, weights = _weight_problem()
+    model = _weight_reference("em")
+    reference = model.score(X, sample_weight=weights)
+    for exponent in (-1000, -997, 997, 1020):  # 2**1020 * 400 rows overflows a plain sum
+        assert model.score(X, sample_weight=weights * 2.0**exponent) == reference
+
+
+def test_dask_fit_depends_on_weight_ratios_only():
+    """Dask input normalises its weights as numpy input does (one power of two)."""
+    da = pytest.importorskip("dask.array", reason="dask is not installed (extra natgmm[dask])")
+    import dask
+
+    X, weights = _weight_problem()
+    reference = _weight_reference("em")
+    with dask.config.set(scheduler="synchronous"), np.errstate(all="ignore"):
+        Xd = da.from_array(X, chunks=(150, 3))
+        wd = da.from_array(weights * 2.0**-997, chunks=150)
+        model = _weight_fit("em", Xd, wd)
+    # The blocks are summed in another order than numpy's: rounding apart.
+    assert_allclose(model.means_, reference.means_, rtol=1e-10)
+    assert_allclose(model.covariances_, reference.covariances_, rtol=1e-10)
+    assert_allclose(model.lower_bound_, reference.lower_bound_, rtol=1e-10)
+
+
 # --------------------------------------------------------- 5. tiny spreads
 
 
@@ -632,6 +699,22 @@ def test_reg_covar_above_a_feature_variance_warns_and_names_the_fix():
     assert any("StandardizedGMM" in str(w.message) for w in record), [
         str(w.message) for w in record
     ]
+
+
+def test_reg_covar_warning_spares_constant_features_and_the_wrapper():
+    """No warning for a constant feature (its variance is rounding), nor inside
+    StandardizedGMM, whose inner fit sees standardised data (reg_covar=0.5 is
+    half of each feature's variance there, on purpose); and the warning points
+    at the caller's line."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=200), np.full(200, 0.1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        NaturalDiagonalGMM(2, random_state=0).fit(X)
+        StandardizedGMM(NaturalDiagonalGMM(2, reg_covar=0.5, random_state=0)).fit(X * 1e-4)
+    with pytest.warns(UserWarning, match="reg_covar") as record:
+        NaturalDiagonalGMM(2, random_state=0).partial_fit(X * 1e-4)
+    assert [w.filename for w in record] == [__file__]
 
 
 # ------------------------------------------------------ 6. far-away rows
@@ -685,6 +768,24 @@ def test_predictions_for_rows_far_outside_the_data(wrapped):
     assert_allclose(score[finite], log_density[finite], rtol=1e-9)
 
 
+def test_keyboard_interrupt_inside_a_system_error_is_re_raised():
+    """numba reports a Ctrl-C during compiled code as a SystemError chained on it."""
+    from natgmm._interrupt import keyboard_interrupts
+
+    def boxed():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("<numba_unpickle> returned a result with an exception set") from (
+                interrupt
+            )
+
+    with pytest.raises(KeyboardInterrupt), keyboard_interrupts():
+        boxed()
+    with pytest.raises(SystemError), keyboard_interrupts():
+        raise SystemError("a real one")
+
+
 # ---------------------------------------------------------- 7. threading
 
 
@@ -701,6 +802,7 @@ def test_concurrent_fits_from_python_threads_under_workqueue():
         import numba
         import numpy as np
         from sklearn.datasets import make_blobs
+from sklearn.preprocessing import StandardScaler
         from natgmm import NaturalDiagonalGMM
 
         X, _ = make_blobs(3000, n_features=4, centers=3, random_state=0)
