@@ -1,95 +1,242 @@
-"""One annealed fit against GaussianMixture(covariance_type="diag", n_init=5).
+"""One annealed fit against GaussianMixture(diag, n_init=5 and 20): the bar of issue #15.
 
-On FactorAnalysis latents of the digits (or of ``--data FILE.npz`` holding
-``X`` and optionally ``y``), for each K: the final mean train
-log-likelihood, the NMI against the labels and the wall time of
+For every data set of ``datasets.SPLITS`` (digits, raw-scale digits, breast
+cancer, two synthetic mixtures with known parameters, 60 000 deformed
+digits and 60 000 image patches through FactorAnalysis(50)), every K of the
+set among ``--k`` and every seed, fit
 
-- sklearn ``GaussianMixture(covariance_type="diag", n_init=5)`` (k-means
-  initialisations),
-- natgmm with the same settings (the drop-in),
-- natgmm with a single initialisation and each annealing mode, using the
-  default schedule (25 geometric levels from 1.2 x the critical value down to
-  0.01, at most 15 EM iterations per level, each level ending early when
-  its gain is below ``tol``, then EM to convergence),
+- ``sk5``, ``sk20``: ``GaussianMixture(covariance_type="diag", n_init=5 or
+  20, max_iter=500)``;
+- ``floor``, ``fixed``, ``temperature``: ``NaturalDiagonalGMM(annealing=mode,
+  max_iter=500)`` with the estimator's own defaults for everything else
+  (one fit): once the study's recommendation is implemented these rows
+  are the recommended defaults;
+- ``proto``: the recommended algorithm of the study run by the prototype
+  driver ``benchmarks/study/anneal_proto.py`` (``RECOMMENDED`` there), which
+  stands in for the defaults until the estimator implements them;
 
-all in one run. Every fit gets the same ``max_iter`` for its final EM and
-the same variance floor: ``reg_covar`` for sklearn and plain natgmm, plus
-the last level (0.01 of each feature's variance) for the annealed fits.
+and print, per data set, K and method: the mean train and test
+log-likelihood per sample over the seeds, the NMI with the labels where the
+set has them, the wall time, the iterations (for scikit-learn
+``n_iter_``, the best initialisation's only; for natgmm all levels and
+the final EM), and against ``sk5`` of the same
+seed: in how many seeds the train log-likelihood is at least sk5's and the
+median ratio of wall times. The bar: ``wins >= 4/5`` and time ratio
+``<= 0.2`` at K = 20 and 50 on every data set. A per-seed table follows;
+both go to ``--out`` (markdown, default ``benchmarks/results/annealing.md``).
+
+Timing: every fit of one (data set, K, seed) runs in turn in one process,
+so that the ratios are measured in the same conditions. On a busy machine
+multi-threaded OpenBLAS/OpenMP in scikit-learn and FactorAnalysis was 10
+times slower than one thread, so BLAS and OpenMP are limited to
+``--blas-threads`` (default 1) for every fit; natgmm's kernels use
+``--n-jobs`` numba threads (default: all) and single-threaded BLAS anyway.
 
 Run from the repository root::
 
-    python benchmarks/bench_annealing.py [--n-factors 50] [--k 20 50] [--seed 0]
+    python benchmarks/bench_annealing.py --quick
+    python benchmarks/bench_annealing.py --datasets digits_fa,image_patches_fa --k 20 50
+    python benchmarks/bench_annealing.py  # everything: hours on 2 cores
 """
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
-from natgmm import NaturalDiagonalGMM
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "study"))
+import anneal_proto  # noqa: E402
+import datasets  # noqa: E402
 
+from natgmm import NaturalDiagonalGMM  # noqa: E402
 
-def _load(args):
-    if args.data:
-        data = np.load(args.data)
-        X = data["X"]
-        y = data["y"] if "y" in data else None
-        name = args.data
-    else:
-        X, y = load_digits(return_X_y=True)
-        name = "digits"
-    Z = FactorAnalysis(args.n_factors, random_state=args.seed).fit_transform(X)
-    return name, Z, y
+BAR_KS = (20, 50)
+BAR_WINS = 4 / 5
+BAR_TIME = 0.2
 
 
-def _row(name, model, Z, y):
+class _Proto:
+    """The prototype driver behind a fit/score/predict interface."""
+
+    def __init__(self, n_components, random_state, config):
+        self.k, self.seed, self.config = n_components, random_state, config
+
+    def fit(self, X):
+        self.result_ = anneal_proto.run(X, self.k, self.seed, self.config)
+        self.n_iter_ = self.result_.n_iter
+        self.history_ = self.result_.history
+        return self
+
+    def score(self, X):
+        return anneal_proto.score(self.result_, X)
+
+    def predict(self, X):
+        return anneal_proto.predict(self.result_, X)
+
+
+def methods(args):
+    """Name -> factory(k, seed) of every method to run."""
+    common = dict(max_iter=500, n_jobs=args.n_jobs)
+    out = {
+        "sk5": lambda k, s: GaussianMixture(
+            k, covariance_type="diag", n_init=5, max_iter=500, random_state=s
+        ),
+        "sk20": lambda k, s: GaussianMixture(
+            k, covariance_type="diag", n_init=20, max_iter=500, random_state=s
+        ),
+    }
+    for mode in ("floor", "fixed", "temperature"):
+        out[mode] = lambda k, s, mode=mode: NaturalDiagonalGMM(
+            k, annealing=mode, random_state=s, **common
+        )
+    out["proto"] = lambda k, s: _Proto(k, s, anneal_proto.RECOMMENDED)
+    return {name: out[name] for name in args.methods}
+
+
+def split_levels(history):
+    """(level, distinct means before, after) wherever the count grows."""
+    level = np.asarray(history["level"], dtype=float)
+    nd = np.asarray(history["n_distinct"])
+    grow = np.flatnonzero((nd[1:] > nd[:-1]) & np.isfinite(level[1:])) + 1
+    return [(float(level[i]), int(nd[i - 1]), int(nd[i])) for i in grow]
+
+
+def run_one(name, model, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
-        model.fit(Z)
+        model.fit(data.X_train)
         seconds = time.perf_counter() - start
-    labels = model.predict(Z)
-    nmi = normalized_mutual_info_score(y, labels) if y is not None else float("nan")
-    return name, model.score(Z), nmi, seconds, model.n_iter_
+    row = dict(
+        method=name,
+        train=float(model.score(data.X_train)),
+        test=float(model.score(data.X_test)),
+        time=seconds,
+        n_iter=int(np.sum(getattr(model, "n_iter_", 0))),
+        nmi=float("nan"),
+        splits=split_levels(model.history_) if hasattr(model, "history_") else [],
+    )
+    if data.y_train is not None:
+        row["nmi"] = normalized_mutual_info_score(data.y_train, model.predict(data.X_train))
+    return row
+
+
+def summarise(rows, method_names, seeds):
+    """Markdown lines of the summary table and of the per-seed table."""
+    by = {}
+    for r in rows:
+        by.setdefault((r["data"], r["k"]), {}).setdefault(r["method"], {})[r["seed"]] = r
+    head = (
+        "| data | K | method | train ll | test ll | NMI | time s | iters | "
+        "train >= sk5 | time / sk5 |"
+    )
+    lines = [head, "|" + " --- |" * 10]
+    misses = []
+    for (data, k), per in by.items():
+        ref = per.get("sk5", {})
+        for m in method_names:
+            if m not in per:
+                continue
+            rs = [per[m][s] for s in seeds if s in per[m]]
+            wins = sum(1 for r in rs if r["seed"] in ref and r["train"] >= ref[r["seed"]]["train"])
+            ratio = [r["time"] / ref[r["seed"]]["time"] for r in rs if r["seed"] in ref]
+            n_ref = sum(1 for r in rs if r["seed"] in ref)
+            ratio_s = f"{np.median(ratio):.3f}" if ratio and m != "sk5" else ""
+            wins_s = f"{wins}/{n_ref}" if n_ref and m != "sk5" else ""
+            lines.append(
+                f"| {data} | {k} | {m} | {np.mean([r['train'] for r in rs]):.4f} | "
+                f"{np.mean([r['test'] for r in rs]):.4f} | "
+                f"{np.mean([r['nmi'] for r in rs]):.3f} | "
+                f"{np.median([r['time'] for r in rs]):.2f} | "
+                f"{np.median([r['n_iter'] for r in rs]):.0f} | {wins_s} | {ratio_s} |"
+            )
+            if (
+                m not in ("sk5", "sk20")
+                and k in BAR_KS
+                and n_ref
+                and (wins < BAR_WINS * n_ref or np.median(ratio) > BAR_TIME)
+            ):
+                misses.append(f"{m} misses the bar on {data}, K={k}")
+    seed_head = "| data | K | seed | method | train ll | test ll | NMI | time s | iters | splits |"
+    seed_lines = [seed_head, "|" + " --- |" * 10]
+    for r in rows:
+        splits = " ".join(f"{lv:.3g}:{a}>{b}" for lv, a, b in r["splits"][:8])
+        seed_lines.append(
+            f"| {r['data']} | {r['k']} | {r['seed']} | {r['method']} | {r['train']:.4f} | "
+            f"{r['test']:.4f} | {r['nmi']:.3f} | {r['time']:.2f} | {r['n_iter']} | {splits} |"
+        )
+    return lines, seed_lines, misses
 
 
 def main(argv=None):
-    """Print one table per K."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help=".npz with X (and optionally y)")
-    parser.add_argument("--n-factors", type=int, default=50)
-    parser.add_argument("--k", type=int, nargs="+", default=[20, 50])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-iter", type=int, default=300)
+    parser.add_argument("--datasets", default=",".join(datasets.SPLITS))
+    parser.add_argument("--k", type=int, nargs="+", default=[10, 20, 50])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--methods",
+        default="sk5,sk20,floor,fixed,temperature,proto",
+        help="comma-separated, from sk5,sk20,floor,fixed,temperature,proto",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="digits_fa and synthetic_separated, K=20, seeds 0 1, no sk20",
+    )
+    parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument("--out", default=str(HERE / "results" / "annealing.md"))
     args = parser.parse_args(argv)
+    if args.quick:
+        args.datasets, args.k, args.seeds = "digits_fa,synthetic_separated", [20], [0, 1]
+        args.methods = ",".join(m for m in args.methods.split(",") if m != "sk20")
+    args.methods = args.methods.split(",")
+    names = args.datasets.split(",")
+    factories = methods(args)
 
-    name, Z, y = _load(args)
-    NaturalDiagonalGMM(2, max_iter=1).fit(Z[:100])  # compile or load the kernels
-    print(f"{name}: {Z.shape[0]} x {Z.shape[1]} FactorAnalysis latents, seed {args.seed}")
-    for k in args.k:
-        common = dict(n_components=k, random_state=args.seed, max_iter=args.max_iter)
-        rows = [
-            _row(
-                "sklearn GaussianMixture n_init=5",
-                GaussianMixture(covariance_type="diag", n_init=5, **common),
-                Z,
-                y,
-            ),
-            _row("natgmm n_init=5", NaturalDiagonalGMM(n_init=5, **common), Z, y),
-        ]
-        for mode in ("floor", "fixed", "temperature"):
-            model = NaturalDiagonalGMM(annealing=mode, **common)
-            rows.append(_row(f"natgmm annealing={mode!r}, 1 init", model, Z, y))
-        print(f"\nK = {k}")
-        print(f"{'model':36s} {'train loglik':>12s} {'NMI':>6s} {'seconds':>8s} {'iters':>6s}")
-        for label, loglik, nmi, seconds, n_iter in rows:
-            print(f"{label:36s} {loglik:12.4f} {nmi:6.3f} {seconds:8.2f} {n_iter:6d}")
+    rows = []
+    with threadpool_limits(args.blas_threads):
+        warm = np.random.default_rng(0).random((200, 3))  # compile or load the kernels
+        NaturalDiagonalGMM(2, max_iter=2, annealing="floor").fit(warm)
+        _Proto(2, 0, anneal_proto.RECOMMENDED).fit(warm)
+        for name in names:
+            data = datasets.split(name)
+            print(f"# {name}: {data.description}", flush=True)
+            for k in args.k:
+                if k not in data.ks:
+                    continue
+                for seed in args.seeds:
+                    for method, factory in factories.items():
+                        row = run_one(method, factory(k, seed), data)
+                        row.update(data=name, k=k, seed=seed)
+                        rows.append(row)
+                        print(
+                            f"{name:22s} K={k:2d} seed={seed} {method:12s} "
+                            f"train {row['train']:10.4f} test {row['test']:10.4f} "
+                            f"nmi {row['nmi']:.3f} {row['time']:7.2f} s {row['n_iter']:5d} it",
+                            flush=True,
+                        )
+    lines, seed_lines, misses = summarise(rows, args.methods, args.seeds)
+    text = "\n".join(
+        ["# Annealing against restarts", "", " ".join(sys.argv), "", *lines, "",
+         "Bar (K in {20, 50}: train >= sk5 in 4/5 seeds, time <= 0.2 x sk5):", "",
+         *(f"- {m}" for m in misses or ["every method met it"]), "", "## Per seed", "",
+         *seed_lines, ""]
+    )  # fmt: skip
+    print("\n" + text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,17 @@ Run from the repository root, with OpenBLAS left to pick its own kernels::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_em.py
 
-``--quick`` runs the N=60000, D=50, K=50 cases only (the bars);
+Whole default fits (issue #16): after the per-iteration grid, both libraries
+fit with their default settings (k-means initialisation, ``tol=1e-3``) on
+FactorAnalysis(50) latents of noisy resampled digits
+(``datasets.digits_like_latents``), the time from the call of ``fit`` to its
+return, best of three fits at N = 60000 (one at 1e6), interleaved in one
+process; the relative difference of the final lower bounds shows that both
+fit the same model. The full run adds ``n_init=5``, N = 1e6 and the peak
+memory above the data of a whole default fit at N = 1e6, K = 50.
+
+``--quick`` runs the N=60000, D=50, K=50 cases and the N=60000 whole fits
+with ``n_init=1`` (the bars); ``--whole-only`` / ``--no-whole`` select;
 ``--scale`` adds the memmap case; ``--json FILE`` also writes the rows. The
 plot of time per iteration against N (D=50, K=50) is saved in
 ``benchmarks/results/``.
@@ -285,6 +295,107 @@ def _child(function, *args):
             return {"error": f"{type(error).__name__}: {error}"}
 
 
+# Whole default fits: (n_samples, n_components, n_init), on FactorAnalysis
+# latents of noisy resampled digits (D = 50), the users' case.
+WHOLE_QUICK = [(60_000, 20, 1), (60_000, 50, 1)]
+WHOLE_FULL = WHOLE_QUICK + [
+    (60_000, 20, 5),
+    (60_000, 50, 5),
+    (1_000_000, 20, 1),
+    (1_000_000, 50, 1),
+]
+
+
+def _latents(n_samples):
+    return datasets.digits_like_latents(n_samples, 50)[0]
+
+
+def whole_fit_case(n_samples, n_components, n_init, repeats):
+    """Child process: whole default fits of both libraries, interleaved.
+
+    Default settings but ``n_components``, ``n_init`` and ``random_state=0``
+    (k-means initialisation, ``tol=1e-3``, ``max_iter=100``), timed from the
+    call to ``fit`` to its return, the best of ``repeats`` fits each.
+    """
+    import warnings
+
+    X = _latents(n_samples)
+    result = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("sklearn", "natgmm"):  # compile, load caches, wake BLAS
+            _library(name)(n_components, covariance_type="diag", max_iter=2).fit(X[:5000])
+        for _ in range(repeats):
+            for name in ("sklearn", "natgmm"):
+                time.sleep(0.25)
+                model = _library(name)(
+                    n_components, covariance_type="diag", n_init=n_init, random_state=0
+                )
+                t0 = time.perf_counter()
+                model.fit(X)
+                seconds = time.perf_counter() - t0
+                best = result.get(name, {}).get("seconds", float("inf"))
+                result[name] = {
+                    "seconds": min(seconds, best),
+                    "lower_bound": float(model.lower_bound_),
+                    "n_iter": int(model.n_iter_),
+                }
+    return result
+
+
+def whole_fit_memory(library, n_samples, n_components):
+    """Child process: peak resident size above the data during one whole default fit."""
+    import warnings
+
+    X = _latents(n_samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _library(library)(n_components, covariance_type="diag", max_iter=2).fit(X[:5000])
+        baseline = _rss_bytes()
+        with _PeakRSS() as peak:
+            _library(library)(n_components, covariance_type="diag", random_state=0).fit(X)
+    return {"extra_mib": (peak.peak - baseline) / 2**20, "data_mib": X.nbytes / 2**20}
+
+
+def _print_whole_fits(cases, memory):
+    """Run the whole-fit cases, print a table and return its rows."""
+    print("\nWhole default fits (k-means initialisation, tol=1e-3), digits-like latents, D=50")
+    header = (
+        f"{'N':>8s} {'K':>3s} {'n_init':>6s} | {'sklearn s':>9s} {'natgmm s':>8s} {'ratio':>6s} | "
+        f"{'iters sk/nat':>12s} {'rel dLL':>8s}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for n, k, n_init in cases:
+        repeats = 3 if n <= 100_000 else 1
+        r = _child(whole_fit_case, n, k, n_init, repeats)
+        rows.append({"whole_fit": (n, k, n_init), **r})
+        if "error" in r:
+            print(f"{n:8d} {k:3d} {n_init:6d} | {r['error']}")
+            continue
+        sk, nat = r["sklearn"], r["natgmm"]
+        rel = abs(sk["lower_bound"] - nat["lower_bound"]) / abs(sk["lower_bound"])
+        print(
+            f"{n:8d} {k:3d} {n_init:6d} | {sk['seconds']:9.3f} {nat['seconds']:8.3f} "
+            f"{sk['seconds'] / nat['seconds']:6.1f} | {sk['n_iter']:5d}/{nat['n_iter']:<6d} "
+            f"{rel:8.1e}",
+            flush=True,
+        )
+    if memory:
+        n, k = 1_000_000, 50
+        used = {name: _child(whole_fit_memory, name, n, k) for name in ("sklearn", "natgmm")}
+        rows.append({"whole_fit_memory": (n, k), **used})
+        print(
+            f"memory above the data, whole default fit N={n}, D=50, K={k} "
+            f"(data {used['natgmm'].get('data_mib', float('nan')):.0f} MiB): "
+            + ", ".join(
+                f"{name} {u.get('extra_mib', float('nan')):.1f} MiB" for name, u in used.items()
+            )
+        )
+    return rows
+
+
 def _plot(rows, path):
     import matplotlib
 
@@ -295,7 +406,7 @@ def _plot(rows, path):
     for dtype, marker in (("float64", "o"), ("float32", "s")):
         picked = sorted(
             (r["case"][0], r) for r in rows
-            if tuple(r["case"][1:]) == (50, 50, dtype, 1.0) and "bound_seconds" in r
+            if "bound_seconds" in r and tuple(r["case"][1:]) == (50, 50, dtype, 1.0)
         )  # fmt: skip
         if not picked:
             continue
@@ -320,6 +431,8 @@ def main(argv=None):
         "--n-iter", type=int, default=20, help="EM iterations timed at N = 60000 (a sixth at 1e6)"
     )
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--no-whole", action="store_true", help="skip the whole default fits")
+    parser.add_argument("--whole-only", action="store_true", help="only the whole default fits")
     args = parser.parse_args(argv)
 
     import numba
@@ -354,7 +467,7 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     rows = []
-    for case in CASES_QUICK if args.quick else CASES_FULL:
+    for case in [] if args.whole_only else CASES_QUICK if args.quick else CASES_FULL:
         small = case[0] <= 100_000
         # Fits at N = 1e6 are long, scikit-learn's very long: fewer iterations
         # there, and repeats of natgmm's fits only (one disturbed fit of
@@ -386,14 +499,17 @@ def main(argv=None):
             f"{abs(memory['sklearn']['lower_bound'] - memory['natgmm']['lower_bound']):8.1e}",
             flush=True,
         )
+    if not args.no_whole:
+        rows += _print_whole_fits(WHOLE_QUICK if args.quick else WHOLE_FULL, memory=not args.quick)
     if args.scale:
         scale = _child(scale_case, SCALE_CASE, 2)
         rows.append({"case": SCALE_CASE, "natgmm": scale})
         print(f"scale case {SCALE_CASE} from a memmap, natgmm only: {scale}")
-    os.makedirs(RESULTS, exist_ok=True)
-    plot = os.path.join(RESULTS, "bench_em_quick.png" if args.quick else "bench_em.png")
-    _plot(rows, plot)
-    print(f"plot: {plot}")
+    if any("bound_seconds" in r for r in rows):
+        os.makedirs(RESULTS, exist_ok=True)
+        plot = os.path.join(RESULTS, "bench_em_quick.png" if args.quick else "bench_em.png")
+        _plot(rows, plot)
+        print(f"plot: {plot}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

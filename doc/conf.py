@@ -38,6 +38,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax 3 is copied into the site (_static/mathjax) and loaded from
+    # there, so that formulas render without a network.
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -57,8 +60,18 @@ html_title = f"natgmm {release}"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
+    # The gallery's figures are wide: on its pages the right-hand column
+    # ("On this page") gives its width to the article. "*" matches no "/",
+    # so the patterns do not overlap (the theme warns when they do).
+    "secondary_sidebar_items": {
+        "*": ["page-toc", "sourcelink"],
+        "generated/*": ["page-toc", "sourcelink"],
+        "auto_examples/*": [],
+    },
 }
 html_sidebars = {"index": [], "quickstart": []}
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",

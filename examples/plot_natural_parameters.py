@@ -112,7 +112,7 @@ def minus_eta2(variance):
         return 0.5 / variance
 
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharey=True, layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.8), sharey=True, layout="constrained")
 for ax, (name, (strengths, fits)) in zip(axes, sweeps.items(), strict=True):
     ax.loglog(strengths, [f[0] for f in fits], "o-", ms=3, label="tight component")
     ax.loglog(strengths, [f[1] for f in fits], "s-", ms=3, label="broad component")

@@ -112,16 +112,22 @@ print("wrapper density == natgmm density:", np.allclose(wrapped.score(Z_raw), na
 # %%
 # The figure
 # ----------
-# Left: natgmm's fitted :math:`\eta_2` on the scaled latents, of order
-# :math:`10^{-4}` and negative throughout. Middle: the same components in
+# Top left: natgmm's fitted :math:`\eta_2` on the scaled latents, of order
+# :math:`10^{-4}` and negative throughout. Top right: the same components in
 # standardised units, :math:`\eta_2 \cdot \mathrm{Var}(x_d)`, the order-one
 # numbers natgmm's kernels (and the wrapper's inner estimator) work with.
-# Right: agreement of the labels on unscaled and scaled latents for each
+# Bottom: agreement of the labels on unscaled and scaled latents for each
 # initialisation.
-fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+fig, axes = plt.subplot_mosaic(
+    [["raw", "standardised"], ["ari", "ari"]], figsize=(9, 7), layout="constrained"
+)
 for ax, values, title in [
-    (axes[0], np.log10(-nat.eta2_), r"$\log_{10}(-\eta_2)$, scaled latents"),
-    (axes[1], np.log10(-nat.eta2_ * Z_raw.var(axis=0)), r"$\log_{10}(-\eta_2)$, standardised"),
+    (axes["raw"], np.log10(-nat.eta2_), r"$\log_{10}(-\eta_2)$, scaled latents"),
+    (
+        axes["standardised"],
+        np.log10(-nat.eta2_ * Z_raw.var(axis=0)),
+        r"$\log_{10}(-\eta_2)$, standardised",
+    ),
 ]:
     image = ax.imshow(values, cmap="viridis")
     fig.colorbar(image, ax=ax, shrink=0.8)
@@ -129,10 +135,10 @@ for ax, values, title in [
 width = 0.27
 positions = np.arange(len(inits))
 for i, (name, values) in enumerate(agreement.items()):
-    axes[2].bar(positions + (i - 1) * width, values, width, label=name)
-axes[2].set_xticks(positions, inits)
-axes[2].set(
+    axes["ari"].bar(positions + (i - 1) * width, values, width, label=name)
+axes["ari"].set_xticks(positions, inits)
+axes["ari"].set(
     ylim=(0, 1.05), ylabel="ARI(unscaled, scaled labels)", title="Same labels after rescaling?"
 )
-axes[2].legend(loc="lower left")
+axes["ari"].legend(loc="lower left")
 plt.show()

@@ -97,7 +97,7 @@ for n_samples, s, n in zip(sizes, sk, nat, strict=True):
 # The cost per iteration of both grows linearly with ``n_samples``. At a few
 # thousand samples an iteration takes about a millisecond or less, and the
 # ratio is noisier.
-fig, (ax_time, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+fig, (ax_time, ax_ratio) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
 ax_time.loglog(sizes, sk, "o-", label="sklearn GaussianMixture(diag)")
 ax_time.loglog(sizes, nat, "s-", label="natgmm NaturalDiagonalGMM")
 ax_time.set(

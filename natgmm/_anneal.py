@@ -5,8 +5,10 @@ variance floor and for ``"fixed"`` every component's variance, both in
 multiples of each feature's data variance; for ``"temperature"`` it is the
 temperature ``T`` of the E-step, ``r`` proportional to ``(pi N) ** (1 / T)``.
 The functions here turn a level into the M-step's regularisation and the
-E-step's inverse temperature; the loop over levels is in
-:mod:`natgmm._solver`.
+E-step's inverse temperature and say when a level has settled; the loop
+over levels is in :mod:`natgmm._solver`. After the last level the final EM
+runs with the user's own regularisation: the annealing is released, so the
+fit ends at a maximum of the likelihood the user asked for.
 """
 
 import numpy as np
@@ -34,14 +36,16 @@ def level_settings(annealing, level, reg, standardiser):
     return reg._replace(floor=np.maximum(reg.floor, level * standardiser.feature_var)), 1.0
 
 
-def final_settings(annealing, levels, reg, standardiser):
-    """Regularisation and history level of the EM after the schedule."""
-    if not levels.size:
-        return reg, np.nan
-    if annealing == "temperature":
-        return reg, 1.0
-    floor = np.maximum(reg.floor, levels[-1] * standardiser.feature_var)
-    return reg._replace(floor=floor), levels[-1]
+def mean_move(before, after):
+    """Largest move of a mean, in standard deviations of its component after it."""
+    return float(np.max(np.abs(after.means - before.means) / np.sqrt(after.variances)))
+
+
+def split_levels(history):
+    """Levels at which the number of distinct means grew: ``(level, n_distinct)`` rows."""
+    level, n_distinct = history["level"], history["n_distinct"]
+    grew = np.flatnonzero((np.diff(n_distinct) > 0) & np.isfinite(level[1:])) + 1
+    return np.column_stack([level[grew], n_distinct[grew]]).astype(np.float64)
 
 
 def perturb(params, level, standardiser, random_state):

@@ -20,7 +20,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._anneal import annealing_levels
+from ._anneal import annealing_levels, split_levels
 from ._data import ArrayData, is_dask, mean_log_prob
 from ._em import Params
 from ._init import check_init_arrays, initial_params
@@ -171,41 +171,48 @@ default=None
         limit: pass ``n_jobs=1`` there.
     annealing : {"floor", "fixed", "temperature"}, default=None
         Deterministic annealing, an outer loop over the levels of
-        ``schedule`` that runs ``anneal_max_iter`` EM iterations per level
-        before the final EM (at most ``max_iter`` iterations, stopping on
-        ``tol``). It moves the fit away from the symmetric saddle where all
-        means coincide:
+        ``schedule``, from the pooled solution (every component at the data's
+        mean and variance, equal weights; ``init_params`` is not used, while
+        ``weights_init``, ``means_init`` and ``precisions_init`` replace
+        their parts of it), with at most ``anneal_max_iter`` EM iterations
+        per level, then the final EM (at most ``max_iter`` iterations,
+        stopping on ``tol``) with the annealing released: only the user's
+        own floors and prior remain. It moves the fit away from the
+        symmetric saddle where all means coincide; means split as the
+        levels fall below the critical values of the data's clusters
+        (``split_levels_``):
 
         - "floor": each level is a variance floor, in multiples of each
-          feature's data variance; the final EM keeps the last floor.
+          feature's data variance (recommended: the benchmark in the user
+          guide's annealing page).
         - "fixed": each level is every component's variance (same multiples);
-          only weights and means are fitted. The final EM frees the
-          variances, with the last level as floor.
+          only weights and means are fitted.
         - "temperature": each level is a temperature ``T >= 1`` and the
           E-step is tempered, ``r_ik`` proportional to
-          ``(weight_k N(x_i | k)) ** (1 / T)`` (DAEM); the final EM has
-          ``T = 1``.
+          ``(weight_k N(x_i | k)) ** (1 / T)`` (DAEM).
 
         At every level the means get a tiny random offset
-        (``1e-3 * sqrt(level)`` standard deviations) so that means that
-        coincided can split. With ``warm_start``, the schedule runs on the
-        first fit only. None fits by plain EM.
+        (``1e-3 * sqrt(level)`` standard deviations, drawn from
+        ``random_state``) so that means that coincided can split. With
+        ``warm_start``, the schedule runs on the first fit only. None fits
+        by plain EM from ``init_params``.
     schedule : Schedule, default=None
         The levels, e.g. :class:`GeometricSchedule` or
         :class:`ExplicitSchedule`; ``start="auto"`` starts at a multiple of
         the data's critical value (``critical_value_``). None means
-        ``GeometricSchedule(start="auto", stop=0.01, n_levels=25)`` for
+        ``GeometricSchedule(start="auto", stop=0.01, n_levels=12)`` for
         "floor" and "fixed" and ``GeometricSchedule(start="auto", stop=1.0,
-        n_levels=25)`` for "temperature". Ignored without ``annealing``.
+        n_levels=12)`` for "temperature". Ignored without ``annealing``.
     anneal_max_iter : int, default=15
         Largest number of EM iterations per annealing level.
-    anneal_tol : float, default=None
-        Convergence threshold of each level: a level ends when the gain in
-        mean log-likelihood falls below it. None uses ``tol``. 0 runs every
-        level for ``anneal_max_iter`` iterations: slower, but on an exactly
-        symmetric problem the means then split at the first level below the
-        critical value, where the likelihood is still flat (with ``tol`` they
-        split a few levels later).
+    anneal_tol : float, default=0.01
+        Convergence threshold of each level, on the parameters rather than
+        the likelihood (which is flat while means split): a level ends,
+        after at least two iterations, when no mean moved by more than
+        ``anneal_tol`` of its component's standard deviation (in any
+        feature) in the last iteration, and by no more than in the one
+        before. None means 0.01. 0 runs every level for
+        ``anneal_max_iter`` iterations.
     solver : {"em", "minibatch", "gradient"}, default="em"
         How each iteration gathers sufficient statistics and turns them into
         parameters:
@@ -278,7 +285,7 @@ default=None
         One entry per EM iteration of the best fit, levels and final EM
         alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``),
         "level" (annealing level: floor, fixed variance or temperature; NaN
-        without annealing), "n_active" (components whose weight is above
+        without annealing and in the final EM), "n_active" (components whose weight is above
         ``min_weight`` and that received mass) and "n_distinct" (number of
         means not within 0.01 standard deviations, in every feature, of an
         earlier one).
@@ -287,6 +294,13 @@ default=None
         correlation matrix. With all variances above this many times their
         feature's variance, every mean sits at the data mean; below, the
         means split.
+    split_levels_ : ndarray of shape (n_splits, 2)
+        With ``annealing``: the annealing path of the best fit, one row per
+        iteration at which the number of distinct means (as in
+        ``history_["n_distinct"]``) grew: the level, and the number of
+        distinct means reached. Splits bunched just below
+        ``critical_value_`` mean the clusters appear at once; splits spread
+        over several levels, nested structure.
     empty_components_ : ndarray of bool, shape (n_components,)
         Components that received no mass at the last M-step; they kept
         their previous mean and variance and their weight fell to
@@ -393,7 +407,7 @@ default=None
         annealing=None,
         schedule=None,
         anneal_max_iter=15,
-        anneal_tol=None,
+        anneal_tol=0.01,
         solver="em",
         batch_size=1024,
         learning_offset=10.0,
@@ -497,9 +511,10 @@ default=None
             levels = np.empty(0)
             if model.critical_value is not None and not resume:
                 levels = annealing_levels(settings, model.critical_value)
+            how = "pooled" if levels.size else None
             random_state = check_random_state(self.random_state)
             params, lower_bound, converged, run = self._best_fit(
-                settings, data, model, init, levels, random_state, resume
+                settings, data, model, init, levels, random_state, resume, how
             )
             if not converged and settings.max_iter > 0:
                 warnings.warn(
@@ -526,15 +541,17 @@ default=None
         )
         if model.critical_value is not None:
             fitted["critical_value_"] = model.critical_value
+            fitted["split_levels_"] = split_levels(fitted["history_"])
         state = ModelState(standardiser, params, run.online, run.adam, random_state, np.empty(0))
         self._commit(fitted, state, run.empty, inputs)
         return labels
 
-    def _best_fit(self, settings, data, model, init, levels, random_state, resume):
+    def _best_fit(self, settings, data, model, init, levels, random_state, resume, how):
         """Fit from ``n_init`` initialisations and keep the largest lower bound.
 
-        With ``resume`` (a warm start), one fit from the fitted parameters.
-        Returns its parameters, lower bound, convergence and :class:`Run`.
+        With ``resume`` (a warm start), one fit from the fitted parameters;
+        ``how`` overrides ``init_params``. Returns its parameters, lower
+        bound, convergence and :class:`Run`.
         """
         standardiser, reg = model.standardiser, model.reg
         progress = Progress(settings)
@@ -548,7 +565,7 @@ default=None
                 params = Params(weights, *standardiser.to_internal(means, variances))
                 lower_bound = self.lower_bound_
             else:
-                params = initial_params(data, standardiser, reg, init, settings, random_state)
+                params = initial_params(data, standardiser, reg, init, settings, random_state, how)
                 lower_bound = -np.inf
             previous = self._state if resume else None
             run = start_run(settings, data, standardiser, random_state, params, reg, previous)

@@ -84,17 +84,23 @@ def initial_params(data, standardiser, reg, init, settings, random_state, how=No
     random_state : RandomState
         Source of the strategy's random numbers.
     how : str, default=None
-        A strategy to use instead of ``settings.init_params``.
+        A strategy to use instead of ``settings.init_params``: a key of
+        :data:`STRATEGIES`, or "pooled" (see :func:`pooled_stats`).
 
     Returns
     -------
     params : Params
     """
     weights, means, precisions = init
+    how = how or settings.init_params
     if weights is None or means is None or precisions is None:
-        X, sw = data.init_rows(random_state)
-        strategy = STRATEGIES[how or settings.init_params]
-        stats = strategy(X, sw, standardiser, settings.n_components, random_state, data.parallel)
+        if how == "pooled":  # from the data's moments: no pass over the rows
+            stats = pooled_stats(standardiser, settings.n_components)
+        else:
+            X, sw = data.init_rows(random_state)
+            stats = STRATEGIES[how](
+                X, sw, standardiser, settings.n_components, random_state, data.parallel
+            )
         params, _ = m_step(stats, reg)
     else:
         params = Params(None, None, None)
@@ -106,6 +112,23 @@ def initial_params(data, standardiser, reg, init, settings, random_state, how=No
         variances = np.maximum(standardiser.scale**2 / precisions, reg.floor)
         params = params._replace(variances=variances)
     return params
+
+
+def pooled_stats(standardiser, n_components):
+    """Statistics of the pooled solution: every component the whole data, at equal weight.
+
+    Its M-step puts every mean at the data's mean and every variance at the
+    data's variance (plus regularisation): the start of deterministic
+    annealing, which the first level's perturbation breaks.
+    """
+    total, _, scatter, mean = standardiser.moments
+    shape = (n_components, mean.shape[1])
+    return Stats(
+        np.full(n_components, total[0] / n_components),
+        np.zeros(shape),
+        np.broadcast_to(scatter / n_components, shape).copy(),
+        np.broadcast_to(mean, shape).copy(),
+    )
 
 
 def _cell_stats(X, sw, standardiser, labels, centres, parallel):

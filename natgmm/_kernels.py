@@ -14,8 +14,9 @@ with ``eta1 = mu / var`` and ``eta2 = -1 / (2 var)``; ``log_norm`` below holds
 ``[z, z**2, 1] @ [eta1.T; eta2.T; log_norm]``, and the responsibility-weighted
 sums of ``z``, ``z**2`` and ``1`` are another; both go to BLAS (scipy's, through numba's
 ``np.dot``), the soft-max between them is a vectorised Numba loop, and no
-``n_samples x n_components`` array is ever formed. Arithmetic is float64
-whatever the dtype of ``X``.
+``n_samples x n_components`` array is ever formed. Arithmetic is float64 for
+float64 ``X``; float32 ``X`` has a float32 path (products and soft-max in
+float32, accumulators in float64), described before :func:`_em_stats_f32`.
 
 Rows are split into ``n_blocks`` contiguous blocks whose number is chosen by
 the caller from the data shape only. Each block is processed serially in row
@@ -39,6 +40,7 @@ from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
 from ._interrupt import keyboard_interrupts, uninterrupted
+from ._threading import parallel_launch
 
 # Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
 # are left out on purpose: log-sum-exp relies on -inf behaving as -inf (a
@@ -429,7 +431,9 @@ def em_stats(
 
     Notes
     -----
-    Computation is in float64 whatever the dtype of ``X``. In a chunk with
+    For float64 ``X`` the computation is in float64. For float32 ``X`` the
+    products and the soft-max are in float32 and the sums in float64; see
+    :func:`_em_stats_f32`. In a chunk with
     more than ``_DENSE`` of its responsibilities non-zero, the statistics are
     one BLAS product about the origin, moved to ``ref`` afterwards, which
     loses ``log10(ref_k ** 2 / var_k)`` digits of the scatter to
@@ -438,15 +442,27 @@ def em_stats(
     centre), and every component in a sparser chunk, is accumulated about
     ``ref`` term by term instead, without that loss.
     """
+    if X.dtype == np.float32:
+        return _em_stats_f32(
+            X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
+        )
     W = _products_matrix(eta1, eta2, log_norm)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
-    kernel = _em_stats_parallel if parallel else _em_stats_serial
-    with _single_threaded_blas():
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernel = _em_stats_parallel if parallel else _em_stats_serial
         per_block = kernel(
             X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
         )
-    loglik, s0, s1, s2, m = _sum_blocks(per_block)
+    return _moved_to_ref(*_sum_blocks(per_block), ref, exact)
+
+
+def _moved_to_ref(loglik, s0, s1, s2, m, ref, exact):
+    """Add the moments about the origin ``m`` to ``s1`` and ``s2``, moved to ``ref``.
+
+    Only for the components not ``exact``; the others were summed about
+    ``ref`` directly.
+    """
     nk = s0 + m[:, -1]
     # Moments about the origin, moved to ref and added.
     moved = ~exact
@@ -497,8 +513,10 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     nk, s1, s2 : ndarray
         As in :func:`em_stats`.
     """
-    kernel = _label_stats_parallel if parallel else _label_stats_serial
-    return _sum_blocks(kernel(X, sample_weight, shift, scale, labels, ref, n_blocks))
+    with parallel_launch(parallel) as parallel:
+        kernel = _label_stats_parallel if parallel else _label_stats_serial
+        per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
+    return _sum_blocks(per_block)
 
 
 def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
@@ -546,7 +564,411 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
     resp : ndarray of shape (n_samples, n_components) or (0, n_components)
         Receives the responsibilities unless it has no rows.
     """
-    kernel = _log_prob_parallel if parallel else _log_prob_serial
+    if X.dtype == np.float32:
+        kernels = _log_prob_f32_serial, _log_prob_f32_parallel
+        operands = _f32_operands(eta1, eta2, log_norm)
+    else:
+        kernels = _log_prob_serial, _log_prob_parallel
+        operands = (_products_matrix(eta1, eta2, log_norm),)
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernels[parallel](X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
+
+
+# The float32 path. float32 X gets float32 [z, z**2, 1], float32 natural
+# parameters and float32 BLAS products (twice the float64 rate), a float32
+# soft-max, and float64 accumulators: each chunk's statistics are one float32
+# product, added to float64 sums, and the log-likelihood is summed in float64.
+# doc/performance.rst ("float32") has the error measurements behind the
+# constants below.
+# A float32 product loses about eps32 times the sum of the magnitudes of its
+# terms; for rows near a component's mean that sum is about
+# sum_d (3 mean**2 / (2 var) + 1 / 2) + |log_norm|, in internal units. A
+# component whose sum is above this (a narrow component far from the centre)
+# has its log-densities computed by a float64 product instead, so that the
+# log-densities of rows near a component are off by about 1e-3 at most
+# (eps32 * 1e4 = 1.2e-3; 1.3e-3 measured at sums of 2700 to 4200).
+_MAX_MAGNITUDE_F32 = 1e4
+
+# Moving float32 moments about the origin to ``ref`` loses
+# ``log10(ref**2 / var)`` of float32's seven digits: a component above this
+# (as _MAX_CANCELLATION) is summed about ``ref`` term by term.
+_MAX_CANCELLATION_F32 = 1e2
+
+# exp(t) is subnormal or zero in float32 below this: such terms are dropped.
+_EXP_CUTOFF_F32 = -87.0
+
+# float32 exp(x) by range reduction, x = n ln2 + r with |r| <= ln2 / 2, ln2
+# split Cody and Waite's way (n * _LN2_HI_F32 exact for |n| < 2^15), and
+# cephes' degree-7 polynomial for exp(r) (truncation 1.1e-9); tested against
+# np.exp in float32 in tests/test_kernels.py.
+_LN2_HI_F32 = 0.693359375
+_LN2_LO_F32 = -2.12194440e-4
+_EXP_POLY_F32 = (
+    1.9875691500e-4,
+    1.3981999507e-3,
+    8.3334519073e-3,
+    4.1665795894e-2,
+    1.6666665459e-1,
+    5.0000001201e-1,
+)
+
+
+@_jit(False)
+def _chunk_scratch_f32(n_features, n_components, n_wide):
+    """float32 arrays for :func:`_chunk_log_density_f32`, and two float64 ones.
+
+    ``u, lp_rows, lp, ev, top, total`` as :func:`_chunk_scratch`, in float32;
+    ``u64`` (``[z, z**2, 1]`` in float64) and ``lp_wide`` receive the
+    log-densities of the ``n_wide`` components computed in float64.
+    """
+    u = np.empty((_CHUNK, 2 * n_features + 1), dtype=np.float32)
+    u[:, 2 * n_features] = 1.0
+    u64 = np.empty((_CHUNK if n_wide else 0, 2 * n_features + 1))
+    u64[:, 2 * n_features] = 1.0
+    return (
+        u,
+        np.empty((_CHUNK, n_components), dtype=np.float32),
+        np.empty((n_components, _CHUNK), dtype=np.float32),
+        np.empty((n_components, _CHUNK), dtype=np.float32),
+        np.empty(_CHUNK, dtype=np.float32),
+        np.empty(_CHUNK, dtype=np.float32),
+        u64,
+        np.empty((_CHUNK, n_wide)),
+    )
+
+
+@_jit(False)
+def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch):
+    """:func:`_chunk_log_density` in float32; whether every row came out finite.
+
+    ``z`` is computed in float64 and rounded. The components listed in
+    ``wide`` (their columns of ``W32`` are ignored) take their log-densities
+    from a float64 product with ``W_wide``, rounded to float32. A row with a
+    non-finite ``total`` (a log-density beyond float32's range, or inf - inf
+    in the product, for rows far outside the data) makes the function
+    return False: the caller redoes the chunk in float64.
+    """
+    u, lp_rows, lp, ev, top, total, u64, lp_wide = scratch
+    n_features = X.shape[1]
+    n_rows = stop - start
+    n_wide = wide.shape[0]
+    for r in range(n_rows):
+        x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
+        for j in range(n_features):
+            t = (x[j] - shift[j]) * scale[j]
+            z[j] = t
+            z2[j] = t * t
+    u[n_rows:, : 2 * n_features] = 0.0
+    np.dot(u, W32, lp_rows)
+    if n_wide:
+        for r in range(n_rows):
+            x, z, z2 = X[start + r], u64[r, :n_features], u64[r, n_features : 2 * n_features]
+            for j in range(n_features):
+                t = (x[j] - shift[j]) * scale[j]
+                z[j] = t
+                z2[j] = t * t
+        u64[n_rows:, : 2 * n_features] = 0.0
+        np.dot(u64, W_wide, lp_wide)
+        for r in range(_CHUNK):
+            for i in range(n_wide):
+                lp_rows[r, wide[i]] = lp_wide[r, i]
+    for k in range(lp.shape[0]):
+        for r in range(lp.shape[1]):
+            lp[k, r] = lp_rows[r, k]
+    _softmax_columns_f32(lp, top, ev, total)
+    for r in range(n_rows):
+        if not math.isfinite(total[r]):
+            return False
+    return True
+
+
+@_jit(False)
+def _softmax_columns_f32(lp, top, ev, total):
+    """:func:`_softmax_columns` in float32, with cephes' expf.
+
+    A NaN anywhere in a column, or a column whose largest entry is infinite,
+    makes its ``total`` NaN.
+    """
+    n_components, width = lp.shape
+    top[:] = -np.inf
+    for k in range(n_components):
+        for r in range(width):
+            top[r] = max(top[r], lp[k, r])
+    c = _EXP_POLY_F32
+    total[:] = 0.0
+    for k in range(n_components):
+        for r in range(width):
+            d = lp[k, r] - top[r]
+            keep = d > np.float32(_EXP_CUTOFF_F32)
+            t = max(d, np.float32(_EXP_CUTOFF_F32))
+            n = -np.int32(np.float32(0.5) - t * np.float32(_LOG2E))
+            fn = np.float32(n)
+            x = (t - fn * np.float32(_LN2_HI_F32)) - fn * np.float32(_LN2_LO_F32)
+            p = np.float32(c[0])
+            p = p * x + np.float32(c[1])
+            p = p * x + np.float32(c[2])
+            p = p * x + np.float32(c[3])
+            p = p * x + np.float32(c[4])
+            p = p * x + np.float32(c[5])
+            p = (p * x) * x + x + np.float32(1.0)
+            e = p * np.int32((n + 127) << 23 if keep else 0).view(np.float32)
+            ev[k, r] = e if d == d else d  # NaN stays NaN
+            total[r] += ev[k, r]
+
+
+@_jit(False)
+def _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row, ll):
+    """Add the chunk's weighted log-likelihood to ``ll[0]`` (float64).
+
+    ``w_row`` receives each row's weight times ``weight_scale``.
+    """
+    weighted = sample_weight.shape[0] > 0
+    for r in range(n_rows):
+        w = sample_weight[start + r] if weighted else 1.0
+        ll[0] += w * (np.float64(top[r]) + math.log(np.float64(total[r])))
+        w_row[r] = w * weight_scale
+
+
+@_jit(False)
+def _chunk_stats(
+    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0, s1, s2, m
+):  # fmt: skip
+    """Add a chunk's statistics to one block's float64 accumulators.
+
+    ``u``, ``ev`` and ``total`` are from :func:`_chunk_log_density` or its
+    float32 version (``ev`` is overwritten), ``w_row`` the rows' weights,
+    ``s0, s1, s2, m`` one block's accumulators as in :func:`_em_stats_impl`,
+    ``work`` the scratch ``(w_over_total, moments, row_terms, row_last)``,
+    of the dtype of ``ev`` but for the integer tallies. The terms added about
+    ``ref`` take ``z`` from ``X`` in float64 (:func:`_add_about_ref_x`).
+    """
+    w_over_total, moments, row_terms, row_last = work
+    n_components, n_features = s1.shape
+    w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
+    for r in range(n_rows):
+        w_over_total[r] = w_row[r] / np.float64(total[r])
+    _weigh_terms(ev, w_over_total, row_terms, row_last)
+    if row_terms.sum() > _DENSE * n_rows * n_components:
+        np.dot(ev, u, moments)
+        for k in range(n_components):
+            for j in range(2 * n_features + 1):
+                m[k, j] += moments[k, j]
+        if exact.any():
+            _add_about_ref_x(
+                X, start, shift, scale, ev, ref, exact, False, row_terms, row_last, s0, s1, s2
+            )
+    else:
+        _add_about_ref_x(
+            X, start, shift, scale, ev, ref, every, True, row_terms, row_last, s0, s1, s2
+        )
+
+
+@_jit(False)
+def _add_about_ref_x(
+    X, start, shift, scale, resp, ref, use, count, row_terms, row_last, s0, s1, s2
+):  # fmt: skip
+    """:func:`_add_about_ref` with ``z`` of row ``start + r`` computed from ``X`` in float64.
+
+    The float32 ``u`` would round ``z``, by up to ``eps32 * |z| / 2``: for a
+    narrow component far from the centre that is a large part of its spread.
+    """
+    n_features = ref.shape[1]
+    for r in range(resp.shape[1]):
+        if row_terms[r] == 0:
+            continue
+        x = X[start + r]
+        single = row_terms[r] == 1
+        for k in range(row_last[r] if single else 0, row_last[r] + 1):
+            rk = np.float64(resp[k, r])
+            if rk == 0.0 or not use[k]:
+                continue
+            if count:
+                s0[k] += rk
+            for j in range(n_features):
+                d = (x[j] - shift[j]) * scale[j] - ref[k, j]
+                t = rk * d
+                s1[k, j] += t
+                s2[k, j] += t * d
+
+
+def _em_stats_f32_impl(
+    X, sample_weight, weight_scale, shift, scale, W, W32, W_wide, wide, ref, exact, n_blocks, beta
+):
+    n_samples, n_features = X.shape
+    n_components = W.shape[1]
+    every = np.ones(n_components, dtype=np.bool_)
+    block = (n_samples + n_blocks - 1) // n_blocks
+    ll = np.empty((n_blocks, 1))
+    s0 = np.empty((n_blocks, n_components))
+    s1 = np.empty((n_blocks, n_components, n_features))
+    s2 = np.empty((n_blocks, n_components, n_features))
+    m = np.empty((n_blocks, n_components, 2 * n_features + 1))
+    for b in prange(n_blocks):
+        ll[b] = 0.0
+        s0[b] = 0.0
+        s1[b] = 0.0
+        s2[b] = 0.0
+        m[b] = 0.0
+        w_row = np.empty(_CHUNK)
+        row_terms = np.empty(_CHUNK, dtype=np.int64)
+        row_last = np.empty(_CHUNK, dtype=np.int64)
+        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
+        u, _, lp, ev, top, total, _, _ = scratch
+        work = (
+            np.empty(_CHUNK, dtype=np.float32),
+            np.empty((n_components, 2 * n_features + 1), dtype=np.float32),
+            row_terms,
+            row_last,
+        )
+        # For chunks with a row outside float32's range, done in float64.
+        scratch64 = _chunk_scratch(n_features, n_components)
+        u64, _, lp64, ev64, top64, total64 = scratch64
+        work64 = (
+            np.empty(_CHUNK),
+            np.empty((n_components, 2 * n_features + 1)),
+            row_terms,
+            row_last,
+        )
+        stop = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop, _CHUNK):
+            n_rows = min(_CHUNK, stop - start)
+            if _chunk_log_density_f32(
+                X, start, start + n_rows, shift, scale, W32, W_wide, wide, scratch
+            ):
+                _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row, ll[b])
+                if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
+                    lp *= np.float32(beta)
+                    _softmax_columns_f32(lp, top, ev, total)
+                _chunk_stats(
+                    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
+                    work, s0[b], s1[b], s2[b], m[b],
+                )  # fmt: skip
+            else:
+                _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch64)
+                _chunk_loglik(
+                    top64, total64, sample_weight, weight_scale, start, n_rows, w_row, ll[b]
+                )
+                if beta != 1.0:
+                    lp64 *= beta
+                    _softmax_columns(lp64, top64, ev64, total64)
+                _chunk_stats(
+                    X, start, shift, scale, u64, ev64, total64, n_rows, w_row, ref, exact,
+                    every, work64, s0[b], s1[b], s2[b], m[b],
+                )  # fmt: skip
+    return ll[:, 0], s0, s1, s2, m
+
+
+_em_stats_f32_serial, _em_stats_f32_parallel = _serial_and_parallel(_em_stats_f32_impl)
+
+
+def _f32_operands(eta1, eta2, log_norm):
+    """``W`` in float64, in float32, and the float64 columns of the wide components.
+
+    A component is wide when its float32 log-densities would be off by more
+    than about ``eps32 * _MAX_MAGNITUDE_F32`` near its mean (see
+    ``_MAX_MAGNITUDE_F32``) or its parameters do not fit in float32. A
+    zero-weight component (``log_norm`` -inf) gives -inf in either.
+    """
     W = _products_matrix(eta1, eta2, log_norm)
-    with _single_threaded_blas():
-        kernel(X, _f64(shift), _f64(scale), W, out_log_prob, labels, resp)
+    eta1 = np.asarray(eta1, dtype=np.float64)
+    eta2 = np.asarray(eta2, dtype=np.float64)
+    log_norm = np.asarray(log_norm, dtype=np.float64)
+    var = -0.5 / eta2
+    mean = eta1 * var
+    with np.errstate(over="ignore", invalid="ignore"):
+        magnitude = np.sum(np.abs(eta1 * mean) - eta2 * (mean**2 + var), axis=1)
+        magnitude += np.where(np.isfinite(log_norm), np.abs(log_norm), 0.0)
+        W32 = W.astype(np.float32)
+    big = np.finfo(np.float32).max / 4
+    wide = ~(magnitude <= _MAX_MAGNITUDE_F32) | ~np.all(np.abs(W[:-1]) <= big, axis=0)
+    wide |= (np.abs(log_norm) > big) & np.isfinite(log_norm)
+    wide = np.flatnonzero(wide)
+    W32[:, wide] = 0.0
+    return W, W32, np.ascontiguousarray(W[:, wide]), wide
+
+
+def _weight_scale(sample_weight):
+    """Return a power of two that brings the largest sample weight to [1/2, 1).
+
+    The float32 responsibilities are scaled by it, so that no sample weight
+    overflows float32 and tiny ones do not all underflow; the statistics
+    are scaled back in float64.
+    """
+    if sample_weight.shape[0] == 0:
+        return 1.0
+    largest = float(np.max(sample_weight))
+    if largest == 0.0:
+        return 1.0
+    return math.ldexp(1.0, min(-math.frexp(largest)[1], 1000))
+
+
+def _em_stats_f32(
+    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
+):
+    """:func:`em_stats` for float32 ``X``.
+
+    The log-densities are a float32 product (float64 for the wide components
+    of :func:`_f32_operands`), the soft-max is float32, each dense chunk's
+    statistics are a float32 product added to float64 sums, and the
+    log-likelihood is summed in float64. A component with ``ref**2 / var``
+    above ``_MAX_CANCELLATION_F32`` in some feature is summed about ``ref``
+    in float64, with ``z`` from ``X``. Any chunk with a row whose float32
+    log-densities are not finite is redone in float64. The results are
+    within a few float32 ulps of the float64 path's (measured in
+    doc/performance.rst, "float32").
+    """
+    W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
+    ref = _f64(ref)
+    precision = -2.0 * np.asarray(eta2, dtype=np.float64)
+    exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
+    weight_scale = _weight_scale(sample_weight)
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
+        per_block = kernel(
+            X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
+            ref, exact, n_blocks, beta,
+        )  # fmt: skip
+    loglik, nk, s1, s2 = _moved_to_ref(*_sum_blocks(per_block), ref, exact)
+    return loglik, nk / weight_scale, s1 / weight_scale, s2 / weight_scale
+
+
+@_jit(False)
+def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp):
+    """Write a chunk's log-densities, labels and responsibilities (see log_prob)."""
+    n_components = lp.shape[0]
+    for k in range(n_components - 1, -1, -1):  # first component of largest density
+        for r in range(_CHUNK):
+            first[r] = k if lp[k, r] == top[r] else first[r]
+    for r in range(stop - start):
+        i = start + r
+        out_log_prob[i] = np.float64(top[r]) + math.log(np.float64(total[r]))
+        labels[i] = first[r]
+        if resp.shape[0] > 0:
+            for k in range(n_components):
+                resp[i, k] = np.float64(ev[k, r]) / np.float64(total[r])
+
+
+def _log_prob_f32_impl(X, shift, scale, W, W32, W_wide, wide, out_log_prob, labels, resp):
+    n_samples, n_features = X.shape
+    n_components = W.shape[1]
+    n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
+    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
+    for g in prange(n_groups):
+        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
+        _, _, lp, ev, top, total, _, _ = scratch
+        scratch64 = _chunk_scratch(n_features, n_components)
+        _, _, lp64, ev64, top64, total64 = scratch64
+        first = np.empty(_CHUNK, dtype=np.int64)
+        for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
+            start = chunk * _CHUNK
+            stop = min(start + _CHUNK, n_samples)
+            if _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch):
+                _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
+            else:
+                _chunk_log_density(X, start, stop, shift, scale, W, scratch64)
+                _chunk_outputs(
+                    lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
+                )
+
+
+_log_prob_f32_serial, _log_prob_f32_parallel = _serial_and_parallel(_log_prob_f32_impl)

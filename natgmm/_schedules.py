@@ -57,7 +57,7 @@ class _RangeSchedule(Schedule):
         "auto_factor": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, start="auto", stop=0.01, n_levels=25, auto_factor=1.2):
+    def __init__(self, start="auto", stop=0.01, n_levels=12, auto_factor=1.2):
         self.start = start
         self.stop = stop
         self.n_levels = n_levels
@@ -77,7 +77,7 @@ class GeometricSchedule(_RangeSchedule):
         First level. "auto" is ``auto_factor`` times the critical value.
     stop : float, default=0.01
         Last level.
-    n_levels : int, default=25
+    n_levels : int, default=12
         Number of levels.
     auto_factor : float, default=1.2
         Multiple of the critical value used by ``start="auto"``.
@@ -101,7 +101,7 @@ class LinearSchedule(_RangeSchedule):
         First level. "auto" is ``auto_factor`` times the critical value.
     stop : float, default=0.01
         Last level.
-    n_levels : int, default=25
+    n_levels : int, default=12
         Number of levels.
     auto_factor : float, default=1.2
         Multiple of the critical value used by ``start="auto"``.

@@ -50,7 +50,8 @@ class Settings(NamedTuple):
             )
         schedule = e.schedule
         if e.annealing is not None and schedule is None:
-            schedule = GeometricSchedule(stop=1.0 if e.annealing == "temperature" else 0.01)
+            stop = 1.0 if e.annealing == "temperature" else 0.01
+            schedule = GeometricSchedule(stop=stop, n_levels=12)
         gradient = None
         if e.solver == "gradient":
             gradient = GradientMStep(e.gradient_steps, e.learning_rate, e.gradient_clip)
@@ -71,7 +72,7 @@ class Settings(NamedTuple):
             annealing=e.annealing,
             schedule=schedule,
             anneal_max_iter=e.anneal_max_iter,
-            anneal_tol=e.tol if e.anneal_tol is None else e.anneal_tol,
+            anneal_tol=0.01 if e.anneal_tol is None else e.anneal_tol,
             solver=e.solver,
             batch_size=e.batch_size,
             learning_offset=e.learning_offset,

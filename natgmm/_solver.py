@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
-from ._anneal import PERTURBATION, annealing_levels, final_settings, level_settings, perturb
+from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
 from ._em import Params, Stats, combine, e_step, empty_components, implied_stats, m_step
 from ._gradient import adam_state
 from ._init import initial_params
@@ -176,25 +176,37 @@ ITERATIONS = {
 }
 
 
-def em_phase(settings, run, params, lower_bound, reg, max_iter, beta, level, tol, progress):
+def em_phase(
+    settings, run, params, lower_bound, reg, max_iter, beta, level, tol, progress, by_move=False
+):
     """Iterate from ``params`` until the gain falls below ``tol`` or ``max_iter``.
 
-    Returns the parameters, the last lower bound and whether the gain fell
-    below ``tol``; the iterations are recorded in ``run``.
+    With ``by_move`` (an annealing level) the rule is on the parameters:
+    after at least two iterations, stop when no mean moved by ``tol`` of its
+    standard deviation, nor by more than in the iteration before (means that
+    are splitting move faster and faster). Returns the parameters, the last
+    lower bound and whether the rule stopped the phase; the iterations are
+    recorded in ``run``.
     """
     standardiser = run.standardiser
     feature_var = standardiser.feature_var
     relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
     iteration = ITERATIONS[settings.solver]
-    for _ in range(max_iter):
-        previous_bound = lower_bound
+    previous_move = np.inf
+    for count in range(1, max_iter + 1):
+        previous_bound, before = lower_bound, params
         loglik, nk, params = iteration(settings, run, params, reg, beta)
         lower_bound = loglik / run.total_weight + standardiser.log_jacobian
         active = (nk > reg.min_weight * nk.sum()) & ~run.empty
         run.record(lower_bound, level, int(active.sum()), params.means / relative)
         change = lower_bound - previous_bound
         progress.iteration(len(run.history["lower_bound"]), change, run.empty)
-        if abs(change) < tol:
+        if by_move:
+            move = mean_move(before, params)
+            if count >= 2 and move < tol and move <= previous_move:
+                return params, lower_bound, True
+            previous_move = move
+        elif abs(change) < tol:
             return params, lower_bound, True
     return params, lower_bound, False
 
@@ -202,28 +214,26 @@ def em_phase(settings, run, params, lower_bound, reg, max_iter, beta, level, tol
 def fit_run(settings, run, params, lower_bound, reg, levels, progress):
     """One initialisation's fit: the annealing levels, then EM to convergence.
 
-    Returns the parameters, the last lower bound and whether the final EM
-    converged.
+    The final EM runs with the user's regularisation ``reg`` alone: the
+    annealing is released. Returns the parameters, the last lower bound and
+    whether the final EM converged.
     """
     for index, level in enumerate(levels):
         first = len(run.history["lower_bound"])
         params = perturb(params, level, run.standardiser, run.random_state)
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
-        # Each level's bound belongs to its own constraints: the tol test
-        # starts afresh.
         params, lower_bound, _ = em_phase(
-            settings, run, params, -np.inf, level_reg, settings.anneal_max_iter, beta, level,
-            settings.anneal_tol, progress,
+            settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
+            settings.anneal_tol, progress, by_move=True,
         )  # fmt: skip
         progress.level_end(index, levels.size, run.history, first)
-    final_reg, final_level = final_settings(settings.annealing, levels, reg, run.standardiser)
     if levels.size:
         # The last level's bound belongs to other constraints; the tol test of
         # the final EM starts afresh.
         lower_bound = -np.inf
     return em_phase(
-        settings, run, params, lower_bound, final_reg, settings.max_iter, 1.0, final_level,
-        settings.tol, progress,
+        settings, run, params, lower_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
+        progress,
     )  # fmt: skip
 
 
@@ -237,7 +247,7 @@ def start_stream(data, model, init, settings, random_state):
     if model.critical_value is not None:
         levels = annealing_levels(settings, model.critical_value)
     n_rows = data.positive_rows()
-    few = n_rows < settings.n_components
+    few = n_rows < settings.n_components and not levels.size
     if few:
         warnings.warn(
             f"The first partial_fit batch has {n_rows} rows of positive weight for "
@@ -247,7 +257,7 @@ def start_stream(data, model, init, settings, random_state):
             UserWarning,
             stacklevel=3,
         )
-    how = "random_from_data" if few else None
+    how = "pooled" if levels.size else "random_from_data" if few else None
     params = initial_params(data, model.standardiser, model.reg, init, settings, random_state, how)
     if few:
         # Seeds repeat, and repeated seeds leave components empty or
@@ -284,8 +294,7 @@ def stream_step(settings, run, params, reg, levels):
     standardiser = run.standardiser
     index, offset = divmod(run.online.n_steps, settings.anneal_max_iter)
     if index >= levels.size:
-        reg, _ = final_settings(settings.annealing, levels, reg, standardiser)
-        beta = 1.0
+        beta = 1.0  # after the last level: the user's own regularisation
     else:
         if offset == 0:  # a new level: let coincident means split
             params = perturb(params, levels[index], standardiser, run.random_state)

@@ -1,10 +1,116 @@
-"""Threads of the kernels: numba's thread count for one call, restored after."""
+"""Threads: numba's thread count for a call, OpenMP's wait policy, numba's threading layer.
 
+:func:`numba_threads` sets numba's thread count for one call (``n_jobs``) and
+restores it after. Two process-wide settings decide how natgmm's kernels
+share the cores:
+
+- **OpenMP's wait policy.** numba's default threading layer on Linux with
+  pip-installed packages is ``omp`` (GNU libgomp), and scikit-learn brings a
+  libgomp of its own for k-means. By default a libgomp worker spins for a
+  while after each parallel region, waiting for the next one. Next to a
+  process that keeps a core busy, or to OpenMP and OpenBLAS threads left
+  spinning by an earlier step of a pipeline, those spinning workers take the
+  cores the working threads need, and a fit ran five to twenty times slower
+  (doc/performance.rst, "Threads under load"). With ``OMP_WAIT_POLICY=passive``
+  the workers sleep at once. libgomp reads the variable once, when it is
+  loaded, so :func:`configure_wait_policy` must run before the first
+  parallel region of each OpenMP runtime: ``natgmm/__init__.py`` calls it
+  first thing, which covers numba's runtime (loaded at numba's first
+  parallel launch) and scikit-learn's if natgmm is imported before
+  scikit-learn's k-means. A value set by the user is kept.
+- **numba's layer.** ``omp`` and ``tbb`` accept parallel launches from
+  several Python threads at once; ``workqueue``, which numba picks where
+  neither is available, aborts the process. :func:`parallel_launch` lets one
+  Python thread at a time run a parallel kernel under ``workqueue`` and sends
+  the others to the serial kernel, which gives bitwise the same results.
+"""
+
+import os
+import threading
 from contextlib import contextmanager
 
 import numba
 
 from ._interrupt import uninterrupted
+
+# The environment natgmm sets unless the user has: sleep rather than spin
+# while waiting for work, in every OpenMP runtime loaded after this.
+WAIT_POLICY = {"OMP_WAIT_POLICY": "passive"}
+
+# numba's threading layers that accept concurrent launches from Python threads.
+THREADSAFE_LAYERS = ("omp", "tbb")
+
+_workqueue_pool = threading.Lock()
+
+
+def configure_wait_policy(environ=None):
+    """Set ``OMP_WAIT_POLICY=passive`` in the environment unless it is set.
+
+    Parameters
+    ----------
+    environ : mapping, default=None
+        The environment to change; ``os.environ`` when None.
+
+    Returns
+    -------
+    applied : dict
+        The variables this call set (empty when the user had set them).
+
+    Notes
+    -----
+    OpenMP runtimes read the variable when they are loaded: this acts on
+    those loaded afterwards (numba's, at its first parallel launch, and
+    scikit-learn's if its k-means was not imported yet), not on one already
+    running.
+    """
+    environ = os.environ if environ is None else environ
+    applied = {}
+    for name, value in WAIT_POLICY.items():
+        if name not in environ:
+            environ[name] = value
+            applied[name] = value
+    return applied
+
+
+def threading_layer():
+    """Return the name of numba's threading layer, starting numba's threads if needed.
+
+    Returns
+    -------
+    layer : str
+        ``"omp"``, ``"tbb"`` or ``"workqueue"``.
+    """
+    numba.get_num_threads()  # launches the threads, so that the layer is known
+    return numba.threading_layer()
+
+
+@contextmanager
+def parallel_launch(parallel):
+    """Decide whether this call may run numba's parallel kernel.
+
+    Parameters
+    ----------
+    parallel : bool
+        Whether the caller wants the parallel kernel.
+
+    Yields
+    ------
+    parallel : bool
+        True when the parallel kernel may run: under a thread-safe layer
+        always, under ``workqueue`` only while no other Python thread runs a
+        parallel kernel through this function (the pool is held until the
+        block exits). The serial kernel gives bitwise the same results.
+    """
+    if not parallel or threading_layer() in THREADSAFE_LAYERS:
+        yield parallel
+        return
+    if not _workqueue_pool.acquire(blocking=False):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _workqueue_pool.release()
 
 
 def n_threads(n_jobs):

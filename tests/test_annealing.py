@@ -113,8 +113,44 @@ def test_schedule_finds_every_cluster(slanted_blobs, annealing):
     assert h["n_distinct"][-1] == 4 and h["n_active"][-1] == 4
     first = model.history_["level"][0]
     assert first == pytest.approx(1.2 * model.critical_value_)
-    assert h["level"][-1] == (1.0 if annealing == "temperature" else pytest.approx(0.01))
+    last_level = h["level"][np.isfinite(h["level"])][-1]
+    assert last_level == (1.0 if annealing == "temperature" else pytest.approx(0.01))
+    # The final EM runs without the annealing: no level, and no floor left.
+    assert np.isnan(h["level"][-1])
+    # Splits are recorded where the number of distinct means grew, all of
+    # them below the start of the schedule, ending at the 4 clusters.
+    splits = model.split_levels_
+    assert splits.shape[1] == 2 and splits[-1, 1] == 4
+    assert np.all(np.diff(splits[:, 1]) > 0) and np.all(splits[:, 0] < first)
     assert np.all(np.isfinite(model.eta2_)) and np.all(model.eta2_ < 0)
+
+
+@pytest.mark.parametrize("annealing", ["floor", "fixed", "temperature"])
+def test_final_em_releases_the_annealing(annealing):
+    """Clusters narrower than the last level: the final EM fits their own variance.
+
+    Two clusters of standard deviation 0.1 at (-10, -10) and (10, 10) (off
+    the axes, so that the free-variance modes leave the saddle too): each
+    feature's variance is about 100, so the default last level (0.01 of it,
+    a variance of 1) is 100 times the clusters' own; kept as a floor it
+    would stay.
+    """
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-10, 0.1, (300, 2)), rng.normal(10, 0.1, (300, 2))])
+    model = quiet_fit(NaturalDiagonalGMM(2, annealing=annealing, random_state=0), X)
+    assert_allclose(np.sort(model.means_[:, 0]), [-10, 10], atol=0.05)
+    assert_allclose(model.covariances_, 0.01, rtol=0.25)
+
+
+def test_annealing_starts_from_the_pooled_solution(slanted_blobs):
+    """No k-means under annealing: init_params does not change the fit."""
+    X, _ = slanted_blobs
+    fits = [
+        quiet_fit(NaturalDiagonalGMM(4, annealing="floor", init_params=how, random_state=0), X)
+        for how in ("kmeans", "random")
+    ]
+    assert_array_equal(fits[0].means_, fits[1].means_)
+    assert fits[0].history_["n_distinct"][0] == 1  # one mean after the first iteration
 
 
 def test_history_without_annealing(slanted_blobs):
@@ -157,8 +193,9 @@ def test_annealing_with_weights_float32_n_init_warm_start(slanted_blobs):
 
     warm = NaturalDiagonalGMM(**{**kwargs, "warm_start": True, "max_iter": 5})
     quiet_fit(warm, X)
-    # The schedule ran: its 8 levels, the last one shared with the final EM.
-    assert np.unique(warm.history_["level"]).size == 8
+    # The schedule ran: its 8 levels, then the final EM without a level.
+    levels = warm.history_["level"]
+    assert np.unique(levels[np.isfinite(levels)]).size == 8 and np.isnan(levels[-1])
     quiet_fit(warm, X)
     assert warm.n_iter_ <= 5  # later fits continue without it
     assert np.all(np.isnan(warm.history_["level"]))

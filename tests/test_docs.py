@@ -91,3 +91,18 @@ def test_a_failing_example_fails_the_build(tmp_path):
     output = result.stdout + result.stderr
     assert re.search(r"plot_broken\.py failed", output)
     assert "RuntimeError: broken example" in output
+
+
+def test_pages_load_nothing_from_the_network(built):
+    # Math must render for a reader without a network: MathJax is copied
+    # into the site, and no page loads a script or a style sheet from a URL.
+    _, out, result = built
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert (out / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    remote = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.IGNORECASE)
+    pages = list(out.rglob("*.html"))
+    assert pages
+    offenders = [str(page.relative_to(out)) for page in pages if remote.search(page.read_text())]
+    assert not offenders, f"pages loading remote scripts or styles: {offenders[:5]}"
+    collapse = (out / "collapse.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in collapse

@@ -5,14 +5,19 @@ import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp
 
 from natgmm import _kernels
 from natgmm._em import Params, natural_parameters
 
 # float64 kernels evaluate the same sums as the references in another order:
-# agreement to a few hundred ulps. float32 data and natural parameters carry
-# about 7 digits into sums of order n_features, hence the looser bound.
-RTOL = {np.float64: 1e-10, np.float32: 2e-5}
+# agreement to a few hundred ulps. float32 kernels get first-order error
+# bounds from float32's unit roundoff and the sizes of their sums
+# (_f32_log_density_error and _f32_tolerances below).
+RTOL = 1e-10
+U32 = float(np.finfo(np.float32).eps) / 2
+U64 = float(np.finfo(np.float64).eps) / 2
+_F32_DROPPED = float(np.exp(_kernels._EXP_CUTOFF_F32))  # the largest term dropped, relative
 
 
 def _problem(dtype, n_samples=203, n_features=7, n_components=5, seed=0, spread=3.0):
@@ -20,21 +25,110 @@ def _problem(dtype, n_samples=203, n_features=7, n_components=5, seed=0, spread=
     means = rng.normal(scale=spread, size=(n_components, n_features))
     labels = rng.integers(n_components, size=n_samples)
     X = (means[labels] + rng.normal(size=(n_samples, n_features))) * 10 + 5
-    shift = np.full(n_features, 5.0)
-    scale = np.full(n_features, 0.1)
+    shift = np.full(n_features, 5.0).astype(dtype)
+    scale = np.full(n_features, 0.1).astype(dtype)
     X = X.astype(dtype)
     params = Params(
         rng.dirichlet(np.ones(n_components)),
         rng.normal(scale=spread, size=(n_components, n_features)),
         rng.uniform(0.5, 2.0, size=(n_components, n_features)),
     )
-    Z = (X.astype(np.float64) - shift) * scale
-    return X, Z, shift.astype(dtype), scale.astype(dtype), params, labels
+    Z = (X.astype(np.float64) - shift.astype(np.float64)) * scale.astype(np.float64)
+    return X, Z, shift, scale, params, labels
 
 
 def _natural(params, dtype):
     eta1, eta2, log_norm = natural_parameters(params)
     return eta1.astype(dtype), eta2.astype(dtype), log_norm
+
+
+def _f32_log_density_error(Z, params, eta_f32=False):
+    """First-order bound on the float32 kernels' error in each weighted log-density.
+
+    A log-density is the dot product of ``[z, z**2, 1]`` and
+    ``[eta1, eta2, log_norm]``, ``2 D + 1`` terms. In float32 each term has
+    its two operands rounded (``z`` or ``z**2`` from float64, ``W`` from
+    float64) and its product and running sum rounded once each, so the error
+    is at most ``(2 D + 5) u`` times the sum of the terms' magnitudes (to
+    first order; BLAS may sum in any order). A wide component (a float64
+    product, see ``_kernels._f32_operands``) has the same bound in float64's
+    ``u`` plus one float32 rounding of the result, and float32's ``u`` per
+    term if the caller's natural parameters were float32 (``eta_f32``).
+    """
+    eta1, eta2, log_norm = natural_parameters(params)
+    finite_norm = np.where(np.isfinite(log_norm), np.abs(log_norm), 0.0)
+    magnitude = np.abs(Z) @ np.abs(eta1).T + Z**2 @ np.abs(eta2).T + finite_norm
+    n_ops = 2 * Z.shape[1] + 5
+    bound = n_ops * U32 * magnitude
+    wide = _kernels._f32_operands(eta1, eta2, log_norm)[3]
+    wlp = naive.weighted_log_prob(Z, *params)
+    bound[:, wide] = (n_ops * U64 + (U32 if eta_f32 else 0.0)) * magnitude[:, wide] + U32 * np.abs(
+        np.where(np.isfinite(wlp[:, wide]), wlp[:, wide], 0.0)
+    )
+    return bound
+
+
+def _resp_relative_error(Z, params, eta_f32=False, beta=1.0):
+    """Responsibilities, and a bound on each one's relative error in float32.
+
+    A responsibility ``r_k`` moves by ``r_k (d_k - sum_j r_j d_j)`` for
+    log-density errors ``d``, at most ``(1 - r_k) b_k + sum_(j != k) r_j b_j``
+    relative for bounds ``b``; the exponential adds 1 ulp, the sum of K
+    terms K roundings, the weighting and the division two more. Tempered
+    ones (``beta``) use ``beta`` times the log-densities, rounded once more. Returns the (tempered)
+    responsibilities, the log-densities' error bounds and the bounds on the
+    responsibilities' relative errors.
+    """
+    delta = _f32_log_density_error(Z, params, eta_f32)
+    wlp = naive.weighted_log_prob(Z, *params)
+    tempered = beta * delta + (U32 * beta * np.abs(np.where(np.isfinite(wlp), wlp, 0.0)))
+    resp = np.exp(beta * wlp - logsumexp(beta * wlp, axis=1, keepdims=True))
+    mean_delta = np.sum(resp * tempered, axis=1, keepdims=True)
+    rel = tempered + mean_delta - 2 * resp * tempered
+    return resp, delta, rel + (resp.shape[1] + 3) * U32
+
+
+def _f32_tolerances(Z, sw, params, ref, eta_f32=False, beta=1.0, exact=None):
+    """First-order bounds on the errors of float32 ``em_stats``: loglik, nk, s1, s2.
+
+    Each row's log-likelihood ``top + log(total)`` is off by at most the
+    responsibility-weighted error of its log-densities plus ``(K + 2) u``
+    (the sum and its logarithm). A statistic is off by the weighted
+    responsibilities' errors times ``|z - ref|**p``, plus, in dense chunks,
+    a float32 product over at most ``_CHUNK`` rows (``(_CHUNK + 2) u`` of
+    its terms' magnitudes) about the origin, moved to ``ref`` in float64:
+    ``(|z| + |ref|)**p`` per term bounds both.
+    """
+    _, _, untempered = naive.log_prob(Z, *params)
+    resp, delta, rel = _resp_relative_error(Z, params, eta_f32, beta)
+    n_components = resp.shape[1]
+    wr = sw[:, np.newaxis] * resp
+    # Terms below exp(_EXP_CUTOFF_F32) of their row's largest are dropped.
+    dr = wr * rel + sw[:, np.newaxis] * _F32_DROPPED
+    # Components summed about ref term by term (exact) have no product.
+    acc = np.full(n_components, (_kernels._CHUNK + 2) * U32)
+    if exact is not None:
+        acc[exact] = 0.0
+    tol_ll = sw @ (np.sum(untempered * delta, axis=1) + (n_components + 2) * U32)
+    tol = [dr.sum(axis=0) + acc * wr.sum(axis=0)]
+    for power in (1, 2):
+        tol.append(
+            np.stack(
+                [
+                    dr[:, k] @ np.abs(Z - ref[k]) ** power
+                    + acc[k] * wr[:, k] @ (np.abs(Z) + np.abs(ref[k])) ** power
+                    for k in range(n_components)
+                ]
+            )
+        )
+    return tol_ll, *tol
+
+
+def _assert_within(got, expected, tolerance):
+    """Assert ``|got - expected| <= tolerance`` elementwise (first-order bounds: + 1e-3 of them)."""
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    excess = np.abs(got - expected) - 1.001 * np.asarray(tolerance)
+    assert np.all(excess <= 0.0), f"max excess {np.max(excess):.3g} over the bound"
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -47,21 +141,36 @@ def test_em_stats_matches_naive(dtype, weighted, parallel, n_blocks):
     sw = rng.uniform(0, 3, size=X.shape[0]) if weighted else np.empty(0)
     ref = params.means + 0.1
     got = _kernels.em_stats(X, sw, shift, scale, *_natural(params, dtype), ref, n_blocks, parallel)
-    expected = naive.em_stats(Z, sw if weighted else np.ones(len(X)), *params, ref)
-    for g, e in zip(got, expected, strict=True):
-        assert_allclose(g, e, rtol=RTOL[dtype], atol=RTOL[dtype] * np.max(np.abs(e)))
+    weights = sw if weighted else np.ones(len(X))
+    expected = naive.em_stats(Z, weights, *params, ref)
+    if dtype == np.float64:
+        for g, e in zip(got, expected, strict=True):
+            assert_allclose(g, e, rtol=RTOL, atol=RTOL * np.max(np.abs(e)))
+        return
+    tolerances = _f32_tolerances(Z, weights, params, ref, eta_f32=True)
+    for g, e, t in zip(got, expected, tolerances, strict=True):
+        _assert_within(g, e, t)
+    # The bounds are worst cases (the errors measured are about 1% of them),
+    # but still keep three digits of every nk: an exponential or a weighting
+    # off by 1e-3 would fail.
+    assert np.max(tolerances[1] / expected[1]) < 1e-3
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("beta", [0.05, 0.5])
-def test_tempered_em_stats_match_naive(beta):
-    X, Z, shift, scale, params, _ = _problem(np.float64)
+def test_tempered_em_stats_match_naive(dtype, beta):
+    X, Z, shift, scale, params, _ = _problem(dtype)
     ref = params.means
     got = _kernels.em_stats(
-        X, np.empty(0), shift, scale, *_natural(params, np.float64), ref, 4, True, beta
+        X, np.empty(0), shift, scale, *natural_parameters(params), ref, 4, True, beta
     )
     expected = naive.em_stats(Z, np.ones(len(X)), *params, ref, beta=beta)
-    for g, e in zip(got, expected, strict=True):
-        assert_allclose(g, e, rtol=1e-10, atol=1e-10 * np.max(np.abs(e)))
+    if dtype == np.float64:
+        tolerances = [RTOL * np.max(np.abs(e)) + RTOL * np.abs(e) for e in expected]
+    else:
+        tolerances = _f32_tolerances(Z, np.ones(len(X)), params, ref, beta=beta)
+    for g, e, t in zip(got, expected, tolerances, strict=True):
+        _assert_within(g, e, t)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -72,13 +181,35 @@ def test_log_prob_matches_naive(dtype, parallel):
     out, labels, resp = np.empty(n), np.empty(n, dtype=np.int64), np.empty((n, 5))
     _kernels.log_prob(X, shift, scale, *_natural(params, dtype), out, labels, resp, parallel)
     log_norm, expected_labels, expected_resp = naive.log_prob(Z, *params)
-    assert_allclose(out, log_norm, rtol=RTOL[dtype])
-    assert_array_equal(labels, expected_labels)
-    assert_allclose(resp, expected_resp, rtol=RTOL[dtype] * 10, atol=1e-12)
+    if dtype == np.float64:
+        assert_allclose(out, log_norm, rtol=RTOL)
+        assert_array_equal(labels, expected_labels)
+        assert_allclose(resp, expected_resp, rtol=RTOL * 10, atol=1e-12)
+    else:
+        _check_f32_log_prob(Z, params, out, labels, resp, eta_f32=True)
     # Without a responsibilities array only the log-densities and labels come back.
-    empty = np.empty((0, 5))
-    _kernels.log_prob(X, shift, scale, *_natural(params, dtype), out, labels, empty, parallel)
-    assert_allclose(out, log_norm, rtol=RTOL[dtype])
+    again = np.empty(n)
+    _kernels.log_prob(
+        X, shift, scale, *_natural(params, dtype), again, labels, np.empty((0, 5)), parallel
+    )
+    assert_array_equal(again, out)
+
+
+def _check_f32_log_prob(Z, params, out, labels, resp, eta_f32=False):
+    """float32 ``log_prob`` outputs against the naive ones, within first-order bounds.
+
+    Labels may differ only on rows whose two largest log-densities are
+    within their error bounds of each other.
+    """
+    log_norm, expected_labels, expected_resp = naive.log_prob(Z, *params)
+    expected_resp, delta, rel = _resp_relative_error(Z, params, eta_f32)
+    n_components = delta.shape[1]
+    _assert_within(out, log_norm, np.sum(expected_resp * delta, axis=1) + (n_components + 2) * U32)
+    _assert_within(resp, expected_resp, expected_resp * rel + _F32_DROPPED)
+    wlp = naive.weighted_log_prob(Z, *params)
+    rows = np.arange(len(Z))
+    chosen, best = wlp[rows, labels], wlp[rows, expected_labels]
+    assert np.all(best - chosen <= delta[rows, labels] + delta[rows, expected_labels])
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -96,21 +227,38 @@ def test_label_stats_matches_naive(weighted):
     assert_allclose(got[0], expected[0], rtol=1e-12)
 
 
-def test_far_components_and_zero_weight():
-    """Terms below the exp cutoff and log-weight -inf change no result."""
-    X, Z, shift, scale, params, _ = _problem(np.float64, spread=300.0)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("spread", [3.0, 300.0])
+def test_far_components_and_zero_weight(dtype, spread):
+    """Terms below the exp cutoff and log-weight -inf change no result.
+
+    At spread 300 every component is far from the centre: in float32 their
+    log-densities come from the float64 product (wide components).
+    """
+    X, Z, shift, scale, params, _ = _problem(dtype, spread=spread)
     weights = params.weights.copy()
     weights[2] = 0.0
     weights /= weights.sum()
     params = params._replace(weights=weights)
     ref = params.means
-    got = _kernels.em_stats(
-        X, np.empty(0), shift, scale, *_natural(params, np.float64), ref, 4, True
-    )
+    natural = natural_parameters(params)
+    got = _kernels.em_stats(X, np.empty(0), shift, scale, *natural, ref, 4, True)
     expected = naive.em_stats(Z, np.ones(len(X)), *params, ref)
-    assert got[1][2] == 0.0
-    for g, e in zip(got, expected, strict=True):
-        assert_allclose(g, e, rtol=1e-10, atol=1e-300)
+    assert got[1][2] == 0.0 and np.all(got[2][2] == 0.0) and np.all(got[3][2] == 0.0)
+    if dtype == np.float64:
+        for g, e in zip(got, expected, strict=True):
+            assert_allclose(g, e, rtol=RTOL, atol=1e-300)
+    else:
+        wide = _kernels._f32_operands(*natural)[3]
+        assert len(wide) == (5 if spread == 300.0 else 0)
+        tolerances = _f32_tolerances(Z, np.ones(len(X)), params, ref)
+        for g, e, t in zip(got, expected, tolerances, strict=True):
+            _assert_within(g, e, t)
+        n = X.shape[0]
+        out, labels, resp = np.empty(n), np.empty(n, dtype=np.int64), np.empty((n, 5))
+        _kernels.log_prob(X, shift, scale, *natural, out, labels, resp, True)
+        assert np.all(resp[:, 2] == 0.0)
+        _check_f32_log_prob(Z, params, out, labels, resp)
 
 
 def test_sparse_chunks_with_rows_between_components():
@@ -200,6 +348,166 @@ def test_thread_count_does_not_change_results(dtype):
             assert_array_equal(a, b)
 
 
+def _narrow_pair(
+    n_features=3, offset=40.0, sd=0.01, n_broad=1800, n_narrow=400, seed=3, pair=True
+):  # fmt: skip
+    """Two broad components at the centre and two narrow ones far from it, overlapping.
+
+    The narrow pair sits at ``offset`` (``offset**2 / sd**2`` per feature),
+    half a standard deviation apart: their responsibilities are about a
+    half each, so their log-densities must be right to many digits. Every
+    row has more than a quarter of its terms non-zero (dense chunks). With
+    ``pair=False`` there is one narrow component.
+    """
+    rng = np.random.default_rng(seed)
+    narrow = offset + sd * rng.normal(size=(n_narrow, n_features))
+    Z = np.concatenate([rng.normal(size=(n_broad, n_features)), narrow])
+    ones = np.ones(n_features)
+    params = Params(
+        np.array([0.45, 0.4, 0.075, 0.075]),
+        np.array([0 * ones, ones, offset * ones, (offset + sd / 2) * ones]),
+        np.array([ones, 4 * ones, sd**2 * ones, sd**2 * ones]),
+    )
+    if not pair:
+        params = Params(np.array([0.45, 0.4, 0.15]), params.means[:3], params.variances[:3])
+    return Z, params
+
+
+def test_f32_narrow_far_components_are_wide_and_exact(monkeypatch):
+    """float32: narrow components far from the centre keep their digits.
+
+    Their float32 log-densities would be off by about eps32 * 5e7 (several
+    units): they are marked wide and computed by the float64 product, and
+    their statistics are summed about their means in float64 (exact). The
+    data are float32 and the map to internal units inexact, so the
+    statistics also check that ``z`` is taken from ``X`` in float64.
+    """
+    Z, params = _narrow_pair()
+    shift, scale = np.full(3, 0.1), np.full(3, 1 / 3)
+    X = (Z / scale + shift).astype(np.float32)
+    Z = (X.astype(np.float64) - shift) * scale
+    ref = params.means + 1e-3
+    natural = natural_parameters(params)
+    assert list(_kernels._f32_operands(*natural)[3]) == [2, 3]
+    got = _kernels.em_stats(X, np.empty(0), shift, scale, *natural, ref, 4, True)
+    expected = naive.em_stats(Z, np.ones(len(X)), *params, ref)
+    exact = np.max(ref**2 / params.variances, axis=1) > _kernels._MAX_CANCELLATION_F32
+    assert list(np.flatnonzero(exact)) == [2, 3]
+    tolerances = _f32_tolerances(Z, np.ones(len(X)), params, ref, exact=exact)
+    for g, e, t in zip(got, expected, tolerances, strict=True):
+        _assert_within(g, e, t)
+    # The narrow pair's statistics to about float32's resolution.
+    assert_allclose(got[1][2:], expected[1][2:], rtol=1e-6)
+    assert_allclose(got[3][2:], expected[3][2:], rtol=1e-5)
+    # Without the float64 columns the pair's responsibilities are off by far more.
+    monkeypatch.setattr(_kernels, "_MAX_MAGNITUDE_F32", np.inf)
+    assert len(_kernels._f32_operands(*natural)[3]) == 0
+    naive_f32 = _kernels.em_stats(X, np.empty(0), shift, scale, *natural, ref, 4, True)
+    assert np.max(np.abs(naive_f32[1][2:] - expected[1][2:]) / expected[1][2:]) > 1e-3
+
+
+def test_f32_moderate_cancellation_summed_about_ref(monkeypatch):
+    """float32: a component with ref**2 / var of 400 is summed about its mean.
+
+    Moved from the origin in float32 it would lose about 2.6 of float32's
+    seven digits of its scatter; above _MAX_CANCELLATION_F32 it is summed
+    about its mean in float64 and its scatter is within the bound of a sum
+    with no product (no ``(_CHUNK + 2) u`` term).
+    """
+    Z, params = _narrow_pair(n_features=4, offset=2.0, sd=0.1, pair=False)
+    X = Z.astype(np.float32)
+    Z = X.astype(np.float64)
+    ones = np.ones(4)
+    ref = params.means + 1e-3
+    natural = natural_parameters(params)
+    exact = np.max(ref**2 / params.variances, axis=1) > _kernels._MAX_CANCELLATION_F32
+    assert list(np.flatnonzero(exact)) == [2]
+    assert len(_kernels._f32_operands(*natural)[3]) == 0  # float32 log-densities
+    expected = naive.em_stats(Z, np.ones(len(X)), *params, ref)
+    tolerances = _f32_tolerances(Z, np.ones(len(X)), params, ref, exact=exact)
+    got = _kernels.em_stats(X, np.empty(0), 0 * ones, ones, *natural, ref, 4, True)
+    for g, e, t in zip(got, expected, tolerances, strict=True):
+        _assert_within(g, e, t)
+    # Moved from the origin instead, the scatter leaves that bound.
+    monkeypatch.setattr(_kernels, "_MAX_CANCELLATION_F32", np.inf)
+    moved = _kernels.em_stats(X, np.empty(0), 0 * ones, ones, *natural, ref, 4, True)
+    assert np.any(np.abs(moved[3][2] - expected[3][2]) > tolerances[3][2])
+
+
+def test_f32_rows_outside_float32_range_fall_back_to_float64():
+    """A chunk with a row whose float32 log-densities overflow is done in float64.
+
+    Its rows then get exactly the float64 kernel's results; other chunks
+    stay within the float32 bounds.
+    """
+    X, Z, shift, scale, params, _ = _problem(np.float32, n_samples=300)
+    X[70] = 3e30  # z**2 overflows float32, in the second chunk (rows 64 to 127)
+    natural = natural_parameters(params)
+    n = X.shape[0]
+    outputs = {}
+    for dtype in (np.float32, np.float64):
+        out, labels, resp = np.empty(n), np.empty(n, dtype=np.int64), np.empty((n, 5))
+        _kernels.log_prob(X.astype(dtype), shift, scale, *natural, out, labels, resp, True)
+        outputs[dtype] = out, labels, resp
+    chunk = slice(64, 128)
+    for a, b in zip(outputs[np.float32], outputs[np.float64], strict=True):
+        assert_array_equal(a[chunk], b[chunk])
+    assert np.all(np.isfinite(outputs[np.float32][0]))
+    rest = np.r_[0:64, 128:n]
+    Zr, (out, labels, resp) = Z[rest], (a[rest] for a in outputs[np.float32])
+    _check_f32_log_prob(Zr, params, out, labels, resp)
+    stats = {
+        dtype: _kernels.em_stats(
+            X.astype(dtype), np.empty(0), shift, scale, *natural, params.means, 3, True
+        )
+        for dtype in (np.float32, np.float64)
+    }
+    for a, b in zip(stats[np.float32], stats[np.float64], strict=True):
+        assert np.all(np.isfinite(a))
+        assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))
+
+
+def test_f32_statistics_scale_exactly_with_the_weights():
+    """Sample weights times a power of two scale every float32 statistic exactly.
+
+    The responsibilities are weighted in float32 after scaling the largest
+    weight to [1/2, 1), so weights of 2**-1000 or 2**1000 neither underflow
+    nor overflow.
+    """
+    X, _, shift, scale, params, _ = _problem(np.float32)
+    sw = np.random.default_rng(1).uniform(0, 3, size=X.shape[0])
+    args = (shift, scale, *natural_parameters(params), params.means, 4, True)
+    base = _kernels.em_stats(X, sw, *args)
+    for exponent in (-1000, 1000):
+        factor = 2.0**exponent
+        scaled = _kernels.em_stats(X, sw * factor, *args)
+        for a, b in zip(scaled, base, strict=True):
+            assert_array_equal(np.asarray(a) / factor, b)
+
+
+def test_f32_thread_count_and_blocks_do_not_change_results():
+    """float32 with wide components, a float64 chunk, weights and tempering: bitwise."""
+    Z, params = _narrow_pair(n_broad=4000, n_narrow=1000)
+    X = Z.astype(np.float32)
+    X[1234] = 3e30
+    sw = np.random.default_rng(0).uniform(0, 2, size=len(X))
+    ones = np.ones(3)
+    for beta in (1.0, 0.3):
+        args = (X, sw, 0 * ones, ones, *natural_parameters(params), params.means, 16)
+        previous = numba.get_num_threads()
+        results = []
+        try:
+            for n_threads in (1, numba.config.NUMBA_NUM_THREADS):
+                numba.set_num_threads(n_threads)
+                results.append(_kernels.em_stats(*args, True, beta))
+        finally:
+            numba.set_num_threads(previous)
+        results.append(_kernels.em_stats(*args, False, beta))
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                assert_array_equal(a, b)
+
+
 def _softmax_exp(x):
     """exp(x) for x <= 0 from the soft-max kernel: a column (x, 0) has top 0."""
     lp = np.stack([x, np.zeros_like(x)])
@@ -235,6 +543,47 @@ def test_vectorised_exp_accuracy():
     assert np.max(np.abs(_softmax_exp(x) - expected) / np.spacing(expected)) <= 3
     below = np.array([cutoff, cutoff - 1e-9, -745.2, -800.0, -np.inf])
     assert_array_equal(_softmax_exp(below), 0.0)
+
+
+def test_vectorised_float32_exp_accuracy():
+    """The float32 polynomial exp within 1.5 float32 ulp of the exact exp.
+
+    Measured: at most 1.01 ulp over [cutoff, 0] (np.exp in float32: 2.4).
+    NaN in a column, or an infinite largest entry, makes its total NaN (the
+    chunk is then redone in float64).
+    """
+    rng = np.random.default_rng(0)
+    cutoff = _kernels._EXP_CUTOFF_F32
+    x = np.concatenate(
+        [
+            -rng.uniform(0, -cutoff, 200_000),
+            -rng.uniform(0, 1e-3, 1000),
+            np.arange(-125, 1) * np.log(2.0),  # the ends of every reduction interval
+            np.arange(-125, 1) * np.log(2.0) + np.log(2.0) / 2,
+            [0.0, -0.0],
+        ]
+    ).astype(np.float32)
+    x = x[(x > cutoff) & (x <= 0.0)]
+
+    def softmax(lp):
+        ev, top, total = (
+            np.empty_like(lp),
+            np.empty(lp.shape[1], np.float32),
+            np.empty(lp.shape[1], np.float32),
+        )
+        _kernels._softmax_columns_f32(lp, top, ev, total)
+        return ev, top, total
+
+    ev, top, total = softmax(np.stack([x, np.zeros_like(x)]))
+    assert_array_equal(top, 0.0)
+    assert_array_equal(ev[1], 1.0)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(ev[0] - exact) / ulp) <= 1.5
+    below = np.array([cutoff, cutoff - 1e-5, -88.0, -100.0, -np.inf], np.float32)
+    assert_array_equal(softmax(np.stack([below, np.zeros_like(below)]))[0][0], 0.0)
+    odd = np.array([[np.nan, 0, np.inf, -np.inf, 1], [0, np.nan, 1, -np.inf, np.inf]], np.float32)
+    assert np.all(np.isnan(softmax(odd)[2]))
 
 
 def test_blas_held_at_one_thread_and_restored():

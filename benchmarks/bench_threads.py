@@ -1,0 +1,142 @@
+"""Fits under load: next to a process keeping one core busy, and inside a Pipeline.
+
+A user's machine is rarely quiet. This times the demo's fit (scikit-learn's
+digits, FactorAnalysis(20) latents, K=10, ``n_init=5``, k-means
+initialisation for both libraries) for natgmm and scikit-learn's
+``GaussianMixture(covariance_type="diag")``, in four cases:
+
+- ``fit``: the mixture alone, on a quiet machine;
+- ``fit, busy core``: the same while another process keeps one core busy
+  (``python -c "while True: pass"``, pinned to core 0 with ``--pin``);
+- ``pipeline``: ``Pipeline([FactorAnalysis(20), mixture]).fit`` on the
+  pixels, whose first step leaves OpenBLAS threads behind: the two calls
+  it makes (``fit_transform`` of the first step, ``fit`` of the mixture on
+  its output), timed separately, and the mixture's step reported;
+- ``pipeline, busy core``: both.
+
+Each case runs in a fresh process (the threading layer and OpenMP runtimes
+are process-wide), the two libraries' fits interleaved, best and median of
+``--reps``. The table gives scikit-learn's time over natgmm's and natgmm's
+time over its quiet time in the same run (``fit`` for the fits, ``pipeline``
+for the pipelines). The lost core alone would make a 2-thread fit at most
+twice as slow on a 2-core machine.
+
+Run from the repository root::
+
+    python benchmarks/bench_threads.py            # --reps 5 --pin --env OMP_WAIT_POLICY=active
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CASES = ("fit", "fit, busy core", "pipeline", "pipeline, busy core")
+
+
+def _child(case, reps):
+    """Time both libraries for one case in this process; print JSON."""
+    import warnings
+
+    from sklearn.decomposition import FactorAnalysis
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+    from sklearn.pipeline import Pipeline
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import datasets
+
+    import natgmm
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    X, _ = datasets.digits()
+    Z = FactorAnalysis(20, random_state=0).fit_transform(X)
+    models = {
+        "natgmm": lambda: natgmm.NaturalDiagonalGMM(10, n_init=5, random_state=0),
+        "sklearn": lambda: GaussianMixture(10, covariance_type="diag", n_init=5, random_state=0),
+    }
+    for make in models.values():  # compile or load the kernels, wake BLAS and OpenMP
+        make().set_params(n_init=1, max_iter=2).fit(Z)
+    times = {name: [] for name in models}
+    steps = {name: [] for name in models}  # FactorAnalysis before the mixture
+    for _ in range(reps):
+        for name, make in models.items():
+            if case.startswith("pipeline"):
+                # What Pipeline([("fa", ...), ("gmm", ...)]).fit(X) does, step by step.
+                pipe = Pipeline([("fa", FactorAnalysis(20, random_state=0)), ("gmm", make())])
+                start = time.perf_counter()
+                latents = pipe[0].fit_transform(X)
+                before = time.perf_counter()
+                pipe[1].fit(latents)
+                times[name].append(time.perf_counter() - before)
+                steps[name].append(before - start)
+            else:
+                start = time.perf_counter()
+                make().fit(Z)
+                times[name].append(time.perf_counter() - start)
+    import numba
+
+    print(json.dumps({"times": times, "fa": steps, "layer": numba.threading_layer()}))
+
+
+def _run_case(case, reps, env, pin):
+    busy = None
+    if "busy" in case:
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        if pin:
+            os.sched_setaffinity(busy.pid, {0})
+    try:
+        result = subprocess.run(
+            [sys.executable, __file__, "--child", case, "--reps", str(reps)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    """Run every case in its own process and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--pin", action="store_true", help="pin the busy process to core 0")
+    parser.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
+                        help="environment of the measured processes (repeatable)")  # fmt: skip
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.reps)
+        return 0
+    env = dict(item.split("=", 1) for item in args.env)
+    rows = {case: _run_case(case, args.reps, env, args.pin) for case in CASES}
+    print(f"{os.cpu_count()} cores, numba layer {rows['fit']['layer']}, env {env or 'as is'}")
+    print("mixture's fit, seconds (best, median); FactorAnalysis first in the pipelines")
+    print(f"{'case':22s} {'natgmm s':>17s} {'sklearn s':>17s} {'sk/nat':>7s} {'nat/quiet':>9s}")
+    for case, row in rows.items():
+        nat, sk = row["times"]["natgmm"], row["times"]["sklearn"]
+        if row["fa"]["natgmm"]:
+            fa = row["fa"]["natgmm"] + row["fa"]["sklearn"]
+            print(f"  (its FactorAnalysis steps: {min(fa):.3f} to {max(fa):.3f} s)")
+        quiet = min(rows["pipeline" if case.startswith("pipeline") else "fit"]["times"]["natgmm"])
+        print(
+            f"{case:22s} {min(nat):7.3f} (med {statistics.median(nat):5.2f}) "
+            f"{min(sk):7.3f} (med {statistics.median(sk):5.2f}) "
+            f"{min(sk) / min(nat):7.2f} {min(nat) / quiet:9.2f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"env": env, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

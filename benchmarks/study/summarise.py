@@ -1,0 +1,39 @@
+"""Markdown table of study results (JSON lines from run_study.py) against the sklearn cache.
+
+python benchmarks/study/summarise.py /tmp/s*.jsonl
+"""
+
+import json
+import sys
+from pathlib import Path
+
+SK = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
+
+
+def main():
+    sk = json.loads(SK.read_text())
+    rows = [json.loads(line) for p in sys.argv[1:] for line in open(p)]
+    print(
+        "| data | K | seed | sk5 train | sk5 test | sk5 s | sk20 train | method | train | "
+        "test | s | iters | >= sk5 |"
+    )
+    print("|" + " --- |" * 13)
+    seen = set()
+    for r in sorted(rows, key=lambda r: (r["data"], r["k"], r["config"], r["seed"])):
+        key = (r["data"], r["k"], r["seed"], r["config"])
+        if key in seen:
+            continue
+        seen.add(key)
+        ref = sk.get(f"{r['data']}|{r['k']}|{r['seed']}|5", {})
+        ref20 = sk.get(f"{r['data']}|{r['k']}|{r['seed']}|20", {})
+        win = "" if not ref else ("yes" if r["train"] >= ref["train"] else "no")
+        print(
+            f"| {r['data']} | {r['k']} | {r['seed']} | {ref.get('train', float('nan')):.4f} | "
+            f"{ref.get('test', float('nan')):.3f} | {ref.get('time', float('nan')):.1f} | "
+            f"{ref20.get('train', float('nan')):.4f} | {r['config']} | {r['train']:.4f} | "
+            f"{r['test']:.3f} | {r['time']:.1f} | {r['n_iter']} | {win} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""``python -m natgmm``, the main job: its output's structure, not its figures.
+
+The job is run in a subprocess in a small mode (``--quick`` with fewer rows);
+its helpers (the verdict, the naive gradient fit, the data) are tested
+directly.
+"""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import natgmm
+from natgmm.__main__ import digits_latents, mixture_data, naive_gradient_fit, verdict
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "natgmm", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def test_import_runs_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import natgmm.__main__"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_help_explains_options_and_columns():
+    result = _run("--help")
+    assert result.returncode == 0, result.stderr
+    for word in ["--quick", "--n-samples", "--annealing", "NMI", "iters", "s/iter", "finite"]:
+        assert word in result.stdout
+
+
+def test_bad_sections_are_refused():
+    result = _run("--sections", "14")
+    assert result.returncode == 2
+    assert "--sections" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    result = _run("--quick", "--n-samples", "4000", "--n-features", "10", "--n-components", "8")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_quick_run_has_every_section_in_order(quick_run):
+    out = quick_run
+    assert out.startswith(f"natgmm {natgmm.__version__}:")
+    headings = ["Machine:", "  (loading|compiling).* kernels", "1. Speed", "2. Quality"]
+    headings += ["3. Robustness", "Verdict", "Read more:", "Total "]
+    found = [re.search(f"^{h}", out, flags=re.MULTILINE) for h in headings]
+    assert None not in found, dict(zip(headings, found, strict=True))
+    positions = [match.start() for match in found]
+    assert positions == sorted(positions)
+
+
+def test_quick_run_prints_a_line_before_the_kernels_are_ready(quick_run):
+    # Progress lines end with the step's time; the kernels' line comes first.
+    steps = re.findall(r"^  (.+) \.\.\.\.* (\d+\.\d) s$", quick_run, flags=re.MULTILINE)
+    assert steps and "kernels" in steps[0][0]
+    assert "compiling" in steps[0][0] or "loading" in steps[0][0]
+
+
+def _table(out, header):
+    """Rows of the table whose header line contains ``header``."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if header in line)
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip() or ": " in line:  # the explanation under the table
+            break
+        rows.append(line)
+    return rows
+
+
+def test_quick_run_tables(quick_run):
+    speed = _table(quick_run, "fit s  iters  s/iter  mean log-lik")
+    assert [row.split()[0] for row in speed] == ["sklearn", "natgmm", "sklearn"]
+    # A ratio is NaN when noise hides a tiny per-iteration time.
+    assert re.search(r"time / natgmm time\s+(\d+\.\d|nan)x\s+(\d+\.\d|nan)x$", speed[2])
+    # The same EM from the same start: the two log-likelihoods agree.
+    scores = [float(row.split()[-1]) for row in speed[:2]]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-6)
+
+    quality = _table(quick_run, "mean log-lik    NMI")
+    assert [row.split()[0] for row in quality] == ["sklearn", "natgmm"]
+    assert "n_init=5" in quality[0] and "annealing=" in quality[1]
+    for row in quality:
+        assert 0.0 <= float(row.split()[-1]) <= 1.0
+
+    robust = _table(quick_run, "steps/iters  finite")
+    assert len(robust) == 4
+    finite = [row.split()[-2] for row in robust]
+    assert set(finite) <= {"yes", "NO"}
+    assert finite[2:] == ["yes", "yes"]  # natgmm's two fits
+
+
+def test_quick_run_verdict_names_each_outcome(quick_run):
+    paragraphs = quick_run.split("Verdict\n", 1)[1].split("Read more:")[0]
+    openings = re.findall(
+        r"^- (\w+), (natgmm wins|natgmm loses|mixed|a tie|not measured)\b",
+        paragraphs,
+        flags=re.MULTILINE,
+    )
+    assert [name for name, _ in openings] == ["Speed", "Quality", "Robustness"]
+
+
+def _results(nat_fit, nat_iter, nat_score, nat_seconds, naive_finite=False, nat_finite=True):
+    return {
+        "speed": dict(
+            shape=(1000, 5),
+            n_components=3,
+            fit_seconds={"sklearn": 2.0, "natgmm": nat_fit},
+            n_iter={"sklearn": 10, "natgmm": 10},
+            seconds_per_iter={"sklearn": 0.1, "natgmm": nat_iter},
+            score={"sklearn": -5.0, "natgmm": -5.0},
+        ),
+        "quality": dict(
+            n_components=3,
+            annealing="floor",
+            seconds={"sklearn": 1.0, "natgmm": nat_seconds},
+            n_iter={"sklearn": 10, "natgmm": 50},
+            score={"sklearn": -2.0, "natgmm": nat_score},
+            nmi={"sklearn": 0.5, "natgmm": 0.4},
+        ),
+        "robustness": {
+            "naive raw": dict(steps=2, finite=naive_finite, score=np.nan),
+            "naive standardised": dict(steps=100, finite=True, score=-3.0),
+            "natgmm em": dict(steps=10, finite=nat_finite, score=-2.9),
+            "natgmm gradient": dict(steps=10, finite=True, score=-2.9),
+        },
+    }
+
+
+def test_verdict_says_when_natgmm_loses():
+    text = "\n".join(verdict(_results(4.0, 0.2, -2.5, 3.0, naive_finite=True, nat_finite=False)))
+    assert "Speed, natgmm loses" in text and "2.0x SLOWER" in text
+    assert "Quality, natgmm loses" in text and "0.500 below" in text and "3.0x SLOWER" in text
+    assert "Robustness, natgmm loses" in text and "natgmm em" in text
+    assert "wins" not in text
+
+
+def test_verdict_says_when_natgmm_wins():
+    text = "\n".join(verdict(_results(0.5, 0.02, -1.5, 0.25)))
+    assert "Speed, natgmm wins" in text and "4.0x faster" in text and "5.0x faster" in text
+    assert "Quality, natgmm wins" in text and "0.500 above" in text
+    assert "Robustness, natgmm wins" in text and "turned NaN after 2" in text
+    assert "loses" not in text and "SLOWER" not in text
+
+
+def test_verdict_with_an_unmeasurable_iteration_time():
+    # Noise can hide a tiny per-iteration time (NaN, or 0 in older runs).
+    for hidden in (float("nan"), 0.0):
+        results = _results(0.5, 0.02, -1.5, 0.25)
+        results["speed"]["seconds_per_iter"]["sklearn"] = hidden
+        text = verdict(results)[0]
+        assert text.startswith("Speed, natgmm wins") and "not measurable" in text
+        results["speed"]["fit_seconds"]["natgmm"] = hidden
+        assert verdict(results)[0].startswith("Speed, not measured")
+
+
+def test_verdict_warns_when_the_machine_was_busy():
+    results = _results(0.5, 0.02, -1.5, 0.25)
+    assert "busy" not in " ".join(verdict(results))
+    results["speed"]["busy"] = True
+    assert "overstate" in verdict(results)[0]
+
+
+def test_verdict_mixed_speed_and_skipped_sections():
+    results = _results(3.0, 0.02, -2.0, 1.0)
+    lines = verdict({"speed": results["speed"]})
+    assert len(lines) == 1 and lines[0].startswith("Speed, mixed")
+
+
+def test_naive_fit_turns_nan_on_raw_scale_only():
+    Z, _ = digits_latents(5)
+    Z_raw = Z * np.random.default_rng(0).uniform(40, 80, Z.shape[1])
+    steps, score = naive_gradient_fit(Z_raw, 4, 50)
+    assert steps < 50 and np.isnan(score)
+    steps, score = naive_gradient_fit((Z_raw - Z_raw.mean(0)) / Z_raw.std(0), 4, 50)
+    assert steps == 50 and np.isfinite(score)
+
+
+def test_mixture_data_is_deterministic():
+    X1, y1 = mixture_data(500, 4, 3, seed=1)
+    X2, y2 = mixture_data(500, 4, 3, seed=1)
+    assert X1.shape == (500, 4) and y1.shape == (500,)
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(X1, mixture_data(500, 4, 3, seed=2)[0])

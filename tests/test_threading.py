@@ -1,0 +1,134 @@
+"""OpenMP's wait policy and numba's threading layers (natgmm/_threading.py).
+
+Process-wide state (the environment, numba's layer) is checked in fresh
+subprocesses.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import pytest
+
+from natgmm import _threading
+
+# Fits from four Python threads at once, three each, against the same fits
+# run one after another: every fitted array must be bitwise equal.
+_CONCURRENT = textwrap.dedent(
+    """
+    import json, threading
+    import numpy as np
+    import numba
+    from sklearn.datasets import make_blobs
+    from natgmm import NaturalDiagonalGMM
+
+    X, _ = make_blobs(3000, 5, centers=4, random_state=0)
+    def fit(seed):
+        model = NaturalDiagonalGMM(4, random_state=seed, max_iter=20, tol=0.0).fit(X)
+        return model.means_, model.covariances_, model.weights_, model.predict(X)
+    serial = [fit(seed) for seed in range(4)]
+    results = [[] for _ in range(4)]
+    def work(seed):
+        for _ in range(3):
+            results[seed].append(fit(seed))
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    equal = all(
+        np.array_equal(a, b)
+        for seed in range(4) for run in results[seed] for a, b in zip(run, serial[seed])
+    ) and all(len(runs) == 3 for runs in results)
+    print(json.dumps({"layer": numba.threading_layer(), "equal": bool(equal)}))
+    """
+)
+
+
+def _run(code, **env):
+    environ = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
+    )
+
+
+def _available_layers():
+    """numba's layers that load in this environment (tbb needs libtbb)."""
+    layers = []
+    for layer in ("omp", "tbb", "workqueue"):
+        probe = _run(
+            "import numba; numba.get_num_threads(); print(numba.threading_layer())",
+            NUMBA_THREADING_LAYER=layer,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == layer:
+            layers.append(layer)
+    return layers
+
+
+def test_configure_wait_policy_keeps_the_users_choice():
+    environ = {}
+    assert _threading.configure_wait_policy(environ) == {"OMP_WAIT_POLICY": "passive"}
+    assert environ == {"OMP_WAIT_POLICY": "passive"}
+    environ = {"OMP_WAIT_POLICY": "active"}
+    assert _threading.configure_wait_policy(environ) == {}
+    assert environ == {"OMP_WAIT_POLICY": "active"}
+
+
+def test_import_sets_passive_waiting_before_openmp_loads():
+    """``import natgmm`` sets the policy before numba's OpenMP runtime is loaded."""
+    code = textwrap.dedent(
+        """
+        import os, sys
+        import natgmm
+        print(os.environ.get("OMP_WAIT_POLICY"), "numba.np.ufunc.omppool" in sys.modules)
+        """
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
+    )
+    assert result.returncode == 0, result.stderr
+    # numba's OpenMP layer (and its libgomp) is loaded at the first parallel launch.
+    assert result.stdout.split() == ["passive", "False"]
+    kept = _run("import os, natgmm; print(os.environ['OMP_WAIT_POLICY'])", OMP_WAIT_POLICY="active")
+    assert kept.stdout.strip() == "active"
+
+
+@pytest.mark.parametrize("layer", ["omp", "tbb", "workqueue"])
+def test_concurrent_fits_from_python_threads(layer):
+    """Fits from four Python threads finish, under every layer, with the serial results.
+
+    Under workqueue two parallel launches at once abort the process (rc 134)
+    unless they are serialised: natgmm runs the serial kernel in every thread
+    but the one holding workqueue's pool.
+    """
+    if layer not in _available_layers():
+        pytest.skip(f"numba's {layer} layer is not available here")
+    result = _run(_CONCURRENT, NUMBA_THREADING_LAYER=layer)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"layer": layer, "equal": True}
+
+
+def test_parallel_launch_serialises_workqueue(monkeypatch):
+    """Under workqueue one caller at a time gets the parallel kernel; others run serially."""
+    monkeypatch.setattr(_threading, "threading_layer", lambda: "workqueue")
+    with _threading.parallel_launch(True) as first:
+        with _threading.parallel_launch(True) as second:
+            assert (first, second) == (True, False)
+        with _threading.parallel_launch(False) as serial:
+            assert serial is False
+    with _threading.parallel_launch(True) as again:
+        assert again is True
+    monkeypatch.setattr(_threading, "threading_layer", lambda: "omp")
+    with _threading.parallel_launch(True) as first:
+        with _threading.parallel_launch(True) as second:
+            assert (first, second) == (True, True)
+
+
+def test_threading_layer_is_known_after_the_call():
+    assert _threading.threading_layer() in ("omp", "tbb", "workqueue")
+    assert numba.threading_layer() == _threading.threading_layer()
