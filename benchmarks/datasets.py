@@ -88,6 +88,46 @@ def digits_like_latents(n_samples, n_factors=50, noise=2.0, seed=0, dtype=np.flo
     return np.ascontiguousarray(Z, dtype=dtype), y[rows]
 
 
+def fuzz_problem(seed):
+    """One adversarial small problem for robustness fuzzing: ``X, sample_weight, n_components``.
+
+    Hostile in the ways of issue #17: per-feature scales from 1e-160 to 1e160
+    (1e-38 to 1e38 in float32, which is drawn for a third of the problems),
+    offsets of up to 1e12 spreads, constant columns, duplicated rows,
+    ``n_samples`` close to ``n_components`` and, for a third, random sample
+    weights. ``X`` may hold values that validation rejects (float32
+    overflow to inf); the caller decides what counts as a clear refusal.
+    """
+    rng = np.random.default_rng(seed)
+    n_components = int(rng.integers(1, 5))
+    if rng.random() < 0.3:  # n close to K
+        n_samples = max(2, n_components + int(rng.integers(0, 2)))
+    else:
+        n_samples = int(rng.integers(max(2, n_components), 41))
+    n_features = int(rng.integers(1, 5))
+    dtype = np.float32 if rng.random() < 1 / 3 else np.float64
+    top = 38.0 if dtype == np.float32 else 160.0
+    centres = rng.normal(scale=3.0, size=(n_components, n_features))
+    X = centres[rng.integers(0, n_components, n_samples)] + rng.normal(size=(n_samples, n_features))
+    if rng.random() < 0.3:  # duplicated rows
+        X[rng.integers(0, n_samples, n_samples // 2)] = X[0]
+    scale = 10.0 ** rng.uniform(-top, top, n_features)
+    offset = np.where(
+        rng.random(n_features) < 0.5,
+        0.0,
+        rng.choice([-1.0, 1.0], n_features) * 10.0 ** rng.uniform(0, 12, n_features),
+    )
+    with np.errstate(over="ignore"):
+        X = (X + offset) * scale
+        constant = rng.random(n_features) < 0.2
+        X[:, constant] = X[0, constant]
+        X = np.ascontiguousarray(X, dtype=dtype)
+    sample_weight = rng.uniform(0.0, 3.0, n_samples) if rng.random() < 1 / 3 else None
+    if sample_weight is not None and not sample_weight.sum() > 0:
+        sample_weight[0] = 1.0
+    return X, sample_weight, n_components
+
+
 # --------------------------------------------------------------------------
 # Train/test splits for the annealing benchmark.
 

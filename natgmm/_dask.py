@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._data import log_prob, n_blocks, scatter_sums
+from ._data import log_prob, n_blocks, scatter_sums, weight_scale
 
 # Rows computed to the client for the initialisation (k-means and friends)
 # when init_params must be estimated: all rows up to this many (the same
@@ -69,14 +69,16 @@ def _as_weights(sample_weight, row_chunks):
     return sw.rechunk((row_chunks,))
 
 
-def _checked_total(sw):
-    """Total weight of ``sw``, after checking it is finite and non-negative."""
-    total, smallest = dask.compute(sw.sum(), sw.min())
-    if not np.isfinite(total):
+def _checked_scale(sw):
+    """:func:`natgmm._data.weight_scale` of ``sw``, after checking it is finite and non-negative."""
+    largest, smallest = dask.compute(sw.max(), sw.min())
+    if not np.isfinite(largest):
         raise ValueError("Input sample_weight contains NaN or infinity.")
     if smallest < 0:
         raise ValueError("Negative values in data passed to sample_weight")
-    return float(total)
+    if not largest > 0:
+        return 1.0
+    return weight_scale(float(largest), float((sw / largest).mean().compute()))
 
 
 def _sum_parts(parts):
@@ -149,9 +151,13 @@ class DaskData:
     parallel : bool
         Whether the client's in-memory work (the initialisation) runs the
         parallel kernels.
+    weight_scale : float, default=None
+        As for :class:`natgmm._data.ArrayData`: the power of two the
+        weights are multiplied by, None for the one that brings their mean
+        close to one.
     """
 
-    def __init__(self, X, sample_weight, parallel):
+    def __init__(self, X, sample_weight, parallel, weight_scale=None):
         self.X, self.parallel = X, parallel
         self.shape, self.dtype = X.shape, X.dtype
         # Empty blocks add nothing and would break the reductions' max/min.
@@ -159,11 +165,14 @@ class DaskData:
         self._x_blocks = list(X.to_delayed().ravel()[keep])
         if sample_weight is None:
             self.sw = None
-            self.total_weight = float(X.shape[0])
+            self.total_weight, self.weight_scale = float(X.shape[0]), 1.0
             self._w_blocks = [None] * len(self._x_blocks)
         else:
-            self.sw = _as_weights(sample_weight, X.chunks[0])
-            self.total_weight = _checked_total(self.sw)
+            sw = _as_weights(sample_weight, X.chunks[0])
+            self.weight_scale = _checked_scale(sw) if weight_scale is None else weight_scale
+            # Exact: a power of two.
+            self.sw = sw if self.weight_scale == 1.0 else sw * self.weight_scale
+            self.total_weight = float(self.sw.sum().compute())
             self._w_blocks = list(self.sw.to_delayed().ravel()[keep])
         self._sample = None
 
@@ -253,7 +262,8 @@ def weighted_mean(log_prob, sample_weight):
     if sample_weight is None:
         return float(log_prob.mean().compute())
     sw = _as_weights(sample_weight, log_prob.chunks[0])
-    total, weight, smallest = dask.compute((log_prob * sw).sum(), sw.sum(), sw.min())
-    if smallest < 0:
-        raise ValueError("Negative values in data passed to sample_weight")
+    scale = _checked_scale(sw)
+    if scale != 1.0:
+        sw = sw * scale  # exact, and no overflow in the sums
+    total, weight = dask.compute((log_prob * sw).sum(), sw.sum())
     return float(total / weight)

@@ -7,6 +7,8 @@ kernels without the data, so the EM loop is the same code for both; only how
 the statistics of a pass are gathered differs.
 """
 
+import math
+
 import numpy as np
 from sklearn.utils.validation import _check_sample_weight
 
@@ -27,6 +29,32 @@ ROW_CHUNK = 4096
 def n_blocks(n_samples):
     """Return the number of row blocks of a kernel call over ``n_samples`` rows."""
     return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
+
+
+def weight_scale(largest, mean_over_largest):
+    """Return the power of two nearest ``1 / mean(sample_weight)``.
+
+    Given the largest weight and the mean of the weights divided by it (so
+    that nothing overflows for weights up to float64's largest). Multiplying
+    the weights by it is exact, leaves unit weights (and any whose mean is
+    within a factor of sqrt(2) of one) unchanged, and brings any others to a
+    mean of about one, where no statistic of a fit over- or underflows: the
+    fit depends on the weights through their ratios only. 1.0 when no weight
+    is positive.
+    """
+    if not largest > 0:
+        return 1.0
+    exponent = -round(math.log2(mean_over_largest) + math.log2(largest))
+    return math.ldexp(1.0, min(max(exponent, -1022), 1023))
+
+
+def scaled_weights(sample_weight, scale=None):
+    """``sample_weight`` times :func:`weight_scale` (or ``scale``), and the factor."""
+    if scale is None:
+        largest = float(sample_weight.max()) if sample_weight.size else 0.0
+        mean = float(np.mean(sample_weight / largest)) if largest > 0 else 0.0
+        scale = weight_scale(largest, mean)
+    return (sample_weight if scale == 1.0 else sample_weight * scale), scale
 
 
 def row_chunks(rows):
@@ -77,8 +105,49 @@ def log_prob(X, standardiser, params, parallel, want_resp):
         X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
         parallel,
     )  # fmt: skip
+    far = np.flatnonzero(~np.isfinite(out))
+    if far.size:
+        out[far], labels[far], far_resp = _far_log_prob(X[far], standardiser, eta1, eta2, log_norm)
+        if want_resp:
+            resp[far] = far_resp
     out += standardiser.log_jacobian
     return out, labels, resp
+
+
+def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
+    """Log-densities, labels and responsibilities of rows far outside the data.
+
+    For rows whose squared internal coordinates overflow, the kernel's
+    expanded form gives -inf or NaN. With ``z = 2 t v`` and ``t = max |z| /
+    2`` (``v`` is at most one, and found without overflow; ``t`` may be
+    inf), component
+    ``k``'s log-density is ``4 t**2 b_k``, ``b_k = sum v**2 eta2 +
+    sum v eta1 / (2 t) + log_norm / (4 t**2)``, finite: the label is the
+    first largest ``b``, the responsibilities the soft-max of ``4 t**2 (b -
+    max b)`` (one-hot unless ``b`` ties), and the log-density ``4 t**2 max
+    b`` plus their log-normaliser, -inf only where it is below float64's
+    range. Never NaN.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        half = X.astype(np.float64) * 0.5 - standardiser.shift * 0.5  # z / 2 / scale, finite
+        m = np.max(np.abs(half), axis=1, keepdims=True)
+        m[m == 0.0] = 1.0
+        c = half / m * standardiser.scale  # finite: scale is
+        cm = np.max(np.abs(c), axis=1, keepdims=True)
+        cm[cm == 0.0] = 1.0
+        v = c / cm
+        t = m * cm
+        b = (v * v) @ eta2.T + (v / (2.0 * t)) @ eta1.T + log_norm / (4.0 * t * t)
+        s2 = 4.0 * t * t  # may be inf
+        top = b.max(axis=1, keepdims=True)
+        labels = np.argmax(b, axis=1)
+        below = b - top
+        scaled = np.where(below < 0.0, s2 * below, 0.0)
+        terms = np.exp(scaled)
+        total = terms.sum(axis=1, keepdims=True)
+        lead = np.where(top == 0.0, 0.0, s2 * top)
+        log_density = (lead + np.log(total))[:, 0]
+    return log_density, labels, terms / total
 
 
 def mean_log_prob(log_prob, sample_weight):
@@ -88,7 +157,7 @@ def mean_log_prob(log_prob, sample_weight):
     sample_weight = _check_sample_weight(
         sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
     )
-    return float(np.average(log_prob, weights=sample_weight))
+    return float(np.average(log_prob, weights=scaled_weights(sample_weight)[0]))
 
 
 def is_dask(X):
@@ -108,20 +177,25 @@ class ArrayData:
         Validated float64 weights; None means unit weights.
     parallel : bool
         Whether the kernels run on numba's thread pool.
+    weight_scale : float, default=None
+        The power of two the weights are multiplied by (exact); None means
+        the one that brings their mean close to one (:func:`weight_scale`).
+        The fit's prior pseudo-counts are multiplied by the same factor.
     """
 
-    def __init__(self, X, sample_weight, parallel):
+    def __init__(self, X, sample_weight, parallel, weight_scale=None):
         self.X, self.parallel = X, parallel
         if sample_weight is None:
-            self.sw, self.total_weight = np.empty(0), float(X.shape[0])
+            self.sw, self.total_weight, self.weight_scale = np.empty(0), float(X.shape[0]), 1.0
         else:
-            self.sw, self.total_weight = sample_weight, float(sample_weight.sum())
+            self.sw, self.weight_scale = scaled_weights(sample_weight, weight_scale)
+            self.total_weight = float(self.sw.sum())
         self.shape, self.dtype = X.shape, X.dtype
 
     def subset(self, rows):
         """Return the rows ``rows`` (sorted) as a batch of their own."""
         sample_weight = self.sw[rows] if self.sw.shape[0] else None
-        return ArrayData(self.X[rows], sample_weight, self.parallel)
+        return ArrayData(self.X[rows], sample_weight, self.parallel, weight_scale=1.0)
 
     def extremes(self):
         """Each feature's largest and smallest value."""

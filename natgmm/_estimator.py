@@ -8,6 +8,7 @@ initialisation (:mod:`natgmm._init`), the annealing levels and EM loops
 once the fit has succeeded.
 """
 
+import copy
 import math
 import warnings
 from numbers import Integral, Real
@@ -23,6 +24,7 @@ from ._anneal import annealing_levels, split_levels
 from ._data import ArrayData, is_dask, mean_log_prob
 from ._em import Params
 from ._init import check_init_arrays, initial_params
+from ._interrupt import commit, input_attributes
 from ._progress import Progress
 from ._schedules import Schedule
 from ._settings import Settings
@@ -500,7 +502,9 @@ default=None
         settings = Settings.from_estimator(self)
         resume = self.warm_start and hasattr(self, "converged_")
         with numba_threads(self.n_jobs) as parallel:
-            data = self._check_data(X, sample_weight, parallel, reset=True, ensure_min_samples=2)
+            data, inputs = self._check_data(
+                X, sample_weight, parallel, reset=True, ensure_min_samples=2
+            )
             _check_fit_data(data, settings)
             init = check_init_arrays(self, data.shape[1], data.dtype)
             model = set_up(data, settings)
@@ -526,18 +530,20 @@ default=None
             )
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
             labels = data.log_prob(standardiser, params, want_resp=False)[1]
-        state = ModelState(standardiser, params, run.online, run.adam, random_state, np.empty(0))
-        self._assign(fitted, state, run.empty)
-        self.converged_ = converged
-        self.n_iter_ = len(run.history["lower_bound"])
-        self.lower_bound_ = lower_bound
-        self.lower_bounds_ = list(run.history["lower_bound"])
-        self.history_ = {key: np.asarray(value) for key, value in run.history.items()}
-        self.n_steps_ = run.online.n_steps if run.online else 0
+        fitted.update(
+            converged_=converged,
+            n_iter_=len(run.history["lower_bound"]),
+            lower_bound_=lower_bound,
+            lower_bounds_=list(run.history["lower_bound"]),
+            history_={key: np.asarray(value) for key, value in run.history.items()},
+            n_steps_=run.online.n_steps if run.online else 0,
+            labels_=labels,
+        )
         if model.critical_value is not None:
-            self.critical_value_ = model.critical_value
-            self.split_levels_ = split_levels(self.history_)
-        self.labels_ = labels
+            fitted["critical_value_"] = model.critical_value
+            fitted["split_levels_"] = split_levels(fitted["history_"])
+        state = ModelState(standardiser, params, run.online, run.adam, random_state, np.empty(0))
+        self._commit(fitted, state, run.empty, inputs)
         return labels
 
     def _best_fit(self, settings, data, model, init, levels, random_state, resume, how):
@@ -605,15 +611,25 @@ default=None
             self._validate_params()
         settings = Settings.from_estimator(self)
         with numba_threads(self.n_jobs) as parallel:
-            data = self._check_data(X, sample_weight, parallel, reset=first)
             if first:
+                data, inputs = self._check_data(X, sample_weight, parallel, reset=True)
                 model = set_up(data, settings)
                 init = check_init_arrays(self, data.shape[1], data.dtype)
                 random_state = check_random_state(self.random_state)
                 state = start_stream(data, model, init, settings, random_state)
             else:
+                # Nothing of the stream's state is changed in place: the
+                # model stays as it was if the batch is rejected or the
+                # step fails.
                 state = self._state
-                state.standardiser.update(data)
+                data, inputs = self._check_data(
+                    X, sample_weight, parallel, reset=False,
+                    weight_scale=state.standardiser.weight_scale,
+                )  # fmt: skip
+                state.standardiser.check_batch(data)
+                state = state._replace(standardiser=state.standardiser.updated(data))
+                if state.levels.size:  # the annealing levels draw from it
+                    state = state._replace(random_state=copy.deepcopy(state.random_state))
             standardiser = state.standardiser
             min_variance = check_min_variance(settings.min_variance, data.shape[1])
             reg = regularisation(standardiser, min_variance, settings)
@@ -623,19 +639,21 @@ default=None
                 params.weights, *standardiser.to_user(params.means, params.variances), data.dtype
             )
         state = state._replace(params=params, online=run.online, adam=run.adam)
-        self._assign(fitted, state, run.empty)
         if first and model.critical_value is not None:
-            self.critical_value_ = model.critical_value
-        self.n_steps_ = self.n_iter_ = run.online.n_steps
-        self.lower_bound_ = loglik / data.total_weight + standardiser.log_jacobian
+            fitted["critical_value_"] = model.critical_value
+        fitted["n_steps_"] = fitted["n_iter_"] = run.online.n_steps
+        fitted["lower_bound_"] = loglik / data.total_weight + standardiser.log_jacobian
+        self._commit(fitted, state, run.empty, inputs)
         return self
 
-    def _assign(self, fitted, state, empty):
-        """Set the fitted attributes and the private state of a successful fit."""
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        self._state = state
-        self.empty_components_ = empty
+    def _commit(self, fitted, state, empty, inputs):
+        """Set the fitted attributes and the private state of a successful fit, at once.
+
+        ``inputs`` are the input attributes from :meth:`_check_data`
+        (``n_features_in_``, ``feature_names_in_``) and those to delete.
+        """
+        attributes, remove = inputs
+        commit(self, {**fitted, **attributes, "_state": state, "empty_components_": empty}, remove)
 
     def __setstate__(self, state):
         if "_std" in state:  # a natgmm 0.1.0 pickle: its private state as one ModelState
@@ -652,31 +670,46 @@ default=None
 
     # ----------------------------------------------------------- inference
 
-    def _check_data(self, X, sample_weight, parallel, reset, ensure_min_samples=1):
+    def _check_data(
+        self, X, sample_weight, parallel, reset, ensure_min_samples=1, weight_scale=None
+    ):
         """Validate ``X`` and ``sample_weight``; return the source of their statistics.
 
         A Dask array is checked without computing it (see ``natgmm._dask``).
+        With ``reset``, ``X`` is validated on a copy of the estimator, whose
+        input attributes are returned for :meth:`_commit`: the estimator
+        itself is not changed. ``weight_scale`` is that of the data source
+        (None: from the weights).
+
+        Returns
+        -------
+        data : ArrayData or DaskData
+        inputs : (dict, tuple)
+            Input attributes to set and to delete; empty without ``reset``.
         """
+        validated = copy.copy(self) if reset else self
         if is_dask(X):
             from ._dask import DaskData, check_dask_array
 
             X = check_dask_array(X, ensure_min_samples)
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            return DaskData(X, sample_weight, parallel)
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], order="C", reset=reset,
-            ensure_min_samples=ensure_min_samples,
-        )  # fmt: skip
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True
-            )
-        return ArrayData(X, sample_weight, parallel)
+            validate_data(validated, X, skip_check_array=True, reset=reset)
+            data = DaskData(X, sample_weight, parallel, weight_scale)
+        else:
+            X = validate_data(
+                validated, X, dtype=[np.float64, np.float32], order="C", reset=reset,
+                ensure_min_samples=ensure_min_samples,
+            )  # fmt: skip
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(
+                    sample_weight, X, dtype=np.float64, ensure_non_negative=True
+                )
+            data = ArrayData(X, sample_weight, parallel, weight_scale)
+        return data, (input_attributes(validated) if reset else ({}, ()))
 
     def _infer(self, X, want_resp=False):
         check_is_fitted(self)
         with numba_threads(self.n_jobs) as parallel:
-            data = self._check_data(X, None, parallel, reset=False)
+            data, _ = self._check_data(X, None, parallel, reset=False)
             return data.log_prob(self._state.standardiser, self._state.params, want_resp)
 
     def score_samples(self, X):

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._em import Params, floor_weights
+from ._interrupt import keyboard_interrupts
 from ._kernels import _jit
 
 # exp(+-600) is finite in float64 with room for the products it enters.
@@ -113,6 +114,7 @@ class GradientMStep:
     def __init__(self, n_steps, learning_rate, clip):
         self.n_steps, self.learning_rate, self.clip = n_steps, learning_rate, clip
 
+    @keyboard_interrupts()
     def __call__(self, stats, reg, state, total_weight):
         """Advance ``state`` (in place) and return the parameters it implies.
 

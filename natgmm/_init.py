@@ -16,6 +16,7 @@ from sklearn.utils import check_array
 from . import _kernels, _kmeans
 from ._data import internal_rows, n_blocks, row_chunks, scatter_matrix
 from ._em import Params, Stats, m_step
+from ._interrupt import keyboard_interrupts
 
 
 class InitArrays(NamedTuple):
@@ -201,7 +202,8 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     few = (n_samples if p is None else np.count_nonzero(p)) < n_components
     rows = random_state.choice(n_samples, size=n_components, replace=few, p=p)
     scales = np.full(X.shape[1], scale)
-    seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)
+    with keyboard_interrupts():
+        seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)
     labels = _kmeans.nearest(X, shift, scale, seeds, parallel)
     return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel)
 

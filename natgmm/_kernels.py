@@ -39,6 +39,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: l
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
+from ._interrupt import keyboard_interrupts, uninterrupted
 from ._threading import parallel_launch
 
 # Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
@@ -138,27 +139,38 @@ class _SingleThreadedBlas:
     put its own threads on the same cores (doc/performance.rst), and
     ``n_jobs=1`` means one core. The limit is process-wide, so
     concurrent kernels (several user threads) share it: the first sets it,
-    the last restores it.
+    the last restores it. Each user is a token in a set, and the original
+    limits are recorded before any is changed, so that the ``finally`` puts
+    back exactly what was done wherever a Ctrl-C lands.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._users = 0
-        self._limiter = None
+        self._users = set()
+        self._original = None  # [(library, its thread count)] while limited
 
     @contextmanager
     def __call__(self):
-        with self._lock:
-            if self._users == 0:
-                self._limiter = _blas_controller().limit(limits=1, user_api="blas")
-            self._users += 1
+        token = object()
         try:
+            with self._lock:
+                self._users.add(token)
+                if self._original is None:
+                    libraries = _blas_controller().select(user_api="blas").lib_controllers
+                    self._original = [(lib, lib.num_threads) for lib in libraries]
+                    for lib in libraries:
+                        lib.set_num_threads(1)
             yield
         finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    self._limiter.restore_original_limits()
+            uninterrupted(self._leave, token)
+
+    def _leave(self, token):
+        with self._lock:
+            self._users.discard(token)
+            if not self._users and self._original is not None:
+                for lib, n_threads in self._original:
+                    lib.set_num_threads(n_threads)
+                self._original = None
 
 
 _single_threaded_blas = _SingleThreadedBlas()
@@ -376,6 +388,7 @@ def _products_matrix(eta1, eta2, log_norm):
     return np.ascontiguousarray(np.vstack([eta1.T, eta2.T, log_norm]), dtype=np.float64)
 
 
+@keyboard_interrupts()
 def em_stats(
     X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta=1.0
 ):
@@ -486,6 +499,7 @@ def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
 _label_stats_serial, _label_stats_parallel = _serial_and_parallel(_label_stats_impl)
 
 
+@keyboard_interrupts()
 def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel):
     """Sufficient statistics of a hard assignment of rows to components.
 
@@ -534,6 +548,7 @@ def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
 _log_prob_serial, _log_prob_parallel = _serial_and_parallel(_log_prob_impl)
 
 
+@keyboard_interrupts()
 def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, parallel):
     """Per-row log-density, most probable component and responsibilities.
 

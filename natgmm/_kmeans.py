@@ -43,6 +43,7 @@ from numba import prange
 from sklearn.utils import check_random_state
 
 from ._data import n_blocks as _n_blocks
+from ._interrupt import keyboard_interrupts
 from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas
 from ._threading import parallel_launch
 
@@ -502,6 +503,7 @@ def _check_X(X, n_clusters):
     return X
 
 
+@keyboard_interrupts()
 def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, parallel):
     """Greedy k-means++ seeds of ``(X - shift) * scale`` and each row's nearest seed.
 
@@ -672,6 +674,7 @@ def kmeans(
     return labels, centres, n_iter
 
 
+@keyboard_interrupts()
 def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol):
     """:func:`kmeans`, plus the number of rows whose distances were evaluated per iteration."""
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
@@ -730,6 +733,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     return labels, centres, it + 1, work
 
 
+@keyboard_interrupts()
 def nearest(X, shift, scale, centres, parallel):
     """Index of the nearest centre to each row of ``(X - shift) * scale``.
 

@@ -11,6 +11,7 @@ the data of one fit, its solver state and its trace; a :class:`ModelState`
 is what a fitted estimator keeps to predict and to continue.
 """
 
+import copy
 import warnings
 from typing import NamedTuple
 
@@ -32,7 +33,9 @@ class Online:
 
     Each step replaces the statistics by ``(1 - rho)`` times themselves plus
     ``rho`` times a batch's statistics per unit weight, with the
-    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``.
+    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``. A step
+    returns a new object, so that a fit that fails leaves the state it
+    started from as it was.
     """
 
     def __init__(self, params, reg, n_steps=0):
@@ -40,10 +43,12 @@ class Online:
         self.n_steps = n_steps
 
     def step(self, stats, batch_weight, offset, decay):
-        """Blend a batch's statistics (of total weight ``batch_weight``) in."""
-        self.n_steps += 1
-        rho = (self.n_steps + offset) ** -decay
-        self.running = combine(self.running, stats, 1.0 - rho, rho / batch_weight)
+        """Return the state with a batch's statistics (of total weight ``batch_weight``) in."""
+        new = copy.copy(self)
+        new.n_steps = self.n_steps + 1
+        rho = (new.n_steps + offset) ** -decay
+        new.running = combine(self.running, stats, 1.0 - rho, rho / batch_weight)
+        return new
 
     def totals(self, total_weight):
         """Return the running statistics scaled to ``total_weight`` samples."""
@@ -92,14 +97,20 @@ def start_run(settings, data, standardiser, random_state, params, reg, previous=
     """Start a run from ``params``, with the solver's state seeded there.
 
     A warm start passes the ``previous`` :class:`ModelState`, whose solver
-    state the run resumes where it has one.
+    state the run resumes where it has one (a copy: the Adam steps work in
+    place).
     """
     online = adam = None
     if settings.solver == "minibatch":
         online = (previous and previous.online) or Online(params, reg)
     elif settings.solver == "gradient":
-        adam = (previous and previous.adam) or adam_state(params, reg.reg_covar)
+        adam = _copy_adam(previous and previous.adam) or adam_state(params, reg.reg_covar)
     return Run(data, standardiser, random_state, online, adam)
+
+
+def _copy_adam(adam):
+    """Return a copy of an :class:`~natgmm._gradient.AdamState` (None stays None)."""
+    return None if adam is None else type(adam)(*(a.copy() for a in adam))
 
 
 def _closed_form(settings, stats, reg, params, adam, total_weight):
@@ -116,7 +127,9 @@ M_STEPS = {"em": _closed_form, "minibatch": _closed_form, "gradient": _adam_step
 
 def online_update(settings, run, stats, batch_weight, reg, params, total_weight):
     """One online EM step: blend ``stats`` in, then M-step on the blend."""
-    run.online.step(stats, batch_weight, settings.learning_offset, settings.learning_decay)
+    run.online = run.online.step(
+        stats, batch_weight, settings.learning_offset, settings.learning_decay
+    )
     totals = run.online.totals(total_weight)
     params, run.empty = M_STEPS[settings.solver](
         settings, totals, reg, params, run.adam, total_weight
@@ -260,9 +273,12 @@ def start_stream(data, model, init, settings, random_state):
 
 
 def stream_run(settings, data, state, reg):
-    """Start a run over one ``partial_fit`` batch, continuing the stream's state."""
+    """Start a run over one ``partial_fit`` batch, continuing the stream's state.
+
+    The Adam state is copied (its steps work in place).
+    """
     online = state.online or Online(state.params, reg)
-    adam = state.adam
+    adam = _copy_adam(state.adam)
     if settings.solver == "gradient" and adam is None:
         adam = adam_state(state.params, reg.reg_covar)
     return Run(data, state.standardiser, state.random_state, online, adam)

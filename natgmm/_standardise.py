@@ -9,12 +9,43 @@ fitted attributes in user units that the estimator and
 :class:`~natgmm.StandardizedGMM` share (:func:`fitted_attributes`).
 """
 
+import copy
+import os
+import sys
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import NamedTuple
 
 import numpy as np
+import sklearn
+from sklearn.preprocessing import StandardScaler
 
-from ._data import scatter_from_sums
+from ._data import scaled_weights, scatter_from_sums
 from ._em import Regularisation, Stats, combine
+
+# A partial_fit batch with a value more than this many standard deviations
+# (of the data the map was made from) from its feature's mean is rejected:
+# its squared distance would exceed 1 / eps times that of the data, drowning
+# every other row's scatter (or overflowing the running statistics). Below
+# it, with batch weights below _MAX_BATCH_WEIGHT times the first batch's
+# mean weight, no running statistic can overflow.
+MAX_DEVIATIONS = 2.0**26
+_MAX_BATCH_WEIGHT = 2.0**400
+
+_OUTLIER_BATCH = (
+    "partial_fit rejected this batch, and the model is unchanged: feature {feature} "
+    "reaches {value:.3g}, {deviations:.3g} standard deviations from its mean in the "
+    "data the model was started on (the limit is 2**26 = 6.7e7). A row that far out "
+    "would drown the running statistics of every component. Remove or clip such rows, "
+    "or start again with fit (or a first partial_fit batch) on data that covers their "
+    "range."
+)
+_HEAVY_BATCH = (
+    "partial_fit rejected this batch, and the model is unchanged: its weights total "
+    "{weight:.3g} times the mean weight of the first batch (the limit is 2**400). "
+    "Rescale the sample weights of the stream alike."
+)
 
 _OUT_OF_RANGE = (
     "The fitted variances or precisions cannot be represented in {dtype}: some "
@@ -35,9 +66,14 @@ class Standardiser:
     from two kernel passes (mean, then scatter about it) after division by
     the largest magnitude, so data from 1e-150 to 1e150 neither underflows
     nor overflows. ``moments`` holds the data's total weight, mean and
-    scatter in internal units; :meth:`update` adds the batches of
-    ``partial_fit``.
+    scatter in internal units; :meth:`updated` adds the batches of
+    ``partial_fit``. ``weight_scale`` is the power of two the data's sample
+    weights were multiplied by (see :func:`natgmm._data.weight_scale`); the
+    batches of ``partial_fit`` are scaled alike.
     """
+
+    # Models pickled by natgmm 0.1.0 used the weights as given.
+    weight_scale = 1.0
 
     def __init__(self, data, extra_var):
         dtype, n_features = data.dtype, data.shape[1]
@@ -63,6 +99,7 @@ class Standardiser:
         self.shift = mean
         self.scale = np.minimum(1.0 / spread, info.max / 4)
         self.log_jacobian = float(np.sum(np.log(self.scale)))
+        self.weight_scale = data.weight_scale
         total = nk[:1]
         self.moments = Stats(
             total,
@@ -76,11 +113,36 @@ class Standardiser:
         """Each feature's variance in internal units (at most about 1)."""
         return self.moments.s2[0] / self.moments.nk[0]
 
-    def update(self, data):
-        """Add a batch to the data moments (the map itself stays fixed)."""
+    def check_batch(self, data):
+        """Raise a ValueError if ``data`` (a ``partial_fit`` batch) cannot be added.
+
+        A batch is rejected before it changes anything if some value lies more
+        than ``MAX_DEVIATIONS`` standard deviations from its feature's mean
+        (in internal units), or if its weights are more than
+        ``2**400`` times the first batch's.
+        """
+        largest, smallest = (a.astype(np.float64) for a in data.extremes())
+        if not (np.all(np.isfinite(largest)) and np.all(np.isfinite(smallest))):
+            raise ValueError("Input X contains NaN or infinity.")
+        with np.errstate(over="ignore"):
+            high, low = (np.abs((a - self.shift) * self.scale) for a in (largest, smallest))
+        far = np.maximum(high, low)
+        if np.any(far > MAX_DEVIATIONS):
+            feature = int(np.argmax(far))
+            value = largest[feature] if high[feature] >= low[feature] else smallest[feature]
+            raise ValueError(
+                _OUTLIER_BATCH.format(feature=feature, value=value, deviations=far[feature])
+            )
+        if not data.total_weight <= _MAX_BATCH_WEIGHT:
+            raise ValueError(_HEAVY_BATCH.format(weight=data.total_weight))
+
+    def updated(self, data):
+        """Return the map with a batch added to its data moments (the map is unchanged)."""
         ref = self.moments.ref
         batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
-        self.moments = combine(self.moments, batch, 1.0, 1.0)
+        new = copy.copy(self)
+        new.moments = combine(self.moments, batch, 1.0, 1.0)
+        return new
 
     def to_internal(self, means, variances):
         """Means and variances in user units, mapped to internal ones."""
@@ -126,16 +188,82 @@ def regularisation(standardiser, min_variance, settings):
     """Floors, prior, minimum weight and ``reg_covar`` in internal units."""
     n_features = standardiser.scale.shape[0]
     scale2 = standardiser.scale**2
+    # Pseudo-counts are in units of sample weight: scaled with the weights
+    # (see Standardiser), so that the MAP estimate is that of the weights as
+    # given.
+    weight_scale = standardiser.weight_scale
     floor = np.maximum(
         min_variance * scale2, settings.min_variance_relative * standardiser.feature_var
     )
     return Regularisation(
         reg_covar=np.broadcast_to(settings.reg_covar * scale2, (n_features,)),
         floor=np.broadcast_to(floor, (n_features,)),
-        prior_a1=settings.lower_precision_reg,
-        prior_b=settings.upper_precision_reg * scale2,
+        prior_a1=settings.lower_precision_reg * weight_scale,
+        prior_b=settings.upper_precision_reg * scale2 * weight_scale,
         min_weight=settings.min_weight,
     )
+
+
+# Set while StandardizedGMM fits its inner estimator: the data are
+# standardised already, and the reg_covar warning's advice would be void.
+_STANDARDISED_INPUT = ContextVar("natgmm_standardised_input", default=False)
+# reg_covar above this fraction of a feature's variance is warned about.
+_REG_COVAR_FRACTION = 0.1
+# Warnings point at the first frame outside these: the user's call.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(m.__file__) + os.sep for m in (sklearn, sys.modules[__package__])
+)
+
+
+@contextmanager
+def standardised_input():
+    """Mark the fits run inside as fits of standardised data (no reg_covar warning)."""
+    token = _STANDARDISED_INPUT.set(True)
+    try:
+        yield
+    finally:
+        _STANDARDISED_INPUT.reset(token)
+
+
+def warn_reg_covar(standardiser, reg, settings, n_samples):
+    """Warn if ``reg_covar`` exceeds 10% of the variance of a non-constant feature.
+
+    ``reg_covar`` is added to every variance in the units of ``X`` (as in
+    scikit-learn); on a feature of small spread it merges clusters narrower
+    than its square root, silently. Features that are constant up to
+    rounding (scikit-learn's ``StandardScaler`` criterion) are left out.
+    """
+    if _STANDARDISED_INPUT.get() or not settings.reg_covar > 0:
+        return
+    var = standardiser.feature_var  # internal units, as reg.reg_covar
+    eps = np.finfo(np.float64).eps
+    mean = standardiser.shift * standardiser.scale  # at most 1 / eps (see Standardiser)
+    constant = var <= n_samples * eps * var + (n_samples * mean * eps) ** 2
+    narrow = ~constant & (reg.reg_covar > _REG_COVAR_FRACTION * var)
+    if not narrow.any():
+        return
+    features = np.flatnonzero(narrow)
+    with np.errstate(over="ignore", under="ignore"):
+        variances = var[features] / standardiser.scale[features] ** 2
+    listed = ", ".join(f"{j} ({v:.3g})" for j, v in zip(features[:5], variances[:5], strict=False))
+    more = f" and {features.size - 5} more" if features.size > 5 else ""
+    warnings.warn(
+        f"reg_covar={settings.reg_covar:g} is more than {_REG_COVAR_FRACTION:.0%} of the "
+        f"variance of feature(s) {listed}{more}: it is added to every variance in the units "
+        f"of X, so clusters narrower than sqrt(reg_covar) = {np.sqrt(settings.reg_covar):.3g} "
+        "in these features merge. Use StandardizedGMM, which fits on standardised features, "
+        "or a smaller reg_covar.",
+        UserWarning,
+        stacklevel=_caller_level(),
+    )
+
+
+def _caller_level():
+    """``stacklevel`` of the first frame outside natgmm and scikit-learn (the user's call)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class Model(NamedTuple):
@@ -155,8 +283,69 @@ def set_up(data, settings):
     extra_var = settings.reg_covar + min_variance + settings.upper_precision_reg
     standardiser = Standardiser(data, extra_var)
     reg = regularisation(standardiser, min_variance, settings)
+    warn_reg_covar(standardiser, reg, settings, data.shape[0])
     critical = None if settings.annealing is None else critical_value(data, standardiser)
     return Model(standardiser, reg, critical)
+
+
+class FeatureScaling(NamedTuple):
+    """StandardizedGMM's standardisation, ``StandardScaler``'s without overflow.
+
+    Each feature is first multiplied by a power of two, ``u = x *
+    2**-exponent``, that brings its largest magnitude into ``[0.5, 1)``;
+    ``mean`` and ``scale`` are those of ``StandardScaler`` fitted to ``u``,
+    and ``z = (u - mean) / scale``. Multiplying by a power of two is exact
+    and commutes with every operation of the scaler (for any data whose
+    results are representable), so ``z``, ``mean_`` and ``scale_`` are
+    bit for bit those of ``StandardScaler`` on ``x``; beyond, where
+    ``StandardScaler`` overflows (from about 1e154) or underflows, they
+    stay finite and accurate. A constant feature keeps scale 1 in the units
+    of ``x``, as in ``StandardScaler``.
+    """
+
+    exponent: np.ndarray  # int, per feature
+    mean: np.ndarray  # of u
+    scale: np.ndarray  # of u: 2**-exponent for a constant feature
+
+    @classmethod
+    def fit(cls, X, sample_weight):
+        """Fit the standardisation to ``X`` (validated) with ``sample_weight`` (or None)."""
+        exponent = np.frexp(np.max(np.abs(X), axis=0))[1].astype(np.int64)
+        if sample_weight is not None:
+            sample_weight = scaled_weights(sample_weight)[0]  # exact; the sums cannot overflow
+        scaler = StandardScaler().fit(np.ldexp(X, -exponent), sample_weight=sample_weight)
+        # StandardScaler's scale_ is sqrt(var_) but for (near) constant features,
+        # whose scale_ is 1, in the units of u: 2**-exponent in those of x.
+        constant = scaler.scale_ != np.sqrt(scaler.var_)
+        scale = np.where(constant, np.ldexp(1.0, -exponent), scaler.scale_)
+        return cls(exponent, scaler.mean_, scale)
+
+    @classmethod
+    def from_mean_and_scale(cls, mean, scale):
+        """Return the standardisation ``(x - mean) / scale`` (for models pickled without one)."""
+        return cls(np.zeros(mean.shape, dtype=np.int64), mean, scale)
+
+    @property
+    def mean_(self):
+        """Each feature's (weighted) mean, in the units of ``x``."""
+        return np.ldexp(self.mean, self.exponent)
+
+    @property
+    def scale_(self):
+        """Each feature's (weighted) standard deviation in the units of ``x``; 1 if constant."""
+        return np.ldexp(self.scale, self.exponent)
+
+    def transform(self, X):
+        """Return ``X`` (validated) standardised, in its dtype (``StandardScaler.transform``)."""
+        # As StandardScaler: mean and scale rounded to the dtype of X, and
+        # the arithmetic in it. Underflow: values below the resolution of
+        # their feature; overflow: the scale of a constant float32 feature
+        # below 2**-126, whose values are then all its mean.
+        with np.errstate(under="ignore", over="ignore"):
+            Z = np.ldexp(X, -self.exponent)
+            Z -= self.mean.astype(Z.dtype)
+            Z /= self.scale.astype(Z.dtype)
+        return Z
 
 
 def fitted_attributes(weights, means, covariances, dtype):

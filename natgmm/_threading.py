@@ -31,6 +31,8 @@ from contextlib import contextmanager
 
 import numba
 
+from ._interrupt import uninterrupted
+
 # The environment natgmm sets unless the user has: sleep rather than spin
 # while waiting for work, in every OpenMP runtime loaded after this.
 WAIT_POLICY = {"OMP_WAIT_POLICY": "passive"}
@@ -133,8 +135,8 @@ def numba_threads(n_jobs):
     """
     count = n_threads(n_jobs)
     previous = numba.get_num_threads()
-    numba.set_num_threads(count)
     try:
+        numba.set_num_threads(count)
         yield count > 1
     finally:
-        numba.set_num_threads(previous)
+        uninterrupted(numba.set_num_threads, previous)

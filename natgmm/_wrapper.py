@@ -1,14 +1,16 @@
 """StandardizedGMM: fit a diagonal mixture on standardised features, report raw units."""
 
+import copy
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._data import mean_log_prob
 from ._estimator import NaturalDiagonalGMM
-from ._standardise import fitted_attributes
+from ._interrupt import commit, input_attributes
+from ._standardise import FeatureScaling, fitted_attributes, standardised_input
 
 
 class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
@@ -80,7 +82,8 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     --------
     NaturalDiagonalGMM : The default inner estimator; it also standardises
         internally, but takes its floors and priors in the units of ``X``.
-    sklearn.preprocessing.StandardScaler : The standardisation used.
+    sklearn.preprocessing.StandardScaler : The standardisation used (here
+        computed without overflow for data up to float64's largest values).
 
     Examples
     --------
@@ -127,8 +130,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         """
         estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
         resume = getattr(estimator, "warm_start", False) and hasattr(self, "estimator_")
+        # Everything is computed aside and committed at the end, so that a
+        # failed or interrupted fit leaves the previous model as it was.
+        validated = self if resume else copy.copy(self)
         X = validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume
+            validated, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume
         )
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
@@ -136,38 +142,55 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             )
         if resume:
             # Same coordinates as before, so that EM continues where it stopped.
-            self.estimator_.set_params(**estimator.get_params(deep=False))
+            scaling = self._feature_scaling()
+            inner = copy.deepcopy(self.estimator_)
+            inner.set_params(**estimator.get_params(deep=False))
         else:
-            self._scaler = StandardScaler().fit(X, sample_weight=sample_weight)
-            self.mean_, self.scale_ = self._scaler.mean_, self._scaler.scale_
-            self.estimator_ = clone(estimator)
-        Z = self._scaler.transform(X)
-        if sample_weight is None:
-            self.estimator_.fit(Z)
-        else:
-            self.estimator_.fit(Z, sample_weight=sample_weight)
-        self._set_fitted(Z)
+            scaling = FeatureScaling.fit(X, sample_weight)
+            inner = clone(estimator)
+        Z = scaling.transform(X)
+        with standardised_input():
+            if sample_weight is None:
+                inner.fit(Z)
+            else:
+                inner.fit(Z, sample_weight=sample_weight)
+        fitted = self._fitted_attributes(inner, scaling, Z)
+        attributes, remove = ({}, ()) if resume else input_attributes(validated)
+        # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0.
+        commit(self, {**fitted, **attributes}, (*remove, "_scaler"))
         return self
 
-    def _set_fitted(self, Z):
-        inner = self.estimator_
+    def _fitted_attributes(self, inner, scaling, Z):
+        """Return the wrapper's attributes, ``inner`` fitted on ``Z`` (``scaling`` of X)."""
         if inner.covariances_.shape != inner.means_.shape:
             raise ValueError(
                 "StandardizedGMM needs an estimator with diagonal covariances, of the shape of "
                 f"means_ {inner.means_.shape}; got covariances_ of shape "
                 f"{inner.covariances_.shape}."
             )
-        means = inner.means_.astype(np.float64) * self.scale_ + self.mean_
-        covariances = inner.covariances_.astype(np.float64) * self.scale_**2
+        mean, scale = scaling.mean_, scaling.scale_
+        means = inner.means_.astype(np.float64) * scale + mean
+        covariances = inner.covariances_.astype(np.float64) * scale**2
         fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        self.labels_ = getattr(inner, "labels_", None)
-        if self.labels_ is None:
-            self.labels_ = inner.predict(Z)
-        self.converged_ = inner.converged_
-        self.n_iter_ = inner.n_iter_
-        self.lower_bound_ = inner.lower_bound_ + self._log_jacobian()
+        labels = getattr(inner, "labels_", None)
+        return {
+            **fitted,
+            "estimator_": inner,
+            "_scaling": scaling,
+            "mean_": mean,
+            "scale_": scale,
+            "labels_": inner.predict(Z) if labels is None else labels,
+            "converged_": inner.converged_,
+            "n_iter_": inner.n_iter_,
+            "lower_bound_": inner.lower_bound_ - float(np.sum(np.log(scale))),
+        }
+
+    def _feature_scaling(self):
+        """Return the fitted :class:`~natgmm._standardise.FeatureScaling`."""
+        scaling = self.__dict__.get("_scaling")
+        if scaling is None:  # a model pickled by natgmm 0.1.0
+            scaling = FeatureScaling.from_mean_and_scale(self.mean_, self.scale_)
+        return scaling
 
     def _log_jacobian(self):
         """Log-determinant of the map from raw to standardised units."""
@@ -176,7 +199,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     def _standardise(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._scaler.transform(X)
+        return self._feature_scaling().transform(X)
 
     def predict(self, X):
         """Predict the most probable component of each sample.

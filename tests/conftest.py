@@ -4,6 +4,7 @@ Helpers are imported by the test modules (``from conftest import quiet_fit``);
 pytest puts this directory on ``sys.path``, as it does for ``naive``.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -15,11 +16,16 @@ from sklearn.exceptions import ConvergenceWarning
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_")
 
 
-def quiet_fit(model, X, **kwargs):
-    """Fit ``model`` with ConvergenceWarning silenced (tests cap ``max_iter`` on purpose)."""
+def quiet(fit, *args, **kwargs):
+    """Call ``fit`` without ConvergenceWarnings (short fits on purpose)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, **kwargs)
+        return fit(*args, **kwargs)
+
+
+def quiet_fit(model, X, **kwargs):
+    """Fit ``model`` with ConvergenceWarning silenced (tests cap ``max_iter`` on purpose)."""
+    return quiet(model.fit, X, **kwargs)
 
 
 def assert_finite_model(model, X=None):
@@ -37,6 +43,66 @@ def assert_finite_model(model, X=None):
     if X is not None:
         assert np.isfinite(model.lower_bound_)
         assert np.all(np.isfinite(model.predict_proba(X)))
+
+
+# ------------------------------------------- hostile data and checks (issue #17)
+
+PARAMETERS = (
+    "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "eta1_", "eta2_",
+)  # fmt: skip
+
+
+def assert_finite(model):
+    for name in PARAMETERS:
+        value = getattr(model, name)
+        assert np.all(np.isfinite(value)), (name, value)
+    assert np.all(model.covariances_ > 0), model.covariances_
+    assert np.all(model.eta2_ < 0), model.eta2_
+    assert np.isfinite(model.lower_bound_)
+
+
+def assert_clear_value_error(error, X):
+    """A refusal may blame NaN or infinity in X only if X holds some."""
+    if np.all(np.isfinite(X)):
+        assert not re.search("NaN|infinity", str(error)), (X.dtype, str(error)[:100])
+
+
+def mixture(n_samples, seed, n_features=2):
+    """Rows from three well separated Gaussians: ``X, y``."""
+    centres = np.array([[0.0, 0.0], [6.0, 6.0], [-6.0, 6.0]])[:, :n_features]
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n_samples)
+    return centres[y] + rng.normal(size=(n_samples, n_features)), y
+
+
+def problem(rng):
+    """A hostile small problem: ``X, sample_weight, n_components``.
+
+    Scales 1e-160 .. 1e160 per feature (float32: 1e-38 .. 1e38), offsets up
+    to 1e12 spreads, constant columns, duplicated rows, n close to K; the
+    same recipe as ``fuzz_problem`` in ``benchmarks/datasets.py``.
+    """
+    k = int(rng.integers(1, 5))
+    n = max(2, k + int(rng.integers(0, 2))) if rng.random() < 0.3 else int(rng.integers(k, 41))
+    n = max(n, 2)
+    d = int(rng.integers(1, 5))
+    dtype = np.float32 if rng.random() < 1 / 3 else np.float64
+    top = 38.0 if dtype == np.float32 else 160.0
+    X = rng.normal(scale=3.0, size=(k, d))[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+    if rng.random() < 0.3:
+        X[rng.integers(0, n, n // 2)] = X[0]
+    offset = np.where(
+        rng.random(d) < 0.5, 0.0, rng.choice([-1, 1], d) * 10 ** rng.uniform(0, 12, d)
+    )
+    constant = rng.random(d) < 0.2
+    with np.errstate(over="ignore"):
+        X = (X + offset) * 10.0 ** rng.uniform(-top, top, d)
+        X[:, constant] = X[0, constant]
+        X = X.astype(dtype)
+    weights = rng.uniform(0.0, 3.0, n) if rng.random() < 1 / 3 else None
+    if weights is not None and not weights.sum() > 0:
+        weights[0] = 1.0
+    return X, weights, k
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,150 @@
+"""Fuzz the fits with hostile small arrays and count non-finite results (issue #17).
+
+Each problem comes from ``datasets.fuzz_problem(seed)``: scales from 1e-150
+to 1e150 (float32: 1e-38 to 1e38), offsets up to 1e12 spreads, constant
+columns, duplicated rows, ``n_samples`` close to ``n_components``, float32,
+sample weights. An outcome is one of
+
+- ``finite``: the fit returned and every fitted parameter is finite, every
+  variance positive, ``lower_bound_`` finite;
+- ``ValueError``: a refusal (the message's start is tallied);
+- ``MISLEADING ValueError``: a refusal that blames NaN or infinity in ``X``
+  when ``X`` is finite (a bug: the fit overflowed);
+- ``NON-FINITE``: the fit returned an inf, NaN or zero variance (a bug);
+- ``non-finite predict_proba``: finite parameters but NaN responsibilities
+  on the training rows (a bug);
+- any other exception type (a bug).
+
+Three runs:
+
+- ``wrapper``: ``StandardizedGMM(NaturalDiagonalGMM(K))`` on each array (the
+  issue's bar: 0 NON-FINITE over 1000 arrays);
+- ``stream``: ``NaturalDiagonalGMM(K).partial_fit`` over three batches of
+  each array;
+- ``estimator``: ``NaturalDiagonalGMM`` with every solver and annealing mode,
+  six fits per array (the issue's 6000 fits for 1000 arrays).
+
+Run from the repository root::
+
+    python benchmarks/fuzz_robustness.py               # 1000 arrays each
+    python benchmarks/fuzz_robustness.py --n 200 --runs wrapper stream
+"""
+
+import argparse
+import re
+import sys
+import time
+import warnings
+from collections import Counter
+
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import datasets  # noqa: E402
+
+from natgmm import NaturalDiagonalGMM, StandardizedGMM  # noqa: E402
+
+PARAMETERS = (
+    "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "eta1_", "eta2_",
+)  # fmt: skip
+
+ESTIMATOR_CONFIGURATIONS = {
+    "em": {},
+    "minibatch": {"solver": "minibatch", "batch_size": 8},
+    "gradient": {"solver": "gradient", "gradient_steps": 10},
+    "annealing=floor": {"annealing": "floor", "anneal_max_iter": 3},
+    "annealing=fixed": {"annealing": "fixed", "anneal_max_iter": 3},
+    "annealing=temperature": {"annealing": "temperature", "anneal_max_iter": 3},
+}
+
+
+def _outcome(fit, X):
+    """Run ``fit()`` (which returns the model) and classify the result."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # Convergence, reg_covar, small first batches: the outcome is what counts.
+            warnings.simplefilter("ignore", UserWarning)
+            model = fit()
+    except ValueError as error:
+        message = str(error)
+        if re.search("NaN|infinity", message) and np.all(np.isfinite(X)):
+            return "MISLEADING ValueError (X is finite): " + message[:40].replace("\n", " ")
+        return "ValueError: " + message[:60].replace("\n", " ")
+    except Exception as error:  # noqa: BLE001  (any other type is a finding)
+        return f"{type(error).__name__}: {str(error)[:60]}"
+    values = [np.asarray(getattr(model, name), dtype=np.float64) for name in PARAMETERS]
+    values.append(np.asarray(model.lower_bound_, dtype=np.float64))
+    if not all(np.all(np.isfinite(v)) for v in values) or not np.all(model.covariances_ > 0):
+        return "NON-FINITE"
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(model.predict_proba(X))):
+            return "non-finite predict_proba"
+    return "finite"
+
+
+def _wrapper(seed):
+    X, sw, k = datasets.fuzz_problem(seed)
+    model = StandardizedGMM(NaturalDiagonalGMM(k, random_state=0, max_iter=20, n_jobs=1))
+    yield "wrapper", seed, _outcome(lambda: model.fit(X, sample_weight=sw), X)
+
+
+def _stream(seed):
+    X, sw, k = datasets.fuzz_problem(seed)
+    model = NaturalDiagonalGMM(k, random_state=0, n_jobs=1)
+    batches = np.array_split(np.arange(X.shape[0]), 3)
+
+    def fit():
+        for rows in batches:
+            if rows.size:
+                model.partial_fit(X[rows], sample_weight=None if sw is None else sw[rows])
+        return model
+
+    yield "stream", seed, _outcome(fit, X)
+
+
+def _estimator(seed):
+    X, sw, k = datasets.fuzz_problem(seed)
+    for name, params in ESTIMATOR_CONFIGURATIONS.items():
+        model = NaturalDiagonalGMM(k, random_state=0, max_iter=20, n_jobs=1, **params)
+        yield name, seed, _outcome(lambda m=model: m.fit(X, sample_weight=sw), X)
+
+
+RUNS = {"wrapper": _wrapper, "stream": _stream, "estimator": _estimator}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="arrays per run (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    args = parser.parse_args(argv)
+    failed = False
+    for run in args.runs:
+        start = time.perf_counter()
+        outcomes, bad = Counter(), Counter()
+        examples = {}
+        dtypes = Counter()
+        for seed in range(args.seed, args.seed + args.n):
+            X = datasets.fuzz_problem(seed)[0]
+            for name, seed_, outcome in RUNS[run](seed):
+                kind = outcome.split(":")[0]
+                outcomes[outcome] += 1
+                if kind not in ("finite", "ValueError"):  # NON-FINITE, MISLEADING, other
+                    bad[name] += 1
+                    dtypes[X.dtype.name] += 1
+                    examples.setdefault(outcome, seed_)
+        n_fits = sum(outcomes.values())
+        elapsed = time.perf_counter() - start
+        print(f"== {run}: {n_fits} fits on {args.n} arrays, {elapsed:.1f} s")
+        for outcome, count in outcomes.most_common():
+            print(f"  {count:6d}  {outcome}")
+        n_bad = sum(bad.values())
+        print(f"  findings: {n_bad} ({dict(bad)}; by dtype {dict(dtypes)})")
+        for outcome, seed_ in examples.items():
+            print(f"  first seed with {outcome[:40]!r}: {seed_}")
+        failed |= n_bad > 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
