@@ -5,13 +5,18 @@ Every pass over the training data goes through a data source: an
 Dask array. Both have the same methods, whose arguments are those of the
 kernels without the data, so the EM loop is the same code for both; only how
 the statistics of a pass are gathered differs.
+
+NaN entries are missing values. A data source says whether it has any
+(``missing``); the passes over data with missing entries run the masked
+kernels, which marginalise them exactly, and the numpy passes (the
+initialisations' scatter, the critical value) put them at the feature means.
 """
 
 import numpy as np
 from sklearn.utils.validation import _check_sample_weight
 
 from . import _kernels
-from ._em import natural_parameters
+from ._em import masked_natural_parameters, natural_parameters
 
 # Row blocks per kernel call, from the data shape only (so that results do not
 # depend on the thread count): a multiple of eight (equal shares for 2, 4 or
@@ -35,8 +40,14 @@ def row_chunks(rows):
 
 
 def internal_rows(X, rows, standardiser, centre=0.0, unit=1.0):
-    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``."""
-    return ((X[rows].astype(np.float64) - standardiser.shift) * standardiser.scale - centre) * unit
+    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``.
+
+    Missing entries (NaN) are put at ``centre`` (0 in the result): with the
+    default, at the feature's mean.
+    """
+    u = ((X[rows].astype(np.float64) - standardiser.shift) * standardiser.scale - centre) * unit
+    u[np.isnan(u)] = 0.0
+    return u
 
 
 def scatter_sums(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
@@ -66,17 +77,29 @@ def scatter_matrix(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
     return scatter_from_sums(*scatter_sums(X, sample_weight, standardiser, rows, centre, unit))
 
 
-def log_prob(X, standardiser, params, parallel, want_resp):
-    """Per-row log-density (user units), labels and optionally responsibilities."""
-    eta1, eta2, log_norm = natural_parameters(params)
+def log_prob(X, standardiser, params, parallel, want_resp, missing=None):
+    """Per-row log-density (user units), labels and optionally responsibilities.
+
+    Rows with missing entries (NaN) get the density of their observed
+    entries; ``missing`` says whether ``X`` has any (None: look).
+    """
+    if missing is None:
+        missing = _kernels.has_missing(X)
     n_samples, n_components = X.shape[0], params.means.shape[0]
     out = np.empty(n_samples)
     labels = np.empty(n_samples, dtype=np.int64)
     resp = np.empty((n_samples if want_resp else 0, n_components))
-    _kernels.log_prob(
-        X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
-        parallel,
-    )  # fmt: skip
+    if missing:
+        _kernels.log_prob_masked(
+            X, standardiser.shift, standardiser.scale, *masked_natural_parameters(params), out,
+            labels, resp, parallel,
+        )  # fmt: skip
+    else:
+        eta1, eta2, log_norm = natural_parameters(params)
+        _kernels.log_prob(
+            X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
+            parallel,
+        )  # fmt: skip
     out += standardiser.log_jacobian
     return out, labels, resp
 
@@ -108,10 +131,13 @@ class ArrayData:
         Validated float64 weights; None means unit weights.
     parallel : bool
         Whether the kernels run on numba's thread pool.
+    missing : bool, default=None
+        Whether ``X`` has missing entries (NaN); None means look (one pass).
     """
 
-    def __init__(self, X, sample_weight, parallel):
+    def __init__(self, X, sample_weight, parallel, missing=None):
         self.X, self.parallel = X, parallel
+        self.missing = _kernels.has_missing(X) if missing is None else missing
         if sample_weight is None:
             self.sw, self.total_weight = np.empty(0), float(X.shape[0])
         else:
@@ -121,10 +147,13 @@ class ArrayData:
     def subset(self, rows):
         """Return the rows ``rows`` (sorted) as a batch of their own."""
         sample_weight = self.sw[rows] if self.sw.shape[0] else None
-        return ArrayData(self.X[rows], sample_weight, self.parallel)
+        # The flag of the whole data: every batch takes the same kernels.
+        return ArrayData(self.X[rows], sample_weight, self.parallel, self.missing)
 
     def extremes(self):
-        """Each feature's largest and smallest value."""
+        """Each feature's largest and smallest value (NaN for a feature with none)."""
+        if self.missing:
+            return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
         return self.X.max(axis=0), self.X.min(axis=0)
 
     def label_stats(self, shift, scale, ref):
@@ -132,6 +161,20 @@ class ArrayData:
         return _kernels.label_stats(
             self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
             n_blocks(self.shape[0]), self.parallel,
+        )  # fmt: skip
+
+    def label_stats_masked(self, shift, scale, ref):
+        """:func:`natgmm._kernels.label_stats_masked` with every row in component 0."""
+        return _kernels.label_stats_masked(
+            self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
+            n_blocks(self.shape[0]), self.parallel,
+        )  # fmt: skip
+
+    def em_stats_masked(self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta):
+        """:func:`natgmm._kernels.em_stats_masked` over the rows."""
+        return _kernels.em_stats_masked(
+            self.X, self.sw, shift, scale, eta1, eta2, feature_norm, log_weight, ref,
+            n_blocks(self.shape[0]), self.parallel, beta,
         )  # fmt: skip
 
     def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
@@ -155,4 +198,4 @@ class ArrayData:
 
     def log_prob(self, standardiser, params, want_resp):
         """Log-density, labels and (if ``want_resp``) responsibilities per row."""
-        return log_prob(self.X, standardiser, params, self.parallel, want_resp)
+        return log_prob(self.X, standardiser, params, self.parallel, want_resp, self.missing)

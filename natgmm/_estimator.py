@@ -630,6 +630,11 @@ default=None
         self.lower_bound_ = loglik / data.total_weight + standardiser.log_jacobian
         return self
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN entries are missing values
+        return tags
+
     def _assign(self, fitted, state, empty):
         """Set the fitted attributes and the private state of a successful fit."""
         for name, value in fitted.items():
@@ -665,7 +670,7 @@ default=None
             return DaskData(X, sample_weight, parallel)
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], order="C", reset=reset,
-            ensure_min_samples=ensure_min_samples,
+            ensure_min_samples=ensure_min_samples, ensure_all_finite="allow-nan",
         )  # fmt: skip
         if sample_weight is not None:
             sample_weight = _check_sample_weight(

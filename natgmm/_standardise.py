@@ -14,7 +14,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ._data import scatter_from_sums
-from ._em import Regularisation, Stats, combine
+from ._em import Regularisation, Stats, combine, feature_weights
+
+_UNOBSERVED = (
+    "Feature(s) {features} of X are missing (NaN) in every row{weighted}: nothing can be "
+    "learnt about them. Drop them, or (for partial_fit) start the stream with a batch in "
+    "which every feature is observed: the first batch fixes the map to internal units "
+    "and the start."
+)
 
 _OUT_OF_RANGE = (
     "The fitted variances or precisions cannot be represented in {dtype}: some "
@@ -36,22 +43,34 @@ class Standardiser:
     the largest magnitude, so data from 1e-150 to 1e150 neither underflows
     nor overflows. ``moments`` holds the data's total weight, mean and
     scatter in internal units; :meth:`update` adds the batches of
-    ``partial_fit``.
+    ``partial_fit``. With missing entries (NaN), mean and variance are those
+    of each feature's observed entries and ``moments`` holds their weights
+    (``nkd``); a feature with no observed entry of positive weight is an
+    error.
     """
 
     def __init__(self, data, extra_var):
         dtype, n_features = data.dtype, data.shape[1]
         largest, smallest = data.extremes()
+        _check_observed(np.isnan(largest), "")
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
         zero = np.zeros(n_features)
         inv_mag = np.minimum(1.0 / magnitude, info.max)
-        nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
-        ref = s1 / nk[0]
-        nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
-        mean = (ref[0] + s1[0] / nk[0]) / inv_mag
-        deviation = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
+        if data.missing:
+            nk, nkd, s1, _ = data.label_stats_masked(zero, inv_mag, np.zeros((1, n_features)))
+            _check_observed(nkd[0] <= 0.0, " of positive weight")
+            ref = s1 / nkd
+            nk, nkd, s1, s2 = data.label_stats_masked(zero, inv_mag, ref)
+            counts = nkd[0]
+        else:
+            nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
+            ref = s1 / nk[0]
+            nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
+            counts, nkd = nk[0], None
+        mean = (ref[0] + s1[0] / counts) / inv_mag
+        deviation = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / counts, 0.0) / counts) / inv_mag
         # sqrt(deviation^2 + extra_var) without squaring anything large; the
         # spread is kept above the dtype's resolution at the feature's
         # magnitude so that |z| stays below 2 / eps.
@@ -67,19 +86,24 @@ class Standardiser:
         self.moments = Stats(
             total,
             np.zeros((1, n_features)),
-            ((deviation * self.scale) ** 2 * total)[np.newaxis],
+            ((deviation * self.scale) ** 2 * (total if nkd is None else nkd[0]))[np.newaxis],
             ((mean - self.shift) * self.scale)[np.newaxis],
+            nkd,
         )
 
     @property
     def feature_var(self):
         """Each feature's variance in internal units (at most about 1)."""
-        return self.moments.s2[0] / self.moments.nk[0]
+        return self.moments.s2[0] / feature_weights(self.moments)[0]
 
     def update(self, data):
         """Add a batch to the data moments (the map itself stays fixed)."""
         ref = self.moments.ref
-        batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
+        if data.missing:
+            nk, nkd, s1, s2 = data.label_stats_masked(self.shift, self.scale, ref)
+            batch = Stats(nk, s1, s2, ref, nkd)
+        else:
+            batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
         self.moments = combine(self.moments, batch, 1.0, 1.0)
 
     def to_internal(self, means, variances):
@@ -91,6 +115,13 @@ class Standardiser:
         return means / self.scale + self.shift, variances / self.scale**2
 
 
+def _check_observed(unobserved, weighted):
+    """Raise the error for features with no observed entry (``unobserved``: a mask)."""
+    if np.any(unobserved):
+        features = ", ".join(str(j) for j in np.flatnonzero(unobserved))
+        raise ValueError(_UNOBSERVED.format(features=features, weighted=weighted))
+
+
 def critical_value(data, standardiser):
     """Largest eigenvalue of the weighted correlation matrix of X.
 
@@ -99,6 +130,13 @@ def critical_value(data, standardiser):
     above this value (deterministic annealing's critical temperature; for
     two points at -1 and +1 it is 1). Constant features are left out; 1 when
     every feature is constant.
+
+    With missing entries, the correlation matrix is that of the data with
+    its missing entries at the feature means (pairwise sums over the rows
+    observing both features, over each feature's own observed scatter). It
+    is again exact: near the pooled solution a mean moves in feature ``d``
+    by ``sum_i o_id o_ie z_id z_ie / n_d`` times its offset in feature ``e``
+    (in units of the level), a matrix similar to that correlation matrix.
     """
     scatter = scatter_from_sums(*data.scatter_sums(standardiser))
     spread = np.sqrt(np.diag(scatter))

@@ -3,6 +3,7 @@
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -22,7 +23,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     to ``estimator`` in absolute units therefore mean the same thing in
     every feature: ``min_variance=0.01`` is 1% of each feature's variance.
     Densities are those of ``X``: :meth:`score_samples` adds the
-    log-Jacobian ``-sum(log(scale_))`` of the map.
+    log-Jacobian ``-sum(log(scale_))`` of the map. Missing entries (NaN)
+    are passed on to an estimator that takes them (its ``allow_nan`` tag,
+    as :class:`NaturalDiagonalGMM`); the means and standard deviations are
+    those of the observed entries, and a row's log-Jacobian sums over its
+    observed features only.
 
     Parameters
     ----------
@@ -128,8 +133,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
         resume = getattr(estimator, "warm_start", False) and hasattr(self, "estimator_")
         X = validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume
-        )
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume,
+            ensure_all_finite=self._finite(),
+        )  # fmt: skip
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
@@ -146,10 +152,21 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             self.estimator_.fit(Z)
         else:
             self.estimator_.fit(Z, sample_weight=sample_weight)
-        self._set_fitted(Z)
+        self._set_fitted(Z, sample_weight)
         return self
 
-    def _set_fitted(self, Z):
+    def _finite(self):
+        """``ensure_all_finite`` of the input checks: "allow-nan" if the estimator takes NaN."""
+        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
+        return "allow-nan" if get_tags(estimator).input_tags.allow_nan else True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
+        tags.input_tags.allow_nan = get_tags(estimator).input_tags.allow_nan
+        return tags
+
+    def _set_fitted(self, Z, sample_weight=None):
         inner = self.estimator_
         if inner.covariances_.shape != inner.means_.shape:
             raise ValueError(
@@ -167,15 +184,27 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             self.labels_ = inner.predict(Z)
         self.converged_ = inner.converged_
         self.n_iter_ = inner.n_iter_
-        self.lower_bound_ = inner.lower_bound_ + self._log_jacobian()
+        jacobian = self._log_jacobian(Z)
+        if np.ndim(jacobian):  # missing entries: the weighted mean over the rows
+            jacobian = mean_log_prob(jacobian, sample_weight)
+        self.lower_bound_ = inner.lower_bound_ + jacobian
 
-    def _log_jacobian(self):
-        """Log-determinant of the map from raw to standardised units."""
-        return -float(np.sum(np.log(self.scale_)))
+    def _log_jacobian(self, Z=None):
+        """Log-determinant of the map from raw to standardised units.
+
+        A float; per row of ``Z``, over its observed features, if ``Z`` has
+        missing entries.
+        """
+        log_scale = np.log(self.scale_)
+        if Z is not None and np.isnan(Z).any():
+            return -((~np.isnan(Z)) @ log_scale)
+        return -float(np.sum(log_scale))
 
     def _standardise(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
+        )
         return self._scaler.transform(X)
 
     def predict(self, X):
@@ -225,7 +254,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             standardised sample plus the log-Jacobian of the map.
         """
         Z = self._standardise(X)
-        return self.estimator_.score_samples(Z) + self._log_jacobian()
+        return self.estimator_.score_samples(Z) + self._log_jacobian(Z)
 
     def score(self, X, y=None, sample_weight=None):
         """Compute the (weighted) mean log-likelihood of the samples.
@@ -306,7 +335,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         """Return the inner ``bic`` or ``aic`` of standardised X, in raw units.
 
         Both are ``-2 log L`` plus a penalty; the raw log-likelihood is the
-        standardised one plus ``n`` times the log-Jacobian.
+        standardised one plus the rows' log-Jacobians.
         """
         Z = self._standardise(X)
-        return getattr(self.estimator_, name)(Z) - 2 * len(Z) * self._log_jacobian()
+        jacobian = self._log_jacobian(Z)
+        total = np.sum(jacobian) if np.ndim(jacobian) else len(Z) * jacobian
+        return getattr(self.estimator_, name)(Z) - 2 * total
