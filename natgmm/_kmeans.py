@@ -759,19 +759,23 @@ def nearest(X, shift, scale, centres, parallel):
     return labels
 
 
-# Rows with missing entries (NaN): k-means with partial distances, the
-# objective of k-POD (Chi, Chi and Baraniuk, 2016) and the hard-assignment
-# limit of the mixture's EM with missing entries. A row's squared distance to
-# a centre sums over the features the row observes, and over those the centre
-# has (a seed drawn from the rows lacks the row's missing entries); each
-# centre is the mean of its rows' observed entries, feature by feature.
-# Mean imputation instead would make rows that lack a feature look alike and
-# gather them into clusters of their own. With ``u = [o, z, z**2]`` of a row
-# (``o`` the observed indicator, ``z`` zero where missing) and
-# ``M = [c**2; -2 c; o_c]`` per centre (``c`` zero where the centre lacks a
-# feature), ``u @ M`` is that distance: one BLAS product per chunk of rows.
-# Lloyd's iterations evaluate every distance (no bounds). Data without NaN
-# never reaches these functions.
+# Rows with missing entries (NaN): k-means with partial distances. A row's
+# squared distance to a centre is summed over the features both have (a seed
+# drawn from the rows lacks its row's missing entries) and scaled by the
+# data's total variance over that of the features summed: an estimate of the
+# full distance (the partial distance strategy of Dixon, 1979, weighted by
+# each feature's variance since k-means runs in the data's own units). With
+# no feature in common it is twice the total variance, the mean squared
+# distance of two rows. Each centre is the mean of its rows' observed
+# entries, feature by feature: Lloyd's iterations minimise the objective of
+# k-POD (Chi, Chi and Baraniuk, 2016), the hard-assignment limit of the
+# mixture's EM with missing entries. Mean imputation instead makes rows that
+# lack a feature look alike and gathers them into clusters of their own.
+# With ``u = [o, z, z**2]`` of a row (``o`` the observed indicator, ``z``
+# zero where missing), one BLAS product ``u @ M`` gives, per centre, the sum
+# over common features and their variance (:func:`_masked_operand`). Lloyd's
+# iterations evaluate every distance (no bounds). Data without NaN never
+# reaches these functions.
 
 
 @_jit(False)
@@ -790,10 +794,28 @@ def _masked_chunk(X, start, n_rows, shift, scale, u):
     u[n_rows:] = 0.0
 
 
-def _masked_operand(C, observed):
-    """``M`` of the centres ``C`` (zero where not ``observed``); see above."""
+@_jit(False)
+def _scaled(prod, r, k, n_centres, total_var):
+    """Row ``r``'s estimated squared distance to centre ``k`` from the product ``u @ M``."""
+    common = prod[r, n_centres + k]
+    if common > 0.0:
+        return max(prod[r, k], 0.0) * (total_var / common)
+    return 2.0 * total_var
+
+
+def _masked_operand(C, observed, var):
+    """``M`` for centres ``C`` with entries ``observed``, features of variance ``var``.
+
+    ``[o, z, z**2] @ M`` has, for centre ``k``, the squared distance summed
+    over the features the row and the centre both have (column ``k``) and the
+    sum of their variances (column ``n_centres + k``).
+    """
     C = np.where(observed, C, 0.0)
-    return np.ascontiguousarray(np.vstack([(C**2).T, -2.0 * C.T, observed.T.astype(np.float64)]))
+    seen = observed.astype(np.float64)
+    zero = np.zeros(C.shape[::-1])
+    return np.ascontiguousarray(
+        np.block([[(C**2).T, (seen * var).T], [-2.0 * C.T, zero], [seen.T, zero]])
+    )
 
 
 def masked_map(X, rows, shift, scale):
@@ -803,15 +825,25 @@ def masked_map(X, rows, shift, scale):
     return np.where(observed, (x - shift) * scale, 0.0), observed
 
 
-def _masked_trials_impl(X, w, shift, scale, d, M, dist, n_blocks):
+def _masked_variances(X, shift, scale, parallel, n_blocks):
+    """Each feature's variance over its observed entries, in mapped units (unweighted)."""
+    _, nkd, s1, s2 = label_stats_masked(
+        X, np.empty(0), shift, scale, np.empty(0, dtype=np.int64), np.zeros((1, X.shape[1])),
+        n_blocks, parallel,
+    )  # fmt: skip
+    count = np.maximum(nkd[0], 1.0)
+    return np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)
+
+
+def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks):
     n_samples, n_features = X.shape
-    n_trials = M.shape[1]
+    n_trials = M.shape[1] // 2
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
     for b in prange(n_blocks):
         u = np.zeros((_ROWS, 3 * n_features))
-        prod = np.empty((_ROWS, n_trials))
+        prod = np.empty((_ROWS, 2 * n_trials))
         pots[b] = 0.0
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _ROWS):
@@ -822,7 +854,7 @@ def _masked_trials_impl(X, w, shift, scale, d, M, dist, n_blocks):
                 i = start + r
                 wi = w[i] if weighted else 1.0
                 for t in range(n_trials):
-                    e = max(prod[r, t], 0.0)
+                    e = _scaled(prod, r, t, n_trials, total_var)
                     dist[i, t] = e
                     pots[b, t] += wi * min(d[i], e)
     return pots
@@ -831,9 +863,9 @@ def _masked_trials_impl(X, w, shift, scale, d, M, dist, n_blocks):
 _masked_trials_serial, _masked_trials_parallel = _serial_and_parallel(_masked_trials_impl)
 
 
-def _masked_assign_impl(X, w, shift, scale, M, labels, nearest_d, n_blocks, update):
+def _masked_assign_impl(X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, update):
     n_samples, n_features = X.shape
-    n_clusters = M.shape[1]
+    n_clusters = M.shape[1] // 2
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
@@ -842,7 +874,7 @@ def _masked_assign_impl(X, w, shift, scale, M, labels, nearest_d, n_blocks, upda
     weight = np.zeros((n_blocks, n_clusters))
     for b in prange(n_blocks):
         u = np.zeros((_ROWS, 3 * n_features))
-        prod = np.empty((_ROWS, n_clusters))
+        prod = np.empty((_ROWS, 2 * n_clusters))
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _ROWS):
             n_rows = min(_ROWS, stop - start)
@@ -853,10 +885,11 @@ def _masked_assign_impl(X, w, shift, scale, M, labels, nearest_d, n_blocks, upda
                 best = 0
                 best_v = np.inf
                 for k in range(n_clusters):
-                    if prod[r, k] < best_v:  # the first of the smallest
-                        best_v = prod[r, k]
+                    v = _scaled(prod, r, k, n_clusters, total_var)
+                    if v < best_v:  # the first of the smallest
+                        best_v = v
                         best = k
-                nearest_d[i] = max(best_v, 0.0)
+                nearest_d[i] = best_v
                 if labels[i] != best:
                     changed[b] += 1
                     labels[i] = best
@@ -873,13 +906,14 @@ def _masked_assign_impl(X, w, shift, scale, M, labels, nearest_d, n_blocks, upda
 _masked_assign_serial, _masked_assign_parallel = _serial_and_parallel(_masked_assign_impl)
 
 
-def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
+def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var):
     """Greedy k-means++ seeds by partial distances: seeds, their observed entries, labels.
 
     Draws random numbers as :func:`_seed` does; ``labels`` is each row's
-    nearest seed by the seeding's distances.
+    nearest seed by the seeding's distances; ``var`` the features' variances.
     """
     n_samples, n_features = X.shape
+    total_var = float(np.sum(var))
     p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
     first = random_state.choice(n_samples, p=p)
     del p
@@ -891,14 +925,16 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     labels = np.zeros(n_samples, dtype=np.int64)
     dist = np.empty((n_samples, n_trials))
     trials = _masked_trials_parallel if parallel else _masked_trials_serial
-    trials(X, w, shift, scale, d, _masked_operand(seeds[:1], observed[:1]), dist, n_blocks)
+    M = _masked_operand(seeds[:1], observed[:1], var)
+    trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
         current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
         r = random_state.uniform(size=n_trials) * current_pot
         ids = _draw(w, d, block_pot, r, n_blocks)
         cand, cand_observed = masked_map(X, ids, shift, scale)
-        pots = trials(X, w, shift, scale, d, _masked_operand(cand, cand_observed), dist, n_blocks)
+        M = _masked_operand(cand, cand_observed, var)
+        pots = trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
         best = int(np.argmin(_sequential_sum(pots)))
         seeds[c], observed[c] = cand[best], cand_observed[best]
         block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
@@ -908,8 +944,9 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
 def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_state, parallel):
     """:func:`kmeans_plusplus` for ``X`` with missing entries (NaN), by partial distances.
 
-    The squared distance of a row to a seed sums over the features both
-    observe. Seeds are returned zero where their row has a missing entry.
+    The squared distance of a row to a seed is summed over the features both
+    observe and scaled up to all features (see the comment above). Seeds
+    are returned zero where their row has a missing entry.
 
     Returns
     -------
@@ -922,9 +959,11 @@ def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_st
     """
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
+    n_blocks = _n_blocks(X.shape[0])
     with _single_threaded_blas():
+        var = _masked_variances(X, shift, scale, parallel, n_blocks)
         seeds, observed, labels = _masked_seed(
-            X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
         )
     return labels, seeds, observed
 
@@ -944,15 +983,19 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
     -------
     labels : ndarray of shape (n_samples,), int64
         The first centre at the smallest distance over the features both the
-        row and the centre have.
+        row and the centre have, scaled up to all features (see
+        :func:`kmeans_plusplus_masked`).
     """
     shift, scale, w = _check(X, None, shift, scale)
     n_samples = X.shape[0]
+    n_blocks = _n_blocks(n_samples)
     labels = np.full(n_samples, -1, dtype=np.int64)
     kernel = _masked_assign_parallel if parallel else _masked_assign_serial
     with _single_threaded_blas():
-        kernel(X, w, shift, scale, _masked_operand(_f64(centres), observed), labels,
-               np.empty(n_samples), _n_blocks(n_samples), False)  # fmt: skip
+        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        M = _masked_operand(_f64(centres), observed, var)
+        kernel(X, w, shift, scale, M, float(np.sum(var)), labels, np.empty(n_samples),
+               n_blocks, False)  # fmt: skip
     return labels
 
 
@@ -964,56 +1007,53 @@ def kmeans_masked(
     Seeds as :func:`kmeans_plusplus_masked`, then Lloyd's iterations: each
     row joins the centre nearest over its observed features, and each
     centre becomes the weighted mean of its rows' observed entries, feature
-    by feature (a feature none of them observes keeps its value). Stops
-    when no label changes, when the squared centre moves sum to at most
-    ``tol`` times the mean variance of the observed entries, or after
-    ``max_iter`` iterations (then assigns once more). An empty cluster takes
-    the row farthest from its centre, as scikit-learn relocates them.
+    by feature (a feature none of them observes keeps its value, or stays
+    unobserved for a seed). Stops when no label changes, when the squared
+    centre moves sum to at most ``tol`` times the mean variance of the
+    observed entries, or after ``max_iter`` iterations (then assigns once
+    more). An empty cluster takes the row farthest from its centre, as
+    scikit-learn relocates them.
 
     Returns
     -------
     labels : ndarray of shape (n_samples,), int64
         Cluster of each row.
     centres : ndarray of shape (n_clusters, n_features), float64
-        Final centres in mapped units.
+        Final centres in mapped units (zero where ``observed`` is False).
     n_iter : int
         Number of Lloyd iterations run.
     """
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     assign = _masked_assign_parallel if parallel else _masked_assign_serial
     with _single_threaded_blas():
+        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        total_var = float(np.sum(var))
+        tol = float(np.mean(var) * tol)
         centres, observed, labels = _masked_seed(
-            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
         )
-        # The mean variance of the observed entries (unweighted, as KMeans's tol).
-        nk, nkd, s1, s2 = label_stats_masked(
-            X, np.empty(0), shift, scale, np.empty(0, dtype=np.int64),
-            np.zeros((1, n_features)), n_blocks, parallel,
-        )  # fmt: skip
-        count = np.maximum(nkd[0], 1.0)
-        tol = float(np.mean(np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)) * tol)
         nearest_d = np.empty(n_samples)
-        everywhere = np.ones((n_clusters, n_features), dtype=bool)
         for it in range(max_iter):
-            M = _masked_operand(centres, observed if it == 0 else everywhere)
+            M = _masked_operand(centres, observed, var)
             changed, sums, counts, weight = (
                 _sequential_sum(a)
-                for a in assign(X, w, shift, scale, M, labels, nearest_d, n_blocks, True)
+                for a in assign(X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, True)
             )
             if it > 0 and changed == 0:
                 return labels, centres, it + 1
             new = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), centres)
+            observed = observed | (counts > 0)
             empty = np.flatnonzero(weight == 0.0)
             if empty.size and np.max(nearest_d) > 0.0:
                 far = np.argpartition(nearest_d, -empty.size)[: -empty.size - 1 : -1]
-                new[empty] = masked_map(X, far, shift, scale)[0]
+                new[empty], observed[empty] = masked_map(X, far, shift, scale)
             move = np.sum((new - centres) ** 2)
             centres = new
             if move <= tol:
                 break
-        assign(X, w, shift, scale, _masked_operand(centres, everywhere), labels, nearest_d,
-               n_blocks, False)  # fmt: skip
+        assign(X, w, shift, scale, _masked_operand(centres, observed, var), total_var, labels,
+               nearest_d, n_blocks, False)  # fmt: skip
     return labels, centres, it + 1

@@ -73,9 +73,7 @@ def observed_em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0
     """Log-likelihood of the observed entries and statistics over them: ll, nk, nkd, s1, s2."""
     log_norm, _, _ = observed_log_prob(Z, weights, means, variances)
     # Tempered responsibilities: the soft-max of beta times the weighted log-densities.
-    resp = np.stack(
-        [observed_log_prob(z[np.newaxis], weights, means, variances)[2][0] for z in Z]
-    )
+    resp = np.stack([observed_log_prob(z[np.newaxis], weights, means, variances)[2][0] for z in Z])
     if beta != 1.0:
         with np.errstate(divide="ignore"):
             wlp = np.log(resp) + log_norm[:, np.newaxis]
@@ -85,7 +83,5 @@ def observed_em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0
     nk = resp.sum(axis=0)
     nkd = resp.T @ seen
     s1 = np.stack([resp[:, k] @ np.where(seen, Z - ref[k], 0.0) for k in range(len(weights))])
-    s2 = np.stack(
-        [resp[:, k] @ np.where(seen, Z - ref[k], 0.0) ** 2 for k in range(len(weights))]
-    )
+    s2 = np.stack([resp[:, k] @ np.where(seen, Z - ref[k], 0.0) ** 2 for k in range(len(weights))])
     return float(sample_weight @ log_norm), nk, nkd, s1, s2
