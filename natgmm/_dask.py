@@ -10,6 +10,11 @@ are summed in block order by a fixed reduction tree on the workers, so a pass
 is deterministic and only its sum travels to the client. The M-step, floors,
 prior and annealing run on the client as for numpy input.
 
+NaN entries are missing values, as for numpy input: the first pass (the
+feature extremes) finds whether there are any, and the passes over data with
+missing entries run the masked kernels on every block (blocks without NaN
+too), so the sums equal those of the in-memory fit.
+
 Imported only when a Dask array is passed: ``import natgmm`` never imports
 dask.
 """
@@ -36,7 +41,8 @@ _NO_LABELS = np.empty(0, dtype=np.int64)
 def check_dask_array(X, ensure_min_samples=1):
     """Check a Dask array as ``check_array`` would, without computing it.
 
-    Finiteness is checked on the workers, by the first pass over the data;
+    Infinite values are looked for on the workers, by the first pass of
+    statistics over the data (NaN entries are missing values);
     the number of features against a fitted model by the estimator. Other
     dtypes than float32 and float64 are cast to float64 (lazily), and
     columns are merged into one chunk so that every block holds whole rows.
@@ -87,9 +93,12 @@ def _sum_parts(parts):
 
 
 def _extreme_parts(parts):
-    """Featurewise maximum and minimum over ``(maximum, minimum)`` pairs."""
-    highs, lows = zip(*parts, strict=True)
-    return functools.reduce(np.maximum, highs), functools.reduce(np.minimum, lows)
+    """Featurewise maximum and minimum over ``(maximum, minimum, has NaN)`` triples.
+
+    NaN entries are left out (NaN only for a feature with no other value).
+    """
+    highs, lows, nans = zip(*parts, strict=True)
+    return functools.reduce(np.fmax, highs), functools.reduce(np.fmin, lows), any(nans)
 
 
 def _weights(w):
@@ -101,7 +110,11 @@ def _weights(w):
 
 
 def _block_extremes(x, w, shared):
-    return x.max(axis=0), x.min(axis=0)
+    high, low = x.max(axis=0), x.min(axis=0)
+    missing = bool(np.isnan(high).any())
+    if missing:
+        high, low = np.fmax.reduce(x, axis=0), np.fmin.reduce(x, axis=0)
+    return high, low, missing
 
 
 def _block_label_stats(x, w, shared):
@@ -113,12 +126,30 @@ def _block_label_stats(x, w, shared):
     return (*stats, int(not np.isfinite(x).all()))
 
 
+def _block_label_stats_masked(x, w, shared):
+    shift, scale, ref = shared
+    x = np.ascontiguousarray(x)
+    stats = _kernels.label_stats_masked(
+        x, _weights(w), shift, scale, _NO_LABELS, ref, n_blocks(x.shape[0]), False
+    )
+    return (*stats, int(np.isinf(x).any()))
+
+
 def _block_em_stats(x, w, shared):
     shift, scale, eta1, eta2, log_norm, ref, beta = shared
     x = np.ascontiguousarray(x)
     return _kernels.em_stats(
         x, _weights(w), shift, scale, eta1, eta2, log_norm, ref, n_blocks(x.shape[0]), False,
         beta,
+    )  # fmt: skip
+
+
+def _block_em_stats_masked(x, w, shared):
+    shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta = shared
+    x = np.ascontiguousarray(x)
+    return _kernels.em_stats_masked(
+        x, _weights(w), shift, scale, eta1, eta2, feature_norm, log_weight, ref,
+        n_blocks(x.shape[0]), False, beta,
     )  # fmt: skip
 
 
@@ -175,6 +206,7 @@ class DaskData:
             self.total_weight = float(self.sw.sum().compute())
             self._w_blocks = list(self.sw.to_delayed().ravel()[keep])
         self._sample = None
+        self._missing = None
 
     def _reduce(self, block_func, shared, combine=_sum_parts):
         """``combine`` of ``block_func(block, weights, shared)`` over all blocks.
@@ -196,8 +228,19 @@ class DaskData:
         return result
 
     def extremes(self):
-        """Each feature's largest and smallest value."""
-        return self._reduce(_block_extremes, (), _extreme_parts)
+        """Each feature's largest and smallest value (NaN for a feature with none).
+
+        Also finds whether X has missing entries (:attr:`missing`).
+        """
+        high, low, self._missing = self._reduce(_block_extremes, (), _extreme_parts)
+        return high, low
+
+    @property
+    def missing(self):
+        """Whether X has missing entries (NaN); the first call makes a pass over X."""
+        if self._missing is None:
+            self.extremes()
+        return self._missing
 
     def label_stats(self, shift, scale, ref):
         """Statistics of all rows as one component; checks that X is finite."""
@@ -205,6 +248,18 @@ class DaskData:
         if n_bad_blocks:
             raise ValueError("Input X contains NaN or infinity.")
         return nk, s1, s2
+
+    def label_stats_masked(self, shift, scale, ref):
+        """:meth:`label_stats` over the observed entries; checks that X has no infinity."""
+        nk, nkd, s1, s2, n_bad_blocks = self._reduce(_block_label_stats_masked, (shift, scale, ref))
+        if n_bad_blocks:
+            raise ValueError(f"Input X contains infinity or a value too large for {self.dtype!r}.")
+        return nk, nkd, s1, s2
+
+    def em_stats_masked(self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta):
+        """:meth:`em_stats` over the observed entries, summed over the blocks."""
+        shared = (shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta)
+        return self._reduce(_block_em_stats_masked, shared)
 
     def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
         """Log-likelihood and E-step statistics, summed over the blocks."""

@@ -5,6 +5,11 @@ Every pass over the training data goes through a data source: an
 Dask array. Both have the same methods, whose arguments are those of the
 kernels without the data, so the EM loop is the same code for both; only how
 the statistics of a pass are gathered differs.
+
+NaN entries are missing values. A data source says whether it has any
+(``missing``); the passes over data with missing entries run the masked
+kernels, which marginalise them exactly, and the numpy passes (the
+initialisations' scatter, the critical value) put them at the feature means.
 """
 
 import math
@@ -13,7 +18,7 @@ import numpy as np
 from sklearn.utils.validation import _check_sample_weight
 
 from . import _kernels
-from ._em import natural_parameters
+from ._em import masked_natural_parameters, natural_parameters
 
 # Row blocks per kernel call, from the data shape only (so that results do not
 # depend on the thread count): a multiple of eight (equal shares for 2, 4 or
@@ -63,8 +68,14 @@ def row_chunks(rows):
 
 
 def internal_rows(X, rows, standardiser, centre=0.0, unit=1.0):
-    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``."""
-    return ((X[rows].astype(np.float64) - standardiser.shift) * standardiser.scale - centre) * unit
+    """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``.
+
+    Missing entries (NaN) are put at ``centre`` (0 in the result): with the
+    default, at the feature's mean.
+    """
+    u = ((X[rows].astype(np.float64) - standardiser.shift) * standardiser.scale - centre) * unit
+    u[np.isnan(u)] = 0.0
+    return u
 
 
 def scatter_sums(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
@@ -94,20 +105,37 @@ def scatter_matrix(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
     return scatter_from_sums(*scatter_sums(X, sample_weight, standardiser, rows, centre, unit))
 
 
-def log_prob(X, standardiser, params, parallel, want_resp):
-    """Per-row log-density (user units), labels and optionally responsibilities."""
-    eta1, eta2, log_norm = natural_parameters(params)
+def log_prob(X, standardiser, params, parallel, want_resp, missing=None):
+    """Per-row log-density (user units), labels and optionally responsibilities.
+
+    Rows with missing entries (NaN) get the density of their observed
+    entries; ``missing`` says whether ``X`` has any (None: look).
+    """
+    if missing is None:
+        missing = _kernels.has_missing(X)
     n_samples, n_components = X.shape[0], params.means.shape[0]
     out = np.empty(n_samples)
     labels = np.empty(n_samples, dtype=np.int64)
     resp = np.empty((n_samples if want_resp else 0, n_components))
-    _kernels.log_prob(
-        X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
-        parallel,
-    )  # fmt: skip
+    if missing:
+        eta1, eta2, feature_norm, log_weight = masked_natural_parameters(params)
+        _kernels.log_prob_masked(
+            X, standardiser.shift, standardiser.scale, eta1, eta2, feature_norm, log_weight, out,
+            labels, resp, parallel,
+        )  # fmt: skip
+    else:
+        eta1, eta2, log_norm = natural_parameters(params)
+        _kernels.log_prob(
+            X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
+            parallel,
+        )  # fmt: skip
     far = np.flatnonzero(~np.isfinite(out))
     if far.size:
-        out[far], labels[far], far_resp = _far_log_prob(X[far], standardiser, eta1, eta2, log_norm)
+        Xf = X[far]
+        if missing:
+            # Each row's log-normaliser over its observed features.
+            log_norm = log_weight + (~np.isnan(Xf)).astype(np.float64) @ feature_norm.T
+        out[far], labels[far], far_resp = _far_log_prob(Xf, standardiser, eta1, eta2, log_norm)
         if want_resp:
             resp[far] = far_resp
     out += standardiser.log_jacobian
@@ -126,10 +154,13 @@ def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
     first largest ``b``, the responsibilities the soft-max of ``4 t**2 (b -
     max b)`` (one-hot unless ``b`` ties), and the log-density ``4 t**2 max
     b`` plus their log-normaliser, -inf only where it is below float64's
-    range. Never NaN.
+    range. Never NaN. ``log_norm`` has shape ``(n_components,)``, or
+    ``(n_rows, n_components)`` for rows with missing entries (NaN), which
+    count as ``z = 0`` and whose log-normalisers it leaves out.
     """
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         half = X.astype(np.float64) * 0.5 - standardiser.shift * 0.5  # z / 2 / scale, finite
+        half[np.isnan(half)] = 0.0
         m = np.max(np.abs(half), axis=1, keepdims=True)
         m[m == 0.0] = 1.0
         c = half / m * standardiser.scale  # finite: scale is
@@ -181,10 +212,13 @@ class ArrayData:
         The power of two the weights are multiplied by (exact); None means
         the one that brings their mean close to one (:func:`weight_scale`).
         The fit's prior pseudo-counts are multiplied by the same factor.
+    missing : bool, default=None
+        Whether ``X`` has missing entries (NaN); None means look (one pass).
     """
 
-    def __init__(self, X, sample_weight, parallel, weight_scale=None):
+    def __init__(self, X, sample_weight, parallel, weight_scale=None, missing=None):
         self.X, self.parallel = X, parallel
+        self.missing = _kernels.has_missing(X) if missing is None else missing
         if sample_weight is None:
             self.sw, self.total_weight, self.weight_scale = np.empty(0), float(X.shape[0]), 1.0
         else:
@@ -195,10 +229,15 @@ class ArrayData:
     def subset(self, rows):
         """Return the rows ``rows`` (sorted) as a batch of their own."""
         sample_weight = self.sw[rows] if self.sw.shape[0] else None
-        return ArrayData(self.X[rows], sample_weight, self.parallel, weight_scale=1.0)
+        # The flag of the whole data: every batch takes the same kernels.
+        return ArrayData(
+            self.X[rows], sample_weight, self.parallel, weight_scale=1.0, missing=self.missing
+        )
 
     def extremes(self):
-        """Each feature's largest and smallest value."""
+        """Each feature's largest and smallest value (NaN for a feature with none)."""
+        if self.missing:
+            return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
         return self.X.max(axis=0), self.X.min(axis=0)
 
     def label_stats(self, shift, scale, ref):
@@ -206,6 +245,20 @@ class ArrayData:
         return _kernels.label_stats(
             self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
             n_blocks(self.shape[0]), self.parallel,
+        )  # fmt: skip
+
+    def label_stats_masked(self, shift, scale, ref):
+        """:func:`natgmm._kernels.label_stats_masked` with every row in component 0."""
+        return _kernels.label_stats_masked(
+            self.X, self.sw, shift, scale, np.empty(0, dtype=np.int64), ref,
+            n_blocks(self.shape[0]), self.parallel,
+        )  # fmt: skip
+
+    def em_stats_masked(self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta):
+        """:func:`natgmm._kernels.em_stats_masked` over the rows."""
+        return _kernels.em_stats_masked(
+            self.X, self.sw, shift, scale, eta1, eta2, feature_norm, log_weight, ref,
+            n_blocks(self.shape[0]), self.parallel, beta,
         )  # fmt: skip
 
     def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
@@ -229,4 +282,4 @@ class ArrayData:
 
     def log_prob(self, standardiser, params, want_resp):
         """Log-density, labels and (if ``want_resp``) responsibilities per row."""
-        return log_prob(self.X, standardiser, params, self.parallel, want_resp)
+        return log_prob(self.X, standardiser, params, self.parallel, want_resp, self.missing)

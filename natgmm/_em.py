@@ -36,13 +36,29 @@ class Stats(NamedTuple):
     """Sufficient statistics of one pass, accumulated about ``ref``.
 
     ``nk = sum w r``, ``s1 = sum w r (z - ref)``, ``s2 = sum w r (z - ref)^2``.
-    Statistics about the same ``ref`` add up.
+    Statistics about the same ``ref`` add up. With missing entries, ``s1``
+    and ``s2`` sum over the rows observing each feature, and ``nkd = sum w r
+    o`` (shape ``(n_components, n_features)``, ``o`` the observed indicator)
+    holds their weights; None means every row observes every feature
+    (``nkd = nk`` in every feature, see :func:`feature_weights`).
     """
 
     nk: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
     ref: np.ndarray
+    nkd: np.ndarray | None = None
+
+
+def feature_weights(stats):
+    """Return the weight behind ``s1`` and ``s2`` per feature: ``nkd``, or ``nk`` as a column."""
+    return stats.nk[:, np.newaxis] if stats.nkd is None else stats.nkd
+
+
+def scaled_stats(stats, factor):
+    """Statistics of ``factor`` times the data of ``stats``."""
+    nkd = None if stats.nkd is None else stats.nkd * factor
+    return Stats(stats.nk * factor, stats.s1 * factor, stats.s2 * factor, stats.ref, nkd)
 
 
 class Regularisation(NamedTuple):
@@ -87,6 +103,29 @@ def natural_parameters(params):
     return eta1, eta2, log_norm
 
 
+def masked_natural_parameters(params):
+    """Natural parameters with the log-normalisers feature by feature.
+
+    Returns
+    -------
+    eta1, eta2 : ndarray of shape (n_components, n_features)
+        As in :func:`natural_parameters`.
+    feature_norm : ndarray of shape (n_components, n_features)
+        ``-(mean^2 / (2 var) + log(2 pi var) / 2)``: the log-normaliser of
+        each feature, so that a row's log-density over its observed features
+        is ``sum_(d observed) (z eta1 + z^2 eta2 + feature_norm) + log_weight``.
+    log_weight : ndarray of shape (n_components,)
+        ``log weight`` (``-inf`` for a zero weight).
+    """
+    weights, means, var = params
+    eta1 = means / var
+    eta2 = -0.5 / var
+    with np.errstate(divide="ignore"):
+        log_weight = np.log(weights)
+    feature_norm = -(0.5 * means * eta1 + 0.5 * (_LOG_2PI + np.log(var)))
+    return eta1, eta2, feature_norm, log_weight
+
+
 def e_step(data, standardiser, params, beta=1.0):
     """Fused E-step over ``data``: summed log-likelihood and statistics.
 
@@ -107,7 +146,19 @@ def e_step(data, standardiser, params, beta=1.0):
         Weighted sum of the rows' log-densities in internal coordinates.
     stats : Stats
         Summed statistics about the current means.
+
+    Notes
+    -----
+    For data with missing entries (``data.missing``) the log-likelihood is
+    that of the observed entries, each row's responsibilities come from its
+    observed entries, and the statistics carry per-feature weights ``nkd``.
     """
+    if data.missing:
+        loglik, nk, nkd, s1, s2 = data.em_stats_masked(
+            standardiser.shift, standardiser.scale, *masked_natural_parameters(params),
+            params.means, beta,
+        )  # fmt: skip
+        return loglik, Stats(nk, s1, s2, params.means, nkd)
     eta1, eta2, log_norm = natural_parameters(params)
     loglik, nk, s1, s2 = data.em_stats(
         standardiser.shift, standardiser.scale, eta1, eta2, log_norm, params.means, beta
@@ -158,7 +209,9 @@ def m_step(stats, reg, previous=None):
         Parameters that produced ``stats``. A component that received no mass
         (``nk`` below ``eps`` times the total) keeps its previous mean and
         variance, since the data say nothing about them; its weight drops to
-        ``min_weight``.
+        ``min_weight``. Likewise a feature that none of a component's rows
+        observes (``nkd`` below ``eps`` times the total) keeps its previous
+        mean and variance in that component.
 
     Returns
     -------
@@ -173,13 +226,17 @@ def m_step(stats, reg, previous=None):
     ``var = (S + 2 b) / (nk + 2 a1) + reg``, then raised to ``floor``; ``S``
     is the weighted scatter about the new mean. With ``a1 = b = 0`` this is
     scikit-learn's estimate, including its ``10 * eps`` added to ``nk``.
+    With missing entries, means and variances use each feature's weight
+    ``nkd`` in place of ``nk`` (the exact M-step of EM for the observed
+    entries); the weights use ``nk``.
     """
-    nk, s1, s2, ref = stats
+    nk, s1, s2, ref = stats[:4]
     nk_eff = nk + 10.0 * _EPS
-    delta = s1 / nk_eff[:, np.newaxis]
+    counts = nk_eff[:, np.newaxis] if stats.nkd is None else stats.nkd + 10.0 * _EPS
+    delta = s1 / counts
     means = ref + delta
     scatter = np.maximum(s2 - s1 * delta, 0.0)
-    var = (scatter + 2.0 * reg.prior_b) / (nk_eff + 2.0 * reg.prior_a1)[:, np.newaxis]
+    var = (scatter + 2.0 * reg.prior_b) / (counts + 2.0 * reg.prior_a1)
     var += reg.reg_covar
     if reg.fixed_var is not None:
         var[:] = reg.fixed_var
@@ -187,6 +244,10 @@ def m_step(stats, reg, previous=None):
     if previous is not None and empty.any():
         means[empty] = previous.means[empty]
         var[empty] = previous.variances[empty]
+    if previous is not None and stats.nkd is not None:
+        unseen = stats.nkd <= _EPS * nk.sum()
+        means[unseen] = previous.means[unseen]
+        var[unseen] = previous.variances[unseen]
     var = np.maximum(var, reg.floor)
     if not (np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))):
         raise ValueError(ILL_DEFINED_COVARIANCE)
@@ -201,8 +262,11 @@ def combine(a, b, weight_a, weight_b):
     cancellation, whatever the two reference points. Online EM's step
     ``(1 - rho) * running + rho * batch`` is ``combine(running, batch, 1 - rho,
     rho / batch_weight)``. The result has ``s1 = 0``: it is accumulated about
-    its own means.
+    its own means. With missing entries on either side, the same update runs
+    feature by feature on the per-feature weights (:func:`_combine_masked`).
     """
+    if a.nkd is not None or b.nkd is not None:
+        return _combine_masked(a, b, weight_a, weight_b)
     n_a, n_b = weight_a * a.nk, weight_b * b.nk
     n = n_a + n_b
     safe = [np.where(v > 0, v, 1.0)[:, np.newaxis] for v in (a.nk, b.nk, n)]
@@ -219,6 +283,24 @@ def combine(a, b, weight_a, weight_b):
         + (n_a * n_b)[:, np.newaxis] / safe[2] * (mean_a - mean_b) ** 2
     )
     return Stats(n, np.zeros_like(mean), scatter, mean)
+
+
+def _combine_masked(a, b, weight_a, weight_b):
+    """:func:`combine` with per-feature weights (``nkd``) on at least one side."""
+    count_a, count_b = feature_weights(a), feature_weights(b)
+    n_a, n_b = weight_a * count_a, weight_b * count_b
+    n = n_a + n_b
+    safe_a, safe_b, safe = (np.where(v > 0, v, 1.0) for v in (count_a, count_b, n))
+    mean_a = a.ref + a.s1 / safe_a
+    mean_b = b.ref + b.s1 / safe_b
+    scatter_a = np.maximum(a.s2 - a.s1**2 / safe_a, 0.0)
+    scatter_b = np.maximum(b.s2 - b.s1**2 / safe_b, 0.0)
+    mean = np.where(n > 0, (n_a * mean_a + n_b * mean_b) / safe, mean_a)
+    scatter = (
+        weight_a * scatter_a + weight_b * scatter_b + n_a * n_b / safe * (mean_a - mean_b) ** 2
+    )
+    nk = weight_a * a.nk + weight_b * b.nk
+    return Stats(nk, np.zeros_like(mean), scatter, mean, np.broadcast_to(n, mean.shape).copy())
 
 
 def implied_stats(params, total_weight, reg_var):

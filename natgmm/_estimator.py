@@ -646,6 +646,11 @@ default=None
         self._commit(fitted, state, run.empty, inputs)
         return self
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN entries are missing values
+        return tags
+
     def _commit(self, fitted, state, empty, inputs):
         """Set the fitted attributes and the private state of a successful fit, at once.
 
@@ -697,7 +702,7 @@ default=None
         else:
             X = validate_data(
                 validated, X, dtype=[np.float64, np.float32], order="C", reset=reset,
-                ensure_min_samples=ensure_min_samples,
+                ensure_min_samples=ensure_min_samples, ensure_all_finite="allow-nan",
             )  # fmt: skip
             if sample_weight is not None:
                 sample_weight = _check_sample_weight(

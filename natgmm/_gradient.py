@@ -10,7 +10,8 @@ finite ``omega``, and ``omega`` is clipped to ``[-OMEGA_MAX, OMEGA_MAX]`` so
 that ``exp`` neither overflows nor underflows. No step size can cross
 ``eta2 = 0``. At the optimum the gradients vanish exactly where the
 closed-form M-step lands: ``mean = S1 / N_k`` and
-``var = (S + 2 b) / (N_k + 2 a1)``.
+``var = (S + 2 b) / (N_k + 2 a1)``, with ``N_k`` the weight of the rows
+observing the feature when entries are missing.
 """
 
 import math
@@ -18,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._em import Params, floor_weights
+from ._em import Params, feature_weights, floor_weights
 from ._interrupt import keyboard_interrupts
 from ._kernels import _jit
 
@@ -66,7 +67,7 @@ def adam_state(params, reg_var):
 
 
 @_jit(False)
-def _adam_steps(nk, s1, s2, ref, total, theta, m, v, step, n_steps, lr, clip, a1, b):
+def _adam_steps(nk, nkd, s1, s2, ref, total, theta, m, v, step, n_steps, lr, clip, a1, b):
     n_components, n_features = ref.shape
     alpha, eta1, omega = _unpack(theta, n_components, n_features)
     grad = np.empty_like(theta)
@@ -83,10 +84,11 @@ def _adam_steps(nk, s1, s2, ref, total, theta, m, v, step, n_steps, lr, clip, a1
                 mean = eta1[k, j] / precision
                 gap = ref[k, j] - mean
                 # sum r (z - mean) and sum r (z - mean)^2, without cancellation
-                first = s1[k, j] + nk[k] * gap
-                second = s2[k, j] + gap * (2.0 * s1[k, j] + nk[k] * gap)
+                # (nkd: the weight of the rows observing feature j)
+                first = s1[k, j] + nkd[k, j] * gap
+                second = s2[k, j] + gap * (2.0 * s1[k, j] + nkd[k, j] * gap)
                 # d/d eta2 of the expected log-likelihood: S2 - N (mean^2 + var)
-                d_eta2 = second + 2.0 * mean * first - nk[k] / precision
+                d_eta2 = second + 2.0 * mean * first - nkd[k, j] / precision
                 g_eta1[k, j] = first / total
                 g_omega[k, j] = (-0.5 * precision * d_eta2 + a1 - b[j] * precision) / total
         norm = math.sqrt(np.sum(grad * grad))
@@ -135,10 +137,12 @@ class GradientMStep:
         -------
         params : Params
         """
-        nk, s1, s2, ref = stats
+        nk, s1, s2, ref = stats[:4]
+        # Per-feature weights (missing entries), or nk in every feature.
+        nkd = np.ascontiguousarray(np.broadcast_to(feature_weights(stats), s1.shape))
         b = np.broadcast_to(reg.prior_b, (ref.shape[1],)).astype(np.float64)
         _adam_steps(
-            nk, s1, s2, ref, float(total_weight), state.theta, state.m, state.v, state.step,
+            nk, nkd, s1, s2, ref, float(total_weight), state.theta, state.m, state.v, state.step,
             self.n_steps, self.learning_rate, self.clip, float(reg.prior_a1), b,
         )  # fmt: skip
         alpha, eta1, omega = _unpack(state.theta, *ref.shape)

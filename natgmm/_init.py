@@ -6,6 +6,15 @@ cells, or random soft responsibilities); the M-step, with the fit's floors
 and prior, turns them into starting parameters. User-given
 ``weights_init``, ``means_init`` and ``precisions_init`` replace the
 corresponding parts.
+
+With missing entries (NaN), "kmeans", "k-means++" and "random_from_data"
+measure distances over the features a row observes (k-means by partial
+distances, :func:`natgmm._kmeans.kmeans_masked`): imputed values would
+make rows that lack a feature look alike. "random" and "bisect" see a
+missing entry at the mean (of the data, or of the cell being split, so
+that it pushes the row to neither side). The cells' statistics are taken
+over the observed entries only, and a feature that none of a cell's rows
+observes starts at the data's mean and variance.
 """
 
 from typing import NamedTuple
@@ -15,7 +24,7 @@ from sklearn.utils import check_array
 
 from . import _kernels, _kmeans
 from ._data import internal_rows, n_blocks, row_chunks, scatter_matrix
-from ._em import Params, Stats, m_step
+from ._em import Params, Stats, feature_weights, m_step
 from ._interrupt import keyboard_interrupts
 
 
@@ -101,7 +110,11 @@ def initial_params(data, standardiser, reg, init, settings, random_state, how=No
             stats = STRATEGIES[how](
                 X, sw, standardiser, settings.n_components, random_state, data.parallel
             )
-        params, _ = m_step(stats, reg)
+        previous = None
+        if stats.nkd is not None:
+            # Features a cell never observes start at the pooled solution.
+            previous = m_step(pooled_stats(standardiser, settings.n_components), reg)[0]
+        params, _ = m_step(stats, reg, previous)
     else:
         params = Params(None, None, None)
     if weights is not None:
@@ -121,22 +134,32 @@ def pooled_stats(standardiser, n_components):
     data's variance (plus regularisation): the start of deterministic
     annealing, which the first level's perturbation breaks.
     """
-    total, _, scatter, mean = standardiser.moments
+    total, _, scatter, mean, nkd = standardiser.moments
     shape = (n_components, mean.shape[1])
     return Stats(
         np.full(n_components, total[0] / n_components),
         np.zeros(shape),
         np.broadcast_to(scatter / n_components, shape).copy(),
         np.broadcast_to(mean, shape).copy(),
+        None if nkd is None else np.broadcast_to(nkd / n_components, shape).copy(),
     )
 
 
-def _cell_stats(X, sw, standardiser, labels, centres, parallel):
-    """Statistics of hard cells about ``centres`` (internal units)."""
-    nk, s1, s2 = _kernels.label_stats(
+def _cell_stats(X, sw, standardiser, labels, centres, parallel, missing=None):
+    """Statistics of hard cells about ``centres`` (internal units).
+
+    Over the observed entries if ``X`` has missing ones (``missing``; None: look).
+    """
+    if missing is None:
+        missing = _kernels.has_missing(X)
+    args = (
         X, sw, standardiser.shift, standardiser.scale, labels.astype(np.int64), centres,
         n_blocks(X.shape[0]), parallel,
     )  # fmt: skip
+    if missing:
+        nk, nkd, s1, s2 = _kernels.label_stats_masked(*args)
+        return Stats(nk, s1, s2, centres, nkd)
+    nk, s1, s2 = _kernels.label_stats(*args)
     return Stats(nk, s1, s2, centres)
 
 
@@ -160,10 +183,10 @@ def _unit_max(sw):
     return sw / sw.max() if sw.shape[0] else None
 
 
-def _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel):
+def _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel, missing=False):
     """Statistics of k-means cells, about their centres mapped to internal units."""
     centres = centres * spread * standardiser.scale
-    return _cell_stats(X, sw, standardiser, labels, centres, parallel)
+    return _cell_stats(X, sw, standardiser, labels, centres, parallel, missing)
 
 
 def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
@@ -174,19 +197,21 @@ def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
     rounding of two centres), without a copy of ``X``.
     """
     shift, scale, spread = _common_map(standardiser)
-    labels, centres, _ = _kmeans.kmeans(
+    missing = _kernels.has_missing(X)
+    kmeans = _kmeans.kmeans_masked if missing else _kmeans.kmeans
+    labels, centres, _ = kmeans(
         X, _unit_max(sw), shift, scale, n_components, random_state, parallel
     )
-    return _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel)
+    return _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel, missing)
 
 
 def kmeans_plusplus_stats(X, sw, standardiser, n_components, random_state, parallel):
     """Cells of the nearest k-means++ seed: ``init_params="k-means++"``."""
     shift, scale, spread = _common_map(standardiser)
-    labels, seeds, _ = _kmeans.kmeans_plusplus(
-        X, _unit_max(sw), shift, scale, n_components, random_state, parallel
-    )
-    return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel)
+    missing = _kernels.has_missing(X)
+    seeding = _kmeans.kmeans_plusplus_masked if missing else _kmeans.kmeans_plusplus
+    labels, seeds, _ = seeding(X, _unit_max(sw), shift, scale, n_components, random_state, parallel)
+    return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel, missing)
 
 
 def random_from_data_stats(X, sw, standardiser, n_components, random_state, parallel):
@@ -202,6 +227,11 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     few = (n_samples if p is None else np.count_nonzero(p)) < n_components
     rows = random_state.choice(n_samples, size=n_components, replace=few, p=p)
     scales = np.full(X.shape[1], scale)
+    if _kernels.has_missing(X):
+        with keyboard_interrupts():
+            seeds, observed = _kmeans.masked_map(X, rows, shift, scales)
+        labels = _kmeans.nearest_masked(X, shift, scale, seeds, observed, parallel)
+        return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel, True)
     with keyboard_interrupts():
         seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)
     labels = _kmeans.nearest(X, shift, scale, seeds, parallel)
@@ -216,7 +246,9 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
     array.
     """
     n_samples, n_features = X.shape
+    missing = _kernels.has_missing(X)
     nk = np.zeros(n_components)
+    nkd = np.zeros((n_components, n_features)) if missing else None
     s1 = np.zeros((n_components, n_features))
     s2 = np.zeros((n_components, n_features))
     for chunk in row_chunks(np.arange(n_samples)):
@@ -224,11 +256,13 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
         resp /= resp.sum(axis=1, keepdims=True)
         if sw.shape[0]:
             resp *= sw[chunk, np.newaxis]
-        z = internal_rows(X, chunk, standardiser)
+        z = internal_rows(X, chunk, standardiser)  # 0 where missing
         nk += resp.sum(axis=0)
+        if missing:
+            nkd += resp.T @ ~np.isnan(X[chunk])
         s1 += resp.T @ z
         s2 += resp.T @ (z * z)
-    return Stats(nk, s1, s2, np.zeros((n_components, n_features)))
+    return Stats(nk, s1, s2, np.zeros((n_components, n_features)), nkd)
 
 
 def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
@@ -245,14 +279,17 @@ def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
     weight is spread over repeated rows. ``random_state`` is not used.
     """
     n_samples, n_features = X.shape
+    missing = _kernels.has_missing(X)
     labels = np.zeros(n_samples, dtype=np.int64)
     ref = np.zeros((n_components, n_features))
     to_common = 1.0 / (standardiser.scale * np.max(1.0 / standardiser.scale))
     for n_cells in range(1, n_components):
-        nk, s1, s2 = _cell_stats(X, sw, standardiser, labels, ref, parallel)[:3]
+        stats = _cell_stats(X, sw, standardiser, labels, ref, parallel, missing)
+        nk, s1, s2 = stats[:3]
+        counts = feature_weights(stats)  # per feature, with missing entries
         live = nk > 0
-        ref[live] += s1[live] / nk[live, np.newaxis]
-        scatter = (s2 - s1**2 / np.maximum(nk, 1e-300)[:, np.newaxis]) * to_common**2
+        ref[live] += s1[live] / np.where(counts > 0, counts, 1.0)[live]
+        scatter = (s2 - s1**2 / np.maximum(counts, 1e-300)) * to_common**2
         score = np.where(live, scatter.sum(axis=1), 0.0)
         cell = int(np.argmax(score[:n_cells]))
         if not score[cell] > 0:
@@ -264,7 +301,8 @@ def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
         for chunk in row_chunks(rows):
             u = internal_rows(X, chunk, standardiser, ref[cell], to_common)
             labels[chunk[u @ axis > 0]] = n_cells
-    return _cell_stats(X, sw, standardiser, labels, np.zeros((n_components, n_features)), parallel)
+    centres = np.zeros((n_components, n_features))
+    return _cell_stats(X, sw, standardiser, labels, centres, parallel, missing)
 
 
 STRATEGIES = {

@@ -972,3 +972,563 @@ def _log_prob_f32_impl(X, shift, scale, W, W32, W_wide, wide, out_log_prob, labe
 
 
 _log_prob_f32_serial, _log_prob_f32_parallel = _serial_and_parallel(_log_prob_f32_impl)
+
+
+# Missing values. NaN entries of X are missing: a row's density is that of its
+# observed features, the product over them of the diagonal Gaussian's
+# factors. With ``o`` the observed indicator of a row and ``z`` zero where it
+# is missing, ``u = [z, z**2, o, 1]`` and
+# ``W = [eta1.T; eta2.T; C.T; log_weight]``, ``C[k, d]`` the log-normaliser
+# of feature d in component k, give every component's weighted marginal
+# log-density in one product ``u @ W``, and ``ev @ u`` gives ``sum r z o``,
+# ``sum r z**2 o`` and ``sum r o`` per feature: the statistics of EM with the
+# labels as the only latent variables (exact for data missing at random). A
+# row with every feature missing has ``u = [0, 0, 0, 1]``: the weights are its
+# responsibilities and its log-density is 0. The kernels below are the
+# complete-data kernels with this ``u``; data without NaN never reaches them.
+# Each row's log-density is returned less ``sum_(d missing) log(scale_d)``,
+# so that the caller's adding ``sum_d log(scale_d)`` (the log-Jacobian of the
+# map, for complete rows) gives the density of the observed features in user
+# units.
+
+
+def has_missing(X):
+    """Whether ``X`` (a float array) has a NaN entry: one vectorised pass, no copy."""
+    return X.size > 0 and bool(np.isnan(np.min(X)))
+
+
+@_jit(False)
+def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
+    """``u[r] = [z, z**2, o, 1]`` of row ``start + r`` (``z = 0`` where missing).
+
+    ``jac[r]`` receives the sum of ``log_scale`` over the row's missing
+    features. Rows past ``stop`` get ``[0, 0, 0, 1]`` and ``jac`` 0. ``z`` is
+    computed in float64 and rounded to the dtype of ``u``.
+    """
+    n_features = X.shape[1]
+    n_rows = stop - start
+    for r in range(n_rows):
+        x = X[start + r]
+        z, z2 = u[r, :n_features], u[r, n_features : 2 * n_features]
+        o = u[r, 2 * n_features : 3 * n_features]
+        missing = 0.0
+        for j in range(n_features):
+            v = x[j]
+            seen = v == v
+            t = (v - shift[j]) * scale[j] if seen else 0.0
+            z[j] = t
+            z2[j] = t * t
+            o[j] = 1.0 if seen else 0.0
+            missing += 0.0 if seen else log_scale[j]
+        jac[r] = missing
+    u[n_rows:, : 3 * n_features] = 0.0
+    jac[n_rows:] = 0.0
+
+
+@_jit(False)
+def _chunk_scratch_masked(n_features, n_components):
+    """:func:`_chunk_scratch` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
+    u = np.empty((_CHUNK, 3 * n_features + 1))
+    u[:, 3 * n_features] = 1.0
+    return (
+        u,
+        np.empty((_CHUNK, n_components)),
+        np.empty((n_components, _CHUNK)),
+        np.empty((n_components, _CHUNK)),
+        np.empty(_CHUNK),
+        np.empty(_CHUNK),
+        np.empty(_CHUNK),
+    )
+
+
+@_jit(False)
+def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch):
+    """:func:`_chunk_log_density` over the observed entries (see :func:`_fill_masked`)."""
+    u, lp_rows, lp, ev, top, total, jac = scratch
+    _fill_masked(X, start, stop, shift, scale, log_scale, u, jac)
+    np.dot(u, W, lp_rows)
+    for k in range(lp.shape[0]):
+        for r in range(lp.shape[1]):
+            lp[k, r] = lp_rows[r, k]
+    _softmax_columns(lp, top, ev, total)
+
+
+@_jit(False)
+def _chunk_scratch_masked_f32(n_features, n_components, n_wide):
+    """:func:`_chunk_scratch_f32` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
+    u = np.empty((_CHUNK, 3 * n_features + 1), dtype=np.float32)
+    u[:, 3 * n_features] = 1.0
+    u64 = np.empty((_CHUNK if n_wide else 0, 3 * n_features + 1))
+    u64[:, 3 * n_features] = 1.0
+    return (
+        u,
+        np.empty((_CHUNK, n_components), dtype=np.float32),
+        np.empty((n_components, _CHUNK), dtype=np.float32),
+        np.empty((n_components, _CHUNK), dtype=np.float32),
+        np.empty(_CHUNK, dtype=np.float32),
+        np.empty(_CHUNK, dtype=np.float32),
+        np.empty(_CHUNK),
+        u64,
+        np.empty((_CHUNK, n_wide)),
+    )
+
+
+@_jit(False)
+def _chunk_log_density_masked_f32(
+    X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch
+):  # fmt: skip
+    """:func:`_chunk_log_density_f32` over the observed entries; whether all rows are finite."""
+    u, lp_rows, lp, ev, top, total, jac, u64, lp_wide = scratch
+    n_rows = stop - start
+    n_wide = wide.shape[0]
+    _fill_masked(X, start, stop, shift, scale, log_scale, u, jac)
+    np.dot(u, W32, lp_rows)
+    if n_wide:
+        _fill_masked(X, start, stop, shift, scale, log_scale, u64, jac)
+        np.dot(u64, W_wide, lp_wide)
+        for r in range(_CHUNK):
+            for i in range(n_wide):
+                lp_rows[r, wide[i]] = lp_wide[r, i]
+    for k in range(lp.shape[0]):
+        for r in range(lp.shape[1]):
+            lp[k, r] = lp_rows[r, k]
+    _softmax_columns_f32(lp, top, ev, total)
+    for r in range(n_rows):
+        if not math.isfinite(total[r]):
+            return False
+    return True
+
+
+@_jit(False)
+def _chunk_loglik_masked(top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll):
+    """:func:`_chunk_loglik` with each row's ``jac`` subtracted."""
+    weighted = sample_weight.shape[0] > 0
+    for r in range(n_rows):
+        w = sample_weight[start + r] if weighted else 1.0
+        ll[0] += w * (np.float64(top[r]) + math.log(np.float64(total[r])) - jac[r])
+        w_row[r] = w * weight_scale
+
+
+@_jit(False)
+def _add_about_ref_masked(
+    X, start, shift, scale, resp, ref, use, count, row_terms, row_last, s0, s0d, s1, s2
+):  # fmt: skip
+    """:func:`_add_about_ref_x` over the observed entries; ``s0d`` counts them per feature."""
+    n_features = ref.shape[1]
+    for r in range(resp.shape[1]):
+        if row_terms[r] == 0:
+            continue
+        x = X[start + r]
+        single = row_terms[r] == 1
+        for k in range(row_last[r] if single else 0, row_last[r] + 1):
+            rk = np.float64(resp[k, r])
+            if rk == 0.0 or not use[k]:
+                continue
+            if count:
+                s0[k] += rk
+            for j in range(n_features):
+                v = x[j]
+                if v == v:
+                    d = (v - shift[j]) * scale[j] - ref[k, j]
+                    t = rk * d
+                    if count:
+                        s0d[k, j] += rk
+                    s1[k, j] += t
+                    s2[k, j] += t * d
+
+
+@_jit(False)
+def _chunk_stats_masked(
+    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work,
+    s0, s0d, s1, s2, m,
+):  # fmt: skip
+    """:func:`_chunk_stats` for ``u = [z, z**2, o, 1]``, ``s0d`` counting observed entries.
+
+    A dense chunk's product gives ``m[k] = [sum r z, sum r z**2, sum r o, sum r]``.
+    """
+    w_over_total, moments, row_terms, row_last = work
+    n_components = s1.shape[0]
+    width = moments.shape[1]
+    w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
+    for r in range(n_rows):
+        w_over_total[r] = w_row[r] / np.float64(total[r])
+    _weigh_terms(ev, w_over_total, row_terms, row_last)
+    if row_terms.sum() > _DENSE * n_rows * n_components:
+        np.dot(ev, u, moments)
+        for k in range(n_components):
+            for j in range(width):
+                m[k, j] += moments[k, j]
+        if exact.any():
+            _add_about_ref_masked(
+                X, start, shift, scale, ev, ref, exact, False, row_terms, row_last,
+                s0, s0d, s1, s2,
+            )  # fmt: skip
+    else:
+        _add_about_ref_masked(
+            X, start, shift, scale, ev, ref, every, True, row_terms, row_last, s0, s0d, s1, s2
+        )
+
+
+def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exact, n_blocks, beta):
+    n_samples, n_features = X.shape
+    n_components = W.shape[1]
+    every = np.ones(n_components, dtype=np.bool_)
+    block = (n_samples + n_blocks - 1) // n_blocks
+    ll = np.empty((n_blocks, 1))
+    s0 = np.empty((n_blocks, n_components))
+    s0d = np.empty((n_blocks, n_components, n_features))
+    s1 = np.empty((n_blocks, n_components, n_features))
+    s2 = np.empty((n_blocks, n_components, n_features))
+    m = np.empty((n_blocks, n_components, 3 * n_features + 1))
+    for b in prange(n_blocks):
+        ll[b] = 0.0
+        s0[b] = 0.0
+        s0d[b] = 0.0
+        s1[b] = 0.0
+        s2[b] = 0.0
+        m[b] = 0.0
+        w_row = np.empty(_CHUNK)
+        row_terms = np.empty(_CHUNK, dtype=np.int64)
+        row_last = np.empty(_CHUNK, dtype=np.int64)
+        scratch = _chunk_scratch_masked(n_features, n_components)
+        u, _, lp, ev, top, total, jac = scratch
+        work = (
+            np.empty(_CHUNK),
+            np.empty((n_components, 3 * n_features + 1)),
+            row_terms,
+            row_last,
+        )
+        stop = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop, _CHUNK):
+            n_rows = min(_CHUNK, stop - start)
+            _chunk_log_density_masked(X, start, start + n_rows, shift, scale, log_scale, W, scratch)
+            _chunk_loglik_masked(top, total, jac, sample_weight, 1.0, start, n_rows, w_row, ll[b])
+            if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
+                lp *= beta
+                _softmax_columns(lp, top, ev, total)
+            _chunk_stats_masked(
+                X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work,
+                s0[b], s0d[b], s1[b], s2[b], m[b],
+            )  # fmt: skip
+    return ll[:, 0], s0, s0d, s1, s2, m
+
+
+_em_stats_masked_serial, _em_stats_masked_parallel = _serial_and_parallel(_em_stats_masked_impl)
+
+
+def _em_stats_masked_f32_impl(
+    X, sample_weight, weight_scale, shift, scale, log_scale, W, W32, W_wide, wide, ref, exact,
+    n_blocks, beta,
+):  # fmt: skip
+    n_samples, n_features = X.shape
+    n_components = W.shape[1]
+    every = np.ones(n_components, dtype=np.bool_)
+    block = (n_samples + n_blocks - 1) // n_blocks
+    ll = np.empty((n_blocks, 1))
+    s0 = np.empty((n_blocks, n_components))
+    s0d = np.empty((n_blocks, n_components, n_features))
+    s1 = np.empty((n_blocks, n_components, n_features))
+    s2 = np.empty((n_blocks, n_components, n_features))
+    m = np.empty((n_blocks, n_components, 3 * n_features + 1))
+    for b in prange(n_blocks):
+        ll[b] = 0.0
+        s0[b] = 0.0
+        s0d[b] = 0.0
+        s1[b] = 0.0
+        s2[b] = 0.0
+        m[b] = 0.0
+        w_row = np.empty(_CHUNK)
+        row_terms = np.empty(_CHUNK, dtype=np.int64)
+        row_last = np.empty(_CHUNK, dtype=np.int64)
+        scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
+        u, _, lp, ev, top, total, jac, _, _ = scratch
+        work = (
+            np.empty(_CHUNK, dtype=np.float32),
+            np.empty((n_components, 3 * n_features + 1), dtype=np.float32),
+            row_terms,
+            row_last,
+        )
+        # For chunks with a row outside float32's range, done in float64.
+        scratch64 = _chunk_scratch_masked(n_features, n_components)
+        u64, _, lp64, ev64, top64, total64, jac64 = scratch64
+        work64 = (
+            np.empty(_CHUNK),
+            np.empty((n_components, 3 * n_features + 1)),
+            row_terms,
+            row_last,
+        )
+        stop = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop, _CHUNK):
+            n_rows = min(_CHUNK, stop - start)
+            if _chunk_log_density_masked_f32(
+                X, start, start + n_rows, shift, scale, log_scale, W32, W_wide, wide, scratch
+            ):
+                _chunk_loglik_masked(
+                    top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll[b]
+                )
+                if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
+                    lp *= np.float32(beta)
+                    _softmax_columns_f32(lp, top, ev, total)
+                _chunk_stats_masked(
+                    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
+                    work, s0[b], s0d[b], s1[b], s2[b], m[b],
+                )  # fmt: skip
+            else:
+                _chunk_log_density_masked(
+                    X, start, start + n_rows, shift, scale, log_scale, W, scratch64
+                )
+                _chunk_loglik_masked(
+                    top64, total64, jac64, sample_weight, weight_scale, start, n_rows, w_row, ll[b]
+                )
+                if beta != 1.0:
+                    lp64 *= beta
+                    _softmax_columns(lp64, top64, ev64, total64)
+                _chunk_stats_masked(
+                    X, start, shift, scale, u64, ev64, total64, n_rows, w_row, ref, exact,
+                    every, work64, s0[b], s0d[b], s1[b], s2[b], m[b],
+                )  # fmt: skip
+    return ll[:, 0], s0, s0d, s1, s2, m
+
+
+_em_stats_masked_f32_serial, _em_stats_masked_f32_parallel = _serial_and_parallel(
+    _em_stats_masked_f32_impl
+)
+
+
+def _masked_products_matrix(eta1, eta2, feature_norm, log_weight):
+    """``W = [eta1.T; eta2.T; C.T; log_weight]``: ``[z, z**2, o, 1] @ W`` (see above)."""
+    return np.ascontiguousarray(
+        np.vstack([eta1.T, eta2.T, feature_norm.T, log_weight]), dtype=np.float64
+    )
+
+
+def _f32_operands_masked(eta1, eta2, feature_norm, log_weight):
+    """:func:`_f32_operands` for :func:`_masked_products_matrix`.
+
+    The magnitude of a component's terms counts ``|C|`` feature by feature
+    and ``|log_weight|``, in place of ``|log_norm|``.
+    """
+    W = _masked_products_matrix(eta1, eta2, feature_norm, log_weight)
+    eta1 = np.asarray(eta1, dtype=np.float64)
+    eta2 = np.asarray(eta2, dtype=np.float64)
+    log_weight = np.asarray(log_weight, dtype=np.float64)
+    var = -0.5 / eta2
+    mean = eta1 * var
+    with np.errstate(over="ignore", invalid="ignore"):
+        magnitude = np.sum(
+            np.abs(eta1 * mean) - eta2 * (mean**2 + var) + np.abs(feature_norm), axis=1
+        )
+        magnitude += np.where(np.isfinite(log_weight), np.abs(log_weight), 0.0)
+        W32 = W.astype(np.float32)
+    big = np.finfo(np.float32).max / 4
+    wide = ~(magnitude <= _MAX_MAGNITUDE_F32) | ~np.all(np.abs(W[:-1]) <= big, axis=0)
+    wide |= (np.abs(log_weight) > big) & np.isfinite(log_weight)
+    wide = np.flatnonzero(wide)
+    W32[:, wide] = 0.0
+    return W, W32, np.ascontiguousarray(W[:, wide]), wide
+
+
+def _moved_to_ref_masked(loglik, s0, s0d, s1, s2, m, ref, exact):
+    """:func:`_moved_to_ref` with the per-feature weights ``m[:, 2D:3D]``."""
+    n_features = s1.shape[1]
+    nk = s0 + m[:, -1]
+    nkd = s0d + m[:, 2 * n_features : 3 * n_features]
+    moved = ~exact
+    c, mm = ref[moved], m[moved]
+    m1, m2 = mm[:, :n_features], mm[:, n_features : 2 * n_features]
+    m0 = mm[:, 2 * n_features : 3 * n_features]
+    s1[moved] += m1 - c * m0
+    s2[moved] += m2 - c * (2.0 * m1 - c * m0)
+    return loglik, nk, nkd, s1, s2
+
+
+def em_stats_masked(
+    X, sample_weight, shift, scale, eta1, eta2, feature_norm, log_weight, ref, n_blocks,
+    parallel, beta=1.0,
+):  # fmt: skip
+    """:func:`em_stats` for ``X`` with missing entries (NaN), marginalised exactly.
+
+    Parameters
+    ----------
+    X, sample_weight, shift, scale, eta1, eta2, ref, n_blocks, parallel, beta
+        As in :func:`em_stats`; NaN entries of ``X`` are missing.
+    feature_norm : ndarray of shape (n_components, n_features), float64
+        ``C[k, d] = -(mean**2 / (2 var) + log(2 pi var) / 2)`` of feature
+        ``d`` in component ``k``.
+    log_weight : ndarray of shape (n_components,), float64
+        Log-weight of each component.
+
+    Returns
+    -------
+    loglik : float
+        ``sum_i w_i (log p(z_i, observed) - sum_(d missing in i) log(scale_d))``:
+        with ``sum_d log(scale_d)`` per unit weight added, the log-likelihood
+        of the observed entries in user units.
+    nk : ndarray of shape (n_components,)
+        ``sum_i w_i r_ik`` over all rows.
+    nkd : ndarray of shape (n_components, n_features)
+        ``sum_i w_i r_ik o_id``: the weights of the rows observing each feature.
+    s1, s2 : ndarray of shape (n_components, n_features)
+        ``sum_i w_i r_ik o_id (z_id - ref_kd) ** p`` for ``p = 1, 2``.
+
+    Notes
+    -----
+    Responsibilities come from the observed entries of each row. float32
+    ``X`` follows the float32 path of :func:`em_stats`, with the same
+    fallbacks to float64.
+    """
+    ref = _f64(ref)
+    scale = _f64(scale)
+    log_scale = np.log(scale)
+    precision = -2.0 * np.asarray(eta2, dtype=np.float64)
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        if X.dtype == np.float32:
+            W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
+            exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
+            weight_scale = _weight_scale(sample_weight)
+            kernel = _em_stats_masked_f32_parallel if parallel else _em_stats_masked_f32_serial
+            per_block = kernel(
+                X, sample_weight, weight_scale, _f64(shift), scale, log_scale, W, W32, W_wide,
+                wide, ref, exact, n_blocks, beta,
+            )  # fmt: skip
+        else:
+            W = _masked_products_matrix(eta1, eta2, feature_norm, log_weight)
+            exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
+            weight_scale = 1.0
+            kernel = _em_stats_masked_parallel if parallel else _em_stats_masked_serial
+            per_block = kernel(
+                X, sample_weight, _f64(shift), scale, log_scale, W, ref, exact, n_blocks, beta
+            )
+    loglik, nk, nkd, s1, s2 = _moved_to_ref_masked(*_sum_blocks(per_block), ref, exact)
+    if weight_scale != 1.0:
+        nk, nkd, s1, s2 = (a / weight_scale for a in (nk, nkd, s1, s2))
+    return loglik, nk, nkd, s1, s2
+
+
+def _label_stats_masked_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
+    n_samples, n_features = X.shape
+    n_components = ref.shape[0]
+    weighted = sample_weight.shape[0] > 0
+    labelled = labels.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    nk = np.zeros((n_blocks, n_components))
+    nkd = np.zeros((n_blocks, n_components, n_features))
+    s1 = np.zeros((n_blocks, n_components, n_features))
+    s2 = np.zeros((n_blocks, n_components, n_features))
+    for b in prange(n_blocks):
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            w = sample_weight[i] if weighted else 1.0
+            k = labels[i] if labelled else 0
+            nk[b, k] += w
+            for j in range(n_features):
+                v = X[i, j]
+                if v == v:
+                    dz = (v - shift[j]) * scale[j] - ref[k, j]
+                    t = w * dz
+                    nkd[b, k, j] += w
+                    s1[b, k, j] += t
+                    s2[b, k, j] += t * dz
+    return nk, nkd, s1, s2
+
+
+_label_stats_masked_serial, _label_stats_masked_parallel = _serial_and_parallel(
+    _label_stats_masked_impl
+)
+
+
+def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel):
+    """:func:`label_stats` over the observed entries of ``X`` (NaN entries are missing).
+
+    Returns
+    -------
+    nk : ndarray of shape (n_components,)
+        Weight of each component's rows.
+    nkd : ndarray of shape (n_components, n_features)
+        Weight of its rows observing each feature.
+    s1, s2 : ndarray of shape (n_components, n_features)
+        As in :func:`label_stats`, over the observed entries.
+    """
+    with parallel_launch(parallel) as parallel:
+        kernel = _label_stats_masked_parallel if parallel else _label_stats_masked_serial
+        per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
+    return _sum_blocks(per_block)
+
+
+def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, resp):
+    n_samples, n_features = X.shape
+    n_components = W.shape[1]
+    n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
+    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
+    for g in prange(n_groups):
+        scratch = _chunk_scratch_masked(n_features, n_components)
+        _, _, lp, ev, top, total, jac = scratch
+        first = np.empty(_CHUNK, dtype=np.int64)
+        for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
+            start = chunk * _CHUNK
+            stop = min(start + _CHUNK, n_samples)
+            _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch)
+            _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
+            for r in range(stop - start):
+                out_log_prob[start + r] -= jac[r]
+
+
+_log_prob_masked_serial, _log_prob_masked_parallel = _serial_and_parallel(_log_prob_masked_impl)
+
+
+def _log_prob_masked_f32_impl(
+    X, shift, scale, log_scale, W, W32, W_wide, wide, out_log_prob, labels, resp
+):  # fmt: skip
+    n_samples, n_features = X.shape
+    n_components = W.shape[1]
+    n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
+    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
+    for g in prange(n_groups):
+        scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
+        _, _, lp, ev, top, total, jac, _, _ = scratch
+        scratch64 = _chunk_scratch_masked(n_features, n_components)
+        _, _, lp64, ev64, top64, total64, jac64 = scratch64
+        first = np.empty(_CHUNK, dtype=np.int64)
+        for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
+            start = chunk * _CHUNK
+            stop = min(start + _CHUNK, n_samples)
+            if _chunk_log_density_masked_f32(
+                X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch
+            ):
+                _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
+                for r in range(stop - start):
+                    out_log_prob[start + r] -= jac[r]
+            else:
+                _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch64)
+                _chunk_outputs(
+                    lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
+                )
+                for r in range(stop - start):
+                    out_log_prob[start + r] -= jac64[r]
+
+
+_log_prob_masked_f32_serial, _log_prob_masked_f32_parallel = _serial_and_parallel(
+    _log_prob_masked_f32_impl
+)
+
+
+def log_prob_masked(
+    X, shift, scale, eta1, eta2, feature_norm, log_weight, out_log_prob, labels, resp, parallel
+):  # fmt: skip
+    """:func:`log_prob` for ``X`` with missing entries (NaN), marginalised exactly.
+
+    Parameters are those of :func:`log_prob` and :func:`em_stats_masked`.
+    ``out_log_prob`` receives ``log p(z_i, observed) - sum_(d missing in i)
+    log(scale_d)`` (see :func:`em_stats_masked`); labels and
+    responsibilities come from the observed entries (the weights for a row
+    with none).
+    """
+    scale = _f64(scale)
+    log_scale = np.log(scale)
+    if X.dtype == np.float32:
+        kernels = _log_prob_masked_f32_serial, _log_prob_masked_f32_parallel
+        operands = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
+    else:
+        kernels = _log_prob_masked_serial, _log_prob_masked_parallel
+        operands = (_masked_products_matrix(eta1, eta2, feature_norm, log_weight),)
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        kernels[parallel](X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp)

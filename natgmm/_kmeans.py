@@ -44,7 +44,7 @@ from sklearn.utils import check_random_state
 
 from ._data import n_blocks as _n_blocks
 from ._interrupt import keyboard_interrupts
-from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas
+from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas, label_stats_masked
 from ._threading import parallel_launch
 
 # Absolute margin of the bound tests, times a bound on the data's diameter:
@@ -762,3 +762,306 @@ def nearest(X, shift, scale, centres, parallel):
         kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
                _n_blocks(X.shape[0]))  # fmt: skip
     return labels
+
+
+# Rows with missing entries (NaN): k-means with partial distances. A row's
+# squared distance to a centre is summed over the features both have (a seed
+# drawn from the rows lacks its row's missing entries) and scaled by the
+# data's total variance over that of the features summed: an estimate of the
+# full distance (the partial distance strategy of Dixon, 1979, weighted by
+# each feature's variance since k-means runs in the data's own units). With
+# no feature in common it is twice the total variance, the mean squared
+# distance of two rows. Each centre is the mean of its rows' observed
+# entries, feature by feature: Lloyd's iterations minimise the objective of
+# k-POD (Chi, Chi and Baraniuk, 2016), the hard-assignment limit of the
+# mixture's EM with missing entries. Mean imputation instead makes rows that
+# lack a feature look alike and gathers them into clusters of their own.
+# With ``u = [o, z, z**2]`` of a row (``o`` the observed indicator, ``z``
+# zero where missing), one BLAS product ``u @ M`` gives, per centre, the sum
+# over common features and their variance (:func:`_masked_operand`). Lloyd's
+# iterations evaluate every distance (no bounds). Data without NaN never
+# reaches these functions.
+
+
+@_jit(False)
+def _masked_chunk(X, start, n_rows, shift, scale, u):
+    """``u[r] = [o, z, z**2]`` of row ``start + r`` (``z = 0`` where missing); 0 past ``n_rows``."""
+    n_features = X.shape[1]
+    for r in range(n_rows):
+        x = X[start + r]
+        for j in range(n_features):
+            v = x[j]
+            seen = v == v
+            t = (v - shift[j]) * scale[j] if seen else 0.0
+            u[r, j] = 1.0 if seen else 0.0
+            u[r, n_features + j] = t
+            u[r, 2 * n_features + j] = t * t
+    u[n_rows:] = 0.0
+
+
+@_jit(False)
+def _scaled(prod, r, k, n_centres, total_var):
+    """Row ``r``'s estimated squared distance to centre ``k`` from the product ``u @ M``."""
+    common = prod[r, n_centres + k]
+    if common > 0.0:
+        return max(prod[r, k], 0.0) * (total_var / common)
+    return 2.0 * total_var
+
+
+def _masked_operand(C, observed, var):
+    """``M`` for centres ``C`` with entries ``observed``, features of variance ``var``.
+
+    ``[o, z, z**2] @ M`` has, for centre ``k``, the squared distance summed
+    over the features the row and the centre both have (column ``k``) and the
+    sum of their variances (column ``n_centres + k``).
+    """
+    C = np.where(observed, C, 0.0)
+    seen = observed.astype(np.float64)
+    zero = np.zeros(C.shape[::-1])
+    return np.ascontiguousarray(
+        np.block([[(C**2).T, (seen * var).T], [-2.0 * C.T, zero], [seen.T, zero]])
+    )
+
+
+def masked_map(X, rows, shift, scale):
+    """Rows ``rows`` of ``X`` mapped (zero where missing) and their observed indicator."""
+    x = X[rows].astype(np.float64)
+    observed = ~np.isnan(x)
+    return np.where(observed, (x - shift) * scale, 0.0), observed
+
+
+def _masked_variances(X, shift, scale, parallel, n_blocks):
+    """Each feature's variance over its observed entries, in mapped units (unweighted)."""
+    _, nkd, s1, s2 = label_stats_masked(
+        X, np.empty(0), shift, scale, np.empty(0, dtype=np.int64), np.zeros((1, X.shape[1])),
+        n_blocks, parallel,
+    )  # fmt: skip
+    count = np.maximum(nkd[0], 1.0)
+    return np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)
+
+
+def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks):
+    n_samples, n_features = X.shape
+    n_trials = M.shape[1] // 2
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    pots = np.empty((n_blocks, n_trials))
+    for b in prange(n_blocks):
+        u = np.zeros((_ROWS, 3 * n_features))
+        prod = np.empty((_ROWS, 2 * n_trials))
+        pots[b] = 0.0
+        stop = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop, _ROWS):
+            n_rows = min(_ROWS, stop - start)
+            _masked_chunk(X, start, n_rows, shift, scale, u)
+            np.dot(u, M, prod)
+            for r in range(n_rows):
+                i = start + r
+                wi = w[i] if weighted else 1.0
+                for t in range(n_trials):
+                    e = _scaled(prod, r, t, n_trials, total_var)
+                    dist[i, t] = e
+                    pots[b, t] += wi * min(d[i], e)
+    return pots
+
+
+_masked_trials_serial, _masked_trials_parallel = _serial_and_parallel(_masked_trials_impl)
+
+
+def _masked_assign_impl(X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, update):
+    n_samples, n_features = X.shape
+    n_clusters = M.shape[1] // 2
+    weighted = w.shape[0] > 0
+    block = (n_samples + n_blocks - 1) // n_blocks
+    changed = np.zeros(n_blocks, dtype=np.int64)
+    sums = np.zeros((n_blocks, n_clusters, n_features))
+    counts = np.zeros((n_blocks, n_clusters, n_features))
+    weight = np.zeros((n_blocks, n_clusters))
+    for b in prange(n_blocks):
+        u = np.zeros((_ROWS, 3 * n_features))
+        prod = np.empty((_ROWS, 2 * n_clusters))
+        stop = min((b + 1) * block, n_samples)
+        for start in range(b * block, stop, _ROWS):
+            n_rows = min(_ROWS, stop - start)
+            _masked_chunk(X, start, n_rows, shift, scale, u)
+            np.dot(u, M, prod)
+            for r in range(n_rows):
+                i = start + r
+                best = 0
+                best_v = np.inf
+                for k in range(n_clusters):
+                    v = _scaled(prod, r, k, n_clusters, total_var)
+                    if v < best_v:  # the first of the smallest
+                        best_v = v
+                        best = k
+                nearest_d[i] = best_v
+                if labels[i] != best:
+                    changed[b] += 1
+                    labels[i] = best
+                if update:
+                    wi = w[i] if weighted else 1.0
+                    weight[b, best] += wi
+                    for j in range(n_features):
+                        if u[r, j] != 0.0:
+                            sums[b, best, j] += wi * u[r, n_features + j]
+                            counts[b, best, j] += wi
+    return changed, sums, counts, weight
+
+
+_masked_assign_serial, _masked_assign_parallel = _serial_and_parallel(_masked_assign_impl)
+
+
+def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var):
+    """Greedy k-means++ seeds by partial distances: seeds, their observed entries, labels.
+
+    Draws random numbers as :func:`_seed` does; ``labels`` is each row's
+    nearest seed by the seeding's distances; ``var`` the features' variances.
+    """
+    n_samples, n_features = X.shape
+    total_var = float(np.sum(var))
+    p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
+    first = random_state.choice(n_samples, p=p)
+    del p
+    n_trials = 2 + int(np.log(n_clusters))
+    seeds = np.empty((n_clusters, n_features))
+    observed = np.empty((n_clusters, n_features), dtype=bool)
+    seeds[:1], observed[:1] = masked_map(X, [first], shift, scale)
+    d = np.full(n_samples, np.inf)
+    labels = np.zeros(n_samples, dtype=np.int64)
+    dist = np.empty((n_samples, n_trials))
+    trials = _masked_trials_parallel if parallel else _masked_trials_serial
+    M = _masked_operand(seeds[:1], observed[:1], var)
+    trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
+    block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
+    for c in range(1, n_clusters):
+        current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
+        r = random_state.uniform(size=n_trials) * current_pot
+        ids = _draw(w, d, block_pot, r, n_blocks)
+        cand, cand_observed = masked_map(X, ids, shift, scale)
+        M = _masked_operand(cand, cand_observed, var)
+        pots = trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
+        best = int(np.argmin(_sequential_sum(pots)))
+        seeds[c], observed[c] = cand[best], cand_observed[best]
+        block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
+    return seeds, observed, labels
+
+
+@keyboard_interrupts()
+def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_state, parallel):
+    """:func:`kmeans_plusplus` for ``X`` with missing entries (NaN), by partial distances.
+
+    The squared distance of a row to a seed is summed over the features both
+    observe and scaled up to all features (see the comment above). Seeds
+    are returned zero where their row has a missing entry.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Each row's nearest seed.
+    seeds : ndarray of shape (n_clusters, n_features), float64
+        The seeds in mapped units.
+    observed : ndarray of shape (n_clusters, n_features), bool
+        Which entries of each seed's row are observed.
+    """
+    X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
+    n_blocks = _n_blocks(X.shape[0])
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        seeds, observed, labels = _masked_seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
+        )
+    return labels, seeds, observed
+
+
+@keyboard_interrupts()
+def nearest_masked(X, shift, scale, centres, observed, parallel):
+    """:func:`nearest` for ``X`` with missing entries (NaN), by partial distances.
+
+    Parameters
+    ----------
+    X, shift, scale, centres, parallel
+        As in :func:`nearest`.
+    observed : ndarray of shape (n_clusters, n_features), bool
+        Which entries of each centre count (all of them for means, those of
+        its row for a seed drawn from ``X``).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        The first centre at the smallest distance over the features both the
+        row and the centre have, scaled up to all features (see
+        :func:`kmeans_plusplus_masked`).
+    """
+    shift, scale, w = _check(X, None, shift, scale)
+    n_samples = X.shape[0]
+    n_blocks = _n_blocks(n_samples)
+    labels = np.full(n_samples, -1, dtype=np.int64)
+    kernel = _masked_assign_parallel if parallel else _masked_assign_serial
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        M = _masked_operand(_f64(centres), observed, var)
+        kernel(X, w, shift, scale, M, float(np.sum(var)), labels, np.empty(n_samples),
+               n_blocks, False)  # fmt: skip
+    return labels
+
+
+@keyboard_interrupts()
+def kmeans_masked(
+    X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter=300, tol=1e-4
+):  # fmt: skip
+    """:func:`kmeans` for ``X`` with missing entries (NaN): k-means by partial distances.
+
+    Seeds as :func:`kmeans_plusplus_masked`, then Lloyd's iterations: each
+    row joins the centre nearest over its observed features, and each
+    centre becomes the weighted mean of its rows' observed entries, feature
+    by feature (a feature none of them observes keeps its value, or stays
+    unobserved for a seed). Stops when no label changes, when the squared
+    centre moves sum to at most ``tol`` times the mean variance of the
+    observed entries, or after ``max_iter`` iterations (then assigns once
+    more). An empty cluster takes the row farthest from its centre, as
+    scikit-learn relocates them.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Cluster of each row.
+    centres : ndarray of shape (n_clusters, n_features), float64
+        Final centres in mapped units (zero where ``observed`` is False).
+    n_iter : int
+        Number of Lloyd iterations run.
+    """
+    X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
+    n_samples = X.shape[0]
+    n_blocks = _n_blocks(n_samples)
+    assign = _masked_assign_parallel if parallel else _masked_assign_serial
+    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        total_var = float(np.sum(var))
+        tol = float(np.mean(var) * tol)
+        centres, observed, labels = _masked_seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
+        )
+        nearest_d = np.empty(n_samples)
+        for it in range(max_iter):
+            M = _masked_operand(centres, observed, var)
+            changed, sums, counts, weight = (
+                _sequential_sum(a)
+                for a in assign(X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, True)
+            )
+            if it > 0 and changed == 0:
+                return labels, centres, it + 1
+            new = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), centres)
+            observed = observed | (counts > 0)
+            empty = np.flatnonzero(weight == 0.0)
+            if empty.size and np.max(nearest_d) > 0.0:
+                far = np.argpartition(nearest_d, -empty.size)[: -empty.size - 1 : -1]
+                new[empty], observed[empty] = masked_map(X, far, shift, scale)
+            move = np.sum((new - centres) ** 2)
+            centres = new
+            if move <= tol:
+                break
+        assign(X, w, shift, scale, _masked_operand(centres, observed, var), total_var, labels,
+               nearest_d, n_blocks, False)  # fmt: skip
+    return labels, centres, it + 1

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
 from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
-from ._em import Params, Stats, combine, e_step, empty_components, implied_stats, m_step
+from ._em import Params, combine, e_step, empty_components, implied_stats, m_step, scaled_stats
 from ._gradient import adam_state
 from ._init import initial_params
 
@@ -52,8 +52,7 @@ class Online:
 
     def totals(self, total_weight):
         """Return the running statistics scaled to ``total_weight`` samples."""
-        nk, s1, s2, ref = self.running
-        return Stats(nk * total_weight, s1 * total_weight, s2 * total_weight, ref)
+        return scaled_stats(self.running, total_weight)
 
 
 class ModelState(NamedTuple):

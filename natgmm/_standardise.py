@@ -22,7 +22,14 @@ import sklearn
 from sklearn.preprocessing import StandardScaler
 
 from ._data import scaled_weights, scatter_from_sums
-from ._em import Regularisation, Stats, combine
+from ._em import Regularisation, Stats, combine, feature_weights
+
+_UNOBSERVED = (
+    "Feature(s) {features} of X are missing (NaN) in every row{weighted}: nothing can be "
+    "learnt about them. Drop them, or (for partial_fit) start the stream with a batch in "
+    "which every feature is observed: the first batch fixes the map to internal units "
+    "and the start."
+)
 
 # A partial_fit batch with a value more than this many standard deviations
 # (of the data the map was made from) from its feature's mean is rejected:
@@ -69,7 +76,10 @@ class Standardiser:
     scatter in internal units; :meth:`updated` adds the batches of
     ``partial_fit``. ``weight_scale`` is the power of two the data's sample
     weights were multiplied by (see :func:`natgmm._data.weight_scale`); the
-    batches of ``partial_fit`` are scaled alike.
+    batches of ``partial_fit`` are scaled alike. With missing entries (NaN),
+    mean and variance are those of each feature's observed entries and
+    ``moments`` holds their weights (``nkd``); a feature with no observed
+    entry of positive weight is an error.
     """
 
     # Models pickled by natgmm 0.1.0 used the weights as given.
@@ -78,16 +88,25 @@ class Standardiser:
     def __init__(self, data, extra_var):
         dtype, n_features = data.dtype, data.shape[1]
         largest, smallest = data.extremes()
+        _check_observed(np.isnan(largest), "")
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
         zero = np.zeros(n_features)
         inv_mag = np.minimum(1.0 / magnitude, info.max)
-        nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
-        ref = s1 / nk[0]
-        nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
-        mean = (ref[0] + s1[0] / nk[0]) / inv_mag
-        deviation = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / nk[0], 0.0) / nk[0]) / inv_mag
+        if data.missing:
+            nk, nkd, s1, _ = data.label_stats_masked(zero, inv_mag, np.zeros((1, n_features)))
+            _check_observed(nkd[0] <= 0.0, " of positive weight")
+            ref = s1 / nkd
+            nk, nkd, s1, s2 = data.label_stats_masked(zero, inv_mag, ref)
+            counts = nkd[0]
+        else:
+            nk, s1, _ = data.label_stats(zero, inv_mag, np.zeros((1, n_features)))
+            ref = s1 / nk[0]
+            nk, s1, s2 = data.label_stats(zero, inv_mag, ref)
+            counts, nkd = nk[0], None
+        mean = (ref[0] + s1[0] / counts) / inv_mag
+        deviation = np.sqrt(np.maximum(s2[0] - s1[0] ** 2 / counts, 0.0) / counts) / inv_mag
         # sqrt(deviation^2 + extra_var) without squaring anything large; the
         # spread is kept above the dtype's resolution at the feature's
         # magnitude so that |z| stays below 2 / eps.
@@ -104,14 +123,15 @@ class Standardiser:
         self.moments = Stats(
             total,
             np.zeros((1, n_features)),
-            ((deviation * self.scale) ** 2 * total)[np.newaxis],
+            ((deviation * self.scale) ** 2 * (total if nkd is None else nkd[0]))[np.newaxis],
             ((mean - self.shift) * self.scale)[np.newaxis],
+            nkd,
         )
 
     @property
     def feature_var(self):
         """Each feature's variance in internal units (at most about 1)."""
-        return self.moments.s2[0] / self.moments.nk[0]
+        return self.moments.s2[0] / feature_weights(self.moments)[0]
 
     def check_batch(self, data):
         """Raise a ValueError if ``data`` (a ``partial_fit`` batch) cannot be added.
@@ -122,10 +142,13 @@ class Standardiser:
         ``2**400`` times the first batch's.
         """
         largest, smallest = (a.astype(np.float64) for a in data.extremes())
-        if not (np.all(np.isfinite(largest)) and np.all(np.isfinite(smallest))):
-            raise ValueError("Input X contains NaN or infinity.")
+        if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
+            raise ValueError("Input X contains infinity.")
         with np.errstate(over="ignore"):
-            high, low = (np.abs((a - self.shift) * self.scale) for a in (largest, smallest))
+            # NaN: a feature missing in every row of the batch, which is fine.
+            high, low = (
+                np.nan_to_num(np.abs((a - self.shift) * self.scale)) for a in (largest, smallest)
+            )
         far = np.maximum(high, low)
         if np.any(far > MAX_DEVIATIONS):
             feature = int(np.argmax(far))
@@ -139,7 +162,11 @@ class Standardiser:
     def updated(self, data):
         """Return the map with a batch added to its data moments (the map is unchanged)."""
         ref = self.moments.ref
-        batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
+        if data.missing:
+            nk, nkd, s1, s2 = data.label_stats_masked(self.shift, self.scale, ref)
+            batch = Stats(nk, s1, s2, ref, nkd)
+        else:
+            batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
         new = copy.copy(self)
         new.moments = combine(self.moments, batch, 1.0, 1.0)
         return new
@@ -153,6 +180,13 @@ class Standardiser:
         return means / self.scale + self.shift, variances / self.scale**2
 
 
+def _check_observed(unobserved, weighted):
+    """Raise the error for features with no observed entry (``unobserved``: a mask)."""
+    if np.any(unobserved):
+        features = ", ".join(str(j) for j in np.flatnonzero(unobserved))
+        raise ValueError(_UNOBSERVED.format(features=features, weighted=weighted))
+
+
 def critical_value(data, standardiser):
     """Largest eigenvalue of the weighted correlation matrix of X.
 
@@ -161,6 +195,13 @@ def critical_value(data, standardiser):
     above this value (deterministic annealing's critical temperature; for
     two points at -1 and +1 it is 1). Constant features are left out; 1 when
     every feature is constant.
+
+    With missing entries, the correlation matrix is that of the data with
+    its missing entries at the feature means (pairwise sums over the rows
+    observing both features, over each feature's own observed scatter). It
+    is again exact: near the pooled solution a mean moves in feature ``d``
+    by ``sum_i o_id o_ie z_id z_ie / n_d`` times its offset in feature ``e``
+    (in units of the level), a matrix similar to that correlation matrix.
     """
     scatter = scatter_from_sums(*data.scatter_sums(standardiser))
     spread = np.sqrt(np.diag(scatter))
@@ -310,7 +351,8 @@ class FeatureScaling(NamedTuple):
     @classmethod
     def fit(cls, X, sample_weight):
         """Fit the standardisation to ``X`` (validated) with ``sample_weight`` (or None)."""
-        exponent = np.frexp(np.max(np.abs(X), axis=0))[1].astype(np.int64)
+        # fmax: missing entries (NaN) are left out.
+        exponent = np.frexp(np.fmax.reduce(np.abs(X), axis=0))[1].astype(np.int64)
         if sample_weight is not None:
             sample_weight = scaled_weights(sample_weight)[0]  # exact; the sums cannot overflow
         scaler = StandardScaler().fit(np.ldexp(X, -exponent), sample_weight=sample_weight)

@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -24,7 +25,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     to ``estimator`` in absolute units therefore mean the same thing in
     every feature: ``min_variance=0.01`` is 1% of each feature's variance.
     Densities are those of ``X``: :meth:`score_samples` adds the
-    log-Jacobian ``-sum(log(scale_))`` of the map.
+    log-Jacobian ``-sum(log(scale_))`` of the map. Missing entries (NaN)
+    are passed on to an estimator that takes them (its ``allow_nan`` tag,
+    as :class:`NaturalDiagonalGMM`); the means and standard deviations are
+    those of the observed entries, and a row's log-Jacobian sums over its
+    observed features only.
 
     Parameters
     ----------
@@ -134,8 +139,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         # failed or interrupted fit leaves the previous model as it was.
         validated = self if resume else copy.copy(self)
         X = validate_data(
-            validated, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume
-        )
+            validated, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume,
+            ensure_all_finite=self._finite(),
+        )  # fmt: skip
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
@@ -154,13 +160,24 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
                 inner.fit(Z)
             else:
                 inner.fit(Z, sample_weight=sample_weight)
-        fitted = self._fitted_attributes(inner, scaling, Z)
+        fitted = self._fitted_attributes(inner, scaling, Z, sample_weight)
         attributes, remove = ({}, ()) if resume else input_attributes(validated)
         # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0.
         commit(self, {**fitted, **attributes}, (*remove, "_scaler"))
         return self
 
-    def _fitted_attributes(self, inner, scaling, Z):
+    def _finite(self):
+        """``ensure_all_finite`` of the input checks: "allow-nan" if the estimator takes NaN."""
+        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
+        return "allow-nan" if get_tags(estimator).input_tags.allow_nan else True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
+        tags.input_tags.allow_nan = get_tags(estimator).input_tags.allow_nan
+        return tags
+
+    def _fitted_attributes(self, inner, scaling, Z, sample_weight):
         """Return the wrapper's attributes, ``inner`` fitted on ``Z`` (``scaling`` of X)."""
         if inner.covariances_.shape != inner.means_.shape:
             raise ValueError(
@@ -173,6 +190,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         covariances = inner.covariances_.astype(np.float64) * scale**2
         fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
         labels = getattr(inner, "labels_", None)
+        jacobian = _log_jacobian(scale, Z)
+        if np.ndim(jacobian):  # missing entries: the weighted mean over the rows
+            jacobian = mean_log_prob(jacobian, sample_weight)
         return {
             **fitted,
             "estimator_": inner,
@@ -182,7 +202,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             "labels_": inner.predict(Z) if labels is None else labels,
             "converged_": inner.converged_,
             "n_iter_": inner.n_iter_,
-            "lower_bound_": inner.lower_bound_ - float(np.sum(np.log(scale))),
+            "lower_bound_": inner.lower_bound_ + jacobian,
         }
 
     def _feature_scaling(self):
@@ -192,13 +212,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             scaling = FeatureScaling.from_mean_and_scale(self.mean_, self.scale_)
         return scaling
 
-    def _log_jacobian(self):
-        """Log-determinant of the map from raw to standardised units."""
-        return -float(np.sum(np.log(self.scale_)))
-
     def _standardise(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
+        )
         return self._feature_scaling().transform(X)
 
     def predict(self, X):
@@ -248,7 +266,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             standardised sample plus the log-Jacobian of the map.
         """
         Z = self._standardise(X)
-        return self.estimator_.score_samples(Z) + self._log_jacobian()
+        return self.estimator_.score_samples(Z) + _log_jacobian(self.scale_, Z)
 
     def score(self, X, y=None, sample_weight=None):
         """Compute the (weighted) mean log-likelihood of the samples.
@@ -329,7 +347,21 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         """Return the inner ``bic`` or ``aic`` of standardised X, in raw units.
 
         Both are ``-2 log L`` plus a penalty; the raw log-likelihood is the
-        standardised one plus ``n`` times the log-Jacobian.
+        standardised one plus the rows' log-Jacobians.
         """
         Z = self._standardise(X)
-        return getattr(self.estimator_, name)(Z) - 2 * len(Z) * self._log_jacobian()
+        jacobian = _log_jacobian(self.scale_, Z)
+        total = np.sum(jacobian) if np.ndim(jacobian) else len(Z) * jacobian
+        return getattr(self.estimator_, name)(Z) - 2 * total
+
+
+def _log_jacobian(scale, Z=None):
+    """Log-determinant of the map from raw to standardised units (``scale``: the raw sds).
+
+    A float; per row of ``Z``, over its observed features, if ``Z`` has
+    missing entries.
+    """
+    log_scale = np.log(scale)
+    if Z is not None and np.isnan(Z).any():
+        return -((~np.isnan(Z)) @ log_scale)
+    return -float(np.sum(log_scale))

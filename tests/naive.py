@@ -45,3 +45,43 @@ def label_stats(Z, sample_weight, labels, ref):
         [sample_weight[labels == k] @ (Z[labels == k] - ref[k]) ** 2 for k in range(n_components)]
     )
     return nk, s1, s2
+
+
+def observed_log_prob(Z, weights, means, variances):
+    """Per-row log-density of the observed (non-NaN) entries, first argmax, responsibilities.
+
+    Row by row: the mixture restricted to the row's observed features, each
+    feature's density from ``scipy.stats.norm``; a row with none has
+    density 1 and the weights as responsibilities.
+    """
+    from scipy.stats import norm
+
+    n_samples, n_components = Z.shape[0], len(weights)
+    wlp = np.empty((n_samples, n_components))
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)
+    for i, z in enumerate(Z):
+        seen = ~np.isnan(z)
+        for k in range(n_components):
+            dens = norm.logpdf(z[seen], means[k, seen], np.sqrt(variances[k, seen]))
+            wlp[i, k] = log_w[k] + dens.sum()
+    log_norm = logsumexp(wlp, axis=1)
+    return log_norm, np.argmax(wlp, axis=1), np.exp(wlp - log_norm[:, np.newaxis])
+
+
+def observed_em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0):
+    """Log-likelihood of the observed entries and statistics over them: ll, nk, nkd, s1, s2."""
+    log_norm, _, _ = observed_log_prob(Z, weights, means, variances)
+    # Tempered responsibilities: the soft-max of beta times the weighted log-densities.
+    resp = np.stack([observed_log_prob(z[np.newaxis], weights, means, variances)[2][0] for z in Z])
+    if beta != 1.0:
+        with np.errstate(divide="ignore"):
+            wlp = np.log(resp) + log_norm[:, np.newaxis]
+        resp = np.exp(beta * wlp - logsumexp(beta * wlp, axis=1)[:, np.newaxis])
+    resp *= sample_weight[:, np.newaxis]
+    seen = ~np.isnan(Z)
+    nk = resp.sum(axis=0)
+    nkd = resp.T @ seen
+    s1 = np.stack([resp[:, k] @ np.where(seen, Z - ref[k], 0.0) for k in range(len(weights))])
+    s2 = np.stack([resp[:, k] @ np.where(seen, Z - ref[k], 0.0) ** 2 for k in range(len(weights))])
+    return float(sample_weight @ log_norm), nk, nkd, s1, s2

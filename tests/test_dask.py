@@ -35,6 +35,11 @@ def _warm_serial_kernels():
     _kernels.em_stats(X, empty, X[0], X[0] + 1, eta, eta, np.zeros(K), ref, 1, False)
     out = np.empty(8), np.empty(8, np.int64), np.empty((8, K))
     _kernels.log_prob(X, X[0], X[0] + 1, eta, eta, np.zeros(K), *out, False)
+    X[0, 0] = np.nan  # and the kernels for missing entries
+    zeros = np.zeros(K)
+    _kernels.label_stats_masked(X, empty, X[1], X[1] + 1, np.empty(0, np.int64), ref[:1], 1, False)
+    _kernels.em_stats_masked(X, empty, X[1], X[1] + 1, eta, eta, eta, zeros, ref, 1, False)
+    _kernels.log_prob_masked(X, X[1], X[1] + 1, eta, eta, eta, zeros, *out, False)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +190,42 @@ def test_initialisation_annealing_and_partial_fit(client, data):
     assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
 
 
+def test_missing_entries_equal_numpy_fit(client, data):
+    """NaN entries (30%, and a row with none observed): the Dask fit equals the in-memory one.
+
+    The default start (k-means by partial distances on all rows), the
+    annealing's critical value, the EM iterations, the predictions and a
+    stream of blocks, with sample weights.
+    """
+    X, weights = data
+    Xm = X.copy()
+    Xm[np.random.default_rng(3).random(X.shape) < 0.3] = np.nan
+    Xm[7] = np.nan
+    Xd = da.from_array(Xm, chunks=CHUNKS)
+    wd = da.from_array(weights, chunks=CHUNKS[0])
+    kwargs = {"annealing": "floor", "anneal_max_iter": 2, "max_iter": 5}
+    reference = _fit(Xm, weights, **kwargs)
+    ours = _fit(Xd, wd, **kwargs)
+    assert_allclose(ours.critical_value_, reference.critical_value_, rtol=RTOL)
+    _assert_same_model(ours, reference)
+    for name in ("score_samples", "predict_proba"):
+        expected = getattr(reference, name)(Xm)
+        assert_allclose(getattr(ours, name)(Xd).compute(), expected, rtol=RTOL, err_msg=name)
+    assert_array_equal(ours.predict(Xd).compute(), reference.predict(Xm))
+    assert ours.score_samples(Xd[7:8]).compute()[0] == pytest.approx(0.0, abs=1e-12)
+
+    stream, dask_stream = (
+        NaturalDiagonalGMM(K, random_state=0),
+        NaturalDiagonalGMM(K, random_state=0),
+    )
+    for rows in (slice(0, 8000), slice(8000, 20000)):
+        stream.partial_fit(Xm[rows], sample_weight=weights[rows])
+        dask_stream.partial_fit(Xd[rows], sample_weight=weights[rows])
+    assert_allclose(dask_stream.lower_bound_, stream.lower_bound_, rtol=RTOL)
+    assert_allclose(dask_stream.means_, stream.means_, rtol=RTOL)
+    assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
+
+
 def test_initialisation_on_a_sample(client, data, monkeypatch):
     from natgmm import _dask
 
@@ -205,8 +246,14 @@ def test_initialisation_on_a_sample(client, data, monkeypatch):
 def test_bad_dask_input(client, data):
     X, _ = data
     bad = X.copy()
-    bad[12345, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    bad[12345, 2] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        _fit(da.from_array(bad, chunks=CHUNKS))
+    bad[12346, 1] = np.nan  # with missing entries too, inf is refused
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        _fit(da.from_array(bad, chunks=CHUNKS))
+    bad[:, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Feature\(s\) 1 of X are missing"):
         _fit(da.from_array(bad, chunks=CHUNKS))
     with pytest.raises(ValueError, match="Negative values"):
         _fit(da.from_array(X, chunks=CHUNKS), -np.ones(X.shape[0]))

@@ -187,7 +187,8 @@ def test_verbose_output(blobs, capsys):
 @pytest.mark.parametrize(
     "X, error, match",
     [
-        (np.array([[1.0, np.nan], [2.0, 3.0]]), ValueError, "Input X contains NaN"),
+        # NaN entries are missing values; a feature missing in every row is an error.
+        (np.c_[np.arange(4.0), np.full(4, np.nan)], ValueError, "missing \\(NaN\\) in every row"),
         (np.array([[1.0, np.inf], [2.0, 3.0]]), ValueError, "Input X contains infinity"),
         (sp.csr_matrix(np.eye(3)), TypeError, "Sparse data was passed"),
         (np.array([[1 + 1j, 2], [3, 4]]), ValueError, "Complex data not supported"),

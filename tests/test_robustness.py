@@ -802,7 +802,6 @@ def test_concurrent_fits_from_python_threads_under_workqueue():
         import numba
         import numpy as np
         from sklearn.datasets import make_blobs
-from sklearn.preprocessing import StandardScaler
         from natgmm import NaturalDiagonalGMM
 
         X, _ = make_blobs(3000, n_features=4, centers=3, random_state=0)
