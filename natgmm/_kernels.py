@@ -1002,25 +1002,38 @@ def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
     """``u[r] = [z, z**2, o, 1]`` of row ``start + r`` (``z = 0`` where missing).
 
     ``jac[r]`` receives the sum of ``log_scale`` over the row's missing
-    features. Rows past ``stop`` get ``[0, 0, 0, 1]`` and ``jac`` 0. ``z`` is
-    computed in float64 and rounded to the dtype of ``u``.
+    features, in four interleaved partial sums (a fixed order; a single
+    running sum would keep the loop from vectorising). Rows past ``stop``
+    get ``[0, 0, 0, 1]`` and ``jac`` 0. ``z`` is computed in float64 and
+    rounded to the dtype of ``u``.
     """
     n_features = X.shape[1]
     n_rows = stop - start
+    m = n_features - n_features % 4
     for r in range(n_rows):
         x = X[start + r]
         z, z2 = u[r, :n_features], u[r, n_features : 2 * n_features]
         o = u[r, 2 * n_features : 3 * n_features]
-        missing = 0.0
         for j in range(n_features):
             v = x[j]
             seen = v == v
-            t = (v - shift[j]) * scale[j] if seen else 0.0
+            t = (v - shift[j]) * scale[j]
+            t = t if seen else 0.0
             z[j] = t
             z2[j] = t * t
-            o[j] = 1.0 if seen else 0.0
-            missing += 0.0 if seen else log_scale[j]
-        jac[r] = missing
+            o[j] = seen
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(0, m, 4):
+            s0 += log_scale[j] * (1.0 - o[j])
+            s1 += log_scale[j + 1] * (1.0 - o[j + 1])
+            s2 += log_scale[j + 2] * (1.0 - o[j + 2])
+            s3 += log_scale[j + 3] * (1.0 - o[j + 3])
+        for j in range(m, n_features):
+            s0 += log_scale[j] * (1.0 - o[j])
+        jac[r] = (s0 + s1) + (s2 + s3)
     u[n_rows:, : 3 * n_features] = 0.0
     jac[n_rows:] = 0.0
 
@@ -1111,14 +1124,22 @@ def _chunk_loglik_masked(top, total, jac, sample_weight, weight_scale, start, n_
 
 @_jit(False)
 def _add_about_ref_masked(
-    X, start, shift, scale, resp, ref, use, count, row_terms, row_last, s0, s0d, s1, s2
+    X, start, shift, scale, u, resp, ref, use, count, row_terms, row_last, s0, s0d, s1, s2
 ):  # fmt: skip
-    """:func:`_add_about_ref_x` over the observed entries; ``s0d`` counts them per feature."""
+    """:func:`_add_about_ref` over the observed entries; ``s0d`` counts them per feature.
+
+    ``z`` comes from a float64 ``u`` (``[z, z**2, o, 1]``), or for a float32
+    ``u`` from ``X`` in float64 (as :func:`_add_about_ref_x`). Branch-free in
+    the features (a missing entry adds zeros), so that the loops vectorise.
+    """
     n_features = ref.shape[1]
+    from_x = u.itemsize < 8  # float32 u
     for r in range(resp.shape[1]):
         if row_terms[r] == 0:
             continue
         x = X[start + r]
+        z = u[r, :n_features]
+        o = u[r, 2 * n_features : 3 * n_features]
         single = row_terms[r] == 1
         for k in range(row_last[r] if single else 0, row_last[r] + 1):
             rk = np.float64(resp[k, r])
@@ -1126,13 +1147,20 @@ def _add_about_ref_masked(
                 continue
             if count:
                 s0[k] += rk
-            for j in range(n_features):
-                v = x[j]
-                if v == v:
+                for j in range(n_features):
+                    s0d[k, j] += rk * np.float64(o[j])
+            if from_x:
+                for j in range(n_features):
+                    v = x[j]
                     d = (v - shift[j]) * scale[j] - ref[k, j]
+                    d = d if v == v else 0.0
                     t = rk * d
-                    if count:
-                        s0d[k, j] += rk
+                    s1[k, j] += t
+                    s2[k, j] += t * d
+            else:
+                for j in range(n_features):
+                    d = (np.float64(z[j]) - ref[k, j]) * np.float64(o[j])
+                    t = rk * d
                     s1[k, j] += t
                     s2[k, j] += t * d
 
@@ -1160,13 +1188,14 @@ def _chunk_stats_masked(
                 m[k, j] += moments[k, j]
         if exact.any():
             _add_about_ref_masked(
-                X, start, shift, scale, ev, ref, exact, False, row_terms, row_last,
+                X, start, shift, scale, u, ev, ref, exact, False, row_terms, row_last,
                 s0, s0d, s1, s2,
             )  # fmt: skip
     else:
         _add_about_ref_masked(
-            X, start, shift, scale, ev, ref, every, True, row_terms, row_last, s0, s0d, s1, s2
-        )
+            X, start, shift, scale, u, ev, ref, every, True, row_terms, row_last,
+            s0, s0d, s1, s2,
+        )  # fmt: skip
 
 
 def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exact, n_blocks, beta):
