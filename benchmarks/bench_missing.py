@@ -112,7 +112,7 @@ def quality_row(problem, seed, n_init, from_truth):
     K = truth.shape[0]
     Xm, Xm_test = with_holes(X, FRACTION, seed), with_holes(X_test, FRACTION, seed + 100)
     row = {}
-    start = {"means_init": truth} if from_truth else {}
+    init = {"means_init": truth} if from_truth else {}
 
     def record(name, weights, means, variances, labels, seconds):
         row[name] = {
@@ -124,13 +124,13 @@ def quality_row(problem, seed, n_init, from_truth):
 
     for name, data in (("complete", X), ("natgmm", Xm)):
         start = time.perf_counter()
-        model = NaturalDiagonalGMM(K, n_init=n_init, random_state=seed, **start).fit(data)
+        model = NaturalDiagonalGMM(K, n_init=n_init, random_state=seed, **init).fit(data)
         seconds = time.perf_counter() - start
         record(name, model.weights_, model.means_, model.covariances_, model.predict(data), seconds)
 
     start = time.perf_counter()
     imputer = SimpleImputer().fit(Xm)
-    gm = GaussianMixture(K, covariance_type="diag", n_init=n_init, random_state=seed, **start)
+    gm = GaussianMixture(K, covariance_type="diag", n_init=n_init, random_state=seed, **init)
     gm.fit(imputer.transform(Xm))
     labels = gm.predict(imputer.transform(Xm))
     record("impute", gm.weights_, gm.means_, gm.covariances_, labels, time.perf_counter() - start)
@@ -138,7 +138,7 @@ def quality_row(problem, seed, n_init, from_truth):
     full = ~np.isnan(Xm).any(axis=1)
     if full.sum() > 2 * K:
         start = time.perf_counter()
-        gm = GaussianMixture(K, covariance_type="diag", n_init=n_init, random_state=seed, **start)
+        gm = GaussianMixture(K, covariance_type="diag", n_init=n_init, random_state=seed, **init)
         gm.fit(Xm[full])
         labels = gm.predict(imputer.transform(Xm))  # every row, holes at the means
         seconds = time.perf_counter() - start

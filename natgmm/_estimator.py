@@ -327,6 +327,15 @@ default=None
     rows (all of them, or a uniform sample). ``solver="minibatch"`` needs the
     data in memory. See the user guide's page on Dask.
 
+    NaN entries of ``X`` are missing values, everywhere ``X`` is accepted
+    (``inf`` still raises): a row's density is that of its observed features,
+    marginalised exactly, and each feature's statistics are summed over the
+    rows that observe it (EM with missing data, exact for data missing at
+    random). A row with nothing observed gets the weights as
+    responsibilities; a feature observed in no row is an error. Data without
+    NaN takes the same code as before. See the user guide's page on missing
+    values.
+
     Examples
     --------
     >>> import numpy as np

@@ -102,6 +102,19 @@ def _f64(a):
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
+def _read_only(X):
+    """``X`` as a read-only view (never a copy).
+
+    numba compiles a kernel once per array type, and a read-only array (a
+    memmap opened with ``mmap_mode="r"``) is a type of its own: passing the
+    data always read-only compiles one specialisation per dtype, not two.
+    """
+    if X.flags.writeable:
+        X = X.view()
+        X.flags.writeable = False
+    return X
+
+
 def _serial_and_parallel(func):
     """Compile one kernel body twice: serially and over numba's thread pool.
 
@@ -442,6 +455,7 @@ def em_stats(
     centre), and every component in a sparser chunk, is accumulated about
     ``ref`` term by term instead, without that loss.
     """
+    X = _read_only(X)
     if X.dtype == np.float32:
         return _em_stats_f32(
             X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
@@ -513,6 +527,7 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     nk, s1, s2 : ndarray
         As in :func:`em_stats`.
     """
+    X = _read_only(X)
     with parallel_launch(parallel) as parallel:
         kernel = _label_stats_parallel if parallel else _label_stats_serial
         per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
@@ -564,6 +579,7 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
     resp : ndarray of shape (n_samples, n_components) or (0, n_components)
         Receives the responsibilities unless it has no rows.
     """
+    X = _read_only(X)
     if X.dtype == np.float32:
         kernels = _log_prob_f32_serial, _log_prob_f32_parallel
         operands = _f32_operands(eta1, eta2, log_norm)
@@ -1406,6 +1422,7 @@ def em_stats_masked(
     ``X`` follows the float32 path of :func:`em_stats`, with the same
     fallbacks to float64.
     """
+    X = _read_only(X)
     ref = _f64(ref)
     scale = _f64(scale)
     log_scale = np.log(scale)
@@ -1477,6 +1494,7 @@ def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, pa
     s1, s2 : ndarray of shape (n_components, n_features)
         As in :func:`label_stats`, over the observed entries.
     """
+    X = _read_only(X)
     with parallel_launch(parallel) as parallel:
         kernel = _label_stats_masked_parallel if parallel else _label_stats_masked_serial
         per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
@@ -1551,6 +1569,7 @@ def log_prob_masked(
     responsibilities come from the observed entries (the weights for a row
     with none).
     """
+    X = _read_only(X)
     scale = _f64(scale)
     log_scale = np.log(scale)
     if X.dtype == np.float32:

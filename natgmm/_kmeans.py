@@ -44,7 +44,14 @@ from sklearn.utils import check_random_state
 
 from ._data import n_blocks as _n_blocks
 from ._interrupt import keyboard_interrupts
-from ._kernels import _f64, _jit, _serial_and_parallel, _single_threaded_blas, label_stats_masked
+from ._kernels import (
+    _f64,
+    _jit,
+    _read_only,
+    _serial_and_parallel,
+    _single_threaded_blas,
+    label_stats_masked,
+)
 from ._threading import parallel_launch
 
 # Absolute margin of the bound tests, times a bound on the data's diameter:
@@ -86,7 +93,6 @@ def _sq_dist(z, c):
     return (s0 + s1) + (s2 + s3)
 
 
-@_jit(False)
 def map_rows(X, rows, shift, scale):
     """Map rows ``rows`` of ``X`` to ``(x - shift) * scale`` as the kernels map them.
 
@@ -104,6 +110,11 @@ def map_rows(X, rows, shift, scale):
     Z : ndarray of shape (n_rows, n_features), float64
         The mapped rows, bit for bit as the kernels compute them.
     """
+    return _map_rows(_read_only(X), rows, shift, scale)
+
+
+@_jit(False)
+def _map_rows(X, rows, shift, scale):
     out = np.empty((rows.shape[0], X.shape[1]))
     for r in range(rows.shape[0]):
         _map_row(X[rows[r]], shift, scale, out[r])
@@ -500,7 +511,7 @@ def _check(X, sample_weight, shift, scale):
 def _check_X(X, n_clusters):
     if X.shape[0] < n_clusters:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
-    return X
+    return _read_only(X)
 
 
 @keyboard_interrupts()
@@ -754,6 +765,7 @@ def nearest(X, shift, scale, centres, parallel):
         The first centre at the smallest distance, decided as in
         :func:`kmeans` (exact sums of squared differences in float64).
     """
+    X = _read_only(X)
     shift, scale, _ = _check(X, None, shift, scale)
     C = _f64(centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
@@ -993,6 +1005,7 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
         row and the centre have, scaled up to all features (see
         :func:`kmeans_plusplus_masked`).
     """
+    X = _read_only(X)
     shift, scale, w = _check(X, None, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)

@@ -245,27 +245,6 @@ def test_extreme_magnitudes_constant_columns_duplicates(magnitude):
     assert len(np.unique(model.predict(X[:80]))) >= 2
 
 
-def test_numba_cache_fallback_on_unwritable_locations():
-    """With no writable cache location the kernels still compile and run."""
-    code = """
-import numba.core.caching as caching
-def refuse(self):
-    raise OSError("read-only")
-caching._CacheLocator.ensure_cache_path = refuse
-import numpy as np
-import natgmm
-from natgmm import _kernels
-assert not _kernels._em_stats_serial._cache.__class__.__name__ == "FunctionCache"
-X = np.random.default_rng(0).normal(size=(50, 2))
-print(natgmm.NaturalDiagonalGMM(2, random_state=0, n_jobs=1).fit(X).n_iter_ > 0)
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True"
-
-
 def test_import_does_not_need_dask():
     # Dask is an optional extra: importing and fitting on numpy never import it.
     code = (
