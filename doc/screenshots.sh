@@ -18,7 +18,7 @@ if [ -z "$browser" ]; then
     echo "no chromium found: apt-get install chromium" >&2
     exit 1
 fi
-for page in index annealing performance collapse; do
+for page in index annealing performance collapse missing_values; do
     # --virtual-time-budget lets MathJax typeset before the picture is taken;
     # the proxy settings send every network request nowhere.
     "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \

@@ -112,7 +112,8 @@ axes[0].set(xlabel="feature 0", ylabel="feature 1", title="Fitted means")
 axes[0].legend(fontsize=8, loc="best")
 
 names = list(results)
-axes[1].barh(names, [results[n][0] for n in names], color=["0.5", "C0", "C1", "C2"])
+# The same colour per fit as its markers on the left.
+axes[1].barh(names, [results[n][0] for n in names], color=["C0", "C1", "C2", "C3"])
 axes[1].set(xlabel="means error (lower is better)", title="Distance to the true centres")
 axes[1].invert_yaxis()
 plt.show()

@@ -326,6 +326,49 @@ def _ratio(slow, fast):
     return slow / fast if slow > 0 and fast > 0 else float("nan")
 
 
+def _per_iteration(report, fitted, X, n_timed, seed, n_jobs):
+    """Seconds per EM iteration of both libraries, from natgmm's ``fitted`` parameters.
+
+    Both run EM with ``tol=0``: the time of ``1 + n_timed`` iterations minus
+    that of 1, over ``n_timed``, leaves out validation, initialisation and
+    the final labelling pass. NaN where noise made the difference zero or
+    negative.
+    """
+    K = fitted.n_components
+    # scikit-learn runs its initialisation even when all three *_init arrays
+    # are given; "random_from_data" keeps it from running k-means there.
+    start = dict(
+        weights_init=fitted.weights_,
+        means_init=fitted.means_,
+        precisions_init=fitted.precisions_,
+        tol=0.0,
+        random_state=seed,
+    )
+    make = {
+        "sklearn": lambda n: GaussianMixture(
+            K, covariance_type="diag", init_params="random_from_data", max_iter=n, **start
+        ),
+        "natgmm": lambda n: NaturalDiagonalGMM(K, max_iter=n, n_jobs=n_jobs, **start),
+    }
+    # Short fits are repeated and the best time counts: three times for
+    # natgmm, and for scikit-learn too when its fits take under a second.
+    # Interleaving puts a change of the machine's load on both.
+    times = {(name, n): [] for name in make for n in (1, 1 + n_timed)}
+    with report.step(f"per EM iteration: 1 and {1 + n_timed} iterations from one start, both"):
+        for repeat in range(3):
+            for name in make:
+                if name == "sklearn" and repeat and min(times[name, 1 + n_timed]) > 1.0:
+                    continue
+                for n in (1, 1 + n_timed):
+                    times[name, n].append(_timed_fit(make[name](n), X))
+    # A difference that noise made zero or negative is not a measurement.
+    per_iter = {}
+    for name in make:
+        difference = min(times[name, 1 + n_timed]) - min(times[name, 1])
+        per_iter[name] = difference / n_timed if difference > 0 else float("nan")
+    return per_iter
+
+
 def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0, n_jobs=None):
     """Section 1: default fits and EM iterations of both libraries on one data set.
 
@@ -367,41 +410,7 @@ def speed(report, n_samples, n_features, n_components, n_timed=5, seed=0, n_jobs
         with report.step(f"{labels[name]}.fit(X), defaults"):
             fit_seconds[name] = _timed_fit(model, X)
 
-    # Per iteration: both run EM from natgmm's fitted parameters with tol=0;
-    # the time of 1 + n_timed iterations minus that of 1, over n_timed,
-    # leaves out validation, initialisation and the final labelling pass.
-    # scikit-learn runs its initialisation even when all three *_init arrays
-    # are given; "random_from_data" keeps it from running k-means there.
-    fitted = models["natgmm"]
-    start = dict(
-        weights_init=fitted.weights_,
-        means_init=fitted.means_,
-        precisions_init=fitted.precisions_,
-        tol=0.0,
-        random_state=seed,
-    )
-    make = {
-        "sklearn": lambda n: GaussianMixture(
-            K, covariance_type="diag", init_params="random_from_data", max_iter=n, **start
-        ),
-        "natgmm": lambda n: NaturalDiagonalGMM(K, max_iter=n, n_jobs=n_jobs, **start),
-    }
-    # Short fits are repeated and the best time counts: three times for
-    # natgmm, and for scikit-learn too when its fits take under a second.
-    # Interleaving puts a change of the machine's load on both.
-    times = {(name, n): [] for name in make for n in (1, 1 + n_timed)}
-    with report.step(f"per EM iteration: 1 and {1 + n_timed} iterations from one start, both"):
-        for repeat in range(3):
-            for name in make:
-                if name == "sklearn" and repeat and min(times[name, 1 + n_timed]) > 1.0:
-                    continue
-                for n in (1, 1 + n_timed):
-                    times[name, n].append(_timed_fit(make[name](n), X))
-    # A difference that noise made zero or negative is not a measurement.
-    per_iter = {}
-    for name in make:
-        difference = min(times[name, 1 + n_timed]) - min(times[name, 1])
-        per_iter[name] = difference / n_timed if difference > 0 else float("nan")
+    per_iter = _per_iteration(report, models["natgmm"], X, n_timed, seed, n_jobs)
     score = {name: model.score(X) for name, model in models.items()}
     n_iter = {name: model.n_iter_ for name, model in models.items()}
 
@@ -605,98 +614,108 @@ def verdict(results):
         One paragraph per section, each opening with natgmm's outcome:
         "natgmm wins", "natgmm loses", "mixed", "a tie" or "not measured".
     """
-    lines = []
-    s = results.get("speed")
-    if s:
-        fit, it = s["fit_seconds"], s["seconds_per_iter"]
-        fit_ratio, iter_ratio = (
-            _ratio(fit["sklearn"], fit["natgmm"]),
-            _ratio(it["sklearn"], it["natgmm"]),
+    sections = (
+        ("speed", _speed_verdict),
+        ("quality", _quality_verdict),
+        ("robustness", _robustness_verdict),
+    )
+    return [say(results[name]) for name, say in sections if results.get(name)]
+
+
+def _speed_verdict(s):
+    """Return the verdict's paragraph on the results ``s`` of :func:`speed`."""
+    fit, it = s["fit_seconds"], s["seconds_per_iter"]
+    fit_ratio, iter_ratio = (
+        _ratio(fit["sklearn"], fit["natgmm"]),
+        _ratio(it["sklearn"], it["natgmm"]),
+    )
+    wins = [r >= 1.05 for r in (fit_ratio, iter_ratio) if np.isfinite(r)]
+    if not wins:
+        outcome = "not measured"
+    else:
+        outcome = "natgmm wins" if all(wins) else "natgmm loses" if not any(wins) else "mixed"
+    n_samples, n_features = s["shape"]
+    text = (
+        f"Speed, {outcome} ({n_samples} x {n_features}, K={s['n_components']}): the default "
+        f"fit took {fit['natgmm']:.1f} s against {fit['sklearn']:.1f} s for scikit-learn "
+        f"({_compare(fit_ratio)}), one EM iteration {it['natgmm']:.3g} s against "
+        f"{it['sklearn']:.3g} s ({_compare(iter_ratio)}). "
+    )
+    gap = s["score"]["natgmm"] - s["score"]["sklearn"]
+    if abs(gap) <= 1e-6 * max(1.0, abs(s["score"]["sklearn"])):
+        text += "Both reached the same log-likelihood: the same EM from the same k-means start."
+    else:
+        text += (
+            f"The log-likelihoods differ by {abs(gap):.2g} "
+            f"({'natgmm' if gap > 0 else 'scikit-learn'} higher)."
         )
-        wins = [r >= 1.05 for r in (fit_ratio, iter_ratio) if np.isfinite(r)]
-        if not wins:
-            outcome = "not measured"
-        else:
-            outcome = "natgmm wins" if all(wins) else "natgmm loses" if not any(wins) else "mixed"
-        n_samples, n_features = s["shape"]
+    if s.get("busy"):
+        text += (
+            " The machine was busy, which slows scikit-learn's spinning BLAS threads more "
+            "than natgmm's: these ratios overstate natgmm's lead (--threads 1, or a quiet "
+            "machine, for a fair one)."
+        )
+    outside = fit["natgmm"] - s["n_iter"]["natgmm"] * it["natgmm"]
+    if fit["natgmm"] > 0 and outside / fit["natgmm"] > 0.5:
+        text += (
+            f" About {outside / fit['natgmm']:.0%} of natgmm's fit is outside its EM "
+            "iterations, mostly its k-means start."
+        )
+    return text
+
+
+def _quality_verdict(q):
+    """Return the verdict's paragraph on the results ``q`` of :func:`quality`."""
+    score, nmi, seconds = q["score"], q["nmi"], q["seconds"]
+    gap = score["natgmm"] - score["sklearn"]
+    if gap > 1e-3:
+        outcome, where = "natgmm wins", f"{gap:.3f} above"
+    elif gap < -1e-3:
+        outcome, where = "natgmm loses", f"{-gap:.3f} below"
+    else:
+        outcome, where = "a tie", "within 0.001 of"
+    nmi_gap = nmi["natgmm"] - nmi["sklearn"]
+    nmi_words = "higher" if nmi_gap > 0.005 else "lower" if nmi_gap < -0.005 else "the same"
+    return (
+        f"Quality, {outcome} (digits, K={q['n_components']}): one annealed fit "
+        f"(annealing={q['annealing']!r}) reached a mean log-likelihood of "
+        f"{score['natgmm']:.3f}, {where} scikit-learn's best of five starts "
+        f"({score['sklearn']:.3f}); NMI {nmi['natgmm']:.3f} against {nmi['sklearn']:.3f} "
+        f"({nmi_words}); {seconds['natgmm']:.1f} s against {seconds['sklearn']:.1f} s "
+        f"({_compare(_ratio(seconds['sklearn'], seconds['natgmm']))})."
+    )
+
+
+def _robustness_verdict(r):
+    """Return the verdict's paragraph on the results ``r`` of :func:`robustness`."""
+    naive = r["naive raw"]
+    failed = [name for name in ("natgmm em", "natgmm gradient") if not r[name]["finite"]]
+    if failed:
+        outcome = "natgmm loses"
+    elif naive["finite"]:
+        outcome = "a tie"
+    else:
+        outcome = "natgmm wins"
+    if naive["finite"]:
         text = (
-            f"Speed, {outcome} ({n_samples} x {n_features}, K={s['n_components']}): the default "
-            f"fit took {fit['natgmm']:.1f} s against {fit['sklearn']:.1f} s for scikit-learn "
-            f"({_compare(fit_ratio)}), one EM iteration {it['natgmm']:.3g} s against "
-            f"{it['sklearn']:.3g} s ({_compare(iter_ratio)}). "
+            f"Robustness, {outcome}: the naive gradient fit stayed finite on the raw-scale "
+            f"latents this time ({naive['steps']} steps). "
         )
-        gap = s["score"]["natgmm"] - s["score"]["sklearn"]
-        if abs(gap) <= 1e-6 * max(1.0, abs(s["score"]["sklearn"])):
-            text += "Both reached the same log-likelihood: the same EM from the same k-means start."
-        else:
-            text += (
-                f"The log-likelihoods differ by {abs(gap):.2g} "
-                f"({'natgmm' if gap > 0 else 'scikit-learn'} higher)."
+    else:
+        text = (
+            f"Robustness, {outcome}: the naive gradient fit in natural parameters turned NaN "
+            f"after {naive['steps']} Adam steps on raw-scale latents"
+            + (
+                ", and stayed finite on the same latents standardised. "
+                if r["naive standardised"]["finite"]
+                else ". "
             )
-        if s.get("busy"):
-            text += (
-                " The machine was busy, which slows scikit-learn's spinning BLAS threads more "
-                "than natgmm's: these ratios overstate natgmm's lead (--threads 1, or a quiet "
-                "machine, for a fair one)."
-            )
-        outside = fit["natgmm"] - s["n_iter"]["natgmm"] * it["natgmm"]
-        if fit["natgmm"] > 0 and outside / fit["natgmm"] > 0.5:
-            text += (
-                f" About {outside / fit['natgmm']:.0%} of natgmm's fit is outside its EM "
-                "iterations, mostly its k-means start."
-            )
-        lines.append(text)
-    q = results.get("quality")
-    if q:
-        score, nmi, seconds = q["score"], q["nmi"], q["seconds"]
-        gap = score["natgmm"] - score["sklearn"]
-        if gap > 1e-3:
-            outcome, where = "natgmm wins", f"{gap:.3f} above"
-        elif gap < -1e-3:
-            outcome, where = "natgmm loses", f"{-gap:.3f} below"
-        else:
-            outcome, where = "a tie", "within 0.001 of"
-        nmi_gap = nmi["natgmm"] - nmi["sklearn"]
-        nmi_words = "higher" if nmi_gap > 0.005 else "lower" if nmi_gap < -0.005 else "the same"
-        lines.append(
-            f"Quality, {outcome} (digits, K={q['n_components']}): one annealed fit "
-            f"(annealing={q['annealing']!r}) reached a mean log-likelihood of "
-            f"{score['natgmm']:.3f}, {where} scikit-learn's best of five starts "
-            f"({score['sklearn']:.3f}); NMI {nmi['natgmm']:.3f} against {nmi['sklearn']:.3f} "
-            f"({nmi_words}); {seconds['natgmm']:.1f} s against {seconds['sklearn']:.1f} s "
-            f"({_compare(_ratio(seconds['sklearn'], seconds['natgmm']))})."
         )
-    r = results.get("robustness")
-    if r:
-        naive = r["naive raw"]
-        failed = [name for name in ("natgmm em", "natgmm gradient") if not r[name]["finite"]]
-        if failed:
-            outcome = "natgmm loses"
-        elif naive["finite"]:
-            outcome = "a tie"
-        else:
-            outcome = "natgmm wins"
-        if naive["finite"]:
-            text = (
-                f"Robustness, {outcome}: the naive gradient fit stayed finite on the raw-scale "
-                f"latents this time ({naive['steps']} steps). "
-            )
-        else:
-            text = (
-                f"Robustness, {outcome}: the naive gradient fit in natural parameters turned NaN "
-                f"after {naive['steps']} Adam steps on raw-scale latents"
-                + (
-                    ", and stayed finite on the same latents standardised. "
-                    if r["naive standardised"]["finite"]
-                    else ". "
-                )
-            )
-        if failed:
-            text += f"natgmm failed too: {', '.join(failed)} gave non-finite numbers."
-        else:
-            text += "natgmm fitted them in raw units, by EM and by gradient steps, all finite."
-        lines.append(text)
-    return lines
+    if failed:
+        text += f"natgmm failed too: {', '.join(failed)} gave non-finite numbers."
+    else:
+        text += "natgmm fitted them in raw units, by EM and by gradient steps, all finite."
+    return text
 
 
 def _parser():

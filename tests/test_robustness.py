@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import warnings
 from contextlib import contextmanager
 from functools import cache
@@ -786,50 +785,5 @@ def test_keyboard_interrupt_inside_a_system_error_is_re_raised():
         raise SystemError("a real one")
 
 
-# ---------------------------------------------------------- 7. threading
-
-
-def test_concurrent_fits_from_python_threads_under_workqueue():
-    """Four Python threads fitting at once under numba's workqueue layer.
-
-    numba picks workqueue where neither TBB nor OpenMP is available; it is
-    not thread-safe, and today the process aborts (rc 134). The fits must
-    finish and equal serial ones.
-    """
-    code = textwrap.dedent(
-        """
-        import threading
-        import numba
-        import numpy as np
-        from sklearn.datasets import make_blobs
-        from natgmm import NaturalDiagonalGMM
-
-        X, _ = make_blobs(3000, n_features=4, centers=3, random_state=0)
-
-        def fit(seed):
-            model = NaturalDiagonalGMM(3, random_state=seed, max_iter=20, tol=0)
-            return model.fit(X).means_
-
-        serial = [fit(seed) for seed in range(4)]
-        results = [[] for _ in range(4)]
-
-        def work(seed):
-            for _ in range(3):
-                results[seed].append(fit(seed))
-
-        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert numba.threading_layer() == "workqueue", numba.threading_layer()
-        same = all(np.array_equal(r, serial[s]) for s in range(4) for r in results[s])
-        print("same", same, sum(map(len, results)))
-        """
-    )
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
-    assert "same True 12" in result.stdout, result.stdout
+# 7. threading: concurrent fits under every layer numba can pick are in
+# tests/test_threading.py (test_concurrent_fits_from_python_threads).
