@@ -529,3 +529,23 @@ def test_wrapper_densities_with_holes(holed_blobs):
     # At convergence the last E-step's likelihood is the final one.
     assert model.lower_bound_ == pytest.approx(model.score(Xm), abs=1e-6)
     assert model.__sklearn_tags__().input_tags.allow_nan
+
+
+def test_far_rows_with_holes_are_finite(holed_blobs):
+    """A row whose squared internal coordinate overflows, with missing entries too.
+
+    It takes #17's scaled second pass: the quadratic term of the far feature
+    decides, so the label is the component widest in that feature, the
+    responsibilities are one-hot on it, and the log-density is -inf or
+    finite, never NaN.
+    """
+    Xm, _, _, _ = holed_blobs
+    model = NaturalDiagonalGMM(4, random_state=0).fit(Xm)
+    far = np.array([[1e200, np.nan, -2e3, np.nan, 0.0], [-1e300, 5.0, np.nan, 1.0, np.nan]])
+    log_density = model.score_samples(far)
+    assert not np.isnan(log_density).any()
+    assert np.all(log_density < 0)
+    widest = np.argmax(model.covariances_[:, 0])
+    assert_array_equal(model.predict(far), [widest, widest])
+    proba = model.predict_proba(far)
+    assert_array_equal(proba, np.eye(4)[[widest, widest]])
