@@ -133,7 +133,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         self : object
             The fitted wrapper.
         """
-        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
+        estimator = self._estimator()
         resume = getattr(estimator, "warm_start", False) and hasattr(self, "estimator_")
         # Everything is computed aside and committed at the end, so that a
         # failed or interrupted fit leaves the previous model as it was.
@@ -168,14 +168,16 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
 
     def _finite(self):
         """``ensure_all_finite`` of the input checks: "allow-nan" if the estimator takes NaN."""
-        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
-        return "allow-nan" if get_tags(estimator).input_tags.allow_nan else True
+        return "allow-nan" if get_tags(self).input_tags.allow_nan else True
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        estimator = NaturalDiagonalGMM() if self.estimator is None else self.estimator
-        tags.input_tags.allow_nan = get_tags(estimator).input_tags.allow_nan
+        tags.input_tags.allow_nan = get_tags(self._estimator()).input_tags.allow_nan
         return tags
+
+    def _estimator(self):
+        """Return ``estimator``, or a default :class:`NaturalDiagonalGMM` if it is None."""
+        return NaturalDiagonalGMM() if self.estimator is None else self.estimator
 
     def _fitted_attributes(self, inner, scaling, Z, sample_weight):
         """Return the wrapper's attributes, ``inner`` fitted on ``Z`` (``scaling`` of X)."""
