@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM, _kernels  # noqa: E402
+from natgmm._data import n_blocks  # noqa: E402
 from natgmm._em import natural_parameters  # noqa: E402
-from natgmm._estimator import _n_blocks  # noqa: E402
 
 
 def _cases(quick):
@@ -59,10 +59,10 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = NaturalDiagonalGMM(k, max_iter=10, tol=0.0, random_state=0).fit(X64)
-        std, params = model._std, model._params
+        std, params = model._state.standardiser, model._state.params
         natural = natural_parameters(params)
         n = len(X)
-        common = (np.empty(0), std.shift, std.scale, *natural, params.means, _n_blocks(n))
+        common = (np.empty(0), std.shift, std.scale, *natural, params.means, n_blocks(n))
         data = {"float64": X64, "float32": X32}
         for data_ in data.values():  # compile or load
             _kernels.em_stats(data_, *common, False)
