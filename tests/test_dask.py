@@ -167,6 +167,20 @@ def test_predictions_are_lazy_and_equal(client, data):
     assert_array_equal(fitted.labels_.compute(), model.labels_)
 
 
+def _assert_same_stream(X, Xd, weights):
+    """Two partial_fit blocks of ``X`` and of its Dask copy ``Xd`` give the same model."""
+    stream, dask_stream = (
+        NaturalDiagonalGMM(K, random_state=0),
+        NaturalDiagonalGMM(K, random_state=0),
+    )
+    for rows in (slice(0, 8000), slice(8000, 20000)):
+        stream.partial_fit(X[rows], sample_weight=weights[rows])
+        dask_stream.partial_fit(Xd[rows], sample_weight=weights[rows])
+    assert_allclose(dask_stream.lower_bound_, stream.lower_bound_, rtol=RTOL)
+    assert_allclose(dask_stream.means_, stream.means_, rtol=RTOL)
+    assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
+
+
 def test_initialisation_annealing_and_partial_fit(client, data):
     X, weights = data
     Xd = da.from_array(X, chunks=CHUNKS)
@@ -178,16 +192,7 @@ def test_initialisation_annealing_and_partial_fit(client, data):
     assert_allclose(ours.critical_value_, reference.critical_value_, rtol=RTOL)
     _assert_same_model(ours, reference)
 
-    stream, dask_stream = (
-        NaturalDiagonalGMM(K, random_state=0),
-        NaturalDiagonalGMM(K, random_state=0),
-    )
-    for rows in (slice(0, 8000), slice(8000, 20000)):
-        stream.partial_fit(X[rows], sample_weight=weights[rows])
-        dask_stream.partial_fit(Xd[rows], sample_weight=weights[rows])
-    assert_allclose(dask_stream.lower_bound_, stream.lower_bound_, rtol=RTOL)
-    assert_allclose(dask_stream.means_, stream.means_, rtol=RTOL)
-    assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
+    _assert_same_stream(X, Xd, weights)
 
 
 def test_missing_entries_equal_numpy_fit(client, data):
@@ -214,16 +219,7 @@ def test_missing_entries_equal_numpy_fit(client, data):
     assert_array_equal(ours.predict(Xd).compute(), reference.predict(Xm))
     assert ours.score_samples(Xd[7:8]).compute()[0] == pytest.approx(0.0, abs=1e-12)
 
-    stream, dask_stream = (
-        NaturalDiagonalGMM(K, random_state=0),
-        NaturalDiagonalGMM(K, random_state=0),
-    )
-    for rows in (slice(0, 8000), slice(8000, 20000)):
-        stream.partial_fit(Xm[rows], sample_weight=weights[rows])
-        dask_stream.partial_fit(Xd[rows], sample_weight=weights[rows])
-    assert_allclose(dask_stream.lower_bound_, stream.lower_bound_, rtol=RTOL)
-    assert_allclose(dask_stream.means_, stream.means_, rtol=RTOL)
-    assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
+    _assert_same_stream(Xm, Xd, weights)
 
 
 def test_initialisation_on_a_sample(client, data, monkeypatch):
