@@ -1,0 +1,121 @@
+"""One annealing configuration against cached GaussianMixture(diag, n_init=5) fits.
+
+The quality half of ``bench_annealing.py``, fast enough to compare
+configurations: scikit-learn's fits are read from the cache that
+``sk_baselines.py`` writes (``benchmarks/.cache/sklearn.json``), so each
+configuration costs only its own fits. Prints, per data set and K, the
+seeds where one natgmm fit's train log-likelihood per sample is at least
+scikit-learn's best of five ("wins") and the differences, and writes one
+JSON line per fit (train / test log-likelihood, scikit-learn's, seconds,
+iterations) to ``--out``. Times are natgmm's only: the time ratio comes
+from ``bench_annealing.py``, which runs both in turn.
+
+Run from the repository root (the baselines first, once)::
+
+    python benchmarks/study/sk_baselines.py \
+        synthetic_overlapping,synthetic_separated,digits_fa,digits_fa_raw,breast_cancer 10,20,50 \
+        0,1,2,3,4 5
+    python benchmarks/study/sk_baselines.py deformed_digits_fa 20,50 0,1,2,3,4 5
+    python benchmarks/study/sk_baselines.py image_patches_fa 20,50 0,1 5
+    python benchmarks/study/sweep.py k20 "dict(annealing='temperature')"
+    python benchmarks/study/sweep.py k50 "dict(annealing='floor', \
+        schedule=GeometricSchedule(n_levels=24))"
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import datasets  # noqa: E402
+
+from natgmm import GeometricSchedule, LinearSchedule, NaturalDiagonalGMM  # noqa: E402, F401
+
+CACHE = HERE.parent / ".cache" / "sklearn.json"
+
+# (data set, K, seeds) of each group; the seeds are those with a cached baseline.
+GROUPS = {
+    "k10": [
+        ("synthetic_overlapping", 10, range(5)),
+        ("synthetic_separated", 10, range(5)),
+        ("digits_fa", 10, range(5)),
+        ("digits_fa_raw", 10, range(5)),
+        ("breast_cancer", 10, range(5)),
+    ],
+    "k20": [
+        ("deformed_digits_fa", 20, range(5)),
+        ("synthetic_overlapping", 20, range(3)),
+        ("synthetic_separated", 20, range(3)),
+        ("digits_fa", 20, range(5)),
+        ("digits_fa_raw", 20, range(5)),
+        ("breast_cancer", 20, range(5)),
+    ],
+    "k50": [
+        ("deformed_digits_fa", 50, range(5)),
+        ("synthetic_overlapping", 50, range(3)),
+        ("synthetic_separated", 50, range(3)),
+        ("digits_fa", 50, range(5)),
+        ("digits_fa_raw", 50, range(5)),
+        ("image_patches_fa", 50, range(1)),
+    ],
+    "large": [
+        ("deformed_digits_fa", 20, range(5)),
+        ("deformed_digits_fa", 50, range(5)),
+        ("image_patches_fa", 20, range(2)),
+        ("image_patches_fa", 50, range(1)),
+    ],
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("group", choices=sorted(GROUPS))
+    parser.add_argument(
+        "kwargs", help="NaturalDiagonalGMM keyword arguments as a Python expression"
+    )
+    parser.add_argument("--out", default="/tmp/sweep.jsonl")
+    args = parser.parse_args(argv)
+    kwargs = eval(args.kwargs)  # a command-line expression from the person running it
+    baselines = json.loads(CACHE.read_text())
+    total_wins = total = 0
+    with open(args.out, "a") as out:
+        for name, k, seeds in GROUPS[args.group]:
+            split = datasets.split(name)
+            diffs = []
+            for seed in seeds:
+                key = f"{name}|{k}|{seed}|5"
+                if key not in baselines:
+                    continue
+                model = NaturalDiagonalGMM(k, random_state=seed, max_iter=500, **kwargs)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    start = time.perf_counter()
+                    model.fit(split.X_train)
+                    seconds = time.perf_counter() - start
+                train = model.score(split.X_train)
+                diffs.append(train - baselines[key]["train"])
+                row = dict(
+                    kwargs=args.kwargs, name=name, K=k, seed=seed, train=train,
+                    test=model.score(split.X_test), sk_train=baselines[key]["train"],
+                    sk_test=baselines[key].get("test"), seconds=seconds, n_iter=model.n_iter_,
+                )  # fmt: skip
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+            wins = int(np.sum(np.asarray(diffs) >= 0))
+            total_wins, total = total_wins + wins, total + len(diffs)
+            print(
+                f"{name:22s} K={k:<3d} wins {wins}/{len(diffs)}  "
+                f"train - sk5: {np.array2string(np.round(diffs, 4))}",
+                flush=True,
+            )
+    print(f"{args.group}: wins {total_wins}/{total}  ({args.kwargs})")
+
+
+if __name__ == "__main__":
+    main()
