@@ -149,7 +149,7 @@ def _sq_norm(z):
     return (s0 + s1) + (s2 + s3)
 
 
-def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, moments, n_blocks):
+def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, zsq, moments, n_blocks):
     n_samples, n_features = X.shape
     n_trials = candT.shape[1]
     weighted = w.shape[0] > 0
@@ -171,10 +171,11 @@ def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, moments, n_bl
             for r in range(n_rows):
                 i = start + r
                 wi = w[i] if weighted else 1.0
-                zsq = _sq_norm(zbuf[r])
+                if moments:  # the first call: each row's |z|**2, kept for the others
+                    zsq[i] = _sq_norm(zbuf[r])
                 for t in range(n_trials):
                     # scikit-learn's order: -2 x.c, plus |c|**2, plus |x|**2.
-                    e = max((-2.0 * prod[r, t] + cand_sq[t]) + zsq, 0.0)
+                    e = max((-2.0 * prod[r, t] + cand_sq[t]) + zsq[i], 0.0)
                     dist[i, t] = e
                     pots[b, t] += wi * min(d[i], e)
                 if moments:  # for the tolerance, about the first seed
@@ -280,88 +281,127 @@ _label_sums_serial, _label_sums_parallel = _serial_and_parallel(_label_sums_impl
 
 
 @_jit(False)
-def _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, w, labels, upper, glb, b,
+def _assign_scratch(zbuf, CT):
+    """Scratch of :func:`_assign_rows` for the rows of ``zbuf`` and centres ``CT``."""
+    n_rows, n_clusters = zbuf.shape[0], CT.shape[1]
+    z_low = np.zeros((n_rows, zbuf.shape[1]), dtype=CT.dtype)
+    return z_low, np.empty((n_rows, n_clusters), dtype=CT.dtype), np.empty(n_clusters)
+
+
+@_jit(False)
+def _least(a):
+    """``min(a)`` in four interleaved running minima (exact, so in any order)."""
+    m0 = m1 = m2 = m3 = np.inf
+    n = a.shape[0]
+    m = n - n % 4
+    for k in range(0, m, 4):
+        m0 = min(m0, a[k])
+        m1 = min(m1, a[k + 1])
+        m2 = min(m2, a[k + 2])
+        m3 = min(m3, a[k + 3])
+    for k in range(m, n):
+        m0 = min(m0, a[k])
+    return min(min(m0, m1), min(m2, m3))
+
+
+@_jit(False)
+def _group_bounds(low, best, groups, out):
+    """``out[g]``: square root of the least ``low`` in group ``g``, centre ``best`` left out.
+
+    ``groups = (members, start)``: the centres of group ``g`` are
+    ``members[start[g]:start[g + 1]]``.
+    """
+    members, start = groups
+    kept = low[best]
+    low[best] = np.inf
+    for g in range(start.shape[0] - 1):
+        m = np.inf
+        for idx in range(start[g], start[g + 1]):
+            m = min(m, low[members[idx]])
+        out[g] = math.sqrt(max(m, 0.0))
+    low[best] = kept
+
+
+@_jit(False)
+def _move_row(z, wi, a, best, b, sums, weight, count):
+    """Move a row of weight ``wi`` from cluster ``a`` to ``best`` in block ``b``'s sums."""
+    weight[b, a] -= wi
+    weight[b, best] += wi
+    count[b, a] -= 1
+    count[b, best] += 1
+    for j in range(z.shape[0]):
+        t = wi * z[j]
+        sums[b, a, j] -= t
+        sums[b, best, j] += t
+
+
+@_jit(False)
+def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upper, glb, b,
                  sums, weight, count, update):  # fmt: skip
     """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
 
-    One BLAS product gives ``|z|**2 - 2 z.c + |c|**2`` for every centre, within
-    ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that
+    One BLAS product, in the precision of ``CT`` (the centres transposed,
+    float32 or float64), gives ``|z|**2 - 2 z.c + |c|**2`` for every centre,
+    within ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that
     can be nearest within that error are compared by exact sums of squared
-    differences (the first of the smallest wins, as in Lloyd's). The row's
-    bounds become the exact distance to it and, per group, the smallest
-    distance allowed by the error to any other centre. Labels, and if
-    ``update`` the block's sums, follow. Returns the number of changed labels.
+    differences in float64 (the first of the smallest wins, as in Lloyd's),
+    so the labels do not depend on that precision. The row's bounds become
+    the exact distance to it and, per group of centres (``groups``, see
+    :func:`_group_bounds`), the smallest distance allowed by the error to
+    any other centre. Labels, and if ``update`` the block's sums, follow.
+    ``scratch`` is from :func:`_assign_scratch`. Returns the number of
+    changed labels.
     """
-    n_clusters = C.shape[0]
-    n_groups = gmin.shape[0]
+    z_low, prod, low = scratch
     bounds = glb.shape[0] > 0
     # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
-    # most 2 gamma_(D+2) (|z|**2 + |c|**2), whatever the order of the sums.
-    err = (zbuf.shape[1] + 4) * 2.0**-52
-    weighted = w.shape[0] > 0
-    np.dot(zbuf, CT, prod)
+    # most 2 gamma_(D+2) (|z|**2 + |c|**2), whatever the order of the sums, with
+    # the unit roundoff u of the product (float32: the rounding of z and c to
+    # float32 adds 2u |z||c|, within the slack of D + 4 over D + 2).
+    err = (zbuf.shape[1] + 4) * (2.0**-23 if CT.itemsize == 4 else 2.0**-52)
+    for r in range(n_rows):
+        for j in range(zbuf.shape[1]):
+            z_low[r, j] = zbuf[r, j]
+    np.dot(z_low, CT, prod)
     changed = 0
     csq_low = csq * (1.0 - err)
-    spread = 2.0 * err
     csq_max = csq.max()
     for r in range(n_rows):
         i = rows[r]
         z = zbuf[r]
         zsq = _sq_norm(z)
         zsq_low = zsq * (1.0 - err)
-        low = prod[r]
+        dots = prod[r]
         # Lower bounds of the squared distances (the slack in err covers the
         # roundings of this expression): one lane per centre.
-        for k in range(n_clusters):
-            low[k] = (zsq_low - 2.0 * low[k]) + csq_low[k]
-        least = np.inf
-        for k in range(n_clusters):
-            least = min(least, low[k])
+        for k in range(C.shape[0]):
+            low[k] = (zsq_low - 2.0 * dots[k]) + csq_low[k]
         # No centre whose lower bound is above this can be the nearest.
-        top = least + spread * (zsq + csq_max)
+        top = _least(low) + 2.0 * err * (zsq + csq_max)
         best = 0
         best_v = np.inf
-        if bounds:
-            gmin[:] = np.inf
-        for k in range(n_clusters):
+        for k in range(C.shape[0]):
             if low[k] <= top:
                 v = _sq_dist(z, C[k])
                 if v < best_v:
                     best_v = v
                     best = k
-            if bounds:
-                g = group_of[k]
-                gmin[g] = min(gmin[g], low[k])
         if bounds:
-            g_best = group_of[best]
-            gmin[g_best] = np.inf
-            for k in range(n_clusters):
-                if k != best and group_of[k] == g_best:
-                    gmin[g_best] = min(gmin[g_best], low[k])
-            for g in range(n_groups):
-                glb[i, g] = math.sqrt(max(gmin[g], 0.0))
+            _group_bounds(low, best, groups, glb[i])
             upper[i] = math.sqrt(best_v)
         a = labels[i]
         if best != a:
             labels[i] = best
             changed += 1
-            wi = w[i] if weighted else 1.0
+            wi = w[i] if w.shape[0] > 0 else 1.0
             if update and wi != 0.0:
-                weight[b, a] -= wi
-                weight[b, best] += wi
-                count[b, a] -= 1
-                count[b, best] += 1
-                for j in range(z.shape[0]):
-                    t = wi * z[j]
-                    sums[b, a, j] -= t
-                    sums[b, best, j] += t
+                _move_row(z, wi, a, best, b, sums, weight, count)
     return changed
 
 
-def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, group_of, drift, group_drift,
+def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift,
                 labels, upper, glb, sums, weight, count, margin, update, n_blocks):  # fmt: skip
     n_samples, n_features = X.shape
-    n_clusters = C.shape[0]
     n_groups = group_drift.shape[0]
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
@@ -369,8 +409,7 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, group_of, drift, group
     for b in prange(n_blocks):
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
-        prod = np.empty((_ROWS, n_clusters))
-        gmin = np.empty(n_groups)
+        scratch = _assign_scratch(zbuf, CT)
         n_buf = 0
         stop = min((b + 1) * block, n_samples)
         for i in range(b * block, stop):
@@ -394,13 +433,13 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, group_of, drift, group
             rows[n_buf] = i
             n_buf += 1
             if n_buf == _ROWS:
-                changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, group_of, prod,
-                                           gmin, w, labels, upper, glb, b, sums, weight,
+                changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
+                                           w, labels, upper, glb, b, sums, weight,
                                            count, update)  # fmt: skip
                 full[b] += n_buf
                 n_buf = 0
         if n_buf > 0:
-            changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, group_of, prod, gmin,
+            changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,
                                        update)  # fmt: skip
             full[b] += n_buf
@@ -427,19 +466,17 @@ _distances_to_own_serial, _distances_to_own_parallel = _serial_and_parallel(_dis
 
 def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
     n_samples, n_features = X.shape
-    n_clusters = C.shape[0]
     block = (n_samples + n_blocks - 1) // n_blocks
     for b in prange(n_blocks):
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
-        prod = np.empty((_ROWS, n_clusters))
-        gmin = np.empty(1)
+        scratch = _assign_scratch(zbuf, CT)
         none = np.empty(0)
         no_bounds = np.empty((0, 1))
         no_sums = np.empty((1, 1, 1))
         no_weight = np.empty((1, 1))
         no_count = np.empty((1, 1), dtype=np.int64)
-        group_of = np.zeros(n_clusters, dtype=np.int64)
+        groups = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))  # no bounds
         stop_b = min((b + 1) * block, n_samples)
         for start in range(b * block, stop_b, _ROWS):
             n_rows = min(_ROWS, stop_b - start)
@@ -447,7 +484,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
                 _map_row(X[start + r], shift, scale, zbuf[r])
                 rows[r] = start + r
                 labels[start + r] = 0
-            _assign_rows(zbuf, rows, n_rows, C, CT, csq, group_of, prod, gmin, none, labels,
+            _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, none, labels,
                          none, no_bounds, 0, no_sums, no_weight, no_count, False)  # fmt: skip
 
 
@@ -470,10 +507,11 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     d = np.full(n_samples, np.inf)
     labels = np.zeros(n_samples, dtype=np.int64)
     dist = np.empty((n_samples, n_trials))
+    zsq = np.empty(n_samples)
     trials = _seed_trials_parallel if parallel else _seed_trials_serial
     cand = seeds[:1]
     _, s1, s2, far = trials(
-        X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, True,
+        X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, zsq, True,
         n_blocks,
     )  # fmt: skip
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
@@ -483,8 +521,8 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
         ids = _draw(w, d, block_pot, r, n_blocks)
         cand = map_rows(X, ids, shift, scale)
         pots, _, _, _ = trials(
-            X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, False,
-            n_blocks,
+            X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, zsq,
+            False, n_blocks,
         )  # fmt: skip
         best = int(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
@@ -604,11 +642,23 @@ def _groups(seeds, n_groups):
     return np.unique(group_of, return_inverse=True)[1].astype(np.int64), means.shape[0]
 
 
-def _geometry(centres):
-    """Transposed centres, squared norms and half the distance to the nearest other centre."""
+def _product_dtype(seeds, diameter):
+    """Precision of Lloyd's distance products: float32 unless it could over- or underflow.
+
+    Every row is within ``diameter / 2`` of the first seed, so that bounds
+    the norms of rows and centres. ``_assign_rows`` decides labels by exact
+    float64 sums whatever this precision, which only widens the rounding
+    window of its bounds; float32 products run at twice the speed.
+    """
+    largest = math.sqrt(_sq_norm(seeds[0])) + 0.5 * diameter
+    return np.float32 if 1e-8 <= diameter and largest <= 1e15 else np.float64
+
+
+def _geometry(centres, dtype):
+    """Transposed centres (in ``dtype``), squared norms, half the distance to the nearest other."""
     sep = np.sqrt(_pairwise_sq_dists(centres, centres))
     np.fill_diagonal(sep, np.inf)
-    return np.ascontiguousarray(centres.T), _sq_norms(centres), 0.5 * sep.min(axis=1)
+    return np.ascontiguousarray(centres.T, dtype=dtype), _sq_norms(centres), 0.5 * sep.min(axis=1)
 
 
 def kmeans(
@@ -701,6 +751,9 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         # below the diameter: their error stays far below this margin.
         margin = _BOUND_MARGIN * diameter
         group_of, n_groups = _groups(seeds, max(1, n_clusters // 10))
+        members = np.argsort(group_of, kind="stable")
+        groups = (members, np.searchsorted(group_of[members], np.arange(n_groups + 1)))
+        dtype = _product_dtype(seeds, diameter)
         upper = np.full(n_samples, np.inf)
         glb = np.full((n_samples, n_groups), -np.inf)
         sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
@@ -713,7 +766,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         for it in range(max_iter):
             if it > 0:
                 changed, full = lloyd(
-                    X, w, shift, scale, centres, *_geometry(centres), group_of, *drifts,
+                    X, w, shift, scale, centres, *_geometry(centres, dtype), groups, *drifts,
                     labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
                 )  # fmt: skip
                 work.append(int(full.sum()))
@@ -738,7 +791,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
                 break
         if not strict:
             lloyd(
-                X, w, shift, scale, centres, *_geometry(centres), group_of, *drifts,
+                X, w, shift, scale, centres, *_geometry(centres, dtype), groups, *drifts,
                 labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
             )  # fmt: skip
     return labels, centres, it + 1, work

@@ -162,6 +162,69 @@ def test_thread_count_does_not_change_results():
         assert n_iter == results[0][2]
 
 
+def test_float32_products_change_nothing(monkeypatch):
+    """Lloyd's products in float32 only widen the window of the exact comparison."""
+    X, shift, scale = _data(n_samples=5000, n_features=12, n_centres=30)
+    assert _kmeans._product_dtype(_mapped(X[:1], shift, scale), 10.0) is np.float32
+    runs = {}
+    for dtype in (np.float32, np.float64):
+        monkeypatch.setattr(_kmeans, "_product_dtype", lambda seeds, diameter, d=dtype: d)
+        runs[dtype] = _kmeans._kmeans(X, None, shift, scale, 30, 0, True, 300, 1e-4)
+    (labels32, centres32, n_iter32, work32), (labels, centres, n_iter, work) = runs.values()
+    assert_array_equal(labels32, labels)
+    assert_array_equal(centres32, centres)
+    assert n_iter32 == n_iter
+    # The wider window evaluates a few more rows, never a tenth more.
+    assert sum(work) <= sum(work32) <= 1.1 * sum(work)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_assignment_near_bisectors_is_exact(dtype):
+    """Rows within rounding of the bisector of two centres get the exact nearest.
+
+    Far from the origin (|z| about 100) a float32 product is off by about
+    1e-2 in the squared distances, far more than the gap between the two
+    nearest centres of these rows: the rounding window must send both to
+    the exact comparison, and every lower bound must stay below the exact
+    distance it bounds.
+    """
+    rng = np.random.default_rng(0)
+    n_clusters, n_features, n_rows = 6, 12, 128
+    C = 100.0 + rng.normal(size=(n_clusters, n_features))
+    pairs = rng.integers(n_clusters, size=(n_rows, 2))
+    pairs[:, 1] = (pairs[:, 0] + 1 + pairs[:, 1] % (n_clusters - 1)) % n_clusters
+    t = rng.uniform(-1e-7, 1e-7, size=(n_rows, 1))
+    Z = 0.5 * (C[pairs[:, 0]] + C[pairs[:, 1]]) + t * (C[pairs[:, 1]] - C[pairs[:, 0]])
+    exact = _kmeans._pairwise_sq_dists(Z, C)
+    group_of = np.array([0, 0, 1, 1, 1, 2])
+    groups = (np.arange(n_clusters), np.array([0, 2, 5, 6]))
+    CT = np.ascontiguousarray(C.T, dtype=dtype)
+    labels = np.full(n_rows, -1)
+    upper, glb = np.empty(n_rows), np.empty((n_rows, 3))
+    unused = np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1), dtype=np.int64)
+    _kmeans._assign_rows(
+        Z, np.arange(n_rows), n_rows, C, CT, _kmeans._sq_norms(C), groups,
+        _kmeans._assign_scratch(Z, CT), np.empty(0), labels, upper, glb, 0, *unused, False,
+    )  # fmt: skip
+    assert_array_equal(labels, np.argmin(exact, axis=1))
+    assert_array_equal(upper, np.sqrt(exact.min(axis=1)))
+    others = np.where(np.arange(n_clusters) == labels[:, None], np.inf, exact)
+    for g in range(3):
+        assert np.all(glb[:, g] <= np.sqrt(others[:, group_of == g].min(axis=1)))
+
+
+def test_float32_products_only_where_they_cannot_overflow():
+    seeds = np.zeros((2, 3))
+    assert _kmeans._product_dtype(seeds, 1.0) is np.float32
+    assert _kmeans._product_dtype(seeds + 1e16, 1.0) is np.float64
+    assert _kmeans._product_dtype(seeds, 1e-12) is np.float64
+    # Data at 1e20 (squares beyond float32) cluster as they do at 1.
+    X, shift, scale = _data(n_samples=1000)
+    small = _kmeans.kmeans(X, None, shift, scale, 5, 0, True)
+    large = _kmeans.kmeans(X, None, shift, scale * 1e20, 5, 0, True)
+    assert_array_equal(large[0], small[0])
+
+
 def test_read_only_memmap(tmp_path):
     X, shift, scale = _data(n_samples=1000, dtype=np.float32)
     path = tmp_path / "X.npy"
