@@ -6,7 +6,8 @@ stopping rule and relocation of empty clusters) in the kernels' style: rows
 are mapped on the fly to ``z = (x - shift) * scale``, no copy of ``X`` and no
 ``n_samples x n_clusters`` array is made, and every reduction runs over
 fixed blocks of rows in a fixed order, so results do not depend on the
-number of threads. Arithmetic is float64 whatever the dtype of ``X``.
+number of threads. Arithmetic is float64 whatever the dtype of ``X``, but
+for Lloyd's distance products, whose rounding is bounded (below).
 
 Seeding evaluates the candidates' distances as scikit-learn does,
 ``-2 z.c + |c|**2 + |z|**2`` with one BLAS product per chunk of rows, and
@@ -21,7 +22,8 @@ shifts each iteration. A row whose upper bound is below every lower bound
 (or below half the distance from its centre to the nearest other one) keeps
 its label with at most one distance evaluated. The other rows are gathered
 into chunks whose distances to all centres are one BLAS product in the
-expanded form; its rounding is bounded (``_assign_rows``), and the centres
+expanded form, in float32 unless that could over- or underflow
+(``_product_dtype``); its rounding is bounded (``_assign_rows``), and the centres
 it leaves within that bound of the nearest are compared by exact sums of
 squared differences, first index winning ties as in Lloyd's. The bounds keep
 a margin far above their own rounding, so a skipped evaluation never
@@ -714,8 +716,9 @@ def kmeans(
 
     Notes
     -----
-    All arithmetic is float64 whatever the dtype of ``X``, so for float32
-    data the result is that of scikit-learn on the data cast to float64.
+    All arithmetic that decides a label or a centre is float64 whatever the
+    dtype of ``X``, so for float32 data the result is that of scikit-learn
+    on the data cast to float64.
     scikit-learn evaluates distances as ``|c|**2 - 2 x.c`` in the dtype of
     ``X``, summed in an order that depends on its threads; here the nearest
     centre is decided by exact sums of squared differences among the
@@ -727,7 +730,8 @@ def kmeans(
     Extra memory: ``n_samples`` int64 labels, ``n_samples`` float64 upper
     bounds, ``n_samples x n_groups`` float64 lower bounds (``n_groups =
     max(1, n_clusters // 10)``), and during the seeding ``n_samples x (2 +
-    log(n_clusters))`` float64 distances to the candidates.
+    log(n_clusters))`` float64 distances to the candidates and ``n_samples``
+    float64 squared norms.
     """
     labels, centres, n_iter, _ = _kmeans(
         X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol
