@@ -16,12 +16,12 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy.spatial.distance import pdist, squareform
 
 from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
 from ._em import Params, combine, e_step, empty_components, implied_stats, m_step, scaled_stats
 from ._gradient import adam_state
 from ._init import initial_params
+from ._kernels import count_distinct
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -83,9 +83,7 @@ class Run:
 
     def record(self, lower_bound, level, n_active, relative_means):
         """Append one iteration to the trace."""
-        # A mean counts unless it lies within _DISTINCT_TOL of an earlier one.
-        close = squareform(pdist(relative_means, "chebyshev") < _DISTINCT_TOL)
-        n_distinct = len(relative_means) - int(np.triu(close, 1).any(axis=0).sum())
+        n_distinct = count_distinct(relative_means, _DISTINCT_TOL)
         for key, value in zip(
             self.history, (lower_bound, level, n_active, n_distinct), strict=True
         ):

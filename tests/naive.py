@@ -1,6 +1,7 @@
 """Slow, obviously correct numpy references for the kernels."""
 
 import numpy as np
+from scipy.spatial.distance import pdist, squareform
 from scipy.special import logsumexp
 
 
@@ -85,3 +86,9 @@ def observed_em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0
     s1 = np.stack([resp[:, k] @ np.where(seen, Z - ref[k], 0.0) for k in range(len(weights))])
     s2 = np.stack([resp[:, k] @ np.where(seen, Z - ref[k], 0.0) ** 2 for k in range(len(weights))])
     return float(sample_weight @ log_norm), nk, nkd, s1, s2
+
+
+def count_distinct(points, tol):
+    """Rows not within ``tol`` (max-norm) of an earlier row, by scipy's pairwise distances."""
+    close = squareform(pdist(points, "chebyshev") < tol)
+    return len(points) - int(np.triu(close, 1).any(axis=0).sum())

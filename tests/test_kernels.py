@@ -600,3 +600,16 @@ def test_blas_held_at_one_thread_and_restored():
             assert set(blas_threads()) == {1}
         assert set(blas_threads()) == {1}
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("n_points", [1, 2, 30])
+def test_count_distinct_matches_naive(n_points):
+    """Distinct means as scipy's Chebyshev distances count them, ties near tol included."""
+    rng = np.random.default_rng(n_points)
+    for scale in (1e-3, 1e-2, 1.0):
+        points = rng.normal(size=(n_points, 4)) * scale
+        if n_points > 2:
+            # Near copies: some within the tolerance in every feature, some not.
+            points[5:15] = points[:10] + rng.uniform(-1.2e-2, 1.2e-2, (10, 4))
+        assert _kernels.count_distinct(points, 1e-2) == naive.count_distinct(points, 1e-2)
+    assert _kernels.count_distinct(np.zeros((7, 3)), 1e-2) == 1
