@@ -72,6 +72,10 @@ _MAX_CANCELLATION = 1e3
 # components) row by row over its non-zero terms, about ``ref``.
 _DENSE = 0.25
 
+# The ``count`` flags of the term-by-term sums, as numpy booleans: a literal
+# True or False would compile the function once for each.
+_YES, _NO = np.bool_(True), np.bool_(False)
+
 # Row ranges of log_prob shared out between threads, each with its own
 # scratch; the rows' results do not depend on how they are grouped.
 _LOG_PROB_GROUPS = 64
@@ -413,11 +417,9 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
                     for j in range(2 * n_features + 1):
                         m[b, k, j] += moments[k, j]
                 if any_exact:
-                    _add_about_ref(
-                        u, ev, ref, exact, False, row_terms, row_last, s0[b], s1[b], s2[b]
-                    )
+                    _add_about_ref(u, ev, ref, exact, _NO, row_terms, row_last, s0[b], s1[b], s2[b])
             else:
-                _add_about_ref(u, ev, ref, every, True, row_terms, row_last, s0[b], s1[b], s2[b])
+                _add_about_ref(u, ev, ref, every, _YES, row_terms, row_last, s0[b], s1[b], s2[b])
     return ll, s0, s1, s2, m
 
 
@@ -804,11 +806,11 @@ def _chunk_stats(
                 m[k, j] += moments[k, j]
         if exact.any():
             _add_about_ref_x(
-                X, start, shift, scale, ev, ref, exact, False, row_terms, row_last, s0, s1, s2
+                X, start, shift, scale, ev, ref, exact, _NO, row_terms, row_last, s0, s1, s2
             )
     else:
         _add_about_ref_x(
-            X, start, shift, scale, ev, ref, every, True, row_terms, row_last, s0, s1, s2
+            X, start, shift, scale, ev, ref, every, _YES, row_terms, row_last, s0, s1, s2
         )
 
 
@@ -1237,12 +1239,12 @@ def _chunk_stats_masked(
                 m[k, j] += moments[k, j]
         if exact.any():
             _add_about_ref_masked(
-                X, start, shift, scale, u, ev, ref, exact, False, row_terms, row_last,
+                X, start, shift, scale, u, ev, ref, exact, _NO, row_terms, row_last,
                 s0, s0d, s1, s2,
             )  # fmt: skip
     else:
         _add_about_ref_masked(
-            X, start, shift, scale, u, ev, ref, every, True, row_terms, row_last,
+            X, start, shift, scale, u, ev, ref, every, _YES, row_terms, row_last,
             s0, s0d, s1, s2,
         )  # fmt: skip
 

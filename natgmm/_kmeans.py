@@ -380,7 +380,7 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
             low[k] = (zsq_low - 2.0 * dots[k]) + csq_low[k]
         # No centre whose lower bound is above this can be the nearest.
         top = _least(low) + 2.0 * err * (zsq + csq_max)
-        best = 0
+        best = np.int64(0)
         best_v = np.inf
         for k in range(C.shape[0]):
             if low[k] <= top:
@@ -408,11 +408,14 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
     full = np.zeros(n_blocks, dtype=np.int64)
-    for b in prange(n_blocks):
+    for block_index in prange(n_blocks):
+        # int64, not the parallel loop's uint64, and n_buf never a literal:
+        # each other integer type would compile _assign_rows once more.
+        b = np.int64(block_index)
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
         scratch = _assign_scratch(zbuf, CT)
-        n_buf = 0
+        n_buf = np.int64(0)
         stop = min((b + 1) * block, n_samples)
         for i in range(b * block, stop):
             a = labels[i]
@@ -439,7 +442,7 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
                                            w, labels, upper, glb, b, sums, weight,
                                            count, update)  # fmt: skip
                 full[b] += n_buf
-                n_buf = 0
+                n_buf = np.int64(0)
         if n_buf > 0:
             changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,

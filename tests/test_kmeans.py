@@ -19,7 +19,7 @@ from sklearn.cluster._k_means_common import _relocate_empty_clusters_dense
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin
 
-from natgmm import _kmeans
+from natgmm import NaturalDiagonalGMM, _kernels, _kmeans
 
 
 def _data(n_samples=2000, n_features=8, n_centres=12, seed=0, dtype=np.float64):
@@ -278,3 +278,22 @@ def test_draw_is_searchsorted_of_cumsum(weighted):
     # boundary may differ; none of these 202 falls within 1e-12 of one.
     assert np.min(np.abs(np.cumsum(terms)[:, None] - r[:200])) > 1e-12
     assert_array_equal(_kmeans._draw(w, d, block_pot, r, n_blocks), expected)
+
+
+def test_no_kernel_compiled_for_literals_or_unsigned_indices():
+    """Each helper is compiled once per array type, not per literal or per loop-index type.
+
+    A literal argument (``0``, ``True``) or the parallel loop's ``uint64``
+    index compiles a helper once more, and each copy costs seconds of a cold
+    start (``_assign_rows`` was compiled three times, 4.5 s here).
+    """
+    X = np.random.default_rng(0).normal(size=(600, 4))
+    NaturalDiagonalGMM(3, random_state=0).fit(X).predict(X)
+    for module in (_kernels, _kmeans):
+        for name, dispatcher in vars(module).items():
+            if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
+                continue
+            for signature in dispatcher.signatures:
+                for arg in signature:
+                    assert not isinstance(arg, numba.types.Literal), (name, signature)
+                    assert arg != numba.types.uint64, (name, signature)
