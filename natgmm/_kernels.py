@@ -205,7 +205,7 @@ def count_distinct(points, tol):
     """Count the rows of ``points`` not within ``tol`` (max-norm) of an earlier row.
 
     The trace of every iteration counts its distinct means with this, so it
-    is compiled: scipy's ``pdist`` took a tenth of a small fit's iteration.
+    is compiled: scipy's ``pdist`` took a twentieth of a small fit's iteration.
     """
     n, d = points.shape
     count = 0
