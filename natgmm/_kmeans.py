@@ -489,8 +489,11 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
                 _map_row(X[start + r], shift, scale, zbuf[r])
                 rows[r] = start + r
                 labels[start + r] = 0
+            # Block 0 and no update, typed as _lloyd_impl passes them (int64
+            # and bool, not literals): one compiled _assign_rows serves both.
             _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, none, labels,
-                         none, no_bounds, 0, no_sums, no_weight, no_count, False)  # fmt: skip
+                         none, no_bounds, np.int64(0), no_sums, no_weight, no_count,
+                         np.bool_(False))  # fmt: skip
 
 
 _nearest_serial, _nearest_parallel = _serial_and_parallel(_nearest_impl)

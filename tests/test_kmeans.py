@@ -287,8 +287,16 @@ def test_no_kernel_compiled_for_literals_or_unsigned_indices():
     index compiles a helper once more, and each copy costs seconds of a cold
     start (``_assign_rows`` was compiled three times: 3.7 s of k-means' 23.7 s here).
     """
-    X = np.random.default_rng(0).normal(size=(600, 4))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 4))
+    missing = np.where(rng.random(X.shape) < 0.1, np.nan, X)
+    # The paths of a fit: k-means (and nearest-seed labels), the E-step
+    # untempered and tempered, serial and parallel, float32, missing entries.
     NaturalDiagonalGMM(3, random_state=0).fit(X).predict(X)
+    NaturalDiagonalGMM(3, random_state=0, annealing="temperature", n_jobs=1).fit(X)
+    NaturalDiagonalGMM(3, random_state=0).fit(X.astype(np.float32))
+    NaturalDiagonalGMM(3, random_state=0).fit(missing).predict(missing)
+    _kmeans.nearest(X, 0.0, 1.0, X[:3], True)
     for module in (_kernels, _kmeans):
         for name, dispatcher in vars(module).items():
             if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
