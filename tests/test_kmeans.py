@@ -281,7 +281,7 @@ def test_draw_is_searchsorted_of_cumsum(weighted):
 
 
 def test_no_kernel_compiled_for_literals_or_unsigned_indices():
-    """Each helper is compiled once per array type, not per literal or per loop-index type.
+    """Each helper is compiled once per array dtype, not per literal, index type or flag.
 
     A literal argument (``0``, ``True``) or the parallel loop's ``uint64``
     index compiles a helper once more, and each copy costs seconds of a cold
@@ -305,3 +305,9 @@ def test_no_kernel_compiled_for_literals_or_unsigned_indices():
                 for arg in signature:
                     assert not isinstance(arg, numba.types.Literal), (name, signature)
                     assert arg != numba.types.uint64, (name, signature)
+            # Nor once for a read-only and once for a writeable array in one place.
+            writeable = [
+                tuple(a.copy(readonly=False) if isinstance(a, numba.types.Array) else a for a in s)
+                for s in dispatcher.signatures
+            ]
+            assert len(set(writeable)) == len(writeable), (name, dispatcher.signatures)
