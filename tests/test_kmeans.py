@@ -8,6 +8,8 @@ of a few thousand rows neither happens (the chance is of order 1e-9 per run);
 a failure here means a real difference.
 """
 
+import subprocess
+import sys
 import warnings
 
 import numba
@@ -19,7 +21,7 @@ from sklearn.cluster._k_means_common import _relocate_empty_clusters_dense
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin
 
-from natgmm import NaturalDiagonalGMM, _kernels, _kmeans
+from natgmm import _kmeans
 
 
 def _data(n_samples=2000, n_features=8, n_centres=12, seed=0, dtype=np.float64):
@@ -280,34 +282,48 @@ def test_draw_is_searchsorted_of_cumsum(weighted):
     assert_array_equal(_kmeans._draw(w, d, block_pot, r, n_blocks), expected)
 
 
+# Run in a fresh process, so that only what the fits compile is looked at
+# (tests that call kernels directly compile types of their own).
+_FIT_PATHS = """
+import numba, numpy as np
+from natgmm import NaturalDiagonalGMM, _kernels, _kmeans
+rng = np.random.default_rng(0)
+X = rng.normal(size=(600, 4))
+missing = np.where(rng.random(X.shape) < 0.1, np.nan, X)
+# k-means (and nearest-seed labels), the E-step untempered and tempered,
+# serial and parallel, float32, missing entries.
+NaturalDiagonalGMM(3, random_state=0).fit(X).predict(X)
+NaturalDiagonalGMM(3, random_state=0, annealing="temperature", n_jobs=1).fit(X)
+NaturalDiagonalGMM(3, random_state=0).fit(X.astype(np.float32))
+NaturalDiagonalGMM(3, random_state=0).fit(missing).predict(missing)
+_kmeans.nearest(X, 0.0, 1.0, X[:3], True)
+for module in (_kernels, _kmeans):
+    for name, dispatcher in vars(module).items():
+        if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
+            continue
+        for signature in dispatcher.signatures:
+            if any(isinstance(a, numba.types.Literal) for a in signature) or (
+                numba.types.uint64 in signature
+            ):
+                print("literal or uint64:", name, signature)
+        writeable = [
+            tuple(a.copy(readonly=False) if isinstance(a, numba.types.Array) else a for a in s)
+            for s in dispatcher.signatures
+        ]
+        if len(set(writeable)) < len(writeable):
+            print("read-only twins:", name, dispatcher.signatures)
+"""
+
+
 def test_no_kernel_compiled_for_literals_or_unsigned_indices():
     """Each helper is compiled once per array dtype, not per literal, index type or flag.
 
-    A literal argument (``0``, ``True``) or the parallel loop's ``uint64``
-    index compiles a helper once more, and each copy costs seconds of a cold
-    start (``_assign_rows`` was compiled three times: 3.7 s of k-means' 23.7 s here).
+    A literal argument (``0``, ``True``), the parallel loop's ``uint64``
+    index or an array read-only at one call and writeable at another compiles
+    a helper once more, and each copy costs seconds of a cold start
+    (``_assign_rows`` was compiled three times: 3.7 s of k-means' 23.7 s here).
     """
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 4))
-    missing = np.where(rng.random(X.shape) < 0.1, np.nan, X)
-    # The paths of a fit: k-means (and nearest-seed labels), the E-step
-    # untempered and tempered, serial and parallel, float32, missing entries.
-    NaturalDiagonalGMM(3, random_state=0).fit(X).predict(X)
-    NaturalDiagonalGMM(3, random_state=0, annealing="temperature", n_jobs=1).fit(X)
-    NaturalDiagonalGMM(3, random_state=0).fit(X.astype(np.float32))
-    NaturalDiagonalGMM(3, random_state=0).fit(missing).predict(missing)
-    _kmeans.nearest(X, 0.0, 1.0, X[:3], True)
-    for module in (_kernels, _kmeans):
-        for name, dispatcher in vars(module).items():
-            if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
-                continue
-            for signature in dispatcher.signatures:
-                for arg in signature:
-                    assert not isinstance(arg, numba.types.Literal), (name, signature)
-                    assert arg != numba.types.uint64, (name, signature)
-            # Nor once for a read-only and once for a writeable array in one place.
-            writeable = [
-                tuple(a.copy(readonly=False) if isinstance(a, numba.types.Array) else a for a in s)
-                for s in dispatcher.signatures
-            ]
-            assert len(set(writeable)) == len(writeable), (name, dispatcher.signatures)
+    result = subprocess.run(
+        [sys.executable, "-c", _FIT_PATHS], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "", result.stdout
