@@ -1530,8 +1530,6 @@ def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, pa
         As in :func:`label_stats`, over the observed entries.
     """
     X = _read_only(X)
-    # The map read-only whoever passes it (k-means' broadcast one is): one compiled type.
-    shift, scale = _read_only(_f64(shift)), _read_only(_f64(scale))
     with parallel_launch(parallel) as parallel:
         kernel = _label_stats_masked_parallel if parallel else _label_stats_masked_serial
         per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)

@@ -547,8 +547,10 @@ def _sq_norms(C):
 
 def _check(X, sample_weight, shift, scale):
     n_features = X.shape[1]
-    shift = _f64(np.broadcast_to(shift, (n_features,)))
-    scale = _f64(np.broadcast_to(scale, (n_features,)))
+    # Copies: a broadcast view is read-only when given an array and not when
+    # given a scalar, and each flag would compile the kernels once more.
+    shift = np.array(np.broadcast_to(shift, (n_features,)), dtype=np.float64)
+    scale = np.array(np.broadcast_to(scale, (n_features,)), dtype=np.float64)
     if sample_weight is None:
         sample_weight = np.empty(0)
     return shift, scale, _f64(sample_weight)
