@@ -9,8 +9,9 @@ set among ``--k`` and every seed, fit
   20, max_iter=500)``;
 - ``floor``, ``fixed``, ``temperature``: ``NaturalDiagonalGMM(annealing=mode,
   max_iter=500)`` with the estimator's own defaults for everything else
-  (one fit): once the study's recommendation is implemented these rows
-  are the recommended defaults;
+  (one fit, with the default split-and-merge moves after the annealing);
+- ``floor-nosm``, ``fixed-nosm``, ``temperature-nosm``: the same without
+  the moves (``split_merge=0``), to see what they add;
 - ``proto``: the recommended algorithm of the study run by the prototype
   driver ``benchmarks/study/anneal_proto.py`` (``RECOMMENDED`` there), which
   stands in for the defaults until the estimator implements them;
@@ -97,6 +98,9 @@ def methods(args):
     for mode in ("floor", "fixed", "temperature"):
         out[mode] = lambda k, s, mode=mode: NaturalDiagonalGMM(
             k, annealing=mode, random_state=s, **common
+        )
+        out[f"{mode}-nosm"] = lambda k, s, mode=mode: NaturalDiagonalGMM(
+            k, annealing=mode, random_state=s, split_merge=0, **common
         )
     out["proto"] = lambda k, s: _Proto(k, s, anneal_proto.RECOMMENDED)
     return {name: out[name] for name in args.methods}
@@ -185,7 +189,8 @@ def main(argv=None):
     parser.add_argument(
         "--methods",
         default="sk5,sk20,floor,fixed,temperature,proto",
-        help="comma-separated, from sk5,sk20,floor,fixed,temperature,proto",
+        help="comma-separated, from sk5,sk20,floor,fixed,temperature, the same three "
+        "with -nosm (no split-and-merge moves), proto",
     )
     parser.add_argument(
         "--quick",

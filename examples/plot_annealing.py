@@ -19,7 +19,8 @@ well above 1), beside scikit-learn's
 ``GaussianMixture(covariance_type="diag", n_init=5)``. Each fit starts from
 the pooled solution (every component at the data's mean and variance), the
 means split as the levels pass the clusters' critical values, and a final
-EM with the annealing released ends the fit.
+EM with the annealing released ends the annealing; split-and-merge moves
+(``split_merge``, shaded) may follow.
 """
 
 import warnings
@@ -68,7 +69,8 @@ for mode in ("fixed", "floor", "temperature"):
 # Right: the number of distinct means (left axis) and the level (right
 # axis, logarithmic; the final EM has no level). Above the critical value
 # (dashed) every mean sits at the data's mean; after the level passes below
-# it they split, and the log-likelihood climbs level by level. With
+# it they split, and the log-likelihood climbs level by level; the shaded
+# iterations are split-and-merge moves, kept only where they end higher. With
 # ``"fixed"``, the last levels hold every variance below the clusters' own,
 # which costs likelihood until the final EM frees the variances.
 fig, axes = plt.subplots(3, 2, figsize=(9, 9.5), sharex=True, layout="constrained")
@@ -76,6 +78,9 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     h = model.history_
     iterations = np.arange(1, model.n_iter_ + 1)
     ax_ll.plot(iterations, h["lower_bound"], color="C0", label="natgmm, annealed")
+    moves = iterations[h["move"] > 0]
+    if moves.size:  # each move starts afresh, below the fit it may replace
+        ax_ll.axvspan(moves[0] - 0.5, moves[-1] + 0.5, color="0.9", label="split-and-merge")
     ax_ll.axhline(reference.score(Z), color="k", ls=":", lw=1.2, label="sklearn n_init=5")
     ax_ll.set(title=f"annealing={mode!r}", ylabel="mean log-likelihood")
     ax_ll.legend(loc="best")

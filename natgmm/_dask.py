@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._data import log_prob, n_blocks, scatter_sums, weight_scale
+from ._data import component_scatter, log_prob, move_sums, n_blocks, scatter_sums, weight_scale
 
 # Rows computed to the client for the initialisation (k-means and friends)
 # when init_params must be estimated: all rows up to this many (the same
@@ -158,6 +158,17 @@ def _block_scatter_sums(x, w, shared):
     return scatter_sums(x, _weights(w), standardiser, np.arange(x.shape[0]))
 
 
+def _block_move_sums(x, w, shared):
+    standardiser, params, missing = shared
+    return move_sums(np.ascontiguousarray(x), _weights(w), standardiser, params, False, missing)
+
+
+def _block_component_scatter(x, w, shared):
+    standardiser, params, components, missing = shared
+    x = np.ascontiguousarray(x)
+    return (component_scatter(x, _weights(w), standardiser, params, components, False, missing),)
+
+
 _OUTPUTS = ("log_prob", "labels", "resp")
 
 
@@ -268,6 +279,15 @@ class DaskData:
     def scatter_sums(self, standardiser):
         """Weight, sum and outer products of the rows in internal units."""
         return self._reduce(_block_scatter_sums, (standardiser,))
+
+    def move_sums(self, standardiser, params):
+        """:func:`natgmm._data.move_sums`, summed over the blocks."""
+        return self._reduce(_block_move_sums, (standardiser, params, self.missing))
+
+    def component_scatter(self, standardiser, params, components):
+        """:func:`natgmm._data.component_scatter`, summed over the blocks."""
+        shared = (standardiser, params, components, self.missing)
+        return self._reduce(_block_component_scatter, shared)[0]
 
     def positive_rows(self):
         """Count the rows of positive weight."""

@@ -215,6 +215,18 @@ default=None
         feature) in the last iteration, and by no more than in the one
         before. None means 0.01. 0 runs every level for
         ``anneal_max_iter`` iterations.
+    split_merge : int or "auto", default="auto"
+        Largest number of split-and-merge moves kept after the final EM, if
+        it converged (Ueda et al., 2000): a move merges the two components whose
+        responsibilities overlap most and splits the component whose points
+        the mixture fits worst along its leading direction. Each round
+        tries 5 such moves for 5 EM iterations each, runs the best to
+        convergence and keeps it if the lower bound rose; the first move
+        not kept ends the rounds (``split_merge_moves_``). It takes a fit
+        out of local maxima that annealing alone leaves (the user guide's
+        annealing page). "auto" is 3 after the annealing levels and 0
+        otherwise (plain EM, as scikit-learn, and a ``warm_start`` refit).
+        Only with ``solver="em"``.
     solver : {"em", "minibatch", "gradient"}, default="em"
         How each iteration gathers sufficient statistics and turns them into
         parameters:
@@ -288,9 +300,10 @@ default=None
         alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``),
         "level" (annealing level: floor, fixed variance or temperature; NaN
         without annealing and in the final EM), "n_active" (components whose weight is above
-        ``min_weight`` and that received mass) and "n_distinct" (number of
+        ``min_weight`` and that received mass), "n_distinct" (number of
         means not within 0.01 standard deviations, in every feature, of an
-        earlier one).
+        earlier one) and "move" (0, or the split-and-merge round the
+        iteration belongs to, counting from 1: see ``split_merge``).
     critical_value_ : float
         With ``annealing``: the largest eigenvalue of the data's weighted
         correlation matrix. With all variances above this many times their
@@ -303,6 +316,11 @@ default=None
         distinct means reached. Splits bunched just below
         ``critical_value_`` mean the clusters appear at once; splits spread
         over several levels, nested structure.
+    split_merge_moves_ : ndarray of shape (n_moves, 6)
+        The split-and-merge moves of the best fit, in order: the two
+        components merged, the one split, the lower bound before and after
+        the move's EM, and 1.0 if it was kept (0.0 for the last, not kept).
+        No rows without ``split_merge``.
     empty_components_ : ndarray of bool, shape (n_components,)
         Components that received no mass at the last M-step; they kept
         their previous mean and variance and their weight fell to
@@ -383,6 +401,7 @@ default=None
         "schedule": [Schedule, None],
         "anneal_max_iter": [Interval(Integral, 1, None, closed="left")],
         "anneal_tol": [Interval(Real, 0.0, None, closed="left"), None],
+        "split_merge": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "solver": [StrOptions({"em", "minibatch", "gradient"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_offset": [Interval(Real, 0.0, None, closed="left")],
@@ -419,6 +438,7 @@ default=None
         schedule=None,
         anneal_max_iter=15,
         anneal_tol=0.01,
+        split_merge="auto",
         solver="em",
         batch_size=1024,
         learning_offset=10.0,
@@ -451,6 +471,7 @@ default=None
         self.schedule = schedule
         self.anneal_max_iter = anneal_max_iter
         self.anneal_tol = anneal_tol
+        self.split_merge = split_merge
         self.solver = solver
         self.batch_size = batch_size
         self.learning_offset = learning_offset
@@ -547,6 +568,7 @@ default=None
             lower_bound_=lower_bound,
             lower_bounds_=list(run.history["lower_bound"]),
             history_={key: np.asarray(value) for key, value in run.history.items()},
+            split_merge_moves_=np.array(run.moves, dtype=np.float64).reshape(-1, 6),
             n_steps_=run.online.n_steps if run.online else 0,
             labels_=labels,
         )
@@ -682,6 +704,8 @@ default=None
                 state.pop("_partial_rng"),
                 state.pop("_levels", np.empty(0)),
             )
+        # Parameters added since: a pickle from before them behaves as it did.
+        state = {"split_merge": 0, **state}
         super().__setstate__(state)
 
     # ----------------------------------------------------------- inference

@@ -54,6 +54,16 @@ class Progress:
                 f"{h['n_distinct'][-1]} distinct means"
             )
 
+    def move(self, move, before, after, kept):
+        """Report a split-and-merge ``move`` ``(i, j, k)`` and the lower bounds it went between."""
+        if self.verbose >= 1:
+            i, j, k = move
+            verdict = "kept" if kept else "not kept: the rounds end"
+            print(
+                f"  Split-and-merge: merged {i} and {j}, split {k}: lower bound {before:.5f} -> "
+                f"{after:.5f}, {verdict}"
+            )
+
     def init_end(self, lower_bound, converged, n_iter):
         """Report the end of an initialisation after ``n_iter`` iterations in total."""
         message = "converged" if converged else "did not converge"

@@ -22,6 +22,10 @@ DEFAULT_SCHEDULES = {
     "temperature": dict(stop=1.0, n_levels=24),
 }
 
+# Split-and-merge moves after a fit that ran the annealing levels, when
+# ``split_merge="auto"`` (benchmarks/study/sweep.py).
+DEFAULT_SPLIT_MERGE = 3
+
 
 class Settings(NamedTuple):
     """The estimator's parameters as one fit uses them (defaults resolved)."""
@@ -43,6 +47,7 @@ class Settings(NamedTuple):
     schedule: object  # a Schedule, or None without annealing
     anneal_max_iter: int
     anneal_tol: float
+    split_merge: int | None  # moves kept at most; None: "auto" (n_moves)
     solver: str
     batch_size: int
     learning_offset: float
@@ -56,6 +61,13 @@ class Settings(NamedTuple):
         if e.n_components * e.min_weight >= 1.0:
             raise ValueError(
                 f"n_components * min_weight must be below 1, got {e.n_components} * {e.min_weight}."
+            )
+        if e.split_merge not in ("auto", 0) and e.solver != "em":
+            # Online EM's running statistics and Adam's moments belong to
+            # the parameters before a move, and would pull the fit back.
+            raise ValueError(
+                f"split_merge needs solver='em', got solver={e.solver!r}; "
+                "use split_merge='auto' or 0."
             )
         schedule = e.schedule
         if e.annealing is not None and schedule is None:
@@ -81,9 +93,16 @@ class Settings(NamedTuple):
             schedule=schedule,
             anneal_max_iter=e.anneal_max_iter,
             anneal_tol=0.01 if e.anneal_tol is None else e.anneal_tol,
+            split_merge=None if e.split_merge == "auto" else e.split_merge,
             solver=e.solver,
             batch_size=e.batch_size,
             learning_offset=e.learning_offset,
             learning_decay=e.learning_decay,
             gradient=gradient,
         )
+
+    def n_moves(self, annealed):
+        """Largest number of split-and-merge moves kept after a fit (``annealed``: levels ran)."""
+        if self.split_merge is None:
+            return DEFAULT_SPLIT_MERGE if annealed and self.solver == "em" else 0
+        return self.split_merge

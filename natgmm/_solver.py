@@ -22,6 +22,7 @@ from ._em import Params, combine, e_step, empty_components, implied_stats, m_ste
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
+from ._split_merge import N_CANDIDATES, SHORT_ITER, candidate_moves, moved
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -79,14 +80,17 @@ class Run:
         self.total_weight = data.total_weight
         self.online, self.adam = online, adam
         self.empty = None
-        self.history = {"lower_bound": [], "level": [], "n_active": [], "n_distinct": []}
+        self.history = {
+            "lower_bound": [], "level": [], "n_active": [], "n_distinct": [], "move": []
+        }  # fmt: skip
+        self.moves = []  # split-and-merge moves tried: (i, j, k, bound before, after, kept)
+        self.move_round = 0  # the split-and-merge round running, 0 before them
 
     def record(self, lower_bound, level, n_active, relative_means):
         """Append one iteration to the trace."""
         n_distinct = count_distinct(relative_means, _DISTINCT_TOL)
-        for key, value in zip(
-            self.history, (lower_bound, level, n_active, n_distinct), strict=True
-        ):
+        values = (lower_bound, level, n_active, n_distinct, self.move_round)
+        for key, value in zip(self.history, values, strict=True):
             self.history[key].append(value)
 
 
@@ -212,8 +216,9 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
     """One initialisation's fit: the annealing levels, then EM to convergence.
 
     The final EM runs with the user's regularisation ``reg`` alone: the
-    annealing is released. Returns the parameters, the last lower bound and
-    whether the final EM converged.
+    annealing is released; split-and-merge moves follow a converged final EM
+    (:func:`split_merge`). Returns the parameters, the last lower bound and
+    whether the final EM (or the last move kept) converged.
     """
     for index, level in enumerate(levels):
         first = len(run.history["lower_bound"])
@@ -228,10 +233,62 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
         # The last level's bound belongs to other constraints; the tol test of
         # the final EM starts afresh.
         lower_bound = -np.inf
-    return em_phase(
+    params, lower_bound, converged = em_phase(
         settings, run, params, lower_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
         progress,
     )  # fmt: skip
+    n_moves = settings.n_moves(annealed=bool(levels.size))
+    if not converged or not n_moves:  # a move is judged against a maximum
+        return params, lower_bound, converged
+    return split_merge(settings, run, params, lower_bound, reg, n_moves, progress)
+
+
+def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
+    """Run split-and-merge rounds from a converged fit, keeping ``n_moves`` moves at most.
+
+    Each round ranks :data:`~natgmm._split_merge.N_CANDIDATES` moves from
+    one pass over the data, gives each ``SHORT_ITER`` EM iterations, runs
+    the one with the highest lower bound to convergence and keeps it if its
+    lower bound beats the fit's; a move not kept, or kept without
+    converging, ends the rounds (a small gain does not: a larger one may
+    follow).
+    Every iteration is recorded in ``run`` (``level`` NaN, ``move`` the
+    round), every move in ``run.moves``. Returns the parameters, lower bound and convergence kept.
+    """
+    converged, empty = True, run.empty
+    for round_ in range(1, n_moves + 1):
+        run.move_round = round_
+        overlap, fit, weight = run.data.move_sums(run.standardiser, params)
+        moves = candidate_moves(overlap, fit, weight, N_CANDIDATES)
+        if not moves:
+            break
+        splits = sorted({k for _, _, k in moves})
+        scatter = run.data.component_scatter(run.standardiser, params, splits)
+        covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
+        best = None
+        for move in moves:
+            start = moved(params, move, covariance[move[2]])
+            # tol 0: exactly SHORT_ITER iterations.
+            short = em_phase(
+                settings, run, start, -np.inf, reg, SHORT_ITER, 1.0, np.nan, 0.0, progress
+            )
+            if best is None or short[1] > best[1][1]:
+                best = (move, short)
+        move, (trial, trial_bound, _) = best
+        trial, trial_bound, trial_converged = em_phase(
+            settings, run, trial, trial_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
+            progress,
+        )  # fmt: skip
+        kept = bool(trial_bound > lower_bound)
+        run.moves.append((*move, lower_bound, trial_bound, kept))
+        progress.move(move, lower_bound, trial_bound, kept)
+        if not kept:
+            break
+        params, lower_bound, converged, empty = trial, trial_bound, trial_converged, run.empty
+        if not converged:
+            break
+    run.empty = empty  # that of the parameters kept
+    return params, lower_bound, converged
 
 
 def start_stream(data, model, init, settings, random_state):

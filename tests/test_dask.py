@@ -195,6 +195,17 @@ def test_initialisation_annealing_and_partial_fit(client, data):
     _assert_same_stream(X, Xd, weights)
 
 
+def test_split_merge_equals_numpy_fit(client, data):
+    """Moves ranked from sums over the blocks: the same moves, bounds and model."""
+    X, weights = data
+    kwargs = {"split_merge": 2, "tol": 1e-3, "max_iter": 100, **_start(X)}
+    reference = _fit(X, weights, **kwargs)
+    ours = _fit(da.from_array(X, chunks=CHUNKS), da.from_array(weights, chunks=CHUNKS[0]), **kwargs)
+    assert len(reference.split_merge_moves_) >= 1
+    assert_allclose(ours.split_merge_moves_, reference.split_merge_moves_, rtol=RTOL)
+    _assert_same_model(ours, reference)
+
+
 def test_missing_entries_equal_numpy_fit(client, data):
     """NaN entries (30%, and a row with none observed): the Dask fit equals the in-memory one.
 

@@ -1,0 +1,96 @@
+"""Split-and-merge moves: leaving the local maximum where EM stopped.
+
+EM, annealed or not, ends at a local maximum of the likelihood, typically one
+where two components share a cluster while another spans two. A move (Ueda
+et al., 2000, "SMEM algorithm for mixture models") merges the pair of
+components whose responsibilities overlap most and splits the component
+whose points the mixture fits worst, so the number of components stays the
+same. Here the functions that rank the moves and make one; the rounds that
+try them are :func:`natgmm._solver.split_merge`.
+"""
+
+import numpy as np
+
+from ._em import Params
+
+# Moves tried per round, and the EM iterations each gets before the one with
+# the highest lower bound is run to convergence (benchmarks/study/sweep.py).
+N_CANDIDATES = 5
+SHORT_ITER = 5
+# A split puts the halves' means this many standard deviations to either side
+# along the component's leading direction: where the means of the two halves
+# of a Gaussian cut in two lie. Along it, each half keeps the rest of the
+# variance, 1 - 2 / pi of it.
+SPLIT_OFFSET = np.sqrt(2.0 / np.pi)
+
+
+def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES):
+    """Return the moves to try, best first: ``(i, j, k)`` merges i and j, splits k.
+
+    Parameters
+    ----------
+    overlap : ndarray of shape (n_components, n_components)
+        ``sum w r_i r_j`` over the rows (responsibilities ``r``, weights ``w``).
+    fit : ndarray of shape (n_components,)
+        ``sum w r_k log p(x)``, ``p`` the mixture's density.
+    weight : ndarray of shape (n_components,)
+        ``sum w r_k``.
+    n_candidates : int, default=N_CANDIDATES
+        Largest number of moves returned.
+
+    Returns
+    -------
+    moves : list of tuple of int
+        Merges by the cosine of the pair's responsibilities, highest first;
+        each with the worst-fitted other component to split, the one whose
+        points have the lowest mean log-density under the mixture (Ueda et
+        al.'s local Kullback-Leibler divergence, with the responsibility-
+        weighted points as the local density, is that up to a constant).
+        Empty with fewer than three components.
+    """
+    n_components = weight.shape[0]
+    if n_components < 3:
+        return []
+    norm = np.sqrt(np.diag(overlap))
+    norms = np.outer(norm, norm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = np.where(norms > 0, overlap / norms, -np.inf)
+        misfit = -fit / weight
+    first, second = np.triu_indices(n_components, 1)
+    pair_cosine = np.nan_to_num(cosine[first, second], nan=-np.inf)
+    splits = np.argsort(-np.nan_to_num(misfit, nan=-np.inf), kind="stable")
+    moves = []
+    for pair in np.argsort(-pair_cosine, kind="stable")[:n_candidates]:
+        i, j = int(first[pair]), int(second[pair])
+        k = next(int(s) for s in splits if s != i and s != j)
+        moves.append((i, j, k))
+    return moves
+
+
+def moved(params, move, covariance):
+    """Return the parameters after ``move``: i and j merged into i, k split into k and j.
+
+    The merged component matches the pair's weight, mean and per-feature
+    variance; the split halves share ``k``'s weight, sit
+    :data:`SPLIT_OFFSET` standard deviations to either side of its mean along
+    the leading eigenvector of ``covariance`` (``k``'s responsibility-
+    weighted covariance, internal units), with that direction's share of
+    the variance removed.
+    """
+    i, j, k = move
+    weights, means, variances = (a.copy() for a in params)
+    total = weights[i] + weights[j]
+    share_i, share_j = weights[i] / total, weights[j] / total
+    mean = share_i * means[i] + share_j * means[j]
+    variances[i] = share_i * (variances[i] + (means[i] - mean) ** 2) + share_j * (
+        variances[j] + (means[j] - mean) ** 2
+    )
+    weights[i], means[i] = total, mean
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    offset = SPLIT_OFFSET * np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
+    weights[j] = weights[k] = 0.5 * weights[k]
+    means[j], means[k] = means[k] + offset, means[k] - offset
+    variances[j] = variances[k] = np.maximum(
+        variances[k] - offset**2, (1.0 - SPLIT_OFFSET**2) * variances[k]
+    )
+    return Params(weights, means, variances)

@@ -1,0 +1,187 @@
+"""Split-and-merge moves after the final EM (``split_merge``)."""
+
+import numpy as np
+import pytest
+from conftest import assert_finite_model, quiet_fit
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.metrics import adjusted_rand_score
+
+from natgmm import NaturalDiagonalGMM
+from natgmm._data import ArrayData
+from natgmm._em import Params
+from natgmm._split_merge import SPLIT_OFFSET, candidate_moves, moved
+
+CENTRES = np.array([[0.0, 0.0], [8.0, 0.0], [8.0, 8.0]])
+# Two means in cluster 0, one between clusters 1 and 2: a local maximum of
+# the likelihood that EM does not leave.
+STUCK = np.array([[-0.3, 0.0], [0.3, 0.0], [8.0, 4.0]])
+
+
+@pytest.fixture(scope="module")
+def three_clusters():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 400)
+    return CENTRES[y] + rng.standard_normal((y.size, 2)), y
+
+
+def stuck_model(**params):
+    return NaturalDiagonalGMM(3, means_init=STUCK, max_iter=500, random_state=0, **params)
+
+
+def test_plain_em_stays_at_the_local_maximum(three_clusters):
+    X, y = three_clusters
+    model = stuck_model().fit(X)
+    assert adjusted_rand_score(y, model.labels_) < 0.7
+    assert model.split_merge_moves_.shape == (0, 6)  # "auto" without annealing: none
+
+
+def test_a_move_leaves_it(three_clusters):
+    X, y = three_clusters
+    plain = stuck_model().fit(X)
+    model = stuck_model(split_merge=1).fit(X)
+    assert adjusted_rand_score(y, model.labels_) == 1.0
+    (i, j, k, before, after, kept), *_ = model.split_merge_moves_
+    assert {i, j} == {0, 1} and k == 2 and kept == 1.0
+    assert before == pytest.approx(plain.lower_bound_)
+    # Three equal clusters of unit variance in 2-D: minus the entropy, log(2 pi e)
+    # + log 3 nats, to sampling error (1200 points).
+    assert after == pytest.approx(-(np.log(2 * np.pi * np.e) + np.log(3)), abs=0.02)
+    assert after > before + 0.4 and model.lower_bound_ == after
+    assert model.n_iter_ == len(model.lower_bounds_) > plain.n_iter_
+    # The trace: the plain fit's iterations, then those of round 1 (five
+    # moves' five iterations, and the best move's run to convergence).
+    move = model.history_["move"]
+    assert_array_equal(move[: plain.n_iter_], 0)
+    assert_array_equal(move[plain.n_iter_ :], 1)
+    assert move.size >= plain.n_iter_ + 5 * 5
+    assert np.all(np.isnan(model.history_["level"]))
+    assert_allclose(np.sort(model.covariances_.ravel()), 1.0, rtol=0.15)
+
+
+def test_the_rounds_end_at_a_move_not_kept(three_clusters):
+    """At the right model no move helps: one tried, not kept, the fit as it was."""
+    X, _ = three_clusters
+    right = NaturalDiagonalGMM(3, means_init=CENTRES, max_iter=500, random_state=0)
+    plain = right.fit(X)
+    model = right.set_params(split_merge=3).fit(X)
+    assert model.split_merge_moves_.shape == (1, 6)
+    assert model.split_merge_moves_[0, 5] == 0.0
+    assert model.split_merge_moves_[0, 4] < model.split_merge_moves_[0, 3]
+    assert_array_equal(model.means_, plain.means_)
+    assert model.lower_bound_ == plain.lower_bound_
+
+
+@pytest.mark.parametrize("annealing", ["floor", "temperature"])
+def test_never_lower_than_without_moves(annealing, slanted_blobs):
+    """The moves only keep what raises the bound: the annealed path is the same before them."""
+    X, _ = slanted_blobs
+    base = NaturalDiagonalGMM(6, annealing=annealing, random_state=0)
+    without = quiet_fit(base.set_params(split_merge=0), X)
+    model = quiet_fit(base.set_params(split_merge="auto"), X)
+    assert model.lower_bound_ >= without.lower_bound_
+    n_without = without.n_iter_
+    assert_array_equal(model.history_["lower_bound"][:n_without], without.lower_bounds_)
+    assert len(model.split_merge_moves_) >= 1  # "auto" under annealing
+    assert_finite_model(model, X)
+
+
+def test_candidate_moves_rank_overlap_and_misfit():
+    # Components 1 and 3 overlap most; 2 fits worst.
+    overlap = np.array(
+        [
+            [10.0, 0.1, 0.0, 0.2],
+            [0.1, 10.0, 0.0, 6.0],
+            [0.0, 0.0, 10.0, 0.0],
+            [0.2, 6.0, 0.0, 10.0],
+        ]
+    )
+    weight = np.full(4, 10.0)
+    fit = np.array([-10.0, -10.0, -50.0, -10.0])
+    moves = candidate_moves(overlap, fit, weight, n_candidates=2)
+    assert moves == [(1, 3, 2), (0, 3, 2)]
+    # Where the worst-fitted component is in the pair, the next worst splits.
+    assert (2, 3, 0) in candidate_moves(overlap, fit, weight, 6)
+    fit[1] = -100.0
+    assert candidate_moves(overlap, fit, weight, 1) == [(1, 3, 2)]
+    assert candidate_moves(overlap[:2, :2], fit[:2], weight[:2]) == []
+    # An empty component (no weight) is neither merged first nor split.
+    overlap[0, :] = overlap[:, 0] = weight[0] = fit[0] = 0.0
+    assert all(0 not in move for move in candidate_moves(overlap, fit, weight, 1))
+
+
+def test_moved_matches_moments_and_splits_along_the_leading_direction():
+    weights = np.array([0.2, 0.3, 0.5])
+    means = np.array([[0.0, 0.0], [1.0, 2.0], [5.0, 5.0]])
+    variances = np.array([[1.0, 2.0], [0.5, 0.5], [4.0, 1.0]])
+    direction = np.array([0.6, 0.8])
+    covariance = 3.0 * np.outer(direction, direction) + 0.5 * np.eye(2)
+    new = moved(Params(weights, means, variances), (0, 1, 2), covariance)
+    assert_allclose(new.weights, [0.5, 0.25, 0.25])
+    # The merged component has the pair's first and second moments.
+    second = (0.2 * (variances[0] + means[0] ** 2) + 0.3 * (variances[1] + means[1] ** 2)) / 0.5
+    assert_allclose(new.means[0], (0.2 * means[0] + 0.3 * means[1]) / 0.5)
+    assert_allclose(new.variances[0], second - new.means[0] ** 2)
+    # The halves sit symmetrically about the old mean along the eigenvector.
+    offset = new.means[1] - means[2]
+    assert_allclose(new.means[2] - means[2], -offset)
+    assert_allclose(np.abs(offset), SPLIT_OFFSET * np.sqrt(3.5) * direction)
+    assert np.all(new.variances[1:] > 0) and np.all(new.variances[1:] < variances[2])
+    # The input is not changed.
+    assert_array_equal(means[2], [5.0, 5.0])
+
+
+def test_move_sums_match_the_responsibilities(three_clusters):
+    """The chunked sums equal those from predict_proba's full array."""
+    X, _ = three_clusters
+    model = stuck_model().fit(X)
+    rng = np.random.default_rng(1)
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    standardiser = model._state.standardiser
+    data = ArrayData(np.ascontiguousarray(X), w, parallel=False)
+    params = model._state.params
+    overlap, fit, weight = data.move_sums(standardiser, params)
+    resp = model.predict_proba(X)
+    log_density = model.score_samples(X)
+    assert_allclose(overlap, (resp * w[:, None]).T @ resp, rtol=1e-12)
+    assert_allclose(fit, (resp * w[:, None]).T @ log_density, rtol=1e-12)
+    assert_allclose(weight, w @ resp, rtol=1e-12)
+    scatter = data.component_scatter(standardiser, params, [2])
+    u = (X - standardiser.shift) * standardiser.scale - params.means[2]
+    expected = (u * (w * resp[:, 2])[:, None]).T @ u
+    assert_allclose(scatter[0], expected, rtol=1e-12)
+
+
+def test_missing_entries_and_float32(three_clusters):
+    X, y = three_clusters
+    X = X.astype(np.float32)
+    X[::7, 1] = np.nan
+    model = stuck_model(split_merge=2).fit(X)
+    assert model.split_merge_moves_[0, 5] == 1.0
+    # Clusters 1 and 2 differ in the second feature only: complete rows.
+    complete = ~np.isnan(X[:, 1])
+    assert adjusted_rand_score(y[complete], model.predict(X[complete])) == 1.0
+    assert_finite_model(model)
+
+
+def test_verbose_reports_the_moves(three_clusters, capsys):
+    X, _ = three_clusters
+    stuck_model(split_merge=1, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "Split-and-merge: merged 0 and 1, split 2: lower bound" in out
+    assert "kept" in out
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "always"])
+def test_bad_split_merge(value, three_clusters):
+    X, _ = three_clusters
+    with pytest.raises(ValueError, match="split_merge"):
+        stuck_model(split_merge=value).fit(X)
+
+
+def test_only_with_batch_em(three_clusters):
+    X, _ = three_clusters
+    with pytest.raises(ValueError, match="split_merge needs solver='em'"):
+        stuck_model(split_merge=1, solver="minibatch").fit(X)
+    # "auto" under annealing makes no move with another solver.
+    model = NaturalDiagonalGMM(3, annealing="floor", solver="gradient", max_iter=20)
+    assert quiet_fit(model, X).split_merge_moves_.shape == (0, 6)
