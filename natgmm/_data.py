@@ -20,6 +20,11 @@ from sklearn.utils.validation import _check_sample_weight
 from . import _kernels
 from ._em import masked_natural_parameters, natural_parameters
 
+# The numpy passes hold BLAS at one thread as the kernels do: a threaded
+# BLAS next to a busy core spins, and its 4096 x 50 products took 100 times
+# longer (doc/performance.rst, "Threads under load").
+single_threaded_blas = _kernels.single_threaded_blas
+
 # Row blocks per kernel call, from the data shape only (so that results do not
 # depend on the thread count): a multiple of eight (equal shares for 2, 4 or
 # 8 threads), the fewest that keep blocks to at most _BLOCK_ROWS rows, and at
@@ -84,12 +89,13 @@ def scatter_sums(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
     """Weight, weighted sum and weighted outer products of :func:`internal_rows`."""
     n_features = X.shape[1]
     weight, first, second = 0.0, np.zeros(n_features), np.zeros((n_features, n_features))
-    for chunk in row_chunks(rows):
-        u = internal_rows(X, chunk, standardiser, centre, unit)
-        w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(len(chunk))
-        weight += w.sum()
-        first += w @ u
-        second += (u * w[:, np.newaxis]).T @ u
+    with single_threaded_blas():
+        for chunk in row_chunks(rows):
+            u = internal_rows(X, chunk, standardiser, centre, unit)
+            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(len(chunk))
+            weight += w.sum()
+            first += w @ u
+            second += (u * w[:, np.newaxis]).T @ u
     return weight, first, second
 
 
@@ -118,14 +124,15 @@ def move_sums(X, sample_weight, standardiser, params, parallel, missing):
     n_components = params.means.shape[0]
     overlap = np.zeros((n_components, n_components))
     fit, weight = np.zeros(n_components), np.zeros(n_components)
-    for chunk in row_chunks(np.arange(X.shape[0])):
-        log_density, _, resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)
-        w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
-        wr = resp * w[:, np.newaxis]
-        overlap += wr.T @ resp
-        # A row far below float64's range ranks its components last, not NaN.
-        fit += np.maximum(log_density, _FAR_BELOW) @ wr
-        weight += wr.sum(axis=0)
+    with single_threaded_blas():
+        for chunk in row_chunks(np.arange(X.shape[0])):
+            log_density, _, resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)
+            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
+            wr = resp * w[:, np.newaxis]
+            overlap += wr.T @ resp
+            # A row far below float64's range ranks its components last, not NaN.
+            fit += np.maximum(log_density, _FAR_BELOW) @ wr
+            weight += wr.sum(axis=0)
     return overlap, fit, weight
 
 
@@ -137,12 +144,13 @@ def component_scatter(X, sample_weight, standardiser, params, components, parall
     """
     n_features = X.shape[1]
     scatter = np.zeros((len(components), n_features, n_features))
-    for chunk in row_chunks(np.arange(X.shape[0])):
-        resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)[2]
-        w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
-        for a, k in enumerate(components):
-            u = internal_rows(X, chunk, standardiser, centre=params.means[k])
-            scatter[a] += (u * (w * resp[:, k])[:, np.newaxis]).T @ u
+    with single_threaded_blas():
+        for chunk in row_chunks(np.arange(X.shape[0])):
+            resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)[2]
+            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
+            for a, k in enumerate(components):
+                u = internal_rows(X, chunk, standardiser, centre=params.means[k])
+                scatter[a] += (u * (w * resp[:, k])[:, np.newaxis]).T @ u
     return scatter
 
 

@@ -251,17 +251,18 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
     nkd = np.zeros((n_components, n_features)) if missing else None
     s1 = np.zeros((n_components, n_features))
     s2 = np.zeros((n_components, n_features))
-    for chunk in row_chunks(np.arange(n_samples)):
-        resp = random_state.uniform(size=(chunk.size, n_components))
-        resp /= resp.sum(axis=1, keepdims=True)
-        if sw.shape[0]:
-            resp *= sw[chunk, np.newaxis]
-        z = internal_rows(X, chunk, standardiser)  # 0 where missing
-        nk += resp.sum(axis=0)
-        if missing:
-            nkd += resp.T @ ~np.isnan(X[chunk])
-        s1 += resp.T @ z
-        s2 += resp.T @ (z * z)
+    with _kernels.single_threaded_blas():
+        for chunk in row_chunks(np.arange(n_samples)):
+            resp = random_state.uniform(size=(chunk.size, n_components))
+            resp /= resp.sum(axis=1, keepdims=True)
+            if sw.shape[0]:
+                resp *= sw[chunk, np.newaxis]
+            z = internal_rows(X, chunk, standardiser)  # 0 where missing
+            nk += resp.sum(axis=0)
+            if missing:
+                nkd += resp.T @ ~np.isnan(X[chunk])
+            s1 += resp.T @ z
+            s2 += resp.T @ (z * z)
     return Stats(nk, s1, s2, np.zeros((n_components, n_features)), nkd)
 
 
