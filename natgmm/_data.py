@@ -23,7 +23,7 @@ from ._em import masked_natural_parameters, natural_parameters
 # The numpy passes hold BLAS at one thread as the kernels do: a threaded
 # BLAS next to a busy core spins, and its 4096 x 50 products took 100 times
 # longer (doc/performance.rst, "Threads under load").
-single_threaded_blas = _kernels.single_threaded_blas
+single_threaded_blas = _kernels._single_threaded_blas
 
 # Row blocks per kernel call, from the data shape only (so that results do not
 # depend on the thread count): a multiple of eight (equal shares for 2, 4 or

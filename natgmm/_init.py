@@ -251,7 +251,7 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
     nkd = np.zeros((n_components, n_features)) if missing else None
     s1 = np.zeros((n_components, n_features))
     s2 = np.zeros((n_components, n_features))
-    with _kernels.single_threaded_blas():
+    with _kernels._single_threaded_blas():
         for chunk in row_chunks(np.arange(n_samples)):
             resp = random_state.uniform(size=(chunk.size, n_components))
             resp /= resp.sum(axis=1, keepdims=True)

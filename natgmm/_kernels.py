@@ -197,7 +197,7 @@ class _SingleThreadedBlas:
                 self._original = None
 
 
-_single_threaded_blas = single_threaded_blas = _SingleThreadedBlas()
+_single_threaded_blas = _SingleThreadedBlas()
 
 
 @_jit(False)

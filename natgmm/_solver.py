@@ -251,9 +251,9 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     the one with the highest lower bound to convergence and keeps it if its
     lower bound beats the fit's; a move not kept, or kept without
     converging, ends the rounds (a small gain does not: a larger one may
-    follow).
-    Every iteration is recorded in ``run`` (``level`` NaN, ``move`` the
-    round), every move in ``run.moves``. Returns the parameters, lower bound and convergence kept.
+    follow). Every iteration is recorded in ``run`` (``level`` NaN,
+    ``move`` the round), every move in ``run.moves``. Returns the
+    parameters, lower bound and convergence kept.
     """
     converged, empty = True, run.empty
     for round_ in range(1, n_moves + 1):
@@ -265,16 +265,15 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         splits = sorted({k for _, _, k in moves})
         scatter = run.data.component_scatter(run.standardiser, params, splits)
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
-        best = None
-        for move in moves:
-            start = moved(params, move, covariance[move[2]])
-            # tol 0: exactly SHORT_ITER iterations.
-            short = em_phase(
-                settings, run, start, -np.inf, reg, SHORT_ITER, 1.0, np.nan, 0.0, progress
-            )
-            if best is None or short[1] > best[1][1]:
-                best = (move, short)
-        move, (trial, trial_bound, _) = best
+        # tol 0: each move gets exactly SHORT_ITER iterations.
+        short = [
+            (move, em_phase(
+                settings, run, moved(params, move, covariance[move[2]]), -np.inf, reg, SHORT_ITER,
+                1.0, np.nan, 0.0, progress,
+            ))
+            for move in moves
+        ]  # fmt: skip
+        move, (trial, trial_bound, _) = max(short, key=lambda pair: pair[1][1])
         trial, trial_bound, trial_converged = em_phase(
             settings, run, trial, trial_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
             progress,

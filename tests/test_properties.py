@@ -43,6 +43,7 @@ def _problems(draw):
         min_weight=draw(st.sampled_from([0.0, 1e-5])),
         lower_precision_reg=draw(st.sampled_from([0.0, 1.0])),
         max_iter=draw(st.integers(1, 20)),
+        split_merge=draw(st.sampled_from([0, 2])),  # moves after a converged fit
         random_state=0,
     )
     return X, weights, params
