@@ -10,10 +10,13 @@ number of threads. Arithmetic is float64 whatever the dtype of ``X``, but
 for Lloyd's distance products, whose rounding is bounded (below).
 
 Seeding evaluates the candidates' distances as scikit-learn does,
-``-2 z.c + |c|**2 + |z|**2`` with one BLAS product per chunk of rows, and
-keeps them (``n_samples x n_trials``) so that taking the best candidate reads
-no row again. Its cumulative potential is never stored: a draw finds its
-block from the blocks' totals and its row by summing within the block.
+``-2 z.c + |c|**2 + |z|**2``, row by row: ``z.c`` is ``(x - shift).(scale
+* c)`` in explicit SIMD (:func:`_shifted_dots`, one fixed order), which
+reads each row once for all candidates, where a BLAS product of a chunk of
+rows by the few candidates ran far below its peak. The distances are kept
+(``n_samples x n_trials``) so that taking the best candidate reads no row
+again. Its cumulative potential is never stored: a draw finds its block
+from the blocks' totals and its row by summing within the block.
 
 Lloyd's iterations keep, per row, an upper bound on the distance to its
 centre and, per group of about ten centres (Yinyang k-means), a lower bound
@@ -41,7 +44,10 @@ seed as the row) and the bounds spare about three rows in four over a run.
 import math
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from sklearn.utils import check_random_state
 
 from ._data import n_blocks as _n_blocks
@@ -151,9 +157,154 @@ def _sq_norm(z):
     return (s0 + s1) + (s2 + s3)
 
 
-def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, zsq, moments, n_blocks):
+_LANES = 4  # float64 lanes of the vectors in _shifted_dots (AVX2's)
+_GROUP = 4  # candidates sharing each loaded row vector in _shifted_dots
+
+
+def _is_float64_c(a, ndim):
+    return (
+        isinstance(a, types.Array) and a.ndim == ndim and a.layout == "C"
+        and a.dtype == types.float64
+    )  # fmt: skip
+
+
+def _vector_loader(builder, arr, arr_type):
+    """``load(j)``: elements ``j`` to ``j + _LANES - 1`` as a float64 vector; ``load(j, 1)``: ``j``.
+
+    Elements of a C-contiguous array (of any dimension) in their flat order,
+    of another 1-D array by its stride.
+    """
+    element = arr.data.type.pointee
+    double = ir.DoubleType()
+    contiguous = arr_type.layout == "C"
+    if not contiguous:
+        raw = builder.bitcast(arr.data, ir.IntType(8).as_pointer())
+        stride = builder.extract_value(arr.strides, 0)
+
+    def pointer(j):
+        if contiguous:
+            return builder.gep(arr.data, [j])
+        return builder.bitcast(builder.gep(raw, [builder.mul(j, stride)]), element.as_pointer())
+
+    def load(j, width=_LANES):
+        if width == 1:
+            v = builder.load(pointer(j))
+            return v if element == double else builder.fpext(v, double)
+        vector = ir.VectorType(element, width)
+        if contiguous:
+            ptr = builder.bitcast(pointer(j), vector.as_pointer())
+            v = builder.load(ptr, align=arr_type.dtype.bitwidth // 8)
+        else:
+            v = ir.Constant(vector, ir.Undefined)
+            for k in range(width):
+                ptr = pointer(builder.add(j, ir.Constant(j.type, k)))
+                v = builder.insert_element(v, builder.load(ptr), ir.Constant(ir.IntType(32), k))
+        return v if element == double else builder.fpext(v, ir.VectorType(double, width))
+
+    return load
+
+
+@intrinsic
+def _shifted_dots(typingctx, x, shift, C, out):
+    """``out[t] = sum_j (x[j] - shift[j]) * C[t, j]`` for every row ``t`` of ``C``, in SIMD.
+
+    ``x`` is a row of the data (float32 or float64, any stride), the others
+    float64 and C-contiguous, ``C`` of shape ``(len(out), len(x))``. Each sum
+    has one fixed order, whatever ``len(out)``: the features in vectors of
+    four, the even and the odd vectors in two vector accumulators (products
+    fused into them where the CPU has FMA, as the kernels' ``contract``
+    flag allows), added lane by lane, the lanes as ``(l0 + l1) + (l2 + l3)``,
+    then the last ``len(x) % 4`` features one by one. Rows of ``C`` are taken
+    four at a time (five for the last group rather than one alone), sharing
+    each loaded vector of ``x - shift``. Written as LLVM IR because numba
+    vectorises no floating-point reduction without reassociation (which
+    would leave the order to the compiler) and does not run LLVM's SLP
+    vectoriser.
+    """
+    if not (
+        isinstance(x, types.Array) and x.ndim == 1 and x.dtype in (types.float32, types.float64)
+        and _is_float64_c(shift, 1) and _is_float64_c(C, 2) and _is_float64_c(out, 1)
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, signature, args):
+        xa, sa, ca, oa = (
+            context.make_array(a)(context, builder, v)
+            for a, v in zip(signature.args, args, strict=True)
+        )
+        load_x = _vector_loader(builder, xa, signature.args[0])
+        load_shift = _vector_loader(builder, sa, signature.args[1])
+        load_c = _vector_loader(builder, ca, signature.args[2])
+        intp = ca.shape.type.element
+        n_trials = builder.extract_value(ca.shape, 0)
+        n_features = builder.extract_value(ca.shape, 1)
+        row_len = builder.sdiv(builder.extract_value(ca.strides, 0), ir.Constant(intp, 8))
+
+        def const(v):
+            return ir.Constant(intp, v)
+
+        n_vec = builder.sdiv(n_features, const(_LANES))
+        odd = builder.icmp_signed("!=", builder.srem(n_vec, const(2)), const(0))
+        flags = ("contract",)
+        zero = ir.Constant(ir.VectorType(ir.DoubleType(), _LANES), [0.0] * _LANES)
+
+        def group(t0, size):
+            rows = [builder.mul(builder.add(t0, const(g)), row_len) for g in range(size)]
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)] for _ in rows]
+
+            def step(q, k):
+                j = builder.mul(q, const(_LANES))
+                u = builder.fsub(load_x(j), load_shift(j))
+                for row, acc in zip(rows, accs, strict=True):
+                    prod = builder.fmul(u, load_c(builder.add(row, j)), flags=flags)
+                    builder.store(builder.fadd(builder.load(acc[k]), prod, flags=flags), acc[k])
+
+            with cgutils.for_range(builder, builder.sdiv(n_vec, const(2))) as loop:
+                q = builder.mul(loop.index, const(2))
+                step(q, 0)
+                step(builder.add(q, const(1)), 1)
+            with builder.if_then(odd):
+                step(builder.sub(n_vec, const(1)), 0)
+            for g, (row, acc) in enumerate(zip(rows, accs, strict=True)):
+                v = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
+                lane = [
+                    builder.extract_element(v, ir.Constant(ir.IntType(32), k)) for k in range(4)
+                ]
+                total = cgutils.alloca_once_value(
+                    builder,
+                    builder.fadd(builder.fadd(lane[0], lane[1]), builder.fadd(lane[2], lane[3])),
+                )
+                start = builder.mul(n_vec, const(_LANES))
+                with cgutils.for_range_slice(builder, start, n_features, const(1)) as (j, _):
+                    u = builder.fsub(load_x(j, 1), load_shift(j, 1))
+                    prod = builder.fmul(u, load_c(builder.add(row, j), 1), flags=flags)
+                    builder.store(builder.fadd(builder.load(total), prod, flags=flags), total)
+                builder.store(
+                    builder.load(total), builder.gep(oa.data, [builder.add(t0, const(g))])
+                )
+
+        # Groups of four; a last single row joins the group before it.
+        n_groups = builder.sdiv(n_trials, const(_GROUP))
+        last = builder.sub(n_trials, builder.mul(n_groups, const(_GROUP)))
+        merge = builder.and_(
+            builder.icmp_signed("==", last, const(1)), builder.icmp_signed(">", n_groups, const(0))
+        )
+        n_full = builder.sub(n_groups, builder.zext(merge, intp))
+        with cgutils.for_range(builder, n_full) as loop:
+            group(builder.mul(loop.index, const(_GROUP)), _GROUP)
+        start = builder.mul(n_full, const(_GROUP))
+        size = builder.sub(n_trials, start)
+        for k in (*range(1, _GROUP), _GROUP + 1):
+            with builder.if_then(builder.icmp_signed("==", size, const(k))):
+                group(start, k)
+        return context.get_dummy_value()
+
+    return types.void(x, shift, C, out), codegen
+
+
+def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, moments, n_blocks):
     n_samples, n_features = X.shape
-    n_trials = candT.shape[1]
+    n_trials = cand.shape[0]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
@@ -161,31 +312,34 @@ def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, zsq, moments,
     s2 = np.zeros((n_blocks, n_features))
     far = np.zeros(n_blocks)
     for b in prange(n_blocks):
-        zbuf = np.zeros((_ROWS, n_features))
-        prod = np.empty((_ROWS, n_trials))
-        pots[b] = 0.0
-        stop_b = min((b + 1) * block, n_samples)
-        for start in range(b * block, stop_b, _ROWS):
-            n_rows = min(_ROWS, stop_b - start)
-            for r in range(n_rows):
-                _map_row(X[start + r], shift, scale, zbuf[r])
-            np.dot(zbuf, candT, prod)
-            for r in range(n_rows):
-                i = start + r
-                wi = w[i] if weighted else 1.0
-                if moments:  # the first call: each row's |z|**2, kept for the others
-                    zsq[i] = _sq_norm(zbuf[r])
-                for t in range(n_trials):
-                    # scikit-learn's order: -2 x.c, plus |c|**2, plus |x|**2.
-                    e = max((-2.0 * prod[r, t] + cand_sq[t]) + zsq[i], 0.0)
-                    dist[i, t] = e
-                    pots[b, t] += wi * min(d[i], e)
-                if moments:  # for the tolerance, about the first seed
-                    far[b] = max(far[b], dist[i, 0])
-                    for j in range(n_features):
-                        t = zbuf[r, j] - candT[j, 0]
-                        s1[b, j] += t
-                        s2[b, j] += t * t
+        # z.c = (x - shift).(scale * c): the map folded into the candidates.
+        scaled = np.empty((n_trials, n_features))
+        for t in range(n_trials):
+            for j in range(n_features):
+                scaled[t, j] = scale[j] * cand[t, j]
+        z = np.empty(n_features)
+        dots = np.empty(n_trials)
+        pot = np.zeros(n_trials)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _shifted_dots(X[i], shift, scaled, dots)
+            wi = w[i] if weighted else 1.0
+            if moments:  # the first call: each row's |z|**2, kept for the others
+                _map_row(X[i], shift, scale, z)
+                zsq[i] = _sq_norm(z)
+            zi = zsq[i]
+            di = d[i]
+            for t in range(n_trials):
+                # scikit-learn's order: -2 z.c, plus |c|**2, plus |z|**2.
+                e = max((-2.0 * dots[t] + cand_sq[t]) + zi, 0.0)
+                dist[i, t] = e
+                pot[t] += wi * min(di, e)
+            if moments:  # for the tolerance, about the first seed
+                far[b] = max(far[b], dist[i, 0])
+                for j in range(n_features):
+                    dev = z[j] - cand[0, j]
+                    s1[b, j] += dev
+                    s2[b, j] += dev * dev
+        pots[b] = pot
     return pots, s1, s2, far
 
 
@@ -518,10 +672,7 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     zsq = np.empty(n_samples)
     trials = _seed_trials_parallel if parallel else _seed_trials_serial
     cand = seeds[:1]
-    _, s1, s2, far = trials(
-        X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, zsq, True,
-        n_blocks,
-    )  # fmt: skip
+    _, s1, s2, far = trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, True, n_blocks)
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
         current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
@@ -529,9 +680,8 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
         ids = _draw(w, d, block_pot, r, n_blocks)
         cand = map_rows(X, ids, shift, scale)
         pots, _, _, _ = trials(
-            X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, zsq,
-            False, n_blocks,
-        )  # fmt: skip
+            X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, False, n_blocks
+        )
         best = int(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
         seeds[c] = cand[best]
