@@ -77,30 +77,6 @@ def _map_row(x, shift, scale, z):
         z[j] = (x[j] - shift[j]) * scale[j]
 
 
-@_jit(False)
-def _sq_dist(z, c):
-    """``sum((z - c) ** 2)`` in four interleaved partial sums (fixed order)."""
-    n = z.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    m = n - n % 4
-    for j in range(0, m, 4):
-        t0 = z[j] - c[j]
-        t1 = z[j + 1] - c[j + 1]
-        t2 = z[j + 2] - c[j + 2]
-        t3 = z[j + 3] - c[j + 3]
-        s0 += t0 * t0
-        s1 += t1 * t1
-        s2 += t2 * t2
-        s3 += t3 * t3
-    for j in range(m, n):
-        t = z[j] - c[j]
-        s0 += t * t
-    return (s0 + s1) + (s2 + s3)
-
-
 def map_rows(X, rows, shift, scale):
     """Map rows ``rows`` of ``X`` to ``(x - shift) * scale`` as the kernels map them.
 
@@ -129,42 +105,22 @@ def _map_rows(X, rows, shift, scale):
     return out
 
 
-@_jit(False)
-def _pairwise_sq_dists(A, B):
-    out = np.empty((A.shape[0], B.shape[0]))
-    for i in range(A.shape[0]):
-        for k in range(B.shape[0]):
-            out[i, k] = _sq_dist(A[i], B[k])
-    return out
+# Reductions over features in explicit SIMD, written as LLVM IR: numba
+# vectorises no floating-point reduction without reassociation (which would
+# leave the order to the compiler) and does not run LLVM's SLP vectoriser.
+# Every sum has one fixed order: the features in vectors of _LANES, the
+# even and the odd vectors in two vector accumulators (products fused into
+# them where the CPU has FMA, as the kernels' "contract" flag allows), added
+# lane by lane, the lanes as (l0 + l1) + (l2 + l3), then the last
+# n_features % _LANES features one by one.
+_LANES = 4  # float64 lanes (AVX2's)
+_GROUP = 4  # sums of _shifted_dots sharing each loaded vector of the row
 
 
-@_jit(False)
-def _sq_norm(z):
-    """``sum(z ** 2)`` in four interleaved partial sums (fixed order)."""
-    n = z.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    m = n - n % 4
-    for j in range(0, m, 4):
-        s0 += z[j] * z[j]
-        s1 += z[j + 1] * z[j + 1]
-        s2 += z[j + 2] * z[j + 2]
-        s3 += z[j + 3] * z[j + 3]
-    for j in range(m, n):
-        s0 += z[j] * z[j]
-    return (s0 + s1) + (s2 + s3)
-
-
-_LANES = 4  # float64 lanes of the vectors in _shifted_dots (AVX2's)
-_GROUP = 4  # candidates sharing each loaded row vector in _shifted_dots
-
-
-def _is_float64_c(a, ndim):
+def _is_float_array(a, dtypes=(types.float64,), ndim=1, contiguous=False):
     return (
-        isinstance(a, types.Array) and a.ndim == ndim and a.layout == "C"
-        and a.dtype == types.float64
+        isinstance(a, types.Array) and a.ndim == ndim and a.dtype in dtypes
+        and (a.layout == "C" or not contiguous)
     )  # fmt: skip
 
 
@@ -204,27 +160,108 @@ def _vector_loader(builder, arr, arr_type):
     return load
 
 
+def _emit_sums(builder, n_features, shared, terms):
+    """``[sum_j term(shared(j), j) for term in terms]`` over ``j < n_features``, in the order above.
+
+    ``shared(j, width)`` is computed once per vector (or feature) for all the
+    sums; ``term(u, j, width)`` returns the vector (or scalar) of products.
+    """
+    intp = n_features.type
+
+    def const(v):
+        return ir.Constant(intp, v)
+
+    flags = ("contract",)
+    n_vec = builder.sdiv(n_features, const(_LANES))
+    zero = ir.Constant(ir.VectorType(ir.DoubleType(), _LANES), [0.0] * _LANES)
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)] for _ in terms]
+
+    def step(q, k):
+        j = builder.mul(q, const(_LANES))
+        u = shared(j, _LANES)
+        for term, acc in zip(terms, accs, strict=True):
+            builder.store(
+                builder.fadd(builder.load(acc[k]), term(u, j, _LANES), flags=flags), acc[k]
+            )
+
+    with cgutils.for_range(builder, builder.sdiv(n_vec, const(2))) as loop:
+        q = builder.mul(loop.index, const(2))
+        step(q, 0)
+        step(builder.add(q, const(1)), 1)
+    with builder.if_then(builder.icmp_signed("!=", builder.srem(n_vec, const(2)), const(0))):
+        step(builder.sub(n_vec, const(1)), 0)
+    totals = []
+    for acc in accs:
+        v = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
+        lane = [builder.extract_element(v, ir.Constant(ir.IntType(32), k)) for k in range(4)]
+        total = builder.fadd(builder.fadd(lane[0], lane[1]), builder.fadd(lane[2], lane[3]))
+        totals.append(cgutils.alloca_once_value(builder, total))
+    start = builder.mul(n_vec, const(_LANES))
+    with cgutils.for_range_slice(builder, start, n_features, const(1)) as (j, _):
+        u = shared(j, 1)
+        for term, total in zip(terms, totals, strict=True):
+            builder.store(builder.fadd(builder.load(total), term(u, j, 1), flags=flags), total)
+    return [builder.load(total) for total in totals]
+
+
+def _square(builder):
+    return lambda u, j, width: builder.fmul(u, u, flags=("contract",))
+
+
+@intrinsic
+def _sum_sq_diff(typingctx, a, b):
+    """``sum((a - b) ** 2)`` of float64 vectors of one length, in SIMD in the order above."""
+    if not (_is_float_array(a) and _is_float_array(b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aa, ba = (
+            context.make_array(t)(context, builder, v)
+            for t, v in zip(signature.args, args, strict=True)
+        )
+        load_a = _vector_loader(builder, aa, signature.args[0])
+        load_b = _vector_loader(builder, ba, signature.args[1])
+
+        def diff(j, width):
+            return builder.fsub(load_a(j, width), load_b(j, width))
+
+        n = builder.extract_value(aa.shape, 0)
+        return _emit_sums(builder, n, diff, [_square(builder)])[0]
+
+    return types.float64(a, b), codegen
+
+
+@intrinsic
+def _sum_sq(typingctx, a):
+    """``sum(a ** 2)`` of a float64 vector, in SIMD in the order above."""
+    if not _is_float_array(a):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aa = context.make_array(signature.args[0])(context, builder, args[0])
+        load_a = _vector_loader(builder, aa, signature.args[0])
+        n = builder.extract_value(aa.shape, 0)
+        return _emit_sums(builder, n, load_a, [_square(builder)])[0]
+
+    return types.float64(a), codegen
+
+
 @intrinsic
 def _shifted_dots(typingctx, x, shift, C, out):
     """``out[t] = sum_j (x[j] - shift[j]) * C[t, j]`` for every row ``t`` of ``C``, in SIMD.
 
     ``x`` is a row of the data (float32 or float64, any stride), the others
     float64 and C-contiguous, ``C`` of shape ``(len(out), len(x))``. Each sum
-    has one fixed order, whatever ``len(out)``: the features in vectors of
-    four, the even and the odd vectors in two vector accumulators (products
-    fused into them where the CPU has FMA, as the kernels' ``contract``
-    flag allows), added lane by lane, the lanes as ``(l0 + l1) + (l2 + l3)``,
-    then the last ``len(x) % 4`` features one by one. Rows of ``C`` are taken
-    four at a time (five for the last group rather than one alone), sharing
-    each loaded vector of ``x - shift``. Written as LLVM IR because numba
-    vectorises no floating-point reduction without reassociation (which
-    would leave the order to the compiler) and does not run LLVM's SLP
-    vectoriser.
+    is in the order above whatever ``len(out)``. Rows of ``C`` are taken four
+    at a time (five for the last group rather than one alone), sharing each
+    loaded vector of ``x - shift``.
     """
     if not (
-        isinstance(x, types.Array) and x.ndim == 1 and x.dtype in (types.float32, types.float64)
-        and _is_float64_c(shift, 1) and _is_float64_c(C, 2) and _is_float64_c(out, 1)
-    ):  # fmt: skip
+        _is_float_array(x, (types.float32, types.float64))
+        and _is_float_array(shift, contiguous=True)
+        and _is_float_array(C, ndim=2, contiguous=True)
+        and _is_float_array(out, contiguous=True)
+    ):
         return None
 
     def codegen(context, builder, signature, args):
@@ -243,45 +280,20 @@ def _shifted_dots(typingctx, x, shift, C, out):
         def const(v):
             return ir.Constant(intp, v)
 
-        n_vec = builder.sdiv(n_features, const(_LANES))
-        odd = builder.icmp_signed("!=", builder.srem(n_vec, const(2)), const(0))
-        flags = ("contract",)
-        zero = ir.Constant(ir.VectorType(ir.DoubleType(), _LANES), [0.0] * _LANES)
+        def shifted(j, width):
+            return builder.fsub(load_x(j, width), load_shift(j, width))
+
+        def candidate(row):
+            def term(u, j, width):
+                return builder.fmul(u, load_c(builder.add(row, j), width), flags=("contract",))
+
+            return term
 
         def group(t0, size):
             rows = [builder.mul(builder.add(t0, const(g)), row_len) for g in range(size)]
-            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)] for _ in rows]
-
-            def step(q, k):
-                j = builder.mul(q, const(_LANES))
-                u = builder.fsub(load_x(j), load_shift(j))
-                for row, acc in zip(rows, accs, strict=True):
-                    prod = builder.fmul(u, load_c(builder.add(row, j)), flags=flags)
-                    builder.store(builder.fadd(builder.load(acc[k]), prod, flags=flags), acc[k])
-
-            with cgutils.for_range(builder, builder.sdiv(n_vec, const(2))) as loop:
-                q = builder.mul(loop.index, const(2))
-                step(q, 0)
-                step(builder.add(q, const(1)), 1)
-            with builder.if_then(odd):
-                step(builder.sub(n_vec, const(1)), 0)
-            for g, (row, acc) in enumerate(zip(rows, accs, strict=True)):
-                v = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
-                lane = [
-                    builder.extract_element(v, ir.Constant(ir.IntType(32), k)) for k in range(4)
-                ]
-                total = cgutils.alloca_once_value(
-                    builder,
-                    builder.fadd(builder.fadd(lane[0], lane[1]), builder.fadd(lane[2], lane[3])),
-                )
-                start = builder.mul(n_vec, const(_LANES))
-                with cgutils.for_range_slice(builder, start, n_features, const(1)) as (j, _):
-                    u = builder.fsub(load_x(j, 1), load_shift(j, 1))
-                    prod = builder.fmul(u, load_c(builder.add(row, j), 1), flags=flags)
-                    builder.store(builder.fadd(builder.load(total), prod, flags=flags), total)
-                builder.store(
-                    builder.load(total), builder.gep(oa.data, [builder.add(t0, const(g))])
-                )
+            sums = _emit_sums(builder, n_features, shifted, [candidate(row) for row in rows])
+            for g, total in enumerate(sums):
+                builder.store(total, builder.gep(oa.data, [builder.add(t0, const(g))]))
 
         # Groups of four; a last single row joins the group before it.
         n_groups = builder.sdiv(n_trials, const(_GROUP))
@@ -300,6 +312,27 @@ def _shifted_dots(typingctx, x, shift, C, out):
         return context.get_dummy_value()
 
     return types.void(x, shift, C, out), codegen
+
+
+@_jit(False)
+def _sq_dist(z, c):
+    """``sum((z - c) ** 2)`` in SIMD, in one fixed order."""
+    return _sum_sq_diff(z, c)
+
+
+@_jit(False)
+def _sq_norm(z):
+    """``sum(z ** 2)`` in SIMD, in one fixed order."""
+    return _sum_sq(z)
+
+
+@_jit(False)
+def _pairwise_sq_dists(A, B):
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in range(A.shape[0]):
+        for k in range(B.shape[0]):
+            out[i, k] = _sq_dist(A[i], B[k])
+    return out
 
 
 def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, moments, n_blocks):

@@ -318,6 +318,22 @@ def test_shifted_dots_are_dots_in_one_order(dtype):
         assert_array_equal(_shifted_dots(strided, shift, C), _shifted_dots(x, shift, C))
 
 
+def test_sq_dist_and_norm_in_simd():
+    """Every feature count: within a sum's rounding of the exact value; strided rows alike."""
+    rng = np.random.default_rng(1)
+    for n_features in range(1, 14):
+        a, b = rng.normal(size=(2, n_features)) * 10.0
+        bound = (n_features + 1) * 2.0**-53
+        diff = a - b  # the one rounding before the sums, as in the kernels
+        exact = naive.exact_shifted_dots(diff, np.zeros(n_features), diff[np.newaxis])[0]
+        assert abs(float(_kmeans._sq_dist(a, b) - exact)) <= bound * float(exact)
+        exact = naive.exact_shifted_dots(a, np.zeros(n_features), a[np.newaxis])[0]
+        assert abs(float(_kmeans._sq_norm(a) - exact)) <= bound * float(exact)
+        strided = np.stack([a, b], axis=1)
+        assert _kmeans._sq_dist(strided[:, 0], strided[:, 1]) == _kmeans._sq_dist(a, b)
+        assert _kmeans._sq_norm(strided[:, 0]) == _kmeans._sq_norm(a)
+
+
 # Run in a fresh process, so that only what the fits compile is looked at
 # (tests that call kernels directly compile types of their own).
 _FIT_PATHS = """
