@@ -493,6 +493,37 @@ def _least(a):
     return min(min(m0, m1), min(m2, m3))
 
 
+@intrinsic
+def _least_at(typingctx, a, index, lo, hi):
+    """``min(a[index[lo:hi]])`` (``inf`` if empty), without numba's negative-index wrapping.
+
+    The indices are taken as valid: twice fewer instructions per element.
+    """
+    if not (
+        _is_float_array(a, contiguous=True) and isinstance(index, types.Array)
+        and index.ndim == 1 and index.layout == "C" and index.dtype == types.int64
+        and lo == types.int64 and hi == types.int64
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr, idx = (
+            context.make_array(t)(context, builder, v)
+            for t, v in zip(signature.args[:2], args[:2], strict=True)
+        )
+        least = cgutils.alloca_once_value(builder, ir.Constant(ir.DoubleType(), math.inf))
+        with cgutils.for_range_slice(builder, args[2], args[3], ir.Constant(args[2].type, 1)) as (
+            i,
+            _,
+        ):
+            v = builder.load(builder.gep(arr.data, [builder.load(builder.gep(idx.data, [i]))]))
+            m = builder.load(least)
+            builder.store(builder.select(builder.fcmp_ordered("<", v, m), v, m), least)
+        return builder.load(least)
+
+    return types.float64(a, index, lo, hi), codegen
+
+
 @_jit(False)
 def _group_bounds(low, best, groups, out):
     """``out[g]``: square root of the least ``low`` in group ``g``, centre ``best`` left out.
@@ -504,10 +535,7 @@ def _group_bounds(low, best, groups, out):
     kept = low[best]
     low[best] = np.inf
     for g in range(start.shape[0] - 1):
-        m = np.inf
-        for idx in range(start[g], start[g + 1]):
-            m = min(m, low[members[idx]])
-        out[g] = math.sqrt(max(m, 0.0))
+        out[g] = math.sqrt(max(_least_at(low, members, start[g], start[g + 1]), 0.0))
     low[best] = kept
 
 

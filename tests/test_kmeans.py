@@ -334,6 +334,20 @@ def test_sq_dist_and_norm_in_simd():
         assert _kmeans._sq_norm(strided[:, 0]) == _kmeans._sq_norm(a)
 
 
+def test_group_bounds_are_least_per_group_but_best():
+    rng = np.random.default_rng(2)
+    low = rng.normal(size=23)
+    group_of = rng.integers(4, size=23)
+    members = np.argsort(group_of, kind="stable")
+    start = np.searchsorted(group_of[members], np.arange(5))
+    for best in (0, 7, 22):
+        out = np.empty(4)
+        _kmeans._group_bounds(low, np.int64(best), (members, start), out)
+        others = np.where(np.arange(23) == best, np.inf, low)
+        expected = [others[group_of == g].min() for g in range(4)]
+        assert_array_equal(out, np.sqrt(np.maximum(expected, 0.0)))
+
+
 # Run in a fresh process, so that only what the fits compile is looked at
 # (tests that call kernels directly compile types of their own).
 _FIT_PATHS = """
