@@ -335,30 +335,44 @@ def _pairwise_sq_dists(A, B):
     return out
 
 
-def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, moments, n_blocks):
+def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks):
+    """Each row's ``|z|**2`` into ``zsq``; per block, the sums of ``z - c0`` and of its square."""
+    n_samples, n_features = X.shape
+    block = (n_samples + n_blocks - 1) // n_blocks
+    s1 = np.zeros((n_blocks, n_features))
+    s2 = np.zeros((n_blocks, n_features))
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _map_row(X[i], shift, scale, z)
+            zsq[i] = _sq_norm(z)
+            for j in range(n_features):
+                dev = z[j] - c0[j]
+                s1[b, j] += dev
+                s2[b, j] += dev * dev
+    return s1, s2
+
+
+_seed_moments_serial, _seed_moments_parallel = _serial_and_parallel(_seed_moments_impl)
+
+
+def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks):
     n_samples, n_features = X.shape
     n_trials = cand.shape[0]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
-    s1 = np.zeros((n_blocks, n_features))
-    s2 = np.zeros((n_blocks, n_features))
-    far = np.zeros(n_blocks)
     for b in prange(n_blocks):
         # z.c = (x - shift).(scale * c): the map folded into the candidates.
         scaled = np.empty((n_trials, n_features))
         for t in range(n_trials):
             for j in range(n_features):
                 scaled[t, j] = scale[j] * cand[t, j]
-        z = np.empty(n_features)
         dots = np.empty(n_trials)
         pot = np.zeros(n_trials)
         for i in range(b * block, min((b + 1) * block, n_samples)):
             _shifted_dots(X[i], shift, scaled, dots)
             wi = w[i] if weighted else 1.0
-            if moments:  # the first call: each row's |z|**2, kept for the others
-                _map_row(X[i], shift, scale, z)
-                zsq[i] = _sq_norm(z)
             zi = zsq[i]
             di = d[i]
             for t in range(n_trials):
@@ -366,14 +380,9 @@ def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, moments, 
                 e = max((-2.0 * dots[t] + cand_sq[t]) + zi, 0.0)
                 dist[i, t] = e
                 pot[t] += wi * min(di, e)
-            if moments:  # for the tolerance, about the first seed
-                far[b] = max(far[b], dist[i, 0])
-                for j in range(n_features):
-                    dev = z[j] - cand[0, j]
-                    s1[b, j] += dev
-                    s2[b, j] += dev * dev
-        pots[b] = pot
-    return pots, s1, s2, far
+        for t in range(n_trials):  # not pots[b] = pot: its size check compiles string code
+            pots[b, t] = pot[t]
+    return pots
 
 
 _seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
@@ -732,24 +741,26 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     dist = np.empty((n_samples, n_trials))
     zsq = np.empty(n_samples)
     trials = _seed_trials_parallel if parallel else _seed_trials_serial
+    moments = _seed_moments_parallel if parallel else _seed_moments_serial
     cand = seeds[:1]
-    _, s1, s2, far = trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, True, n_blocks)
+    # |z|**2 of every row, kept for the distances; sums for the tolerance.
+    s1, s2 = moments(X, shift, scale, seeds[0], zsq, n_blocks)
+    trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
+    far = float(np.max(dist[:, 0]))
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
         current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
         r = random_state.uniform(size=n_trials) * current_pot
         ids = _draw(w, d, block_pot, r, n_blocks)
         cand = map_rows(X, ids, shift, scale)
-        pots, _, _, _ = trials(
-            X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, False, n_blocks
-        )
+        pots = trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
         best = int(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
         seeds[c] = cand[best]
         block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
-    return seeds, indices, labels, var, 2.0 * math.sqrt(far.max())
+    return seeds, indices, labels, var, 2.0 * math.sqrt(far)
 
 
 def _sq_norms(C):
