@@ -10,10 +10,13 @@ number of threads. Arithmetic is float64 whatever the dtype of ``X``, but
 for Lloyd's distance products, whose rounding is bounded (below).
 
 Seeding evaluates the candidates' distances as scikit-learn does,
-``-2 z.c + |c|**2 + |z|**2`` with one BLAS product per chunk of rows, and
-keeps them (``n_samples x n_trials``) so that taking the best candidate reads
-no row again. Its cumulative potential is never stored: a draw finds its
-block from the blocks' totals and its row by summing within the block.
+``-2 z.c + |c|**2 + |z|**2``, row by row: ``z.c`` is ``(x - shift).(scale
+* c)`` in explicit SIMD (:func:`_shifted_dots`, one fixed order), which
+reads each row once for all candidates, where a BLAS product of a chunk of
+rows by the few candidates ran far below its peak. The distances are kept
+(``n_samples x n_trials``) so that taking the best candidate reads no row
+again. Its cumulative potential is never stored: a draw finds its block
+from the blocks' totals and its row by summing within the block.
 
 Lloyd's iterations keep, per row, an upper bound on the distance to its
 centre and, per group of about ten centres (Yinyang k-means), a lower bound
@@ -41,7 +44,10 @@ seed as the row) and the bounds spare about three rows in four over a run.
 import math
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from sklearn.utils import check_random_state
 
 from ._data import n_blocks as _n_blocks
@@ -69,30 +75,6 @@ _ROWS = 128
 def _map_row(x, shift, scale, z):
     for j in range(z.shape[0]):
         z[j] = (x[j] - shift[j]) * scale[j]
-
-
-@_jit(False)
-def _sq_dist(z, c):
-    """``sum((z - c) ** 2)`` in four interleaved partial sums (fixed order)."""
-    n = z.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    m = n - n % 4
-    for j in range(0, m, 4):
-        t0 = z[j] - c[j]
-        t1 = z[j + 1] - c[j + 1]
-        t2 = z[j + 2] - c[j + 2]
-        t3 = z[j + 3] - c[j + 3]
-        s0 += t0 * t0
-        s1 += t1 * t1
-        s2 += t2 * t2
-        s3 += t3 * t3
-    for j in range(m, n):
-        t = z[j] - c[j]
-        s0 += t * t
-    return (s0 + s1) + (s2 + s3)
 
 
 def map_rows(X, rows, shift, scale):
@@ -123,6 +105,227 @@ def _map_rows(X, rows, shift, scale):
     return out
 
 
+# Reductions over features in explicit SIMD, written as LLVM IR: numba
+# vectorises no floating-point reduction without reassociation (which would
+# leave the order to the compiler) and does not run LLVM's SLP vectoriser.
+# Every sum has one fixed order: the features in vectors of _LANES, the
+# even and the odd vectors in two vector accumulators (products fused into
+# them where the CPU has FMA, as the kernels' "contract" flag allows), added
+# lane by lane, the lanes as (l0 + l1) + (l2 + l3), then the last
+# n_features % _LANES features one by one.
+_LANES = 4  # float64 lanes (AVX2's)
+_GROUP = 4  # sums of _shifted_dots sharing each loaded vector of the row
+
+
+def _is_float_array(a, dtypes=(types.float64,), ndim=1, contiguous=False):
+    return (
+        isinstance(a, types.Array) and a.ndim == ndim and a.dtype in dtypes
+        and (a.layout == "C" or not contiguous)
+    )  # fmt: skip
+
+
+def _vector_loader(builder, arr, arr_type):
+    """``load(j)``: elements ``j`` to ``j + _LANES - 1`` as a float64 vector; ``load(j, 1)``: ``j``.
+
+    Elements of a C-contiguous array (of any dimension) in their flat order,
+    of another 1-D array by its stride.
+    """
+    element = arr.data.type.pointee
+    double = ir.DoubleType()
+    contiguous = arr_type.layout == "C"
+    if not contiguous:
+        raw = builder.bitcast(arr.data, ir.IntType(8).as_pointer())
+        stride = builder.extract_value(arr.strides, 0)
+
+    def pointer(j):
+        if contiguous:
+            return builder.gep(arr.data, [j])
+        return builder.bitcast(builder.gep(raw, [builder.mul(j, stride)]), element.as_pointer())
+
+    def load(j, width=_LANES):
+        if width == 1:
+            v = builder.load(pointer(j))
+            return v if element == double else builder.fpext(v, double)
+        vector = ir.VectorType(element, width)
+        if contiguous:
+            ptr = builder.bitcast(pointer(j), vector.as_pointer())
+            v = builder.load(ptr, align=arr_type.dtype.bitwidth // 8)
+        else:
+            v = ir.Constant(vector, ir.Undefined)
+            for k in range(width):
+                ptr = pointer(builder.add(j, ir.Constant(j.type, k)))
+                v = builder.insert_element(v, builder.load(ptr), ir.Constant(ir.IntType(32), k))
+        return v if element == double else builder.fpext(v, ir.VectorType(double, width))
+
+    return load
+
+
+def _emit_sums(builder, n_features, shared, terms):
+    """``[sum_j term(shared(j), j) for term in terms]`` over ``j < n_features``, in the order above.
+
+    ``shared(j, width)`` is computed once per vector (or feature) for all the
+    sums; ``term(u, j, width)`` returns the vector (or scalar) of products.
+    """
+    intp = n_features.type
+
+    def const(v):
+        return ir.Constant(intp, v)
+
+    flags = ("contract",)
+    n_vec = builder.sdiv(n_features, const(_LANES))
+    zero = ir.Constant(ir.VectorType(ir.DoubleType(), _LANES), [0.0] * _LANES)
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)] for _ in terms]
+
+    def step(q, k):
+        j = builder.mul(q, const(_LANES))
+        u = shared(j, _LANES)
+        for term, acc in zip(terms, accs, strict=True):
+            builder.store(
+                builder.fadd(builder.load(acc[k]), term(u, j, _LANES), flags=flags), acc[k]
+            )
+
+    with cgutils.for_range(builder, builder.sdiv(n_vec, const(2))) as loop:
+        q = builder.mul(loop.index, const(2))
+        step(q, 0)
+        step(builder.add(q, const(1)), 1)
+    with builder.if_then(builder.icmp_signed("!=", builder.srem(n_vec, const(2)), const(0))):
+        step(builder.sub(n_vec, const(1)), 0)
+    totals = []
+    for acc in accs:
+        v = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
+        lane = [builder.extract_element(v, ir.Constant(ir.IntType(32), k)) for k in range(4)]
+        total = builder.fadd(builder.fadd(lane[0], lane[1]), builder.fadd(lane[2], lane[3]))
+        totals.append(cgutils.alloca_once_value(builder, total))
+    start = builder.mul(n_vec, const(_LANES))
+    with cgutils.for_range_slice(builder, start, n_features, const(1)) as (j, _):
+        u = shared(j, 1)
+        for term, total in zip(terms, totals, strict=True):
+            builder.store(builder.fadd(builder.load(total), term(u, j, 1), flags=flags), total)
+    return [builder.load(total) for total in totals]
+
+
+def _square(builder):
+    return lambda u, j, width: builder.fmul(u, u, flags=("contract",))
+
+
+@intrinsic
+def _sum_sq_diff(typingctx, a, b):
+    """``sum((a - b) ** 2)`` of float64 vectors of one length, in SIMD in the order above."""
+    if not (_is_float_array(a) and _is_float_array(b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aa, ba = (
+            context.make_array(t)(context, builder, v)
+            for t, v in zip(signature.args, args, strict=True)
+        )
+        load_a = _vector_loader(builder, aa, signature.args[0])
+        load_b = _vector_loader(builder, ba, signature.args[1])
+
+        def diff(j, width):
+            return builder.fsub(load_a(j, width), load_b(j, width))
+
+        n = builder.extract_value(aa.shape, 0)
+        return _emit_sums(builder, n, diff, [_square(builder)])[0]
+
+    return types.float64(a, b), codegen
+
+
+@intrinsic
+def _sum_sq(typingctx, a):
+    """``sum(a ** 2)`` of a float64 vector, in SIMD in the order above."""
+    if not _is_float_array(a):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aa = context.make_array(signature.args[0])(context, builder, args[0])
+        load_a = _vector_loader(builder, aa, signature.args[0])
+        n = builder.extract_value(aa.shape, 0)
+        return _emit_sums(builder, n, load_a, [_square(builder)])[0]
+
+    return types.float64(a), codegen
+
+
+@intrinsic
+def _shifted_dots(typingctx, x, shift, C, out):
+    """``out[t] = sum_j (x[j] - shift[j]) * C[t, j]`` for every row ``t`` of ``C``, in SIMD.
+
+    ``x`` is a row of the data (float32 or float64, any stride), the others
+    float64 and C-contiguous, ``C`` of shape ``(len(out), len(x))``. Each sum
+    is in the order above whatever ``len(out)``. Rows of ``C`` are taken four
+    at a time (five for the last group rather than one alone), sharing each
+    loaded vector of ``x - shift``.
+    """
+    if not (
+        _is_float_array(x, (types.float32, types.float64))
+        and _is_float_array(shift, contiguous=True)
+        and _is_float_array(C, ndim=2, contiguous=True)
+        and _is_float_array(out, contiguous=True)
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        xa, sa, ca, oa = (
+            context.make_array(a)(context, builder, v)
+            for a, v in zip(signature.args, args, strict=True)
+        )
+        load_x = _vector_loader(builder, xa, signature.args[0])
+        load_shift = _vector_loader(builder, sa, signature.args[1])
+        load_c = _vector_loader(builder, ca, signature.args[2])
+        intp = ca.shape.type.element
+        n_trials = builder.extract_value(ca.shape, 0)
+        n_features = builder.extract_value(ca.shape, 1)
+        row_len = builder.sdiv(builder.extract_value(ca.strides, 0), ir.Constant(intp, 8))
+
+        def const(v):
+            return ir.Constant(intp, v)
+
+        def shifted(j, width):
+            return builder.fsub(load_x(j, width), load_shift(j, width))
+
+        def candidate(row):
+            def term(u, j, width):
+                return builder.fmul(u, load_c(builder.add(row, j), width), flags=("contract",))
+
+            return term
+
+        def group(t0, size):
+            rows = [builder.mul(builder.add(t0, const(g)), row_len) for g in range(size)]
+            sums = _emit_sums(builder, n_features, shifted, [candidate(row) for row in rows])
+            for g, total in enumerate(sums):
+                builder.store(total, builder.gep(oa.data, [builder.add(t0, const(g))]))
+
+        # Groups of four; a last single row joins the group before it.
+        n_groups = builder.sdiv(n_trials, const(_GROUP))
+        last = builder.sub(n_trials, builder.mul(n_groups, const(_GROUP)))
+        merge = builder.and_(
+            builder.icmp_signed("==", last, const(1)), builder.icmp_signed(">", n_groups, const(0))
+        )
+        n_full = builder.sub(n_groups, builder.zext(merge, intp))
+        with cgutils.for_range(builder, n_full) as loop:
+            group(builder.mul(loop.index, const(_GROUP)), _GROUP)
+        start = builder.mul(n_full, const(_GROUP))
+        size = builder.sub(n_trials, start)
+        for k in (*range(1, _GROUP), _GROUP + 1):
+            with builder.if_then(builder.icmp_signed("==", size, const(k))):
+                group(start, k)
+        return context.get_dummy_value()
+
+    return types.void(x, shift, C, out), codegen
+
+
+@_jit(False)
+def _sq_dist(z, c):
+    """``sum((z - c) ** 2)`` in SIMD, in one fixed order."""
+    return _sum_sq_diff(z, c)
+
+
+@_jit(False)
+def _sq_norm(z):
+    """``sum(z ** 2)`` in SIMD, in one fixed order."""
+    return _sum_sq(z)
+
+
 @_jit(False)
 def _pairwise_sq_dists(A, B):
     out = np.empty((A.shape[0], B.shape[0]))
@@ -132,61 +335,54 @@ def _pairwise_sq_dists(A, B):
     return out
 
 
-@_jit(False)
-def _sq_norm(z):
-    """``sum(z ** 2)`` in four interleaved partial sums (fixed order)."""
-    n = z.shape[0]
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    m = n - n % 4
-    for j in range(0, m, 4):
-        s0 += z[j] * z[j]
-        s1 += z[j + 1] * z[j + 1]
-        s2 += z[j + 2] * z[j + 2]
-        s3 += z[j + 3] * z[j + 3]
-    for j in range(m, n):
-        s0 += z[j] * z[j]
-    return (s0 + s1) + (s2 + s3)
-
-
-def _seed_trials_impl(X, w, shift, scale, d, candT, cand_sq, dist, zsq, moments, n_blocks):
+def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks):
+    """Each row's ``|z|**2`` into ``zsq``; per block, the sums of ``z - c0`` and of its square."""
     n_samples, n_features = X.shape
-    n_trials = candT.shape[1]
+    block = (n_samples + n_blocks - 1) // n_blocks
+    s1 = np.zeros((n_blocks, n_features))
+    s2 = np.zeros((n_blocks, n_features))
+    for b in prange(n_blocks):
+        z = np.empty(n_features)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _map_row(X[i], shift, scale, z)
+            zsq[i] = _sq_norm(z)
+            for j in range(n_features):
+                dev = z[j] - c0[j]
+                s1[b, j] += dev
+                s2[b, j] += dev * dev
+    return s1, s2
+
+
+_seed_moments_serial, _seed_moments_parallel = _serial_and_parallel(_seed_moments_impl)
+
+
+def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks):
+    n_samples, n_features = X.shape
+    n_trials = cand.shape[0]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
-    s1 = np.zeros((n_blocks, n_features))
-    s2 = np.zeros((n_blocks, n_features))
-    far = np.zeros(n_blocks)
     for b in prange(n_blocks):
-        zbuf = np.zeros((_ROWS, n_features))
-        prod = np.empty((_ROWS, n_trials))
-        pots[b] = 0.0
-        stop_b = min((b + 1) * block, n_samples)
-        for start in range(b * block, stop_b, _ROWS):
-            n_rows = min(_ROWS, stop_b - start)
-            for r in range(n_rows):
-                _map_row(X[start + r], shift, scale, zbuf[r])
-            np.dot(zbuf, candT, prod)
-            for r in range(n_rows):
-                i = start + r
-                wi = w[i] if weighted else 1.0
-                if moments:  # the first call: each row's |z|**2, kept for the others
-                    zsq[i] = _sq_norm(zbuf[r])
-                for t in range(n_trials):
-                    # scikit-learn's order: -2 x.c, plus |c|**2, plus |x|**2.
-                    e = max((-2.0 * prod[r, t] + cand_sq[t]) + zsq[i], 0.0)
-                    dist[i, t] = e
-                    pots[b, t] += wi * min(d[i], e)
-                if moments:  # for the tolerance, about the first seed
-                    far[b] = max(far[b], dist[i, 0])
-                    for j in range(n_features):
-                        t = zbuf[r, j] - candT[j, 0]
-                        s1[b, j] += t
-                        s2[b, j] += t * t
-    return pots, s1, s2, far
+        # z.c = (x - shift).(scale * c): the map folded into the candidates.
+        scaled = np.empty((n_trials, n_features))
+        for t in range(n_trials):
+            for j in range(n_features):
+                scaled[t, j] = scale[j] * cand[t, j]
+        dots = np.empty(n_trials)
+        pot = np.zeros(n_trials)
+        for i in range(b * block, min((b + 1) * block, n_samples)):
+            _shifted_dots(X[i], shift, scaled, dots)
+            wi = w[i] if weighted else 1.0
+            zi = zsq[i]
+            di = d[i]
+            for t in range(n_trials):
+                # scikit-learn's order: -2 z.c, plus |c|**2, plus |z|**2.
+                e = max((-2.0 * dots[t] + cand_sq[t]) + zi, 0.0)
+                dist[i, t] = e
+                pot[t] += wi * min(di, e)
+        for t in range(n_trials):  # not pots[b] = pot: its size check compiles string code
+            pots[b, t] = pot[t]
+    return pots
 
 
 _seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
@@ -306,6 +502,37 @@ def _least(a):
     return min(min(m0, m1), min(m2, m3))
 
 
+@intrinsic
+def _least_at(typingctx, a, index, lo, hi):
+    """``min(a[index[lo:hi]])`` (``inf`` if empty), without numba's negative-index wrapping.
+
+    The indices are taken as valid: twice fewer instructions per element.
+    """
+    if not (
+        _is_float_array(a, contiguous=True) and isinstance(index, types.Array)
+        and index.ndim == 1 and index.layout == "C" and index.dtype == types.int64
+        and lo == types.int64 and hi == types.int64
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr, idx = (
+            context.make_array(t)(context, builder, v)
+            for t, v in zip(signature.args[:2], args[:2], strict=True)
+        )
+        least = cgutils.alloca_once_value(builder, ir.Constant(ir.DoubleType(), math.inf))
+        with cgutils.for_range_slice(builder, args[2], args[3], ir.Constant(args[2].type, 1)) as (
+            i,
+            _,
+        ):
+            v = builder.load(builder.gep(arr.data, [builder.load(builder.gep(idx.data, [i]))]))
+            m = builder.load(least)
+            builder.store(builder.select(builder.fcmp_ordered("<", v, m), v, m), least)
+        return builder.load(least)
+
+    return types.float64(a, index, lo, hi), codegen
+
+
 @_jit(False)
 def _group_bounds(low, best, groups, out):
     """``out[g]``: square root of the least ``low`` in group ``g``, centre ``best`` left out.
@@ -317,10 +544,7 @@ def _group_bounds(low, best, groups, out):
     kept = low[best]
     low[best] = np.inf
     for g in range(start.shape[0] - 1):
-        m = np.inf
-        for idx in range(start[g], start[g + 1]):
-            m = min(m, low[members[idx]])
-        out[g] = math.sqrt(max(m, 0.0))
+        out[g] = math.sqrt(max(_least_at(low, members, start[g], start[g + 1]), 0.0))
     low[best] = kept
 
 
@@ -517,28 +741,26 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     dist = np.empty((n_samples, n_trials))
     zsq = np.empty(n_samples)
     trials = _seed_trials_parallel if parallel else _seed_trials_serial
+    moments = _seed_moments_parallel if parallel else _seed_moments_serial
     cand = seeds[:1]
-    _, s1, s2, far = trials(
-        X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, zsq, True,
-        n_blocks,
-    )  # fmt: skip
+    # |z|**2 of every row, kept for the distances; sums for the tolerance.
+    s1, s2 = moments(X, shift, scale, seeds[0], zsq, n_blocks)
+    trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
+    far = float(np.max(dist[:, 0]))
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
         current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
         r = random_state.uniform(size=n_trials) * current_pot
         ids = _draw(w, d, block_pot, r, n_blocks)
         cand = map_rows(X, ids, shift, scale)
-        pots, _, _, _ = trials(
-            X, w, shift, scale, d, np.ascontiguousarray(cand.T), _sq_norms(cand), dist, zsq,
-            False, n_blocks,
-        )  # fmt: skip
+        pots = trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
         best = int(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
         seeds[c] = cand[best]
         block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
-    return seeds, indices, labels, var, 2.0 * math.sqrt(far.max())
+    return seeds, indices, labels, var, 2.0 * math.sqrt(far)
 
 
 def _sq_norms(C):

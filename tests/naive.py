@@ -92,3 +92,11 @@ def count_distinct(points, tol):
     """Rows not within ``tol`` (max-norm) of an earlier row, by scipy's pairwise distances."""
     close = squareform(pdist(points, "chebyshev") < tol)
     return len(points) - int(np.triu(close, 1).any(axis=0).sum())
+
+
+def exact_shifted_dots(x, shift, C):
+    """``(x - shift) @ C.T`` summed exactly (fractions) after the one rounding of ``x - shift``."""
+    from fractions import Fraction
+
+    u = x.astype(np.float64) - shift
+    return [sum(Fraction(a) * Fraction(b) for a, b in zip(u, row, strict=True)) for row in C]

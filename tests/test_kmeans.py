@@ -12,6 +12,7 @@ import subprocess
 import sys
 import warnings
 
+import naive
 import numba
 import numpy as np
 import pytest
@@ -280,6 +281,71 @@ def test_draw_is_searchsorted_of_cumsum(weighted):
     # boundary may differ; none of these 202 falls within 1e-12 of one.
     assert np.min(np.abs(np.cumsum(terms)[:, None] - r[:200])) > 1e-12
     assert_array_equal(_kmeans._draw(w, d, block_pot, r, n_blocks), expected)
+
+
+@numba.njit
+def _shifted_dots(x, shift, C):
+    out = np.empty(C.shape[0])
+    _kmeans._shifted_dots(x, shift, C, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shifted_dots_are_dots_in_one_order(dtype):
+    """Every feature count (vectors of four and a tail) and candidate count (groups of four).
+
+    The error is a dot product's, at most ``(n_features + 1) u sum|u_j c_j|``
+    with u the unit roundoff; each row's value is the same bits whichever
+    group it is computed in, and for a strided row of the data as for a
+    contiguous one.
+    """
+    rng = np.random.default_rng(0)
+    for n_features in range(1, 14):
+        x = (rng.normal(size=n_features) * 10.0 + 3.0).astype(dtype)
+        shift = rng.normal(size=n_features)
+        C = rng.normal(size=(11, n_features))
+        u = x.astype(np.float64) - shift
+        bound = (n_features + 1) * 2.0**-53 * (np.abs(C) @ np.abs(u))
+        for n_rows in range(1, 12):
+            out = _shifted_dots(x, shift, C[:n_rows])
+            exact = naive.exact_shifted_dots(x, shift, C[:n_rows])
+            error = np.array([abs(float(o - e)) for o, e in zip(out, exact, strict=True)])
+            assert np.all(error <= bound[:n_rows])
+            alone = [_shifted_dots(x, shift, C[t : t + 1])[0] for t in range(n_rows)]
+            assert_array_equal(out, alone)
+        strided = np.stack([x, x + 1], axis=1)[:, 0]
+        assert n_features == 1 or not strided.flags.c_contiguous
+        assert_array_equal(_shifted_dots(strided, shift, C), _shifted_dots(x, shift, C))
+
+
+def test_sq_dist_and_norm_in_simd():
+    """Every feature count: within a sum's rounding of the exact value; strided rows alike."""
+    rng = np.random.default_rng(1)
+    for n_features in range(1, 14):
+        a, b = rng.normal(size=(2, n_features)) * 10.0
+        bound = (n_features + 1) * 2.0**-53
+        diff = a - b  # the one rounding before the sums, as in the kernels
+        exact = naive.exact_shifted_dots(diff, np.zeros(n_features), diff[np.newaxis])[0]
+        assert abs(float(_kmeans._sq_dist(a, b) - exact)) <= bound * float(exact)
+        exact = naive.exact_shifted_dots(a, np.zeros(n_features), a[np.newaxis])[0]
+        assert abs(float(_kmeans._sq_norm(a) - exact)) <= bound * float(exact)
+        strided = np.stack([a, b], axis=1)
+        assert _kmeans._sq_dist(strided[:, 0], strided[:, 1]) == _kmeans._sq_dist(a, b)
+        assert _kmeans._sq_norm(strided[:, 0]) == _kmeans._sq_norm(a)
+
+
+def test_group_bounds_are_least_per_group_but_best():
+    rng = np.random.default_rng(2)
+    low = rng.normal(size=23)
+    group_of = rng.integers(4, size=23)
+    members = np.argsort(group_of, kind="stable")
+    start = np.searchsorted(group_of[members], np.arange(5))
+    for best in (0, 7, 22):
+        out = np.empty(4)
+        _kmeans._group_bounds(low, np.int64(best), (members, start), out)
+        others = np.where(np.arange(23) == best, np.inf, low)
+        expected = [others[group_of == g].min() for g in range(4)]
+        assert_array_equal(out, np.sqrt(np.maximum(expected, 0.0)))
 
 
 # Run in a fresh process, so that only what the fits compile is looked at
