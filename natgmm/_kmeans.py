@@ -66,8 +66,8 @@ from ._threading import parallel_launch
 # each bound moves by at most ``max_iter`` rounded additions of values below
 # the diameter, so its error stays below 1e-13 of it.
 _BOUND_MARGIN = 1e-11
-# Rows per BLAS product (distances of a chunk of rows to the seeding's
-# candidates, or to all centres).
+# Rows per BLAS product (distances of a chunk of rows to all centres, or,
+# with missing entries, to the seeding's candidates).
 _ROWS = 128
 
 
