@@ -144,13 +144,14 @@ def component_scatter(X, sample_weight, standardiser, params, components, parall
     """
     n_features = X.shape[1]
     scatter = np.zeros((len(components), n_features, n_features))
-    with single_threaded_blas():
-        for chunk in row_chunks(np.arange(X.shape[0])):
-            resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)[2]
-            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
-            for a, k in enumerate(components):
-                u = internal_rows(X, chunk, standardiser, centre=params.means[k])
-                scatter[a] += (u * (w * resp[:, k])[:, np.newaxis]).T @ u
+    for chunk in row_chunks(np.arange(X.shape[0])):
+        rows = X[chunk]
+        resp = log_prob(rows, standardiser, params, parallel, True, missing)[2]
+        w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
+        every = np.arange(chunk.size)
+        for a, k in enumerate(components):
+            centre = params.means[k]
+            scatter[a] += scatter_sums(rows, w * resp[:, k], standardiser, every, centre)[2]
     return scatter
 
 
