@@ -12,6 +12,9 @@ set among ``--k`` and every seed, fit
   (one fit, with the default split-and-merge moves after the annealing);
 - ``floor-nosm``, ``fixed-nosm``, ``temperature-nosm``: the same without
   the moves (``split_merge=0``), to see what they add;
+- ``floor-sample``, ``fixed-sample``, ``temperature-sample``: the same
+  annealed on a sample of ``SAMPLE_ROWS`` rows (``anneal_subsample``), then
+  EM on all rows;
 - ``proto``: the recommended algorithm of the study run by the prototype
   driver ``benchmarks/study/anneal_proto.py`` (``RECOMMENDED`` there), which
   stands in for the defaults until the estimator implements them;
@@ -84,6 +87,10 @@ class _Proto:
         return anneal_proto.predict(self.result_, X)
 
 
+# Rows of the "-sample" methods' annealed fits.
+SAMPLE_ROWS = 20_000
+
+
 def methods(args):
     """Name -> factory(k, seed) of every method to run."""
     common = dict(max_iter=500, n_jobs=args.n_jobs)
@@ -101,6 +108,9 @@ def methods(args):
         )
         out[f"{mode}-nosm"] = lambda k, s, mode=mode: NaturalDiagonalGMM(
             k, annealing=mode, random_state=s, split_merge=0, **common
+        )
+        out[f"{mode}-sample"] = lambda k, s, mode=mode: NaturalDiagonalGMM(
+            k, annealing=mode, random_state=s, anneal_subsample=SAMPLE_ROWS, **common
         )
     out["proto"] = lambda k, s: _Proto(k, s, anneal_proto.RECOMMENDED)
     return {name: out[name] for name in args.methods}
@@ -190,7 +200,7 @@ def main(argv=None):
         "--methods",
         default="sk5,sk20,floor,fixed,temperature,proto",
         help="comma-separated, from sk5,sk20,floor,fixed,temperature, the same three "
-        "with -nosm (no split-and-merge moves), proto",
+        "with -nosm (no split-and-merge moves) or -sample (anneal_subsample), proto",
     )
     parser.add_argument(
         "--quick",

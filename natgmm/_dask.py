@@ -27,7 +27,16 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._data import component_scatter, log_prob, move_sums, n_blocks, scatter_sums, weight_scale
+from ._data import (
+    ArrayData,
+    component_scatter,
+    log_prob,
+    move_sums,
+    n_blocks,
+    sample_rows,
+    scatter_sums,
+    weight_scale,
+)
 
 # Rows computed to the client for the initialisation (k-means and friends)
 # when init_params must be estimated: all rows up to this many (the same
@@ -311,6 +320,19 @@ class DaskData:
             X, sw = dask.compute(X, sw)
             self._sample = (np.ascontiguousarray(X), np.empty(0) if sw is None else sw)
         return self._sample
+
+    def sample(self, n_rows, random_state):
+        """Return ``n_rows`` rows drawn uniformly without replacement, in memory.
+
+        An :class:`~natgmm._data.ArrayData` on the client with the rows' scaled
+        weights and the whole data's ``missing`` flag.
+        """
+        rows = sample_rows(self.shape[0], n_rows, random_state)
+        X, sw = self.X[rows], None if self.sw is None else self.sw[rows]
+        X, sw = dask.compute(X, sw)
+        return ArrayData(
+            np.ascontiguousarray(X), sw, self.parallel, weight_scale=1.0, missing=self.missing
+        )
 
     def log_prob(self, standardiser, params, want_resp):
         """Lazy log-density, labels and responsibilities (None unless ``want_resp``).

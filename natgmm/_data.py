@@ -69,6 +69,17 @@ def scaled_weights(sample_weight, scale=None):
     return (sample_weight if scale == 1.0 else sample_weight * scale), scale
 
 
+def sample_rows(n_samples, n_rows, random_state):
+    """``n_rows`` distinct row indices of ``n_samples``, sorted (memory order).
+
+    Drawn by a generator seeded from one draw of ``random_state``, whose
+    sampling without replacement takes memory for the sample only (legacy
+    ``RandomState.choice`` permutes all ``n_samples``).
+    """
+    generator = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    return np.sort(generator.choice(n_samples, n_rows, replace=False))
+
+
 def row_chunks(rows):
     """Split an array of row indices into chunks of ``ROW_CHUNK``."""
     return [rows[i : i + ROW_CHUNK] for i in range(0, rows.size, ROW_CHUNK)]
@@ -283,6 +294,14 @@ class ArrayData:
         return ArrayData(
             self.X[rows], sample_weight, self.parallel, weight_scale=1.0, missing=self.missing
         )
+
+    def sample(self, n_rows, random_state):
+        """Return ``n_rows`` rows drawn uniformly without replacement, as data of their own.
+
+        The rows keep their (scaled) weights and the whole data's ``missing``
+        flag, so that a fit on them takes the same kernels.
+        """
+        return self.subset(sample_rows(self.shape[0], n_rows, random_state))
 
     def extremes(self):
         """Each feature's largest and smallest value (NaN for a feature with none)."""

@@ -228,6 +228,17 @@ default=None
         annealing page). "auto" is 3 after the annealing levels and 0
         otherwise (plain EM, as scikit-learn, and a ``warm_start`` refit).
         Only with ``solver="em"``.
+    anneal_subsample : int, default=None
+        With ``annealing`` and more rows than this: the annealed fit (its
+        levels, its final EM and its split-and-merge moves) runs on this many
+        rows drawn uniformly without replacement from ``random_state`` (a
+        Dask array's are computed to the client), and EM on all rows
+        continues from its result (with moves only if ``split_merge`` is a
+        number). Each level then costs that share of a pass over all rows.
+        On 60 000 rows, 20 000 took annealed fits to 0.28 to 0.57 of their
+        time; at K=20 the fits from a sample ended lower than those on all
+        rows (the user guide's annealing page). None anneals on all rows.
+        Not used by :meth:`partial_fit`.
     solver : {"em", "minibatch", "gradient"}, default="em"
         How each iteration gathers sufficient statistics and turns them into
         parameters:
@@ -303,8 +314,10 @@ default=None
         without annealing and in the final EM), "n_active" (components whose weight is above
         ``min_weight`` and that received mass), "n_distinct" (number of
         means not within 0.01 standard deviations, in every feature, of an
-        earlier one) and "move" (0, or the split-and-merge round the
-        iteration belongs to, counting from 1: see ``split_merge``).
+        earlier one), "move" (0, or the split-and-merge round the
+        iteration belongs to, counting from 1: see ``split_merge``) and
+        "rows" (the rows the iteration went over: all of them, or
+        ``anneal_subsample``).
     critical_value_ : float
         With ``annealing``: the largest eigenvalue of the data's weighted
         correlation matrix. With all variances above this many times their
@@ -403,6 +416,7 @@ default=None
         "anneal_max_iter": [Interval(Integral, 1, None, closed="left")],
         "anneal_tol": [Interval(Real, 0.0, None, closed="left"), None],
         "split_merge": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "anneal_subsample": [Interval(Integral, 1, None, closed="left"), None],
         "solver": [StrOptions({"em", "minibatch", "gradient"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_offset": [Interval(Real, 0.0, None, closed="left")],
@@ -440,6 +454,7 @@ default=None
         anneal_max_iter=15,
         anneal_tol=0.01,
         split_merge="auto",
+        anneal_subsample=None,
         solver="em",
         batch_size=1024,
         learning_offset=10.0,
@@ -473,6 +488,7 @@ default=None
         self.anneal_max_iter = anneal_max_iter
         self.anneal_tol = anneal_tol
         self.split_merge = split_merge
+        self.anneal_subsample = anneal_subsample
         self.solver = solver
         self.batch_size = batch_size
         self.learning_offset = learning_offset
@@ -706,7 +722,7 @@ default=None
                 state.pop("_levels", np.empty(0)),
             )
         # Parameters added since: a pickle from before them behaves as it did.
-        state = {"split_merge": 0, **state}
+        state = {"split_merge": 0, "anneal_subsample": None, **state}
         super().__setstate__(state)
 
     # ----------------------------------------------------------- inference

@@ -54,6 +54,14 @@ class Progress:
                 f"{h['n_distinct'][-1]} distinct means"
             )
 
+    def sample_end(self, n_rows, n_samples, n_iter):
+        """Report the end of an annealed fit on ``n_rows`` of the ``n_samples`` rows."""
+        if self.verbose >= 1:
+            print(
+                f"  Annealed on a sample of {n_rows} of {n_samples} rows ({n_iter} iterations); "
+                "EM on all rows follows"
+            )
+
     def move(self, move, before, after, kept):
         """Report a split-and-merge ``move`` ``(i, j, k)`` and the lower bounds it went between."""
         if self.verbose >= 1:

@@ -48,6 +48,7 @@ class Settings(NamedTuple):
     anneal_max_iter: int
     anneal_tol: float
     split_merge: int | None  # moves kept at most; None: "auto" (n_moves)
+    anneal_subsample: int | None  # rows the annealed fit runs on; None: all
     solver: str
     batch_size: int
     learning_offset: float
@@ -68,6 +69,11 @@ class Settings(NamedTuple):
             raise ValueError(
                 f"split_merge needs solver='em', got solver={e.solver!r}; "
                 "use split_merge='auto' or 0."
+            )
+        if e.anneal_subsample is not None and e.anneal_subsample < e.n_components:
+            raise ValueError(
+                f"anneal_subsample={e.anneal_subsample} must be at least "
+                f"n_components={e.n_components}."
             )
         schedule = e.schedule
         if e.annealing is not None and schedule is None:
@@ -94,6 +100,7 @@ class Settings(NamedTuple):
             anneal_max_iter=e.anneal_max_iter,
             anneal_tol=0.01 if e.anneal_tol is None else e.anneal_tol,
             split_merge=None if e.split_merge == "auto" else e.split_merge,
+            anneal_subsample=e.anneal_subsample,
             solver=e.solver,
             batch_size=e.batch_size,
             learning_offset=e.learning_offset,

@@ -81,15 +81,26 @@ class Run:
         self.online, self.adam = online, adam
         self.empty = None
         self.history = {
-            "lower_bound": [], "level": [], "n_active": [], "n_distinct": [], "move": []
+            "lower_bound": [], "level": [], "n_active": [], "n_distinct": [], "move": [],
+            "rows": [],
         }  # fmt: skip
         self.moves = []  # split-and-merge moves tried: (i, j, k, bound before, after, kept)
         self.move_round = 0  # the split-and-merge round running, 0 before them
 
+    def on_rows(self, data):
+        """Return a run over ``data`` (a sample of these rows) that records into this trace."""
+        sampled = copy.copy(self)  # shares history and moves
+        sampled.data, sampled.total_weight = data, data.total_weight
+        return sampled
+
+    def take_state(self, sampled):
+        """Continue from the solver state that ``sampled`` (from :meth:`on_rows`) ended with."""
+        self.online, self.adam, self.empty = sampled.online, sampled.adam, sampled.empty
+
     def record(self, lower_bound, level, n_active, relative_means):
         """Append one iteration to the trace."""
         n_distinct = count_distinct(relative_means, _DISTINCT_TOL)
-        values = (lower_bound, level, n_active, n_distinct, self.move_round)
+        values = (lower_bound, level, n_active, n_distinct, self.move_round, self.data.shape[0])
         for key, value in zip(self.history, values, strict=True):
             self.history[key].append(value)
 
@@ -217,9 +228,28 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
 
     The final EM runs with the user's regularisation ``reg`` alone: the
     annealing is released; split-and-merge moves follow a converged final EM
-    (:func:`split_merge`). Returns the parameters, the last lower bound and
-    whether the final EM (or the last move kept) converged.
+    (:func:`split_merge`). With ``anneal_subsample`` rows fewer than the
+    data's, all that runs on a sample of rows drawn from ``run``'s random
+    state, and EM on all rows (no moves: "auto" makes none without levels)
+    continues from its result. Returns the
+    parameters, the last lower bound and whether the final EM (or the last
+    move kept) converged.
     """
+    n_rows = settings.anneal_subsample
+    sample = None
+    if levels.size and n_rows is not None and n_rows < run.data.shape[0]:
+        sample = run.data.sample(n_rows, run.random_state)
+    if sample is not None and sample.total_weight > 0:  # else all rows
+        sampled = run.on_rows(sample)
+        params, _, _ = _annealed_fit(settings, sampled, params, lower_bound, reg, levels, progress)
+        run.take_state(sampled)
+        progress.sample_end(n_rows, run.data.shape[0], len(run.history["lower_bound"]))
+        levels, lower_bound = np.empty(0), -np.inf  # plain EM from here
+    return _annealed_fit(settings, run, params, lower_bound, reg, levels, progress)
+
+
+def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
+    """:func:`fit_run` on all of ``run``'s rows."""
     for index, level in enumerate(levels):
         first = len(run.history["lower_bound"])
         params = perturb(params, level, run.standardiser, run.random_state)

@@ -249,3 +249,48 @@ def test_verbose_prints_levels(slanted_blobs, capsys):
     iterations = [line for line in lines if line.startswith("  Iteration ")]
     assert iterations and all(line.endswith("(total)") for line in iterations)
     assert [int(line.split()[1]) for line in iterations] == list(range(7, model.n_iter_ + 1, 7))
+
+
+def test_annealing_on_a_subsample(slanted_blobs, capsys):
+    """The annealed fit runs on ``anneal_subsample`` rows, then EM on all of them."""
+    X, y = slanted_blobs
+    kwargs = dict(n_components=4, annealing="temperature", random_state=0)
+    full = quiet_fit(NaturalDiagonalGMM(**kwargs), X)
+    assert np.all(full.history_["rows"] == X.shape[0])
+    # Not fewer rows than the data: no sample is drawn, the same fit.
+    same = quiet_fit(NaturalDiagonalGMM(**kwargs, anneal_subsample=X.shape[0]), X)
+    assert_array_equal(same.means_, full.means_)
+    assert_array_equal(same.lower_bounds_, full.lower_bounds_)
+
+    sub = quiet_fit(NaturalDiagonalGMM(**kwargs, anneal_subsample=200, verbose=1), X)
+    h = sub.history_
+    on_sample = h["rows"] == 200
+    n = int(on_sample.sum())
+    # The sample's fit first (every level, its final EM and its moves), then
+    # plain EM on all rows, without levels.
+    assert 0 < n < sub.n_iter_ and np.all(on_sample[:n]) and np.all(h["rows"][n:] == X.shape[0])
+    assert np.all(on_sample[np.isfinite(h["level"])]) and np.isfinite(h["level"][:n]).sum() > 0
+    assert np.all(np.isnan(h["level"][n:])) and np.all(h["move"][n:] == 0)
+    assert sub.converged_ and adjusted_rand_score(y, sub.predict(X)) > 0.95
+    # Both end at the same maximum of the likelihood of all rows (EM's tol).
+    assert_allclose(np.sort(sub.means_, axis=0), np.sort(full.means_, axis=0), atol=0.05)
+    assert abs(sub.score(X) - full.score(X)) < 1e-3
+    assert f"Annealed on a sample of 200 of {X.shape[0]} rows ({n} iterations)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_anneal_subsample_edge_cases(slanted_blobs):
+    X, _ = slanted_blobs
+    with pytest.raises(ValueError, match="anneal_subsample=3 must be at least n_components=4"):
+        NaturalDiagonalGMM(4, annealing="floor", anneal_subsample=3).fit(X)
+    # A sample with no weight (5 weighted rows of 600): the annealing runs on all rows.
+    weights = np.zeros(X.shape[0])
+    weights[:5] = 1.0
+    model = NaturalDiagonalGMM(2, annealing="floor", anneal_subsample=10, random_state=0)
+    quiet_fit(model, X, sample_weight=weights)
+    assert np.all(model.history_["rows"] == X.shape[0]) and np.all(np.isfinite(model.means_))
+    # Without annealing the parameter changes nothing.
+    plain = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    ignored = quiet_fit(NaturalDiagonalGMM(4, random_state=0, anneal_subsample=100), X)
+    assert_array_equal(plain.means_, ignored.means_)

@@ -206,6 +206,17 @@ def test_split_merge_equals_numpy_fit(client, data):
     _assert_same_model(ours, reference)
 
 
+def test_annealing_on_a_subsample_equals_numpy_fit(client, data):
+    """The sample's rows are drawn alike and computed to the client: the same fit."""
+    X, weights = data
+    kwargs = {"annealing": "floor", "anneal_max_iter": 2, "max_iter": 5, "anneal_subsample": 3000}
+    reference = _fit(X, weights, **kwargs)
+    ours = _fit(da.from_array(X, chunks=CHUNKS), da.from_array(weights, chunks=CHUNKS[0]), **kwargs)
+    assert np.sum(reference.history_["rows"] == 3000) > 0
+    assert_array_equal(ours.history_["rows"], reference.history_["rows"])
+    _assert_same_model(ours, reference)
+
+
 def test_missing_entries_equal_numpy_fit(client, data):
     """NaN entries (30%, and a row with none observed): the Dask fit equals the in-memory one.
 
