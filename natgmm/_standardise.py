@@ -204,7 +204,8 @@ def critical_value(data, standardiser):
     (in units of the level), a matrix similar to that correlation matrix.
     """
     scatter = scatter_from_sums(*data.scatter_sums(standardiser))
-    spread = np.sqrt(np.diag(scatter))
+    # A feature constant up to rounding can come out slightly negative.
+    spread = np.sqrt(np.maximum(np.diag(scatter), 0.0))
     keep = spread > 0
     if not keep.any():
         return 1.0

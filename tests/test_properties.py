@@ -44,6 +44,10 @@ def _problems(draw):
         lower_precision_reg=draw(st.sampled_from([0.0, 1.0])),
         max_iter=draw(st.integers(1, 20)),
         split_merge=draw(st.sampled_from([0, 2])),  # moves after a converged fit
+        annealing=draw(st.sampled_from([None, "floor", "fixed", "temperature"])),
+        anneal_max_iter=draw(st.integers(1, 5)),
+        # A sample of n_components rows (fewer than the data's, or not used).
+        anneal_subsample=draw(st.sampled_from([None, n_components])),
         random_state=0,
     )
     return X, weights, params
