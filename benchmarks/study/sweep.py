@@ -64,6 +64,10 @@ GROUPS = {
         ("digits_fa_raw", 50, range(5)),
         ("image_patches_fa", 50, range(1)),
     ],
+    "large50": [
+        ("deformed_digits_fa", 50, range(5)),
+        ("image_patches_fa", 50, range(1)),
+    ],
     "large": [
         ("deformed_digits_fa", 20, range(5)),
         ("deformed_digits_fa", 50, range(5)),
