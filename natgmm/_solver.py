@@ -231,9 +231,8 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
     (:func:`split_merge`). With ``anneal_subsample`` rows fewer than the
     data's, all that runs on a sample of rows drawn from ``run``'s random
     state, and EM on all rows (no moves: "auto" makes none without levels)
-    continues from its result. Returns the
-    parameters, the last lower bound and whether the final EM (or the last
-    move kept) converged.
+    continues from its result. Returns the parameters, the last lower bound
+    and whether the final EM (or the last move kept) converged.
     """
     n_rows = settings.anneal_subsample
     sample = None
