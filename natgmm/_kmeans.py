@@ -69,6 +69,11 @@ _BOUND_MARGIN = 1e-11
 # Rows per BLAS product (distances of a chunk of rows to all centres, or,
 # with missing entries, to the seeding's candidates).
 _ROWS = 128
+# Lloyd's iterations test the bounds of _SCAN rows, then recompute the
+# own-centre distances of those that failed, each row's memory prefetched
+# _AHEAD rows before it is read.
+_SCAN = 512
+_AHEAD = 8
 
 
 @_jit(False)
@@ -312,6 +317,43 @@ def _shifted_dots(typingctx, x, shift, C, out):
         return context.get_dummy_value()
 
     return types.void(x, shift, C, out), codegen
+
+
+@intrinsic
+def _prefetch_row(typingctx, X, i):
+    """Hint the CPU to load row ``i`` of the 2-D array ``X`` into cache; no effect on results.
+
+    Lloyd's iterations read the scattered rows whose bounds failed: without
+    the hint each waits for memory. A prefetch never faults, so the index
+    is taken as valid, as any stride is.
+    """
+    if not (isinstance(X, types.Array) and X.ndim == 2 and i == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        xa = context.make_array(signature.args[0])(context, builder, args[0])
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", [byte], ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32])
+        )
+        intp = xa.strides.type.element
+        start = builder.gep(
+            builder.bitcast(xa.data, byte),
+            [builder.mul(args[1], builder.extract_value(xa.strides, 0))],
+        )
+        n_bytes = builder.mul(
+            builder.extract_value(xa.shape, 1), builder.extract_value(xa.strides, 1)
+        )
+        line = ir.Constant(intp, 64)
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), n_bytes, line) as (offset, _):
+            # Read, keep in all cache levels, data cache.
+            builder.call(
+                prefetch, [builder.gep(start, [offset]), *(ir.Constant(i32, v) for v in (0, 3, 1))]
+            )
+        return context.get_dummy_value()
+
+    return types.void(X, i), codegen
 
 
 @_jit(False)
@@ -639,34 +681,48 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
         scratch = _assign_scratch(zbuf, CT)
+        todo = np.empty(_SCAN, dtype=np.int64)
+        todo_bound = np.empty(_SCAN)
         n_buf = np.int64(0)
         stop = min((b + 1) * block, n_samples)
-        for i in range(b * block, stop):
-            a = labels[i]
-            up = upper[i] + drift[a]
-            upper[i] = up
-            low = np.inf
-            for g in range(n_groups):
-                v = glb[i, g] - group_drift[g]
-                glb[i, g] = v
-                low = min(low, v)
-            bound = max(half_sep[a], low) - margin
-            if up < bound:
-                continue
-            z = zbuf[n_buf]
-            _map_row(X[i], shift, scale, z)
-            up = math.sqrt(_sq_dist(z, C[a]))
-            upper[i] = up
-            if up < bound:
-                continue
-            rows[n_buf] = i
-            n_buf += 1
-            if n_buf == _ROWS:
-                changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
-                                           w, labels, upper, glb, b, sums, weight,
-                                           count, update)  # fmt: skip
-                full[b] += n_buf
-                n_buf = np.int64(0)
+        for scan in range(b * block, stop, _SCAN):
+            # The drifted bounds first, reading no row of X.
+            n_todo = 0
+            for i in range(scan, min(scan + _SCAN, stop)):
+                a = labels[i]
+                up = upper[i] + drift[a]
+                upper[i] = up
+                low = np.inf
+                for g in range(n_groups):
+                    v = glb[i, g] - group_drift[g]
+                    glb[i, g] = v
+                    low = min(low, v)
+                bound = max(half_sep[a], low) - margin
+                if up < bound:
+                    continue
+                todo[n_todo] = i
+                todo_bound[n_todo] = bound
+                n_todo += 1
+            for t in range(min(_AHEAD, n_todo)):
+                _prefetch_row(X, todo[t])
+            for t in range(n_todo):
+                if t + _AHEAD < n_todo:
+                    _prefetch_row(X, todo[t + _AHEAD])
+                i = todo[t]
+                z = zbuf[n_buf]
+                _map_row(X[i], shift, scale, z)
+                up = math.sqrt(_sq_dist(z, C[labels[i]]))
+                upper[i] = up
+                if up < todo_bound[t]:
+                    continue
+                rows[n_buf] = i
+                n_buf += 1
+                if n_buf == _ROWS:
+                    changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
+                                               w, labels, upper, glb, b, sums, weight,
+                                               count, update)  # fmt: skip
+                    full[b] += n_buf
+                    n_buf = np.int64(0)
         if n_buf > 0:
             changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,
