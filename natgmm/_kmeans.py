@@ -485,10 +485,23 @@ def _draw(w, d, block_pot, r, n_blocks):
 
 
 def _sequential_sum(a):
-    """Sum over the first axis, one term after the other."""
-    total = np.zeros(a.shape[1:])
-    for row in a:
-        total = total + row
+    """Sum over the first axis, one term after the other, in float64."""
+    a = np.asarray(a, dtype=np.float64)
+    return _ordered_total(a.reshape(a.shape[0], -1)).reshape(a.shape[1:])
+
+
+@_jit(False, fastmath=False)
+def _ordered_total(a):
+    """``sum(a, axis=0)`` with the rows added one after the other, from zeros.
+
+    Compiled (a Python loop cost a tenth of a millisecond per Lloyd
+    iteration) without fast-math flags, so that nothing is reordered or
+    folded.
+    """
+    total = np.zeros(a.shape[1])
+    for b in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            total[j] = total[j] + a[b, j]
     return total
 
 
@@ -912,12 +925,11 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
 def _average(sums, weight):
     """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
     heaviest = int(np.argmax(weight))
-    centres = sums.copy()
-    for k in range(centres.shape[0]):
-        if weight[k] > 0:
-            centres[k] *= 1.0 / weight[k]
-        else:
-            centres[k] = centres[heaviest]
+    filled = weight > 0
+    centres = sums * np.where(filled, 1.0 / np.where(filled, weight, 1.0), 1.0)[:, np.newaxis]
+    # As a loop over k would copy it: scaled if it comes before k, else not.
+    empty = np.flatnonzero(~filled)
+    centres[empty] = np.where((empty > heaviest)[:, np.newaxis], centres[heaviest], sums[heaviest])
     return centres
 
 
