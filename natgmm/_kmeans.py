@@ -557,49 +557,17 @@ def _least(a):
     return min(min(m0, m1), min(m2, m3))
 
 
-@intrinsic
-def _least_at(typingctx, a, index, lo, hi):
-    """``min(a[index[lo:hi]])`` (``inf`` if empty), without numba's negative-index wrapping.
-
-    The indices are taken as valid: twice fewer instructions per element.
-    """
-    if not (
-        _is_float_array(a, contiguous=True) and isinstance(index, types.Array)
-        and index.ndim == 1 and index.layout == "C" and index.dtype == types.int64
-        and lo == types.int64 and hi == types.int64
-    ):  # fmt: skip
-        return None
-
-    def codegen(context, builder, signature, args):
-        arr, idx = (
-            context.make_array(t)(context, builder, v)
-            for t, v in zip(signature.args[:2], args[:2], strict=True)
-        )
-        least = cgutils.alloca_once_value(builder, ir.Constant(ir.DoubleType(), math.inf))
-        with cgutils.for_range_slice(builder, args[2], args[3], ir.Constant(args[2].type, 1)) as (
-            i,
-            _,
-        ):
-            v = builder.load(builder.gep(arr.data, [builder.load(builder.gep(idx.data, [i]))]))
-            m = builder.load(least)
-            builder.store(builder.select(builder.fcmp_ordered("<", v, m), v, m), least)
-        return builder.load(least)
-
-    return types.float64(a, index, lo, hi), codegen
-
-
 @_jit(False)
-def _group_bounds(low, best, groups, out):
-    """``out[g]``: square root of the least ``low`` in group ``g``, centre ``best`` left out.
+def _group_bounds(low, best, start, out):
+    """``out[g]``: square root of the least ``low[start[g]:start[g + 1]]``, ``low[best]`` left out.
 
-    ``groups = (members, start)``: the centres of group ``g`` are
-    ``members[start[g]:start[g + 1]]``.
+    The centres are in group order (see :func:`_assign_rows`), so that each
+    group's least is over a contiguous run.
     """
-    members, start = groups
     kept = low[best]
     low[best] = np.inf
     for g in range(start.shape[0] - 1):
-        out[g] = math.sqrt(max(_least_at(low, members, start[g], start[g + 1]), 0.0))
+        out[g] = math.sqrt(max(_least(low[start[g] : start[g + 1]]), 0.0))
     low[best] = kept
 
 
@@ -627,12 +595,17 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
     can be nearest within that error are compared by exact sums of squared
     differences in float64 (the first of the smallest wins, as in Lloyd's),
     so the labels do not depend on that precision. The row's bounds become
-    the exact distance to it and, per group of centres (``groups``, see
-    :func:`_group_bounds`), the smallest distance allowed by the error to
-    any other centre. Labels, and if ``update`` the block's sums, follow.
-    ``scratch`` is from :func:`_assign_scratch`. Returns the number of
-    changed labels.
+    the exact distance to it and, per group of centres, the smallest
+    distance allowed by the error to any other centre. Labels, and if
+    ``update`` the block's sums, follow. ``scratch`` is from
+    :func:`_assign_scratch`. Returns the number of changed labels.
+
+    ``groups = (members, start)``: the columns of ``CT`` and the entries of
+    ``csq`` are the centres ``C[members]``, those of group ``g`` at
+    ``start[g]:start[g + 1]`` (contiguous, so that a group's least bound is
+    a run, not a gather); labels are rows of ``C``.
     """
+    members, start = groups
     z_low, prod, low = scratch
     bounds = glb.shape[0] > 0
     # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
@@ -654,21 +627,24 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
         zsq_low = zsq * (1.0 - err)
         dots = prod[r]
         # Lower bounds of the squared distances (the slack in err covers the
-        # roundings of this expression): one lane per centre.
-        for k in range(C.shape[0]):
-            low[k] = (zsq_low - 2.0 * dots[k]) + csq_low[k]
+        # roundings of this expression): one lane per centre, in group order.
+        for q in range(C.shape[0]):
+            low[q] = (zsq_low - 2.0 * dots[q]) + csq_low[q]
         # No centre whose lower bound is above this can be the nearest.
         top = _least(low) + 2.0 * err * (zsq + csq_max)
         best = np.int64(0)
+        best_q = 0
         best_v = np.inf
-        for k in range(C.shape[0]):
-            if low[k] <= top:
+        for q in range(C.shape[0]):
+            if low[q] <= top:
+                k = members[q]
                 v = _sq_dist(z, C[k])
-                if v < best_v:
+                if v < best_v or (v == best_v and k < best):  # the first of the smallest
                     best_v = v
                     best = k
+                    best_q = q
         if bounds:
-            _group_bounds(low, best, groups, glb[i])
+            _group_bounds(low, best_q, start, glb[i])
             upper[i] = math.sqrt(best_v)
         a = labels[i]
         if best != a:
@@ -774,7 +750,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
         no_sums = np.empty((1, 1, 1))
         no_weight = np.empty((1, 1))
         no_count = np.empty((1, 1), dtype=np.int64)
-        groups = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))  # no bounds
+        groups = (np.arange(C.shape[0]), np.zeros(1, dtype=np.int64))  # in order, no bounds
         stop_b = min((b + 1) * block, n_samples)
         for start in range(b * block, stop_b, _ROWS):
             n_rows = min(_ROWS, stop_b - start)
@@ -954,11 +930,16 @@ def _product_dtype(seeds, diameter):
     return np.float32 if 1e-8 <= diameter and largest <= 1e15 else np.float64
 
 
-def _geometry(centres, dtype):
-    """Transposed centres (in ``dtype``), squared norms, half the distance to the nearest other."""
+def _geometry(centres, dtype, members):
+    """Centres transposed (in ``dtype``) and squared norms, ``members`` order; half-separations.
+
+    The half-separation of a centre is half its distance to the nearest other
+    (in the centres' own order).
+    """
     sep = np.sqrt(_pairwise_sq_dists(centres, centres))
     np.fill_diagonal(sep, np.inf)
-    return np.ascontiguousarray(centres.T, dtype=dtype), _sq_norms(centres), 0.5 * sep.min(axis=1)
+    ordered = centres[members]
+    return (np.ascontiguousarray(ordered.T, dtype=dtype), _sq_norms(ordered), 0.5 * sep.min(axis=1))
 
 
 def kmeans(
@@ -1068,8 +1049,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         for it in range(max_iter):
             if it > 0:
                 changed, full = lloyd(
-                    X, w, shift, scale, centres, *_geometry(centres, dtype), groups, *drifts,
-                    labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
+                    X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                    *drifts, labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
                 )  # fmt: skip
                 work.append(int(full.sum()))
             # Totals in a fixed order; a cluster without a row of positive
@@ -1093,8 +1074,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
                 break
         if not strict:
             lloyd(
-                X, w, shift, scale, centres, *_geometry(centres, dtype), groups, *drifts,
-                labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
+                X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                *drifts, labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
             )  # fmt: skip
     return labels, centres, it + 1, work
 
