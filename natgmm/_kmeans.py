@@ -585,8 +585,8 @@ def _move_row(z, wi, a, best, b, sums, weight, count):
 
 
 @_jit(False)
-def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upper, glb, b,
-                 sums, weight, count, update):  # fmt: skip
+def _assign_rows(zbuf, rows, own, n_rows, C, CT, csq, groups, scratch, w, labels, upper, glb,
+                 b, sums, weight, count, update):  # fmt: skip
     """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
 
     One BLAS product, in the precision of ``CT`` (the centres transposed,
@@ -598,7 +598,9 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
     the exact distance to it and, per group of centres, the smallest
     distance allowed by the error to any other centre. Labels, and if
     ``update`` the block's sums, follow. ``scratch`` is from
-    :func:`_assign_scratch`. Returns the number of changed labels.
+    :func:`_assign_scratch`. ``own``, unless empty, holds each row's
+    :func:`_sq_dist` to the centre of its label, reused as it is. Returns
+    the number of changed labels.
 
     ``groups = (members, start)``: the columns of ``CT`` and the entries of
     ``csq`` are the centres ``C[members]``, those of group ``g`` at
@@ -632,13 +634,14 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
             low[q] = (zsq_low - 2.0 * dots[q]) + csq_low[q]
         # No centre whose lower bound is above this can be the nearest.
         top = _least(low) + 2.0 * err * (zsq + csq_max)
+        a = labels[i]
         best = np.int64(0)
         best_q = 0
         best_v = np.inf
         for q in range(C.shape[0]):
             if low[q] <= top:
                 k = members[q]
-                v = _sq_dist(z, C[k])
+                v = own[r] if k == a and own.shape[0] > 0 else _sq_dist(z, C[k])
                 if v < best_v or (v == best_v and k < best):  # the first of the smallest
                     best_v = v
                     best = k
@@ -646,7 +649,6 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
         if bounds:
             _group_bounds(low, best_q, start, glb[i])
             upper[i] = math.sqrt(best_v)
-        a = labels[i]
         if best != a:
             labels[i] = best
             changed += 1
@@ -669,6 +671,7 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
         b = np.int64(block_index)
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
+        own = np.empty(_ROWS)
         scratch = _assign_scratch(zbuf, CT)
         todo = np.empty(_SCAN, dtype=np.int64)
         todo_bound = np.empty(_SCAN)
@@ -700,20 +703,21 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
                 i = todo[t]
                 z = zbuf[n_buf]
                 _map_row(X[i], shift, scale, z)
-                up = math.sqrt(_sq_dist(z, C[labels[i]]))
+                own[n_buf] = _sq_dist(z, C[labels[i]])
+                up = math.sqrt(own[n_buf])
                 upper[i] = up
                 if up < todo_bound[t]:
                     continue
                 rows[n_buf] = i
                 n_buf += 1
                 if n_buf == _ROWS:
-                    changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
-                                               w, labels, upper, glb, b, sums, weight,
-                                               count, update)  # fmt: skip
+                    changed[b] += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups,
+                                               scratch, w, labels, upper, glb, b, sums,
+                                               weight, count, update)  # fmt: skip
                     full[b] += n_buf
                     n_buf = np.int64(0)
         if n_buf > 0:
-            changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
+            changed[b] += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,
                                        update)  # fmt: skip
             full[b] += n_buf
@@ -760,7 +764,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
                 labels[start + r] = 0
             # Block 0 and no update, typed as _lloyd_impl passes them (int64
             # and bool, not literals): one compiled _assign_rows serves both.
-            _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, none, labels,
+            _assign_rows(zbuf, rows, none, n_rows, C, CT, csq, groups, scratch, none, labels,
                          none, no_bounds, np.int64(0), no_sums, no_weight, no_count,
                          np.bool_(False))  # fmt: skip
 

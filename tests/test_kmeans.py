@@ -211,7 +211,7 @@ def test_assignment_near_bisectors_is_exact(dtype, members):
     upper, glb = np.empty(n_rows), np.empty((n_rows, 3))
     unused = np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1), dtype=np.int64)
     _kmeans._assign_rows(
-        Z, np.arange(n_rows), n_rows, C, CT, _kmeans._sq_norms(C[members]), groups,
+        Z, np.arange(n_rows), np.empty(0), n_rows, C, CT, _kmeans._sq_norms(C[members]), groups,
         _kmeans._assign_scratch(Z, CT), np.empty(0), labels, upper, glb, 0, *unused, False,
     )  # fmt: skip
     assert_array_equal(labels, np.argmin(exact, axis=1))
