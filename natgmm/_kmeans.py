@@ -69,6 +69,11 @@ _BOUND_MARGIN = 1e-11
 # Rows per BLAS product (distances of a chunk of rows to all centres, or,
 # with missing entries, to the seeding's candidates).
 _ROWS = 128
+# Lloyd's iterations test the bounds of _SCAN rows, then recompute the
+# own-centre distances of those that failed, each row's memory prefetched
+# _AHEAD rows before it is read.
+_SCAN = 512
+_AHEAD = 8
 
 
 @_jit(False)
@@ -314,6 +319,43 @@ def _shifted_dots(typingctx, x, shift, C, out):
     return types.void(x, shift, C, out), codegen
 
 
+@intrinsic
+def _prefetch_row(typingctx, X, i):
+    """Hint the CPU to load row ``i`` of the 2-D array ``X`` into cache; no effect on results.
+
+    Lloyd's iterations read the scattered rows whose bounds failed: without
+    the hint each waits for memory. A prefetch never faults, so the index
+    is taken as valid, as any stride is.
+    """
+    if not (isinstance(X, types.Array) and X.ndim == 2 and i == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        xa = context.make_array(signature.args[0])(context, builder, args[0])
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        prefetch = builder.module.declare_intrinsic(
+            "llvm.prefetch", [byte], ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32])
+        )
+        intp = xa.strides.type.element
+        start = builder.gep(
+            builder.bitcast(xa.data, byte),
+            [builder.mul(args[1], builder.extract_value(xa.strides, 0))],
+        )
+        n_bytes = builder.mul(
+            builder.extract_value(xa.shape, 1), builder.extract_value(xa.strides, 1)
+        )
+        line = ir.Constant(intp, 64)
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), n_bytes, line) as (offset, _):
+            # Read, keep in all cache levels, data cache.
+            builder.call(
+                prefetch, [builder.gep(start, [offset]), *(ir.Constant(i32, v) for v in (0, 3, 1))]
+            )
+        return context.get_dummy_value()
+
+    return types.void(X, i), codegen
+
+
 @_jit(False)
 def _sq_dist(z, c):
     """``sum((z - c) ** 2)`` in SIMD, in one fixed order."""
@@ -443,10 +485,23 @@ def _draw(w, d, block_pot, r, n_blocks):
 
 
 def _sequential_sum(a):
-    """Sum over the first axis, one term after the other."""
-    total = np.zeros(a.shape[1:])
-    for row in a:
-        total = total + row
+    """Sum over the first axis, one term after the other, in float64."""
+    a = np.asarray(a, dtype=np.float64)
+    return _ordered_total(a.reshape(a.shape[0], -1)).reshape(a.shape[1:])
+
+
+@_jit(False, fastmath=False)
+def _ordered_total(a):
+    """``sum(a, axis=0)`` with the rows added one after the other, from zeros.
+
+    Compiled (a Python loop cost a tenth of a millisecond per Lloyd
+    iteration) without fast-math flags, so that nothing is reordered or
+    folded.
+    """
+    total = np.zeros(a.shape[1])
+    for b in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            total[j] = total[j] + a[b, j]
     return total
 
 
@@ -502,49 +557,17 @@ def _least(a):
     return min(min(m0, m1), min(m2, m3))
 
 
-@intrinsic
-def _least_at(typingctx, a, index, lo, hi):
-    """``min(a[index[lo:hi]])`` (``inf`` if empty), without numba's negative-index wrapping.
-
-    The indices are taken as valid: twice fewer instructions per element.
-    """
-    if not (
-        _is_float_array(a, contiguous=True) and isinstance(index, types.Array)
-        and index.ndim == 1 and index.layout == "C" and index.dtype == types.int64
-        and lo == types.int64 and hi == types.int64
-    ):  # fmt: skip
-        return None
-
-    def codegen(context, builder, signature, args):
-        arr, idx = (
-            context.make_array(t)(context, builder, v)
-            for t, v in zip(signature.args[:2], args[:2], strict=True)
-        )
-        least = cgutils.alloca_once_value(builder, ir.Constant(ir.DoubleType(), math.inf))
-        with cgutils.for_range_slice(builder, args[2], args[3], ir.Constant(args[2].type, 1)) as (
-            i,
-            _,
-        ):
-            v = builder.load(builder.gep(arr.data, [builder.load(builder.gep(idx.data, [i]))]))
-            m = builder.load(least)
-            builder.store(builder.select(builder.fcmp_ordered("<", v, m), v, m), least)
-        return builder.load(least)
-
-    return types.float64(a, index, lo, hi), codegen
-
-
 @_jit(False)
-def _group_bounds(low, best, groups, out):
-    """``out[g]``: square root of the least ``low`` in group ``g``, centre ``best`` left out.
+def _group_bounds(low, best, start, out):
+    """``out[g]``: square root of the least ``low[start[g]:start[g + 1]]``, ``low[best]`` left out.
 
-    ``groups = (members, start)``: the centres of group ``g`` are
-    ``members[start[g]:start[g + 1]]``.
+    The centres are in group order (see :func:`_assign_rows`), so that each
+    group's least is over a contiguous run.
     """
-    members, start = groups
     kept = low[best]
     low[best] = np.inf
     for g in range(start.shape[0] - 1):
-        out[g] = math.sqrt(max(_least_at(low, members, start[g], start[g + 1]), 0.0))
+        out[g] = math.sqrt(max(_least(low[start[g] : start[g + 1]]), 0.0))
     low[best] = kept
 
 
@@ -562,8 +585,8 @@ def _move_row(z, wi, a, best, b, sums, weight, count):
 
 
 @_jit(False)
-def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upper, glb, b,
-                 sums, weight, count, update):  # fmt: skip
+def _assign_rows(zbuf, rows, own, n_rows, C, CT, csq, groups, scratch, w, labels, upper, glb,
+                 b, sums, weight, count, update):  # fmt: skip
     """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
 
     One BLAS product, in the precision of ``CT`` (the centres transposed,
@@ -572,12 +595,19 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
     can be nearest within that error are compared by exact sums of squared
     differences in float64 (the first of the smallest wins, as in Lloyd's),
     so the labels do not depend on that precision. The row's bounds become
-    the exact distance to it and, per group of centres (``groups``, see
-    :func:`_group_bounds`), the smallest distance allowed by the error to
-    any other centre. Labels, and if ``update`` the block's sums, follow.
-    ``scratch`` is from :func:`_assign_scratch`. Returns the number of
-    changed labels.
+    the exact distance to it and, per group of centres, the smallest
+    distance allowed by the error to any other centre. Labels, and if
+    ``update`` the block's sums, follow. ``scratch`` is from
+    :func:`_assign_scratch`. ``own``, unless empty, holds each row's
+    :func:`_sq_dist` to the centre of its label, reused as it is. Returns
+    the number of changed labels.
+
+    ``groups = (members, start)``: the columns of ``CT`` and the entries of
+    ``csq`` are the centres ``C[members]``, those of group ``g`` at
+    ``start[g]:start[g + 1]`` (contiguous, so that a group's least bound is
+    a run, not a gather); labels are rows of ``C``.
     """
+    members, start = groups
     z_low, prod, low = scratch
     bounds = glb.shape[0] > 0
     # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
@@ -599,23 +629,26 @@ def _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, w, labels, upp
         zsq_low = zsq * (1.0 - err)
         dots = prod[r]
         # Lower bounds of the squared distances (the slack in err covers the
-        # roundings of this expression): one lane per centre.
-        for k in range(C.shape[0]):
-            low[k] = (zsq_low - 2.0 * dots[k]) + csq_low[k]
+        # roundings of this expression): one lane per centre, in group order.
+        for q in range(C.shape[0]):
+            low[q] = (zsq_low - 2.0 * dots[q]) + csq_low[q]
         # No centre whose lower bound is above this can be the nearest.
         top = _least(low) + 2.0 * err * (zsq + csq_max)
+        a = labels[i]
         best = np.int64(0)
+        best_q = 0
         best_v = np.inf
-        for k in range(C.shape[0]):
-            if low[k] <= top:
-                v = _sq_dist(z, C[k])
-                if v < best_v:
+        for q in range(C.shape[0]):
+            if low[q] <= top:
+                k = members[q]
+                v = own[r] if k == a and own.shape[0] > 0 else _sq_dist(z, C[k])
+                if v < best_v or (v == best_v and k < best):  # the first of the smallest
                     best_v = v
                     best = k
+                    best_q = q
         if bounds:
-            _group_bounds(low, best, groups, glb[i])
+            _group_bounds(low, best_q, start, glb[i])
             upper[i] = math.sqrt(best_v)
-        a = labels[i]
         if best != a:
             labels[i] = best
             changed += 1
@@ -638,37 +671,53 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
         b = np.int64(block_index)
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
+        own = np.empty(_ROWS)
         scratch = _assign_scratch(zbuf, CT)
+        todo = np.empty(_SCAN, dtype=np.int64)
+        todo_bound = np.empty(_SCAN)
         n_buf = np.int64(0)
         stop = min((b + 1) * block, n_samples)
-        for i in range(b * block, stop):
-            a = labels[i]
-            up = upper[i] + drift[a]
-            upper[i] = up
-            low = np.inf
-            for g in range(n_groups):
-                v = glb[i, g] - group_drift[g]
-                glb[i, g] = v
-                low = min(low, v)
-            bound = max(half_sep[a], low) - margin
-            if up < bound:
-                continue
-            z = zbuf[n_buf]
-            _map_row(X[i], shift, scale, z)
-            up = math.sqrt(_sq_dist(z, C[a]))
-            upper[i] = up
-            if up < bound:
-                continue
-            rows[n_buf] = i
-            n_buf += 1
-            if n_buf == _ROWS:
-                changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
-                                           w, labels, upper, glb, b, sums, weight,
-                                           count, update)  # fmt: skip
-                full[b] += n_buf
-                n_buf = np.int64(0)
+        for scan in range(b * block, stop, _SCAN):
+            # The drifted bounds first, reading no row of X.
+            n_todo = 0
+            for i in range(scan, min(scan + _SCAN, stop)):
+                a = labels[i]
+                up = upper[i] + drift[a]
+                upper[i] = up
+                low = np.inf
+                for g in range(n_groups):
+                    v = glb[i, g] - group_drift[g]
+                    glb[i, g] = v
+                    low = min(low, v)
+                bound = max(half_sep[a], low) - margin
+                if up < bound:
+                    continue
+                todo[n_todo] = i
+                todo_bound[n_todo] = bound
+                n_todo += 1
+            for t in range(min(_AHEAD, n_todo)):
+                _prefetch_row(X, todo[t])
+            for t in range(n_todo):
+                if t + _AHEAD < n_todo:
+                    _prefetch_row(X, todo[t + _AHEAD])
+                i = todo[t]
+                z = zbuf[n_buf]
+                _map_row(X[i], shift, scale, z)
+                own[n_buf] = _sq_dist(z, C[labels[i]])
+                up = math.sqrt(own[n_buf])
+                upper[i] = up
+                if up < todo_bound[t]:
+                    continue
+                rows[n_buf] = i
+                n_buf += 1
+                if n_buf == _ROWS:
+                    changed[b] += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups,
+                                               scratch, w, labels, upper, glb, b, sums,
+                                               weight, count, update)  # fmt: skip
+                    full[b] += n_buf
+                    n_buf = np.int64(0)
         if n_buf > 0:
-            changed[b] += _assign_rows(zbuf, rows, n_buf, C, CT, csq, groups, scratch,
+            changed[b] += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,
                                        update)  # fmt: skip
             full[b] += n_buf
@@ -705,7 +754,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
         no_sums = np.empty((1, 1, 1))
         no_weight = np.empty((1, 1))
         no_count = np.empty((1, 1), dtype=np.int64)
-        groups = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))  # no bounds
+        groups = (np.arange(C.shape[0]), np.zeros(1, dtype=np.int64))  # in order, no bounds
         stop_b = min((b + 1) * block, n_samples)
         for start in range(b * block, stop_b, _ROWS):
             n_rows = min(_ROWS, stop_b - start)
@@ -715,7 +764,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
                 labels[start + r] = 0
             # Block 0 and no update, typed as _lloyd_impl passes them (int64
             # and bool, not literals): one compiled _assign_rows serves both.
-            _assign_rows(zbuf, rows, n_rows, C, CT, csq, groups, scratch, none, labels,
+            _assign_rows(zbuf, rows, none, n_rows, C, CT, csq, groups, scratch, none, labels,
                          none, no_bounds, np.int64(0), no_sums, no_weight, no_count,
                          np.bool_(False))  # fmt: skip
 
@@ -856,12 +905,11 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
 def _average(sums, weight):
     """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
     heaviest = int(np.argmax(weight))
-    centres = sums.copy()
-    for k in range(centres.shape[0]):
-        if weight[k] > 0:
-            centres[k] *= 1.0 / weight[k]
-        else:
-            centres[k] = centres[heaviest]
+    filled = weight > 0
+    centres = sums * np.where(filled, 1.0 / np.where(filled, weight, 1.0), 1.0)[:, np.newaxis]
+    # As a loop over k would copy it: scaled if it comes before k, else not.
+    empty = np.flatnonzero(~filled)
+    centres[empty] = np.where((empty > heaviest)[:, np.newaxis], centres[heaviest], sums[heaviest])
     return centres
 
 
@@ -886,11 +934,16 @@ def _product_dtype(seeds, diameter):
     return np.float32 if 1e-8 <= diameter and largest <= 1e15 else np.float64
 
 
-def _geometry(centres, dtype):
-    """Transposed centres (in ``dtype``), squared norms, half the distance to the nearest other."""
+def _geometry(centres, dtype, members):
+    """Centres transposed (in ``dtype``) and squared norms, ``members`` order; half-separations.
+
+    The half-separation of a centre is half its distance to the nearest other
+    (in the centres' own order).
+    """
     sep = np.sqrt(_pairwise_sq_dists(centres, centres))
     np.fill_diagonal(sep, np.inf)
-    return np.ascontiguousarray(centres.T, dtype=dtype), _sq_norms(centres), 0.5 * sep.min(axis=1)
+    ordered = centres[members]
+    return (np.ascontiguousarray(ordered.T, dtype=dtype), _sq_norms(ordered), 0.5 * sep.min(axis=1))
 
 
 def kmeans(
@@ -1000,8 +1053,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         for it in range(max_iter):
             if it > 0:
                 changed, full = lloyd(
-                    X, w, shift, scale, centres, *_geometry(centres, dtype), groups, *drifts,
-                    labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
+                    X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                    *drifts, labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
                 )  # fmt: skip
                 work.append(int(full.sum()))
             # Totals in a fixed order; a cluster without a row of positive
@@ -1025,8 +1078,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
                 break
         if not strict:
             lloyd(
-                X, w, shift, scale, centres, *_geometry(centres, dtype), groups, *drifts,
-                labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
+                X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                *drifts, labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
             )  # fmt: skip
     return labels, centres, it + 1, work
 

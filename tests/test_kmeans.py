@@ -181,32 +181,37 @@ def test_float32_products_change_nothing(monkeypatch):
     assert sum(work) <= sum(work32) <= 1.1 * sum(work)
 
 
+@pytest.mark.parametrize("members", [[0, 1, 2, 3, 4, 5], [3, 0, 5, 4, 1, 2]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_assignment_near_bisectors_is_exact(dtype):
+def test_assignment_near_bisectors_is_exact(dtype, members):
     """Rows within rounding of the bisector of two centres get the exact nearest.
 
     Far from the origin (|z| about 100) a float32 product is off by about
     1e-2 in the squared distances, far more than the gap between the two
     nearest centres of these rows: the rounding window must send both to
     the exact comparison, and every lower bound must stay below the exact
-    distance it bounds.
+    distance it bounds. Centres 2 and 4 are equal: the first index wins,
+    whatever the order of the products' columns (``members``).
     """
     rng = np.random.default_rng(0)
     n_clusters, n_features, n_rows = 6, 12, 128
     C = 100.0 + rng.normal(size=(n_clusters, n_features))
+    C[4] = C[2]
     pairs = rng.integers(n_clusters, size=(n_rows, 2))
     pairs[:, 1] = (pairs[:, 0] + 1 + pairs[:, 1] % (n_clusters - 1)) % n_clusters
     t = rng.uniform(-1e-7, 1e-7, size=(n_rows, 1))
     Z = 0.5 * (C[pairs[:, 0]] + C[pairs[:, 1]]) + t * (C[pairs[:, 1]] - C[pairs[:, 0]])
     exact = _kmeans._pairwise_sq_dists(Z, C)
-    group_of = np.array([0, 0, 1, 1, 1, 2])
-    groups = (np.arange(n_clusters), np.array([0, 2, 5, 6]))
-    CT = np.ascontiguousarray(C.T, dtype=dtype)
+    members = np.array(members)
+    group_of = np.empty(n_clusters, dtype=np.int64)
+    group_of[members] = [0, 0, 1, 1, 1, 2]
+    groups = (members, np.array([0, 2, 5, 6]))
+    CT = np.ascontiguousarray(C[members].T, dtype=dtype)
     labels = np.full(n_rows, -1)
     upper, glb = np.empty(n_rows), np.empty((n_rows, 3))
     unused = np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1), dtype=np.int64)
     _kmeans._assign_rows(
-        Z, np.arange(n_rows), n_rows, C, CT, _kmeans._sq_norms(C), groups,
+        Z, np.arange(n_rows), np.empty(0), n_rows, C, CT, _kmeans._sq_norms(C[members]), groups,
         _kmeans._assign_scratch(Z, CT), np.empty(0), labels, upper, glb, 0, *unused, False,
     )  # fmt: skip
     assert_array_equal(labels, np.argmin(exact, axis=1))
@@ -337,12 +342,11 @@ def test_sq_dist_and_norm_in_simd():
 def test_group_bounds_are_least_per_group_but_best():
     rng = np.random.default_rng(2)
     low = rng.normal(size=23)
-    group_of = rng.integers(4, size=23)
-    members = np.argsort(group_of, kind="stable")
-    start = np.searchsorted(group_of[members], np.arange(5))
+    group_of = np.sort(rng.integers(4, size=23))  # groups are contiguous runs
+    start = np.searchsorted(group_of, np.arange(5))
     for best in (0, 7, 22):
         out = np.empty(4)
-        _kmeans._group_bounds(low, np.int64(best), (members, start), out)
+        _kmeans._group_bounds(low, best, start, out)
         others = np.where(np.arange(23) == best, np.inf, low)
         expected = [others[group_of == g].min() for g in range(4)]
         assert_array_equal(out, np.sqrt(np.maximum(expected, 0.0)))
