@@ -658,10 +658,36 @@ def _assign_rows(zbuf, rows, own, n_rows, C, CT, csq, groups, scratch, w, labels
     return changed
 
 
+@_jit(False)
+def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep, margin, todo,
+                  todo_bound):  # fmt: skip
+    """Move the bounds of rows ``first .. stop`` by the centres' drifts, reading no row of X.
+
+    The rows whose upper bound is not below their lower bound go to
+    ``todo``, with that lower bound in ``todo_bound``; returns their number.
+    """
+    n_todo = 0
+    for i in range(first, stop):
+        a = labels[i]
+        up = upper[i] + drift[a]
+        upper[i] = up
+        low = np.inf
+        for g in range(group_drift.shape[0]):
+            v = glb[i, g] - group_drift[g]
+            glb[i, g] = v
+            low = min(low, v)
+        bound = max(half_sep[a], low) - margin
+        if up < bound:
+            continue
+        todo[n_todo] = i
+        todo_bound[n_todo] = bound
+        n_todo += 1
+    return n_todo
+
+
 def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift,
                 labels, upper, glb, sums, weight, count, margin, update, n_blocks):  # fmt: skip
     n_samples, n_features = X.shape
-    n_groups = group_drift.shape[0]
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
     full = np.zeros(n_blocks, dtype=np.int64)
@@ -678,23 +704,10 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
         n_buf = np.int64(0)
         stop = min((b + 1) * block, n_samples)
         for scan in range(b * block, stop, _SCAN):
-            # The drifted bounds first, reading no row of X.
-            n_todo = 0
-            for i in range(scan, min(scan + _SCAN, stop)):
-                a = labels[i]
-                up = upper[i] + drift[a]
-                upper[i] = up
-                low = np.inf
-                for g in range(n_groups):
-                    v = glb[i, g] - group_drift[g]
-                    glb[i, g] = v
-                    low = min(low, v)
-                bound = max(half_sep[a], low) - margin
-                if up < bound:
-                    continue
-                todo[n_todo] = i
-                todo_bound[n_todo] = bound
-                n_todo += 1
+            n_todo = _drift_bounds(
+                scan, min(scan + _SCAN, stop), labels, upper, glb, drift, group_drift, half_sep,
+                margin, todo, todo_bound,
+            )  # fmt: skip
             for t in range(min(_AHEAD, n_todo)):
                 _prefetch_row(X, todo[t])
             for t in range(n_todo):
