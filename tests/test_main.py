@@ -43,9 +43,18 @@ def test_bad_sections_are_refused():
     assert "--sections" in result.stderr
 
 
+def test_no_quality_seeds_is_refused():
+    result = _run("--quality-seeds", "0")
+    assert result.returncode == 2
+    assert "--quality-seeds must be at least 1" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def quick_run():
-    result = _run("--quick", "--n-samples", "4000", "--n-features", "10", "--n-components", "8")
+    result = _run(
+        "--quick", "--n-samples", "4000", "--n-features", "10", "--n-components", "8",
+        "--quality-seeds", "2",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -94,6 +103,10 @@ def test_quick_run_tables(quick_run):
     assert "n_init=5" in quality[0] and "annealing=" in quality[1]
     for row in quality:
         assert 0.0 <= float(row.split()[-1]) <= 1.0
+    # One difference per seed under the table, random_state 0 and 1.
+    assert "digits latents, K=10, random_state 0 to 1" in quick_run
+    per_seed = re.search(r"mean log-lik per seed: (.*)\.$", quick_run, flags=re.MULTILINE)
+    assert len(per_seed.group(1).split(", ")) == 2
 
     robust = _table(quick_run, "steps/iters  finite")
     assert len(robust) == 4
@@ -125,10 +138,11 @@ def _results(nat_fit, nat_iter, nat_score, nat_seconds, naive_finite=False, nat_
         "quality": dict(
             n_components=3,
             annealing="floor",
-            seconds={"sklearn": 1.0, "natgmm": nat_seconds},
-            n_iter={"sklearn": 10, "natgmm": 50},
-            score={"sklearn": -2.0, "natgmm": nat_score},
-            nmi={"sklearn": 0.5, "natgmm": 0.4},
+            seeds=[0, 1, 2],
+            seconds={"sklearn": [1.0, 0.9, 1.1], "natgmm": [nat_seconds] * 3},
+            n_iter={"sklearn": [10] * 3, "natgmm": [50] * 3},
+            score={"sklearn": [-2.0] * 3, "natgmm": [nat_score] * 3},
+            nmi={"sklearn": [0.5] * 3, "natgmm": [0.4] * 3},
         ),
         "robustness": {
             "naive raw": dict(steps=2, finite=naive_finite, score=np.nan),
@@ -142,7 +156,8 @@ def _results(nat_fit, nat_iter, nat_score, nat_seconds, naive_finite=False, nat_
 def test_verdict_says_when_natgmm_loses():
     text = "\n".join(verdict(_results(4.0, 0.2, -2.5, 3.0, naive_finite=True, nat_finite=False)))
     assert "Speed, natgmm loses" in text and "2.0x SLOWER" in text
-    assert "Quality, natgmm loses" in text and "0.500 below" in text and "3.0x SLOWER" in text
+    assert "Quality, natgmm loses" in text and "below in 3 (-0.500, -0.500, -0.500;" in text
+    assert "3.0x SLOWER" in text
     assert "Robustness, natgmm loses" in text and "natgmm em" in text
     assert "wins" not in text
 
@@ -150,9 +165,20 @@ def test_verdict_says_when_natgmm_loses():
 def test_verdict_says_when_natgmm_wins():
     text = "\n".join(verdict(_results(0.5, 0.02, -1.5, 0.25)))
     assert "Speed, natgmm wins" in text and "4.0x faster" in text and "5.0x faster" in text
-    assert "Quality, natgmm wins" in text and "0.500 above" in text
+    assert "Quality, natgmm wins" in text and "above in 3 of 3 seeds" in text
+    assert "+0.500, +0.500, +0.500" in text
     assert "Robustness, natgmm wins" in text and "turned NaN after 2" in text
     assert "loses" not in text and "SLOWER" not in text
+
+
+def test_verdict_counts_the_seeds_won_and_lost():
+    results = _results(0.5, 0.02, -2.0, 0.25)
+    results["quality"]["score"]["natgmm"] = [-1.9, -2.1, -1.9995]
+    text = verdict(results)[1]
+    assert text.startswith("Quality, a tie")
+    assert "above in 1 of 3 seeds, below in 1, within 0.001 in 1 (+0.100, -0.100, +0.000;" in text
+    results["quality"]["score"]["natgmm"][2] = -1.99
+    assert verdict(results)[1].startswith("Quality, natgmm wins")
 
 
 def test_verdict_with_an_unmeasurable_iteration_time():
