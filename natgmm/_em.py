@@ -24,6 +24,15 @@ ILL_DEFINED_COVARIANCE = (
 )
 
 
+class IllDefinedCovariance(ValueError):
+    """An M-step gave a variance or mean that is not a positive finite number.
+
+    A ValueError with scikit-learn's message (``ILL_DEFINED_COVARIANCE``);
+    its own type lets a split-and-merge trial that collapses a component be
+    dropped rather than end the fit.
+    """
+
+
 class Params(NamedTuple):
     """Mixture parameters in internal coordinates."""
 
@@ -250,7 +259,7 @@ def m_step(stats, reg, previous=None):
         var[unseen] = previous.variances[unseen]
     var = np.maximum(var, reg.floor)
     if not (np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))):
-        raise ValueError(ILL_DEFINED_COVARIANCE)
+        raise IllDefinedCovariance(ILL_DEFINED_COVARIANCE)
     weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
     return Params(weights, means, var), empty
 

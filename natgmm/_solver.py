@@ -18,7 +18,16 @@ from typing import NamedTuple
 import numpy as np
 
 from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
-from ._em import Params, combine, e_step, empty_components, implied_stats, m_step, scaled_stats
+from ._em import (
+    IllDefinedCovariance,
+    Params,
+    combine,
+    e_step,
+    empty_components,
+    implied_stats,
+    m_step,
+    scaled_stats,
+)
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
@@ -296,17 +305,16 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
         # tol 0: each move gets exactly SHORT_ITER iterations.
         short = [
-            (move, em_phase(
+            (move, _trial(
                 settings, run, moved(params, move, covariance[move[2]]), -np.inf, reg, SHORT_ITER,
-                1.0, np.nan, 0.0, progress,
+                0.0, progress,
             ))
             for move in moves
         ]  # fmt: skip
         move, (trial, trial_bound, _) = max(short, key=lambda pair: pair[1][1])
-        trial, trial_bound, trial_converged = em_phase(
-            settings, run, trial, trial_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
-            progress,
-        )  # fmt: skip
+        trial, trial_bound, trial_converged = _trial(
+            settings, run, trial, trial_bound, reg, settings.max_iter, settings.tol, progress
+        )
         kept = bool(trial_bound > lower_bound)
         run.moves.append((*move, lower_bound, trial_bound, kept))
         progress.move(move, lower_bound, trial_bound, kept)
@@ -317,6 +325,21 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             break
     run.empty = empty  # that of the parameters kept
     return params, lower_bound, converged
+
+
+def _trial(settings, run, params, lower_bound, reg, max_iter, tol, progress):
+    """:func:`em_phase` (untempered, unannealed) from a move's parameters.
+
+    A move whose EM collapses a component (an M-step variance that is not
+    positive and finite) is a move not kept, not a failed fit: its lower
+    bound comes back as -inf, with the parameters it started from.
+    """
+    try:
+        return em_phase(
+            settings, run, params, lower_bound, reg, max_iter, 1.0, np.nan, tol, progress
+        )
+    except IllDefinedCovariance:
+        return params, -np.inf, False
 
 
 def start_stream(data, model, init, settings, random_state):

@@ -46,7 +46,10 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES):
         points have the lowest mean log-density under the mixture (Ueda et
         al.'s local Kullback-Leibler divergence, with the responsibility-
         weighted points as the local density, is that up to a constant).
-        Empty with fewer than three components.
+        Only a component with responsibilities (positive ``weight``) is
+        split: an empty one has no covariance to split along. Empty with
+        fewer than three components, or with no such component outside
+        every pair.
     """
     n_components = weight.shape[0]
     if n_components < 3:
@@ -58,12 +61,16 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES):
         misfit = -fit / weight
     first, second = np.triu_indices(n_components, 1)
     pair_cosine = np.nan_to_num(cosine[first, second], nan=-np.inf)
-    splits = np.argsort(-np.nan_to_num(misfit, nan=-np.inf), kind="stable")
+    order = np.argsort(-np.nan_to_num(misfit, nan=-np.inf), kind="stable")
+    splits = [int(s) for s in order if weight[s] > 0 and np.isfinite(misfit[s])]
     moves = []
-    for pair in np.argsort(-pair_cosine, kind="stable")[:n_candidates]:
+    for pair in np.argsort(-pair_cosine, kind="stable"):
         i, j = int(first[pair]), int(second[pair])
-        k = next(int(s) for s in splits if s != i and s != j)
-        moves.append((i, j, k))
+        k = next((s for s in splits if s != i and s != j), None)
+        if k is not None:
+            moves.append((i, j, k))
+        if len(moves) == n_candidates:
+            break
     return moves
 
 

@@ -107,6 +107,65 @@ def test_candidate_moves_rank_overlap_and_misfit():
     # An empty component (no weight) is neither merged first nor split.
     overlap[0, :] = overlap[:, 0] = weight[0] = fit[0] = 0.0
     assert all(0 not in move for move in candidate_moves(overlap, fit, weight, 1))
+    # Not even when it is the only one outside a pair: a pair of the others
+    # (2 and 3 overlap least) has no move.
+    weight[3] = fit[3] = 0.0
+    moves = candidate_moves(overlap, fit, weight, 6)
+    assert moves and all(k not in (0, 3) for _, _, k in moves)
+    assert all({i, j} != {1, 2} for i, j, _ in moves)
+
+
+def test_moves_after_annealing_extreme_rows():
+    """Components emptied on extreme rows are not split (fuzz_robustness.py, seed 26038).
+
+    Four rows, four components: annealing left one component with all the
+    weight, and the moves used to split an empty one, whose covariance (0 / 0)
+    made ``eigh`` raise "Eigenvalues did not converge".
+    """
+    X = np.array(
+        [
+            [6.8494214782172743e78, 1.9428527354450120e-29, -5.8214326974520634e44,
+             8.0827889858117446e-132],
+            [6.8494214792917813e78, 1.9750318508132543e-29, -1.5764929233576700e45,
+             -5.2129155679228287e-132],
+            [6.8494214790544264e78, 1.9698921898896492e-29, -2.5344751047294581e45,
+             -1.5196672659858790e-131],
+            [6.8494214788079388e78, 1.9678827469958089e-29, -2.7345584763957149e45,
+             -2.3374577730391915e-131],
+        ]
+    )  # fmt: skip
+    for annealing in ("fixed", "floor", "temperature"):
+        model = NaturalDiagonalGMM(4, annealing=annealing, anneal_max_iter=3, max_iter=20,
+                                   random_state=0)  # fmt: skip
+        try:
+            quiet_fit(model, X)
+        except ValueError as error:  # a clear refusal is allowed, numpy's is not
+            assert not isinstance(error, np.linalg.LinAlgError), error
+        else:
+            assert_finite_model(model, X)
+
+
+def test_a_move_whose_em_collapses_is_not_kept():
+    """fuzz_robustness.py, seed 26138: three equal rows of five, weighted, float32.
+
+    The annealed fits converge; trial moves put a component on the equal rows
+    alone, whose variance then underflows. Such a move is not kept; the fit
+    used to fail with the M-step's ValueError.
+    """
+    X = np.array(
+        [[-8.7654245e33, -2.5287215e-04], [-8.7654245e33, -2.5287215e-04],
+         [-8.1160766e33, -2.1189111e-04], [-8.7654245e33, -2.5287215e-04],
+         [-1.5037952e33, -3.1359948e-04]],
+        dtype=np.float32,
+    )  # fmt: skip
+    weights = np.array([0.5687145134089663, 1.4079032622004624, 1.93941790606338,
+                        0.09372250799224102, 2.555839554261116])  # fmt: skip
+    for annealing in ("floor", "temperature"):
+        model = NaturalDiagonalGMM(4, annealing=annealing, anneal_max_iter=3, max_iter=20,
+                                   random_state=0, n_jobs=1)  # fmt: skip
+        quiet_fit(model, X, sample_weight=weights)
+        assert_finite_model(model, X)
+        assert model.split_merge_moves_.shape[0] >= 1
 
 
 def test_moved_matches_moments_and_splits_along_the_leading_direction():
