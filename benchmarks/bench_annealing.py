@@ -30,11 +30,17 @@ median ratio of wall times. The bar: ``wins >= 4/5`` and time ratio
 both go to ``--out`` (markdown, default ``benchmarks/results/annealing.md``).
 
 Timing: every fit of one (data set, K, seed) runs in turn in one process,
-so that the ratios are measured in the same conditions. On a busy machine
-multi-threaded OpenBLAS/OpenMP in scikit-learn and FactorAnalysis was 10
-times slower than one thread, so BLAS and OpenMP are limited to
-``--blas-threads`` (default 1) for every fit; natgmm's kernels use
-``--n-jobs`` numba threads (default: all) and single-threaded BLAS anyway.
+so that the ratios are measured in the same conditions, each after a pause
+of a quarter of a second in which the previous fit's idle BLAS and OpenMP
+threads (OpenBLAS spins for about 0.1 s after a call) go to sleep. Both
+libraries run with their default threads, as a user runs them: all cores
+for scikit-learn's BLAS and k-means, numba threads for natgmm's kernels
+(``--n-jobs``, default all) with single-threaded BLAS inside them. On a busy
+machine multi-threaded OpenBLAS/OpenMP in scikit-learn and FactorAnalysis
+was 10 times slower than one thread: ``--blas-threads 1`` limits BLAS and
+OpenMP to one thread for every fit (until 2026-12-04 that was the default,
+so earlier time ratios compare natgmm's two threads with scikit-learn's
+one).
 
 Run from the repository root::
 
@@ -125,6 +131,7 @@ def split_levels(history):
 
 
 def run_one(name, model, data):
+    time.sleep(0.25)  # the previous fit's idle threads go to sleep first
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
@@ -207,7 +214,12 @@ def main(argv=None):
         action="store_true",
         help="digits_fa and synthetic_separated, K=20, seeds 0 1, no sk20",
     )
-    parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS and OpenMP to this many threads for every fit (default: no limit)",
+    )
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--out", default=str(HERE / "results" / "annealing.md"))
     args = parser.parse_args(argv)
