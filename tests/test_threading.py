@@ -132,3 +132,37 @@ def test_parallel_launch_serialises_workqueue(monkeypatch):
 def test_threading_layer_is_known_after_the_call():
     assert _threading.threading_layer() in ("omp", "tbb", "workqueue")
     assert numba.threading_layer() == _threading.threading_layer()
+
+
+def test_a_fit_sets_blas_threads_once(monkeypatch):
+    """BLAS is held at one thread around the whole fit, not put back between kernel calls.
+
+    Putting it back between the calls made an annealed fit a quarter slower
+    with BLAS's default threads (doc/performance.rst); afterwards the user's
+    setting is back.
+    """
+    from sklearn.datasets import make_blobs
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from natgmm import NaturalDiagonalGMM, _kernels
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    calls = []
+    for lib in _kernels._blas_controller().select(user_api="blas").lib_controllers:
+        original = lib.set_num_threads
+
+        def counted(n, original=original):
+            calls.append(n)
+            return original(n)
+
+        monkeypatch.setattr(lib, "set_num_threads", counted)
+    X, _ = make_blobs(2000, 4, centers=3, random_state=0)
+    with threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        model = NaturalDiagonalGMM(3, annealing="temperature", random_state=0).fit(X)
+        assert model.n_iter_ > 20  # many kernel calls
+        assert blas_threads() == before
+    n_libraries = len(before)
+    assert calls == [1] * n_libraries + [2] * n_libraries
