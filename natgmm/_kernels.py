@@ -32,6 +32,7 @@ import functools
 import math
 import threading
 import types
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -156,6 +157,10 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+class _Anchor:
+    """An object that lives as long as the frame of a BLAS hold (weak-referenceable)."""
+
+
 class _SingleThreadedBlas:
     """Hold BLAS at one thread while any kernel runs.
 
@@ -165,17 +170,24 @@ class _SingleThreadedBlas:
     concurrent kernels (several user threads) share it: the first sets it,
     the last restores it. Each user is a token in a set, and the original
     limits are recorded before any is changed, so that the ``finally`` puts
-    back exactly what was done wherever a Ctrl-C lands.
+    back exactly what was done wherever a Ctrl-C lands. A Ctrl-C on the
+    ``finally``'s own line, before :func:`uninterrupted` has started, would
+    skip it: the release is also tied to an object of the hold's frame, and
+    runs when that frame goes (releasing twice is harmless).
     """
 
     def __init__(self):
-        self._lock = threading.Lock()
+        # Re-entrant: a release tied to a frame can run wherever that frame
+        # is freed, this thread's own holds included.
+        self._lock = threading.RLock()
         self._users = set()
         self._original = None  # [(library, its thread count)] while limited
 
     @contextmanager
     def __call__(self):
         token = object()
+        anchor = _Anchor()
+        weakref.finalize(anchor, self._leave, token)
         try:
             with self._lock:
                 self._users.add(token)

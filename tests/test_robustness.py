@@ -473,10 +473,13 @@ def test_interrupt_at_any_line_leaves_the_old_or_the_new_model(scenario):
 
     The interrupt is raised at the first execution of every line of natgmm
     that the call runs. Afterwards the model is either exactly the previous
-    one or exactly the completed new one. (Thread and BLAS limits are not
-    checked here: a Ctrl-C can land inside the ``finally`` that restores
-    them; see the next tests.)
+    one or exactly the completed new one, and no BLAS hold is left behind
+    (an interrupt on the line of the ``finally`` that releases it once
+    kept BLAS at one thread for the rest of the process). (Thread and BLAS
+    limits themselves are not checked here: a Ctrl-C can land inside the
+    ``finally`` that restores them; see the next tests.)
     """
+    hold = _kernels._single_threaded_blas
     scenarios, X = _interrupt_scenarios()
     make, only = scenarios[scenario]
     old, operation = make()
@@ -507,6 +510,8 @@ def test_interrupt_at_any_line_leaves_the_old_or_the_new_model(scenario):
             continue
         if not (_same_model(model, old, X) or _same_model(model, new, X)):
             findings.append((line, "neither the old nor the new model"))
+        if hold._users or hold._original is not None:
+            findings.append((line, "a BLAS hold left behind"))
     assert not findings, f"{len(findings)} of {len(recorder.lines)} lines: {findings[:20]}"
 
 

@@ -149,14 +149,6 @@ def test_a_fit_sets_blas_threads_once(monkeypatch):
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
-    # From a released hold: test_robustness's interrupts at every line of a fit
-    # leave a hold's bookkeeping behind in this process when they land on the
-    # restoring ``finally`` line or on the first lines of ``uninterrupted``,
-    # which keeps BLAS at one thread from then on (known, not fixed: see the
-    # note on issue #16).
-    hold = _kernels._single_threaded_blas
-    monkeypatch.setattr(hold, "_users", set())
-    monkeypatch.setattr(hold, "_original", None)
     calls = []
     for lib in _kernels._blas_controller().select(user_api="blas").lib_controllers:
         original = lib.set_num_threads
