@@ -173,7 +173,8 @@ class _SingleThreadedBlas:
     back exactly what was done wherever a Ctrl-C lands. A Ctrl-C on the
     ``finally``'s own line, before :func:`uninterrupted` has started, would
     skip it: the release is also tied to an object of the hold's frame, and
-    runs when that frame goes (releasing twice is harmless).
+    runs when that frame goes unless the ``finally`` has released the hold
+    (releasing twice is harmless).
     """
 
     def __init__(self):
@@ -187,7 +188,7 @@ class _SingleThreadedBlas:
     def __call__(self):
         token = object()
         anchor = _Anchor()
-        weakref.finalize(anchor, self._leave, token)
+        release = weakref.finalize(anchor, self._leave, token)
         try:
             with self._lock:
                 self._users.add(token)
@@ -199,6 +200,9 @@ class _SingleThreadedBlas:
             yield
         finally:
             uninterrupted(self._leave, token)
+            # Released: the frame's release is not needed (a Ctrl-C inside
+            # it would be printed and lost, as any exception of a finalizer).
+            release.detach()
 
     def _leave(self, token):
         with self._lock:
