@@ -564,11 +564,13 @@ def _group_bounds(low, best, start, out):
     The centres are in group order (see :func:`_assign_rows`), so that each
     group's least is over a contiguous run.
     """
-    kept = low[best]
-    low[best] = np.inf
+    # One pass of selects over the short runs (about ten centres): a third
+    # faster than min over slices with low[best] masked (doc/performance.rst).
     for g in range(start.shape[0] - 1):
-        out[g] = math.sqrt(max(_least(low[start[g] : start[g + 1]]), 0.0))
-    low[best] = kept
+        least = np.inf
+        for q in range(start[g], start[g + 1]):
+            least = min(least, low[q] if q != best else np.inf)
+        out[g] = math.sqrt(max(least, 0.0))
 
 
 @_jit(False)
@@ -677,11 +679,10 @@ def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep,
             glb[i, g] = v
             low = min(low, v)
         bound = max(half_sep[a], low) - margin
-        if up < bound:
-            continue
+        # Written always, kept if the bound fails: no branch to mispredict.
         todo[n_todo] = i
         todo_bound[n_todo] = bound
-        n_todo += 1
+        n_todo += not up < bound
     return n_todo
 
 

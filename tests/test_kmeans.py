@@ -341,10 +341,13 @@ def test_sq_dist_and_norm_in_simd():
 
 def test_group_bounds_are_least_per_group_but_best():
     rng = np.random.default_rng(2)
-    low = rng.normal(size=23)
+    low = rng.uniform(1.0, 2.0, size=23)  # squared distances: the roots below differ
+    low[5] = -1e-9  # a bound rounded below zero gives 0
     group_of = np.sort(rng.integers(4, size=23))  # groups are contiguous runs
     start = np.searchsorted(group_of, np.arange(5))
-    for best in (0, 7, 22):
+    for best, nearest in [(0, False), (7, False), (22, False), (0, True), (7, True), (22, True)]:
+        # The best centre usually has the least bound of all: leaving it out matters.
+        low[best] = 0.5 if nearest else rng.uniform(1.0, 2.0)
         out = np.empty(4)
         _kmeans._group_bounds(low, best, start, out)
         others = np.where(np.arange(23) == best, np.inf, low)
