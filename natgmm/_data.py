@@ -290,7 +290,8 @@ class ArrayData:
     def subset(self, rows):
         """Return the rows ``rows`` (sorted) as a batch of their own."""
         sample_weight = self.sw[rows] if self.sw.shape[0] else None
-        # The flag of the whole data: every batch takes the same kernels.
+        # The flag of the whole data; each kernel call still runs serially
+        # when its work is small (parallel_launch).
         return ArrayData(
             self.X[rows], sample_weight, self.parallel, weight_scale=1.0, missing=self.missing
         )

@@ -178,7 +178,9 @@ default=None
         Number of threads of the Numba kernels. None or -1 uses all of
         numba's threads (``NUMBA_NUM_THREADS``), a negative value all but
         ``-n_jobs - 1``. Numba's thread count is restored after each call.
-        Results do not depend on it. Inside the workers of joblib's default
+        Results do not depend on it. A pass with little work (below three
+        million multiply-adds, rows times features times components) runs
+        on one thread, which is faster there. Inside the workers of joblib's default
         (loky) backend, e.g. ``GridSearchCV(n_jobs=m)``, joblib sets
         ``NUMBA_NUM_THREADS`` to ``cores // m`` (or to the parent's
         ``NUMBA_NUM_THREADS``, or to ``inner_max_num_threads`` of

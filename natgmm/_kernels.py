@@ -514,7 +514,8 @@ def em_stats(
     W = _products_matrix(eta1, eta2, log_norm)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    work = X.size * W.shape[1]
+    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
         kernel = _em_stats_parallel if parallel else _em_stats_serial
         per_block = kernel(
             X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
@@ -579,7 +580,7 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
         As in :func:`em_stats`.
     """
     X = _read_only(X)
-    with parallel_launch(parallel) as parallel:
+    with parallel_launch(parallel, X.size) as parallel:
         kernel = _label_stats_parallel if parallel else _label_stats_serial
         per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
     return _sum_blocks(per_block)
@@ -637,7 +638,8 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
     else:
         kernels = _log_prob_serial, _log_prob_parallel
         operands = (_products_matrix(eta1, eta2, log_norm),)
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    work = X.size * np.shape(log_norm)[0]
+    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
         kernels[parallel](X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
 
 
@@ -991,7 +993,7 @@ def _em_stats_f32(
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
     weight_scale = _weight_scale(sample_weight)
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    with _single_threaded_blas(), parallel_launch(parallel, X.size * W.shape[1]) as parallel:
         kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
         per_block = kernel(
             X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
@@ -1480,7 +1482,8 @@ def em_stats_masked(
     scale = _f64(scale)
     log_scale = np.log(scale)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    work = X.size * np.shape(eta2)[0]
+    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
         if X.dtype == np.float32:
             W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
             exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
@@ -1548,7 +1551,7 @@ def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, pa
         As in :func:`label_stats`, over the observed entries.
     """
     X = _read_only(X)
-    with parallel_launch(parallel) as parallel:
+    with parallel_launch(parallel, X.size) as parallel:
         kernel = _label_stats_masked_parallel if parallel else _label_stats_masked_serial
         per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
     return _sum_blocks(per_block)
@@ -1631,5 +1634,6 @@ def log_prob_masked(
     else:
         kernels = _log_prob_masked_serial, _log_prob_masked_parallel
         operands = (_masked_products_matrix(eta1, eta2, feature_norm, log_weight),)
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    work = X.size * np.shape(eta2)[0]
+    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
         kernels[parallel](X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp)

@@ -884,7 +884,7 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     """
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
         seeds, indices, labels, _, _ = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
         )
@@ -1044,7 +1044,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
         seeds, _, labels, var, diameter = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
         )
@@ -1124,8 +1124,8 @@ def nearest(X, shift, scale, centres, parallel):
     shift, scale, _ = _check(X, None, shift, scale)
     C = _f64(centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
-    kernel = _nearest_parallel if parallel else _nearest_serial
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    with _single_threaded_blas(), parallel_launch(parallel, X.size * C.shape[0]) as parallel:
+        kernel = _nearest_parallel if parallel else _nearest_serial
         kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
                _n_blocks(X.shape[0]))  # fmt: skip
     return labels
@@ -1333,7 +1333,7 @@ def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_st
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_blocks = _n_blocks(X.shape[0])
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
         var = _masked_variances(X, shift, scale, parallel, n_blocks)
         seeds, observed, labels = _masked_seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
@@ -1365,8 +1365,9 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     labels = np.full(n_samples, -1, dtype=np.int64)
-    kernel = _masked_assign_parallel if parallel else _masked_assign_serial
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    work = X.size * np.shape(centres)[0]
+    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
+        kernel = _masked_assign_parallel if parallel else _masked_assign_serial
         var = _masked_variances(X, shift, scale, parallel, n_blocks)
         M = _masked_operand(_f64(centres), observed, var)
         kernel(X, w, shift, scale, M, float(np.sum(var)), labels, np.empty(n_samples),
@@ -1403,8 +1404,8 @@ def kmeans_masked(
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
-    assign = _masked_assign_parallel if parallel else _masked_assign_serial
-    with _single_threaded_blas(), parallel_launch(parallel) as parallel:
+    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
+        assign = _masked_assign_parallel if parallel else _masked_assign_serial
         var = _masked_variances(X, shift, scale, parallel, n_blocks)
         total_var = float(np.sum(var))
         tol = float(np.mean(var) * tol)

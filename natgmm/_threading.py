@@ -42,6 +42,12 @@ THREADSAFE_LAYERS = ("omp", "tbb")
 
 _workqueue_pool = threading.Lock()
 
+# Multiply-adds of one kernel call (rows x features x components) below which
+# it runs serially: waking numba's threads, asleep under the passive wait
+# policy, costs more than sharing so little work saves (doc/performance.rst,
+# "Threads"). Both kernels give bitwise the same results.
+MIN_PARALLEL_WORK = 3_000_000
+
 
 def configure_wait_policy(environ=None):
     """Set ``OMP_WAIT_POLICY=passive`` in the environment unless it is set.
@@ -85,22 +91,28 @@ def threading_layer():
 
 
 @contextmanager
-def parallel_launch(parallel):
+def parallel_launch(parallel, work=None):
     """Decide whether this call may run numba's parallel kernel.
 
     Parameters
     ----------
     parallel : bool
         Whether the caller wants the parallel kernel.
+    work : int, default=None
+        Multiply-adds of the call, about rows times features times
+        components; below :data:`MIN_PARALLEL_WORK` the serial kernel runs.
+        None: no such limit.
 
     Yields
     ------
     parallel : bool
-        True when the parallel kernel may run: under a thread-safe layer
-        always, under ``workqueue`` only while no other Python thread runs a
-        parallel kernel through this function (the pool is held until the
-        block exits). The serial kernel gives bitwise the same results.
+        True when the parallel kernel may run: for enough work, and then
+        under a thread-safe layer always, under ``workqueue`` only while no
+        other Python thread runs a parallel kernel through this function (the
+        pool is held until the block exits). The serial kernel gives bitwise
+        the same results.
     """
+    parallel = parallel and (work is None or work >= MIN_PARALLEL_WORK)
     if not parallel or threading_layer() in THREADSAFE_LAYERS:
         yield parallel
         return

@@ -13,7 +13,21 @@ from numpy.testing import assert_allclose
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
+from natgmm import _threading
+
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_")
+
+
+@pytest.fixture(autouse=True)
+def parallel_kernels_for_any_work(monkeypatch):
+    """A kernel asked to run in parallel does, however small the test's data.
+
+    Outside the tests a call with little work runs the serial kernel
+    (``_threading.MIN_PARALLEL_WORK``); the tests' data are small, and the
+    parallel kernels must be exercised on them. tests/test_threading.py
+    checks the limit itself.
+    """
+    monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 0)
 
 
 def quiet(fit, *args, **kwargs):

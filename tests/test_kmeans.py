@@ -359,7 +359,8 @@ def test_group_bounds_are_least_per_group_but_best():
 # (tests that call kernels directly compile types of their own).
 _FIT_PATHS = """
 import numba, numpy as np
-from natgmm import NaturalDiagonalGMM, _kernels, _kmeans
+from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading
+_threading.MIN_PARALLEL_WORK = 0  # the parallel kernels too, on these small data
 rng = np.random.default_rng(0)
 X = rng.normal(size=(600, 4))
 missing = np.where(rng.random(X.shape) < 0.1, np.nan, X)

@@ -519,8 +519,9 @@ _SIGINT_SCRIPT = """
 import _thread, collections, signal, sys, threading, time, warnings
 import numba, numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
-from natgmm import NaturalDiagonalGMM
+from natgmm import NaturalDiagonalGMM, _threading
 
+_threading.MIN_PARALLEL_WORK = 0  # parallel kernels, however small the data
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=(1000, 3))
 

@@ -11,9 +11,11 @@ import sys
 import textwrap
 
 import numba
+import numpy as np
 import pytest
+from numpy.testing import assert_array_equal
 
-from natgmm import _threading
+from natgmm import NaturalDiagonalGMM, _kernels, _threading
 
 # Fits from four Python threads at once, three each, against the same fits
 # run one after another: every fitted array must be bitwise equal.
@@ -23,8 +25,9 @@ _CONCURRENT = textwrap.dedent(
     import numpy as np
     import numba
     from sklearn.datasets import make_blobs
-    from natgmm import NaturalDiagonalGMM
+    from natgmm import NaturalDiagonalGMM, _threading
 
+    _threading.MIN_PARALLEL_WORK = 0  # parallel kernels, however small the data
     X, _ = make_blobs(3000, 5, centers=4, random_state=0)
     def fit(seed):
         model = NaturalDiagonalGMM(4, random_state=seed, max_iter=20, tol=0.0).fit(X)
@@ -127,6 +130,35 @@ def test_parallel_launch_serialises_workqueue(monkeypatch):
     with _threading.parallel_launch(True) as first:
         with _threading.parallel_launch(True) as second:
             assert (first, second) == (True, True)
+
+
+def test_small_calls_run_serially(monkeypatch):
+    """A call with less work than MIN_PARALLEL_WORK runs the serial kernel: the same results."""
+    monkeypatch.setattr(_threading, "threading_layer", lambda: "omp")
+    monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 1000)
+    launch = _threading.parallel_launch
+    with launch(True, 999) as small, launch(True, 1000) as big:
+        assert (small, big) == (False, True)
+    with launch(True) as unknown, launch(False, 10**9) as unwanted:
+        assert (unknown, unwanted) == (True, False)
+    # Through a fit: a spy in place of the parallel E-step sees only the large data.
+    X = np.random.default_rng(0).normal(size=(400, 5))
+    calls = []
+    parallel_kernel = _kernels._em_stats_parallel
+
+    def spy(*args):
+        calls.append(args[0].shape[0])
+        return parallel_kernel(*args)
+
+    monkeypatch.setattr(_kernels, "_em_stats_parallel", spy)
+    monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 400 * 5 * 3 + 1)
+    small = NaturalDiagonalGMM(3, random_state=0, max_iter=5, tol=0).fit(X)
+    assert calls == []
+    monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 400 * 5 * 3)
+    big = NaturalDiagonalGMM(3, random_state=0, max_iter=5, tol=0).fit(X)
+    assert calls == [400] * 5
+    for name in ("means_", "covariances_", "weights_"):
+        assert_array_equal(getattr(small, name), getattr(big, name))
 
 
 def test_threading_layer_is_known_after_the_call():
