@@ -91,6 +91,23 @@ def threading_layer():
 
 
 @contextmanager
+def parallel_for_any_work():
+    """Let kernel calls run in parallel however little their work, inside the block.
+
+    For compiling the parallel kernels on small data ahead of the calls that
+    need them (``python -m natgmm`` does, before timing anything).
+    Process-wide while it lasts.
+    """
+    global MIN_PARALLEL_WORK
+    previous = MIN_PARALLEL_WORK
+    MIN_PARALLEL_WORK = 0
+    try:
+        yield
+    finally:
+        MIN_PARALLEL_WORK = previous
+
+
+@contextmanager
 def parallel_launch(parallel, work=None):
     """Decide whether this call may run numba's parallel kernel.
 
