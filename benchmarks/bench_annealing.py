@@ -66,6 +66,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "study"))
 import anneal_proto  # noqa: E402
 import datasets  # noqa: E402
+from warm import warm_up  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM  # noqa: E402
 
@@ -233,8 +234,8 @@ def main(argv=None):
     rows = []
     with threadpool_limits(args.blas_threads):
         warm = np.random.default_rng(0).random((200, 3))  # compile or load the kernels
-        NaturalDiagonalGMM(2, max_iter=2, annealing="floor").fit(warm)
-        _Proto(2, 0, anneal_proto.RECOMMENDED).fit(warm)
+        warm_up(NaturalDiagonalGMM(2, max_iter=2, annealing="floor").fit, warm)
+        warm_up(_Proto(2, 0, anneal_proto.RECOMMENDED).fit, warm)
         for name in names:
             data = datasets.split(name)
             print(f"# {name}: {data.description}", flush=True)

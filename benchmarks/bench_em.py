@@ -59,6 +59,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
+from warm import warm_up  # noqa: E402
 
 CASES_QUICK = [
     # (n_samples, n_features, n_components, dtype, cluster_std)
@@ -131,7 +132,7 @@ def _warm_up(cls, X, n_components, kwargs):
     """Compile (or load) the kernels and wake BLAS on a slice of ``X``."""
     # A slice this small may make sklearn's variances fail; that is fine.
     try:
-        cls(n_components, **{**kwargs, "max_iter": 1}).fit(X[: 40 * n_components])
+        warm_up(cls(n_components, **{**kwargs, "max_iter": 1}).fit, X[: 40 * n_components])
     except ValueError:
         pass
 
@@ -324,7 +325,7 @@ def whole_fit_case(n_samples, n_components, n_init, repeats):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in ("sklearn", "natgmm"):  # compile, load caches, wake BLAS
-            _library(name)(n_components, covariance_type="diag", max_iter=2).fit(X[:5000])
+            warm_up(_library(name)(n_components, covariance_type="diag", max_iter=2).fit, X[:5000])
         for _ in range(repeats):
             for name in ("sklearn", "natgmm"):
                 time.sleep(0.25)
@@ -350,7 +351,7 @@ def whole_fit_memory(library, n_samples, n_components):
     X = _latents(n_samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _library(library)(n_components, covariance_type="diag", max_iter=2).fit(X[:5000])
+        warm_up(_library(library)(n_components, covariance_type="diag", max_iter=2).fit, X[:5000])
         baseline = _rss_bytes()
         with _PeakRSS() as peak:
             _library(library)(n_components, covariance_type="diag", random_state=0).fit(X)

@@ -36,6 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_em import _PeakRSS, _rss_bytes  # noqa: E402
+from warm import warm_up  # noqa: E402
 
 
 def _data(name, n_samples):
@@ -73,7 +74,7 @@ def timing(names, n_clusters_list, repeats, parallel):
         X = _data(name, 60_000)
         shift, spread = _map(X)
         Xk = (X - shift) / spread
-        _kmeans.kmeans(X[:2000], None, shift, 1 / spread, 5, 0, True)  # compile
+        warm_up(_kmeans.kmeans, X[:2000], None, shift, 1 / spread, 5, 0, True)  # compile
         KMeans(5, n_init=1, random_state=0).fit(Xk[:2000])
         for k in n_clusters_list:
             t_sk, t_ours, t_sk_seed, t_ours_seed = [], [], [], []
@@ -123,7 +124,7 @@ def memory_child(variant):
     sw = np.empty(0)
     n_blocks = 64
     # Compile and warm up on a slice, outside the measurement.
-    _kmeans.kmeans(X[:5000], None, shift, 1 / spread, 5, 0, True)
+    warm_up(_kmeans.kmeans, X[:5000], None, shift, 1 / spread, 5, 0, True)
     KMeans(5, n_init=1, random_state=0).fit(X[:5000])
     baseline = _rss_bytes()
     t = time.perf_counter()

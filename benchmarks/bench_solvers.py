@@ -29,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
+from warm import warm_up  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM  # noqa: E402
 
@@ -79,7 +80,7 @@ def main(argv=None):
     start = dict(
         weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_
     )
-    _trajectory(X[:1000], start, SOLVERS["research: lr=1e-4, 1000 steps"], 0.1)  # compile
+    warm_up(_trajectory, X[:1000], start, SOLVERS["research: lr=1e-4, 1000 steps"], 0.1)
 
     reference = _trajectory(X, start, SOLVERS["batch EM"], 10 * args.budget)
     target = reference[-1][1] - args.gap

@@ -48,6 +48,7 @@ def _child(case, reps):
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import datasets
+    from warm import warm_up
 
     import natgmm
 
@@ -59,7 +60,7 @@ def _child(case, reps):
         "sklearn": lambda: GaussianMixture(10, covariance_type="diag", n_init=5, random_state=0),
     }
     for make in models.values():  # compile or load the kernels, wake BLAS and OpenMP
-        make().set_params(n_init=1, max_iter=2).fit(Z)
+        warm_up(make().set_params(n_init=1, max_iter=2).fit, Z)
     times = {name: [] for name in models}
     steps = {name: [] for name in models}  # FactorAnalysis before the mixture
     for _ in range(reps):
