@@ -17,6 +17,9 @@ from numpy.testing import assert_array_equal
 
 from natgmm import NaturalDiagonalGMM, _kernels, _threading
 
+# The library's limit, read before tests/conftest.py's fixture sets it to 0.
+_DEFAULT_MIN_PARALLEL_WORK = _threading.MIN_PARALLEL_WORK
+
 # Fits from four Python threads at once, three each, against the same fits
 # run one after another: every fitted array must be bitwise equal.
 _CONCURRENT = textwrap.dedent(
@@ -159,6 +162,27 @@ def test_small_calls_run_serially(monkeypatch):
     assert calls == [400] * 5
     for name in ("means_", "covariances_", "weights_"):
         assert_array_equal(getattr(small, name), getattr(big, name))
+
+
+def test_small_fits_call_no_parallel_kernel(monkeypatch):
+    """With the default limit, small data never reach a parallel kernel, on any path."""
+    from natgmm import _kmeans
+
+    monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", _DEFAULT_MIN_PARALLEL_WORK)
+    called = []
+    for module in (_kernels, _kmeans):
+        for name, value in list(vars(module).items()):
+            if name.endswith("_parallel") and isinstance(value, numba.core.registry.CPUDispatcher):
+                monkeypatch.setattr(module, name, lambda *args, name=name: called.append(name))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    missing = np.where(rng.random(X.shape) < 0.1, np.nan, X)
+    for data in (X, X.astype(np.float32), missing):
+        for options in ({}, {"annealing": "temperature"}, {"init_params": "k-means++"}):
+            model = NaturalDiagonalGMM(3, random_state=0, max_iter=5, **options).fit(data)
+            model.predict_proba(data)
+            model.partial_fit(data[:50])
+    assert called == []
 
 
 def test_threading_layer_is_known_after_the_call():
