@@ -23,6 +23,9 @@ share the cores:
   neither is available, aborts the process. :func:`parallel_launch` lets one
   Python thread at a time run a parallel kernel under ``workqueue`` and sends
   the others to the serial kernel, which gives bitwise the same results.
+
+:func:`parallel_launch` also sends a call with little work to the serial
+kernel (``MIN_PARALLEL_WORK``), whatever ``n_jobs`` asks.
 """
 
 import os
