@@ -18,6 +18,12 @@ import numpy as np
 # that coincided above a critical level, so that they can split below it.
 PERTURBATION = 1e-3
 
+# The levels' E-steps compute in float32 (products and soft-max; sums and
+# log-likelihood in float64) whatever the data's dtype: a level's fixed point
+# is a step on the way, and the final EM, in the data's own precision, ends
+# at a maximum of the likelihood (doc/annealing.rst, "Time").
+FLOAT32_LEVELS = True
+
 
 def annealing_levels(settings, critical_value):
     """Levels of the schedule for data of this critical value (checked)."""

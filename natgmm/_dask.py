@@ -145,20 +145,20 @@ def _block_label_stats_masked(x, w, shared):
 
 
 def _block_em_stats(x, w, shared):
-    shift, scale, eta1, eta2, log_norm, ref, beta = shared
+    shift, scale, eta1, eta2, log_norm, ref, beta, float32 = shared
     x = np.ascontiguousarray(x)
     return _kernels.em_stats(
         x, _weights(w), shift, scale, eta1, eta2, log_norm, ref, n_blocks(x.shape[0]), False,
-        beta,
+        beta, float32,
     )  # fmt: skip
 
 
 def _block_em_stats_masked(x, w, shared):
-    shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta = shared
+    shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta, float32 = shared
     x = np.ascontiguousarray(x)
     return _kernels.em_stats_masked(
         x, _weights(w), shift, scale, eta1, eta2, feature_norm, log_weight, ref,
-        n_blocks(x.shape[0]), False, beta,
+        n_blocks(x.shape[0]), False, beta, float32,
     )  # fmt: skip
 
 
@@ -276,14 +276,17 @@ class DaskData:
             raise ValueError(f"Input X contains infinity or a value too large for {self.dtype!r}.")
         return nk, nkd, s1, s2
 
-    def em_stats_masked(self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta):
+    def em_stats_masked(
+        self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta, float32
+    ):  # fmt: skip
         """:meth:`em_stats` over the observed entries, summed over the blocks."""
-        shared = (shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta)
+        shared = (shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta, float32)
         return self._reduce(_block_em_stats_masked, shared)
 
-    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta, float32):
         """Log-likelihood and E-step statistics, summed over the blocks."""
-        return self._reduce(_block_em_stats, (shift, scale, eta1, eta2, log_norm, ref, beta))
+        shared = (shift, scale, eta1, eta2, log_norm, ref, beta, float32)
+        return self._reduce(_block_em_stats, shared)
 
     def scatter_sums(self, standardiser):
         """Weight, sum and outer products of the rows in internal units."""

@@ -324,18 +324,20 @@ class ArrayData:
             n_blocks(self.shape[0]), self.parallel,
         )  # fmt: skip
 
-    def em_stats_masked(self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta):
+    def em_stats_masked(
+        self, shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta, float32
+    ):  # fmt: skip
         """:func:`natgmm._kernels.em_stats_masked` over the rows."""
         return _kernels.em_stats_masked(
             self.X, self.sw, shift, scale, eta1, eta2, feature_norm, log_weight, ref,
-            n_blocks(self.shape[0]), self.parallel, beta,
+            n_blocks(self.shape[0]), self.parallel, beta, float32,
         )  # fmt: skip
 
-    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta):
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta, float32):
         """:func:`natgmm._kernels.em_stats` over the rows."""
         return _kernels.em_stats(
             self.X, self.sw, shift, scale, eta1, eta2, log_norm, ref,
-            n_blocks(self.shape[0]), self.parallel, beta,
+            n_blocks(self.shape[0]), self.parallel, beta, float32,
         )  # fmt: skip
 
     def scatter_sums(self, standardiser):

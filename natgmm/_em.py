@@ -135,7 +135,7 @@ def masked_natural_parameters(params):
     return eta1, eta2, feature_norm, log_weight
 
 
-def e_step(data, standardiser, params, beta=1.0):
+def e_step(data, standardiser, params, beta=1.0, float32=False):
     """Fused E-step over ``data``: summed log-likelihood and statistics.
 
     Parameters
@@ -148,6 +148,9 @@ def e_step(data, standardiser, params, beta=1.0):
         Current parameters in internal coordinates.
     beta : float, default=1.0
         Inverse temperature of the responsibilities (annealing).
+    float32 : bool, default=False
+        Products and soft-max in float32 whatever the data's dtype (see
+        :func:`natgmm._kernels.em_stats`).
 
     Returns
     -------
@@ -165,12 +168,12 @@ def e_step(data, standardiser, params, beta=1.0):
     if data.missing:
         loglik, nk, nkd, s1, s2 = data.em_stats_masked(
             standardiser.shift, standardiser.scale, *masked_natural_parameters(params),
-            params.means, beta,
+            params.means, beta, float32,
         )  # fmt: skip
         return loglik, Stats(nk, s1, s2, params.means, nkd)
     eta1, eta2, log_norm = natural_parameters(params)
     loglik, nk, s1, s2 = data.em_stats(
-        standardiser.shift, standardiser.scale, eta1, eta2, log_norm, params.means, beta
+        standardiser.shift, standardiser.scale, eta1, eta2, log_norm, params.means, beta, float32
     )
     return loglik, Stats(nk, s1, s2, params.means)
 

@@ -454,8 +454,9 @@ def _products_matrix(eta1, eta2, log_norm):
 
 @keyboard_interrupts()
 def em_stats(
-    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta=1.0
-):
+    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta=1.0,
+    float32=False,
+):  # fmt: skip
     """Fused E-step: weighted log-likelihood and sufficient statistics.
 
     Parameters
@@ -481,6 +482,10 @@ def em_stats(
         Inverse temperature of the responsibilities, ``r_ik`` proportional to
         ``(weight_k N(z_i | k)) ** beta`` (deterministic-annealing EM); the
         log-likelihood is always the untempered one.
+    float32 : bool, default=False
+        Take the float32 path (below) for float64 ``X`` too, reading ``X``
+        as it is: for the annealing levels, whose fixed points are steps on
+        the way to the final EM's.
 
     Returns
     -------
@@ -495,9 +500,9 @@ def em_stats(
 
     Notes
     -----
-    For float64 ``X`` the computation is in float64. For float32 ``X`` the
-    products and the soft-max are in float32 and the sums in float64; see
-    :func:`_em_stats_f32`. In a chunk with
+    For float64 ``X`` the computation is in float64 unless ``float32``. For
+    float32 ``X`` the products and the soft-max are in float32 and the sums
+    in float64; see :func:`_em_stats_f32`. In a chunk with
     more than ``_DENSE`` of its responsibilities non-zero, the statistics are
     one BLAS product about the origin, moved to ``ref`` afterwards, which
     loses ``log10(ref_k ** 2 / var_k)`` digits of the scatter to
@@ -507,7 +512,7 @@ def em_stats(
     ``ref`` term by term instead, without that loss.
     """
     X = _read_only(X)
-    if X.dtype == np.float32:
+    if X.dtype == np.float32 or float32:
         return _em_stats_f32(
             X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
         )
@@ -1444,13 +1449,13 @@ def _moved_to_ref_masked(loglik, s0, s0d, s1, s2, m, ref, exact):
 
 def em_stats_masked(
     X, sample_weight, shift, scale, eta1, eta2, feature_norm, log_weight, ref, n_blocks,
-    parallel, beta=1.0,
+    parallel, beta=1.0, float32=False,
 ):  # fmt: skip
     """:func:`em_stats` for ``X`` with missing entries (NaN), marginalised exactly.
 
     Parameters
     ----------
-    X, sample_weight, shift, scale, eta1, eta2, ref, n_blocks, parallel, beta
+    X, sample_weight, shift, scale, eta1, eta2, ref, n_blocks, parallel, beta, float32
         As in :func:`em_stats`; NaN entries of ``X`` are missing.
     feature_norm : ndarray of shape (n_components, n_features), float64
         ``C[k, d] = -(mean**2 / (2 var) + log(2 pi var) / 2)`` of feature
@@ -1474,8 +1479,8 @@ def em_stats_masked(
     Notes
     -----
     Responsibilities come from the observed entries of each row. float32
-    ``X`` follows the float32 path of :func:`em_stats`, with the same
-    fallbacks to float64.
+    ``X`` (or any with ``float32``) follows the float32 path of
+    :func:`em_stats`, with the same fallbacks to float64.
     """
     X = _read_only(X)
     ref = _f64(ref)
@@ -1484,7 +1489,7 @@ def em_stats_masked(
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     work = X.size * np.shape(eta2)[0]
     with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
-        if X.dtype == np.float32:
+        if X.dtype == np.float32 or float32:
             W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
             exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
             weight_scale = _weight_scale(sample_weight)

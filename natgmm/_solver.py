@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _anneal
 from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
 from ._em import (
     IllDefinedCovariance,
@@ -158,16 +159,16 @@ def online_update(settings, run, stats, batch_weight, reg, params, total_weight)
     return params
 
 
-def _batch_iteration(settings, run, params, reg, beta):
-    """One pass over all the data and one M-step."""
-    loglik, stats = e_step(run.data, run.standardiser, params, beta)
+def _batch_iteration(settings, run, params, reg, beta, float32=False):
+    """One pass over all the data and one M-step (``float32``: see :func:`e_step`)."""
+    loglik, stats = e_step(run.data, run.standardiser, params, beta, float32)
     params, run.empty = M_STEPS[settings.solver](
         settings, stats, reg, params, run.adam, run.total_weight
     )
     return loglik, stats.nk, params
 
 
-def _minibatch_iteration(settings, run, params, reg, beta):
+def _minibatch_iteration(settings, run, params, reg, beta, float32=False):
     """One pass of online EM over shuffled batches of ``batch_size`` rows.
 
     Returns the summed log-likelihood of the batches (each under the
@@ -181,7 +182,7 @@ def _minibatch_iteration(settings, run, params, reg, beta):
         batch = run.data.subset(np.sort(order[start : start + settings.batch_size]))
         if not batch.total_weight > 0:
             continue
-        batch_loglik, stats = e_step(batch, run.standardiser, params, beta)
+        batch_loglik, stats = e_step(batch, run.standardiser, params, beta, float32)
         loglik += batch_loglik
         params = online_update(
             settings, run, stats, batch.total_weight, reg, params, run.total_weight
@@ -205,7 +206,8 @@ def em_phase(
     With ``by_move`` (an annealing level) the rule is on the parameters:
     after at least two iterations, stop when no mean moved by ``tol`` of its
     standard deviation, nor by more than in the iteration before (means that
-    are splitting move faster and faster). Returns the parameters, the last
+    are splitting move faster and faster), and the E-steps compute in float32
+    (:data:`~natgmm._anneal.FLOAT32_LEVELS`). Returns the parameters, the last
     lower bound and whether the rule stopped the phase; the iterations are
     recorded in ``run``.
     """
@@ -213,10 +215,11 @@ def em_phase(
     feature_var = standardiser.feature_var
     relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
     iteration = ITERATIONS[settings.solver]
+    float32 = by_move and _anneal.FLOAT32_LEVELS
     previous_move = np.inf
     for count in range(1, max_iter + 1):
         previous_bound, before = lower_bound, params
-        loglik, nk, params = iteration(settings, run, params, reg, beta)
+        loglik, nk, params = iteration(settings, run, params, reg, beta, float32)
         lower_bound = loglik / run.total_weight + standardiser.log_jacobian
         active = (nk > reg.min_weight * nk.sum()) & ~run.empty
         run.record(lower_bound, level, int(active.sum()), params.means / relative)
@@ -404,6 +407,8 @@ def stream_step(settings, run, params, reg, levels):
         if offset == 0:  # a new level: let coincident means split
             params = perturb(params, levels[index], standardiser, run.random_state)
         reg, beta = level_settings(settings.annealing, levels[index], reg, standardiser)
+    # In the data's precision even at a level: no final EM follows a stream's
+    # levels to settle what float32 would round.
     loglik, stats = e_step(run.data, standardiser, params, beta)
     total_weight = standardiser.moments.nk[0]
     params = online_update(settings, run, stats, run.data.total_weight, reg, params, total_weight)
