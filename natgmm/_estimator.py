@@ -214,9 +214,11 @@ default=None
 
         At every level the means get a tiny random offset
         (``1e-3 * sqrt(level)`` standard deviations, drawn from
-        ``random_state``) so that means that coincided can split. With
-        ``warm_start``, the schedule runs on the first fit only. None fits
-        by plain EM from ``init_params``.
+        ``random_state``) so that means that coincided can split. The
+        levels' E-steps compute in float32 (products and soft-max; sums in
+        float64) whatever the dtype of X; the final EM and the moves run in
+        X's own precision. With ``warm_start``, the schedule runs on the
+        first fit only. None fits by plain EM from ``init_params``.
     schedule : Schedule, default=None
         The levels, e.g. :class:`GeometricSchedule` or
         :class:`ExplicitSchedule`; ``start="auto"`` starts at a multiple of
