@@ -743,9 +743,7 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
                 z2[j] = t * t
         u64[n_rows:, : 2 * n_features] = 0.0
         np.dot(u64, W_wide, lp_wide)
-        for r in range(_CHUNK):
-            for i in range(n_wide):
-                lp_rows[r, wide[i]] = lp_wide[r, i]
+        _copy_wide(lp_wide, wide, n_rows, lp_rows)
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
@@ -754,6 +752,20 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
         if not math.isfinite(total[r]):
             return False
     return True
+
+
+@_jit(False)
+def _copy_wide(lp_wide, wide, n_rows, lp_rows):
+    """Put the wide components' float64 log-densities into the float32 ``lp_rows``.
+
+    Rows past ``n_rows`` (the chunk's padding, of weight zero) get 0: their
+    log-density is the component's ``log_norm``, which may be beyond
+    float32's range, and an infinite padding row would turn the chunk's sums
+    into NaN (infinity minus infinity, then NaN times a zero weight).
+    """
+    for r in range(lp_rows.shape[0]):
+        for i in range(wide.shape[0]):
+            lp_rows[r, wide[i]] = lp_wide[r, i] if r < n_rows else 0.0
 
 
 @_jit(False)
@@ -1175,9 +1187,7 @@ def _chunk_log_density_masked_f32(
     if n_wide:
         _fill_masked(X, start, stop, shift, scale, log_scale, u64, jac)
         np.dot(u64, W_wide, lp_wide)
-        for r in range(_CHUNK):
-            for i in range(n_wide):
-                lp_rows[r, wide[i]] = lp_wide[r, i]
+        _copy_wide(lp_wide, wide, n_rows, lp_rows)
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]

@@ -406,6 +406,43 @@ def test_f32_narrow_far_components_are_wide_and_exact(monkeypatch):
     assert np.max(np.abs(naive_f32[1][2:] - expected[1][2:]) / expected[1][2:]) > 1e-3
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_f32_wide_component_beyond_float32_range_leaves_padding_harmless(dtype):
+    """A wide component whose log-weight-and-normaliser is beyond float32's range.
+
+    Its rows' log-densities cancel to 0 exactly in the float64 product, while
+    the chunk's padding rows (three rows of a 64-row chunk) would get
+    ``log_norm = -2**129`` alone, -inf in float32: the sums came back NaN
+    (found by the fuzz run of 2026-12-04, a constant column and a variance of
+    2**-130 in internal units). float64 data take this path at the annealing
+    levels (``float32=True``). With missing entries the padding's
+    log-density is the log-weight alone, within float32's range.
+    """
+    X = np.ones((3, 1), dtype=dtype)
+    eta1, eta2, log_norm = (
+        np.array([[2.0**130]]),
+        np.array([[-(2.0**129)]]),
+        np.array([-(2.0**129)]),
+    )
+    assert list(_kernels._f32_operands(eta1, eta2, log_norm)[3]) == [0]
+    args = (
+        X,
+        np.empty(0),
+        np.zeros(1),
+        np.ones(1),
+        eta1,
+        eta2,
+        log_norm,
+        np.ones((1, 1)),
+        1,
+        False,
+    )
+    loglik, nk, s1, s2 = _kernels.em_stats(*args, 1.0, True)
+    assert loglik == 0.0 and nk[0] == 3.0
+    assert_array_equal(s1, 0.0)
+    assert_array_equal(s2, 0.0)
+
+
 def test_f32_moderate_cancellation_summed_about_ref(monkeypatch):
     """float32: a component with ref**2 / var of 400 is summed about its mean.
 
