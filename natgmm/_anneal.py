@@ -21,7 +21,7 @@ PERTURBATION = 1e-3
 # The levels' E-steps compute in float32 (products and soft-max; sums and
 # log-likelihood in float64) whatever the data's dtype: a level's fixed point
 # is a step on the way, and the final EM, in the data's own precision, ends
-# at a maximum of the likelihood (doc/annealing.rst, "Time").
+# at a maximum of the likelihood (doc/annealing.rst, "Levels in float32").
 FLOAT32_LEVELS = True
 
 
