@@ -216,8 +216,9 @@ default=None
         (``1e-3 * sqrt(level)`` standard deviations, drawn from
         ``random_state``) so that means that coincided can split. The
         levels' E-steps compute in float32 (products and soft-max; sums in
-        float64) whatever the dtype of X; the final EM and the moves run in
-        X's own precision. With ``warm_start``, the schedule runs on the
+        float64) whatever the dtype of X, as do the short trials of the
+        split-and-merge moves; the final EM and the moves kept run in X's
+        own precision. With ``warm_start``, the schedule runs on the
         first fit only. None fits by plain EM from ``init_params``.
     schedule : Schedule, default=None
         The levels, e.g. :class:`GeometricSchedule` or
@@ -241,7 +242,7 @@ default=None
         it converged (Ueda et al., 2000): a move merges the two components whose
         responsibilities overlap most and splits the component whose points
         the mixture fits worst along its leading direction. Each round
-        tries 5 such moves for 5 EM iterations each, runs the best to
+        tries 10 such moves for 5 EM iterations each (in float32), runs the best to
         convergence and keeps it if the lower bound rose; the first move
         not kept ends the rounds (``split_merge_moves_``). It takes a fit
         out of local maxima that annealing alone leaves (the user guide's

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _anneal
+from . import _anneal, _split_merge
 from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
 from ._em import (
     IllDefinedCovariance,
@@ -199,15 +199,16 @@ ITERATIONS = {
 
 
 def em_phase(
-    settings, run, params, lower_bound, reg, max_iter, beta, level, tol, progress, by_move=False
-):
+    settings, run, params, lower_bound, reg, max_iter, beta, level, tol, progress, by_move=False,
+    float32=False,
+):  # fmt: skip
     """Iterate from ``params`` until the gain falls below ``tol`` or ``max_iter``.
 
     With ``by_move`` (an annealing level) the rule is on the parameters:
     after at least two iterations, stop when no mean moved by ``tol`` of its
     standard deviation, nor by more than in the iteration before (means that
-    are splitting move faster and faster), and the E-steps compute in float32
-    (:data:`~natgmm._anneal.FLOAT32_LEVELS`). Returns the parameters, the last
+    are splitting move faster and faster). With ``float32`` the E-steps
+    compute in float32 (see :func:`~natgmm._em.e_step`). Returns the parameters, the last
     lower bound and whether the rule stopped the phase; the iterations are
     recorded in ``run``.
     """
@@ -215,7 +216,6 @@ def em_phase(
     feature_var = standardiser.feature_var
     relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
     iteration = ITERATIONS[settings.solver]
-    float32 = by_move and _anneal.FLOAT32_LEVELS
     previous_move = np.inf
     for count in range(1, max_iter + 1):
         previous_bound, before = lower_bound, params
@@ -267,7 +267,7 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
         params, lower_bound, _ = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
-            settings.anneal_tol, progress, by_move=True,
+            settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
         )  # fmt: skip
         progress.level_end(index, levels.size, run.history, first)
     if levels.size:
@@ -306,11 +306,12 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         splits = sorted({k for _, _, k in moves})
         scatter = run.data.component_scatter(run.standardiser, params, splits)
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
-        # tol 0: each move gets exactly SHORT_ITER iterations.
+        # tol 0: each move gets exactly SHORT_ITER iterations, in float32 (they
+        # only rank the moves; the best continues in the data's precision).
         short = [
             (move, _trial(
                 settings, run, moved(params, move, covariance[move[2]]), -np.inf, reg, SHORT_ITER,
-                0.0, progress,
+                0.0, progress, _split_merge.FLOAT32_TRIALS,
             ))
             for move in moves
         ]  # fmt: skip
@@ -330,7 +331,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     return params, lower_bound, converged
 
 
-def _trial(settings, run, params, lower_bound, reg, max_iter, tol, progress):
+def _trial(settings, run, params, lower_bound, reg, max_iter, tol, progress, float32=False):
     """:func:`em_phase` (untempered, unannealed) from a move's parameters.
 
     A move whose EM collapses a component (an M-step variance that is not
@@ -339,8 +340,9 @@ def _trial(settings, run, params, lower_bound, reg, max_iter, tol, progress):
     """
     try:
         return em_phase(
-            settings, run, params, lower_bound, reg, max_iter, 1.0, np.nan, tol, progress
-        )
+            settings, run, params, lower_bound, reg, max_iter, 1.0, np.nan, tol, progress,
+            float32=float32,
+        )  # fmt: skip
     except IllDefinedCovariance:
         return params, -np.inf, False
 

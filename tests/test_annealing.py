@@ -17,6 +17,7 @@ from natgmm import (
     NaturalDiagonalGMM,
     _anneal,
     _kernels,
+    _split_merge,
 )
 
 TWO_POINTS = np.array([[-1.0], [1.0]])
@@ -314,9 +315,11 @@ def test_anneal_subsample_edge_cases(slanted_blobs):
 
 @pytest.mark.parametrize("annealing", ["temperature", "floor"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_levels_compute_in_float32_and_the_rest_in_the_data_precision(
+def test_levels_and_trials_compute_in_float32_and_the_rest_in_the_data_precision(
     annealing, dtype, slanted_blobs, monkeypatch
 ):
+    """Levels and the moves' short trials in float32; the final EM and the kept
+    move's EM in the data's precision."""
     X = slanted_blobs[0].astype(dtype)
     calls = []
     em_stats = _kernels.em_stats
@@ -326,10 +329,23 @@ def test_levels_compute_in_float32_and_the_rest_in_the_data_precision(
         return em_stats(X, *args)
 
     monkeypatch.setattr(_kernels, "em_stats", spy)
-    model = NaturalDiagonalGMM(4, annealing=annealing, split_merge=1, random_state=0).fit(X)
+    model = NaturalDiagonalGMM(4, annealing=annealing, split_merge=2, random_state=0).fit(X)
+    calls = np.array(calls)
     levels = np.isfinite(model.history_["level"])
-    assert levels.any() and not levels.all()
-    assert calls == list(levels | (dtype == np.float32))
+    rounds = model.history_["move"]
+    assert levels.any() and rounds.max() >= 1
+    if dtype == np.float32:
+        assert calls.all()
+        return
+    # Each round: its moves' SHORT_ITER trial iterations, then the best one's EM.
+    expected = levels.copy()
+    for round_ in range(1, int(rounds.max()) + 1):
+        steps = np.flatnonzero(rounds == round_)
+        n_trials = int(calls[steps].sum())
+        assert n_trials and n_trials % _split_merge.SHORT_ITER == 0
+        assert n_trials < steps.size
+        expected[steps[:n_trials]] = True
+    assert_array_equal(calls, expected)
 
 
 @pytest.mark.parametrize("annealing", ["temperature", "floor"])

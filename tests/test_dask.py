@@ -16,7 +16,7 @@ distributed = pytest.importorskip(
     "distributed", reason="distributed is not installed (extra natgmm[dask])"
 )
 
-from natgmm import NaturalDiagonalGMM, _anneal, _kernels  # noqa: E402
+from natgmm import NaturalDiagonalGMM, _anneal, _kernels, _split_merge  # noqa: E402
 
 RTOL = 1e-10
 K = 3
@@ -77,14 +77,15 @@ def data():
 
 @pytest.fixture
 def float64_levels(monkeypatch):
-    """Annealing levels in float64: the data sources then agree to summation order.
+    """Annealing levels and moves' trials in float64: the sources then agree to summation order.
 
-    By default the levels compute in float32, whose rounding of each chunk of
-    rows depends on how the rows are grouped, and Dask's blocks group them
+    By default they compute in float32, whose rounding of each chunk of rows
+    depends on how the rows are grouped, and Dask's blocks group them
     otherwise than the in-memory kernel
     (``test_annealed_fit_with_float32_levels_equals_numpy_fit``).
     """
     monkeypatch.setattr(_anneal, "FLOAT32_LEVELS", False)
+    monkeypatch.setattr(_split_merge, "FLOAT32_TRIALS", False)
 
 
 def _start(X):
@@ -217,6 +218,9 @@ def test_initialisation_annealing_and_partial_fit(client, data, float64_levels):
 def test_annealed_fit_with_float32_levels_equals_numpy_fit(client, data, missing):
     """Levels in float32 (the default), then the final EM in float64 to convergence.
 
+    With the default split-and-merge moves after it, whose short trials are
+    float32 too and whose kept moves run to convergence in float64.
+
     The levels' float32 sums differ between Dask's blocks and the in-memory
     chunks by float32's rounding, a few 1e-7 of the parameters; EM from two
     starts that close converges to the same maximum, and ``tol=1e-12`` (of
@@ -237,7 +241,7 @@ def test_annealed_fit_with_float32_levels_equals_numpy_fit(client, data, missing
     assert ours.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-12)
 
 
-def test_split_merge_equals_numpy_fit(client, data):
+def test_split_merge_equals_numpy_fit(client, data, float64_levels):
     """Moves ranked from sums over the blocks: the same moves, bounds and model."""
     X, weights = data
     kwargs = {"split_merge": 2, "tol": 1e-3, "max_iter": 100, **_start(X)}
