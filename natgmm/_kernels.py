@@ -821,6 +821,24 @@ def _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row,
 
 
 @_jit(False)
+def _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
+    """Turn a chunk's soft-max terms ``ev`` into weighted responsibilities; whether it is dense.
+
+    ``ev[k, r]`` becomes ``w_row[r] * ev[k, r] / total[r]`` (rows past
+    ``n_rows`` add nothing), with the tallies of :func:`_weigh_terms` in
+    ``work``'s ``row_terms`` and ``row_last``. Dense: more than ``_DENSE``
+    of the terms non-zero, ``_DENSE_F32`` for float32 terms.
+    """
+    w_over_total, _, row_terms, row_last = work
+    w_over_total[n_rows:] = 0.0
+    for r in range(n_rows):
+        w_over_total[r] = w_row[r] / np.float64(total[r])
+    _weigh_terms(ev, w_over_total, row_terms, row_last)
+    dense = _DENSE_F32 if ev.itemsize == 4 else _DENSE
+    return row_terms.sum() > dense * n_rows * ev.shape[0]
+
+
+@_jit(False)
 def _chunk_stats(
     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0, s1, s2, m
 ):  # fmt: skip
@@ -833,14 +851,9 @@ def _chunk_stats(
     of the dtype of ``ev`` but for the integer tallies. The terms added about
     ``ref`` take ``z`` from ``X`` in float64 (:func:`_add_about_ref_x`).
     """
-    w_over_total, moments, row_terms, row_last = work
+    _, moments, row_terms, row_last = work
     n_components, n_features = s1.shape
-    w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
-    for r in range(n_rows):
-        w_over_total[r] = w_row[r] / np.float64(total[r])
-    _weigh_terms(ev, w_over_total, row_terms, row_last)
-    dense = _DENSE_F32 if ev.itemsize == 4 else _DENSE
-    if row_terms.sum() > dense * n_rows * n_components:
+    if _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
         np.dot(ev, u, moments)
         for k in range(n_components):
             for j in range(2 * n_features + 1):
@@ -1266,15 +1279,10 @@ def _chunk_stats_masked(
 
     A dense chunk's product gives ``m[k] = [sum r z, sum r z**2, sum r o, sum r]``.
     """
-    w_over_total, moments, row_terms, row_last = work
+    _, moments, row_terms, row_last = work
     n_components = s1.shape[0]
     width = moments.shape[1]
-    w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
-    for r in range(n_rows):
-        w_over_total[r] = w_row[r] / np.float64(total[r])
-    _weigh_terms(ev, w_over_total, row_terms, row_last)
-    dense = _DENSE_F32 if ev.itemsize == 4 else _DENSE
-    if row_terms.sum() > dense * n_rows * n_components:
+    if _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
         np.dot(ev, u, moments)
         for k in range(n_components):
             for j in range(width):

@@ -76,7 +76,7 @@ def data():
 
 
 @pytest.fixture
-def float64_levels(monkeypatch):
+def float64_levels_and_trials(monkeypatch):
     """Annealing levels and moves' trials in float64: the sources then agree to summation order.
 
     By default they compute in float32, whose rounding of each chunk of rows
@@ -200,7 +200,7 @@ def _assert_same_stream(X, Xd, weights):
     assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
 
 
-def test_initialisation_annealing_and_partial_fit(client, data, float64_levels):
+def test_initialisation_annealing_and_partial_fit(client, data, float64_levels_and_trials):
     X, weights = data
     Xd = da.from_array(X, chunks=CHUNKS)
     # Up to INIT_ROWS rows the initialisation runs on all of them: the same
@@ -241,7 +241,7 @@ def test_annealed_fit_with_float32_levels_equals_numpy_fit(client, data, missing
     assert ours.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-12)
 
 
-def test_split_merge_equals_numpy_fit(client, data, float64_levels):
+def test_split_merge_equals_numpy_fit(client, data, float64_levels_and_trials):
     """Moves ranked from sums over the blocks: the same moves, bounds and model."""
     X, weights = data
     kwargs = {"split_merge": 2, "tol": 1e-3, "max_iter": 100, **_start(X)}
@@ -263,7 +263,7 @@ def test_annealing_on_a_subsample_equals_numpy_fit(client, data):
     _assert_same_model(ours, reference)
 
 
-def test_missing_entries_equal_numpy_fit(client, data, float64_levels):
+def test_missing_entries_equal_numpy_fit(client, data, float64_levels_and_trials):
     """NaN entries (30%, and a row with none observed): the Dask fit equals the in-memory one.
 
     The default start (k-means by partial distances on all rows), the
