@@ -239,15 +239,16 @@ default=None
         ``anneal_max_iter`` iterations.
     split_merge : int or "auto", default="auto"
         Largest number of split-and-merge moves kept after the final EM, if
-        it converged (Ueda et al., 2000): a move merges the two components whose
-        responsibilities overlap most and splits the component whose points
-        the mixture fits worst along its leading direction. Each round
-        tries 10 such moves for 5 EM iterations each (in float32), runs the best to
-        convergence and keeps it if the lower bound rose; the first move
-        not kept ends the rounds (``split_merge_moves_``). It takes a fit
-        out of local maxima that annealing alone leaves (the user guide's
-        annealing page). "auto" is 3 after the annealing levels and 0
-        otherwise (plain EM, as scikit-learn, and a ``warm_start`` refit).
+        it converged (Ueda et al., 2000): a move merges the two components
+        whose responsibilities overlap most and splits the component whose
+        points the mixture fits worst along its leading direction. Each
+        round tries 10 such moves for 2 EM iterations each and the best 3
+        for 3 more (in float32), runs the best to convergence and keeps it
+        if the lower bound rose; the first move not kept ends the rounds
+        (``split_merge_moves_``). It takes a fit out of local maxima that
+        annealing alone leaves (the user guide's annealing page). "auto" is
+        3 after the annealing levels and 0 otherwise (plain EM, as
+        scikit-learn, and a ``warm_start`` refit).
         Only with ``solver="em"``.
     anneal_subsample : int, default=None
         With ``annealing`` and more rows than this: the annealed fit (its

@@ -288,8 +288,9 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     """Run split-and-merge rounds from a converged fit, keeping ``n_moves`` moves at most.
 
     Each round ranks :data:`~natgmm._split_merge.N_CANDIDATES` moves from
-    one pass over the data, gives each ``SHORT_ITER`` EM iterations, runs
-    the one with the highest lower bound to convergence and keeps it if its
+    one pass over the data, gives each a few EM iterations and the most
+    promising ones ``SHORT_ITER`` (:func:`_short_trials`), runs the one
+    with the highest lower bound to convergence and keeps it if its
     lower bound beats the fit's; a move not kept, or kept without
     converging, ends the rounds (a small gain does not: a larger one may
     follow). Every iteration is recorded in ``run`` (``level`` NaN,
@@ -306,16 +307,9 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         splits = sorted({k for _, _, k in moves})
         scatter = run.data.component_scatter(run.standardiser, params, splits)
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
-        # tol 0: each move gets exactly SHORT_ITER iterations, in float32 (they
-        # only rank the moves; the best continues in the data's precision).
-        short = [
-            (move, _trial(
-                settings, run, moved(params, move, covariance[move[2]]), -np.inf, reg, SHORT_ITER,
-                0.0, progress, _split_merge.FLOAT32_TRIALS,
-            ))
-            for move in moves
-        ]  # fmt: skip
-        move, (trial, trial_bound, _) = max(short, key=lambda pair: pair[1][1])
+        starts = [moved(params, move, covariance[move[2]]) for move in moves]
+        best, (trial, trial_bound, _) = _short_trials(settings, run, starts, reg, progress)
+        move = moves[best]
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, trial_bound, reg, settings.max_iter, settings.tol, progress
         )
@@ -329,6 +323,34 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             break
     run.empty = empty  # that of the parameters kept
     return params, lower_bound, converged
+
+
+def _short_trials(settings, run, starts, reg, progress):
+    """Rank moves by short EM runs: ``(index, (params, lower_bound, converged))`` of the best.
+
+    Every start gets ``SCREEN_ITER`` iterations, the ``N_FINALISTS`` with the
+    highest lower bounds the rest of ``SHORT_ITER``; ties go to the earlier
+    start. tol 0: each runs exactly its iterations, in float32 with
+    ``FLOAT32_TRIALS`` (they only rank the moves; the best continues in the
+    data's precision).
+    """
+    float32 = _split_merge.FLOAT32_TRIALS
+    screen = min(_split_merge.SCREEN_ITER, SHORT_ITER)
+    trials = [
+        _trial(settings, run, start, -np.inf, reg, screen, 0.0, progress, float32)
+        for start in starts
+    ]
+    finalists = sorted(range(len(trials)), key=lambda i: -trials[i][1])
+    finalists = finalists[: _split_merge.N_FINALISTS]
+    for i in finalists:
+        params, lower_bound, _ = trials[i]
+        if lower_bound > -np.inf and SHORT_ITER > screen:  # -inf: collapsed
+            trials[i] = _trial(
+                settings, run, params, lower_bound, reg, SHORT_ITER - screen, 0.0, progress,
+                float32,
+            )  # fmt: skip
+    best = max(finalists, key=lambda i: (trials[i][1], -i))
+    return best, trials[best]
 
 
 def _trial(settings, run, params, lower_bound, reg, max_iter, tol, progress, float32=False):

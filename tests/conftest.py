@@ -81,6 +81,14 @@ def assert_clear_value_error(error, X):
         assert not re.search("NaN|infinity", str(error)), (X.dtype, str(error)[:100])
 
 
+def short_trial_iterations(n_moves):
+    """EM iterations of one split-and-merge round's short trials of ``n_moves`` moves."""
+    from natgmm import _split_merge as sm
+
+    screen = min(sm.SCREEN_ITER, sm.SHORT_ITER)
+    return n_moves * screen + min(sm.N_FINALISTS, n_moves) * (sm.SHORT_ITER - screen)
+
+
 def mixture(n_samples, seed, n_features=2):
     """Rows from three well separated Gaussians: ``X, y``."""
     centres = np.array([[0.0, 0.0], [6.0, 6.0], [-6.0, 6.0]])[:, :n_features]

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import assert_finite_model, quiet_fit
+from conftest import assert_finite_model, quiet_fit, short_trial_iterations
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.metrics import adjusted_rand_score
 
-from natgmm import NaturalDiagonalGMM
+from natgmm import NaturalDiagonalGMM, _solver, _split_merge
 from natgmm._data import ArrayData
 from natgmm._em import Params
 from natgmm._split_merge import SPLIT_OFFSET, candidate_moves, moved
@@ -83,6 +83,60 @@ def test_never_lower_than_without_moves(annealing, slanted_blobs):
     assert_array_equal(model.history_["lower_bound"][:n_without], without.lower_bounds_)
     assert len(model.split_merge_moves_) >= 1  # "auto" under annealing
     assert_finite_model(model, X)
+
+
+def test_short_trials_screen_every_move_and_run_on_the_finalists(slanted_blobs, monkeypatch):
+    """Every move gets ``SCREEN_ITER`` iterations, the ``N_FINALISTS`` best the rest
+    of ``SHORT_ITER``, and the best finalist runs to convergence."""
+    X, _ = slanted_blobs
+    calls = []
+    trial = _solver._trial
+
+    def spy(settings, run, params, lower_bound, reg, max_iter, tol, *args):
+        result = trial(settings, run, params, lower_bound, reg, max_iter, tol, *args)
+        calls.append((params, max_iter, tol, result))
+        return result
+
+    monkeypatch.setattr(_solver, "_trial", spy)
+    model = NaturalDiagonalGMM(6, split_merge=1, random_state=0).fit(X)
+    screen, short = _split_merge.SCREEN_ITER, _split_merge.SHORT_ITER
+    n_moves = sum(max_iter == screen for _, max_iter, _, _ in calls)
+    assert n_moves == _split_merge.N_CANDIDATES > _split_merge.N_FINALISTS
+    screened, continued, (start, max_iter, tol, result) = (
+        calls[:n_moves],
+        calls[n_moves:-1],
+        calls[-1],
+    )
+    assert len(continued) == _split_merge.N_FINALISTS
+    # The finalists are the screen's best, each continued from where it stopped.
+    bounds = np.array([result[1] for *_, result in screened])
+    order = np.argsort(-bounds, kind="stable")[: _split_merge.N_FINALISTS]
+    for i, (params, n_iter, tol_, _) in zip(order, continued, strict=True):
+        assert params is screened[i][3][0] and n_iter == short - screen and tol_ == 0.0
+    # The best finalist runs to convergence.
+    best = max(continued, key=lambda call: call[3][1])
+    assert start is best[3][0] and max_iter == model.max_iter and tol == model.tol
+    assert model.split_merge_moves_[0, 4] == result[1]
+    # The round's trace: the trials' iterations, then the best one's run.
+    bounds = model.history_["lower_bound"][model.history_["move"] == 1]
+    assert 1 <= bounds.size - short_trial_iterations(n_moves) <= model.max_iter
+    assert bounds[-1] == result[1]
+
+
+def test_screening_every_move_to_the_end_is_the_exhaustive_ranking(slanted_blobs, monkeypatch):
+    """With every move a finalist, screening then continuing is running each
+    move ``SHORT_ITER`` iterations at once (tol 0): the same fit, bit for bit."""
+    X, _ = slanted_blobs
+    fits = []
+    for screen in (_split_merge.SHORT_ITER, 2):
+        monkeypatch.setattr(_split_merge, "SCREEN_ITER", screen)
+        monkeypatch.setattr(_split_merge, "N_FINALISTS", _split_merge.N_CANDIDATES)
+        fits.append(NaturalDiagonalGMM(6, split_merge=2, random_state=0).fit(X))
+    exhaustive, screened = fits
+    assert exhaustive.split_merge_moves_.shape[0] >= 1
+    assert_array_equal(screened.split_merge_moves_, exhaustive.split_merge_moves_)
+    assert_array_equal(screened.means_, exhaustive.means_)
+    assert screened.lower_bound_ == exhaustive.lower_bound_
 
 
 def test_candidate_moves_rank_overlap_and_misfit():
