@@ -242,8 +242,8 @@ default=None
         it converged (Ueda et al., 2000): a move merges the two components
         whose responsibilities overlap most and splits the component whose
         points the mixture fits worst along its leading direction. Each
-        round tries 10 such moves for 2 EM iterations each and the best 3
-        for 3 more (in float32), runs the best to convergence and keeps it
+        round scores 10 such moves by one EM iteration, gives the best 3
+        four more (in float32), runs the best to convergence and keeps it
         if the lower bound rose; the first move not kept ends the rounds
         (``split_merge_moves_``). It takes a fit out of local maxima that
         annealing alone leaves (the user guide's annealing page). "auto" is

@@ -16,12 +16,13 @@ from ._em import Params
 # Moves tried per round, and the EM iterations each gets before the one with
 # the highest lower bound is run to convergence (benchmarks/study/sweep.py;
 # 10 candidates since the float32 levels made time for them: doc/annealing.rst).
-# Every candidate gets SCREEN_ITER iterations; the N_FINALISTS highest then
-# get the rest of SHORT_ITER (the 5-iteration best was among the 2-iteration
-# top three in 70 of 75 rounds measured: doc/annealing.rst).
+# Every candidate gets SCREEN_ITER iterations (one: the lower bound at the
+# moved parameters); the N_FINALISTS highest then get the rest of SHORT_ITER
+# (the same wins and log-likelihoods as five iterations for all ten on the
+# sweep's large and synthetic sets: doc/annealing.rst).
 N_CANDIDATES = 10
 SHORT_ITER = 5
-SCREEN_ITER = 2
+SCREEN_ITER = 1
 N_FINALISTS = 3
 # The short iterations compute in float32 (as the annealing levels do): they
 # only rank the moves, and the best runs on in the data's precision.
