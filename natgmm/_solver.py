@@ -32,7 +32,7 @@ from ._em import (
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
-from ._split_merge import N_CANDIDATES, SHORT_ITER, candidate_moves, moved
+from ._split_merge import N_CANDIDATES, candidate_moves, moved
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -334,8 +334,8 @@ def _short_trials(settings, run, starts, reg, progress):
     ``FLOAT32_TRIALS`` (they only rank the moves; the best continues in the
     data's precision).
     """
-    float32 = _split_merge.FLOAT32_TRIALS
-    screen = min(_split_merge.SCREEN_ITER, SHORT_ITER)
+    float32, short = _split_merge.FLOAT32_TRIALS, _split_merge.SHORT_ITER
+    screen = min(_split_merge.SCREEN_ITER, short)
     trials = [
         _trial(settings, run, start, -np.inf, reg, screen, 0.0, progress, float32)
         for start in starts
@@ -344,9 +344,9 @@ def _short_trials(settings, run, starts, reg, progress):
     finalists = finalists[: _split_merge.N_FINALISTS]
     for i in finalists:
         params, lower_bound, _ = trials[i]
-        if lower_bound > -np.inf and SHORT_ITER > screen:  # -inf: collapsed
+        if lower_bound > -np.inf and short > screen:  # -inf: collapsed
             trials[i] = _trial(
-                settings, run, params, lower_bound, reg, SHORT_ITER - screen, 0.0, progress,
+                settings, run, params, lower_bound, reg, short - screen, 0.0, progress,
                 float32,
             )  # fmt: skip
     best = max(finalists, key=lambda i: (trials[i][1], -i))

@@ -109,7 +109,7 @@ def test_short_trials_screen_every_move_and_run_on_the_finalists(slanted_blobs, 
     )
     assert len(continued) == _split_merge.N_FINALISTS
     # The finalists are the screen's best, each continued from where it stopped.
-    bounds = np.array([result[1] for *_, result in screened])
+    bounds = np.array([call[3][1] for call in screened])
     order = np.argsort(-bounds, kind="stable")[: _split_merge.N_FINALISTS]
     for i, (params, n_iter, tol_, _) in zip(order, continued, strict=True):
         assert params is screened[i][3][0] and n_iter == short - screen and tol_ == 0.0
