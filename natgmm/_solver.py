@@ -32,7 +32,7 @@ from ._em import (
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
-from ._split_merge import N_CANDIDATES, candidate_moves, moved
+from ._split_merge import candidate_moves, moved
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -301,7 +301,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     for round_ in range(1, n_moves + 1):
         run.move_round = round_
         overlap, fit, weight = run.data.move_sums(run.standardiser, params)
-        moves = candidate_moves(overlap, fit, weight, N_CANDIDATES)
+        moves = candidate_moves(overlap, fit, weight, _split_merge.N_CANDIDATES)
         if not moves:
             break
         splits = sorted({k for _, _, k in moves})
@@ -340,8 +340,7 @@ def _short_trials(settings, run, starts, reg, progress):
         _trial(settings, run, start, -np.inf, reg, screen, 0.0, progress, float32)
         for start in starts
     ]
-    finalists = sorted(range(len(trials)), key=lambda i: -trials[i][1])
-    finalists = finalists[: _split_merge.N_FINALISTS]
+    finalists = sorted(range(len(trials)), key=lambda i: -trials[i][1])[: _split_merge.N_FINALISTS]
     for i in finalists:
         params, lower_bound, _ = trials[i]
         if lower_bound > -np.inf and short > screen:  # -inf: collapsed
