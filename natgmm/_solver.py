@@ -204,35 +204,103 @@ def em_phase(
 ):  # fmt: skip
     """Iterate from ``params`` until the gain falls below ``tol`` or ``max_iter``.
 
-    With ``by_move`` (an annealing level) the rule is on the parameters:
-    after at least two iterations, stop when no mean moved by ``tol`` of its
-    standard deviation, nor by more than in the iteration before (means that
-    are splitting move faster and faster). With ``float32`` the E-steps
-    compute in float32 (see :func:`~natgmm._em.e_step`). Returns the parameters, the last
-    lower bound and whether the rule stopped the phase; the iterations are
+    With ``by_move`` (an annealing level) the rule is on the parameters
+    (:class:`_Settled`), and with ``solver="em"`` the steps of the modes in
+    ``_anneal.ACCELERATED`` are accelerated (:func:`_accelerated`). With
+    ``float32`` the E-steps compute in float32 (see
+    :func:`~natgmm._em.e_step`). Returns the parameters, the last lower
+    bound and whether the rule stopped the phase; the iterations are
     recorded in ``run``.
     """
-    standardiser = run.standardiser
-    feature_var = standardiser.feature_var
-    relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
-    iteration = ITERATIONS[settings.solver]
-    previous_move = np.inf
-    for count in range(1, max_iter + 1):
-        previous_bound, before = lower_bound, params
-        loglik, nk, params = iteration(settings, run, params, reg, beta, float32)
-        lower_bound = loglik / run.total_weight + standardiser.log_jacobian
-        active = (nk > reg.min_weight * nk.sum()) & ~run.empty
-        run.record(lower_bound, level, int(active.sum()), params.means / relative)
-        change = lower_bound - previous_bound
-        progress.iteration(len(run.history["lower_bound"]), change, run.empty)
-        if by_move:
-            move = mean_move(before, params)
-            if count >= 2 and move < tol and move <= previous_move:
-                return params, lower_bound, True
-            previous_move = move
-        elif abs(change) < tol:
-            return params, lower_bound, True
-    return params, lower_bound, False
+    iterate = _Iterations(settings, run, reg, beta, level, progress, float32, lower_bound)
+    if not by_move:
+        params, converged = _until(iterate, params, max_iter, lambda *_: abs(iterate.change) < tol)
+    elif settings.solver == "em" and settings.annealing in _anneal.ACCELERATED:
+        params, converged = _accelerated(iterate, params, reg, max_iter, _Settled(tol))
+    else:
+        params, converged = _until(iterate, params, max_iter, _Settled(tol))
+    return params, iterate.lower_bound, converged
+
+
+class _Iterations:
+    """The iterations of one EM phase: each call is one, recorded in the run's trace."""
+
+    def __init__(self, settings, run, reg, beta, level, progress, float32, lower_bound):
+        self.settings, self.run, self.reg, self.beta = settings, run, reg, beta
+        self.level, self.progress, self.float32 = level, progress, float32
+        self.lower_bound, self.change, self.count = lower_bound, np.nan, 0
+        feature_var = run.standardiser.feature_var
+        self.relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
+
+    def __call__(self, params):
+        """Return the parameters after one iteration from ``params``."""
+        run = self.run
+        loglik, nk, params = ITERATIONS[self.settings.solver](
+            self.settings, run, params, self.reg, self.beta, self.float32
+        )
+        previous, self.count = self.lower_bound, self.count + 1
+        self.lower_bound = loglik / run.total_weight + run.standardiser.log_jacobian
+        self.change = self.lower_bound - previous
+        active = (nk > self.reg.min_weight * nk.sum()) & ~run.empty
+        run.record(self.lower_bound, self.level, int(active.sum()), params.means / self.relative)
+        self.progress.iteration(len(run.history["lower_bound"]), self.change, run.empty)
+        return params
+
+
+class _Settled:
+    """An annealing level's stopping rule, called with each step's parameters before and after.
+
+    After at least two steps, a level has settled when no mean moved by
+    ``tol`` of its standard deviation, nor by more than in the step before
+    (means that are splitting move faster and faster).
+    """
+
+    def __init__(self, tol):
+        self.tol, self.previous_move, self.count = tol, np.inf, 0
+
+    def __call__(self, before, after):
+        move, self.count = mean_move(before, after), self.count + 1
+        settled = self.count >= 2 and move < self.tol and move <= self.previous_move
+        self.previous_move = move
+        return settled
+
+
+def _until(iterate, params, max_iter, done):
+    """Iterate until ``done(before, after)`` or ``max_iter``: the parameters, and whether done."""
+    while iterate.count < max_iter:
+        before, params = params, iterate(params)
+        if done(before, params):
+            return params, True
+    return params, False
+
+
+def _accelerated(iterate, params, reg, max_iter, settled):
+    """:func:`_until` for a level, two EM steps and a SQUAREM step at a time.
+
+    After two EM steps, the EM step from :func:`~natgmm._anneal.extrapolated`
+    (when it moves further than plain EM) replaces the next; if that step
+    fails (a variance not positive), EM goes on from where the two ended.
+    Every step counts against ``max_iter`` and is tested by ``settled``.
+    """
+    path = [params]
+    while iterate.count < max_iter:
+        if len(path) == 3:
+            jump = _anneal.extrapolated(*path, reg)
+            path = path[-1:]
+            if jump is not None:
+                try:
+                    after = iterate(jump)
+                except IllDefinedCovariance:
+                    continue
+                if settled(jump, after):
+                    return after, True
+                path = [after]
+                continue
+        after = iterate(path[-1])
+        if settled(path[-1], after):
+            return after, True
+        path.append(after)
+    return path[-1], False
 
 
 def fit_run(settings, run, params, lower_bound, reg, levels, progress):

@@ -18,6 +18,7 @@ from natgmm import (
     _anneal,
     _kernels,
 )
+from natgmm._em import Params, Regularisation
 
 TWO_POINTS = np.array([[-1.0], [1.0]])
 # Near the saddle (mu = 0, s = 1) of the symmetric model N(mu, s^2), N(-mu, s^2).
@@ -367,3 +368,137 @@ def test_float32_levels_end_where_float64_levels_end(annealing, slanted_blobs, m
         assert_allclose(getattr(fits[True], name), getattr(fits[False], name), rtol=1e-6)
     assert fits[True].lower_bound_ == pytest.approx(fits[False].lower_bound_, rel=1e-12, abs=1e-12)
     assert adjusted_rand_score(fits[True].predict(X), fits[False].predict(X)) == 1.0
+
+
+def _geometric_iterates(target, direction, factor):
+    """Three iterates ``target + factor**n * direction`` (n = 0, 1, 2) in SQUAREM's coordinates."""
+    weights, means, log_var = target
+    dw, dm, dv = direction
+    return [
+        Params(
+            np.exp(np.log(weights) + factor**n * dw),
+            means + factor**n * dm,
+            np.exp(log_var + factor**n * dv),
+        )
+        for n in range(3)
+    ]
+
+
+def _free_regularisation(n_features, **changes):
+    zero = np.zeros(n_features)
+    reg = Regularisation(reg_covar=zero, floor=zero, prior_a1=0.0, prior_b=zero, min_weight=0.0)
+    return reg._replace(**changes)
+
+
+@pytest.mark.parametrize("factor", [0.3, 0.7, 0.85])
+def test_squarem_step_lands_on_the_fixed_point_of_linear_convergence(factor):
+    """EM converging by one factor a per step: the step 1 / (1 - a) lands on the limit."""
+    rng = np.random.default_rng(0)
+    target = (np.array([0.2, 0.3, 0.5]), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
+    direction = (rng.normal(size=3), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)))
+    p0, p1, p2 = _geometric_iterates(target, direction, factor)
+    jump = _anneal.extrapolated(p0, p1, p2, _free_regularisation(2))
+    assert 1.0 / (1.0 - factor) <= _anneal.MAX_STEP
+    assert_allclose(jump.weights, target[0], rtol=1e-12)
+    assert_allclose(jump.means, target[1], rtol=1e-12, atol=1e-12)
+    assert_allclose(np.log(jump.variances), target[2], rtol=1e-12, atol=1e-12)
+
+
+def test_squarem_step_is_capped_and_plain_em_where_it_would_not_go_further():
+    rng = np.random.default_rng(1)
+    target = (np.array([0.5, 0.5]), rng.normal(size=(2, 3)), np.zeros((2, 3)))
+    direction = (rng.normal(size=2), rng.normal(size=(2, 3)), rng.normal(size=(2, 3)))
+    reg = _free_regularisation(3)
+    # a = 0.95 asks for a step of 20: capped, x0 + 2 s r + s**2 v with s = MAX_STEP.
+    p0, p1, p2 = _geometric_iterates(target, direction, 0.95)
+    jump = _anneal.extrapolated(p0, p1, p2, reg)
+    s = _anneal.MAX_STEP
+    r, v = p1.means - p0.means, p2.means - 2 * p1.means + p0.means
+    assert_allclose(jump.means, p0.means + 2 * s * r + s**2 * v, rtol=1e-12)
+    # Steps that grow (|v| >= |r|, a <= 0) or stand still: nothing beyond plain EM.
+    for factor in (-0.5, 0.0):
+        assert _anneal.extrapolated(*_geometric_iterates(target, direction, factor), reg) is None
+    assert _anneal.extrapolated(p0, p0, p0, reg) is None
+
+
+def test_squarem_step_obeys_the_level_regularisation():
+    rng = np.random.default_rng(2)
+    target = (np.array([0.1, 0.9]), rng.normal(size=(2, 2)), np.log(np.full((2, 2), 0.5)))
+    direction = (np.array([3.0, 0.0]), rng.normal(size=(2, 2)), np.full((2, 2), -2.0))
+    p0, p1, p2 = _geometric_iterates(target, direction, 0.8)
+    floor = np.array([0.6, 0.1])
+    jump = _anneal.extrapolated(p0, p1, p2, _free_regularisation(2, floor=floor, min_weight=0.2))
+    assert np.all(jump.variances >= floor) and np.all(jump.variances[:, 1] < 0.6)
+    assert jump.weights.sum() == pytest.approx(1.0) and jump.weights.min() >= 0.2 - 1e-15
+    # Fixed variances stay p2's and take no part in the step's length.
+    fixed = _free_regularisation(2, fixed_var=np.array([0.7, 0.7]))
+    held = [p._replace(variances=np.full((2, 2), 0.7)) for p in (p0, p1, p2)]
+    held[0] = held[0]._replace(variances=np.full((2, 2), 9.0))  # the level before's
+    jump = _anneal.extrapolated(*held, fixed)
+    assert_array_equal(jump.variances, held[2].variances)
+    assert_allclose(jump.means, target[1], rtol=1e-12, atol=1e-12)
+    # A zero weight stays zero.
+    zero = [p._replace(weights=np.array([0.0, 1.0])) for p in (p0, p1, p2)]
+    assert_array_equal(_anneal.extrapolated(*zero, _free_regularisation(2)).weights, [0.0, 1.0])
+
+
+def test_accelerated_level_reaches_the_plain_level_fixed_point_in_fewer_iterations(
+    slanted_blobs, monkeypatch
+):
+    """One temperature level run to its fixed point, with and without SQUAREM steps.
+
+    Both stop once no mean moves by 1e-9 of its standard deviation in a step;
+    EM's linear convergence then puts them within about 1e-9 / (1 - a) of the
+    fixed point, far below the 1e-6 compared.
+    """
+    X = slanted_blobs[0]
+    kwargs = dict(
+        annealing="temperature",
+        schedule=ExplicitSchedule([1.5]),
+        anneal_max_iter=5000,
+        anneal_tol=1e-9,
+        max_iter=0,
+        split_merge=0,
+        random_state=0,
+    )
+    monkeypatch.setattr(_anneal, "FLOAT32_LEVELS", False)  # steps of 1e-9: float64
+    fits = {}
+    for accelerate in (False, True):
+        monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",) if accelerate else ())
+        fits[accelerate] = quiet_fit(NaturalDiagonalGMM(4, **kwargs), X)
+    plain, fast = fits[False], fits[True]
+    assert fast.n_iter_ < 0.7 * plain.n_iter_ < 0.7 * 5000
+    assert len(fast.history_["lower_bound"]) == fast.n_iter_
+    for name in ("weights_", "means_", "covariances_"):
+        assert_allclose(getattr(fast, name), getattr(plain, name), rtol=1e-6, atol=1e-9)
+
+
+def test_a_failed_squarem_step_falls_back_to_plain_em(slanted_blobs, monkeypatch):
+    """A jump whose EM step fails (NaN parameters here) is dropped: plain EM, bit for bit."""
+    X = slanted_blobs[0]
+    kwargs = dict(annealing="temperature", split_merge=0, random_state=0)
+    monkeypatch.setattr(_anneal, "ACCELERATED", ())
+    plain = NaturalDiagonalGMM(4, **kwargs).fit(X)
+    monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",))
+    jumps = []
+
+    def broken(p0, p1, p2, reg):
+        jumps.append(1)
+        return p2._replace(means=np.full_like(p2.means, np.nan))
+
+    monkeypatch.setattr(_anneal, "extrapolated", broken)
+    fallen = NaturalDiagonalGMM(4, **kwargs).fit(X)
+    assert jumps
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        assert_array_equal(getattr(fallen, name), getattr(plain, name))
+
+
+@pytest.mark.parametrize("solver", ["gradient", "minibatch"])
+def test_only_em_levels_are_accelerated(solver, slanted_blobs, monkeypatch):
+    X = slanted_blobs[0]
+    kwargs = dict(annealing="temperature", solver=solver, max_iter=20, random_state=0)
+    fits = []
+    for accelerate in (False, True):
+        monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",) if accelerate else ())
+        fits.append(quiet_fit(NaturalDiagonalGMM(4, **kwargs), X))
+    assert_array_equal(fits[0].means_, fits[1].means_)
