@@ -12,7 +12,9 @@ starts at 1.2 times the data's critical value (``critical_value_``, the top
 eigenvalue of the correlation matrix), where every mean sits at the data
 mean, and the means split as the level falls.
 
-``history_`` records, at every EM iteration, the log-likelihood, the level
+``history_`` records, at every EM iteration, the log-likelihood (at a
+temperature level, the tempered objective that the level's EM steps
+increase, which falls to the log-likelihood at :math:`T = 1`), the level
 and the number of distinct means. Here they are for the three modes on six
 blobs along a slanted line (correlated features, so the critical value is
 well above 1), beside scikit-learn's
@@ -65,7 +67,9 @@ for mode in ("fixed", "floor", "temperature"):
 # Log-likelihood and distinct means along the fit
 # -----------------------------------------------
 # One row per mode. Left: the mean log-likelihood at every EM iteration,
-# levels and final EM alike, beside scikit-learn's best of five starts.
+# levels and final EM alike, beside scikit-learn's best of five starts (for
+# ``"temperature"``, the tempered objective at its levels: above the
+# log-likelihood, and equal to it at T = 1).
 # Right: the number of distinct means (left axis) and the level (right
 # axis, logarithmic; the final EM has no level). Above the critical value
 # (dashed) every mean sits at the data's mean; after the level passes below
@@ -82,7 +86,8 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     if moves.size:  # each move starts afresh, below the fit it may replace
         ax_ll.axvspan(moves[0] - 0.5, moves[-1] + 0.5, color="0.9", label="split-and-merge")
     ax_ll.axhline(reference.score(Z), color="k", ls=":", lw=1.2, label="sklearn n_init=5")
-    ax_ll.set(title=f"annealing={mode!r}", ylabel="mean log-likelihood")
+    ylabel = "mean log-likelihood" + (" (tempered)" if mode == "temperature" else "")
+    ax_ll.set(title=f"annealing={mode!r}", ylabel=ylabel)
     ax_ll.legend(loc="best")
 
     means = ax_k.step(iterations, h["n_distinct"], where="post", color="C1", label="distinct means")

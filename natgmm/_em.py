@@ -155,7 +155,9 @@ def e_step(data, standardiser, params, beta=1.0, float32=False):
     Returns
     -------
     loglik : float
-        Weighted sum of the rows' log-densities in internal coordinates.
+        Weighted sum of the rows' log-densities in internal coordinates; at
+        ``beta < 1``, of the tempered objective (see
+        :func:`natgmm._kernels.em_stats`).
     stats : Stats
         Summed statistics about the current means.
 

@@ -332,13 +332,18 @@ default=None
         Mean log-likelihood of the training data under the parameters of the
         last iteration's E-step of the best fit.
     lower_bounds_ : list of float
-        ``lower_bound_`` at every iteration of the best fit.
+        ``lower_bound_`` at every iteration of the best fit (as
+        ``history_["lower_bound"]``).
     labels_ : ndarray or dask.array.Array of shape (n_samples,)
         Component of each training sample, as ``predict``; a lazy Dask
         array after a fit on one.
     history_ : dict of ndarray
         One entry per EM iteration of the best fit, levels and final EM
-        alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``),
+        alike: "lower_bound" (mean log-likelihood, as ``lower_bounds_``; at
+        a "temperature" level, the tempered objective that the level's EM
+        steps increase, ``T`` times the mean of ``log sum_k (weight_k
+        N(x | k)) ** (1 / T)``, which equals the log-likelihood at ``T = 1``
+        and is above it for ``T > 1``),
         "level" (annealing level: floor, fixed variance or temperature; NaN
         without annealing and in the final EM), "n_active" (components whose weight is above
         ``min_weight`` and that received mass), "n_distinct" (number of
@@ -683,7 +688,8 @@ default=None
         -------
         self : object
             The updated mixture; ``lower_bound_`` is the mean log-likelihood
-            of the batch under the parameters before the update.
+            of the batch under the parameters before the update (at a
+            "temperature" level, the tempered objective of ``history_``).
         """
         first = not hasattr(self, "_state")
         if first:

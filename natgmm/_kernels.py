@@ -265,8 +265,8 @@ def _chunk_scratch(n_features, n_components):
 
 
 @_jit(False)
-def _chunk_log_density(X, start, stop, shift, scale, W, scratch):
-    """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``.
+def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
+    """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``, at ``beta``.
 
     ``scratch`` is from :func:`_chunk_scratch` and ``W`` from
     :func:`_products_matrix`. On return ``u[r] = [z, z**2, 1]`` of row
@@ -275,7 +275,9 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch):
     ``lp_rows``, transposed), ``top[r]`` its maximum over components,
     ``ev[k, r] = exp(lp[k, r] - top[r])`` and ``total[r]`` the sum of ``ev``
     over components. The soft-max runs components by rows, ``_CHUNK`` rows
-    wide, so that its loops are long and vectorise.
+    wide, so that its loops are long and vectorise. With ``beta != 1``
+    (a temperature level) ``lp`` is multiplied by ``beta`` first, so that
+    ``ev`` are the terms of the tempered responsibilities.
     """
     u, lp_rows, lp, ev, top, total = scratch
     n_features = X.shape[1]
@@ -291,6 +293,8 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch):
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
+    if beta != 1.0:
+        lp *= beta
     _softmax_columns(lp, top, ev, total)
 
 
@@ -419,15 +423,12 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
-            _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch)
+            _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch, beta)
             w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
             for r in range(n_rows):
                 w = sample_weight[start + r] if weighted else 1.0
-                ll[b] += w * (top[r] + math.log(total[r]))
+                ll[b] += w * (top[r] + math.log(total[r])) / beta
                 w_over_total[r] = w
-            if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
-                lp *= beta
-                _softmax_columns(lp, top, ev, total)
             for r in range(n_rows):
                 w_over_total[r] /= total[r]
             _weigh_terms(ev, w_over_total, row_terms, row_last)
@@ -484,8 +485,7 @@ def em_stats(
         Run the blocks on numba's thread pool.
     beta : float, default=1.0
         Inverse temperature of the responsibilities, ``r_ik`` proportional to
-        ``(weight_k N(z_i | k)) ** beta`` (deterministic-annealing EM); the
-        log-likelihood is always the untempered one.
+        ``(weight_k N(z_i | k)) ** beta`` (deterministic-annealing EM).
     float32 : bool, default=False
         Take the float32 path (below) for float64 ``X`` too, reading ``X``
         as it is: for the annealing levels, whose fixed points are steps on
@@ -494,7 +494,10 @@ def em_stats(
     Returns
     -------
     loglik : float
-        ``sum_i w_i log p(z_i)`` in internal coordinates.
+        ``sum_i w_i log p(z_i)`` in internal coordinates at ``beta = 1``;
+        otherwise the objective of the tempered E-step, ``sum_i w_i
+        log(sum_k (weight_k N(z_i | k)) ** beta) / beta``, which each EM
+        step at ``beta`` increases (one soft-max serves both).
     nk : ndarray of shape (n_components,)
         ``sum_i w_i r_ik``.
     s1 : ndarray of shape (n_components, n_features)
@@ -609,7 +612,7 @@ def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
-            _chunk_log_density(X, start, stop, shift, scale, W, scratch)
+            _chunk_log_density(X, start, stop, shift, scale, W, scratch, 1.0)
             for k in range(n_components - 1, -1, -1):  # first component of largest density
                 for r in range(_CHUNK):
                     first[r] = k if lp[k, r] == top[r] else first[r]
@@ -717,7 +720,7 @@ def _chunk_scratch_f32(n_features, n_components, n_wide):
 
 
 @_jit(False)
-def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch):
+def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch, beta):
     """:func:`_chunk_log_density` in float32; whether every row came out finite.
 
     ``z`` is computed in float64 and rounded. The components listed in
@@ -752,6 +755,8 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
+    if beta != 1.0:
+        lp *= np.float32(beta)
     _softmax_columns_f32(lp, top, ev, total)
     for r in range(n_rows):
         if not math.isfinite(total[r]):
@@ -808,15 +813,18 @@ def _softmax_columns_f32(lp, top, ev, total):
 
 
 @_jit(False)
-def _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row, ll):
+def _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row, ll, beta):
     """Add the chunk's weighted log-likelihood to ``ll[0]`` (float64).
 
-    ``w_row`` receives each row's weight times ``weight_scale``.
+    ``top`` and ``total`` are from the soft-max at ``beta``: the sum is the
+    tempered objective ``log(sum_k exp(beta lp_k)) / beta``, the
+    log-likelihood at ``beta = 1``. ``w_row`` receives each row's weight
+    times ``weight_scale``.
     """
     weighted = sample_weight.shape[0] > 0
     for r in range(n_rows):
         w = sample_weight[start + r] if weighted else 1.0
-        ll[0] += w * (np.float64(top[r]) + math.log(np.float64(total[r])))
+        ll[0] += w * (np.float64(top[r]) + math.log(np.float64(total[r]))) / beta
         w_row[r] = w * weight_scale
 
 
@@ -940,24 +948,21 @@ def _em_stats_f32_impl(
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
             if _chunk_log_density_f32(
-                X, start, start + n_rows, shift, scale, W32, W_wide, wide, scratch
+                X, start, start + n_rows, shift, scale, W32, W_wide, wide, scratch, beta
             ):
-                _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row, ll[b])
-                if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
-                    lp *= np.float32(beta)
-                    _softmax_columns_f32(lp, top, ev, total)
+                _chunk_loglik(
+                    top, total, sample_weight, weight_scale, start, n_rows, w_row, ll[b], beta
+                )
                 _chunk_stats(
                     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
                     work, s0[b], s1[b], s2[b], m[b],
                 )  # fmt: skip
             else:
-                _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch64)
+                _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch64, beta)
                 _chunk_loglik(
-                    top64, total64, sample_weight, weight_scale, start, n_rows, w_row, ll[b]
-                )
-                if beta != 1.0:
-                    lp64 *= beta
-                    _softmax_columns(lp64, top64, ev64, total64)
+                    top64, total64, sample_weight, weight_scale, start, n_rows, w_row, ll[b],
+                    beta,
+                )  # fmt: skip
                 _chunk_stats(
                     X, start, shift, scale, u64, ev64, total64, n_rows, w_row, ref, exact,
                     every, work64, s0[b], s1[b], s2[b], m[b],
@@ -1069,10 +1074,12 @@ def _log_prob_f32_impl(X, shift, scale, W, W32, W_wide, wide, out_log_prob, labe
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
-            if _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch):
+            if _chunk_log_density_f32(
+                X, start, stop, shift, scale, W32, W_wide, wide, scratch, 1.0
+            ):
                 _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
             else:
-                _chunk_log_density(X, start, stop, shift, scale, W, scratch64)
+                _chunk_log_density(X, start, stop, shift, scale, W, scratch64, 1.0)
                 _chunk_outputs(
                     lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
                 )
@@ -1162,7 +1169,7 @@ def _chunk_scratch_masked(n_features, n_components):
 
 
 @_jit(False)
-def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch):
+def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch, beta):
     """:func:`_chunk_log_density` over the observed entries (see :func:`_fill_masked`)."""
     u, lp_rows, lp, ev, top, total, jac = scratch
     _fill_masked(X, start, stop, shift, scale, log_scale, u, jac)
@@ -1170,6 +1177,8 @@ def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratc
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
+    if beta != 1.0:
+        lp *= beta
     _softmax_columns(lp, top, ev, total)
 
 
@@ -1195,7 +1204,7 @@ def _chunk_scratch_masked_f32(n_features, n_components, n_wide):
 
 @_jit(False)
 def _chunk_log_density_masked_f32(
-    X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch
+    X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch, beta
 ):  # fmt: skip
     """:func:`_chunk_log_density_f32` over the observed entries; whether all rows are finite."""
     u, lp_rows, lp, ev, top, total, jac, u64, lp_wide = scratch
@@ -1210,6 +1219,8 @@ def _chunk_log_density_masked_f32(
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
+    if beta != 1.0:
+        lp *= np.float32(beta)
     _softmax_columns_f32(lp, top, ev, total)
     for r in range(n_rows):
         if not math.isfinite(total[r]):
@@ -1218,12 +1229,14 @@ def _chunk_log_density_masked_f32(
 
 
 @_jit(False)
-def _chunk_loglik_masked(top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll):
+def _chunk_loglik_masked(
+    top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll, beta
+):  # fmt: skip
     """:func:`_chunk_loglik` with each row's ``jac`` subtracted."""
     weighted = sample_weight.shape[0] > 0
     for r in range(n_rows):
         w = sample_weight[start + r] if weighted else 1.0
-        ll[0] += w * (np.float64(top[r]) + math.log(np.float64(total[r])) - jac[r])
+        ll[0] += w * ((np.float64(top[r]) + math.log(np.float64(total[r]))) / beta - jac[r])
         w_row[r] = w * weight_scale
 
 
@@ -1331,11 +1344,12 @@ def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exa
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
-            _chunk_log_density_masked(X, start, start + n_rows, shift, scale, log_scale, W, scratch)
-            _chunk_loglik_masked(top, total, jac, sample_weight, 1.0, start, n_rows, w_row, ll[b])
-            if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
-                lp *= beta
-                _softmax_columns(lp, top, ev, total)
+            _chunk_log_density_masked(
+                X, start, start + n_rows, shift, scale, log_scale, W, scratch, beta
+            )
+            _chunk_loglik_masked(
+                top, total, jac, sample_weight, 1.0, start, n_rows, w_row, ll[b], beta
+            )
             _chunk_stats_masked(
                 X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work,
                 s0[b], s0d[b], s1[b], s2[b], m[b],
@@ -1391,28 +1405,25 @@ def _em_stats_masked_f32_impl(
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
             if _chunk_log_density_masked_f32(
-                X, start, start + n_rows, shift, scale, log_scale, W32, W_wide, wide, scratch
-            ):
+                X, start, start + n_rows, shift, scale, log_scale, W32, W_wide, wide, scratch,
+                beta,
+            ):  # fmt: skip
                 _chunk_loglik_masked(
-                    top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll[b]
-                )
-                if beta != 1.0:  # tempered responsibilities, exp(beta * lp)
-                    lp *= np.float32(beta)
-                    _softmax_columns_f32(lp, top, ev, total)
+                    top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll[b],
+                    beta,
+                )  # fmt: skip
                 _chunk_stats_masked(
                     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
                     work, s0[b], s0d[b], s1[b], s2[b], m[b],
                 )  # fmt: skip
             else:
                 _chunk_log_density_masked(
-                    X, start, start + n_rows, shift, scale, log_scale, W, scratch64
+                    X, start, start + n_rows, shift, scale, log_scale, W, scratch64, beta
                 )
                 _chunk_loglik_masked(
-                    top64, total64, jac64, sample_weight, weight_scale, start, n_rows, w_row, ll[b]
-                )
-                if beta != 1.0:
-                    lp64 *= beta
-                    _softmax_columns(lp64, top64, ev64, total64)
+                    top64, total64, jac64, sample_weight, weight_scale, start, n_rows, w_row,
+                    ll[b], beta,
+                )  # fmt: skip
                 _chunk_stats_masked(
                     X, start, shift, scale, u64, ev64, total64, n_rows, w_row, ref, exact,
                     every, work64, s0[b], s0d[b], s1[b], s2[b], m[b],
@@ -1599,7 +1610,7 @@ def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, r
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
-            _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch)
+            _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch, 1.0)
             _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
             for r in range(stop - start):
                 out_log_prob[start + r] -= jac[r]
@@ -1625,13 +1636,15 @@ def _log_prob_masked_f32_impl(
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             if _chunk_log_density_masked_f32(
-                X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch
+                X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch, 1.0
             ):
                 _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
                 for r in range(stop - start):
                     out_log_prob[start + r] -= jac[r]
             else:
-                _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch64)
+                _chunk_log_density_masked(
+                    X, start, stop, shift, scale, log_scale, W, scratch64, 1.0
+                )
                 _chunk_outputs(
                     lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
                 )

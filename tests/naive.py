@@ -16,10 +16,14 @@ def weighted_log_prob(Z, weights, means, variances):
 
 
 def em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0):
-    """Weighted log-likelihood and statistics about ``ref`` (tempered by ``beta``)."""
+    """Weighted log-likelihood and statistics about ``ref`` (tempered by ``beta``).
+
+    At ``beta != 1`` the first value is the tempered objective, the weighted
+    sum of ``logsumexp(beta * log(weight_k N)) / beta`` over the rows.
+    """
     wlp = weighted_log_prob(Z, weights, means, variances)
-    log_norm = logsumexp(wlp, axis=1)
     tempered = beta * wlp
+    log_norm = logsumexp(tempered, axis=1) / beta
     resp = np.exp(tempered - logsumexp(tempered, axis=1)[:, np.newaxis])
     resp *= sample_weight[:, np.newaxis]
     nk = resp.sum(axis=0)
@@ -71,13 +75,18 @@ def observed_log_prob(Z, weights, means, variances):
 
 
 def observed_em_stats(Z, sample_weight, weights, means, variances, ref, beta=1.0):
-    """Log-likelihood of the observed entries and statistics over them: ll, nk, nkd, s1, s2."""
+    """Log-likelihood of the observed entries and statistics over them: ll, nk, nkd, s1, s2.
+
+    At ``beta != 1`` the log-likelihood is the tempered objective, as in
+    :func:`em_stats`.
+    """
     log_norm, _, _ = observed_log_prob(Z, weights, means, variances)
     # Tempered responsibilities: the soft-max of beta times the weighted log-densities.
     resp = np.stack([observed_log_prob(z[np.newaxis], weights, means, variances)[2][0] for z in Z])
     if beta != 1.0:
         with np.errstate(divide="ignore"):
             wlp = np.log(resp) + log_norm[:, np.newaxis]
+        log_norm = logsumexp(beta * wlp, axis=1) / beta
         resp = np.exp(beta * wlp - logsumexp(beta * wlp, axis=1)[:, np.newaxis])
     resp *= sample_weight[:, np.newaxis]
     seen = ~np.isnan(Z)

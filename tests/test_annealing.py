@@ -2,6 +2,7 @@
 
 import pickle
 
+import naive
 import numpy as np
 import pytest
 from conftest import quiet_fit, short_trial_iterations
@@ -502,3 +503,28 @@ def test_only_em_levels_are_accelerated(solver, slanted_blobs, monkeypatch):
         monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",) if accelerate else ())
         fits.append(quiet_fit(NaturalDiagonalGMM(4, **kwargs), X))
     assert_array_equal(fits[0].means_, fits[1].means_)
+
+
+def test_temperature_levels_record_the_tempered_objective(slanted_blobs, monkeypatch):
+    """At a level of temperature T, history_ holds T * mean(log sum_k (w_k N_k) ** (1 / T)).
+
+    A fit stopped one EM step later records that objective at the first
+    fit's parameters (plain EM steps and float64 levels, so that both take
+    the same path); it lies above the log-likelihood there.
+    """
+    from scipy.special import logsumexp
+
+    monkeypatch.setattr(_anneal, "ACCELERATED", ())
+    monkeypatch.setattr(_anneal, "FLOAT32_LEVELS", False)
+    X = slanted_blobs[0]
+    kwargs = dict(
+        annealing="temperature", schedule=ExplicitSchedule([2.0]), anneal_tol=0.0,
+        max_iter=0, split_merge=0, random_state=0,
+    )  # fmt: skip
+    first = quiet_fit(NaturalDiagonalGMM(4, anneal_max_iter=6, **kwargs), X)
+    later = quiet_fit(NaturalDiagonalGMM(4, anneal_max_iter=7, **kwargs), X)
+    assert_array_equal(later.history_["lower_bound"][:6], first.history_["lower_bound"])
+    wlp = naive.weighted_log_prob(X, first.weights_, first.means_, first.covariances_)
+    tempered = np.mean(2.0 * logsumexp(wlp / 2.0, axis=1))
+    assert later.history_["lower_bound"][-1] == pytest.approx(tempered, rel=1e-12)
+    assert tempered > first.score(X) + 1e-3

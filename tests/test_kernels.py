@@ -91,15 +91,15 @@ def _resp_relative_error(Z, params, eta_f32=False, beta=1.0):
 def _f32_tolerances(Z, sw, params, ref, eta_f32=False, beta=1.0, exact=None):
     """First-order bounds on the errors of float32 ``em_stats``: loglik, nk, s1, s2.
 
-    Each row's log-likelihood ``top + log(total)`` is off by at most the
-    responsibility-weighted error of its log-densities plus ``(K + 2) u``
-    (the sum and its logarithm). A statistic is off by the weighted
+    Each row's log-likelihood ``(top + log(total)) / beta`` is off by at most
+    the (tempered) responsibility-weighted error of its log-densities, plus
+    ``u |lp|`` for the rounding of ``beta lp`` and ``(K + 2) u / beta`` for
+    the sum and its logarithm. A statistic is off by the weighted
     responsibilities' errors times ``|z - ref|**p``, plus, in dense chunks,
     a float32 product over at most ``_CHUNK`` rows (``(_CHUNK + 2) u`` of
     its terms' magnitudes) about the origin, moved to ``ref`` in float64:
     ``(|z| + |ref|)**p`` per term bounds both.
     """
-    _, _, untempered = naive.log_prob(Z, *params)
     resp, delta, rel = _resp_relative_error(Z, params, eta_f32, beta)
     n_components = resp.shape[1]
     wr = sw[:, np.newaxis] * resp
@@ -109,7 +109,9 @@ def _f32_tolerances(Z, sw, params, ref, eta_f32=False, beta=1.0, exact=None):
     acc = np.full(n_components, (_kernels._CHUNK + 2) * U32)
     if exact is not None:
         acc[exact] = 0.0
-    tol_ll = sw @ (np.sum(untempered * delta, axis=1) + (n_components + 2) * U32)
+    wlp = np.abs(naive.weighted_log_prob(Z, *params))
+    rounding = U32 * np.max(np.where(np.isfinite(wlp), wlp, 0.0), axis=1) if beta != 1.0 else 0.0
+    tol_ll = sw @ (np.sum(resp * delta, axis=1) + rounding + (n_components + 2) * U32 / beta)
     tol = [dr.sum(axis=0) + acc * wr.sum(axis=0)]
     for power in (1, 2):
         tol.append(
