@@ -17,6 +17,10 @@ Run from the repository root (the baselines first, once)::
         0,1,2,3,4 5
     python benchmarks/study/sk_baselines.py deformed_digits_fa 20,50 0,1,2,3,4 5
     python benchmarks/study/sk_baselines.py image_patches_fa 20,50 0,1 5
+    python benchmarks/study/sk_baselines.py deformed_mnist_fa 20,50 0,1,2,3,4 5
+    python benchmarks/study/sk_baselines.py \
+        synthetic_overlapping,synthetic_separated,deformed_digits_fa,deformed_mnist_fa \
+        20,50 5,6,7,8,9 5
     python benchmarks/study/sweep.py k20 "dict(annealing='temperature')"
     python benchmarks/study/sweep.py k50 "dict(annealing='floor', \
         schedule=GeometricSchedule(n_levels=24))"
@@ -73,6 +77,28 @@ GROUPS = {
         ("deformed_digits_fa", 50, range(5)),
         ("image_patches_fa", 20, range(2)),
         ("image_patches_fa", 50, range(1)),
+    ],
+    "mnist": [("deformed_mnist_fa", 20, range(5)), ("deformed_mnist_fa", 50, range(5))],
+    "synthetic": [
+        (name, k, range(5))
+        for name in ("synthetic_overlapping", "synthetic_separated")
+        for k in (20, 50)
+    ],
+    "small": [
+        *((name, k, range(5)) for name in ("digits_fa", "digits_fa_raw") for k in (20, 50)),
+        ("breast_cancer", 20, range(5)),
+    ],
+    # Seeds the defaults were not chosen on (baselines: sk_baselines.py with
+    # seeds 5,6,7,8,9 for these sets).
+    "seeds5-9": [
+        (name, k, range(5, 10))
+        for name in (
+            "deformed_digits_fa",
+            "deformed_mnist_fa",
+            "synthetic_overlapping",
+            "synthetic_separated",
+        )  # fmt: skip
+        for k in (20, 50)
     ],
 }
 
