@@ -293,20 +293,21 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
-    if beta != 1.0:
-        lp *= beta
-    _softmax_columns(lp, top, ev, total)
+    _softmax_columns(lp, top, ev, total, beta)
 
 
 # The loops run over the rows of a chunk, each row a lane, so they vectorise;
 # glibc's scalar exp does not.
 @_jit(False)
-def _softmax_columns(lp, top, ev, total):
-    """Soft-max terms of each column of ``lp``; see :func:`_chunk_log_density`.
+def _softmax_columns(lp, top, ev, total, beta):
+    """Soft-max terms of each column of ``beta * lp``; see :func:`_chunk_log_density`.
 
-    ``ev = exp(lp - top)`` is exactly zero below ``_EXP_CUTOFF``: the factor
-    ``2 ** n`` is built from its exponent field, and is zero for those terms.
+    ``lp`` is multiplied by ``beta`` in place (unless it is 1). ``ev = exp(lp
+    - top)`` is exactly zero below ``_EXP_CUTOFF``: the factor ``2 ** n`` is
+    built from its exponent field, and is zero for those terms.
     """
+    if beta != 1.0:
+        lp *= beta
     n_components, width = lp.shape
     top[:] = -np.inf
     for k in range(n_components):
@@ -415,7 +416,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
         s2[b] = 0.0
         m[b] = 0.0
         scratch = _chunk_scratch(n_features, n_components)
-        u, _, lp, ev, top, total = scratch
+        u, _, _, ev, top, total = scratch
         w_over_total = np.empty(_CHUNK)
         moments = np.empty((n_components, 2 * n_features + 1))
         row_terms = np.empty(_CHUNK, dtype=np.int64)
@@ -755,9 +756,7 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
-    if beta != 1.0:
-        lp *= np.float32(beta)
-    _softmax_columns_f32(lp, top, ev, total)
+    _softmax_columns_f32(lp, top, ev, total, beta)
     for r in range(n_rows):
         if not math.isfinite(total[r]):
             return False
@@ -779,12 +778,14 @@ def _copy_wide(lp_wide, wide, n_rows, lp_rows):
 
 
 @_jit(False)
-def _softmax_columns_f32(lp, top, ev, total):
+def _softmax_columns_f32(lp, top, ev, total, beta):
     """:func:`_softmax_columns` in float32, with cephes' expf.
 
     A NaN anywhere in a column, or a column whose largest entry is infinite,
     makes its ``total`` NaN.
     """
+    if beta != 1.0:
+        lp *= np.float32(beta)
     n_components, width = lp.shape
     top[:] = -np.inf
     for k in range(n_components):
@@ -928,7 +929,7 @@ def _em_stats_f32_impl(
         row_terms = np.empty(_CHUNK, dtype=np.int32)
         row_last = np.empty(_CHUNK, dtype=np.int32)
         scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
-        u, _, lp, ev, top, total, _, _ = scratch
+        u, _, _, ev, top, total, _, _ = scratch
         work = (
             np.empty(_CHUNK, dtype=np.float32),
             np.empty((n_components, 2 * n_features + 1), dtype=np.float32),
@@ -937,7 +938,7 @@ def _em_stats_f32_impl(
         )
         # For chunks with a row outside float32's range, done in float64.
         scratch64 = _chunk_scratch(n_features, n_components)
-        u64, _, lp64, ev64, top64, total64 = scratch64
+        u64, _, _, ev64, top64, total64 = scratch64
         work64 = (
             np.empty(_CHUNK),
             np.empty((n_components, 2 * n_features + 1)),
@@ -1177,9 +1178,7 @@ def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratc
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
-    if beta != 1.0:
-        lp *= beta
-    _softmax_columns(lp, top, ev, total)
+    _softmax_columns(lp, top, ev, total, beta)
 
 
 @_jit(False)
@@ -1219,9 +1218,7 @@ def _chunk_log_density_masked_f32(
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
-    if beta != 1.0:
-        lp *= np.float32(beta)
-    _softmax_columns_f32(lp, top, ev, total)
+    _softmax_columns_f32(lp, top, ev, total, beta)
     for r in range(n_rows):
         if not math.isfinite(total[r]):
             return False
@@ -1334,7 +1331,7 @@ def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exa
         row_terms = np.empty(_CHUNK, dtype=np.int64)
         row_last = np.empty(_CHUNK, dtype=np.int64)
         scratch = _chunk_scratch_masked(n_features, n_components)
-        u, _, lp, ev, top, total, jac = scratch
+        u, _, _, ev, top, total, jac = scratch
         work = (
             np.empty(_CHUNK),
             np.empty((n_components, 3 * n_features + 1)),
@@ -1385,7 +1382,7 @@ def _em_stats_masked_f32_impl(
         row_terms = np.empty(_CHUNK, dtype=np.int64)
         row_last = np.empty(_CHUNK, dtype=np.int64)
         scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
-        u, _, lp, ev, top, total, jac, _, _ = scratch
+        u, _, _, ev, top, total, jac, _, _ = scratch
         work = (
             np.empty(_CHUNK, dtype=np.float32),
             np.empty((n_components, 3 * n_features + 1), dtype=np.float32),
@@ -1394,7 +1391,7 @@ def _em_stats_masked_f32_impl(
         )
         # For chunks with a row outside float32's range, done in float64.
         scratch64 = _chunk_scratch_masked(n_features, n_components)
-        u64, _, lp64, ev64, top64, total64, jac64 = scratch64
+        u64, _, _, ev64, top64, total64, jac64 = scratch64
         work64 = (
             np.empty(_CHUNK),
             np.empty((n_components, 3 * n_features + 1)),

@@ -552,7 +552,7 @@ def _softmax_exp(x):
     lp = np.stack([x, np.zeros_like(x)])
     ev = np.empty_like(lp)
     top, total = np.empty(x.shape), np.empty(x.shape)
-    _kernels._softmax_columns(lp, top, ev, total)
+    _kernels._softmax_columns(lp, top, ev, total, 1.0)
     assert_array_equal(top, 0.0)
     assert_array_equal(ev[1], 1.0)
     assert_allclose(total, 1.0 + ev[0], rtol=1e-16)
@@ -610,7 +610,7 @@ def test_vectorised_float32_exp_accuracy():
             np.empty(lp.shape[1], np.float32),
             np.empty(lp.shape[1], np.float32),
         )
-        _kernels._softmax_columns_f32(lp, top, ev, total)
+        _kernels._softmax_columns_f32(lp, top, ev, total, 1.0)
         return ev, top, total
 
     ev, top, total = softmax(np.stack([x, np.zeros_like(x)]))
