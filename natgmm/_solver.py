@@ -278,9 +278,11 @@ def _accelerated(iterate, params, reg, max_iter, settled):
     """:func:`_until` for a level, two EM steps and a SQUAREM step at a time.
 
     After two EM steps, the EM step from :func:`~natgmm._anneal.extrapolated`
-    (when it moves further than plain EM) replaces the next; if that step
-    fails (a variance not positive), EM goes on from where the two ended.
-    Every step counts against ``max_iter`` and is tested by ``settled``.
+    (when it moves further than plain EM) replaces the next. If that step
+    fails (a variance not positive), or its E-step finds the level's
+    objective lower than at the middle of the two steps (the jump overshot),
+    EM goes on from where the two ended. Every step counts against
+    ``max_iter``; the accepted ones are tested by ``settled``.
     """
     path = [params]
     while iterate.count < max_iter:
@@ -288,9 +290,12 @@ def _accelerated(iterate, params, reg, max_iter, settled):
             jump = _anneal.extrapolated(*path, reg)
             path = path[-1:]
             if jump is not None:
+                middle = iterate.lower_bound  # the objective at path[1]
                 try:
                     after = iterate(jump)
                 except IllDefinedCovariance:
+                    continue
+                if iterate.lower_bound < middle:
                     continue
                 if settled(jump, after):
                     return after, True

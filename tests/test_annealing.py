@@ -528,3 +528,28 @@ def test_temperature_levels_record_the_tempered_objective(slanted_blobs, monkeyp
     tempered = np.mean(2.0 * logsumexp(wlp / 2.0, axis=1))
     assert later.history_["lower_bound"][-1] == pytest.approx(tempered, rel=1e-12)
     assert tempered > first.score(X) + 1e-3
+
+
+def test_a_squarem_step_that_lowers_the_objective_is_refused(slanted_blobs, monkeypatch):
+    """A jump whose E-step finds the level's objective lower is dropped: plain EM's path.
+
+    With levels that end by their rule (not by ``anneal_max_iter``) the
+    parameters are plain EM's bit for bit; the refused E-steps stay in the
+    trace, below their neighbours.
+    """
+    X = slanted_blobs[0]
+    kwargs = dict(annealing="temperature", anneal_max_iter=1000, split_merge=0, random_state=0)
+    monkeypatch.setattr(_anneal, "ACCELERATED", ())
+    plain = NaturalDiagonalGMM(4, **kwargs).fit(X)
+    monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",))
+
+    def far(p0, p1, p2, reg):
+        return p2._replace(means=p2.means + 100.0)
+
+    monkeypatch.setattr(_anneal, "extrapolated", far)
+    refused = NaturalDiagonalGMM(4, **kwargs).fit(X)
+    for name in ("weights_", "means_", "covariances_"):
+        assert_array_equal(getattr(refused, name), getattr(plain, name))
+    assert refused.n_iter_ > plain.n_iter_
+    levels = np.isfinite(refused.history_["level"])
+    assert refused.history_["lower_bound"][levels].min() < plain.history_["lower_bound"].min() - 1
