@@ -70,7 +70,7 @@ for mode in ("fixed", "floor", "temperature"):
 # levels and final EM alike, beside scikit-learn's best of five starts (for
 # ``"temperature"``, the tempered objective at its levels: above the
 # log-likelihood, and equal to it at T = 1; its downward spikes are
-# accelerated steps that overshot, from which the next EM step climbs back).
+# accelerated steps that overshot and were refused).
 # Right: the number of distinct means (left axis) and the level (right
 # axis, logarithmic; the final EM has no level). Above the critical value
 # (dashed) every mean sits at the data's mean; after the level passes below

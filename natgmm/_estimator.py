@@ -208,9 +208,10 @@ default=None
           E-step is tempered, ``r_ik`` proportional to
           ``(weight_k N(x_i | k)) ** (1 / T)`` (DAEM). With
           ``solver="em"`` every third E-step of a level starts from a
-          point extrapolated along the two EM steps before it (SQUAREM),
-          which took a third fewer iterations on the benchmark's large
-          sets, with the same wins. With the default
+          point extrapolated along the two EM steps before it (SQUAREM;
+          refused if it lowers the level's objective), which took a third
+          fewer iterations on the benchmark's large sets, with the same
+          wins. With the default
           split-and-merge moves it beat five restarts in at least 4 of 5
           seeds (0-4) on every large and synthetic set of the benchmark in
           the user guide's annealing page, at K=20 and K=50 (``"floor"``: 3
