@@ -291,11 +291,13 @@ def _accelerated(iterate, params, reg, max_iter, settled):
             path = path[-1:]
             if jump is not None:
                 middle = iterate.lower_bound  # the objective at path[1]
+                empty = iterate.run.empty  # that of path[-1], kept if the jump is refused
                 try:
                     after = iterate(jump)
                 except IllDefinedCovariance:
                     continue
                 if iterate.lower_bound < middle:
+                    iterate.run.empty = empty
                     continue
                 if settled(jump, after):
                     return after, True

@@ -553,3 +553,29 @@ def test_a_squarem_step_that_lowers_the_objective_is_refused(slanted_blobs, monk
     assert refused.n_iter_ > plain.n_iter_
     levels = np.isfinite(refused.history_["level"])
     assert refused.history_["lower_bound"][levels].min() < plain.history_["lower_bound"].min() - 1
+
+
+def test_a_refused_squarem_step_leaves_the_empty_components_of_the_kept_path(
+    slanted_blobs, monkeypatch
+):
+    """A level that ends on a refused jump reports the emptiness of the parameters it returns.
+
+    The jump sends three of the four means far away, so its EM step leaves
+    them empty; it is refused, and with no final EM (``max_iter=0``) the fit
+    ends with the parameters of the two EM steps before it, as plain EM with
+    levels of two steps does.
+    """
+    X = slanted_blobs[0]
+    kwargs = dict(annealing="temperature", max_iter=0, split_merge=0, random_state=0)
+    monkeypatch.setattr(_anneal, "ACCELERATED", ())
+    plain = quiet_fit(NaturalDiagonalGMM(4, anneal_max_iter=2, anneal_tol=0.0, **kwargs), X)
+    monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",))
+
+    def far(p0, p1, p2, reg):
+        return p2._replace(means=p2.means + np.array([[0.0], [100.0], [100.0], [100.0]]))
+
+    monkeypatch.setattr(_anneal, "extrapolated", far)
+    refused = quiet_fit(NaturalDiagonalGMM(4, anneal_max_iter=3, anneal_tol=0.0, **kwargs), X)
+    assert_array_equal(refused.means_, plain.means_)
+    assert not plain.empty_components_.any()
+    assert_array_equal(refused.empty_components_, plain.empty_components_)
