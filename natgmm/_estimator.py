@@ -248,14 +248,15 @@ default=None
     split_merge : int or "auto", default="auto"
         Largest number of split-and-merge moves kept after the final EM, if
         it converged (Ueda et al., 2000): a move merges the two components
-        whose responsibilities overlap most and splits the component whose
-        points the mixture fits worst along its leading direction. Each
-        round scores 10 such moves by one EM iteration, gives the best 3
-        four more (in float32), runs the best to convergence and keeps it
-        if the lower bound rose; the first move not kept ends the rounds
+        whose responsibilities overlap most and splits one of the three
+        components whose points the mixture fits worst along its leading
+        direction. Each round scores 10 such moves by one EM iteration,
+        gives the best 3 four more (in float32), runs the best to
+        convergence and keeps it if the lower bound rose; the first move
+        not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``). It takes a fit out of local maxima that
         annealing alone leaves (the user guide's annealing page). "auto" is
-        3 after the annealing levels and 0 otherwise (plain EM, as
+        6 after the annealing levels and 0 otherwise (plain EM, as
         scikit-learn, and a ``warm_start`` refit).
         Only with ``solver="em"``.
     anneal_subsample : int, default=None

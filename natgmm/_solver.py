@@ -33,6 +33,7 @@ from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
 from ._split_merge import candidate_moves, moved
+from ._standardise import fitted_attributes
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -366,11 +367,11 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     one pass over the data, gives each a few EM iterations and the most
     promising ones ``SHORT_ITER`` (:func:`_short_trials`), runs the one
     with the highest lower bound to convergence and keeps it if its
-    lower bound beats the fit's; a move not kept, or kept without
-    converging, ends the rounds (a small gain does not: a larger one may
-    follow). Every iteration is recorded in ``run`` (``level`` NaN,
-    ``move`` the round), every move in ``run.moves``. Returns the
-    parameters, lower bound and convergence kept.
+    lower bound beats the fit's. A move not kept, kept without converging
+    or kept with a gain below ``tol`` (what the final EM counts as
+    converged) ends the rounds. Every iteration is recorded in ``run``
+    (``level`` NaN, ``move`` the round), every move in ``run.moves``.
+    Returns the parameters, lower bound and convergence kept.
     """
     converged, empty = True, run.empty
     for round_ in range(1, n_moves + 1):
@@ -388,16 +389,35 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, trial_bound, reg, settings.max_iter, settings.tol, progress
         )
-        kept = bool(trial_bound > lower_bound)
+        # Never from a model the fit can return to one it cannot.
+        kept = bool(trial_bound > lower_bound) and (
+            _representable(run, trial) or not _representable(run, params)
+        )
         run.moves.append((*move, lower_bound, trial_bound, kept))
         progress.move(move, lower_bound, trial_bound, kept)
         if not kept:
             break
+        gain = trial_bound - lower_bound
         params, lower_bound, converged, empty = trial, trial_bound, trial_converged, run.empty
-        if not converged:
+        if not converged or gain < settings.tol:
             break
     run.empty = empty  # that of the parameters kept
     return params, lower_bound, converged
+
+
+def _representable(run, params):
+    """Whether ``params`` give fitted attributes in the data's dtype.
+
+    A move can raise the bound with a component the fit could not return
+    (a variance beyond float32's range, on data near its limits): such a
+    move is not kept when the fit before it could be returned.
+    """
+    try:
+        user = run.standardiser.to_user(params.means, params.variances)
+        fitted_attributes(params.weights, *user, run.data.dtype)
+    except ValueError:
+        return False
+    return True
 
 
 def _short_trials(settings, run, starts, reg, progress):

@@ -21,6 +21,11 @@ from ._em import Params
 # (the same wins and log-likelihoods as five iterations for all ten on the
 # sweep's large and synthetic sets: doc/annealing.rst).
 N_CANDIDATES = 10
+# Each merge is tried with the N_SPLITS worst-fitted other components: the
+# worst alone was often a component that no split helps, and a round whose
+# ten moves all split it failed where the second or third worst would have
+# gained (doc/annealing.rst, "Split-and-merge moves").
+N_SPLITS = 3
 SHORT_ITER = 5
 SCREEN_ITER = 1
 N_FINALISTS = 3
@@ -34,7 +39,7 @@ FLOAT32_TRIALS = True
 SPLIT_OFFSET = np.sqrt(2.0 / np.pi)
 
 
-def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES):
+def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES, n_splits=N_SPLITS):
     """Return the moves to try, best first: ``(i, j, k)`` merges i and j, splits k.
 
     Parameters
@@ -47,15 +52,18 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES):
         ``sum w r_k``.
     n_candidates : int, default=N_CANDIDATES
         Largest number of moves returned.
+    n_splits : int, default=N_SPLITS
+        Components to split tried with each merge.
 
     Returns
     -------
     moves : list of tuple of int
         Merges by the cosine of the pair's responsibilities, highest first;
-        each with the worst-fitted other component to split, the one whose
-        points have the lowest mean log-density under the mixture (Ueda et
-        al.'s local Kullback-Leibler divergence, with the responsibility-
-        weighted points as the local density, is that up to a constant).
+        each with the ``n_splits`` worst-fitted other components to split,
+        worst first: those whose points have the lowest mean log-density
+        under the mixture (Ueda et al.'s local Kullback-Leibler divergence,
+        with the responsibility-weighted points as the local density, is
+        that up to a constant).
         Only a component with responsibilities (positive ``weight``) is
         split: an empty one has no covariance to split along. Empty with
         fewer than three components, or with no such component outside
@@ -76,12 +84,11 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES):
     moves = []
     for pair in np.argsort(-pair_cosine, kind="stable"):
         i, j = int(first[pair]), int(second[pair])
-        k = next((s for s in splits if s != i and s != j), None)
-        if k is not None:
-            moves.append((i, j, k))
-        if len(moves) == n_candidates:
+        others = [k for k in splits if k != i and k != j][:n_splits]
+        moves.extend((i, j, k) for k in others)
+        if len(moves) >= n_candidates:
             break
-    return moves
+    return moves[:n_candidates]
 
 
 def moved(params, move, covariance):

@@ -151,10 +151,16 @@ def test_candidate_moves_rank_overlap_and_misfit():
     )
     weight = np.full(4, 10.0)
     fit = np.array([-10.0, -10.0, -50.0, -10.0])
-    moves = candidate_moves(overlap, fit, weight, n_candidates=2)
+    moves = candidate_moves(overlap, fit, weight, n_candidates=2, n_splits=1)
     assert moves == [(1, 3, 2), (0, 3, 2)]
+    # Each merge with the n_splits worst-fitted others, worst first.
+    fit[0] = -20.0
+    moves = candidate_moves(overlap, fit, weight, n_candidates=3, n_splits=2)
+    assert moves == [(1, 3, 2), (1, 3, 0), (0, 3, 2)]
+    assert candidate_moves(overlap, fit, weight, 4, n_splits=3)[:2] == moves[:2]
+    fit[0] = -10.0
     # Where the worst-fitted component is in the pair, the next worst splits.
-    assert (2, 3, 0) in candidate_moves(overlap, fit, weight, 6)
+    assert (2, 3, 0) in candidate_moves(overlap, fit, weight, 6, n_splits=1)
     fit[1] = -100.0
     assert candidate_moves(overlap, fit, weight, 1) == [(1, 3, 2)]
     assert candidate_moves(overlap[:2, :2], fit[:2], weight[:2]) == []
@@ -199,13 +205,26 @@ def test_moves_after_annealing_extreme_rows():
             assert_finite_model(model, X)
 
 
-def test_a_move_whose_em_collapses_is_not_kept():
+def test_a_move_whose_em_collapses_is_not_kept(monkeypatch):
     """fuzz_robustness.py, seed 26138: three equal rows of five, weighted, float32.
 
     The annealed fits converge; trial moves put a component on the equal rows
     alone, whose variance then underflows. Such a move is not kept; the fit
-    used to fail with the M-step's ValueError.
+    used to fail with the M-step's ValueError. The rows span more than a
+    float32 variance can hold (1e33 apart): the annealed fit is not
+    representable, and the fit ends with a model or with the error that
+    says so, never with the M-step's.
     """
+    tried = []
+    split_merge = _solver.split_merge
+
+    def spy(settings, run, *args):
+        try:
+            return split_merge(settings, run, *args)
+        finally:
+            tried.append(len(run.moves))
+
+    monkeypatch.setattr(_solver, "split_merge", spy)
     X = np.array(
         [[-8.7654245e33, -2.5287215e-04], [-8.7654245e33, -2.5287215e-04],
          [-8.1160766e33, -2.1189111e-04], [-8.7654245e33, -2.5287215e-04],
@@ -217,9 +236,44 @@ def test_a_move_whose_em_collapses_is_not_kept():
     for annealing in ("floor", "temperature"):
         model = NaturalDiagonalGMM(4, annealing=annealing, anneal_max_iter=3, max_iter=20,
                                    random_state=0, n_jobs=1)  # fmt: skip
-        quiet_fit(model, X, sample_weight=weights)
-        assert_finite_model(model, X)
-        assert model.split_merge_moves_.shape[0] >= 1
+        tried.clear()
+        try:
+            quiet_fit(model, X, sample_weight=weights)
+        except ValueError as error:
+            assert "cannot be represented in float32" in str(error)
+        else:
+            assert_finite_model(model, X)
+        assert tried and tried[0] >= 1
+
+
+def test_the_rounds_end_at_a_gain_below_tol(three_clusters):
+    """A kept move that gains less than ``tol`` ends the rounds, as it would end EM."""
+    X, _ = three_clusters
+    before, after = stuck_model(split_merge=3).fit(X).split_merge_moves_[0, 3:5]
+    gain = after - before
+    assert gain > 0.4
+    tried_on = stuck_model(split_merge=3, tol=0.4).fit(X).split_merge_moves_
+    assert tried_on.shape[0] == 2 and tried_on[1, 5] == 0.0  # the next move tried
+    ended = stuck_model(split_merge=3, tol=1.2 * gain).fit(X).split_merge_moves_
+    assert ended.shape[0] == 1 and ended[0, 5] == 1.0
+
+
+def test_a_move_to_a_model_the_fit_cannot_return_is_not_kept(three_clusters, monkeypatch):
+    """A move that raises the bound to parameters the fitted attributes cannot hold
+    (in X's dtype) is not kept: the fit returns the model before it."""
+    X, _ = three_clusters
+    plain = stuck_model(split_merge=0).fit(X)
+    before = plain._state.params
+    # Only the parameters before the move are representable.
+    monkeypatch.setattr(
+        _solver, "_representable", lambda run, params: np.array_equal(params.means, before.means)
+    )
+    model = stuck_model(split_merge=3).fit(X)
+    assert model.split_merge_moves_.shape[0] == 1
+    assert model.split_merge_moves_[0, 4] > model.split_merge_moves_[0, 3]  # it gained
+    assert model.split_merge_moves_[0, 5] == 0.0
+    assert_array_equal(model.means_, plain.means_)
+    assert model.lower_bound_ == plain.lower_bound_
 
 
 def test_moved_matches_moments_and_splits_along_the_leading_direction():
