@@ -250,8 +250,8 @@ default=None
         it converged (Ueda et al., 2000): a move merges the two components
         whose responsibilities overlap most and splits one of the three
         components whose points the mixture fits worst along its leading
-        direction. Each round scores 10 such moves by one EM iteration,
-        gives the best 3 four more (in float32), runs the best to
+        direction. Each round scores 15 such moves by one EM iteration,
+        gives the best 5 four more (in float32), runs the best to
         convergence and keeps it if the lower bound rose; the first move
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``). It takes a fit out of local maxima that
