@@ -62,11 +62,15 @@ class Progress:
                 "EM on all rows follows"
             )
 
-    def move(self, move, before, after, kept):
-        """Report a split-and-merge ``move`` ``(i, j, k)`` and the lower bounds it went between."""
+    def move(self, move, before, after, end=None):
+        """Report a split-and-merge ``move`` ``(i, j, k)`` and the lower bounds it went between.
+
+        ``end``: why the rounds end after it (its verdict first), None if
+        it was kept and they go on.
+        """
         if self.verbose >= 1:
             i, j, k = move
-            verdict = "kept" if kept else "not kept: the rounds end"
+            verdict = "kept" if end is None else f"{end}: the rounds end"
             print(
                 f"  Split-and-merge: merged {i} and {j}, split {k}: lower bound {before:.5f} -> "
                 f"{after:.5f}, {verdict}"

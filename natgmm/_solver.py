@@ -394,12 +394,18 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             _representable(run, trial) or not _representable(run, params)
         )
         run.moves.append((*move, lower_bound, trial_bound, kept))
-        progress.move(move, lower_bound, trial_bound, kept)
+        gain = trial_bound - lower_bound
+        end = (
+            "not kept" if not kept
+            else "kept, its EM did not converge" if not trial_converged
+            else f"kept, a gain below tol={settings.tol:g}" if gain < settings.tol
+            else None
+        )  # fmt: skip
+        progress.move(move, lower_bound, trial_bound, end)
         if not kept:
             break
-        gain = trial_bound - lower_bound
         params, lower_bound, converged, empty = trial, trial_bound, trial_converged, run.empty
-        if not converged or gain < settings.tol:
+        if end is not None:
             break
     run.empty = empty  # that of the parameters kept
     return params, lower_bound, converged

@@ -246,7 +246,7 @@ def test_a_move_whose_em_collapses_is_not_kept(monkeypatch):
         assert tried and tried[0] >= 1
 
 
-def test_the_rounds_end_at_a_gain_below_tol(three_clusters):
+def test_the_rounds_end_at_a_gain_below_tol(three_clusters, capsys):
     """A kept move that gains less than ``tol`` ends the rounds, as it would end EM."""
     X, _ = three_clusters
     before, after = stuck_model(split_merge=3).fit(X).split_merge_moves_[0, 3:5]
@@ -254,8 +254,12 @@ def test_the_rounds_end_at_a_gain_below_tol(three_clusters):
     assert gain > 0.4
     tried_on = stuck_model(split_merge=3, tol=0.4).fit(X).split_merge_moves_
     assert tried_on.shape[0] == 2 and tried_on[1, 5] == 0.0  # the next move tried
-    ended = stuck_model(split_merge=3, tol=1.2 * gain).fit(X).split_merge_moves_
+    capsys.readouterr()
+    tol = round(1.2 * gain, 2)
+    ended = stuck_model(split_merge=3, tol=tol, verbose=1).fit(X).split_merge_moves_
     assert ended.shape[0] == 1 and ended[0, 5] == 1.0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "Split-and-merge" in line]
+    assert line.endswith(f"kept, a gain below tol={tol:g}: the rounds end")
 
 
 def test_a_move_to_a_model_the_fit_cannot_return_is_not_kept(three_clusters, monkeypatch):
