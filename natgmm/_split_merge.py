@@ -25,6 +25,12 @@ from ._em import Params
 # than 10 and 3, with 10 to 17 % more iterations there.
 N_CANDIDATES = 15
 N_SPLITS = 3
+# Pairs whose responsibilities have a cosine below this are not merged: two
+# components that share almost no rows each fit a cluster of their own, and
+# merging them cannot help. At a well separated mixture's answer every pair
+# is below it (1e-7 and less on the separated synthetic set, against 0.4 to
+# 0.99 for a pair sharing a cluster), so no round is spent on it.
+MIN_COSINE = 1e-3
 SHORT_ITER = 5
 SCREEN_ITER = 1
 N_FINALISTS = 5
@@ -38,7 +44,9 @@ FLOAT32_TRIALS = True
 SPLIT_OFFSET = np.sqrt(2.0 / np.pi)
 
 
-def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES, n_splits=N_SPLITS):
+def candidate_moves(
+    overlap, fit, weight, n_candidates=N_CANDIDATES, n_splits=N_SPLITS, min_cosine=MIN_COSINE
+):
     """Return the moves to try, best first: ``(i, j, k)`` merges i and j, splits k.
 
     Parameters
@@ -53,6 +61,8 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES, n_splits=N_
         Largest number of moves returned.
     n_splits : int, default=N_SPLITS
         Components to split tried with each merge.
+    min_cosine : float, default=MIN_COSINE
+        Pairs whose responsibilities have a lower cosine are not merged.
 
     Returns
     -------
@@ -64,9 +74,9 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES, n_splits=N_
         with the responsibility-weighted points as the local density, is
         that up to a constant).
         Only a component with responsibilities (positive ``weight``) is
-        split: an empty one has no covariance to split along. Empty with
-        fewer than three components, or with no such component outside
-        every pair.
+        split: an empty one has no covariance to split along, but it is
+        merged (last), whatever ``min_cosine``. Empty with fewer than three
+        components, or with no such component outside every pair.
     """
     n_components = weight.shape[0]
     if n_components < 3:
@@ -81,7 +91,12 @@ def candidate_moves(overlap, fit, weight, n_candidates=N_CANDIDATES, n_splits=N_
     order = np.argsort(-np.nan_to_num(misfit, nan=-np.inf), kind="stable")
     splits = [int(s) for s in order if weight[s] > 0 and np.isfinite(misfit[s])]
     moves = []
+    # An empty component shares no rows, but merging it frees it for a split.
+    empty = ~(weight > 0)
+    apart = ~(pair_cosine >= min_cosine) & ~empty[first] & ~empty[second]
     for pair in np.argsort(-pair_cosine, kind="stable"):
+        if apart[pair]:
+            continue
         i, j = int(first[pair]), int(second[pair])
         others = [k for k in splits if k != i and k != j][:n_splits]
         moves.extend((i, j, k) for k in others)

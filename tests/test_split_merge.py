@@ -1,5 +1,7 @@
 """Split-and-merge moves after the final EM (``split_merge``)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 from conftest import assert_finite_model, quiet_fit, short_trial_iterations
@@ -48,22 +50,28 @@ def test_a_move_leaves_it(three_clusters):
     assert after == pytest.approx(-(np.log(2 * np.pi * np.e) + np.log(3)), abs=0.02)
     assert after > before + 0.4 and model.lower_bound_ == after
     assert model.n_iter_ == len(model.lower_bounds_) > plain.n_iter_
-    # The trace: the plain fit's iterations, then those of round 1 (the three
-    # pairs' moves, five iterations each, and the best one's run to convergence).
+    # The trace: the plain fit's iterations, then those of round 1 (the one
+    # pair that shares rows, its move's short trial, and its run to
+    # convergence; the other pairs' cosines are below MIN_COSINE).
     move = model.history_["move"]
     assert_array_equal(move[: plain.n_iter_], 0)
     assert_array_equal(move[plain.n_iter_ :], 1)
-    assert move.size > plain.n_iter_ + 3 * 5
+    assert move.size > plain.n_iter_ + short_trial_iterations(1)
     assert np.all(np.isnan(model.history_["level"]))
     assert_allclose(np.sort(model.covariances_.ravel()), 1.0, rtol=0.15)
 
 
-def test_the_rounds_end_at_a_move_not_kept(three_clusters):
-    """At the right model no move helps: one tried, not kept, the fit as it was."""
+def test_the_rounds_end_at_a_move_not_kept(three_clusters, monkeypatch):
+    """At the right model no move helps: no pair shares rows, so none is tried;
+    with every pair allowed, one is tried and not kept, the fit as it was."""
     X, _ = three_clusters
     right = NaturalDiagonalGMM(3, means_init=CENTRES, max_iter=500, random_state=0)
     plain = right.fit(X)
     model = right.set_params(split_merge=3).fit(X)
+    assert model.split_merge_moves_.shape == (0, 6)
+    assert model.n_iter_ == plain.n_iter_
+    monkeypatch.setattr(_solver, "candidate_moves", partial(candidate_moves, min_cosine=0.0))
+    model = right.fit(X)
     assert model.split_merge_moves_.shape == (1, 6)
     assert model.split_merge_moves_[0, 5] == 0.0
     assert model.split_merge_moves_[0, 4] < model.split_merge_moves_[0, 3]
@@ -160,13 +168,19 @@ def test_candidate_moves_rank_overlap_and_misfit():
     assert candidate_moves(overlap, fit, weight, 4, n_splits=3)[:2] == moves[:2]
     fit[0] = -10.0
     # Where the worst-fitted component is in the pair, the next worst splits.
-    assert (2, 3, 0) in candidate_moves(overlap, fit, weight, 6, n_splits=1)
+    assert (2, 3, 0) in candidate_moves(overlap, fit, weight, 6, n_splits=1, min_cosine=0.0)
+    # Component 2 shares no rows: it is merged with none by default.
+    assert all(2 not in (i, j) for i, j, _ in candidate_moves(overlap, fit, weight, 6))
     fit[1] = -100.0
     assert candidate_moves(overlap, fit, weight, 1) == [(1, 3, 2)]
     assert candidate_moves(overlap[:2, :2], fit[:2], weight[:2]) == []
     # An empty component (no weight) is neither merged first nor split.
     overlap[0, :] = overlap[:, 0] = weight[0] = fit[0] = 0.0
     assert all(0 not in move for move in candidate_moves(overlap, fit, weight, 1))
+    # But it is merged (after the pairs that share rows), freeing it for a
+    # split, though it shares no rows.
+    moves = candidate_moves(overlap, fit, weight, 15)
+    assert moves[0][:2] == (1, 3) and any(0 in (i, j) for i, j, _ in moves)
     # Not even when it is the only one outside a pair: a pair of the others
     # (2 and 3 overlap least) has no move.
     weight[3] = fit[3] = 0.0
@@ -246,9 +260,11 @@ def test_a_move_whose_em_collapses_is_not_kept(monkeypatch):
         assert tried and tried[0] >= 1
 
 
-def test_the_rounds_end_at_a_gain_below_tol(three_clusters, capsys):
+def test_the_rounds_end_at_a_gain_below_tol(three_clusters, capsys, monkeypatch):
     """A kept move that gains less than ``tol`` ends the rounds, as it would end EM."""
     X, _ = three_clusters
+    # Every pair a candidate, so that a second round has moves to try.
+    monkeypatch.setattr(_solver, "candidate_moves", partial(candidate_moves, min_cosine=0.0))
     before, after = stuck_model(split_merge=3).fit(X).split_merge_moves_[0, 3:5]
     gain = after - before
     assert gain > 0.4
