@@ -254,10 +254,12 @@ default=None
         gives the best 5 four more (in float32), runs the best to
         convergence and keeps it if the lower bound rose; the first move
         not kept, or kept with a gain below ``tol``, ends the rounds
-        (``split_merge_moves_``). It takes a fit out of local maxima that
-        annealing alone leaves (the user guide's annealing page). "auto" is
-        6 after the annealing levels and 0 otherwise (plain EM, as
-        scikit-learn, and a ``warm_start`` refit).
+        (``split_merge_moves_``); pairs that share almost no rows are not
+        merged, so a fit at a well separated mixture's answer makes none.
+        It takes a fit out of local maxima that annealing alone leaves (the
+        user guide's annealing page). "auto" is 6 after the annealing
+        levels and 0 otherwise (plain EM, as scikit-learn, and a
+        ``warm_start`` refit).
         Only with ``solver="em"``.
     anneal_subsample : int, default=None
         With ``annealing`` and more rows than this: the annealed fit (its
