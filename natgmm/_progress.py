@@ -76,6 +76,14 @@ class Progress:
                 f"{after:.5f}, {verdict}"
             )
 
+    def no_move(self):
+        """Report a split-and-merge round that found no move to try."""
+        if self.verbose >= 1:
+            print(
+                "  Split-and-merge: no move to try (no two components share rows, "
+                "or none to split): the rounds end"
+            )
+
     def init_end(self, lower_bound, converged, n_iter):
         """Report the end of an initialisation after ``n_iter`` iterations in total."""
         message = "converged" if converged else "did not converge"

@@ -379,6 +379,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         overlap, fit, weight = run.data.move_sums(run.standardiser, params)
         moves = candidate_moves(overlap, fit, weight, _split_merge.N_CANDIDATES)
         if not moves:
+            progress.no_move()
             break
         splits = sorted({k for _, _, k in moves})
         scatter = run.data.component_scatter(run.standardiser, params, splits)

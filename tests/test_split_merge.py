@@ -61,15 +61,17 @@ def test_a_move_leaves_it(three_clusters):
     assert_allclose(np.sort(model.covariances_.ravel()), 1.0, rtol=0.15)
 
 
-def test_the_rounds_end_at_a_move_not_kept(three_clusters, monkeypatch):
+def test_the_rounds_end_at_a_move_not_kept(three_clusters, monkeypatch, capsys):
     """At the right model no move helps: no pair shares rows, so none is tried;
     with every pair allowed, one is tried and not kept, the fit as it was."""
     X, _ = three_clusters
     right = NaturalDiagonalGMM(3, means_init=CENTRES, max_iter=500, random_state=0)
     plain = right.fit(X)
-    model = right.set_params(split_merge=3).fit(X)
+    capsys.readouterr()
+    model = right.set_params(split_merge=3, verbose=1).fit(X)
     assert model.split_merge_moves_.shape == (0, 6)
     assert model.n_iter_ == plain.n_iter_
+    assert "Split-and-merge: no move to try" in capsys.readouterr().out
     monkeypatch.setattr(_solver, "candidate_moves", partial(candidate_moves, min_cosine=0.0))
     model = right.fit(X)
     assert model.split_merge_moves_.shape == (1, 6)
