@@ -33,7 +33,7 @@ from ._solver import ModelState, Online, fit_run, start_run, start_stream, strea
 from ._standardise import (
     Standardiser,
     check_min_variance,
-    fitted_attributes,
+    model_attributes,
     regularisation,
     set_up,
 )
@@ -612,9 +612,7 @@ default=None
                     stacklevel=2,
                 )
             standardiser = model.standardiser
-            fitted = fitted_attributes(
-                params.weights, *standardiser.to_user(params.means, params.variances), data.dtype
-            )
+            fitted = model_attributes(standardiser, params, data.dtype)
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
             labels = data.log_prob(standardiser, params, want_resp=False)[1]
         fitted.update(
@@ -724,9 +722,7 @@ default=None
             reg = regularisation(standardiser, min_variance, settings)
             run = stream_run(settings, data, state, reg)
             params, loglik = stream_step(settings, run, state.params, reg, state.levels)
-            fitted = fitted_attributes(
-                params.weights, *standardiser.to_user(params.means, params.variances), data.dtype
-            )
+            fitted = model_attributes(standardiser, params, data.dtype)
         state = state._replace(params=params, online=run.online, adam=run.adam)
         if first and model.critical_value is not None:
             fitted["critical_value_"] = model.critical_value

@@ -33,7 +33,7 @@ from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
 from ._split_merge import candidate_moves, moved
-from ._standardise import fitted_attributes
+from ._standardise import model_attributes
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -420,8 +420,7 @@ def _representable(run, params):
     move is not kept when the fit before it could be returned.
     """
     try:
-        user = run.standardiser.to_user(params.means, params.variances)
-        fitted_attributes(params.weights, *user, run.data.dtype)
+        model_attributes(run.standardiser, params, run.data.dtype)
     except ValueError:
         return False
     return True

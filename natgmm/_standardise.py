@@ -391,6 +391,13 @@ class FeatureScaling(NamedTuple):
         return Z
 
 
+def model_attributes(standardiser, params, dtype):
+    """:func:`fitted_attributes` of ``params`` (internal units) mapped to the user's units."""
+    return fitted_attributes(
+        params.weights, *standardiser.to_user(params.means, params.variances), dtype
+    )
+
+
 def fitted_attributes(weights, means, covariances, dtype):
     """Return the fitted attributes of a diagonal mixture in user units, as ``dtype``.
 
