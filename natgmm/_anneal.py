@@ -39,6 +39,17 @@ FLOAT32_LEVELS = True
 ACCELERATED = ("temperature",)
 MAX_STEP = 8.0
 
+# The annealing modes whose levels are skipped while they settle at once and
+# every mean has split: after a level that settled in its fewest iterations
+# (MIN_LEVEL_ITER) with as many distinct means as components, the next level
+# run is twice as far along the schedule as the step before, and the next
+# one again after any other level. Such levels move the means little; above
+# the data's critical value (means not yet split) every level runs, as the
+# splits must not be jumped. Measured with "temperature": the same wins in
+# about a fifth fewer iterations (doc/annealing.rst, "Skipped levels").
+SKIPPING = ("temperature",)
+MIN_LEVEL_ITER = 2
+
 
 def annealing_levels(settings, critical_value):
     """Levels of the schedule for data of this critical value (checked)."""
@@ -55,6 +66,23 @@ def level_settings(annealing, level, reg, standardiser):
     if annealing == "fixed":
         return reg._replace(fixed_var=level * standardiser.feature_var + reg.reg_covar), 1.0
     return reg._replace(floor=np.maximum(reg.floor, level * standardiser.feature_var)), 1.0
+
+
+def next_level(annealing, index, stride, n_iter, settled, all_split):
+    """Index of the next level to run after level ``index``, and the step taken to it.
+
+    ``stride`` is the step that led to level ``index``, ``n_iter`` the
+    iterations it ran, ``settled`` whether its rule stopped it and
+    ``all_split`` whether it ended with every component's mean distinct. In
+    the modes of ``SKIPPING`` a level that settled in ``MIN_LEVEL_ITER``
+    iterations with all means split doubles the step; any other level
+    returns it to one.
+    """
+    if annealing in SKIPPING and settled and all_split and n_iter <= MIN_LEVEL_ITER:
+        stride *= 2
+    else:
+        stride = 1
+    return index + stride, stride
 
 
 def mean_move(before, after):

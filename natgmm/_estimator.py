@@ -211,13 +211,16 @@ default=None
           point extrapolated along the two EM steps before it (SQUAREM;
           refused if it lowers the level's objective), which took a third
           fewer iterations on the benchmark's large sets, with the same
-          wins. With the default
+          wins. Once every mean has split, a level that settles in two
+          iterations doubles the step along the schedule to the next level
+          run (levels skipped: a sixth fewer iterations there, the same
+          wins). With the default
           split-and-merge moves it beat five restarts in at least 4 of 5
           seeds (0-4) on every large and synthetic set of the benchmark in
           the user guide's annealing page, at K=20 and K=50 (``"floor"``: 3
-          of 5 on one), and on seeds 5-9 in 3 of 5 on one of them (the
-          deformed digits at K=20), in 0.6 to 0.9 of the time of "floor"
-          on its 60 000-row sets.
+          of 5 on one), and on seeds 5-9 in at least 4 of 5 on each of
+          those sets, in 0.6 to 0.9 of the time of "floor" on its
+          60 000-row sets.
 
         At every level the means get a tiny random offset
         (``1e-3 * sqrt(level)`` standard deviations, drawn from

@@ -42,16 +42,24 @@ class Progress:
                 )
                 self._iter_time = now
 
-    def level_end(self, index, n_levels, history, first):
-        """Report the end of level ``index`` of ``n_levels``, run from iteration ``first``."""
+    def level_end(self, index, n_levels, history, first, following=None):
+        """Report the end of level ``index`` of ``n_levels``, run from iteration ``first``.
+
+        ``following``: the index of the next level run (``n_levels`` for
+        none), when levels between are skipped.
+        """
         if self.verbose >= 1:
             h = history
             total = len(h["lower_bound"])
+            skipped = 0 if following is None else following - index - 1
+            note = ""
+            if skipped:
+                note = f"; settled at once, {skipped} level{'s' if skipped > 1 else ''} skipped"
             print(
                 f"  Level {index + 1}/{n_levels} ({self.annealing} {h['level'][-1]:.4g}): "
                 f"{total - first} iterations, {total} in total, lower bound "
                 f"{h['lower_bound'][-1]:.5f}, {h['n_active'][-1]} active components, "
-                f"{h['n_distinct'][-1]} distinct means"
+                f"{h['n_distinct'][-1]} distinct means{note}"
             )
 
     def sample_end(self, n_rows, n_samples, n_iter):

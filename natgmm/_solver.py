@@ -18,7 +18,15 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _anneal, _split_merge
-from ._anneal import PERTURBATION, annealing_levels, level_settings, mean_move, perturb
+from ._anneal import (
+    MIN_LEVEL_ITER,
+    PERTURBATION,
+    annealing_levels,
+    level_settings,
+    mean_move,
+    next_level,
+    perturb,
+)
 from ._em import (
     IllDefinedCovariance,
     Params,
@@ -261,7 +269,7 @@ class _Settled:
 
     def __call__(self, before, after):
         move, self.count = mean_move(before, after), self.count + 1
-        settled = self.count >= 2 and move < self.tol and move <= self.previous_move
+        settled = self.count >= MIN_LEVEL_ITER and move < self.tol and move <= self.previous_move
         self.previous_move = move
         return settled
 
@@ -337,15 +345,23 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
 
 def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     """:func:`fit_run` on all of ``run``'s rows."""
-    for index, level in enumerate(levels):
+    index, stride = 0, 1
+    while index < levels.size:
+        level = levels[index]
         first = len(run.history["lower_bound"])
         params = perturb(params, level, run.standardiser, run.random_state)
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
-        params, lower_bound, _ = em_phase(
+        params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
             settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
         )  # fmt: skip
-        progress.level_end(index, levels.size, run.history, first)
+        n_iter = len(run.history["lower_bound"]) - first
+        all_split = run.history["n_distinct"][-1] >= settings.n_components
+        following, stride = next_level(
+            settings.annealing, index, stride, n_iter, settled, all_split
+        )
+        progress.level_end(index, levels.size, run.history, first, min(following, levels.size))
+        index = following
     if levels.size:
         # The last level's bound belongs to other constraints; the tol test of
         # the final EM starts afresh.

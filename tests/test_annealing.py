@@ -21,6 +21,7 @@ from natgmm import (
     _split_merge,
 )
 from natgmm._em import Params, Regularisation
+from natgmm._settings import DEFAULT_SCHEDULES
 
 TWO_POINTS = np.array([[-1.0], [1.0]])
 # Near the saddle (mu = 0, s = 1) of the symmetric model N(mu, s^2), N(-mu, s^2).
@@ -133,9 +134,17 @@ def test_schedule_finds_every_cluster(slanted_blobs, annealing):
     first = model.history_["level"][0]
     assert first == pytest.approx(1.2 * model.critical_value_)
     levels = np.unique(h["level"][np.isfinite(h["level"])])
-    # The default schedules (benchmarks/study/sweep.py chose 24 temperatures).
-    assert levels.min() == (1.0 if annealing == "temperature" else pytest.approx(0.01))
-    assert levels.size == (24 if annealing == "temperature" else 12)
+    # The default schedules (benchmarks/study/sweep.py chose 24 temperatures),
+    # of which "temperature" skips levels while they settle at once.
+    schedule = GeometricSchedule(**DEFAULT_SCHEDULES[annealing])
+    expected = schedule.values(model.critical_value_)
+    assert expected.size == (24 if annealing == "temperature" else 12)
+    assert np.isin(levels, expected).all()
+    if annealing == "temperature":
+        assert 1 < levels.size < 24
+    else:
+        assert_allclose(np.sort(levels), np.sort(expected))
+        assert levels.min() == pytest.approx(0.01)
     # The final EM runs without the annealing: no level, and no floor left.
     assert np.isnan(h["level"][-1])
     # Splits are recorded where the number of distinct means grew, all of
@@ -268,6 +277,70 @@ def test_verbose_prints_levels(slanted_blobs, capsys):
     iterations = [line for line in lines if line.startswith("  Iteration ")]
     assert iterations and all(line.endswith("(total)") for line in iterations)
     assert [int(line.split()[1]) for line in iterations] == list(range(7, model.n_iter_ + 1, 7))
+
+
+def test_next_level_doubles_the_step_after_a_level_that_settled_at_once():
+    least = _anneal.MIN_LEVEL_ITER
+    assert _anneal.next_level("temperature", 3, 1, least, True, True) == (5, 2)
+    assert _anneal.next_level("temperature", 5, 2, least, True, True) == (9, 4)
+    # More iterations, a level stopped by anneal_max_iter, or means not all
+    # split yet (a split may be near): the next level.
+    assert _anneal.next_level("temperature", 9, 4, least + 1, True, True) == (10, 1)
+    assert _anneal.next_level("temperature", 9, 4, least, False, True) == (10, 1)
+    assert _anneal.next_level("temperature", 9, 4, least, True, False) == (10, 1)
+    # Modes not in SKIPPING run every level.
+    for annealing in ("floor", "fixed"):
+        assert _anneal.next_level(annealing, 3, 1, least, True, True) == (4, 1)
+
+
+def _level_runs(history):
+    """Level, iterations and distinct means at its end of each annealing level run."""
+    level = history["level"]
+    starts = np.flatnonzero(np.isfinite(level) & (np.r_[np.nan, level[:-1]] != level))
+    ends = np.r_[starts[1:], np.flatnonzero(np.isfinite(level))[-1] + 1]
+    return level[starts], ends - starts, history["n_distinct"][ends - 1]
+
+
+def test_levels_that_settle_at_once_skip_the_next(slanted_blobs, monkeypatch, capsys):
+    X = slanted_blobs[0]
+    kwargs = dict(annealing="temperature", random_state=0, verbose=1, verbose_interval=1000)
+    skipping = quiet_fit(NaturalDiagonalGMM(4, **kwargs), X)
+    skip_lines = [line for line in capsys.readouterr().out.splitlines() if "  Level " in line]
+    monkeypatch.setattr(_anneal, "SKIPPING", ())
+    every = quiet_fit(NaturalDiagonalGMM(4, **kwargs), X)
+    every_lines = [line for line in capsys.readouterr().out.splitlines() if "  Level " in line]
+    schedule = list(GeometricSchedule(stop=1.0, n_levels=24).values(skipping.critical_value_))
+    levels, n_iter, n_distinct = _level_runs(skipping.history_)
+    assert_allclose(_level_runs(every.history_)[0], schedule)
+    assert len(every_lines) == 24 and not any("skipped" in line for line in every_lines)
+    # Every level runs until the means have split (levels above the critical
+    # value settle at once, at the pooled solution); then each step along the
+    # schedule doubles after a level that settled in the fewest iterations
+    # and is one after any other.
+    index = [schedule.index(level) for level in levels]
+    assert n_distinct[0] == 1 and index[: np.argmax(n_distinct == 4) + 1] == list(
+        range(np.argmax(n_distinct == 4) + 1)
+    )
+    step = 1
+    for i in range(len(levels) - 1):
+        quick = n_iter[i] <= _anneal.MIN_LEVEL_ITER and n_distinct[i] == 4
+        step = 2 * step if quick else 1
+        assert index[i + 1] - index[i] == step
+    assert np.diff(index).max() >= 4 and len(levels) < 20
+    # verbose=1 names each level run by its place in the schedule and says
+    # how many were skipped.
+    assert [int(line.split()[1].split("/")[0]) - 1 for line in skip_lines] == index
+    for line, i, j in zip(skip_lines, index, index[1:] + [24], strict=True):
+        assert line.endswith(f"{j - i - 1} level{'s' if j - i > 2 else ''} skipped") == (j > i + 1)
+    # Both end at the four clusters, split in the same order.
+    assert_array_equal(skipping.split_levels_[:, 1], every.split_levels_[:, 1])
+    assert skipping.history_["n_distinct"][-1] == every.history_["n_distinct"][-1] == 4
+    # anneal_tol=0 runs every level in full.
+    monkeypatch.undo()
+    full = quiet_fit(
+        NaturalDiagonalGMM(4, annealing="temperature", anneal_tol=0, anneal_max_iter=2), X
+    )
+    assert_allclose(_level_runs(full.history_)[0], schedule)
 
 
 def test_annealing_on_a_subsample(slanted_blobs, capsys):
