@@ -42,16 +42,16 @@ class Progress:
                 )
                 self._iter_time = now
 
-    def level_end(self, index, n_levels, history, first, following=None):
+    def level_end(self, index, n_levels, history, first, following):
         """Report the end of level ``index`` of ``n_levels``, run from iteration ``first``.
 
-        ``following``: the index of the next level run (``n_levels`` for
-        none), when levels between are skipped.
+        ``following`` is the index of the next level run (``n_levels`` for
+        none): the levels between were skipped.
         """
         if self.verbose >= 1:
             h = history
             total = len(h["lower_bound"])
-            skipped = 0 if following is None else following - index - 1
+            skipped = following - index - 1
             note = ""
             if skipped:
                 note = f"; settled at once, {skipped} level{'s' if skipped > 1 else ''} skipped"
