@@ -309,10 +309,12 @@ def test_levels_that_settle_at_once_skip_the_next(slanted_blobs, monkeypatch, ca
     monkeypatch.setattr(_anneal, "SKIPPING", ())
     every = quiet_fit(NaturalDiagonalGMM(4, **kwargs), X)
     every_lines = [line for line in capsys.readouterr().out.splitlines() if "  Level " in line]
-    schedule = list(GeometricSchedule(stop=1.0, n_levels=24).values(skipping.critical_value_))
+    default = GeometricSchedule(**DEFAULT_SCHEDULES["temperature"])
+    schedule = list(default.values(skipping.critical_value_))
     levels, n_iter, n_distinct = _level_runs(skipping.history_)
     assert_allclose(_level_runs(every.history_)[0], schedule)
-    assert len(every_lines) == 24 and not any("skipped" in line for line in every_lines)
+    assert len(every_lines) == len(schedule) == 24
+    assert not any("skipped" in line for line in every_lines)
     # Every level runs until the means have split (levels above the critical
     # value settle at once, at the pooled solution); then each step along the
     # schedule doubles after a level that settled in the fewest iterations
@@ -330,7 +332,7 @@ def test_levels_that_settle_at_once_skip_the_next(slanted_blobs, monkeypatch, ca
     # verbose=1 names each level run by its place in the schedule and says
     # how many were skipped.
     assert [int(line.split()[1].split("/")[0]) - 1 for line in skip_lines] == index
-    for line, i, j in zip(skip_lines, index, index[1:] + [24], strict=True):
+    for line, i, j in zip(skip_lines, index, index[1:] + [len(schedule)], strict=True):
         assert line.endswith(f"{j - i - 1} level{'s' if j - i > 2 else ''} skipped") == (j > i + 1)
     # Both end at the four clusters, split in the same order.
     assert_array_equal(skipping.split_levels_[:, 1], every.split_levels_[:, 1])
