@@ -50,6 +50,29 @@ MAX_STEP = 8.0
 SKIPPING = ("temperature",)
 MIN_LEVEL_ITER = 2
 
+# The annealing modes whose levels move a spare component to where it is
+# needed (with solver="em"). With a fixed number of components the splits
+# can share them out unevenly: two means coincide on a cluster that will not
+# split (its critical value is about 1), while a lone component spans
+# clusters that would split at this level if it had a partner. At a level
+# that settled at once with means coinciding, the lone component whose
+# critical value (the top eigenvalue of its responsibility-weighted
+# correlation matrix) is above the level, and above the coinciding group's
+# by REALLOCATION_MARGIN, takes one of the group's components as a partner:
+# a split-and-merge move made while annealing, kept if the level's
+# objective rises (doc/annealing.rst, "Spare components").
+REALLOCATING = ("temperature",)
+REALLOCATION_MARGIN = 1.5
+# Lone components whose critical values are measured, the widest first, and
+# the responsibility below which a row is left out of them (its share of a
+# component's scatter is that small: the values decide with a margin of 1.5).
+REALLOCATION_CANDIDATES = 3
+REALLOCATION_MIN_RESP = 1e-8
+# The level's EM runs on from a move only if its objective after this many
+# iterations is above the level's before the move (measured: kept moves were
+# above it by the second iteration, refused ones below it all 15).
+REALLOCATION_SCREEN = 2
+
 
 def annealing_levels(settings, critical_value):
     """Levels of the schedule for data of this critical value (checked)."""
@@ -83,6 +106,42 @@ def next_level(annealing, index, stride, n_iter, settled, all_split):
     else:
         stride = 1
     return index + stride, stride
+
+
+def coincident_groups(relative_means, tol):
+    """Each mean's group: the first mean it is within ``tol`` of, in every feature, or itself.
+
+    The groups of :func:`natgmm._kernels.count_distinct`: a mean within
+    ``tol`` of an earlier one joins that one's group.
+    """
+    n_means = relative_means.shape[0]
+    owner = np.arange(n_means)
+    for k in range(1, n_means):
+        gap = np.max(np.abs(relative_means[:k] - relative_means[k]), axis=1)
+        close = np.flatnonzero(gap < tol)
+        if close.size:
+            owner[k] = owner[close[0]]
+    return owner
+
+
+def spare_move(groups, group_critical, lone, lone_critical, level, margin=REALLOCATION_MARGIN):
+    """Return the move ``(i, j, k)`` that gives a spare component to a lone one, or None.
+
+    ``groups`` are arrays of components whose means coincide (two or more
+    each) and ``lone`` components alone at their means, each with its
+    critical value. The lone component with the highest one takes a partner
+    from the group with the lowest, if its critical value is above
+    ``margin`` times both the level and that group's: the group's first two
+    members ``i`` and ``j`` merge and ``k`` splits (:func:`natgmm._split_merge.moved`).
+    """
+    if not groups or not lone:
+        return None
+    k = int(np.argmax(lone_critical))
+    g = int(np.argmin(group_critical))
+    if not lone_critical[k] > margin * max(level, group_critical[g]):
+        return None
+    i, j = (int(m) for m in groups[g][:2])
+    return i, j, int(lone[k])
 
 
 def mean_move(before, after):

@@ -29,7 +29,7 @@ import numpy as np
 from . import _kernels
 from ._data import (
     ArrayData,
-    component_scatter,
+    component_moments,
     log_prob,
     move_sums,
     n_blocks,
@@ -172,10 +172,12 @@ def _block_move_sums(x, w, shared):
     return move_sums(np.ascontiguousarray(x), _weights(w), standardiser, params, False, missing)
 
 
-def _block_component_scatter(x, w, shared):
-    standardiser, params, components, missing = shared
+def _block_component_moments(x, w, shared):
+    standardiser, params, components, missing, min_resp = shared
     x = np.ascontiguousarray(x)
-    return (component_scatter(x, _weights(w), standardiser, params, components, False, missing),)
+    return component_moments(
+        x, _weights(w), standardiser, params, components, False, missing, min_resp
+    )
 
 
 _OUTPUTS = ("log_prob", "labels", "resp")
@@ -296,10 +298,10 @@ class DaskData:
         """:func:`natgmm._data.move_sums`, summed over the blocks."""
         return self._reduce(_block_move_sums, (standardiser, params, self.missing))
 
-    def component_scatter(self, standardiser, params, components):
-        """:func:`natgmm._data.component_scatter`, summed over the blocks."""
-        shared = (standardiser, params, components, self.missing)
-        return self._reduce(_block_component_scatter, shared)[0]
+    def component_moments(self, standardiser, params, components, min_resp=0.0):
+        """:func:`natgmm._data.component_moments`, summed over the blocks."""
+        shared = (standardiser, params, components, self.missing, min_resp)
+        return self._reduce(_block_component_moments, shared)
 
     def positive_rows(self):
         """Count the rows of positive weight."""

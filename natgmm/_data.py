@@ -147,23 +147,57 @@ def move_sums(X, sample_weight, standardiser, params, parallel, missing):
     return overlap, fit, weight
 
 
-def component_scatter(X, sample_weight, standardiser, params, components, parallel, missing):
-    """Responsibility-weighted scatter of the rows about each of ``components``' means.
+def component_moments(
+    X, sample_weight, standardiser, params, components, parallel, missing, min_resp=0.0
+):  # fmt: skip
+    """Responsibility-weighted weight and scatter of the rows about each of ``components``' means.
 
-    Returns an array of shape ``(len(components), n_features, n_features)``
-    in internal units; missing entries count as at the component's mean.
+    An item of ``components`` is a component or a sequence of components
+    (a group whose means coincide): a group's rows are weighted by the sum
+    of its members' responsibilities, about its first member's mean. With
+    ``min_resp`` positive, rows whose (summed) responsibility is not above
+    it are left out. Returns the weights, of shape ``(len(components),)``,
+    and the scatter matrices, of shape ``(len(components), n_features,
+    n_features)``, in internal units; missing entries count as at the
+    component's mean.
     """
     n_features = X.shape[1]
-    scatter = np.zeros((len(components), n_features, n_features))
-    for chunk in row_chunks(np.arange(X.shape[0])):
-        rows = X[chunk]
-        resp = log_prob(rows, standardiser, params, parallel, True, missing)[2]
-        w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
-        every = np.arange(chunk.size)
-        for a, k in enumerate(components):
-            centre = params.means[k]
-            scatter[a] += scatter_sums(rows, w * resp[:, k], standardiser, every, centre)[2]
-    return scatter
+    members = [np.atleast_1d(k) for k in components]
+    weight = np.zeros(len(members))
+    scatter = np.zeros((len(members), n_features, n_features))
+    with single_threaded_blas():
+        for chunk in row_chunks(np.arange(X.shape[0])):
+            resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)[2]
+            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
+            u = (X[chunk].astype(np.float64) - standardiser.shift) * standardiser.scale
+            for a, group in enumerate(members):
+                r, x, wx = resp[:, group].sum(axis=1), u, w
+                if min_resp > 0:
+                    keep = np.flatnonzero(r > min_resp)
+                    r, x, wx = r[keep], u[keep], w[keep]
+                wr = wx * r
+                v = x - params.means[group[0]]
+                v[np.isnan(v)] = 0.0
+                weight[a] += wr.sum()
+                scatter[a] += (v * wr[:, np.newaxis]).T @ v
+    return weight, scatter
+
+
+def top_correlation(scatter):
+    """Largest eigenvalue of the correlation matrix of a scatter matrix (1 if all constant).
+
+    Features without spread are left out. Of the data's scatter, this is its
+    critical value (:func:`natgmm._standardise.critical_value`); of a
+    component's, the temperature below which that component would split in
+    two if it had a partner at its mean.
+    """
+    # A feature constant up to rounding can come out slightly negative.
+    spread = np.sqrt(np.maximum(np.diag(scatter), 0.0))
+    keep = spread > 0
+    if not keep.any():
+        return 1.0
+    corr = scatter[np.ix_(keep, keep)] / np.outer(spread[keep], spread[keep])
+    return float(np.linalg.eigvalsh(corr)[-1])
 
 
 def log_prob(X, standardiser, params, parallel, want_resp, missing=None):
@@ -348,11 +382,12 @@ class ArrayData:
         """:func:`move_sums` over all rows."""
         return move_sums(self.X, self.sw, standardiser, params, self.parallel, self.missing)
 
-    def component_scatter(self, standardiser, params, components):
-        """:func:`component_scatter` over all rows."""
-        return component_scatter(
-            self.X, self.sw, standardiser, params, components, self.parallel, self.missing
-        )
+    def component_moments(self, standardiser, params, components, min_resp=0.0):
+        """:func:`component_moments` over all rows."""
+        return component_moments(
+            self.X, self.sw, standardiser, params, components, self.parallel, self.missing,
+            min_resp,
+        )  # fmt: skip
 
     def positive_rows(self):
         """Count the rows of positive weight."""

@@ -84,6 +84,15 @@ class Progress:
                 f"{after:.5f}, {verdict}"
             )
 
+    def reallocation(self, move, before, after, kept):
+        """Report a spare component moved at an annealing level: ``move`` ``(i, j, k)``."""
+        if self.verbose >= 1:
+            i, j, k = move
+            print(
+                f"  Spare component {j} (its mean was {i}'s) split {k}: level objective "
+                f"{before:.5f} -> {after:.5f}, {'kept' if kept else 'not kept'}"
+            )
+
     def no_move(self):
         """Report a split-and-merge round that found no move to try."""
         if self.verbose >= 1:

@@ -27,6 +27,7 @@ from ._anneal import (
     next_level,
     perturb,
 )
+from ._data import top_correlation
 from ._em import (
     IllDefinedCovariance,
     Params,
@@ -345,7 +346,7 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
 
 def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     """:func:`fit_run` on all of ``run``'s rows."""
-    index, stride = 0, 1
+    index, stride, tried, refused = 0, 1, None, set()
     while index < levels.size:
         level = levels[index]
         first = len(run.history["lower_bound"])
@@ -356,7 +357,17 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
             settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
         )  # fmt: skip
         n_iter = len(run.history["lower_bound"]) - first
-        all_split = run.history["n_distinct"][-1] >= settings.n_components
+        n_distinct = run.history["n_distinct"][-1]
+        if _spare_move_due(settings, settled, n_iter, n_distinct) and n_distinct != tried:
+            tried = n_distinct  # not again until the means split or merge
+            after = _reallocated(
+                settings, run, params, lower_bound, level_reg, beta, level, progress, refused
+            )
+            if after is not None:
+                params, lower_bound, settled = after
+            n_iter = len(run.history["lower_bound"]) - first
+            n_distinct = count_distinct(params.means / _relative_scale(run), _DISTINCT_TOL)
+        all_split = n_distinct >= settings.n_components
         following, stride = next_level(
             settings.annealing, index, stride, n_iter, settled, all_split
         )
@@ -374,6 +385,82 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     if not converged or not n_moves:  # a move is judged against a maximum
         return params, lower_bound, converged
     return split_merge(settings, run, params, lower_bound, reg, n_moves, progress)
+
+
+def _spare_move_due(settings, settled, n_iter, n_distinct):
+    """Whether a level that ended so tries to move a spare component (:func:`_reallocated`)."""
+    return (
+        settings.annealing in _anneal.REALLOCATING and settings.solver == "em" and settled
+        and n_iter <= MIN_LEVEL_ITER and n_distinct < settings.n_components
+    )  # fmt: skip
+
+
+def _relative_scale(run):
+    """Each feature's standard deviation in internal units (1 for a constant one)."""
+    feature_var = run.standardiser.feature_var
+    return np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
+
+
+def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress, refused):
+    """Return a settled level's fit after a spare component went to a lone one, or None.
+
+    The move is :func:`~natgmm._anneal.spare_move`'s, from one pass that
+    measures the critical values of the widest lone components and of each
+    group of coinciding means. The level's EM then runs again from the move
+    (its first ``REALLOCATION_SCREEN`` iterations a screen), and the move is
+    kept if it ends with a higher objective than ``lower_bound``; a lone
+    component whose move was not kept goes into ``refused`` and is not tried
+    again. Returns the parameters, objective and whether the level's rule
+    stopped it.
+    """
+    owner = _anneal.coincident_groups(params.means / _relative_scale(run), _DISTINCT_TOL)
+    counts = np.bincount(owner, minlength=owner.size)
+    groups = [np.flatnonzero(owner == g) for g in np.flatnonzero(counts >= 2)]
+    # The lone components with the widest Gaussians (the lowest mean
+    # log-density of their points if they fit them): those that span clusters.
+    spread = np.log(params.variances).sum(axis=1)
+    lone = [
+        int(k)
+        for k in np.argsort(-spread, kind="stable")
+        if counts[owner[k]] == 1 and params.weights[k] > 0 and k not in refused
+    ][: _anneal.REALLOCATION_CANDIDATES]
+    if not groups or not lone:
+        return None
+    weight, scatter = run.data.component_moments(
+        run.standardiser, params, lone + groups, _anneal.REALLOCATION_MIN_RESP
+    )
+    critical = [top_correlation(s) for s in scatter]
+    move = _anneal.spare_move(groups, critical[len(lone) :], lone, critical[: len(lone)], level)
+    if move is None:
+        return None
+    k = lone.index(move[2])
+    trial = moved(params, move, scatter[k] / weight[k])
+    empty = run.empty
+
+    def level_em(params, bound, max_iter):
+        try:
+            return em_phase(
+                settings, run, params, bound, reg, max_iter, beta, level, settings.anneal_tol,
+                progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
+            )  # fmt: skip
+        except IllDefinedCovariance:
+            return params, -np.inf, False
+
+    # A screen of the first iterations; the rest only if they already beat
+    # the level's objective.
+    screen = min(_anneal.REALLOCATION_SCREEN, settings.anneal_max_iter)
+    trial, trial_bound, settled = level_em(trial, lower_bound, screen)
+    if trial_bound > lower_bound and not settled and settings.anneal_max_iter > screen:
+        trial, trial_bound, settled = level_em(
+            trial, trial_bound, settings.anneal_max_iter - screen
+        )
+    kept = bool(trial_bound > lower_bound)
+    progress.reallocation(move, lower_bound, trial_bound, kept)
+    if not kept:
+        run.empty = empty
+        refused.add(move[2])
+        return None
+    return trial, trial_bound, settled
 
 
 def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
@@ -398,7 +485,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             progress.no_move()
             break
         splits = sorted({k for _, _, k in moves})
-        scatter = run.data.component_scatter(run.standardiser, params, splits)
+        scatter = run.data.component_moments(run.standardiser, params, splits)[1]
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
         starts = [moved(params, move, covariance[move[2]]) for move in moves]
         best, (trial, trial_bound, _) = _short_trials(settings, run, starts, reg, progress)

@@ -21,7 +21,7 @@ import numpy as np
 import sklearn
 from sklearn.preprocessing import StandardScaler
 
-from ._data import scaled_weights, scatter_from_sums
+from ._data import scaled_weights, scatter_from_sums, top_correlation
 from ._em import Regularisation, Stats, combine, feature_weights
 
 _UNOBSERVED = (
@@ -203,14 +203,7 @@ def critical_value(data, standardiser):
     by ``sum_i o_id o_ie z_id z_ie / n_d`` times its offset in feature ``e``
     (in units of the level), a matrix similar to that correlation matrix.
     """
-    scatter = scatter_from_sums(*data.scatter_sums(standardiser))
-    # A feature constant up to rounding can come out slightly negative.
-    spread = np.sqrt(np.maximum(np.diag(scatter), 0.0))
-    keep = spread > 0
-    if not keep.any():
-        return 1.0
-    corr = scatter[np.ix_(keep, keep)] / np.outer(spread[keep], spread[keep])
-    return float(np.linalg.eigvalsh(corr)[-1])
+    return top_correlation(scatter_from_sums(*data.scatter_sums(standardiser)))
 
 
 def check_min_variance(min_variance, n_features):

@@ -656,3 +656,147 @@ def test_a_refused_squarem_step_leaves_the_empty_components_of_the_kept_path(
     assert_array_equal(refused.means_, plain.means_)
     assert not plain.empty_components_.any()
     assert_array_equal(refused.empty_components_, plain.empty_components_)
+
+
+def test_coincident_groups_are_those_count_distinct_counts():
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((6, 3))
+    means = points[[0, 1, 0, 2, 1, 1, 3, 4, 5, 5]] + rng.uniform(-1e-3, 1e-3, (10, 3))
+    owner = _anneal.coincident_groups(means, 1e-2)
+    assert_array_equal(owner, [0, 1, 0, 3, 1, 1, 6, 7, 8, 8])
+    assert np.unique(owner).size == _kernels.count_distinct(means, 1e-2) == 6
+
+
+def test_spare_move_gives_the_most_stable_groups_member_to_the_most_unstable_lone_one():
+    groups = [np.array([4, 7, 9]), np.array([2, 5])]
+    lone = [0, 3, 8]
+    # The lone component with the highest critical value takes a member of
+    # the group with the lowest: its first two members merge.
+    assert _anneal.spare_move(groups, [1.6, 1.2], lone, [2.0, 5.0, 3.0], 2.5) == (2, 5, 3)
+    # Only above the margin times both the level and that group's value.
+    margin = _anneal.REALLOCATION_MARGIN
+    assert _anneal.spare_move(groups, [1.6, 1.2], lone, [2.0, 2.5 * margin, 1.0], 2.5) is None
+    assert _anneal.spare_move(groups, [3.0, 3.0], lone, [2.0, 3.2, 1.0], 1.5) is None
+    assert _anneal.spare_move([], [], lone, [2.0, 5.0, 3.0], 2.5) is None
+    assert _anneal.spare_move(groups, [1.6, 1.2], [], [], 2.5) is None
+
+
+# Cluster 0, and clusters 1 and 2 apart along a diagonal, so that a
+# component spanning both has a correlation of 0.9 between any two features
+# (a critical value of 1 + 2 * 0.9 = 2.8).
+SPANNED = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0], [14.0, 6.0, 6.0]])
+
+
+@pytest.fixture(scope="module")
+def spanned_level():
+    """A settled temperature level: two means coincide on cluster 0, one spans 1 and 2."""
+    from natgmm import _progress, _settings, _solver
+    from natgmm._data import ArrayData
+    from natgmm._standardise import set_up
+
+    rng = np.random.default_rng(0)
+    X = SPANNED[np.repeat(np.arange(3), 400)] + rng.standard_normal((1200, 3))
+    settings = _settings.Settings.from_estimator(NaturalDiagonalGMM(3, annealing="temperature"))
+    data = ArrayData(X, None, parallel=False)
+    model = set_up(data, settings)
+    st = model.standardiser
+    means = np.array([SPANNED[0], SPANNED[0], SPANNED[1:].mean(axis=0)])
+    variances = np.array([[1.0] * 3, [1.0] * 3, [10.0] * 3])
+    start = Params(np.array([1, 1, 4]) / 6, (means - st.shift) * st.scale, variances * st.scale**2)
+    level = 1.5
+    run = _solver.Run(data, st, np.random.RandomState(0))
+    progress = _progress.Progress(settings._replace(verbose=1))
+    params, bound, settled = _solver.em_phase(
+        settings, run, start, -np.inf, model.reg, 100, 1 / level, level, settings.anneal_tol,
+        progress, by_move=True,
+    )  # fmt: skip
+    assert settled and run.history["n_distinct"][-1] == 2
+    return dict(
+        settings=settings, run=run, params=params, bound=bound, reg=model.reg, level=level,
+        progress=progress, X=X,
+    )  # fmt: skip
+
+
+def _reallocate(level_state, refused, bound=None):
+    from natgmm import _solver
+
+    s = level_state
+    n_before = len(s["run"].history["lower_bound"])
+    after = _solver._reallocated(
+        s["settings"], s["run"], s["params"], s["bound"] if bound is None else bound, s["reg"],
+        1 / s["level"], s["level"], s["progress"], refused,
+    )  # fmt: skip
+    return after, len(s["run"].history["lower_bound"]) - n_before
+
+
+def test_a_spare_component_goes_to_the_lone_component_that_spans_two_clusters(
+    spanned_level, capsys
+):
+    s = spanned_level
+    refused = set()
+    after, n_iter = _reallocate(s, refused)
+    assert after is not None and not refused
+    params, bound, _ = after
+    assert bound > s["bound"] and n_iter > _anneal.REALLOCATION_SCREEN
+    # One mean on each cluster, in user units.
+    st = s["run"].standardiser
+    means = params.means / st.scale + st.shift
+    assert_allclose(means[np.argsort(means[:, 0] + means[:, 1])], SPANNED, atol=0.3)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("  Spare component 1 (its mean was 0's) split 2: level objective ")
+    assert line.endswith(", kept")
+
+
+def test_a_move_below_the_levels_objective_after_the_screen_is_refused(spanned_level, capsys):
+    s = spanned_level
+    run = s["run"]
+    empty = run.empty.copy()
+    refused = set()
+    # Against an objective the move cannot reach, its EM stops after the
+    # screen's iterations and the lone component is not tried again.
+    after, n_iter = _reallocate(s, refused, bound=s["bound"] + 10.0)
+    assert after is None and refused == {2}
+    assert n_iter == _anneal.REALLOCATION_SCREEN
+    assert_array_equal(run.empty, empty)
+    assert capsys.readouterr().out.splitlines()[-1].endswith(", not kept")
+    assert _reallocate(s, refused) == (None, 0)
+
+
+def test_a_fit_makes_at_a_level_the_move_split_and_merge_made_after_it(monkeypatch, capsys):
+    """Ten separated clusters in 8-D: the allocation is fixed while annealing."""
+    rng = np.random.default_rng(3)
+    centres = 3 * rng.standard_normal((10, 8))
+    X = centres[np.repeat(np.arange(10), 150)] + rng.standard_normal((1500, 8))
+    kwargs = dict(annealing="temperature", random_state=2, verbose=1, verbose_interval=1000)
+    model = quiet_fit(NaturalDiagonalGMM(10, **kwargs), X)
+    moved = [line for line in capsys.readouterr().out.splitlines() if "Spare" in line]
+    monkeypatch.setattr(_anneal, "REALLOCATING", ())
+    plain = quiet_fit(NaturalDiagonalGMM(10, **kwargs), X)
+    assert not any("Spare" in line for line in capsys.readouterr().out.splitlines())
+    # Without the rule, the first split-and-merge move merged two components
+    # that shared a cluster and split a third; with it, a level made that
+    # move, and the fit ends at the same maximum in fewer iterations.
+    (i, j, k), kept = plain.split_merge_moves_[0, :3].astype(int), plain.split_merge_moves_[0, 5]
+    assert kept == 1.0 and len(moved) == 1
+    assert moved[0].startswith(f"  Spare component {j} (its mean was {i}'s) split {k}: ")
+    assert moved[0].endswith(", kept")
+    assert model.lower_bound_ == pytest.approx(plain.lower_bound_, abs=1e-6)
+    assert model.n_iter_ < plain.n_iter_ - 20
+    assert np.all(model.split_merge_moves_[:, 5] == 0.0)  # no move kept after it
+
+
+def test_spare_moves_only_after_a_level_that_settled_at_once_with_means_coinciding():
+    from natgmm import _settings, _solver
+
+    def settings(**kwargs):
+        return _settings.Settings.from_estimator(NaturalDiagonalGMM(4, **kwargs))
+
+    due = _solver._spare_move_due
+    least = _anneal.MIN_LEVEL_ITER
+    temperature = settings(annealing="temperature")
+    assert due(temperature, True, least, 3)
+    assert not due(temperature, True, least, 4)  # every mean distinct
+    assert not due(temperature, True, least + 1, 3)  # the level moved
+    assert not due(temperature, False, least, 3)  # stopped by anneal_max_iter
+    assert not due(settings(annealing="floor"), True, least, 3)
+    assert not due(settings(annealing="temperature", solver="minibatch"), True, least, 3)

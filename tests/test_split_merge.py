@@ -334,10 +334,21 @@ def test_move_sums_match_the_responsibilities(three_clusters):
     assert_allclose(overlap, (resp * w[:, None]).T @ resp, rtol=1e-12)
     assert_allclose(fit, (resp * w[:, None]).T @ log_density, rtol=1e-12)
     assert_allclose(weight, w @ resp, rtol=1e-12)
-    scatter = data.component_scatter(standardiser, params, [2])
+    (weight_2,), (scatter,) = data.component_moments(standardiser, params, [2])
     u = (X - standardiser.shift) * standardiser.scale - params.means[2]
     expected = (u * (w * resp[:, 2])[:, None]).T @ u
-    assert_allclose(scatter[0], expected, rtol=1e-12)
+    assert_allclose(scatter, expected, rtol=1e-12)
+    assert weight_2 == pytest.approx(weight[2], rel=1e-12)
+    # A group: the sum of its members' responsibilities, about its first
+    # member's mean; min_resp leaves out the rows at or below it.
+    group = w * resp[:, [0, 1]].sum(axis=1)
+    u = (X - standardiser.shift) * standardiser.scale - params.means[1]
+    for min_resp in (0.0, 0.5):
+        keep = resp[:, [0, 1]].sum(axis=1) > min_resp
+        g_weight, g_scatter = data.component_moments(standardiser, params, [[1, 0]], min_resp)
+        assert g_weight[0] == pytest.approx(group[keep].sum(), rel=1e-12)
+        expected = (u[keep] * group[keep, None]).T @ u[keep]
+        assert_allclose(g_scatter[0], expected, rtol=1e-12)
 
 
 def test_missing_entries_and_float32(three_clusters):
