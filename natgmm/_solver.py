@@ -488,7 +488,14 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         scatter = run.data.component_moments(run.standardiser, params, splits)[1]
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
         starts = [moved(params, move, covariance[move[2]]) for move in moves]
-        best, (trial, trial_bound, _) = _short_trials(settings, run, starts, reg, progress)
+        trial_run, n_rows = run, _split_merge.TRIAL_ROWS
+        if n_rows is not None and n_rows < run.data.shape[0]:
+            sample = run.data.sample(n_rows, run.random_state)
+            if sample.total_weight > 0:
+                trial_run = run.on_rows(sample)
+        best, (trial, trial_bound, _) = _short_trials(settings, trial_run, starts, reg, progress)
+        if trial_run is not run:
+            trial_bound = -np.inf  # a bound over other rows: no tol test against it
         move = moves[best]
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, trial_bound, reg, settings.max_iter, settings.tol, progress

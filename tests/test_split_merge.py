@@ -385,3 +385,22 @@ def test_only_with_batch_em(three_clusters):
     # "auto" under annealing makes no move with another solver.
     model = NaturalDiagonalGMM(3, annealing="floor", solver="gradient", max_iter=20)
     assert quiet_fit(model, X).split_merge_moves_.shape == (0, 6)
+
+
+def test_short_trials_on_a_sample_of_rows(three_clusters, monkeypatch):
+    """Above TRIAL_ROWS rows the trials rank the moves on a sample; the best runs on all."""
+    X, y = three_clusters
+    monkeypatch.setattr(_split_merge, "TRIAL_ROWS", 500)
+    model = stuck_model(split_merge=1).fit(X)
+    assert adjusted_rand_score(y, model.labels_) == 1.0
+    rows, move = model.history_["rows"], model.history_["move"]
+    trials = short_trial_iterations(1)
+    # The plain fit on all rows, the trials on the sample, the best on all.
+    assert_array_equal(rows[move == 0], X.shape[0])
+    in_round = rows[move == 1]
+    assert_array_equal(in_round[:trials], 500)
+    assert_array_equal(in_round[trials:], X.shape[0])
+    assert model.split_merge_moves_[0, 4] == model.lower_bound_
+    # Not more rows than the data: every iteration on all of them.
+    monkeypatch.setattr(_split_merge, "TRIAL_ROWS", X.shape[0])
+    assert_array_equal(stuck_model(split_merge=1).fit(X).history_["rows"], X.shape[0])
