@@ -136,9 +136,10 @@ def spare_move(groups, group_critical, lone, lone_critical, level, margin=REALLO
     """
     if not groups or not lone:
         return None
+    # A value not measured (NaN) wins either choice, and stops the move.
     k = int(np.argmax(lone_critical))
-    g = int(np.argmin(group_critical))
-    if not lone_critical[k] > margin * max(level, group_critical[g]):
+    g = int(np.argmax(-np.asarray(group_critical)))
+    if not lone_critical[k] > margin * np.maximum(level, group_critical[g]):
         return None
     i, j = (int(m) for m in groups[g][:2])
     return i, j, int(lone[k])

@@ -404,9 +404,10 @@ def _relative_scale(run):
 def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress, refused):
     """Return a settled level's fit after a spare component went to a lone one, or None.
 
-    The move is :func:`~natgmm._anneal.spare_move`'s, from one pass that
-    measures the critical values of the widest lone components and of each
-    group of coinciding means. The level's EM then runs again from the move
+    The move is :func:`~natgmm._anneal.spare_move`'s, from a pass that
+    measures the critical values of the widest lone components and, if one
+    is above the level, a pass for each group of coinciding means. The
+    level's EM then runs again from the move
     (its first ``REALLOCATION_SCREEN`` iterations a screen), and the move is
     kept if it ends with a higher objective than ``lower_bound``; a lone
     component whose move was not kept goes into ``refused`` and is not tried
@@ -426,15 +427,23 @@ def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress,
     ][: _anneal.REALLOCATION_CANDIDATES]
     if not groups or not lone:
         return None
-    weight, scatter = run.data.component_moments(
-        run.standardiser, params, lone + groups, _anneal.REALLOCATION_MIN_RESP
-    )
-    critical = [top_correlation(s) for s in scatter]
-    move = _anneal.spare_move(groups, critical[len(lone) :], lone, critical[: len(lone)], level)
+
+    def critical_values(components):
+        weight, scatter = run.data.component_moments(
+            run.standardiser, params, components, _anneal.REALLOCATION_MIN_RESP
+        )
+        # A scatter that overflowed (rows near float64's limits) measures nothing.
+        values = [top_correlation(s) if np.all(np.isfinite(s)) else np.nan for s in scatter]
+        return values, scatter / weight[:, np.newaxis, np.newaxis]
+
+    lone_critical, covariance = critical_values(lone)
+    # The groups only matter (a second pass) if a lone one is above the level.
+    if not np.fmax.reduce(lone_critical) > _anneal.REALLOCATION_MARGIN * level:
+        return None
+    move = _anneal.spare_move(groups, critical_values(groups)[0], lone, lone_critical, level)
     if move is None:
         return None
-    k = lone.index(move[2])
-    trial = moved(params, move, scatter[k] / weight[k])
+    trial = moved(params, move, covariance[lone.index(move[2])])
     empty = run.empty
 
     def level_em(params, bound, max_iter):

@@ -679,6 +679,9 @@ def test_spare_move_gives_the_most_stable_groups_member_to_the_most_unstable_lon
     assert _anneal.spare_move(groups, [3.0, 3.0], lone, [2.0, 3.2, 1.0], 1.5) is None
     assert _anneal.spare_move([], [], lone, [2.0, 5.0, 3.0], 2.5) is None
     assert _anneal.spare_move(groups, [1.6, 1.2], [], [], 2.5) is None
+    # A value that could not be measured (an overflowed scatter) stops it.
+    assert _anneal.spare_move(groups, [1.6, np.nan], lone, [2.0, 5.0, 3.0], 2.5) is None
+    assert _anneal.spare_move(groups, [1.6, 1.2], lone, [2.0, np.nan, 5.0], 2.5) is None
 
 
 # Cluster 0, and clusters 1 and 2 apart along a diagonal, so that a
