@@ -239,8 +239,7 @@ class _Iterations:
         self.settings, self.run, self.reg, self.beta = settings, run, reg, beta
         self.level, self.progress, self.float32 = level, progress, float32
         self.lower_bound, self.change, self.count = lower_bound, np.nan, 0
-        feature_var = run.standardiser.feature_var
-        self.relative = np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
+        self.relative = _relative_scale(run)
 
     def __call__(self, params):
         """Return the parameters after one iteration from ``params``."""
@@ -447,13 +446,10 @@ def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress,
     empty = run.empty
 
     def level_em(params, bound, max_iter):
-        try:
-            return em_phase(
-                settings, run, params, bound, reg, max_iter, beta, level, settings.anneal_tol,
-                progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
-            )  # fmt: skip
-        except IllDefinedCovariance:
-            return params, -np.inf, False
+        return _trial(
+            settings, run, params, bound, reg, max_iter, settings.anneal_tol, progress,
+            _anneal.FLOAT32_LEVELS, level, beta,
+        )  # fmt: skip
 
     # A screen of the first iterations; the rest only if they already beat
     # the level's objective.
@@ -572,17 +568,23 @@ def _short_trials(settings, run, starts, reg, progress):
     return best, trials[best]
 
 
-def _trial(settings, run, params, lower_bound, reg, max_iter, tol, progress, float32=False):
-    """:func:`em_phase` (untempered, unannealed) from a move's parameters.
+def _trial(
+    settings, run, params, lower_bound, reg, max_iter, tol, progress, float32=False, level=None,
+    beta=1.0,
+):  # fmt: skip
+    """:func:`em_phase` from a move's parameters: untempered, or at annealing ``level``.
 
     A move whose EM collapses a component (an M-step variance that is not
     positive and finite) is a move not kept, not a failed fit: its lower
-    bound comes back as -inf, with the parameters it started from.
+    bound comes back as -inf, with the parameters it started from. With a
+    ``level`` (and its ``beta``), the EM is that of the level, with its
+    stopping rule.
     """
+    annealed = level is not None
     try:
         return em_phase(
-            settings, run, params, lower_bound, reg, max_iter, 1.0, np.nan, tol, progress,
-            float32=float32,
+            settings, run, params, lower_bound, reg, max_iter, beta,
+            level if annealed else np.nan, tol, progress, by_move=annealed, float32=float32,
         )  # fmt: skip
     except IllDefinedCovariance:
         return params, -np.inf, False
