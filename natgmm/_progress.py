@@ -42,11 +42,13 @@ class Progress:
                 )
                 self._iter_time = now
 
-    def level_end(self, index, n_levels, history, first, following):
+    def level_end(self, index, n_levels, history, first, following, lower_bound, n_distinct):
         """Report the end of level ``index`` of ``n_levels``, run from iteration ``first``.
 
         ``following`` is the index of the next level run (``n_levels`` for
-        none): the levels between were skipped.
+        none): the levels between were skipped. ``lower_bound`` and
+        ``n_distinct`` are those of the parameters the level ended with
+        (not of a refused move's last iteration, which ``history`` ends with).
         """
         if self.verbose >= 1:
             h = history
@@ -58,8 +60,8 @@ class Progress:
             print(
                 f"  Level {index + 1}/{n_levels} ({self.annealing} {h['level'][-1]:.4g}): "
                 f"{total - first} iterations, {total} in total, lower bound "
-                f"{h['lower_bound'][-1]:.5f}, {h['n_active'][-1]} active components, "
-                f"{h['n_distinct'][-1]} distinct means{note}"
+                f"{lower_bound:.5f}, {h['n_active'][-1]} active components, "
+                f"{n_distinct} distinct means{note}"
             )
 
     def sample_end(self, n_rows, n_samples, n_iter):

@@ -370,7 +370,10 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         following, stride = next_level(
             settings.annealing, index, stride, n_iter, settled, all_split
         )
-        progress.level_end(index, levels.size, run.history, first, min(following, levels.size))
+        progress.level_end(
+            index, levels.size, run.history, first, min(following, levels.size), lower_bound,
+            n_distinct,
+        )  # fmt: skip
         index = following
     if levels.size:
         # The last level's bound belongs to other constraints; the tol test of

@@ -803,3 +803,21 @@ def test_spare_moves_only_after_a_level_that_settled_at_once_with_means_coincidi
     assert not due(temperature, False, least, 3)  # stopped by anneal_max_iter
     assert not due(settings(annealing="floor"), True, least, 3)
     assert not due(settings(annealing="temperature", solver="minibatch"), True, least, 3)
+
+
+def test_a_level_line_reports_the_parameters_kept_not_a_refused_move(capsys):
+    """After a refused spare move the trace ends with the move's iterations."""
+    from natgmm import _progress, _settings
+
+    settings = _settings.Settings.from_estimator(NaturalDiagonalGMM(4, annealing="temperature"))
+    progress = _progress.Progress(settings._replace(verbose=1))
+    history = {
+        "lower_bound": [-2.0, -1.5, -1.6, -1.7], "level": [1.5] * 4, "n_active": [4] * 4,
+        "n_distinct": [3, 3, 4, 4],
+    }  # fmt: skip
+    progress.level_end(2, 24, history, 0, 3, -1.5, 3)
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        "Level 3/24 (temperature 1.5): 4 iterations, 4 in total, lower bound -1.50000, "
+        "4 active components, 3 distinct means"
+    )
