@@ -36,3 +36,27 @@ def test_annealing_bar_verdict(train, time, met):
         else ["temperature misses the bar on d, K=20"]
     )
     assert verdict == expected
+
+
+def test_repeated_fits_keep_the_shortest_time(monkeypatch):
+    """``--repeats``: a fresh model per fit, the last one's results, the shortest time."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from natgmm import NaturalDiagonalGMM
+
+    X = np.random.default_rng(0).standard_normal((60, 2))
+    data = SimpleNamespace(X_train=X, X_test=X, y_train=None)
+    clock = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])  # fits of 3, 1 and 2 seconds
+    monkeypatch.setattr(bench_annealing.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(bench_annealing.time, "sleep", lambda seconds: None)
+    made = []
+
+    def make():
+        made.append(NaturalDiagonalGMM(2, random_state=0))
+        return made[-1]
+
+    row = bench_annealing.run_one("temperature", make, data, repeats=3)
+    assert len(made) == 3 and row["time"] == 1.0
+    assert row["train"] == made[-1].score(X) and row["n_iter"] == made[-1].n_iter_
