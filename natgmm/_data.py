@@ -166,12 +166,15 @@ def component_moments(
     weight = np.zeros(len(members))
     scatter = np.zeros((len(members), n_features, n_features))
     with single_threaded_blas():
-        for chunk in row_chunks(np.arange(X.shape[0])):
-            resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)[2]
-            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
-            u = (X[chunk].astype(np.float64) - standardiser.shift) * standardiser.scale
+        for start in range(0, X.shape[0], ROW_CHUNK):
+            rows = X[start : start + ROW_CHUNK]  # a view: no copy of the rows
+            resp = log_prob(rows, standardiser, params, parallel, True, missing)[2]
+            w = sample_weight[start : start + ROW_CHUNK] if sample_weight.shape[0] else None
+            w = np.ones(rows.shape[0]) if w is None else w
+            u = (rows.astype(np.float64) - standardiser.shift) * standardiser.scale
             for a, group in enumerate(members):
-                r, x, wx = resp[:, group].sum(axis=1), u, w
+                r = resp[:, group[0]] if group.size == 1 else resp[:, group].sum(axis=1)
+                x, wx = u, w
                 if min_resp > 0:
                     keep = np.flatnonzero(r > min_resp)
                     r, x, wx = r[keep], u[keep], w[keep]

@@ -345,7 +345,7 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
 
 def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     """:func:`fit_run` on all of ``run``'s rows."""
-    index, stride, tried, refused = 0, 1, None, set()
+    index, stride, tried, refused, measured = 0, 1, None, set(), {}
     while index < levels.size:
         level = levels[index]
         first = len(run.history["lower_bound"])
@@ -360,8 +360,9 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         if _spare_move_due(settings, settled, n_iter, n_distinct) and n_distinct != tried:
             tried = n_distinct  # not again until the means split or merge
             after = _reallocated(
-                settings, run, params, lower_bound, level_reg, beta, level, progress, refused
-            )
+                settings, run, params, lower_bound, level_reg, beta, level, progress, refused,
+                measured,
+            )  # fmt: skip
             if after is not None:
                 params, lower_bound, settled = after
             n_iter = len(run.history["lower_bound"]) - first
@@ -391,9 +392,10 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
 
 def _spare_move_due(settings, settled, n_iter, n_distinct):
     """Whether a level that ended so tries to move a spare component (:func:`_reallocated`)."""
+    least = _anneal.REALLOCATION_MIN_DISTINCT * settings.n_components
     return (
         settings.annealing in _anneal.REALLOCATING and settings.solver == "em" and settled
-        and n_iter <= MIN_LEVEL_ITER and n_distinct < settings.n_components
+        and n_iter <= MIN_LEVEL_ITER and least <= n_distinct < settings.n_components
     )  # fmt: skip
 
 
@@ -403,7 +405,9 @@ def _relative_scale(run):
     return np.sqrt(np.where(feature_var > 0, feature_var, 1.0))
 
 
-def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress, refused):
+def _reallocated(
+    settings, run, params, lower_bound, reg, beta, level, progress, refused, measured
+):  # fmt: skip
     """Return a settled level's fit after a spare component went to a lone one, or None.
 
     The move is :func:`~natgmm._anneal.spare_move`'s, from a pass that
@@ -413,8 +417,9 @@ def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress,
     (its first ``REALLOCATION_SCREEN`` iterations a screen), and the move is
     kept if it ends with a higher objective than ``lower_bound``; a lone
     component whose move was not kept goes into ``refused`` and is not tried
-    again. Returns the parameters, objective and whether the level's rule
-    stopped it.
+    again. ``measured`` holds the lone components' values since the last
+    move kept (a component that has not moved keeps its value). Returns the
+    parameters, objective and whether the level's rule stopped it.
     """
     owner = _anneal.coincident_groups(params.means / _relative_scale(run), _DISTINCT_TOL)
     counts = np.bincount(owner, minlength=owner.size)
@@ -438,14 +443,20 @@ def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress,
         values = [top_correlation(s) if np.all(np.isfinite(s)) else np.nan for s in scatter]
         return values, scatter / weight[:, np.newaxis, np.newaxis]
 
-    lone_critical, covariance = critical_values(lone)
+    # A lone component measured since the last move, that has not moved
+    # since, keeps its value: no pass for it.
+    unmeasured = [k for k in lone if not _unmoved(measured.get(k), params, k)]
+    if unmeasured:
+        for k, value, cov in zip(unmeasured, *critical_values(unmeasured), strict=True):
+            measured[k] = (params.means[k].copy(), params.variances[k].copy(), value, cov)
+    lone_critical = [measured[k][2] for k in lone]
     # The groups only matter (a second pass) if a lone one is above the level.
     if not np.fmax.reduce(lone_critical) > _anneal.REALLOCATION_MARGIN * level:
         return None
     move = _anneal.spare_move(groups, critical_values(groups)[0], lone, lone_critical, level)
     if move is None:
         return None
-    trial = moved(params, move, covariance[lone.index(move[2])])
+    trial = moved(params, move, measured[move[2]][3])
     empty = run.empty
 
     def level_em(params, bound, max_iter):
@@ -468,7 +479,20 @@ def _reallocated(settings, run, params, lower_bound, reg, beta, level, progress,
         run.empty = empty
         refused.add(move[2])
         return None
+    measured.clear()  # every responsibility changed
     return trial, trial_bound, settled
+
+
+def _unmoved(entry, params, k, tol=_anneal.REALLOCATION_REMEASURE):
+    """Whether component ``k`` is where ``entry`` (its mean and variances when measured) was."""
+    if entry is None:
+        return False
+    mean, variances = entry[:2]
+    sd = np.sqrt(params.variances[k])
+    return bool(
+        np.max(np.abs(params.means[k] - mean) / sd) < tol
+        and np.max(np.abs(np.log(params.variances[k] / variances))) < tol
+    )
 
 
 def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):

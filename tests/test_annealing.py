@@ -720,14 +720,14 @@ def spanned_level():
     )  # fmt: skip
 
 
-def _reallocate(level_state, refused, bound=None):
+def _reallocate(level_state, refused, bound=None, measured=None):
     from natgmm import _solver
 
     s = level_state
     n_before = len(s["run"].history["lower_bound"])
     after = _solver._reallocated(
         s["settings"], s["run"], s["params"], s["bound"] if bound is None else bound, s["reg"],
-        1 / s["level"], s["level"], s["progress"], refused,
+        1 / s["level"], s["level"], s["progress"], refused, {} if measured is None else measured,
     )  # fmt: skip
     return after, len(s["run"].history["lower_bound"]) - n_before
 
@@ -765,6 +765,32 @@ def test_a_move_below_the_levels_objective_after_the_screen_is_refused(spanned_l
     assert _reallocate(s, refused) == (None, 0)
 
 
+def test_a_lone_component_that_has_not_moved_is_not_measured_again(spanned_level, monkeypatch):
+    s = spanned_level
+    data = s["run"].data
+    passes = []
+    measure = data.component_moments
+    monkeypatch.setattr(
+        data, "component_moments", lambda *args: passes.append(args[2]) or measure(*args)
+    )
+    measured = {}
+    bound = s["bound"] + 10.0  # refused after the screen: the parameters stay
+    _reallocate(s, set(), bound, measured)
+    # The lone component's pass, then the pair's.
+    assert passes[0] == [2] and [g.tolist() for g in passes[1]] == [[0, 1]]
+    assert set(measured) == {2} and measured[2][2] > 2.0
+    passes.clear()
+    _reallocate(s, set(), bound, measured)  # the lone component's value is reused
+    assert len(passes) == 1 and [g.tolist() for g in passes[0]] == [[0, 1]]
+    # Moved by a tenth of its standard deviation, it would be measured again.
+    from natgmm import _solver
+
+    params = s["params"]
+    shifted = params._replace(means=params.means + 0.1 * np.sqrt(params.variances))
+    assert _solver._unmoved(measured[2], params, 2)
+    assert not _solver._unmoved(measured[2], shifted, 2)
+
+
 def test_a_fit_makes_at_a_level_the_move_split_and_merge_made_after_it(monkeypatch, capsys):
     """Ten separated clusters in 8-D: the allocation is fixed while annealing."""
     rng = np.random.default_rng(3)
@@ -797,8 +823,9 @@ def test_spare_moves_only_after_a_level_that_settled_at_once_with_means_coincidi
     due = _solver._spare_move_due
     least = _anneal.MIN_LEVEL_ITER
     temperature = settings(annealing="temperature")
-    assert due(temperature, True, least, 3)
+    assert due(temperature, True, least, 3) and due(temperature, True, least, 2)
     assert not due(temperature, True, least, 4)  # every mean distinct
+    assert not due(temperature, True, least, 1)  # most splits still to come
     assert not due(temperature, True, least + 1, 3)  # the level moved
     assert not due(temperature, False, least, 3)  # stopped by anneal_max_iter
     assert not due(settings(annealing="floor"), True, least, 3)
