@@ -215,7 +215,7 @@ default=None
           iterations doubles the step along the schedule to the next level
           run (levels skipped: a sixth fewer iterations there, the same
           wins). A level that settles at once while two means coincide
-          gives one of them to the lone component whose responsibility-
+          (and at least half are distinct) gives one of them to the lone component whose responsibility-
           weighted correlation matrix has the largest top eigenvalue, if
           that is over 1.5 times both the level and the pair's (it spans
           clusters the pair does not need), a split-and-merge move made
