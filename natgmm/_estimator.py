@@ -215,13 +215,14 @@ default=None
           iterations doubles the step along the schedule to the next level
           run (levels skipped: a sixth fewer iterations there, the same
           wins). A level that settles at once while two means coincide
-          (and at least half are distinct) gives one of them to the lone component whose responsibility-
-          weighted correlation matrix has the largest top eigenvalue, if
-          that is over 1.5 times both the level and the pair's (it spans
-          clusters the pair does not need), a split-and-merge move made
-          at the level and kept if the level's objective rises (spare
-          components: 37 to 46 % fewer iterations on the benchmark's
-          separated synthetic set at K=20, no change elsewhere). With the default
+          (and at least half are distinct) gives one of them to the lone
+          component whose responsibility-weighted correlation matrix has
+          the largest top eigenvalue, if that is over 1.5 times both the
+          level and the pair's (it spans clusters the pair does not need),
+          a split-and-merge move made at the level and kept if the level's
+          objective rises (spare components: 37 to 46 % fewer iterations
+          on the benchmark's separated synthetic set at K=20, no change
+          elsewhere). With the default
           split-and-merge moves it beat five restarts in at least 4 of 5
           seeds (0-4) on every large and synthetic set of the benchmark in
           the user guide's annealing page, at K=20 and K=50 (``"floor"``: 3
