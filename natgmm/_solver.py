@@ -410,16 +410,59 @@ def _reallocated(
 ):  # fmt: skip
     """Return a settled level's fit after a spare component went to a lone one, or None.
 
-    The move is :func:`~natgmm._anneal.spare_move`'s, from a pass that
-    measures the critical values of the widest lone components and, if one
-    is above the level, a pass for each group of coinciding means. The
-    level's EM then runs again from the move
+    The move is :func:`_spare_move`'s. The level's EM then runs again from it
     (its first ``REALLOCATION_SCREEN`` iterations a screen), and the move is
     kept if it ends with a higher objective than ``lower_bound``; a lone
     component whose move was not kept goes into ``refused`` and is not tried
-    again. ``measured`` holds the lone components' values since the last
-    move kept (a component that has not moved keeps its value). Returns the
-    parameters, objective and whether the level's rule stopped it.
+    again. Returns the parameters, objective and whether the level's rule
+    stopped it.
+    """
+    chosen = _spare_move(run, params, level, refused, measured)
+    if chosen is None:
+        return None
+    move, covariance = chosen
+    empty = run.empty
+
+    def level_em(params, bound, max_iter):
+        return _trial(
+            settings, run, params, bound, reg, max_iter, settings.anneal_tol, progress,
+            _anneal.FLOAT32_LEVELS, level, beta,
+        )  # fmt: skip
+
+    # A screen of the first iterations; the rest only if they already beat
+    # the level's objective.
+    screen = min(_anneal.REALLOCATION_SCREEN, settings.anneal_max_iter)
+    trial, trial_bound, settled = level_em(moved(params, move, covariance), lower_bound, screen)
+    if trial_bound > lower_bound and not settled and settings.anneal_max_iter > screen:
+        trial, trial_bound, settled = level_em(
+            trial, trial_bound, settings.anneal_max_iter - screen
+        )
+    kept = bool(trial_bound > lower_bound)
+    progress.reallocation(move, lower_bound, trial_bound, kept)
+    if not kept:
+        run.empty = empty
+        refused.add(move[2])
+        return None
+    measured.clear()  # every responsibility changed
+    return trial, trial_bound, settled
+
+
+class _Measured(NamedTuple):
+    """A lone component's critical value and covariance, and where it was when measured."""
+
+    mean: np.ndarray
+    variances: np.ndarray
+    critical: float
+    covariance: np.ndarray
+
+
+def _spare_move(run, params, level, refused, measured):
+    """Return the move of :func:`~natgmm._anneal.spare_move` and its covariance, or None.
+
+    One pass measures the critical values of the widest lone components not
+    in ``refused`` (those in ``measured`` that have not moved since keep
+    theirs) and, if one is above the level, a second those of the groups of
+    coinciding means.
     """
     owner = _anneal.coincident_groups(params.means / _relative_scale(run), _DISTINCT_TOL)
     counts = np.bincount(owner, minlength=owner.size)
@@ -443,55 +486,26 @@ def _reallocated(
         values = [top_correlation(s) if np.all(np.isfinite(s)) else np.nan for s in scatter]
         return values, scatter / weight[:, np.newaxis, np.newaxis]
 
-    # A lone component measured since the last move, that has not moved
-    # since, keeps its value: no pass for it.
     unmeasured = [k for k in lone if not _unmoved(measured.get(k), params, k)]
     if unmeasured:
         for k, value, cov in zip(unmeasured, *critical_values(unmeasured), strict=True):
-            measured[k] = (params.means[k].copy(), params.variances[k].copy(), value, cov)
-    lone_critical = [measured[k][2] for k in lone]
+            measured[k] = _Measured(params.means[k].copy(), params.variances[k].copy(), value, cov)
+    lone_critical = [measured[k].critical for k in lone]
     # The groups only matter (a second pass) if a lone one is above the level.
     if not np.fmax.reduce(lone_critical) > _anneal.REALLOCATION_MARGIN * level:
         return None
     move = _anneal.spare_move(groups, critical_values(groups)[0], lone, lone_critical, level)
-    if move is None:
-        return None
-    trial = moved(params, move, measured[move[2]][3])
-    empty = run.empty
-
-    def level_em(params, bound, max_iter):
-        return _trial(
-            settings, run, params, bound, reg, max_iter, settings.anneal_tol, progress,
-            _anneal.FLOAT32_LEVELS, level, beta,
-        )  # fmt: skip
-
-    # A screen of the first iterations; the rest only if they already beat
-    # the level's objective.
-    screen = min(_anneal.REALLOCATION_SCREEN, settings.anneal_max_iter)
-    trial, trial_bound, settled = level_em(trial, lower_bound, screen)
-    if trial_bound > lower_bound and not settled and settings.anneal_max_iter > screen:
-        trial, trial_bound, settled = level_em(
-            trial, trial_bound, settings.anneal_max_iter - screen
-        )
-    kept = bool(trial_bound > lower_bound)
-    progress.reallocation(move, lower_bound, trial_bound, kept)
-    if not kept:
-        run.empty = empty
-        refused.add(move[2])
-        return None
-    measured.clear()  # every responsibility changed
-    return trial, trial_bound, settled
+    return None if move is None else (move, measured[move[2]].covariance)
 
 
 def _unmoved(entry, params, k, tol=_anneal.REALLOCATION_REMEASURE):
-    """Whether component ``k`` is where ``entry`` (its mean and variances when measured) was."""
+    """Whether component ``k`` is where ``entry`` (a :class:`_Measured`) was measured."""
     if entry is None:
         return False
-    mean, variances = entry[:2]
     sd = np.sqrt(params.variances[k])
     return bool(
-        np.max(np.abs(params.means[k] - mean) / sd) < tol
-        and np.max(np.abs(np.log(params.variances[k] / variances))) < tol
+        np.max(np.abs(params.means[k] - entry.mean) / sd) < tol
+        and np.max(np.abs(np.log(params.variances[k] / entry.variances))) < tol
     )
 
 
