@@ -674,7 +674,8 @@ _MAX_MAGNITUDE_F32 = 1e4
 
 # Moving float32 moments about the origin to ``ref`` loses
 # ``log10(ref**2 / var)`` of float32's seven digits: a component above this
-# (as _MAX_CANCELLATION) is summed about ``ref`` term by term.
+# takes its moments from a float64 product instead (and, above
+# _MAX_CANCELLATION, is summed about ``ref`` term by term, as in float64).
 _MAX_CANCELLATION_F32 = 1e2
 
 # exp(t) is subnormal or zero in float32 below this: such terms are dropped.
@@ -849,7 +850,8 @@ def _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
 
 @_jit(False)
 def _chunk_stats(
-    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0, s1, s2, m
+    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0, s1, s2, m,
+    precise,
 ):  # fmt: skip
     """Add a chunk's statistics to one block's float64 accumulators.
 
@@ -859,14 +861,22 @@ def _chunk_stats(
     ``work`` the scratch ``(w_over_total, moments, row_terms, row_last)``,
     of the dtype of ``ev`` but for the integer tallies. The terms added about
     ``ref`` take ``z`` from ``X`` in float64 (:func:`_add_about_ref_x`).
+    With float32 ``ev``, the moments of the components ``precise`` marks
+    come from a float64 product (:func:`_precise_moments`, its scratch
+    ``precise[1:]``).
     """
     _, moments, row_terms, row_last = work
     n_components, n_features = s1.shape
     if _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
         np.dot(ev, u, moments)
+        in_float32 = ev.itemsize == 4
         for k in range(n_components):
+            if in_float32 and precise[0][k]:
+                continue
             for j in range(2 * n_features + 1):
                 m[k, j] += moments[k, j]
+        if in_float32 and precise[1].shape[0]:
+            _precise_moments(X, start, n_rows, shift, scale, ev, precise, m)
         if exact.any():
             _add_about_ref_x(
                 X, start, shift, scale, ev, ref, exact, _NO, row_terms, row_last, s0, s1, s2
@@ -875,6 +885,33 @@ def _chunk_stats(
         _add_about_ref_x(
             X, start, shift, scale, ev, ref, every, _YES, row_terms, row_last, s0, s1, s2
         )
+
+
+@_jit(False)
+def _precise_moments(X, start, n_rows, shift, scale, ev, precise, m):
+    """Add the chunk's moments about the origin of some components, by a float64 product.
+
+    ``precise`` is ``(mask, index, u64, ev64, moments64)``: the components'
+    mask and indices, and scratch for ``[z, z**2, 1]`` of the chunk's rows
+    computed from ``X`` in float64 (zero past ``n_rows``), their
+    responsibilities ``ev`` in float64, and the product.
+    """
+    _, index, u64, ev64, moments64 = precise
+    n_features = X.shape[1]
+    for r in range(n_rows):
+        x, z, z2 = X[start + r], u64[r, :n_features], u64[r, n_features : 2 * n_features]
+        for j in range(n_features):
+            t = (x[j] - shift[j]) * scale[j]
+            z[j] = t
+            z2[j] = t * t
+    u64[n_rows:, : 2 * n_features] = 0.0
+    for i in range(index.shape[0]):
+        for r in range(ev.shape[1]):
+            ev64[i, r] = ev[index[i], r]
+    np.dot(ev64, u64, moments64)
+    for i in range(index.shape[0]):
+        for j in range(moments64.shape[1]):
+            m[index[i], j] += moments64[i, j]
 
 
 @_jit(False)
@@ -906,11 +943,13 @@ def _add_about_ref_x(
 
 
 def _em_stats_f32_impl(
-    X, sample_weight, weight_scale, shift, scale, W, W32, W_wide, wide, ref, exact, n_blocks, beta
-):
+    X, sample_weight, weight_scale, shift, scale, W, W32, W_wide, wide, ref, exact, precise,
+    n_blocks, beta,
+):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     every = np.ones(n_components, dtype=np.bool_)
+    precise_index = np.flatnonzero(precise)
     block = (n_samples + n_blocks - 1) // n_blocks
     ll = np.empty((n_blocks, 1))
     s0 = np.empty((n_blocks, n_components))
@@ -939,6 +978,14 @@ def _em_stats_f32_impl(
         # For chunks with a row outside float32's range, done in float64.
         scratch64 = _chunk_scratch(n_features, n_components)
         u64, _, _, ev64, top64, total64 = scratch64
+        # Their moments in float64: u64 is free in a float32 chunk.
+        precise_work = (
+            precise,
+            precise_index,
+            u64,
+            np.empty((precise_index.shape[0], _CHUNK)),
+            np.empty((precise_index.shape[0], 2 * n_features + 1)),
+        )
         work64 = (
             np.empty(_CHUNK),
             np.empty((n_components, 2 * n_features + 1)),
@@ -956,7 +1003,7 @@ def _em_stats_f32_impl(
                 )
                 _chunk_stats(
                     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
-                    work, s0[b], s1[b], s2[b], m[b],
+                    work, s0[b], s1[b], s2[b], m[b], precise_work,
                 )  # fmt: skip
             else:
                 _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch64, beta)
@@ -966,7 +1013,7 @@ def _em_stats_f32_impl(
                 )  # fmt: skip
                 _chunk_stats(
                     X, start, shift, scale, u64, ev64, total64, n_rows, w_row, ref, exact,
-                    every, work64, s0[b], s1[b], s2[b], m[b],
+                    every, work64, s0[b], s1[b], s2[b], m[b], precise_work,
                 )  # fmt: skip
     return ll[:, 0], s0, s1, s2, m
 
@@ -1024,8 +1071,9 @@ def _em_stats_f32(
     of :func:`_f32_operands`), the soft-max is float32, each dense chunk's
     statistics are a float32 product added to float64 sums, and the
     log-likelihood is summed in float64. A component with ``ref**2 / var``
-    above ``_MAX_CANCELLATION_F32`` in some feature is summed about ``ref``
-    in float64, with ``z`` from ``X``. Any chunk with a row whose float32
+    above ``_MAX_CANCELLATION_F32`` in some feature takes its moments from a
+    float64 product (``z`` from ``X``), and above ``_MAX_CANCELLATION`` is
+    summed about ``ref`` term by term, as in float64. Any chunk with a row whose float32
     log-densities are not finite is redone in float64. The results are
     within a few float32 ulps of the float64 path's (measured in
     doc/performance.rst, "float32").
@@ -1033,13 +1081,15 @@ def _em_stats_f32(
     W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
     ref = _f64(ref)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
-    exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
+    cancellation = np.max(ref**2 * precision, axis=1)
+    exact = cancellation > _MAX_CANCELLATION
+    precise = (cancellation > _MAX_CANCELLATION_F32) & ~exact
     weight_scale = _weight_scale(sample_weight)
     with _single_threaded_blas(), parallel_launch(parallel, X.size * W.shape[1]) as parallel:
         kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
         per_block = kernel(
             X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
-            ref, exact, n_blocks, beta,
+            ref, exact, precise, n_blocks, beta,
         )  # fmt: skip
     loglik, nk, s1, s2 = _moved_to_ref(*_sum_blocks(per_block), ref, exact)
     return loglik, nk / weight_scale, s1 / weight_scale, s2 / weight_scale

@@ -445,13 +445,15 @@ def test_f32_wide_component_beyond_float32_range_leaves_padding_harmless(dtype):
     assert_array_equal(s2, 0.0)
 
 
-def test_f32_moderate_cancellation_summed_about_ref(monkeypatch):
-    """float32: a component with ref**2 / var of 400 is summed about its mean.
+def test_f32_moderate_cancellation_takes_float64_moments(monkeypatch):
+    """float32: a component with ref**2 / var of 400 takes its moments in float64.
 
     Moved from the origin in float32 it would lose about 2.6 of float32's
-    seven digits of its scatter; above _MAX_CANCELLATION_F32 it is summed
-    about its mean in float64 and its scatter is within the bound of a sum
-    with no product (no ``(_CHUNK + 2) u`` term).
+    seven digits of its scatter; above _MAX_CANCELLATION_F32 its moments
+    come from a float64 product (which loses 2.6 of float64's sixteen), and
+    its scatter is within the bound of a sum with no float32 product (no
+    ``(_CHUNK + 2) u`` term). Summed about its mean term by term instead (as
+    above _MAX_CANCELLATION), the sums of the deviations agree to 1e-11.
     """
     Z, params = _narrow_pair(n_features=4, offset=2.0, sd=0.1, pair=False)
     X = Z.astype(np.float32)
@@ -467,7 +469,15 @@ def test_f32_moderate_cancellation_summed_about_ref(monkeypatch):
     got = _kernels.em_stats(X, np.empty(0), 0 * ones, ones, *natural, ref, 4, True)
     for g, e, t in zip(got, expected, tolerances, strict=True):
         _assert_within(g, e, t)
-    # Moved from the origin instead, the scatter leaves that bound.
+    with monkeypatch.context() as patch:
+        patch.setattr(_kernels, "_MAX_CANCELLATION", _kernels._MAX_CANCELLATION_F32)
+        summed = _kernels.em_stats(X, np.empty(0), 0 * ones, ones, *natural, ref, 4, True)
+    assert got[0] == summed[0]
+    # The weights of the term-by-term path come from the float32 product.
+    assert_allclose(got[1], summed[1], rtol=1e-6)
+    for g, e in zip(got[2:], summed[2:], strict=True):
+        assert_allclose(g, e, rtol=1e-11)
+    # Moved from the origin in float32 instead, the scatter leaves that bound.
     monkeypatch.setattr(_kernels, "_MAX_CANCELLATION_F32", np.inf)
     moved = _kernels.em_stats(X, np.empty(0), 0 * ones, ones, *natural, ref, 4, True)
     assert np.any(np.abs(moved[3][2] - expected[3][2]) > tolerances[3][2])
