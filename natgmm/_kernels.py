@@ -62,6 +62,8 @@ _EXP_CUTOFF = -708.3
 # (n_components x _CHUNK) by (_CHUNK x 2 n_features) product, and its
 # scratch stays in cache. doc/performance.rst has the measured sizes.
 _CHUNK = 64
+# The float32 E-step's chunks, twice as long: its scratch is half as wide.
+_CHUNK_F32 = 128
 
 # The statistics of a component are moved from the origin to its reference
 # point when ``ref ** 2 / var`` is at most this in every feature: at most
@@ -245,22 +247,24 @@ def count_distinct(points, tol):
 
 
 @_jit(False)
-def _chunk_scratch(n_features, n_components):
+def _chunk_scratch(n_features, n_components, rows=_CHUNK):
     """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total``.
+
+    ``rows`` per chunk.
 
     Allocated once per block: allocation inside the threaded loop serialises
     the threads. The last column of ``u`` is ones, for every row: a
     log-weight of -inf times zero would be NaN.
     """
-    u = np.empty((_CHUNK, 2 * n_features + 1))
+    u = np.empty((rows, 2 * n_features + 1))
     u[:, 2 * n_features] = 1.0
     return (
         u,
-        np.empty((_CHUNK, n_components)),
-        np.empty((n_components, _CHUNK)),
-        np.empty((n_components, _CHUNK)),
-        np.empty(_CHUNK),
-        np.empty(_CHUNK),
+        np.empty((rows, n_components)),
+        np.empty((n_components, rows)),
+        np.empty((n_components, rows)),
+        np.empty(rows),
+        np.empty(rows),
     )
 
 
@@ -698,26 +702,26 @@ _EXP_POLY_F32 = (
 
 
 @_jit(False)
-def _chunk_scratch_f32(n_features, n_components, n_wide):
+def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
     """float32 arrays for :func:`_chunk_log_density_f32`, and two float64 ones.
 
     ``u, lp_rows, lp, ev, top, total`` as :func:`_chunk_scratch`, in float32;
     ``u64`` (``[z, z**2, 1]`` in float64) and ``lp_wide`` receive the
     log-densities of the ``n_wide`` components computed in float64.
     """
-    u = np.empty((_CHUNK, 2 * n_features + 1), dtype=np.float32)
+    u = np.empty((rows, 2 * n_features + 1), dtype=np.float32)
     u[:, 2 * n_features] = 1.0
-    u64 = np.empty((_CHUNK if n_wide else 0, 2 * n_features + 1))
+    u64 = np.empty((rows if n_wide else 0, 2 * n_features + 1))
     u64[:, 2 * n_features] = 1.0
     return (
         u,
-        np.empty((_CHUNK, n_components), dtype=np.float32),
-        np.empty((n_components, _CHUNK), dtype=np.float32),
-        np.empty((n_components, _CHUNK), dtype=np.float32),
-        np.empty(_CHUNK, dtype=np.float32),
-        np.empty(_CHUNK, dtype=np.float32),
+        np.empty((rows, n_components), dtype=np.float32),
+        np.empty((n_components, rows), dtype=np.float32),
+        np.empty((n_components, rows), dtype=np.float32),
+        np.empty(rows, dtype=np.float32),
+        np.empty(rows, dtype=np.float32),
         u64,
-        np.empty((_CHUNK, n_wide)),
+        np.empty((rows, n_wide)),
     )
 
 
@@ -962,39 +966,39 @@ def _em_stats_f32_impl(
         s1[b] = 0.0
         s2[b] = 0.0
         m[b] = 0.0
-        w_row = np.empty(_CHUNK)
+        w_row = np.empty(_CHUNK_F32)
         # int32 tallies, the width of the float32 terms they count: no
         # widening in _weigh_terms' vector loop (2-4 % of this kernel).
-        row_terms = np.empty(_CHUNK, dtype=np.int32)
-        row_last = np.empty(_CHUNK, dtype=np.int32)
-        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
+        row_terms = np.empty(_CHUNK_F32, dtype=np.int32)
+        row_last = np.empty(_CHUNK_F32, dtype=np.int32)
+        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], _CHUNK_F32)
         u, _, _, ev, top, total, _, _ = scratch
         work = (
-            np.empty(_CHUNK, dtype=np.float32),
+            np.empty(_CHUNK_F32, dtype=np.float32),
             np.empty((n_components, 2 * n_features + 1), dtype=np.float32),
             row_terms,
             row_last,
         )
         # For chunks with a row outside float32's range, done in float64.
-        scratch64 = _chunk_scratch(n_features, n_components)
+        scratch64 = _chunk_scratch(n_features, n_components, _CHUNK_F32)
         u64, _, _, ev64, top64, total64 = scratch64
         # Their moments in float64: u64 is free in a float32 chunk.
         precise_work = (
             precise,
             precise_index,
             u64,
-            np.empty((precise_index.shape[0], _CHUNK)),
+            np.empty((precise_index.shape[0], _CHUNK_F32)),
             np.empty((precise_index.shape[0], 2 * n_features + 1)),
         )
         work64 = (
-            np.empty(_CHUNK),
+            np.empty(_CHUNK_F32),
             np.empty((n_components, 2 * n_features + 1)),
             row_terms,
             row_last,
         )
         stop = min((b + 1) * block, n_samples)
-        for start in range(b * block, stop, _CHUNK):
-            n_rows = min(_CHUNK, stop - start)
+        for start in range(b * block, stop, _CHUNK_F32):
+            n_rows = min(_CHUNK_F32, stop - start)
             if _chunk_log_density_f32(
                 X, start, start + n_rows, shift, scale, W32, W_wide, wide, scratch, beta
             ):

@@ -505,15 +505,15 @@ def test_f32_rows_outside_float32_range_fall_back_to_float64():
     rest = np.r_[0:64, 128:n]
     Zr, (out, labels, resp) = Z[rest], (a[rest] for a in outputs[np.float32])
     _check_f32_log_prob(Zr, params, out, labels, resp)
-    stats = {
-        dtype: _kernels.em_stats(
-            X.astype(dtype), np.empty(0), shift, scale, *natural, params.means, 3, True
-        )
-        for dtype in (np.float32, np.float64)
-    }
-    for a, b in zip(stats[np.float32], stats[np.float64], strict=True):
-        assert np.all(np.isfinite(a))
-        assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))
+    # One block: the float32 E-step's first chunk, rows 0 to 127, falls back whole.
+    for n_blocks in (1, 3):
+        args = (np.empty(0), shift, scale, *natural, params.means, n_blocks, True)
+        stats = {
+            dtype: _kernels.em_stats(X.astype(dtype), *args) for dtype in (np.float32, np.float64)
+        }
+        for a, b in zip(stats[np.float32], stats[np.float64], strict=True):
+            assert np.all(np.isfinite(a))
+            assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))
 
 
 def test_f32_statistics_scale_exactly_with_the_weights():
