@@ -900,7 +900,7 @@ def _precise_moments(X, start, n_rows, shift, scale, ev, precise, m):
     computed from ``X`` in float64 (zero past ``n_rows``), their
     responsibilities ``ev`` in float64, and the product.
     """
-    _, index, u64, ev64, moments64 = precise
+    u64 = precise[2]
     n_features = X.shape[1]
     for r in range(n_rows):
         x, z, z2 = X[start + r], u64[r, :n_features], u64[r, n_features : 2 * n_features]
@@ -909,6 +909,16 @@ def _precise_moments(X, start, n_rows, shift, scale, ev, precise, m):
             z[j] = t
             z2[j] = t * t
     u64[n_rows:, : 2 * n_features] = 0.0
+    _add_product_moments(ev, precise, m)
+
+
+@_jit(False)
+def _add_product_moments(ev, precise, m):
+    """Add ``ev[k] @ u64`` to ``m[k]`` for the components of ``precise``, in float64.
+
+    ``precise`` as in :func:`_precise_moments`, its ``u64`` filled.
+    """
+    index, u64, ev64, moments64 = precise[1], precise[2], precise[3], precise[4]
     for i in range(index.shape[0]):
         for r in range(ev.shape[1]):
             ev64[i, r] = ev[index[i], r]
@@ -1208,18 +1218,18 @@ def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
 
 
 @_jit(False)
-def _chunk_scratch_masked(n_features, n_components):
+def _chunk_scratch_masked(n_features, n_components, rows=_CHUNK):
     """:func:`_chunk_scratch` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
-    u = np.empty((_CHUNK, 3 * n_features + 1))
+    u = np.empty((rows, 3 * n_features + 1))
     u[:, 3 * n_features] = 1.0
     return (
         u,
-        np.empty((_CHUNK, n_components)),
-        np.empty((n_components, _CHUNK)),
-        np.empty((n_components, _CHUNK)),
-        np.empty(_CHUNK),
-        np.empty(_CHUNK),
-        np.empty(_CHUNK),
+        np.empty((rows, n_components)),
+        np.empty((n_components, rows)),
+        np.empty((n_components, rows)),
+        np.empty(rows),
+        np.empty(rows),
+        np.empty(rows),
     )
 
 
@@ -1236,22 +1246,22 @@ def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratc
 
 
 @_jit(False)
-def _chunk_scratch_masked_f32(n_features, n_components, n_wide):
+def _chunk_scratch_masked_f32(n_features, n_components, n_wide, rows=_CHUNK):
     """:func:`_chunk_scratch_f32` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
-    u = np.empty((_CHUNK, 3 * n_features + 1), dtype=np.float32)
+    u = np.empty((rows, 3 * n_features + 1), dtype=np.float32)
     u[:, 3 * n_features] = 1.0
-    u64 = np.empty((_CHUNK if n_wide else 0, 3 * n_features + 1))
+    u64 = np.empty((rows if n_wide else 0, 3 * n_features + 1))
     u64[:, 3 * n_features] = 1.0
     return (
         u,
-        np.empty((_CHUNK, n_components), dtype=np.float32),
-        np.empty((n_components, _CHUNK), dtype=np.float32),
-        np.empty((n_components, _CHUNK), dtype=np.float32),
-        np.empty(_CHUNK, dtype=np.float32),
-        np.empty(_CHUNK, dtype=np.float32),
-        np.empty(_CHUNK),
+        np.empty((rows, n_components), dtype=np.float32),
+        np.empty((n_components, rows), dtype=np.float32),
+        np.empty((n_components, rows), dtype=np.float32),
+        np.empty(rows, dtype=np.float32),
+        np.empty(rows, dtype=np.float32),
+        np.empty(rows),
         u64,
-        np.empty((_CHUNK, n_wide)),
+        np.empty((rows, n_wide)),
     )
 
 
@@ -1337,20 +1347,30 @@ def _add_about_ref_masked(
 @_jit(False)
 def _chunk_stats_masked(
     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work,
-    s0, s0d, s1, s2, m,
+    s0, s0d, s1, s2, m, precise,
 ):  # fmt: skip
     """:func:`_chunk_stats` for ``u = [z, z**2, o, 1]``, ``s0d`` counting observed entries.
 
     A dense chunk's product gives ``m[k] = [sum r z, sum r z**2, sum r o, sum r]``.
+    With float32 ``ev`` the components ``precise`` marks take theirs from a
+    float64 product, as in :func:`_chunk_stats` (``precise`` as there, with
+    ``jac`` scratch and ``log_scale`` for :func:`_fill_masked`).
     """
     _, moments, row_terms, row_last = work
     n_components = s1.shape[0]
     width = moments.shape[1]
     if _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
         np.dot(ev, u, moments)
+        in_float32 = ev.itemsize == 4
         for k in range(n_components):
+            if in_float32 and precise[0][k]:
+                continue
             for j in range(width):
                 m[k, j] += moments[k, j]
+        if in_float32 and precise[1].shape[0]:
+            jac, log_scale = precise[5], precise[6]
+            _fill_masked(X, start, start + n_rows, shift, scale, log_scale, precise[2], jac)
+            _add_product_moments(ev, precise, m)
         if exact.any():
             _add_about_ref_masked(
                 X, start, shift, scale, u, ev, ref, exact, _NO, row_terms, row_last,
@@ -1392,6 +1412,16 @@ def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exa
             row_terms,
             row_last,
         )
+        # float64 products: no component is treated apart.
+        precise_work = (
+            np.zeros(n_components, dtype=np.bool_),
+            np.empty(0, dtype=np.int64),
+            u,
+            np.empty((0, _CHUNK)),
+            np.empty((0, 3 * n_features + 1)),
+            jac,
+            log_scale,
+        )
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
@@ -1403,7 +1433,7 @@ def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exa
             )
             _chunk_stats_masked(
                 X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work,
-                s0[b], s0d[b], s1[b], s2[b], m[b],
+                s0[b], s0d[b], s1[b], s2[b], m[b], precise_work,
             )  # fmt: skip
     return ll[:, 0], s0, s0d, s1, s2, m
 
@@ -1413,11 +1443,12 @@ _em_stats_masked_serial, _em_stats_masked_parallel = _serial_and_parallel(_em_st
 
 def _em_stats_masked_f32_impl(
     X, sample_weight, weight_scale, shift, scale, log_scale, W, W32, W_wide, wide, ref, exact,
-    n_blocks, beta,
+    precise, n_blocks, beta,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     every = np.ones(n_components, dtype=np.bool_)
+    precise_index = np.flatnonzero(precise)
     block = (n_samples + n_blocks - 1) // n_blocks
     ll = np.empty((n_blocks, 1))
     s0 = np.empty((n_blocks, n_components))
@@ -1432,29 +1463,39 @@ def _em_stats_masked_f32_impl(
         s1[b] = 0.0
         s2[b] = 0.0
         m[b] = 0.0
-        w_row = np.empty(_CHUNK)
-        row_terms = np.empty(_CHUNK, dtype=np.int64)
-        row_last = np.empty(_CHUNK, dtype=np.int64)
-        scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
+        w_row = np.empty(_CHUNK_F32)
+        row_terms = np.empty(_CHUNK_F32, dtype=np.int64)
+        row_last = np.empty(_CHUNK_F32, dtype=np.int64)
+        scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0], _CHUNK_F32)
         u, _, _, ev, top, total, jac, _, _ = scratch
         work = (
-            np.empty(_CHUNK, dtype=np.float32),
+            np.empty(_CHUNK_F32, dtype=np.float32),
             np.empty((n_components, 3 * n_features + 1), dtype=np.float32),
             row_terms,
             row_last,
         )
         # For chunks with a row outside float32's range, done in float64.
-        scratch64 = _chunk_scratch_masked(n_features, n_components)
+        scratch64 = _chunk_scratch_masked(n_features, n_components, _CHUNK_F32)
         u64, _, _, ev64, top64, total64, jac64 = scratch64
+        # Their moments in float64: u64 and jac64 are free in a float32 chunk.
+        precise_work = (
+            precise,
+            precise_index,
+            u64,
+            np.empty((precise_index.shape[0], _CHUNK_F32)),
+            np.empty((precise_index.shape[0], 3 * n_features + 1)),
+            jac64,
+            log_scale,
+        )
         work64 = (
-            np.empty(_CHUNK),
+            np.empty(_CHUNK_F32),
             np.empty((n_components, 3 * n_features + 1)),
             row_terms,
             row_last,
         )
         stop = min((b + 1) * block, n_samples)
-        for start in range(b * block, stop, _CHUNK):
-            n_rows = min(_CHUNK, stop - start)
+        for start in range(b * block, stop, _CHUNK_F32):
+            n_rows = min(_CHUNK_F32, stop - start)
             if _chunk_log_density_masked_f32(
                 X, start, start + n_rows, shift, scale, log_scale, W32, W_wide, wide, scratch,
                 beta,
@@ -1465,7 +1506,7 @@ def _em_stats_masked_f32_impl(
                 )  # fmt: skip
                 _chunk_stats_masked(
                     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
-                    work, s0[b], s0d[b], s1[b], s2[b], m[b],
+                    work, s0[b], s0d[b], s1[b], s2[b], m[b], precise_work,
                 )  # fmt: skip
             else:
                 _chunk_log_density_masked(
@@ -1477,7 +1518,7 @@ def _em_stats_masked_f32_impl(
                 )  # fmt: skip
                 _chunk_stats_masked(
                     X, start, shift, scale, u64, ev64, total64, n_rows, w_row, ref, exact,
-                    every, work64, s0[b], s0d[b], s1[b], s2[b], m[b],
+                    every, work64, s0[b], s0d[b], s1[b], s2[b], m[b], precise_work,
                 )  # fmt: skip
     return ll[:, 0], s0, s0d, s1, s2, m
 
@@ -1578,12 +1619,14 @@ def em_stats_masked(
     with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
         if X.dtype == np.float32 or float32:
             W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
-            exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION_F32
+            cancellation = np.max(ref**2 * precision, axis=1)
+            exact = cancellation > _MAX_CANCELLATION
+            precise = (cancellation > _MAX_CANCELLATION_F32) & ~exact
             weight_scale = _weight_scale(sample_weight)
             kernel = _em_stats_masked_f32_parallel if parallel else _em_stats_masked_f32_serial
             per_block = kernel(
                 X, sample_weight, weight_scale, _f64(shift), scale, log_scale, W, W32, W_wide,
-                wide, ref, exact, n_blocks, beta,
+                wide, ref, exact, precise, n_blocks, beta,
             )  # fmt: skip
         else:
             W = _masked_products_matrix(eta1, eta2, feature_norm, log_weight)

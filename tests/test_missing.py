@@ -141,6 +141,43 @@ def test_label_stats_masked_matches_naive(weighted):
         assert_allclose(s2[k], w[rows] @ d**2, rtol=1e-12)
 
 
+def test_em_stats_masked_f32_far_component_takes_float64_moments(monkeypatch):
+    """float32 with holes: a narrow component far from the centre keeps its scatter.
+
+    Its ``ref**2 / var`` is about 420, above ``_MAX_CANCELLATION_F32``: its
+    moments come from a float64 product of ``[z, z**2, o, 1]``, and agree
+    with the term-by-term sums about its mean (what it got when every
+    component above that limit was summed so) to 1e-11, the weights and the
+    per-feature weights to the float32 product's rounding (those of the
+    term-by-term path come from it). Moved from the origin in float32 instead, its scatter is off by
+    more than 1e-5 of itself.
+    """
+    rng = np.random.default_rng(0)
+    means = np.array([[4.0] * 4, [0.0] * 4, [-1.0] * 4])
+    sds = np.array([0.2, 1.0, 1.0])
+    labels = rng.integers(3, size=600)
+    Z = means[labels] + sds[labels, None] * rng.normal(size=(600, 4))
+    shift, scale = np.full(4, 3.0), np.full(4, 0.5)
+    X = _with_holes(Z / scale + shift, 0.2).astype(np.float32)
+    params = Params(np.array([0.3, 0.4, 0.3]), means, sds[:, None] ** 2 * np.ones(4))
+    ref = params.means + 1e-2
+    cancellation = np.max(ref**2 / params.variances, axis=1)
+    assert _kernels._MAX_CANCELLATION_F32 < cancellation[0] < _kernels._MAX_CANCELLATION
+    args = (X, np.empty(0), shift, scale, *masked_natural_parameters(params), ref, 2, True)
+    got = _kernels.em_stats_masked(*args, 1.0, True)
+    with monkeypatch.context() as patch:
+        patch.setattr(_kernels, "_MAX_CANCELLATION", _kernels._MAX_CANCELLATION_F32)
+        summed = _kernels.em_stats_masked(*args, 1.0, True)
+    assert got[0] == summed[0]
+    for g, e in zip(got[1:3], summed[1:3], strict=True):  # nk, nkd
+        assert_allclose(g, e, rtol=1e-6)
+    for g, e in zip(got[3:], summed[3:], strict=True):  # s1, s2
+        assert_allclose(g, e, rtol=1e-11)
+    monkeypatch.setattr(_kernels, "_MAX_CANCELLATION_F32", np.inf)
+    moved = _kernels.em_stats_masked(*args, 1.0, True)
+    assert abs(moved[4][0, 0] - summed[4][0, 0]) > 1e-5 * summed[4][0, 0]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_masked_kernels_do_not_depend_on_threads(dtype):
     X, shift, scale, params = _problem(n_samples=3000)
