@@ -739,7 +739,8 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
     u, lp_rows, lp, ev, top, total, u64, lp_wide = scratch
     n_features = X.shape[1]
     n_rows = stop - start
-    n_wide = wide.shape[0]
+    # This loop is :func:`_fill_z` written out: as a call it took the
+    # float32 pass 8 to 10 % longer (2026-12-05).
     for r in range(n_rows):
         x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
         for j in range(n_features):
@@ -748,14 +749,8 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
             z2[j] = t * t
     u[n_rows:, : 2 * n_features] = 0.0
     np.dot(u, W32, lp_rows)
-    if n_wide:
-        for r in range(n_rows):
-            x, z, z2 = X[start + r], u64[r, :n_features], u64[r, n_features : 2 * n_features]
-            for j in range(n_features):
-                t = (x[j] - shift[j]) * scale[j]
-                z[j] = t
-                z2[j] = t * t
-        u64[n_rows:, : 2 * n_features] = 0.0
+    if wide.shape[0]:
+        _fill_z(X, start, stop, shift, scale, u64)
         np.dot(u64, W_wide, lp_wide)
         _copy_wide(lp_wide, wide, n_rows, lp_rows)
     for k in range(lp.shape[0]):
@@ -900,16 +895,26 @@ def _precise_moments(X, start, n_rows, shift, scale, ev, precise, m):
     computed from ``X`` in float64 (zero past ``n_rows``), their
     responsibilities ``ev`` in float64, and the product.
     """
-    u64 = precise[2]
+    _fill_z(X, start, start + n_rows, shift, scale, precise[2])
+    _add_product_moments(ev, precise, m)
+
+
+@_jit(False)
+def _fill_z(X, start, stop, shift, scale, u):
+    """``u[r, :2 n_features] = [z, z**2]`` of row ``start + r``, zero past ``stop``.
+
+    ``z = (x - shift) * scale`` is computed in float64 and stored in the
+    dtype of ``u``.
+    """
     n_features = X.shape[1]
+    n_rows = stop - start
     for r in range(n_rows):
-        x, z, z2 = X[start + r], u64[r, :n_features], u64[r, n_features : 2 * n_features]
+        x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
         for j in range(n_features):
             t = (x[j] - shift[j]) * scale[j]
             z[j] = t
             z2[j] = t * t
-    u64[n_rows:, : 2 * n_features] = 0.0
-    _add_product_moments(ev, precise, m)
+    u[n_rows:, : 2 * n_features] = 0.0
 
 
 @_jit(False)
