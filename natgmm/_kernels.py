@@ -861,8 +861,7 @@ def _chunk_stats(
     of the dtype of ``ev`` but for the integer tallies. The terms added about
     ``ref`` take ``z`` from ``X`` in float64 (:func:`_add_about_ref_x`).
     With float32 ``ev``, the moments of the components ``precise`` marks
-    come from a float64 product (:func:`_precise_moments`, its scratch
-    ``precise[1:]``).
+    come from a float64 product (:func:`_add_product_moments`).
     """
     _, moments, row_terms, row_last = work
     n_components, n_features = s1.shape
@@ -875,7 +874,8 @@ def _chunk_stats(
             for j in range(2 * n_features + 1):
                 m[k, j] += moments[k, j]
         if in_float32 and precise[1].shape[0]:
-            _precise_moments(X, start, n_rows, shift, scale, ev, precise, m)
+            _fill_z(X, start, start + n_rows, shift, scale, precise[2])
+            _add_product_moments(ev, precise, m)
         if exact.any():
             _add_about_ref_x(
                 X, start, shift, scale, ev, ref, exact, _NO, row_terms, row_last, s0, s1, s2
@@ -884,19 +884,6 @@ def _chunk_stats(
         _add_about_ref_x(
             X, start, shift, scale, ev, ref, every, _YES, row_terms, row_last, s0, s1, s2
         )
-
-
-@_jit(False)
-def _precise_moments(X, start, n_rows, shift, scale, ev, precise, m):
-    """Add the chunk's moments about the origin of some components, by a float64 product.
-
-    ``precise`` is ``(mask, index, u64, ev64, moments64)``: the components'
-    mask and indices, and scratch for ``[z, z**2, 1]`` of the chunk's rows
-    computed from ``X`` in float64 (zero past ``n_rows``), their
-    responsibilities ``ev`` in float64, and the product.
-    """
-    _fill_z(X, start, start + n_rows, shift, scale, precise[2])
-    _add_product_moments(ev, precise, m)
 
 
 @_jit(False)
@@ -919,9 +906,13 @@ def _fill_z(X, start, stop, shift, scale, u):
 
 @_jit(False)
 def _add_product_moments(ev, precise, m):
-    """Add ``ev[k] @ u64`` to ``m[k]`` for the components of ``precise``, in float64.
+    """Add a chunk's moments about the origin of some components, by a float64 product.
 
-    ``precise`` as in :func:`_precise_moments`, its ``u64`` filled.
+    ``precise`` starts ``(mask, index, u64, ev64, moments64)``: the
+    components' mask and indices, the chunk's ``[z, z**2, 1]`` (or ``[z,
+    z**2, o, 1]``) computed from ``X`` in float64, and scratch for their
+    responsibilities ``ev`` in float64 and for the product ``ev64 @ u64``,
+    whose rows are added to ``m``.
     """
     index, u64, ev64, moments64 = precise[1], precise[2], precise[3], precise[4]
     for i in range(index.shape[0]):
@@ -1081,6 +1072,17 @@ def _weight_scale(sample_weight):
     return math.ldexp(1.0, min(-math.frexp(largest)[1], 1000))
 
 
+def _f32_tiers(ref, precision):
+    """Return the float32 path's ``exact`` and ``precise`` components (``ref**2 / var``).
+
+    Summed about ``ref`` term by term above ``_MAX_CANCELLATION`` (as in
+    float64); moments from a float64 product above ``_MAX_CANCELLATION_F32``.
+    """
+    cancellation = np.max(ref**2 * precision, axis=1)
+    exact = cancellation > _MAX_CANCELLATION
+    return exact, (cancellation > _MAX_CANCELLATION_F32) & ~exact
+
+
 def _em_stats_f32(
     X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
 ):
@@ -1092,17 +1094,15 @@ def _em_stats_f32(
     log-likelihood is summed in float64. A component with ``ref**2 / var``
     above ``_MAX_CANCELLATION_F32`` in some feature takes its moments from a
     float64 product (``z`` from ``X``), and above ``_MAX_CANCELLATION`` is
-    summed about ``ref`` term by term, as in float64. Any chunk with a row whose float32
-    log-densities are not finite is redone in float64. The results are
+    summed about ``ref`` term by term, as in float64. Any chunk with a row
+    whose float32 log-densities are not finite is redone in float64. The results are
     within a few float32 ulps of the float64 path's (measured in
     doc/performance.rst, "float32").
     """
     W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
     ref = _f64(ref)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
-    cancellation = np.max(ref**2 * precision, axis=1)
-    exact = cancellation > _MAX_CANCELLATION
-    precise = (cancellation > _MAX_CANCELLATION_F32) & ~exact
+    exact, precise = _f32_tiers(ref, precision)
     weight_scale = _weight_scale(sample_weight)
     with _single_threaded_blas(), parallel_launch(parallel, X.size * W.shape[1]) as parallel:
         kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
@@ -1624,9 +1624,7 @@ def em_stats_masked(
     with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
         if X.dtype == np.float32 or float32:
             W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
-            cancellation = np.max(ref**2 * precision, axis=1)
-            exact = cancellation > _MAX_CANCELLATION
-            precise = (cancellation > _MAX_CANCELLATION_F32) & ~exact
+            exact, precise = _f32_tiers(ref, precision)
             weight_scale = _weight_scale(sample_weight)
             kernel = _em_stats_masked_f32_parallel if parallel else _em_stats_masked_f32_serial
             per_block = kernel(
