@@ -171,16 +171,11 @@ def component_moments(
             resp = log_prob(rows, standardiser, params, parallel, True, missing)[2]
             w = sample_weight[start : start + ROW_CHUNK] if sample_weight.shape[0] else None
             w = np.ones(rows.shape[0]) if w is None else w
-            u = (rows.astype(np.float64) - standardiser.shift) * standardiser.scale
             for a, group in enumerate(members):
                 r = resp[:, group[0]] if group.size == 1 else resp[:, group].sum(axis=1)
-                x, wx = u, w
-                if min_resp > 0:
-                    keep = np.flatnonzero(r > min_resp)
-                    r, x, wx = r[keep], u[keep], w[keep]
-                wr = wx * r
-                v = x - params.means[group[0]]
-                v[np.isnan(v)] = 0.0
+                kept = np.flatnonzero(r > min_resp) if min_resp > 0 else slice(None)
+                wr = w[kept] * r[kept]
+                v = internal_rows(rows, kept, standardiser, params.means[group[0]])
                 weight[a] += wr.sum()
                 scatter[a] += (v * wr[:, np.newaxis]).T @ v
     return weight, scatter

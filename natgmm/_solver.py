@@ -330,17 +330,27 @@ def fit_run(settings, run, params, lower_bound, reg, levels, progress):
     continues from its result. Returns the parameters, the last lower bound
     and whether the final EM (or the last move kept) converged.
     """
-    n_rows = settings.anneal_subsample
-    sample = None
-    if levels.size and n_rows is not None and n_rows < run.data.shape[0]:
-        sample = run.data.sample(n_rows, run.random_state)
-    if sample is not None and sample.total_weight > 0:  # else all rows
-        sampled = run.on_rows(sample)
+    sampled = _on_sample(run, settings.anneal_subsample) if levels.size else None
+    if sampled is not None:
         params, _, _ = _annealed_fit(settings, sampled, params, lower_bound, reg, levels, progress)
         run.take_state(sampled)
-        progress.sample_end(n_rows, run.data.shape[0], len(run.history["lower_bound"]))
+        progress.sample_end(
+            settings.anneal_subsample, run.data.shape[0], len(run.history["lower_bound"])
+        )
         levels, lower_bound = np.empty(0), -np.inf  # plain EM from here
     return _annealed_fit(settings, run, params, lower_bound, reg, levels, progress)
+
+
+def _on_sample(run, n_rows):
+    """``run`` on ``n_rows`` of its rows drawn from its random state, or None.
+
+    None when ``n_rows`` is None or not fewer than the data's rows, and when
+    the rows drawn all have weight zero (then all rows are used).
+    """
+    if n_rows is None or n_rows >= run.data.shape[0]:
+        return None
+    sample = run.data.sample(n_rows, run.random_state)
+    return run.on_rows(sample) if sample.total_weight > 0 else None
 
 
 def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
@@ -534,11 +544,8 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         scatter = run.data.component_moments(run.standardiser, params, splits)[1]
         covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
         starts = [moved(params, move, covariance[move[2]]) for move in moves]
-        trial_run, n_rows = run, _split_merge.TRIAL_ROWS
-        if n_rows is not None and n_rows < run.data.shape[0]:
-            sample = run.data.sample(n_rows, run.random_state)
-            if sample.total_weight > 0:
-                trial_run = run.on_rows(sample)
+        sampled = _on_sample(run, _split_merge.TRIAL_ROWS)
+        trial_run = run if sampled is None else sampled
         best, (trial, trial_bound, _) = _short_trials(settings, trial_run, starts, reg, progress)
         if trial_run is not run:
             trial_bound = -np.inf  # a bound over other rows: no tol test against it
