@@ -31,7 +31,6 @@ from ._data import (
     ArrayData,
     component_moments,
     log_prob,
-    move_sums,
     n_blocks,
     sample_rows,
     scatter_sums,
@@ -167,11 +166,6 @@ def _block_scatter_sums(x, w, shared):
     return scatter_sums(x, _weights(w), standardiser, np.arange(x.shape[0]))
 
 
-def _block_move_sums(x, w, shared):
-    standardiser, params, missing = shared
-    return move_sums(np.ascontiguousarray(x), _weights(w), standardiser, params, False, missing)
-
-
 def _block_component_moments(x, w, shared):
     standardiser, params, components, missing, min_resp = shared
     x = np.ascontiguousarray(x)
@@ -294,9 +288,12 @@ class DaskData:
         """Weight, sum and outer products of the rows in internal units."""
         return self._reduce(_block_scatter_sums, (standardiser,))
 
-    def move_sums(self, standardiser, params):
-        """:func:`natgmm._data.move_sums`, summed over the blocks."""
-        return self._reduce(_block_move_sums, (standardiser, params, self.missing))
+    def in_memory(self):
+        """Return all rows computed to the client: an :class:`~natgmm._data.ArrayData`."""
+        X, sw = dask.compute(self.X, self.sw)
+        return ArrayData(
+            np.ascontiguousarray(X), sw, self.parallel, weight_scale=1.0, missing=self.missing
+        )
 
     def component_moments(self, standardiser, params, components, min_resp=0.0):
         """:func:`natgmm._data.component_moments`, summed over the blocks."""

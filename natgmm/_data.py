@@ -34,8 +34,6 @@ _MAX_BLOCKS = 64
 _BLOCK_ROWS = 4096
 # Rows handled at a time by the numpy passes (initialisations, scatter).
 ROW_CHUNK = 4096
-# Log-densities below this count as this in :func:`move_sums` (a ranking).
-_FAR_BELOW = -1e100
 
 
 def n_blocks(n_samples):
@@ -122,29 +120,6 @@ def scatter_matrix(X, sample_weight, standardiser, rows, centre=0.0, unit=1.0):
     the mean, so that removing the mean's outer product cancels little).
     """
     return scatter_from_sums(*scatter_sums(X, sample_weight, standardiser, rows, centre, unit))
-
-
-def move_sums(X, sample_weight, standardiser, params, parallel, missing):
-    """Return the sums over the rows of ``X`` that rank split-and-merge moves.
-
-    Returns, per component ``k`` with responsibilities ``r_k`` and weights
-    ``w``: ``overlap[k, j] = sum w r_k r_j``, ``fit[k] = sum w r_k log p(x)``
-    (``p`` the mixture density, user units) and ``weight[k] = sum w r_k``.
-    Row chunk by chunk: no array of all rows' responsibilities.
-    """
-    n_components = params.means.shape[0]
-    overlap = np.zeros((n_components, n_components))
-    fit, weight = np.zeros(n_components), np.zeros(n_components)
-    with single_threaded_blas():
-        for chunk in row_chunks(np.arange(X.shape[0])):
-            log_density, _, resp = log_prob(X[chunk], standardiser, params, parallel, True, missing)
-            w = sample_weight[chunk] if sample_weight.shape[0] else np.ones(chunk.size)
-            wr = resp * w[:, np.newaxis]
-            overlap += wr.T @ resp
-            # A row far below float64's range ranks its components last, not NaN.
-            fit += np.maximum(log_density, _FAR_BELOW) @ wr
-            weight += wr.sum(axis=0)
-    return overlap, fit, weight
 
 
 def component_moments(
@@ -376,9 +351,9 @@ class ArrayData:
         """:func:`scatter_sums` over all rows."""
         return scatter_sums(self.X, self.sw, standardiser, np.arange(self.shape[0]))
 
-    def move_sums(self, standardiser, params):
-        """:func:`move_sums` over all rows."""
-        return move_sums(self.X, self.sw, standardiser, params, self.parallel, self.missing)
+    def in_memory(self):
+        """Return the rows in memory: this data itself."""
+        return self
 
     def component_moments(self, standardiser, params, components, min_resp=0.0):
         """:func:`component_moments` over all rows."""

@@ -261,10 +261,12 @@ default=None
         it converged (Ueda et al., 2000): a move merges the two components
         whose responsibilities overlap most and splits one of the three
         components whose points the mixture fits worst along its leading
-        direction. Each round scores 15 such moves by one EM iteration,
-        gives the best 5 four more (in float32; on 16 000 rows drawn from
-        ``random_state`` when X has more), runs the best to convergence on
-        all rows and keeps it if the lower bound rose; the first move
+        direction. Each round tries 15 such moves by ten iterations of
+        partial EM (only the move's three components change), gives the 3
+        that gained most four iterations of EM (in float32; ranking and
+        trials on 16 000 rows drawn from ``random_state`` when X has more),
+        runs the best to convergence on all rows and keeps it if the lower
+        bound rose; the first move
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.

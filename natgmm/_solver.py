@@ -41,7 +41,7 @@ from ._em import (
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
-from ._split_merge import candidate_moves, moved
+from ._split_merge import TrialRows, candidate_moves, moved, partial_em
 from ._standardise import model_attributes
 
 # A mean within this many standard deviations (in every feature) of an
@@ -494,7 +494,8 @@ def _spare_move(run, params, level, refused, measured):
         )
         # A scatter that overflowed (rows near float64's limits) measures nothing.
         values = [top_correlation(s) if np.all(np.isfinite(s)) else np.nan for s in scatter]
-        return values, scatter / weight[:, np.newaxis, np.newaxis]
+        with np.errstate(invalid="ignore", divide="ignore"):  # such a one: NaN, never chosen
+            return values, scatter / weight[:, np.newaxis, np.newaxis]
 
     unmeasured = [k for k in lone if not _unmoved(measured.get(k), params, k)]
     if unmeasured:
@@ -523,35 +524,32 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     """Run split-and-merge rounds from a converged fit, keeping ``n_moves`` moves at most.
 
     Each round ranks :data:`~natgmm._split_merge.N_CANDIDATES` moves from
-    one pass over the data, gives each a few EM iterations and the most
-    promising ones ``SHORT_ITER`` (:func:`_short_trials`), runs the one
-    with the highest lower bound to convergence and keeps it if its
-    lower bound beats the fit's. A move not kept, kept without converging
-    or kept with a gain below ``tol`` (what the final EM counts as
-    converged) ends the rounds. Every iteration is recorded in ``run``
-    (``level`` NaN, ``move`` the round), every move in ``run.moves``.
-    Returns the parameters, lower bound and convergence kept.
+    one pass over the trial rows (all rows, or a sample of
+    :data:`~natgmm._split_merge.TRIAL_ROWS`), tries each by partial EM and
+    the most promising ones by a few EM iterations (:func:`_try_moves`),
+    runs the best to convergence on all rows and keeps it if its lower
+    bound beats the fit's. A move not kept, kept without converging or
+    kept with a gain below ``tol`` (what the final EM counts as converged)
+    ends the rounds. Every iteration is recorded in ``run`` (``level`` NaN,
+    ``move`` the round), every move in ``run.moves``. Returns the
+    parameters, lower bound and convergence kept.
     """
     converged, empty = True, run.empty
     for round_ in range(1, n_moves + 1):
         run.move_round = round_
-        overlap, fit, weight = run.data.move_sums(run.standardiser, params)
-        moves = candidate_moves(overlap, fit, weight, _split_merge.N_CANDIDATES)
+        trial_run = _on_sample(run, _split_merge.TRIAL_ROWS)
+        trial_run = trial_run or run.on_rows(run.data.in_memory())
+        rows = TrialRows(trial_run.data, run.standardiser, params)
+        moves = candidate_moves(*rows.sums(), _split_merge.N_CANDIDATES)
         if not moves:
             progress.no_move()
             break
-        splits = sorted({k for _, _, k in moves})
-        scatter = run.data.component_moments(run.standardiser, params, splits)[1]
-        covariance = {k: s / weight[k] for k, s in zip(splits, scatter, strict=True)}
+        covariance = {k: rows.covariance(k) for k in sorted({k for _, _, k in moves})}
         starts = [moved(params, move, covariance[move[2]]) for move in moves]
-        sampled = _on_sample(run, _split_merge.TRIAL_ROWS)
-        trial_run = run if sampled is None else sampled
-        best, (trial, trial_bound, _) = _short_trials(settings, trial_run, starts, reg, progress)
-        if trial_run is not run:
-            trial_bound = -np.inf  # a bound over other rows: no tol test against it
+        best, trial = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
         move = moves[best]
         trial, trial_bound, trial_converged = _trial(
-            settings, run, trial, trial_bound, reg, settings.max_iter, settings.tol, progress
+            settings, run, trial, -np.inf, reg, settings.max_iter, settings.tol, progress
         )
         # Never from a model the fit can return to one it cannot.
         kept = bool(trial_bound > lower_bound) and (
@@ -589,31 +587,39 @@ def _representable(run, params):
     return True
 
 
-def _short_trials(settings, run, starts, reg, progress):
-    """Rank moves by short EM runs: ``(index, (params, lower_bound, converged))`` of the best.
+def _try_moves(settings, run, rows, moves, starts, reg, progress):
+    """Rank moves: ``(index, parameters)`` of the best, to run to convergence.
 
-    Every start gets ``SCREEN_ITER`` iterations, the ``N_FINALISTS`` with the
-    highest lower bounds the rest of ``SHORT_ITER``; ties go to the earlier
-    start. tol 0: each runs exactly its iterations, in float32 with
-    ``FLOAT32_TRIALS`` (they only rank the moves; the best continues in the
-    data's precision).
+    Every move gets :data:`~natgmm._split_merge.PARTIAL_ITER` iterations of
+    partial EM on the rows its components share (``rows``, a
+    :class:`~natgmm._split_merge.TrialRows` of ``run``'s rows); the
+    ``N_FINALISTS`` with the highest gains then ``FINALIST_ITER`` EM
+    iterations from there (tol 0, in float32 with ``FLOAT32_TRIALS``), and
+    the one with the highest lower bound is the best; ties go to the
+    earlier move. A move whose partial EM collapses a component ranks last.
+    Only the finalists' iterations are EM iterations of the mixture and
+    recorded in ``run``.
     """
-    float32, short = _split_merge.FLOAT32_TRIALS, _split_merge.SHORT_ITER
-    screen = min(_split_merge.SCREEN_ITER, short)
-    trials = [
-        _trial(settings, run, start, -np.inf, reg, screen, 0.0, progress, float32)
-        for start in starts
-    ]
-    finalists = sorted(range(len(trials)), key=lambda i: -trials[i][1])[: _split_merge.N_FINALISTS]
-    for i in finalists:
-        params, lower_bound, _ = trials[i]
-        if lower_bound > -np.inf and short > screen:  # -inf: collapsed
-            trials[i] = _trial(
-                settings, run, params, lower_bound, reg, short - screen, 0.0, progress,
-                float32,
-            )  # fmt: skip
-    best = max(finalists, key=lambda i: (trials[i][1], -i))
-    return best, trials[best]
+    gains, ends = [], []
+    for move, start in zip(moves, starts, strict=True):
+        gain, end, chosen = -np.inf, start, rows.of_move(move)
+        if chosen is not None:
+            try:
+                end, trace = partial_em(chosen, start, move, reg)
+            except IllDefinedCovariance:
+                pass
+            else:
+                gain = trace[-1]
+        gains.append(gain)
+        ends.append(end)
+    order = sorted(range(len(moves)), key=lambda i: -gains[i])
+    n_iter, float32 = _split_merge.FINALIST_ITER, _split_merge.FLOAT32_TRIALS
+    trials = {
+        i: _trial(settings, run, ends[i], -np.inf, reg, n_iter, 0.0, progress, float32)
+        for i in order[: _split_merge.N_FINALISTS]
+    }
+    best = max(trials, key=lambda i: (trials[i][1], -i))
+    return best, trials[best][0]
 
 
 def _trial(

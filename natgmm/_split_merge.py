@@ -5,41 +5,53 @@ where two components share a cluster while another spans two. A move (Ueda
 et al., 2000, "SMEM algorithm for mixture models") merges the pair of
 components whose responsibilities overlap most and splits the component
 whose points the mixture fits worst, so the number of components stays the
-same. Here the functions that rank the moves and make one; the rounds that
-try them are :func:`natgmm._solver.split_merge`.
+same. Here the functions that rank the moves, make one and try it by
+partial EM (Ueda et al.'s partial E-step: only the move's three components
+change); the rounds that run them are :func:`natgmm._solver.split_merge`.
 """
+
+import math
+from typing import NamedTuple
 
 import numpy as np
 
-from ._em import Params
+from ._data import internal_rows, log_prob
+from ._em import Params, Stats, m_step
+from ._kernels import _jit
 
-# Moves tried per round, and the EM iterations each gets before the one with
-# the highest lower bound is run to convergence (benchmarks/study/sweep.py,
-# doc/annealing.rst, "Split-and-merge moves"). Every candidate gets
-# SCREEN_ITER iterations (one: the lower bound at the moved parameters); the
-# N_FINALISTS highest then get the rest of SHORT_ITER. Each merge is tried
-# with the N_SPLITS worst-fitted other components: the worst alone was often
-# one that no split helps, and a round whose moves all split it failed where
-# the second or third worst would have gained. 15 candidates and 5 finalists
-# (with three splits per merge) won one more of 43 fits on the large sets
-# than 10 and 3, with 10 to 17 % more iterations there.
+# Moves tried per round, and how (benchmarks/study/sweep.py; doc/annealing.rst,
+# "Split-and-merge moves"). Every candidate gets PARTIAL_ITER iterations of
+# partial EM on the rows its three components share (those whose summed
+# responsibility is above PARTIAL_MIN_RESP), cheap next to a pass over all
+# rows; the N_FINALISTS with the highest partial gains then FINALIST_ITER
+# iterations of EM on all components, and the one with the highest lower
+# bound runs to convergence. Partial EM alone ranked worse where clusters
+# overlap (the neighbours do not move): 88 of 108 sweep fits at least
+# scikit-learn's best of five, against 90 for 10 iterations and 3 finalists
+# and for the EM screen of every move used before. Each merge is tried with
+# the N_SPLITS worst-fitted other components: the worst alone was often one
+# that no split helps, and a round whose moves all split it failed where the
+# second or third worst would have gained.
 N_CANDIDATES = 15
 N_SPLITS = 3
+PARTIAL_ITER = 10
+PARTIAL_MIN_RESP = 1e-3
+N_FINALISTS = 3
+FINALIST_ITER = 4
 # Pairs whose responsibilities have a cosine below this are not merged: two
 # components that share almost no rows each fit a cluster of their own, and
 # merging them cannot help. At a well separated mixture's answer every pair
 # is below it (1e-7 and less on the separated synthetic set, against 0.4 to
 # 0.99 for a pair sharing a cluster), so no round is spent on it.
 MIN_COSINE = 1e-3
-SHORT_ITER = 5
-SCREEN_ITER = 1
-N_FINALISTS = 5
-# The short iterations compute in float32 (as the annealing levels do): they
-# only rank the moves, and the best runs on in the data's precision.
+# The finalists' iterations compute in float32 (as the annealing levels do):
+# they only rank the moves, and the best runs on in the data's precision.
 FLOAT32_TRIALS = True
-# On more rows than this, the short trials run on this many drawn from the
-# fit's random state (the best continues on all rows): the noise of a mean
-# log-likelihood over n rows goes as 1 / sqrt(n), whatever the data's size.
+# On more rows than this, a round ranks and tries its moves on this many
+# drawn from the fit's random state (the best continues on all rows): the
+# noise of a mean log-likelihood over n rows goes as 1 / sqrt(n), whatever
+# the data's size. A round holds their responsibilities (TRIAL_ROWS x
+# n_components).
 # Measured (benchmarks/study/sweep.py): 16 000 rows took the 60 000-row fits
 # a fifth less time with the same wins and mean; 8 000 lost three wins of 43.
 TRIAL_ROWS = 16000
@@ -48,6 +60,9 @@ TRIAL_ROWS = 16000
 # of a Gaussian cut in two lie. Along it, each half keeps the rest of the
 # variance, 1 - 2 / pi of it.
 SPLIT_OFFSET = np.sqrt(2.0 / np.pi)
+# Log-densities below this count as this in the ranking (far rows, not NaN).
+_FAR_BELOW = -1e100
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def candidate_moves(
@@ -138,3 +153,172 @@ def moved(params, move, covariance):
         variances[k] - offset**2, (1.0 - SPLIT_OFFSET**2) * variances[k]
     )
     return Params(weights, means, variances)
+
+
+class TrialRows:
+    """The rows a split-and-merge round ranks and tries its moves on, under the fit's parameters.
+
+    One pass of the mixture over ``data`` (in memory: at most
+    :data:`TRIAL_ROWS` rows) keeps each row's log-density, responsibilities
+    and internal coordinates, from which the round's sums, the split
+    components' scatter and each move's rows are taken.
+    """
+
+    def __init__(self, data, standardiser, params):
+        self.params, self.log_jacobian = params, standardiser.log_jacobian
+        self.density, _, self.resp = log_prob(
+            data.X, standardiser, params, data.parallel, True, data.missing
+        )
+        self.total = self.resp.sum(axis=1)  # 1 up to rounding
+        self.w = data.sw if data.sw.shape[0] else np.ones(data.shape[0])
+        self.z = internal_rows(data.X, slice(None), standardiser)
+        self.observed = ~np.isnan(data.X) if data.missing else None
+
+    def sums(self):
+        """Return the arguments of :func:`candidate_moves`: ``overlap``, ``fit``, ``weight``.
+
+        ``overlap[k, j] = sum w r_k r_j``, ``fit[k] = sum w r_k log p(x)``
+        and ``weight[k] = sum w r_k``, ``p`` the mixture's density in user
+        units.
+        """
+        wr = self.resp * self.w[:, np.newaxis]
+        fit = np.maximum(self.density, _FAR_BELOW) @ wr
+        return wr.T @ self.resp, fit, wr.sum(axis=0)
+
+    def covariance(self, k):
+        """Component ``k``'s responsibility-weighted covariance about its mean (internal units).
+
+        Missing entries count as at the mean.
+        """
+        v = self.z - self.params.means[k]
+        if self.observed is not None:
+            v *= self.observed
+        wr = self.w * self.resp[:, k]
+        return (v * wr[:, np.newaxis]).T @ v / wr.sum()
+
+    def of_move(self, move, min_resp=PARTIAL_MIN_RESP):
+        """Return the rows ``move``'s three components share (:class:`MoveRows`), or None.
+
+        A row is kept when its responsibilities summed over the three are
+        above ``min_resp``: the others hardly change under the move.
+        """
+        free = list(move)
+        kept = np.flatnonzero(self.resp[:, free].sum(axis=1) > min_resp)
+        if not kept.size:
+            return None
+        # The held components' share, 1 minus the three's: where it cancels,
+        # it is below rounding next to the three's, and so is its error.
+        held = np.maximum(self.total[kept] - self.resp[kept][:, free].sum(axis=1), 0.0)
+        density = self.density[kept] - self.log_jacobian
+        with np.errstate(divide="ignore"):
+            log_other = density + np.log(held)
+        observed = None if self.observed is None else self.observed[kept]
+        w = self.w[kept]
+        return MoveRows(self.z[kept], observed, w, log_other, float(w @ density))
+
+
+class MoveRows(NamedTuple):
+    """The rows of one move's partial EM (internal units)."""
+
+    z: np.ndarray  # (n_rows, n_features); missing entries 0
+    observed: np.ndarray | None  # (n_rows, n_features) bool; None: every entry observed
+    w: np.ndarray  # (n_rows,) weights
+    log_other: np.ndarray  # log of the held components' summed weighted densities
+    base: float  # sum w log p(x) before the move
+
+
+@_jit(False)
+def _partial_e_step(z, observed, w, log_other, log_weight, means, var):
+    """Partial E-step: the held components' mass fixed, three (or any few) free.
+
+    Returns the weighted sum of the rows' log-densities and, for the free
+    components, the statistics about ``means``: ``nk``, ``nkd`` (per-feature
+    weights; left zero when ``observed`` is empty: every entry observed),
+    ``s1``, ``s2``. Serial, in row order: one result whatever the thread
+    count.
+    """
+    n_rows, n_features = z.shape
+    n_free = means.shape[0]
+    masked = observed.shape[0] > 0
+    inv_var = 1.0 / var
+    feature_norm = -0.5 * (_LOG_2PI + np.log(var))
+    log_norm = log_weight + feature_norm.sum(axis=1)
+    nk = np.zeros(n_free)
+    nkd = np.zeros((n_free, n_features))
+    s1 = np.zeros((n_free, n_features))
+    s2 = np.zeros((n_free, n_features))
+    log_dens = np.empty(n_free)
+    diff = np.empty(n_features)
+    loglik = 0.0
+    for r in range(n_rows):
+        top = log_other[r]
+        for m in range(n_free):
+            acc = 0.0
+            if masked:
+                norm = log_weight[m]
+                for d in range(n_features):
+                    if observed[r, d]:
+                        t = z[r, d] - means[m, d]
+                        acc += t * t * inv_var[m, d]
+                        norm += feature_norm[m, d]
+            else:
+                norm = log_norm[m]
+                for d in range(n_features):
+                    t = z[r, d] - means[m, d]
+                    acc += t * t * inv_var[m, d]
+            log_dens[m] = norm - 0.5 * acc
+            top = max(top, log_dens[m])
+        if top == -np.inf:
+            continue
+        total = math.exp(log_other[r] - top)
+        for m in range(n_free):
+            total += math.exp(log_dens[m] - top)
+        log_p = top + math.log(total)
+        loglik += w[r] * log_p
+        for m in range(n_free):
+            wr = w[r] * math.exp(log_dens[m] - log_p)
+            nk[m] += wr
+            for d in range(n_features):
+                diff[d] = z[r, d] - means[m, d]
+            if masked:
+                for d in range(n_features):
+                    if observed[r, d]:
+                        nkd[m, d] += wr
+                        s1[m, d] += wr * diff[d]
+                        s2[m, d] += wr * diff[d] * diff[d]
+            else:
+                for d in range(n_features):
+                    s1[m, d] += wr * diff[d]
+                    s2[m, d] += wr * diff[d] * diff[d]
+    return loglik, nk, nkd, s1, s2
+
+
+def partial_em(rows, start, move, reg, n_iter=PARTIAL_ITER):
+    """Run partial EM from ``start``: ``n_iter`` iterations of ``move``'s three components only.
+
+    The other components are held (their summed densities in
+    ``rows.log_other``), and the three's weights keep their total; the
+    M-step's floors and prior apply as in EM. Returns the parameters after
+    the last M-step and the gain of the rows' weighted log-likelihood
+    (internal units) at each E-step over ``rows.base``.
+    """
+    free = list(move)
+    total = start.weights[free].sum()
+    observed = np.empty((0, 0), dtype=np.bool_) if rows.observed is None else rows.observed
+    params, gains = start, []
+    for _ in range(n_iter):
+        means, var = params.means[free], params.variances[free]
+        with np.errstate(divide="ignore"):
+            log_weight = np.log(params.weights[free])
+        loglik, nk, nkd, s1, s2 = _partial_e_step(
+            rows.z, observed, rows.w, rows.log_other, log_weight, means, var
+        )
+        gains.append(loglik - rows.base)
+        stats = Stats(nk, s1, s2, means, None if rows.observed is None else nkd)
+        new = m_step(stats, reg, Params(params.weights[free], means, var))[0]
+        weights, all_means, variances = (a.copy() for a in params)
+        nk = nk + 10.0 * np.finfo(np.float64).eps  # as m_step: no zero weight
+        weights[free] = total * nk / nk.sum()
+        all_means[free], variances[free] = new.means, new.variances
+        params = Params(weights, all_means, variances)
+    return params, gains

@@ -82,11 +82,10 @@ def assert_clear_value_error(error, X):
 
 
 def short_trial_iterations(n_moves):
-    """EM iterations of one split-and-merge round's short trials of ``n_moves`` moves."""
+    """EM iterations of one split-and-merge round's finalists among ``n_moves`` moves."""
     from natgmm import _split_merge as sm
 
-    screen = min(sm.SCREEN_ITER, sm.SHORT_ITER)
-    return n_moves * screen + min(sm.N_FINALISTS, n_moves) * (sm.SHORT_ITER - screen)
+    return min(sm.N_FINALISTS, n_moves) * sm.FINALIST_ITER
 
 
 def mixture(n_samples, seed, n_features=2):

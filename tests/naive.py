@@ -109,3 +109,22 @@ def exact_shifted_dots(x, shift, C):
 
     u = x.astype(np.float64) - shift
     return [sum(Fraction(a) * Fraction(b) for a, b in zip(u, row, strict=True)) for row in C]
+
+
+def partial_e_step(Z, observed, sample_weight, log_other, weights, means, variances):
+    """Split-and-merge's partial E-step: ``log_other`` holds the other components' mass.
+
+    Returns the weighted log-likelihood and, for the free components, ``nk``,
+    ``nkd``, ``s1`` and ``s2`` about ``means`` over the observed entries
+    (``observed`` None: all).
+    """
+    obs = np.ones(Z.shape, dtype=bool) if observed is None else observed
+    diff = (Z[:, np.newaxis, :] - means[np.newaxis]) * obs[:, np.newaxis, :]
+    terms = (np.log(2 * np.pi * variances) + diff**2 / variances) * obs[:, np.newaxis, :]
+    with np.errstate(divide="ignore"):
+        log_dens = np.log(weights) - 0.5 * terms.sum(axis=2)
+    log_p = np.logaddexp(log_other, logsumexp(log_dens, axis=1))
+    resp = np.exp(log_dens - log_p[:, np.newaxis]) * sample_weight[:, np.newaxis]
+    s1 = np.stack([resp[:, k] @ diff[:, k] for k in range(len(weights))])
+    s2 = np.stack([resp[:, k] @ diff[:, k] ** 2 for k in range(len(weights))])
+    return float(sample_weight @ log_p), resp.sum(axis=0), resp.T @ obs, s1, s2

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from natgmm import NaturalDiagonalGMM, _solver, _split_merge
 from natgmm._data import ArrayData
-from natgmm._em import Params
+from natgmm._em import Params, Regularisation, e_step, m_step
 from natgmm._split_merge import SPLIT_OFFSET, candidate_moves, moved
 
 CENTRES = np.array([[0.0, 0.0], [8.0, 0.0], [8.0, 8.0]])
@@ -95,58 +95,67 @@ def test_never_lower_than_without_moves(annealing, slanted_blobs):
     assert_finite_model(model, X)
 
 
-def test_short_trials_screen_every_move_and_run_on_the_finalists(slanted_blobs, monkeypatch):
-    """Every move gets ``SCREEN_ITER`` iterations, the ``N_FINALISTS`` best the rest
-    of ``SHORT_ITER``, and the best finalist runs to convergence."""
+def test_partial_em_ranks_the_moves_and_em_tries_the_finalists(slanted_blobs, monkeypatch):
+    """Every move gets partial EM; the ``N_FINALISTS`` with the highest gains get
+    ``FINALIST_ITER`` EM iterations from where it ended, and the best of those
+    runs to convergence."""
     X, _ = slanted_blobs
-    calls = []
-    trial = _solver._trial
+    partial, calls = [], []
+    partial_em, trial = _solver.partial_em, _solver._trial
 
-    def spy(settings, run, params, lower_bound, reg, max_iter, tol, *args):
-        result = trial(settings, run, params, lower_bound, reg, max_iter, tol, *args)
-        calls.append((params, max_iter, tol, result))
+    def partial_spy(rows, start, move, reg):
+        result = partial_em(rows, start, move, reg)
+        partial.append(result)
         return result
 
-    monkeypatch.setattr(_solver, "_trial", spy)
+    def trial_spy(settings, run, params, lower_bound, reg, max_iter, tol, *args):
+        result = trial(settings, run, params, lower_bound, reg, max_iter, tol, *args)
+        calls.append((params, max_iter, tol, args, result))
+        return result
+
+    monkeypatch.setattr(_solver, "partial_em", partial_spy)
+    monkeypatch.setattr(_solver, "_trial", trial_spy)
     model = NaturalDiagonalGMM(6, split_merge=1, random_state=0).fit(X)
-    screen, short = _split_merge.SCREEN_ITER, _split_merge.SHORT_ITER
-    n_moves = sum(max_iter == screen for _, max_iter, _, _ in calls)
-    assert n_moves == _split_merge.N_CANDIDATES > _split_merge.N_FINALISTS
-    screened, continued, (start, max_iter, tol, result) = (
-        calls[:n_moves],
-        calls[n_moves:-1],
-        calls[-1],
-    )
-    assert len(continued) == _split_merge.N_FINALISTS
-    # The finalists are the screen's best, each continued from where it stopped.
-    bounds = np.array([call[3][1] for call in screened])
-    order = np.argsort(-bounds, kind="stable")[: _split_merge.N_FINALISTS]
-    for i, (params, n_iter, tol_, _) in zip(order, continued, strict=True):
-        assert params is screened[i][3][0] and n_iter == short - screen and tol_ == 0.0
+    assert len(partial) == _split_merge.N_CANDIDATES > _split_merge.N_FINALISTS
+    finalists, (start, max_iter, tol, _, result) = calls[:-1], calls[-1]
+    assert len(finalists) == _split_merge.N_FINALISTS
+    # The finalists: the highest partial gains, each from where its partial EM ended.
+    gains = np.array([trace[-1] for _, trace in partial])
+    order = np.argsort(-gains, kind="stable")[: _split_merge.N_FINALISTS]
+    for i, (params, n_iter, tol_, args, _) in zip(order, finalists, strict=True):
+        assert params is partial[i][0]
+        assert n_iter == _split_merge.FINALIST_ITER and tol_ == 0.0
+        assert args[1] is _split_merge.FLOAT32_TRIALS  # (progress, float32)
     # The best finalist runs to convergence.
-    best = max(continued, key=lambda call: call[3][1])
-    assert start is best[3][0] and max_iter == model.max_iter and tol == model.tol
+    best = max(finalists, key=lambda call: call[4][1])
+    assert start is best[4][0] and max_iter == model.max_iter and tol == model.tol
     assert model.split_merge_moves_[0, 4] == result[1]
-    # The round's trace: the trials' iterations, then the best one's run.
+    # The round's trace: the finalists' iterations, then the best one's run.
     bounds = model.history_["lower_bound"][model.history_["move"] == 1]
-    assert 1 <= bounds.size - short_trial_iterations(n_moves) <= model.max_iter
+    assert 1 <= bounds.size - short_trial_iterations(len(partial)) <= model.max_iter
     assert bounds[-1] == result[1]
 
 
-def test_screening_every_move_to_the_end_is_the_exhaustive_ranking(slanted_blobs, monkeypatch):
-    """With every move a finalist, screening then continuing is running each
-    move ``SHORT_ITER`` iterations at once (tol 0): the same fit, bit for bit."""
+def test_partial_em_with_no_held_mass_is_em(slanted_blobs):
+    """With every component free (no other mass), partial EM is EM: the same
+    parameters as the fit's own iterations, and a rising log-likelihood."""
     X, _ = slanted_blobs
-    fits = []
-    for screen in (_split_merge.SHORT_ITER, 2):
-        monkeypatch.setattr(_split_merge, "SCREEN_ITER", screen)
-        monkeypatch.setattr(_split_merge, "N_FINALISTS", _split_merge.N_CANDIDATES)
-        fits.append(NaturalDiagonalGMM(6, split_merge=2, random_state=0).fit(X))
-    exhaustive, screened = fits
-    assert exhaustive.split_merge_moves_.shape[0] >= 1
-    assert_array_equal(screened.split_merge_moves_, exhaustive.split_merge_moves_)
-    assert_array_equal(screened.means_, exhaustive.means_)
-    assert screened.lower_bound_ == exhaustive.lower_bound_
+    model = NaturalDiagonalGMM(3, max_iter=3, random_state=0).fit(X)
+    standardiser, params = model._state.standardiser, model._state.params
+    data = ArrayData(np.ascontiguousarray(X), None, parallel=False)
+    rows = _split_merge.TrialRows(data, standardiser, params).of_move((0, 1, 2), min_resp=-1.0)
+    assert rows.z.shape[0] == X.shape[0] and np.all(rows.log_other == -np.inf)
+    zero = np.zeros(X.shape[1])
+    reg = Regularisation(np.full(X.shape[1], 1e-6), zero, 0.0, zero, 0.0)
+    ended, gains = _split_merge.partial_em(rows, params, (0, 1, 2), reg, n_iter=4)
+    current = params
+    for _ in range(4):
+        current = m_step(e_step(data, standardiser, current)[1], reg, current)[0]
+    # Two summation orders of the same float64 sums over 600 rows.
+    for got, want in zip(ended, current, strict=True):
+        assert_allclose(got, want, rtol=1e-10)
+    assert gains[0] == pytest.approx(0.0, abs=1e-9 * X.shape[0])  # the start's own bound
+    assert np.all(np.diff(gains) > -1e-9)
 
 
 def test_candidate_moves_rank_overlap_and_misfit():
@@ -319,8 +328,8 @@ def test_moved_matches_moments_and_splits_along_the_leading_direction():
     assert_array_equal(means[2], [5.0, 5.0])
 
 
-def test_move_sums_match_the_responsibilities(three_clusters):
-    """The chunked sums equal those from predict_proba's full array."""
+def test_trial_rows_match_the_responsibilities(three_clusters):
+    """A round's sums, covariances and move rows equal those from predict_proba."""
     X, _ = three_clusters
     model = stuck_model().fit(X)
     rng = np.random.default_rng(1)
@@ -328,16 +337,18 @@ def test_move_sums_match_the_responsibilities(three_clusters):
     standardiser = model._state.standardiser
     data = ArrayData(np.ascontiguousarray(X), w, parallel=False)
     params = model._state.params
-    overlap, fit, weight = data.move_sums(standardiser, params)
+    rows = _split_merge.TrialRows(data, standardiser, params)
+    overlap, fit, weight = rows.sums()
     resp = model.predict_proba(X)
     log_density = model.score_samples(X)
     assert_allclose(overlap, (resp * w[:, None]).T @ resp, rtol=1e-12)
     assert_allclose(fit, (resp * w[:, None]).T @ log_density, rtol=1e-12)
     assert_allclose(weight, w @ resp, rtol=1e-12)
-    (weight_2,), (scatter,) = data.component_moments(standardiser, params, [2])
     u = (X - standardiser.shift) * standardiser.scale - params.means[2]
-    expected = (u * (w * resp[:, 2])[:, None]).T @ u
-    assert_allclose(scatter, expected, rtol=1e-12)
+    expected = (u * (w * resp[:, 2])[:, None]).T @ u / weight[2]
+    assert_allclose(rows.covariance(2), expected, rtol=1e-12)
+    (weight_2,), (scatter,) = data.component_moments(standardiser, params, [2])
+    assert_allclose(scatter, expected * weight[2], rtol=1e-12)
     assert weight_2 == pytest.approx(weight[2], rel=1e-12)
     # A group: the sum of its members' responsibilities, about its first
     # member's mean; min_resp leaves out the rows at or below it.
@@ -349,6 +360,31 @@ def test_move_sums_match_the_responsibilities(three_clusters):
         assert g_weight[0] == pytest.approx(group[keep].sum(), rel=1e-12)
         expected = (u[keep] * group[keep, None]).T @ u[keep]
         assert_allclose(g_scatter[0], expected, rtol=1e-12)
+
+
+def test_a_moves_rows_are_those_its_components_share(three_clusters):
+    """The rows of a move's partial EM, their log-likelihood and the others' mass."""
+    X, _ = three_clusters
+    w = np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0])
+    data = ArrayData(np.ascontiguousarray(X), w, parallel=False)
+    four = NaturalDiagonalGMM(4, random_state=0).fit(X)
+    rows = _split_merge.TrialRows(data, four._state.standardiser, four._state.params)
+    resp = four.predict_proba(X)
+    internal = four.score_samples(X) - four._state.standardiser.log_jacobian
+    # Hold the component with the most rows of its own: the move leaves them out.
+    held = int(np.argmax(np.bincount(resp.argmax(axis=1), minlength=4)))
+    move = tuple(k for k in range(4) if k != held)
+    chosen = rows.of_move(move)
+    keep = resp[:, list(move)].sum(axis=1) > _split_merge.PARTIAL_MIN_RESP
+    assert 0 < keep.sum() < X.shape[0]
+    assert_array_equal(chosen.w, w[keep])
+    assert chosen.base == pytest.approx(w[keep] @ internal[keep], rel=1e-12)
+    with np.errstate(divide="ignore"):
+        other = internal[keep] + np.log(resp[keep, held])
+    # log(1 - the three's share) where the share is near 1: a few ulps of 1.
+    near = np.isfinite(other) & (other > internal[keep] - 20)
+    assert_allclose(chosen.log_other[near], other[near], rtol=0, atol=1e-6)
+    assert np.all(chosen.log_other[~near] < internal[keep][~near] - 19)
 
 
 def test_missing_entries_and_float32(three_clusters):
@@ -404,3 +440,30 @@ def test_short_trials_on_a_sample_of_rows(three_clusters, monkeypatch):
     # Not more rows than the data: every iteration on all of them.
     monkeypatch.setattr(_split_merge, "TRIAL_ROWS", X.shape[0])
     assert_array_equal(stuck_model(split_merge=1).fit(X).history_["rows"], X.shape[0])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_partial_e_step_matches_the_naive_reference(masked):
+    """The compiled partial E-step against numpy: held mass, free components, holes."""
+    import naive
+
+    rng = np.random.default_rng(3)
+    n_rows, n_features = 300, 5
+    z = rng.normal(size=(n_rows, n_features)) * 2.0
+    observed = rng.random((n_rows, n_features)) > 0.3 if masked else None
+    w = rng.random(n_rows) * 2.0
+    log_other = rng.normal(size=n_rows) - 3.0
+    log_other[::7] = -np.inf  # rows the held components do not reach
+    weights = np.array([0.2, 0.05, 0.1])
+    means = rng.normal(size=(3, n_features))
+    var = rng.random((3, n_features)) + 0.3
+    hole = np.empty((0, 0), dtype=np.bool_) if observed is None else observed
+    got = _split_merge._partial_e_step(z, hole, w, log_other, np.log(weights), means, var)
+    z_obs = z if observed is None else np.where(observed, z, 0.0)
+    want = naive.partial_e_step(z_obs, observed, w, log_other, weights, means, var)
+    # Sums of a few hundred float64 terms in another order: a few ulps of the total.
+    assert_allclose(got[0], want[0], rtol=1e-12)
+    for name, g, r in zip(("nk", "nkd", "s1", "s2"), got[1:], want[1:], strict=True):
+        if name == "nkd" and not masked:
+            continue  # not accumulated when every entry is observed
+        assert_allclose(g, r, rtol=1e-12, atol=1e-12 * np.abs(r).max(), err_msg=name)
