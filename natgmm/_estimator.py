@@ -261,7 +261,7 @@ default=None
         it converged (Ueda et al., 2000): a move merges the two components
         whose responsibilities overlap most and splits one of the three
         components whose points the mixture fits worst along its leading
-        direction. Each round tries 15 such moves by ten iterations of
+        direction. Each round tries 15 such moves by five iterations of
         partial EM (only the move's three components change), gives the 3
         that gained most four iterations of EM (in float32; ranking and
         trials on 16 000 rows drawn from ``random_state`` when X has more),
@@ -340,8 +340,9 @@ default=None
     converged_ : bool
         Whether the best fit converged.
     n_iter_ : int
-        Number of EM iterations of the best fit (all annealing levels and
-        the final EM; passes over the data for ``solver="minibatch"``; after
+        Number of EM iterations of the best fit (all annealing levels, the
+        final EM and the split-and-merge trials' EM; passes over the data
+        for ``solver="minibatch"``; after
         :meth:`partial_fit`, the number of batches).
     n_steps_ : int
         Online EM steps taken (``solver="minibatch"`` and
@@ -368,8 +369,8 @@ default=None
         means not within 0.01 standard deviations, in every feature, of an
         earlier one), "move" (0, or the split-and-merge round the
         iteration belongs to, counting from 1: see ``split_merge``) and
-        "rows" (the rows the iteration went over: all of them, or
-        ``anneal_subsample``).
+        "rows" (the rows the iteration went over: all of them,
+        ``anneal_subsample``'s, or a split-and-merge round's sample).
     critical_value_ : float
         With ``annealing``: the largest eigenvalue of the data's weighted
         correlation matrix. With all variances above this many times their

@@ -22,20 +22,20 @@ from ._kernels import _jit
 # Moves tried per round, and how (benchmarks/study/sweep.py; doc/annealing.rst,
 # "Split-and-merge moves"). Every candidate gets PARTIAL_ITER iterations of
 # partial EM on the rows its three components share (those whose summed
-# responsibility is above PARTIAL_MIN_RESP), cheap next to a pass over all
-# rows; the N_FINALISTS with the highest partial gains then FINALIST_ITER
-# iterations of EM on all components, and the one with the highest lower
-# bound runs to convergence. Partial EM alone ranked worse where clusters
-# overlap (the neighbours do not move): 88 of 108 sweep fits at least
-# scikit-learn's best of five, against 90 for 10 iterations and 3 finalists
-# and for the EM screen of every move used before. Each merge is tried with
-# the N_SPLITS worst-fitted other components: the worst alone was often one
-# that no split helps, and a round whose moves all split it failed where the
-# second or third worst would have gained.
+# responsibility is above PARTIAL_MIN_RESP; every n-th of them above
+# PARTIAL_ROWS, as the loop over three components costs about as much per
+# row as a BLAS pass over all of them); the N_FINALISTS with the highest
+# partial gains then FINALIST_ITER iterations of EM on all components, and
+# the one with the highest lower bound runs to convergence. Partial EM alone
+# ranked worse where clusters overlap (the neighbours do not move). Each
+# merge is tried with the N_SPLITS worst-fitted other components: the worst
+# alone was often one that no split helps, and a round whose moves all split
+# it failed where the second or third worst would have gained.
 N_CANDIDATES = 15
 N_SPLITS = 3
-PARTIAL_ITER = 10
+PARTIAL_ITER = 5
 PARTIAL_MIN_RESP = 1e-3
+PARTIAL_ROWS = 4000
 N_FINALISTS = 3
 FINALIST_ITER = 4
 # Pairs whose responsibilities have a cosine below this are not merged: two
@@ -196,7 +196,7 @@ class TrialRows:
         wr = self.w * self.resp[:, k]
         return (v * wr[:, np.newaxis]).T @ v / wr.sum()
 
-    def of_move(self, move, min_resp=PARTIAL_MIN_RESP):
+    def of_move(self, move, min_resp=PARTIAL_MIN_RESP, max_rows=PARTIAL_ROWS):
         """Return the rows ``move``'s three components share (:class:`MoveRows`), or None.
 
         A row is kept when its responsibilities summed over the three are
@@ -206,6 +206,8 @@ class TrialRows:
         kept = np.flatnonzero(self.resp[:, free].sum(axis=1) > min_resp)
         if not kept.size:
             return None
+        stride = -(-kept.size // max_rows)
+        kept = kept[::stride]
         # The held components' share, 1 minus the three's: where it cancels,
         # it is below rounding next to the three's, and so is its error.
         held = np.maximum(self.total[kept] - self.resp[kept][:, free].sum(axis=1), 0.0)
@@ -213,7 +215,7 @@ class TrialRows:
         with np.errstate(divide="ignore"):
             log_other = density + np.log(held)
         observed = None if self.observed is None else self.observed[kept]
-        w = self.w[kept]
+        w = self.w[kept] * stride  # every stride-th row stands for stride of them
         return MoveRows(self.z[kept], observed, w, log_other, float(w @ density))
 
 
@@ -227,15 +229,17 @@ class MoveRows(NamedTuple):
     base: float  # sum w log p(x) before the move
 
 
-@_jit(False)
+# Fast-math may reorder the sums over features here (a serial kernel: the
+# result does not depend on the thread count), so that they vectorise.
+@_jit(False, fastmath={"nsz", "contract", "reassoc"})
 def _partial_e_step(z, observed, w, log_other, log_weight, means, var):
     """Partial E-step: the held components' mass fixed, three (or any few) free.
 
     Returns the weighted sum of the rows' log-densities and, for the free
     components, the statistics about ``means``: ``nk``, ``nkd`` (per-feature
     weights; left zero when ``observed`` is empty: every entry observed),
-    ``s1``, ``s2``. Serial, in row order: one result whatever the thread
-    count.
+    ``s1``, ``s2``. ``observed`` is 1.0 where an entry is observed, 0.0
+    where not (and ``z`` is 0 there). Serial, in row order.
     """
     n_rows, n_features = z.shape
     n_free = means.shape[0]
@@ -248,7 +252,7 @@ def _partial_e_step(z, observed, w, log_other, log_weight, means, var):
     s1 = np.zeros((n_free, n_features))
     s2 = np.zeros((n_free, n_features))
     log_dens = np.empty(n_free)
-    diff = np.empty(n_features)
+    diff = np.empty((n_free, n_features))
     loglik = 0.0
     for r in range(n_rows):
         top = log_other[r]
@@ -257,14 +261,16 @@ def _partial_e_step(z, observed, w, log_other, log_weight, means, var):
             if masked:
                 norm = log_weight[m]
                 for d in range(n_features):
-                    if observed[r, d]:
-                        t = z[r, d] - means[m, d]
-                        acc += t * t * inv_var[m, d]
-                        norm += feature_norm[m, d]
+                    o = observed[r, d]
+                    t = (z[r, d] - means[m, d]) * o
+                    diff[m, d] = t
+                    acc += t * t * inv_var[m, d]
+                    norm += feature_norm[m, d] * o
             else:
                 norm = log_norm[m]
                 for d in range(n_features):
                     t = z[r, d] - means[m, d]
+                    diff[m, d] = t
                     acc += t * t * inv_var[m, d]
             log_dens[m] = norm - 0.5 * acc
             top = max(top, log_dens[m])
@@ -272,24 +278,19 @@ def _partial_e_step(z, observed, w, log_other, log_weight, means, var):
             continue
         total = math.exp(log_other[r] - top)
         for m in range(n_free):
-            total += math.exp(log_dens[m] - top)
-        log_p = top + math.log(total)
-        loglik += w[r] * log_p
+            log_dens[m] = math.exp(log_dens[m] - top)  # from here its density over the top's
+            total += log_dens[m]
+        loglik += w[r] * (top + math.log(total))
         for m in range(n_free):
-            wr = w[r] * math.exp(log_dens[m] - log_p)
+            wr = w[r] * log_dens[m] / total
             nk[m] += wr
-            for d in range(n_features):
-                diff[d] = z[r, d] - means[m, d]
             if masked:
                 for d in range(n_features):
-                    if observed[r, d]:
-                        nkd[m, d] += wr
-                        s1[m, d] += wr * diff[d]
-                        s2[m, d] += wr * diff[d] * diff[d]
-            else:
-                for d in range(n_features):
-                    s1[m, d] += wr * diff[d]
-                    s2[m, d] += wr * diff[d] * diff[d]
+                    nkd[m, d] += wr * observed[r, d]
+            for d in range(n_features):
+                t = diff[m, d]
+                s1[m, d] += wr * t
+                s2[m, d] += wr * t * t
     return loglik, nk, nkd, s1, s2
 
 
@@ -304,7 +305,7 @@ def partial_em(rows, start, move, reg, n_iter=PARTIAL_ITER):
     """
     free = list(move)
     total = start.weights[free].sum()
-    observed = np.empty((0, 0), dtype=np.bool_) if rows.observed is None else rows.observed
+    observed = np.empty((0, 0)) if rows.observed is None else rows.observed.astype(np.float64)
     params, gains = start, []
     for _ in range(n_iter):
         means, var = params.means[free], params.variances[free]

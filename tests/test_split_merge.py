@@ -379,6 +379,14 @@ def test_a_moves_rows_are_those_its_components_share(three_clusters):
     assert 0 < keep.sum() < X.shape[0]
     assert_array_equal(chosen.w, w[keep])
     assert chosen.base == pytest.approx(w[keep] @ internal[keep], rel=1e-12)
+    # Above max_rows rows, every stride-th row, standing for stride rows.
+    max_rows = int(keep.sum()) // 3
+    stride = -(-int(keep.sum()) // max_rows)
+    capped = rows.of_move(move, max_rows=max_rows)
+    every = np.flatnonzero(keep)[::stride]
+    assert every.size <= max_rows
+    assert_array_equal(capped.w, w[every] * stride)
+    assert capped.base == pytest.approx(stride * w[every] @ internal[every], rel=1e-12)
     with np.errstate(divide="ignore"):
         other = internal[keep] + np.log(resp[keep, held])
     # log(1 - the three's share) where the share is near 1: a few ulps of 1.
@@ -457,7 +465,7 @@ def test_partial_e_step_matches_the_naive_reference(masked):
     weights = np.array([0.2, 0.05, 0.1])
     means = rng.normal(size=(3, n_features))
     var = rng.random((3, n_features)) + 0.3
-    hole = np.empty((0, 0), dtype=np.bool_) if observed is None else observed
+    hole = np.empty((0, 0)) if observed is None else observed.astype(np.float64)
     got = _split_merge._partial_e_step(z, hole, w, log_other, np.log(weights), means, var)
     z_obs = z if observed is None else np.where(observed, z, 0.0)
     want = naive.partial_e_step(z_obs, observed, w, log_other, weights, means, var)
