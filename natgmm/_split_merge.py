@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._data import internal_rows, log_prob
+from ._data import ROW_CHUNK, internal_rows, log_prob
 from ._em import Params, Stats, m_step
 from ._kernels import _jit
 
@@ -159,20 +159,20 @@ class TrialRows:
     """The rows a split-and-merge round ranks and tries its moves on, under the fit's parameters.
 
     One pass of the mixture over ``data`` (in memory: at most
-    :data:`TRIAL_ROWS` rows) keeps each row's log-density, responsibilities
-    and internal coordinates, from which the round's sums, the split
-    components' scatter and each move's rows are taken.
+    :data:`TRIAL_ROWS` rows) keeps each row's log-density and
+    responsibilities (``n_rows x n_components``), from which the round's
+    sums, the split components' covariances and each move's rows are taken;
+    rows in internal coordinates are made a chunk or a move at a time.
     """
 
     def __init__(self, data, standardiser, params):
-        self.params, self.log_jacobian = params, standardiser.log_jacobian
+        self.X, self.standardiser, self.params = data.X, standardiser, params
         self.density, _, self.resp = log_prob(
             data.X, standardiser, params, data.parallel, True, data.missing
         )
         self.total = self.resp.sum(axis=1)  # 1 up to rounding
         self.w = data.sw if data.sw.shape[0] else np.ones(data.shape[0])
-        self.z = internal_rows(data.X, slice(None), standardiser)
-        self.observed = ~np.isnan(data.X) if data.missing else None
+        self.missing = data.missing
 
     def sums(self):
         """Return the arguments of :func:`candidate_moves`: ``overlap``, ``fit``, ``weight``.
@@ -190,11 +190,13 @@ class TrialRows:
 
         Missing entries count as at the mean.
         """
-        v = self.z - self.params.means[k]
-        if self.observed is not None:
-            v *= self.observed
-        wr = self.w * self.resp[:, k]
-        return (v * wr[:, np.newaxis]).T @ v / wr.sum()
+        scatter = 0.0
+        for start in range(0, self.X.shape[0], ROW_CHUNK):
+            rows = np.arange(start, min(start + ROW_CHUNK, self.X.shape[0]))
+            v = internal_rows(self.X, rows, self.standardiser, self.params.means[k])
+            wr = self.w[rows] * self.resp[rows, k]
+            scatter = scatter + (v * wr[:, np.newaxis]).T @ v
+        return scatter / np.sum(self.w * self.resp[:, k])
 
     def of_move(self, move, min_resp=PARTIAL_MIN_RESP, max_rows=PARTIAL_ROWS):
         """Return the rows ``move``'s three components share (:class:`MoveRows`), or None.
@@ -211,12 +213,13 @@ class TrialRows:
         # The held components' share, 1 minus the three's: where it cancels,
         # it is below rounding next to the three's, and so is its error.
         held = np.maximum(self.total[kept] - self.resp[kept][:, free].sum(axis=1), 0.0)
-        density = self.density[kept] - self.log_jacobian
+        density = self.density[kept] - self.standardiser.log_jacobian
         with np.errstate(divide="ignore"):
             log_other = density + np.log(held)
-        observed = None if self.observed is None else self.observed[kept]
+        observed = ~np.isnan(self.X[kept]) if self.missing else None
+        z = internal_rows(self.X, kept, self.standardiser)
         w = self.w[kept] * stride  # every stride-th row stands for stride of them
-        return MoveRows(self.z[kept], observed, w, log_other, float(w @ density))
+        return MoveRows(z, observed, w, log_other, float(w @ density))
 
 
 class MoveRows(NamedTuple):
