@@ -235,21 +235,25 @@ class MoveRows(NamedTuple):
 # Fast-math may reorder the sums over features here (a serial kernel: the
 # result does not depend on the thread count), so that they vectorise.
 @_jit(False, fastmath={"nsz", "contract", "reassoc"})
-def _partial_e_step(z, observed, w, log_other, log_weight, means, var):
+def _partial_e_step(z, observed, w, log_other, log_weight, means, inv_var, feature_norm):
     """Partial E-step: the held components' mass fixed, three (or any few) free.
 
     Returns the weighted sum of the rows' log-densities and, for the free
     components, the statistics about ``means``: ``nk``, ``nkd`` (per-feature
     weights; left zero when ``observed`` is empty: every entry observed),
     ``s1``, ``s2``. ``observed`` is 1.0 where an entry is observed, 0.0
-    where not (and ``z`` is 0 there). Serial, in row order.
+    where not (and ``z`` is 0 there); ``inv_var`` and ``feature_norm``
+    (``-log(2 pi var) / 2``) are the free components' per feature. Serial,
+    in row order.
     """
     n_rows, n_features = z.shape
     n_free = means.shape[0]
     masked = observed.shape[0] > 0
-    inv_var = 1.0 / var
-    feature_norm = -0.5 * (_LOG_2PI + np.log(var))
-    log_norm = log_weight + feature_norm.sum(axis=1)
+    log_norm = np.empty(n_free)
+    for m in range(n_free):
+        log_norm[m] = log_weight[m]
+        for d in range(n_features):
+            log_norm[m] += feature_norm[m, d]
     nk = np.zeros(n_free)
     nkd = np.zeros((n_free, n_features))
     s1 = np.zeros((n_free, n_features))
@@ -315,8 +319,9 @@ def partial_em(rows, start, move, reg, n_iter=PARTIAL_ITER):
         with np.errstate(divide="ignore"):
             log_weight = np.log(params.weights[free])
         loglik, nk, nkd, s1, s2 = _partial_e_step(
-            rows.z, observed, rows.w, rows.log_other, log_weight, means, var
-        )
+            rows.z, observed, rows.w, rows.log_other, log_weight, means, 1.0 / var,
+            -0.5 * (_LOG_2PI + np.log(var)),
+        )  # fmt: skip
         gains.append(loglik - rows.base)
         stats = Stats(nk, s1, s2, means, None if rows.observed is None else nkd)
         new = m_step(stats, reg, Params(params.weights[free], means, var))[0]

@@ -466,7 +466,9 @@ def test_partial_e_step_matches_the_naive_reference(masked):
     means = rng.normal(size=(3, n_features))
     var = rng.random((3, n_features)) + 0.3
     hole = np.empty((0, 0)) if observed is None else observed.astype(np.float64)
-    got = _split_merge._partial_e_step(z, hole, w, log_other, np.log(weights), means, var)
+    got = _split_merge._partial_e_step(
+        z, hole, w, log_other, np.log(weights), means, 1.0 / var, -0.5 * np.log(2 * np.pi * var)
+    )
     z_obs = z if observed is None else np.where(observed, z, 0.0)
     want = naive.partial_e_step(z_obs, observed, w, log_other, weights, means, var)
     # Sums of a few hundred float64 terms in another order: a few ulps of the total.
