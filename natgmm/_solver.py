@@ -544,7 +544,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         if not moves:
             progress.no_move()
             break
-        covariance = {k: rows.covariance(k) for k in sorted({k for _, _, k in moves})}
+        covariance = rows.covariances(sorted({k for _, _, k in moves}))
         starts = [moved(params, move, covariance[move[2]]) for move in moves]
         best, trial = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
         move = moves[best]

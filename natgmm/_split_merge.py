@@ -185,18 +185,24 @@ class TrialRows:
         fit = np.maximum(self.density, _FAR_BELOW) @ wr
         return wr.T @ self.resp, fit, wr.sum(axis=0)
 
-    def covariance(self, k):
-        """Component ``k``'s responsibility-weighted covariance about its mean (internal units).
+    def covariances(self, components):
+        """Each of ``components``' responsibility-weighted covariance about its mean.
 
-        Missing entries count as at the mean.
+        A dict by component, internal units; missing entries count as at the
+        mean. One pass over the rows, a chunk at a time.
         """
-        scatter = 0.0
+        scatter = dict.fromkeys(components, 0.0)
         for start in range(0, self.X.shape[0], ROW_CHUNK):
             rows = np.arange(start, min(start + ROW_CHUNK, self.X.shape[0]))
-            v = internal_rows(self.X, rows, self.standardiser, self.params.means[k])
-            wr = self.w[rows] * self.resp[rows, k]
-            scatter = scatter + (v * wr[:, np.newaxis]).T @ v
-        return scatter / np.sum(self.w * self.resp[:, k])
+            z = internal_rows(self.X, rows, self.standardiser)
+            observed = ~np.isnan(self.X[rows]) if self.missing else None
+            for k in components:
+                v = z - self.params.means[k]
+                if observed is not None:
+                    v *= observed
+                wr = self.w[rows] * self.resp[rows, k]
+                scatter[k] = scatter[k] + (v * wr[:, np.newaxis]).T @ v
+        return {k: s / np.sum(self.w * self.resp[:, k]) for k, s in scatter.items()}
 
     def of_move(self, move, min_resp=PARTIAL_MIN_RESP, max_rows=PARTIAL_ROWS):
         """Return the rows ``move``'s three components share (:class:`MoveRows`), or None.
@@ -204,15 +210,15 @@ class TrialRows:
         A row is kept when its responsibilities summed over the three are
         above ``min_resp``: the others hardly change under the move.
         """
-        free = list(move)
-        kept = np.flatnonzero(self.resp[:, free].sum(axis=1) > min_resp)
+        share = self.resp[:, list(move)].sum(axis=1)
+        kept = np.flatnonzero(share > min_resp)
         if not kept.size:
             return None
         stride = -(-kept.size // max_rows)
         kept = kept[::stride]
         # The held components' share, 1 minus the three's: where it cancels,
         # it is below rounding next to the three's, and so is its error.
-        held = np.maximum(self.total[kept] - self.resp[kept][:, free].sum(axis=1), 0.0)
+        held = np.maximum(self.total[kept] - share[kept], 0.0)
         density = self.density[kept] - self.standardiser.log_jacobian
         with np.errstate(divide="ignore"):
             log_other = density + np.log(held)

@@ -346,7 +346,10 @@ def test_trial_rows_match_the_responsibilities(three_clusters):
     assert_allclose(weight, w @ resp, rtol=1e-12)
     u = (X - standardiser.shift) * standardiser.scale - params.means[2]
     expected = (u * (w * resp[:, 2])[:, None]).T @ u / weight[2]
-    assert_allclose(rows.covariance(2), expected, rtol=1e-12)
+    covariances = rows.covariances([2, 0])
+    assert_allclose(covariances[2], expected, rtol=1e-12)
+    u0 = (X - standardiser.shift) * standardiser.scale - params.means[0]
+    assert_allclose(covariances[0], (u0 * (w * resp[:, 0])[:, None]).T @ u0 / weight[0], rtol=1e-12)
     (weight_2,), (scatter,) = data.component_moments(standardiser, params, [2])
     assert_allclose(scatter, expected * weight[2], rtol=1e-12)
     assert weight_2 == pytest.approx(weight[2], rel=1e-12)
