@@ -301,6 +301,27 @@ def test_sparse_chunks_with_rows_between_components():
         assert_allclose(g, e, rtol=1e-12, atol=1e-12 * np.max(np.abs(e)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighed_terms_below_the_smallest_normal_are_zero(dtype):
+    """Weighted terms that would be subnormal are zero, and not counted.
+
+    Subnormal operands slow the statistics' BLAS product severalfold; each
+    dropped term is below ``tiny`` times its row's weight.
+    """
+    tiny = np.finfo(dtype).tiny
+    ev = np.array([[1.0, tiny, 4.0 * tiny, 0.5], [tiny, 1.0, 0.25, np.nan]], dtype=dtype)
+    w = np.array([0.5, 0.5, 0.5, 1.0], dtype=dtype)
+    expected = ev * w
+    expected[(expected < tiny)] = 0.0
+    row_terms = np.empty(4, dtype=np.int32)
+    row_last = np.empty(4, dtype=np.int32)
+    _kernels._weigh_terms(ev, w, row_terms, row_last)
+    assert_array_equal(ev, expected)  # the NaN stays NaN
+    assert ev[0, 1] == 0.0 and ev[1, 0] == 0.0 and ev[0, 2] == 2.0 * tiny
+    assert_array_equal(row_terms, [1, 1, 2, 2])
+    assert_array_equal(row_last, [0, 1, 1, 1])
+
+
 def test_narrow_far_component_keeps_its_digits():
     """A narrow component far from the centre is summed about its mean.
 
