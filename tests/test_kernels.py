@@ -504,6 +504,31 @@ def test_f32_moderate_cancellation_takes_float64_moments(monkeypatch):
     assert np.any(np.abs(moved[3][2] - expected[3][2]) > tolerances[3][2])
 
 
+def test_float64_data_on_the_float32_path_takes_float32_moments():
+    """float64 ``X`` with ``float32=True`` (the annealing levels): no float64 moments.
+
+    The component of ref**2 / var 400 that float32 ``X`` sends to a float64
+    product (above) is moved from the origin in float32 here: within the
+    float32 product's bound, and not the float64 product's sums.
+    """
+    Z, params = _narrow_pair(n_features=4, offset=2.0, sd=0.1, pair=False)
+    Z = Z.astype(np.float32).astype(np.float64)
+    ones = np.ones(4)
+    ref = params.means + 1e-3
+    natural = natural_parameters(params)
+    args = (np.empty(0), 0 * ones, ones, *natural, ref, 4, True, 1.0, True)
+    _, precise = _kernels._f32_tiers(ref, 1.0 / params.variances)
+    assert list(np.flatnonzero(precise)) == [2]
+    got = _kernels.em_stats(Z, *args)
+    expected = naive.em_stats(Z, np.ones(len(Z)), *params, ref)
+    tolerances = _f32_tolerances(Z, np.ones(len(Z)), params, ref)
+    for g, e, t in zip(got, expected, tolerances, strict=True):
+        _assert_within(g, e, t)
+    from_float64 = _kernels.em_stats(Z.astype(np.float32), *args)
+    assert_array_equal(got[3][:2], from_float64[3][:2])
+    assert np.any(got[3][2] != from_float64[3][2])
+
+
 def test_f32_rows_outside_float32_range_fall_back_to_float64():
     """A chunk with a row whose float32 log-densities overflow is done in float64.
 
