@@ -389,9 +389,8 @@ def _weigh_terms(ev, w, row_terms, row_last):
     """
     n_components, width = ev.shape
     # Subnormal operands make the statistics' BLAS product take microcode
-    # assists: with half a percent of the terms subnormal it took twice as
-    # long (doc/performance.rst, "Subnormal responsibilities"). Constants of
-    # the terms' dtype, so that float32 terms are not widened.
+    # assists (doc/performance.rst, "Subnormal responsibilities"). Constants
+    # of the terms' dtype, so that float32 terms are not widened.
     tiny, zero = ev.dtype.type(np.finfo(ev.dtype).tiny), ev.dtype.type(0)
     row_terms[:] = 0
     row_last[:] = 0
@@ -471,9 +470,8 @@ def _float64_moments(X):
     taking the float32 path (``float32=True``: the annealing levels and the
     moves' finalists, steps on the way to a float64 EM) no: such a component
     loses up to ``log10(_MAX_CANCELLATION)`` of float32's digits of its
-    scatter (a few 1e-5 of its variance) instead of two, and the separated
-    synthetic set's annealed fits took 6 to 9 % less time (doc/annealing.rst,
-    "Levels in float32").
+    scatter (a few 1e-5 of its variance) instead of two, for less time
+    (doc/annealing.rst, "Levels in float32").
     """
     return X.dtype == np.float32
 

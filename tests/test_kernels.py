@@ -312,7 +312,7 @@ def test_weighed_terms_below_the_smallest_normal_are_zero(dtype):
     ev = np.array([[1.0, tiny, 4.0 * tiny, 0.5], [tiny, 1.0, 0.25, np.nan]], dtype=dtype)
     w = np.array([0.5, 0.5, 0.5, 1.0], dtype=dtype)
     expected = ev * w
-    expected[(expected < tiny)] = 0.0
+    expected[expected < tiny] = 0.0
     row_terms = np.empty(4, dtype=np.int32)
     row_last = np.empty(4, dtype=np.int32)
     _kernels._weigh_terms(ev, w, row_terms, row_last)
@@ -509,7 +509,7 @@ def test_float64_data_on_the_float32_path_takes_float32_moments():
 
     The component of ref**2 / var 400 that float32 ``X`` sends to a float64
     product (above) is moved from the origin in float32 here: within the
-    float32 product's bound, and not the float64 product's sums.
+    float32 product's bound, and not float32 ``X``'s sums.
     """
     Z, params = _narrow_pair(n_features=4, offset=2.0, sd=0.1, pair=False)
     Z = Z.astype(np.float32).astype(np.float64)
@@ -524,9 +524,9 @@ def test_float64_data_on_the_float32_path_takes_float32_moments():
     tolerances = _f32_tolerances(Z, np.ones(len(Z)), params, ref)
     for g, e, t in zip(got, expected, tolerances, strict=True):
         _assert_within(g, e, t)
-    from_float64 = _kernels.em_stats(Z.astype(np.float32), *args)
-    assert_array_equal(got[3][:2], from_float64[3][:2])
-    assert np.any(got[3][2] != from_float64[3][2])
+    of_float32_data = _kernels.em_stats(Z.astype(np.float32), *args)
+    assert_array_equal(got[3][:2], of_float32_data[3][:2])
+    assert np.any(got[3][2] != of_float32_data[3][2])
 
 
 def test_f32_rows_outside_float32_range_fall_back_to_float64():
