@@ -248,9 +248,9 @@ def count_distinct(points, tol):
 
 @_jit(False)
 def _chunk_scratch(n_features, n_components, rows=_CHUNK):
-    """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total``.
+    """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total, z_row``.
 
-    ``rows`` per chunk.
+    ``rows`` per chunk; ``z_row`` is :func:`_fill_z`'s row of ``z``.
 
     Allocated once per block: allocation inside the threaded loop serialises
     the threads. The last column of ``u`` is ones, for every row: a
@@ -265,6 +265,7 @@ def _chunk_scratch(n_features, n_components, rows=_CHUNK):
         np.empty((n_components, rows)),
         np.empty(rows),
         np.empty(rows),
+        np.empty(n_features),
     )
 
 
@@ -283,16 +284,8 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
     (a temperature level) ``lp`` is multiplied by ``beta`` first, so that
     ``ev`` are the terms of the tempered responsibilities.
     """
-    u, lp_rows, lp, ev, top, total = scratch
-    n_features = X.shape[1]
-    n_rows = stop - start
-    for r in range(n_rows):
-        # Row views: LLVM vectorises this loop better over them.
-        x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
-        for j in range(n_features):
-            z[j] = (x[j] - shift[j]) * scale[j]
-            z2[j] = z[j] * z[j]
-    u[n_rows:, : 2 * n_features] = 0.0
+    u, lp_rows, lp, ev, top, total, z_row = scratch
+    _fill_z(X, start, stop, shift, scale, u, z_row)
     np.dot(u, W, lp_rows)
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
@@ -426,7 +419,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
         s2[b] = 0.0
         m[b] = 0.0
         scratch = _chunk_scratch(n_features, n_components)
-        u, _, _, ev, top, total = scratch
+        u, _, _, ev, top, total, _ = scratch
         w_over_total = np.empty(_CHUNK)
         moments = np.empty((n_components, 2 * n_features + 1))
         row_terms = np.empty(_CHUNK, dtype=np.int64)
@@ -655,7 +648,7 @@ def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in prange(n_groups):
         scratch = _chunk_scratch(n_features, n_components)
-        _, _, lp, ev, top, total = scratch
+        _, _, lp, ev, top, total, _ = scratch
         first = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
@@ -753,7 +746,8 @@ def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
 
     ``u, lp_rows, lp, ev, top, total`` as :func:`_chunk_scratch`, in float32;
     ``u64`` (``[z, z**2, 1]`` in float64) and ``lp_wide`` receive the
-    log-densities of the ``n_wide`` components computed in float64.
+    log-densities of the ``n_wide`` components computed in float64;
+    ``z_row`` (float64) is :func:`_fill_z`'s row of ``z``.
     """
     u = np.empty((rows, 2 * n_features + 1), dtype=np.float32)
     u[:, 2 * n_features] = 1.0
@@ -768,6 +762,7 @@ def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
         np.empty(rows, dtype=np.float32),
         u64,
         np.empty((rows, n_wide)),
+        np.empty(n_features),
     )
 
 
@@ -782,21 +777,12 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
     in the product, for rows far outside the data) makes the function
     return False: the caller redoes the chunk in float64.
     """
-    u, lp_rows, lp, ev, top, total, u64, lp_wide = scratch
-    n_features = X.shape[1]
+    u, lp_rows, lp, ev, top, total, u64, lp_wide, z_row = scratch
     n_rows = stop - start
-    # This loop is :func:`_fill_z` written out: as a call it took the
-    # float32 pass 8 to 10 % longer (2026-12-05).
-    for r in range(n_rows):
-        x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
-        for j in range(n_features):
-            t = (x[j] - shift[j]) * scale[j]
-            z[j] = t
-            z2[j] = t * t
-    u[n_rows:, : 2 * n_features] = 0.0
+    _fill_z(X, start, stop, shift, scale, u, z_row)
     np.dot(u, W32, lp_rows)
     if wide.shape[0]:
-        _fill_z(X, start, stop, shift, scale, u64)
+        _fill_z(X, start, stop, shift, scale, u64, z_row)
         np.dot(u64, W_wide, lp_wide)
         _copy_wide(lp_wide, wide, n_rows, lp_rows)
     for k in range(lp.shape[0]):
@@ -920,7 +906,7 @@ def _chunk_stats(
             for j in range(2 * n_features + 1):
                 m[k, j] += moments[k, j]
         if in_float32 and precise[1].shape[0]:
-            _fill_z(X, start, start + n_rows, shift, scale, precise[2])
+            _fill_z(X, start, start + n_rows, shift, scale, precise[2], precise[5])
             _add_product_moments(ev, precise, m)
         if exact.any():
             _add_about_ref_x(
@@ -933,20 +919,25 @@ def _chunk_stats(
 
 
 @_jit(False)
-def _fill_z(X, start, stop, shift, scale, u):
+def _fill_z(X, start, stop, shift, scale, u, z_row):
     """``u[r, :2 n_features] = [z, z**2]`` of row ``start + r``, zero past ``stop``.
 
-    ``z = (x - shift) * scale`` is computed in float64 and stored in the
-    dtype of ``u``.
+    ``z = (x - shift) * scale`` is computed in float64, into ``z_row``
+    (``n_features``, float64), and stored in the dtype of ``u``.
     """
+    # Two loops through z_row: LLVM vectorises them without the checks for
+    # overlap between u and X that one loop needs (doc/performance.rst,
+    # "Filling z").
     n_features = X.shape[1]
     n_rows = stop - start
     for r in range(n_rows):
-        x, z, z2 = X[start + r], u[r, :n_features], u[r, n_features : 2 * n_features]
+        x, z = X[start + r], u[r]
         for j in range(n_features):
-            t = (x[j] - shift[j]) * scale[j]
+            z_row[j] = (x[j] - shift[j]) * scale[j]
+        for j in range(n_features):
+            t = z_row[j]
             z[j] = t
-            z2[j] = t * t
+            z[n_features + j] = t * t
     u[n_rows:, : 2 * n_features] = 0.0
 
 
@@ -1024,7 +1015,7 @@ def _em_stats_f32_impl(
         row_terms = np.empty(_CHUNK_F32, dtype=np.int32)
         row_last = np.empty(_CHUNK_F32, dtype=np.int32)
         scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], _CHUNK_F32)
-        u, _, _, ev, top, total, _, _ = scratch
+        u, _, _, ev, top, total, _, _, _ = scratch
         work = (
             np.empty(_CHUNK_F32, dtype=np.float32),
             np.empty((n_components, 2 * n_features + 1), dtype=np.float32),
@@ -1033,7 +1024,7 @@ def _em_stats_f32_impl(
         )
         # For chunks with a row outside float32's range, done in float64.
         scratch64 = _chunk_scratch(n_features, n_components, _CHUNK_F32)
-        u64, _, _, ev64, top64, total64 = scratch64
+        u64, _, _, ev64, top64, total64, z_row = scratch64
         # Their moments in float64: u64 is free in a float32 chunk.
         precise_work = (
             precise,
@@ -1041,6 +1032,7 @@ def _em_stats_f32_impl(
             u64,
             np.empty((precise_index.shape[0], _CHUNK_F32)),
             np.empty((precise_index.shape[0], 2 * n_features + 1)),
+            z_row,
         )
         work64 = (
             np.empty(_CHUNK_F32),
@@ -1206,9 +1198,9 @@ def _log_prob_f32_impl(X, shift, scale, W, W32, W_wide, wide, out_log_prob, labe
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in prange(n_groups):
         scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
-        _, _, lp, ev, top, total, _, _ = scratch
+        _, _, lp, ev, top, total, _, _, _ = scratch
         scratch64 = _chunk_scratch(n_features, n_components)
-        _, _, lp64, ev64, top64, total64 = scratch64
+        _, _, lp64, ev64, top64, total64, _ = scratch64
         first = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
