@@ -250,6 +250,9 @@ def main(argv=None):
     with threadpool_limits(args.blas_threads):
         warm = np.random.default_rng(0).random((200, 3))  # compile or load the kernels
         warm_up(NaturalDiagonalGMM(2, max_iter=2, annealing="floor").fit, warm)
+        # The defaults' kernels too: tempered levels, and a split-and-merge
+        # round (it needs three components), whose kernels no fit above runs.
+        warm_up(NaturalDiagonalGMM(4, annealing="temperature", random_state=0).fit, warm)
         warm_up(_Proto(2, 0, anneal_proto.RECOMMENDED).fit, warm)
         for name in names:
             data = datasets.split(name)
