@@ -541,9 +541,8 @@ def em_stats(
     X = _read_only(X)
     if X.dtype == np.float32 or float32:
         return _em_stats_f32(
-            X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta,
-            _float64_moments(X),
-        )  # fmt: skip
+            X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
+        )
     W = _products_matrix(eta1, eta2, log_norm)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
@@ -1144,17 +1143,17 @@ def _f32_tiers(ref, precision, float64_moments=True):
 
 
 def _em_stats_f32(
-    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta,
-    float64_moments=True,
-):  # fmt: skip
-    """:func:`em_stats` for float32 ``X`` (``float64_moments``: see :func:`_f32_tiers`).
+    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
+):
+    """:func:`em_stats` for float32 ``X`` (and float64 ``X`` with ``float32``).
 
     The log-densities are a float32 product (float64 for the wide components
     of :func:`_f32_operands`), the soft-max is float32, each dense chunk's
     statistics are a float32 product added to float64 sums, and the
     log-likelihood is summed in float64. A component with ``ref**2 / var``
     above ``_MAX_CANCELLATION_F32`` in some feature takes its moments from a
-    float64 product (``z`` from ``X``), and above ``_MAX_CANCELLATION`` is
+    float64 product (``z`` from ``X``; float32 ``X`` only, see
+    :func:`_float64_moments`), and above ``_MAX_CANCELLATION`` is
     summed about ``ref`` term by term, as in float64. Any chunk with a row
     whose float32 log-densities are not finite is redone in float64. The results are
     within a few float32 ulps of the float64 path's (measured in
@@ -1163,7 +1162,7 @@ def _em_stats_f32(
     W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
     ref = _f64(ref)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
-    exact, precise = _f32_tiers(ref, precision, float64_moments)
+    exact, precise = _f32_tiers(ref, precision, _float64_moments(X))
     weight_scale = _weight_scale(sample_weight)
     with _single_threaded_blas(), parallel_launch(parallel, X.size * W.shape[1]) as parallel:
         kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
