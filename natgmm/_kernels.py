@@ -1013,7 +1013,7 @@ def _em_stats_f32_impl(
         # widening in _weigh_terms' vector loop (2-4 % of this kernel).
         row_terms = np.empty(_CHUNK_F32, dtype=np.int32)
         row_last = np.empty(_CHUNK_F32, dtype=np.int32)
-        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], _CHUNK_F32)
+        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], np.int64(_CHUNK_F32))
         u, _, _, ev, top, total, _, _, _ = scratch
         work = (
             np.empty(_CHUNK_F32, dtype=np.float32),
@@ -1022,7 +1022,7 @@ def _em_stats_f32_impl(
             row_last,
         )
         # For chunks with a row outside float32's range, done in float64.
-        scratch64 = _chunk_scratch(n_features, n_components, _CHUNK_F32)
+        scratch64 = _chunk_scratch(n_features, n_components, np.int64(_CHUNK_F32))
         u64, _, _, ev64, top64, total64, z_row = scratch64
         # Their moments in float64: u64 is free in a float32 chunk.
         precise_work = (
