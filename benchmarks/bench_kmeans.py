@@ -4,7 +4,11 @@ Timing (N = 60000, D = 50, K = 20 and 50, FactorAnalysis latents of noisy
 resampled digits from ``datasets.digits_like_latents``, and overlapping
 blobs): both run on the same mapped data from the same ``random_state``,
 interleaved in one process, best of ``--repeats`` (each repeat from
-``random_state=0``, so that they do the same work); also the k-means++ seeding
+``random_state=0``, so that they do the same work), each timed call after a
+quarter of a second of sleep (as in ``bench_em.py``: the other library's
+threads, which spin a while after their work, would otherwise slow its
+start; measured on 2026-12-05: natgmm's K = 20 k-means took 0.22 s straight
+after scikit-learn's calls, 0.19 s after a pause); also the k-means++ seeding
 alone against ``sklearn.cluster.kmeans_plusplus``. Printed: seconds, the
 ratio, iterations, the share of rows whose distances the bounds did not spare
 (per iteration, on average) and the agreement of the labels.
@@ -37,6 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_em import _PeakRSS, _rss_bytes  # noqa: E402
 from warm import warm_up  # noqa: E402
+
+# Seconds of sleep before each timed call.
+_PAUSE = 0.25
 
 
 def _data(name, n_samples):
@@ -80,17 +87,21 @@ def timing(names, n_clusters_list, repeats, parallel):
             t_sk, t_ours, t_sk_seed, t_ours_seed = [], [], [], []
             for rep in range(repeats):
                 with limit:
+                    time.sleep(_PAUSE)
                     t = time.perf_counter()
                     km = KMeans(k, n_init=1, random_state=0).fit(Xk)
                     t_sk.append(time.perf_counter() - t)
+                    time.sleep(_PAUSE)
                     t = time.perf_counter()
                     _, idx = kmeans_plusplus(Xk, k, random_state=0)
                     t_sk_seed.append(time.perf_counter() - t)
+                time.sleep(_PAUSE)
                 t = time.perf_counter()
                 labels, _, n_iter, work = _kmeans._kmeans(
                     X, None, shift, 1 / spread, k, 0, parallel, 300, 1e-4
                 )
                 t_ours.append(time.perf_counter() - t)
+                time.sleep(_PAUSE)
                 t = time.perf_counter()
                 _, _, ours = _kmeans.kmeans_plusplus(X, None, shift, 1 / spread, k, 0, parallel)
                 t_ours_seed.append(time.perf_counter() - t)

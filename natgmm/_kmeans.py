@@ -34,7 +34,9 @@ changes a label: the labels are those of Lloyd's iterations in exact
 arithmetic but for rows within about 1e-11 of the data's diameter of two
 centres, and scikit-learn's agree with them but for rows within its own
 rounding. The centre sums are kept per block and updated only for rows that
-change label.
+change label. The iterations run in one compiled loop, back in Python only
+to relocate an empty cluster (and every few iterations, so that a Ctrl-C is
+seen).
 
 On latents of images (D = 50), the triangle inequality spares almost no
 distance in the seeding (a candidate is rarely twice as far from a row's
