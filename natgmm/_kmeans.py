@@ -560,6 +560,21 @@ def _least(a):
 
 
 @_jit(False)
+def _candidates(low, top):
+    """Count the entries of ``low`` at most ``top`` and sum their indices.
+
+    One vectorised pass: where there is one such entry, the sum is its index.
+    """
+    count = 0
+    index_sum = 0
+    for q in range(low.shape[0]):
+        inside = low[q] <= top
+        count += inside
+        index_sum += q * inside
+    return count, index_sum
+
+
+@_jit(False)
 def _group_bounds(low, best, start, out):
     """``out[g]``: square root of the least ``low[start[g]:start[g + 1]]``, ``low[best]`` left out.
 
@@ -640,17 +655,21 @@ def _assign_rows(zbuf, rows, own, n_rows, C, CT, csq, groups, scratch, w, labels
         # No centre whose lower bound is above this can be the nearest.
         top = _least(low) + 2.0 * err * (zsq + csq_max)
         a = labels[i]
-        best = np.int64(0)
-        best_q = np.int64(0)
-        best_v = np.inf
-        for q in range(C.shape[0]):
-            if low[q] <= top:
-                k = members[q]
-                v = own[r] if k == a and own.shape[0] > 0 else _sq_dist(z, C[k])
-                if v < best_v or (v == best_v and k < best):  # the first of the smallest
-                    best_v = v
-                    best = k
-                    best_q = q
+        n_candidates, best_q = _candidates(low, top)
+        if n_candidates == 1:  # most rows: no other centre within the rounding
+            best = members[best_q]
+            best_v = own[r] if best == a and own.shape[0] > 0 else _sq_dist(z, C[best])
+        else:
+            best = np.int64(0)
+            best_v = np.inf
+            for q in range(C.shape[0]):
+                if low[q] <= top:
+                    k = members[q]
+                    v = own[r] if k == a and own.shape[0] > 0 else _sq_dist(z, C[k])
+                    if v < best_v or (v == best_v and k < best):  # the first of the smallest
+                        best_v = v
+                        best = k
+                        best_q = q
         if bounds:
             _group_bounds(low, best_q, start, glb[i])
             upper[i] = math.sqrt(best_v)
