@@ -8,6 +8,7 @@ of a few thousand rows neither happens (the chance is of order 1e-9 per run);
 a failure here means a real difference.
 """
 
+import os
 import subprocess
 import sys
 import warnings
@@ -389,15 +390,19 @@ for module in (_kernels, _kmeans):
 """
 
 
-def test_no_kernel_compiled_for_literals_or_unsigned_indices():
+def test_no_kernel_compiled_for_literals_or_unsigned_indices(tmp_path):
     """Each helper is compiled once per array dtype, not per literal, index type or flag.
 
     A literal argument (``0``, ``True``), the parallel loop's ``uint64``
     index or an array read-only at one call and writeable at another compiles
     a helper once more, and each copy costs seconds of a cold start
     (``_assign_rows`` was compiled three times: 3.7 s of k-means' 23.7 s here).
+    With an empty numba cache of its own: a kernel loaded from the disk cache
+    compiles none of its helpers, so that a warm cache would hide them all
+    (it hid three such copies until 2026-12-05).
     """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "-c", _FIT_PATHS], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _FIT_PATHS], capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout == "", result.stdout
