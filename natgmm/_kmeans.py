@@ -34,9 +34,7 @@ changes a label: the labels are those of Lloyd's iterations in exact
 arithmetic but for rows within about 1e-11 of the data's diameter of two
 centres, and scikit-learn's agree with them but for rows within its own
 rounding. The centre sums are kept per block and updated only for rows that
-change label. The iterations run in one compiled loop, back in Python only
-to relocate an empty cluster (and every few iterations, so that a Ctrl-C is
-seen).
+change label.
 
 On latents of images (D = 50), the triangle inequality spares almost no
 distance in the seeding (a candidate is rarely twice as far from a row's
@@ -708,199 +706,59 @@ def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep,
     return n_todo
 
 
-@_jit(False)
-def _lloyd_block(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift, labels,
-                 upper, glb, sums, weight, count, margin, update, b, first, stop):  # fmt: skip
-    """Lloyd's pass over rows ``first .. stop`` (block ``b``), as :func:`_lloyd_impl`.
-
-    Returns the numbers of changed labels and of rows whose distances to
-    all centres were evaluated.
-    """
-    n_features = X.shape[1]
-    zbuf = np.zeros((_ROWS, n_features))
-    rows = np.empty(_ROWS, dtype=np.int64)
-    own = np.empty(_ROWS)
-    scratch = _assign_scratch(zbuf, CT)
-    todo = np.empty(_SCAN, dtype=np.int64)
-    todo_bound = np.empty(_SCAN)
-    # n_buf never a literal: another integer type would compile _assign_rows
-    # once more.
-    n_buf = np.int64(0)
-    changed = full = 0
-    for scan in range(first, stop, _SCAN):
-        n_todo = _drift_bounds(
-            scan, min(scan + _SCAN, stop), labels, upper, glb, drift, group_drift, half_sep,
-            margin, todo, todo_bound,
-        )  # fmt: skip
-        for t in range(min(_AHEAD, n_todo)):
-            _prefetch_row(X, todo[t])
-        for t in range(n_todo):
-            if t + _AHEAD < n_todo:
-                _prefetch_row(X, todo[t + _AHEAD])
-            i = todo[t]
-            z = zbuf[n_buf]
-            _map_row(X[i], shift, scale, z)
-            own[n_buf] = _sq_dist(z, C[labels[i]])
-            up = math.sqrt(own[n_buf])
-            upper[i] = up
-            if up < todo_bound[t]:
-                continue
-            rows[n_buf] = i
-            n_buf += 1
-            if n_buf == _ROWS:
-                changed += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups, scratch,
-                                        w, labels, upper, glb, b, sums, weight, count,
-                                        update)  # fmt: skip
-                full += n_buf
-                n_buf = np.int64(0)
-    if n_buf > 0:
-        changed += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups, scratch, w, labels,
-                                upper, glb, b, sums, weight, count, update)  # fmt: skip
-        full += n_buf
-    return changed, full
-
-
 def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift,
                 labels, upper, glb, sums, weight, count, margin, update, n_blocks):  # fmt: skip
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
     full = np.zeros(n_blocks, dtype=np.int64)
     for block_index in prange(n_blocks):
-        # int64, not the parallel loop's uint64: another integer type would
-        # compile _lloyd_block once more.
+        # int64, not the parallel loop's uint64, and n_buf never a literal:
+        # each other integer type would compile _assign_rows once more.
         b = np.int64(block_index)
-        changed[b], full[b] = _lloyd_block(
-            X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift, labels, upper,
-            glb, sums, weight, count, margin, update, b, b * block, min((b + 1) * block, n_samples),
-        )  # fmt: skip
+        zbuf = np.zeros((_ROWS, n_features))
+        rows = np.empty(_ROWS, dtype=np.int64)
+        own = np.empty(_ROWS)
+        scratch = _assign_scratch(zbuf, CT)
+        todo = np.empty(_SCAN, dtype=np.int64)
+        todo_bound = np.empty(_SCAN)
+        n_buf = np.int64(0)
+        stop = min((b + 1) * block, n_samples)
+        for scan in range(b * block, stop, _SCAN):
+            n_todo = _drift_bounds(
+                scan, min(scan + _SCAN, stop), labels, upper, glb, drift, group_drift, half_sep,
+                margin, todo, todo_bound,
+            )  # fmt: skip
+            for t in range(min(_AHEAD, n_todo)):
+                _prefetch_row(X, todo[t])
+            for t in range(n_todo):
+                if t + _AHEAD < n_todo:
+                    _prefetch_row(X, todo[t + _AHEAD])
+                i = todo[t]
+                z = zbuf[n_buf]
+                _map_row(X[i], shift, scale, z)
+                own[n_buf] = _sq_dist(z, C[labels[i]])
+                up = math.sqrt(own[n_buf])
+                upper[i] = up
+                if up < todo_bound[t]:
+                    continue
+                rows[n_buf] = i
+                n_buf += 1
+                if n_buf == _ROWS:
+                    changed[b] += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups,
+                                               scratch, w, labels, upper, glb, b, sums,
+                                               weight, count, update)  # fmt: skip
+                    full[b] += n_buf
+                    n_buf = np.int64(0)
+        if n_buf > 0:
+            changed[b] += _assign_rows(zbuf, rows, own, n_buf, C, CT, csq, groups, scratch,
+                                       w, labels, upper, glb, b, sums, weight, count,
+                                       update)  # fmt: skip
+            full[b] += n_buf
     return changed, full
 
 
 _lloyd_serial, _lloyd_parallel = _serial_and_parallel(_lloyd_impl)
-
-# How _iterate_impl hands back: a pause (so that a Ctrl-C is seen), an empty
-# cluster to relocate, or the end (no label changed; centres settled within
-# tol; max_iter).
-_PAUSED, _EMPTY, _STABLE, _SETTLED, _EXHAUSTED = range(5)
-# Lloyd's iterations between two returns of _iterate_impl to Python.
-_BATCH = 16
-
-
-@_jit(False)
-def _totals(bsums, bweight, bcount):
-    """Blocks' sums and weights added in a fixed order; zero for a cluster without rows.
-
-    A cluster without a row of positive weight has exactly zero weight and
-    sums, as in scikit-learn.
-    """
-    n_blocks, n_clusters, n_features = bsums.shape
-    sums = _ordered_total(bsums.reshape(n_blocks, n_clusters * n_features))
-    sums = sums.reshape(n_clusters, n_features)
-    weight = _ordered_total(bweight)
-    for k in range(n_clusters):
-        if bcount[:, k].sum() == 0:
-            sums[k] = 0.0
-            weight[k] = 0.0
-    return sums, weight
-
-
-@_jit(False)
-def _average(sums, weight):
-    """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
-    heaviest = np.argmax(weight)
-    centres = np.empty_like(sums)
-    for k in range(sums.shape[0]):
-        if weight[k] > 0.0:
-            inv = 1.0 / weight[k]
-            for j in range(sums.shape[1]):
-                centres[k, j] = sums[k, j] * inv
-    # As a loop over k would copy it: scaled if it comes before k, else not.
-    for k in range(sums.shape[0]):
-        if not weight[k] > 0.0:
-            centres[k] = centres[heaviest] if k > heaviest else sums[heaviest]
-    return centres
-
-
-@_jit(False)
-def _geometry(centres, members, CT):
-    """Fill ``CT`` with the centres transposed (``members`` order); norms and half-separations.
-
-    Returns the centres' squared norms in ``members`` order and their
-    half-separations (half the distance to the nearest other centre) in
-    their own order.
-    """
-    n_clusters, n_features = centres.shape
-    csq = np.empty(n_clusters)
-    for q in range(n_clusters):
-        c = centres[members[q]]
-        for j in range(n_features):
-            CT[j, q] = c[j]
-        csq[q] = _sq_norm(c)
-    sep = _pairwise_sq_dists(centres, centres)
-    half_sep = np.empty(n_clusters)
-    for k in range(n_clusters):
-        least = np.inf
-        for m in range(n_clusters):
-            if m != k:
-                least = min(least, sep[k, m])
-        half_sep[k] = 0.5 * math.sqrt(least)
-    return csq, half_sep
-
-
-def _iterate_impl(X, w, shift, scale, centres, CT, groups, group_of, labels, upper, glb, bsums,
-                  bweight, bcount, sums, weight, drift, group_drift, margin, tol, it, changed,
-                  stop, max_iter, work, n_blocks):  # fmt: skip
-    """Lloyd's iterations from iteration ``it``, whose totals are ``sums`` and ``weight``.
-
-    Each iteration moves ``centres`` (in place) to the average of its totals,
-    then ends if no label changed in it, if the squared moves sum to at most
-    ``tol``, or if it is iteration ``max_iter - 1``; else makes the next
-    iteration's pass and totals, and hands back to Python if a cluster is
-    empty (to be relocated) or at iteration ``stop``. Returns the reason,
-    the iteration, its number of changed labels and its totals; ``work[it -
-    1]`` is the number of rows whose distances iteration ``it`` evaluated.
-    """
-    n_samples = X.shape[0]
-    block = (n_samples + n_blocks - 1) // n_blocks
-    members = groups[0]
-    changed_b = np.zeros(n_blocks, dtype=np.int64)
-    full_b = np.zeros(n_blocks, dtype=np.int64)
-    while True:
-        new = _average(sums, weight)
-        moved = 0.0
-        group_drift[:] = 0.0
-        for k in range(centres.shape[0]):
-            sq = _sq_dist(new[k], centres[k])
-            moved += sq
-            drift[k] = math.sqrt(sq)
-            group_drift[group_of[k]] = max(group_drift[group_of[k]], drift[k])
-        centres[:] = new
-        if it > 0 and changed == 0:
-            return _STABLE, it, changed, sums, weight
-        if moved <= tol:
-            return _SETTLED, it, changed, sums, weight
-        if it + 1 >= max_iter:
-            return _EXHAUSTED, it, changed, sums, weight
-        it += 1
-        csq, half_sep = _geometry(centres, members, CT)
-        for block_index in prange(n_blocks):
-            b = np.int64(block_index)
-            changed_b[b], full_b[b] = _lloyd_block(
-                X, w, shift, scale, centres, CT, csq, half_sep, groups, drift, group_drift,
-                labels, upper, glb, bsums, bweight, bcount, margin, np.bool_(True), b,
-                b * block, min((b + 1) * block, n_samples),
-            )  # fmt: skip
-        changed = changed_b.sum()
-        work[it - 1] = full_b.sum()
-        sums, weight = _totals(bsums, bweight, bcount)
-        if np.any(weight == 0.0):
-            return _EMPTY, it, changed, sums, weight
-        if it >= stop:
-            return _PAUSED, it, changed, sums, weight
-
-
-_iterate_serial, _iterate_parallel = _serial_and_parallel(_iterate_impl)
 
 
 def _distances_to_own_impl(X, shift, scale, centres, labels, n_blocks):
@@ -1078,6 +936,17 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
         weight[old] -= wi
 
 
+def _average(sums, weight):
+    """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
+    heaviest = int(np.argmax(weight))
+    filled = weight > 0
+    centres = sums * np.where(filled, 1.0 / np.where(filled, weight, 1.0), 1.0)[:, np.newaxis]
+    # As a loop over k would copy it: scaled if it comes before k, else not.
+    empty = np.flatnonzero(~filled)
+    centres[empty] = np.where((empty > heaviest)[:, np.newaxis], centres[heaviest], sums[heaviest])
+    return centres
+
+
 def _groups(seeds, n_groups):
     """Yinyang's groups of centres: five Lloyd iterations over the seeds."""
     means = seeds[:n_groups]
@@ -1097,6 +966,18 @@ def _product_dtype(seeds, diameter):
     """
     largest = math.sqrt(_sq_norm(seeds[0])) + 0.5 * diameter
     return np.float32 if 1e-8 <= diameter and largest <= 1e15 else np.float64
+
+
+def _geometry(centres, dtype, members):
+    """Centres transposed (in ``dtype``) and squared norms, ``members`` order; half-separations.
+
+    The half-separation of a centre is half its distance to the nearest other
+    (in the centres' own order).
+    """
+    sep = np.sqrt(_pairwise_sq_dists(centres, centres))
+    np.fill_diagonal(sep, np.inf)
+    ordered = centres[members]
+    return (np.ascontiguousarray(ordered.T, dtype=dtype), _sq_norms(ordered), 0.5 * sep.min(axis=1))
 
 
 def kmeans(
@@ -1180,7 +1061,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     """:func:`kmeans`, plus the number of rows whose distances were evaluated per iteration."""
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
         seeds, _, labels, var, diameter = _seed(
@@ -1198,29 +1079,43 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         glb = np.full((n_samples, n_groups), -np.inf)
         sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
         bsums, bweight, bcount = sums_kernel(X, w, shift, scale, labels, n_clusters, n_blocks)
-        sums, weight = _totals(bsums, bweight, bcount)
-        iterate = _iterate_parallel if parallel else _iterate_serial
-        centres = seeds.copy()
-        CT = np.empty((n_features, n_clusters), dtype=dtype)
-        drift, group_drift = np.zeros(n_clusters), np.zeros(n_groups)
-        work = np.zeros(max_iter, dtype=np.int64)
-        it = changed = 0
-        while True:
+        lloyd = _lloyd_parallel if parallel else _lloyd_serial
+        centres = seeds
+        strict = False
+        work = []
+        drifts = changed = None
+        for it in range(max_iter):
+            if it > 0:
+                changed, full = lloyd(
+                    X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                    *drifts, labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
+                )  # fmt: skip
+                work.append(int(full.sum()))
+            # Totals in a fixed order; a cluster without a row of positive
+            # weight has exactly zero weight and sums, as in scikit-learn.
+            sums = _sequential_sum(bsums)
+            weight = _sequential_sum(bweight)
+            empty = _sequential_sum(bcount) == 0
+            sums[empty] = 0.0
+            weight[empty] = 0.0
             _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
-            reason, it, changed, sums, weight = iterate(
-                X, w, shift, scale, centres, CT, groups, group_of, labels, upper, glb, bsums,
-                bweight, bcount, sums, weight, drift, group_drift, margin, tol, it, changed,
-                it + _BATCH, max_iter, work, n_blocks,
-            )  # fmt: skip
-            if reason not in (_PAUSED, _EMPTY):
+            new = _average(sums, weight)
+            move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
+            centres = new
+            group_move = np.zeros(n_groups)
+            np.maximum.at(group_move, group_of, move)
+            drifts = (move, group_move)
+            if it > 0 and changed.sum() == 0:
+                strict = True
                 break
-        if reason != _STABLE:
-            lloyd = _lloyd_parallel if parallel else _lloyd_serial
+            if np.sum(move**2) <= tol:
+                break
+        if not strict:
             lloyd(
-                X, w, shift, scale, centres, CT, *_geometry(centres, members, CT), groups, drift,
-                group_drift, labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
+                X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                *drifts, labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
             )  # fmt: skip
-    return labels, centres, it + 1, [int(v) for v in work[:it]]
+    return labels, centres, it + 1, work
 
 
 @keyboard_interrupts()

@@ -46,7 +46,7 @@ def test_kernels_are_prepared_in_both_variants():
         "_prepare_kernels(_Reporter(io.StringIO()), 'floor')\n"
         "names = ['_em_stats', '_log_prob', '_label_stats']\n"
         "kernels = [getattr(_kernels, n + v) for n in names for v in ('_serial', '_parallel')]\n"
-        "kernels += [_kmeans._iterate_serial, _kmeans._iterate_parallel]\n"
+        "kernels += [_kmeans._lloyd_serial, _kmeans._lloyd_parallel]\n"
         "print(json.dumps([len(k.signatures) for k in kernels]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
