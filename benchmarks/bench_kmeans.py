@@ -46,6 +46,15 @@ from warm import warm_up  # noqa: E402
 _PAUSE = 0.25
 
 
+def _timed(times, func, *args, **kwargs):
+    """Call ``func`` after ``_PAUSE`` seconds of sleep; append its seconds to ``times``."""
+    time.sleep(_PAUSE)
+    t = time.perf_counter()
+    result = func(*args, **kwargs)
+    times.append(time.perf_counter() - t)
+    return result
+
+
 def _data(name, n_samples):
     import numpy as np
     from datasets import blobs, digits_like_latents
@@ -87,24 +96,14 @@ def timing(names, n_clusters_list, repeats, parallel):
             t_sk, t_ours, t_sk_seed, t_ours_seed = [], [], [], []
             for rep in range(repeats):
                 with limit:
-                    time.sleep(_PAUSE)
-                    t = time.perf_counter()
-                    km = KMeans(k, n_init=1, random_state=0).fit(Xk)
-                    t_sk.append(time.perf_counter() - t)
-                    time.sleep(_PAUSE)
-                    t = time.perf_counter()
-                    _, idx = kmeans_plusplus(Xk, k, random_state=0)
-                    t_sk_seed.append(time.perf_counter() - t)
-                time.sleep(_PAUSE)
-                t = time.perf_counter()
-                labels, _, n_iter, work = _kmeans._kmeans(
-                    X, None, shift, 1 / spread, k, 0, parallel, 300, 1e-4
+                    km = _timed(t_sk, KMeans(k, n_init=1, random_state=0).fit, Xk)
+                    _, idx = _timed(t_sk_seed, kmeans_plusplus, Xk, k, random_state=0)
+                labels, _, n_iter, work = _timed(
+                    t_ours, _kmeans._kmeans, X, None, shift, 1 / spread, k, 0, parallel, 300, 1e-4
                 )
-                t_ours.append(time.perf_counter() - t)
-                time.sleep(_PAUSE)
-                t = time.perf_counter()
-                _, _, ours = _kmeans.kmeans_plusplus(X, None, shift, 1 / spread, k, 0, parallel)
-                t_ours_seed.append(time.perf_counter() - t)
+                _, _, ours = _timed(
+                    t_ours_seed, _kmeans.kmeans_plusplus, X, None, shift, 1 / spread, k, 0, parallel
+                )
                 print(
                     f"  {name} K={k} rep {rep}: sklearn {t_sk[-1]:.3f} s ({km.n_iter_} it), "
                     f"natgmm {t_ours[-1]:.3f} s ({n_iter} it, rows evaluated "
