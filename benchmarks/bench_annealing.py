@@ -2,8 +2,10 @@
 
 For every data set of ``datasets.SPLITS`` (digits, raw-scale digits, breast
 cancer, two synthetic mixtures with known parameters, 60 000 deformed
-digits and 60 000 image patches through FactorAnalysis(50)), every K of the
-set among ``--k`` and every seed, fit
+digits, 60 000 deformed MNIST digits and 60 000 image patches through
+FactorAnalysis(50)), or of your own (``--datasets my_latents.npz``: see
+``datasets.file_split``), every K of the set among ``--k`` and every seed,
+fit
 
 - ``sk5``, ``sk20``: ``GaussianMixture(covariance_type="diag", n_init=5 or
   20, max_iter=500)``;
@@ -47,6 +49,7 @@ Run from the repository root::
 
     python benchmarks/bench_annealing.py --quick
     python benchmarks/bench_annealing.py --datasets digits_fa,image_patches_fa --k 20 50
+    python benchmarks/bench_annealing.py --datasets my_latents.npz --methods sk5,temperature
     python benchmarks/bench_annealing.py  # everything: hours on 2 cores
 """
 
@@ -147,7 +150,7 @@ def run_one(name, make_model, data, repeats=1):
     row = dict(
         method=name,
         train=float(model.score(data.X_train)),
-        test=float(model.score(data.X_test)),
+        test=float(model.score(data.X_test)) if len(data.X_test) else float("nan"),
         time=seconds,
         n_iter=int(np.sum(getattr(model, "n_iter_", 0))),
         nmi=float("nan"),
@@ -209,7 +212,12 @@ def summarise(rows, method_names, seeds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(datasets.SPLITS))
+    parser.add_argument(
+        "--datasets",
+        default=",".join(datasets.SPLITS),
+        help="comma-separated names from datasets.SPLITS, or paths of .npz / .npy files of "
+        "your own (X_train or X; X_test, y_train or y, y_test if you have them)",
+    )
     parser.add_argument("--k", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument(

@@ -41,6 +41,9 @@ memory above the data of a whole default fit at N = 1e6, K = 50.
 
 ``--quick`` runs the N=60000, D=50, K=50 cases and the N=60000 whole fits
 with ``n_init=1`` (the bars); ``--whole-only`` / ``--no-whole`` select;
+``--whole-data`` fits another set whole (a name of ``datasets.SPLITS``,
+such as ``deformed_mnist_fa``, or your own ``.npz`` / ``.npy`` file, all of
+its rows);
 ``--scale`` adds the memmap case; ``--json FILE`` also writes the rows. The
 plot of time per iteration against N (D=50, K=50) is saved in
 ``benchmarks/results/``.
@@ -311,16 +314,22 @@ def _latents(n_samples):
     return datasets.digits_like_latents(n_samples, 50)[0]
 
 
-def whole_fit_case(n_samples, n_components, n_init, repeats):
+def _whole_data(data, n_samples):
+    """The rows of the whole fits: ``datasets.split(data)``'s train rows, or digits-like latents."""
+    return _latents(n_samples) if data is None else datasets.split(data).X_train
+
+
+def whole_fit_case(n_samples, n_components, n_init, repeats, data=None):
     """Child process: whole default fits of both libraries, interleaved.
 
     Default settings but ``n_components``, ``n_init`` and ``random_state=0``
     (k-means initialisation, ``tol=1e-3``, ``max_iter=100``), timed from the
-    call to ``fit`` to its return, the best of ``repeats`` fits each.
+    call to ``fit`` to its return, the best of ``repeats`` fits each. ``data``:
+    see :func:`_whole_data`.
     """
     import warnings
 
-    X = _latents(n_samples)
+    X = _whole_data(data, n_samples)
     result = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -358,9 +367,10 @@ def whole_fit_memory(library, n_samples, n_components):
     return {"extra_mib": (peak.peak - baseline) / 2**20, "data_mib": X.nbytes / 2**20}
 
 
-def _print_whole_fits(cases, memory):
+def _print_whole_fits(cases, memory, data=None):
     """Run the whole-fit cases, print a table and return its rows."""
-    print("\nWhole default fits (k-means initialisation, tol=1e-3), digits-like latents, D=50")
+    label = "digits-like latents, D=50" if data is None else datasets.split(data).description
+    print(f"\nWhole default fits (k-means initialisation, tol=1e-3), {label}")
     header = (
         f"{'N':>8s} {'K':>3s} {'n_init':>6s} | {'sklearn s':>9s} {'natgmm s':>8s} {'ratio':>6s} | "
         f"{'iters sk/nat':>12s} {'rel dLL':>8s}"
@@ -370,8 +380,8 @@ def _print_whole_fits(cases, memory):
     rows = []
     for n, k, n_init in cases:
         repeats = 3 if n <= 100_000 else 1
-        r = _child(whole_fit_case, n, k, n_init, repeats)
-        rows.append({"whole_fit": (n, k, n_init), **r})
+        r = _child(whole_fit_case, n, k, n_init, repeats, data)
+        rows.append({"whole_fit": (n, k, n_init), "data": data, **r})
         if "error" in r:
             print(f"{n:8d} {k:3d} {n_init:6d} | {r['error']}")
             continue
@@ -434,6 +444,12 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--no-whole", action="store_true", help="skip the whole default fits")
     parser.add_argument("--whole-only", action="store_true", help="only the whole default fits")
+    parser.add_argument(
+        "--whole-data",
+        help="the whole fits' data: a name from datasets.SPLITS (its train rows) or an .npz / "
+        ".npy file of your own (X_train or X), all of its rows, K=20 and 50 (default: "
+        "digits-like latents)",
+    )
     args = parser.parse_args(argv)
 
     import numba
@@ -501,7 +517,11 @@ def main(argv=None):
             flush=True,
         )
     if not args.no_whole:
-        rows += _print_whole_fits(WHOLE_QUICK if args.quick else WHOLE_FULL, memory=not args.quick)
+        cases = WHOLE_QUICK if args.quick else WHOLE_FULL
+        if args.whole_data:
+            n = len(datasets.split(args.whole_data).X_train)
+            cases = sorted({(n, k, n_init) for _, k, n_init in cases})
+        rows += _print_whole_fits(cases, memory=not args.quick, data=args.whole_data)
     if args.scale:
         scale = _child(scale_case, SCALE_CASE, 2)
         rows.append({"case": SCALE_CASE, "natgmm": scale})

@@ -6,7 +6,8 @@ network, and returns float64 C-contiguous arrays unless a ``dtype`` is given.
 The train/test data sets used by ``bench_annealing.py`` are listed in
 :data:`SPLITS`; :func:`split` returns one of them as a :class:`Split`
 (cached in-process, since the factor analyses of the 60 000-row sets take
-seconds).
+seconds), or a set of your own from an ``.npz`` or ``.npy`` file
+(:func:`file_split`).
 """
 
 import functools
@@ -58,12 +59,6 @@ def digits_latents(n_factors=50, seed=0, raw_scale=False, svd_method="randomized
     if raw_scale:
         Z = Z * np.random.default_rng(seed).uniform(40, 80, n_factors)
     return np.ascontiguousarray(Z), y
-
-
-def load_npz(path):
-    """``X`` and ``y`` (None when absent) of an ``.npz`` file."""
-    data = np.load(path)
-    return data["X"], data["y"] if "y" in data else None
 
 
 def digits_like_latents(n_samples, n_factors=50, noise=2.0, seed=0, dtype=np.float64):
@@ -376,6 +371,38 @@ def breast_cancer(seed=0):
     )  # fmt: skip
 
 
+def file_split(path):
+    """A Split of your own data, from an ``.npz`` or ``.npy`` file.
+
+    An ``.npz`` file holds ``X_train`` (or ``X``) and, if it has them,
+    ``X_test``, ``y_train`` (or ``y``) and ``y_test``; an ``.npy`` file is
+    ``X_train`` alone. Without test rows, ``X_test`` has none (the
+    benchmarks report no test log-likelihood). The arrays are used as they
+    are stored (float32 stays float32; other dtypes become float64).
+    """
+    path = Path(path)
+
+    def rows(a):
+        a = np.asarray(a)
+        return np.ascontiguousarray(
+            a, dtype=a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+        )
+
+    if path.suffix == ".npy":
+        arrays = {"X_train": np.load(path)}
+    else:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+    X_train = rows(arrays["X_train"] if "X_train" in arrays else arrays["X"])
+    X_test = rows(arrays["X_test"]) if "X_test" in arrays else X_train[:0]
+    y_train = arrays.get("y_train", arrays.get("y"))
+    return Split(
+        path.stem, X_train, X_test, y_train, arrays.get("y_test"),
+        description=f"{path.name}: {X_train.shape[0]} / {X_test.shape[0]} rows, "
+        f"{X_train.shape[1]} features",
+    )  # fmt: skip
+
+
 SPLITS = {
     "digits_fa": functools.partial(digits_fa),
     "digits_fa_raw": functools.partial(digits_fa, raw_scale=True),
@@ -398,7 +425,11 @@ def split(name, cache=True):
 
     With ``cache``, the arrays are also kept on disk in ``benchmarks/.cache``
     (every split is a pure function of its name, so a cached copy is exact).
+    A ``name`` ending in ``.npz`` or ``.npy`` is a file of your own
+    (:func:`file_split`), read as it is.
     """
+    if Path(name).suffix in (".npz", ".npy"):
+        return file_split(name)
     if not cache:
         return SPLITS[name]()
     import pickle

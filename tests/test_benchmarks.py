@@ -60,3 +60,38 @@ def test_repeated_fits_keep_the_shortest_time(monkeypatch):
     row = bench_annealing.run_one("temperature", make, data, repeats=3)
     assert len(made) == 3 and row["time"] == 1.0
     assert row["train"] == made[-1].score(X) and row["n_iter"] == made[-1].n_iter_
+
+
+def test_a_file_of_your_own_is_a_split(tmp_path):
+    """``--datasets my.npz`` / ``--whole-data my.npy``: the arrays as stored, keys as documented."""
+    import numpy as np
+
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    X, X_test, y = rng.standard_normal((30, 3)), rng.standard_normal((10, 3)), np.arange(30) % 2
+    np.savez(tmp_path / "full.npz", X_train=X, X_test=X_test, y_train=y, y_test=y[:10])
+    np.savez(tmp_path / "short.npz", X=X.astype(np.float32), y=y)
+    np.save(tmp_path / "bare.npy", (X * 10).astype(np.int64))
+
+    full = datasets.split(str(tmp_path / "full.npz"))
+    assert full.name == "full" and np.array_equal(full.X_test, X_test)
+    assert np.array_equal(full.X_train, X) and np.array_equal(full.y_test, y[:10])
+    short = datasets.split(str(tmp_path / "short.npz"))
+    assert short.X_train.dtype == np.float32 and np.array_equal(short.y_train, y)
+    assert short.X_test.shape == (0, 3) and short.y_test is None
+    bare = datasets.split(str(tmp_path / "bare.npy"))
+    assert bare.X_train.dtype == np.float64 and bare.X_train.flags.c_contiguous
+    assert bare.y_train is None and bare.X_test.shape == (0, 3)
+
+
+def test_no_test_rows_give_no_test_score():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from natgmm import NaturalDiagonalGMM
+
+    X = np.random.default_rng(0).standard_normal((60, 2))
+    data = SimpleNamespace(X_train=X, X_test=X[:0], y_train=None)
+    row = bench_annealing.run_one("em", lambda: NaturalDiagonalGMM(2, random_state=0), data)
+    assert np.isnan(row["test"]) and np.isfinite(row["train"])
