@@ -56,7 +56,6 @@ Run from the repository root::
 import argparse
 import functools
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -71,7 +70,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "study"))
 import anneal_proto  # noqa: E402
 import datasets  # noqa: E402
-from warm import warm_up  # noqa: E402
+from warm import timed_after_pause, warm_up  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM  # noqa: E402
 
@@ -141,12 +140,10 @@ def run_one(name, make_model, data, repeats=1):
     seconds = np.inf
     for _ in range(repeats):
         model = make_model()
-        time.sleep(0.25)  # the previous fit's idle threads go to sleep first
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            start = time.perf_counter()
-            model.fit(data.X_train)
-            seconds = min(seconds, time.perf_counter() - start)
+            # The previous fit's idle threads go to sleep first.
+            seconds = min(seconds, timed_after_pause(model.fit, data.X_train)[1])
     row = dict(
         method=name,
         train=float(model.score(data.X_train)),

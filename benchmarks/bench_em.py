@@ -62,7 +62,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
-from warm import warm_up  # noqa: E402
+from warm import timed_after_pause, warm_up  # noqa: E402
 
 CASES_QUICK = [
     # (n_samples, n_features, n_components, dtype, cluster_std)
@@ -203,11 +203,8 @@ def timing_case(case, n_iter, repeats):
             for (name, max_iter), spent in times.items():
                 if repeat >= repeats[name]:
                     continue
-                time.sleep(0.25)
                 model = _library(name)(n_components, **{**kwargs, "max_iter": max_iter})
-                t0 = time.perf_counter()
-                model.fit(X)
-                spent.append(time.perf_counter() - t0)
+                spent.append(timed_after_pause(model.fit, X)[1])
     result = {}
     for name in libraries:
         seconds = min(times[name, 1 + n_iter]) - min(times[name, 1])
@@ -337,13 +334,10 @@ def whole_fit_case(n_samples, n_components, n_init, repeats, data=None):
             warm_up(_library(name)(n_components, covariance_type="diag", max_iter=2).fit, X[:5000])
         for _ in range(repeats):
             for name in ("sklearn", "natgmm"):
-                time.sleep(0.25)
                 model = _library(name)(
                     n_components, covariance_type="diag", n_init=n_init, random_state=0
                 )
-                t0 = time.perf_counter()
-                model.fit(X)
-                seconds = time.perf_counter() - t0
+                _, seconds = timed_after_pause(model.fit, X)
                 best = result.get(name, {}).get("seconds", float("inf"))
                 result[name] = {
                     "seconds": min(seconds, best),

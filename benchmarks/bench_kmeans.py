@@ -5,10 +5,9 @@ resampled digits from ``datasets.digits_like_latents``, and overlapping
 blobs): both run on the same mapped data from the same ``random_state``,
 interleaved in one process, best of ``--repeats`` (each repeat from
 ``random_state=0``, so that they do the same work), each timed call after a
-quarter of a second of sleep (as in ``bench_em.py``: the other library's
-threads, which spin a while after their work, would otherwise slow its
-start; measured on 2026-12-05: natgmm's K = 20 k-means took 0.22 s straight
-after scikit-learn's calls, 0.19 s after a pause); also the k-means++ seeding
+quarter of a second of sleep (``warm.timed_after_pause``, as in the other
+benchmarks: the other library's threads, which spin a while after their
+work, would otherwise slow its start); also the k-means++ seeding
 alone against ``sklearn.cluster.kmeans_plusplus``. Printed: seconds, the
 ratio, iterations, the share of rows whose distances the bounds did not spare
 (per iteration, on average) and the agreement of the labels.
@@ -40,18 +39,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_em import _PeakRSS, _rss_bytes  # noqa: E402
-from warm import warm_up  # noqa: E402
-
-# Seconds of sleep before each timed call.
-_PAUSE = 0.25
+from warm import timed_after_pause, warm_up  # noqa: E402
 
 
 def _timed(times, func, *args, **kwargs):
-    """Call ``func`` after ``_PAUSE`` seconds of sleep; append its seconds to ``times``."""
-    time.sleep(_PAUSE)
-    t = time.perf_counter()
-    result = func(*args, **kwargs)
-    times.append(time.perf_counter() - t)
+    """:func:`warm.timed_after_pause`, its seconds appended to ``times``: the result."""
+    result, seconds = timed_after_pause(func, *args, **kwargs)
+    times.append(seconds)
     return result
 
 
