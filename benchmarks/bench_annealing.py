@@ -37,7 +37,7 @@ so that the ratios are measured in the same conditions, each after a pause
 of a quarter of a second in which the previous fit's idle BLAS and OpenMP
 threads (OpenBLAS spins for about 0.1 s after a call) go to sleep. Both
 libraries run with their default threads, as a user runs them: all cores
-for scikit-learn's BLAS and k-means, numba threads for natgmm's kernels
+for scikit-learn's BLAS and k-means, all kernel threads for natgmm's kernels
 (``--n-jobs``, default all) with single-threaded BLAS inside them. On a busy
 machine multi-threaded OpenBLAS/OpenMP in scikit-learn and FactorAnalysis
 was 10 times slower than one thread: ``--blas-threads 1`` limits BLAS and

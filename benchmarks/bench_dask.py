@@ -144,7 +144,7 @@ def main():
         )
         warm_up(time_fit, X[:1000], 1, init)  # compile both variants
         memory_iter, memory_model = per_iteration(X, args.n_iter, init)
-        print(f"in memory, numba threads:         {memory_iter:8.3f} s per EM iteration")
+        print(f"in memory, kernel threads:        {memory_iter:8.3f} s per EM iteration")
         gap = dask_iter - memory_iter
         print(f"Dask minus in memory:             {gap:8.3f} s per EM iteration")
         difference = np.max(np.abs(dask_model.means_ - memory_model.means_))

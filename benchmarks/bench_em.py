@@ -452,7 +452,7 @@ def main(argv=None):
     blas = threadpoolctl.threadpool_info()
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}, "
-        f"cores: {os.cpu_count()}, numba threads: {numba.config.NUMBA_NUM_THREADS}, "
+        f"cores: {os.cpu_count()}, kernel threads: {numba.config.NUMBA_NUM_THREADS}, "
         f"BLAS: {[(b['internal_api'], b.get('architecture'), b['num_threads']) for b in blas]}"
     )
     # The best of three processes: a neighbour's load on this shared machine

@@ -247,7 +247,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=_list(int), default=SEEDS)
     parser.add_argument("--checkpoints", type=_list(int), default=CHECKPOINTS)
     parser.add_argument("--n-factors", type=int, default=50)
-    parser.add_argument("--n-jobs", type=int, default=None, help="numba threads per fit")
+    parser.add_argument("--n-jobs", type=int, default=None, help="kernel threads per fit (n_jobs)")
     parser.add_argument(
         "--full-grid", action="store_true", help="the whole grid for every solver, not only em"
     )

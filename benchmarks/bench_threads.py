@@ -14,6 +14,11 @@ initialisation for both libraries) for natgmm and scikit-learn's
   its output), timed separately, and the mixture's step reported;
 - ``pipeline, busy core``: both.
 
+With ``--data latents`` the fits are instead default fits (``n_init=1``,
+K=20) of 60 000 x 50 digits-like latents, whose passes are large enough to
+be shared out between natgmm's threads; only the two ``fit`` cases run
+(there are no pixels for a pipeline).
+
 Each case runs in a fresh process (the threading layer and OpenMP runtimes
 are process-wide), the two libraries' fits interleaved, best and median of
 ``--reps``. The table gives scikit-learn's time over natgmm's and natgmm's
@@ -37,7 +42,7 @@ import time
 CASES = ("fit", "fit, busy core", "pipeline", "pipeline, busy core")
 
 
-def _child(case, reps):
+def _child(case, reps, data):
     """Time both libraries for one case in this process; print JSON."""
     import warnings
 
@@ -53,11 +58,18 @@ def _child(case, reps):
     import natgmm
 
     warnings.simplefilter("ignore", ConvergenceWarning)
-    X, _ = datasets.digits()
-    Z = FactorAnalysis(20, random_state=0).fit_transform(X)
+    if data == "latents":
+        Z, _ = datasets.digits_like_latents(60_000)
+        k, n_init = 20, 1
+    else:
+        X, _ = datasets.digits()
+        Z = FactorAnalysis(20, random_state=0).fit_transform(X)
+        k, n_init = 10, 5
     models = {
-        "natgmm": lambda: natgmm.NaturalDiagonalGMM(10, n_init=5, random_state=0),
-        "sklearn": lambda: GaussianMixture(10, covariance_type="diag", n_init=5, random_state=0),
+        "natgmm": lambda: natgmm.NaturalDiagonalGMM(k, n_init=n_init, random_state=0),
+        "sklearn": lambda: GaussianMixture(
+            k, covariance_type="diag", n_init=n_init, random_state=0
+        ),
     }
     for make in models.values():  # compile or load the kernels, wake BLAS and OpenMP
         warm_up(make().set_params(n_init=1, max_iter=2).fit, Z)
@@ -78,12 +90,12 @@ def _child(case, reps):
                 start = time.perf_counter()
                 make().fit(Z)
                 times[name].append(time.perf_counter() - start)
-    import numba
+    from natgmm._threading import n_threads
 
-    print(json.dumps({"times": times, "fa": steps, "layer": numba.threading_layer()}))
+    print(json.dumps({"times": times, "fa": steps, "threads": n_threads(None)}))
 
 
-def _run_case(case, reps, env, pin):
+def _run_case(case, reps, env, pin, data):
     busy = None
     if "busy" in case:
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -91,7 +103,7 @@ def _run_case(case, reps, env, pin):
             os.sched_setaffinity(busy.pid, {0})
     try:
         result = subprocess.run(
-            [sys.executable, __file__, "--child", case, "--reps", str(reps)],
+            [sys.executable, __file__, "--child", case, "--reps", str(reps), "--data", data],
             env={**os.environ, **env},
             capture_output=True,
             text=True,
@@ -112,14 +124,17 @@ def main(argv=None):
     parser.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
                         help="environment of the measured processes (repeatable)")  # fmt: skip
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--data", choices=("digits", "latents"), default="digits",
+                        help="the demo's digits fit, or 60 000 x 50 latents at K=20")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.reps)
+        _child(args.child, args.reps, args.data)
         return 0
     env = dict(item.split("=", 1) for item in args.env)
-    rows = {case: _run_case(case, args.reps, env, args.pin) for case in CASES}
-    print(f"{os.cpu_count()} cores, numba layer {rows['fit']['layer']}, env {env or 'as is'}")
+    cases = CASES if args.data == "digits" else CASES[:2]
+    rows = {case: _run_case(case, args.reps, env, args.pin, args.data) for case in cases}
+    print(f"{os.cpu_count()} cores, {rows['fit']['threads']} kernel threads, env {env or 'as is'}")
     print("mixture's fit, seconds (best, median); FactorAnalysis first in the pipelines")
     print(f"{'case':22s} {'natgmm s':>17s} {'sklearn s':>17s} {'sk/nat':>7s} {'nat/quiet':>9s}")
     for case, row in rows.items():

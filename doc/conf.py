@@ -10,9 +10,9 @@ import os
 # The gallery examples run while the site is built, often on small shared
 # machines, where thread pools that busy-wait for a core held by another
 # process make the examples' small fits ten times slower or more. BLAS and
-# scikit-learn's OpenMP loops get one thread, and OpenMP threads (numba's
-# threading layer for natgmm's kernels) sleep instead of spinning while they
-# wait; the caller's environment takes precedence. This must precede the
+# scikit-learn's OpenMP loops get one thread, and OpenMP threads sleep
+# instead of spinning while they wait; the caller's environment takes
+# precedence. This must precede the
 # first import of numpy or numba.
 for _variable, _value in [
     ("OMP_NUM_THREADS", "1"),

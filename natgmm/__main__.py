@@ -25,7 +25,7 @@ import textwrap
 import threading
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numba
@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 import natgmm
 from natgmm import NaturalDiagonalGMM
-from natgmm._threading import parallel_for_any_work
+from natgmm._threading import n_threads
 
 # The annealing mode of the quality section; see the user guide's annealing
 # page for the three modes.
@@ -187,17 +187,12 @@ def _prepare_kernels(report, annealing, n_jobs=None):
         label = "loading or compiling natgmm's kernels (the first run compiles: a minute or two)"
     X = np.random.default_rng(0).normal(size=(256, 3))
     with report.step(label), _no_convergence_warnings():
-        # Both variants of each kernel: the job's large passes run the
-        # parallel ones, its small passes the serial ones.
-        for variants in (parallel_for_any_work, nullcontext):
-            with variants():
-                for options in ({}, {"annealing": annealing}, {"solver": "gradient"}):
-                    model = NaturalDiagonalGMM(
-                        2, max_iter=2, n_jobs=n_jobs, random_state=0, **options
-                    )
-                    model.fit(X)
-                    model.score(X)
-                    model.predict(X)
+        # Three components: the annealed fit then tries split-and-merge moves.
+        for options in ({}, {"annealing": annealing}, {"solver": "gradient"}):
+            model = NaturalDiagonalGMM(3, max_iter=2, n_jobs=n_jobs, random_state=0, **options)
+            model.fit(X)
+            model.score(X)
+            model.predict(X)
 
 
 def mixture_data(n_samples, n_features, n_components, seed=0):
@@ -868,7 +863,7 @@ def main(argv=None):
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     report.line(
-        f"Machine: {cores} cores, {numba.get_num_threads()} numba threads, load {load:.1f}; "
+        f"Machine: {cores} cores, {n_threads(None)} kernel threads, load {load:.1f}; "
         f"numpy {np.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}, "
         f"numba {numba.__version__}."
     )

@@ -196,8 +196,8 @@ class DaskData:
         Rechunked to the row chunks of ``X``; checked (one pass over the
         weights only) when given.
     parallel : bool
-        Whether the client's in-memory work (the initialisation) runs the
-        parallel kernels.
+        Whether the client's in-memory work (the initialisation) shares the
+        kernels' blocks out between threads.
     weight_scale : float, default=None
         As for :class:`natgmm._data.ArrayData`: the power of two the
         weights are multiplied by, None for the one that brings their mean

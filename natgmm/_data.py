@@ -275,7 +275,7 @@ class ArrayData:
     sample_weight : ndarray of shape (n_samples,) or None
         Validated float64 weights; None means unit weights.
     parallel : bool
-        Whether the kernels run on numba's thread pool.
+        Whether the kernels share their blocks out between threads.
     weight_scale : float, default=None
         The power of two the weights are multiplied by (exact); None means
         the one that brings their mean close to one (:func:`weight_scale`).
@@ -298,7 +298,7 @@ class ArrayData:
         """Return the rows ``rows`` (sorted) as a batch of their own."""
         sample_weight = self.sw[rows] if self.sw.shape[0] else None
         # The flag of the whole data; each kernel call still runs serially
-        # when its work is small (parallel_launch).
+        # when its work is small (use_threads).
         return ArrayData(
             self.X[rows], sample_weight, self.parallel, weight_scale=1.0, missing=self.missing
         )

@@ -37,7 +37,7 @@ from ._standardise import (
     regularisation,
     set_up,
 )
-from ._threading import numba_threads
+from ._threading import kernel_threads
 
 
 def __getattr__(name):
@@ -65,16 +65,16 @@ def _check_fit_data(data, settings):
 
 @contextmanager
 def _kernel_threads(n_jobs):
-    """Run on ``n_jobs`` numba threads, with BLAS at one thread, for a whole call.
+    """Run on ``n_jobs`` threads, with BLAS at one thread, for a whole call.
 
-    Yields whether the parallel kernels should be used. Each kernel call
+    Yields whether kernel calls should be shared out between threads. Each kernel call
     holds BLAS at one thread anyway; held once around the call, it is not
     put back between a fit's hundreds of kernel calls. Putting it back made
     the kernels slower: an annealed fit on 60 000 x 50 rows took a quarter
     longer with BLAS's default two threads outside the kernels than with
     one (doc/performance.rst).
     """
-    with numba_threads(n_jobs) as parallel, single_threaded_blas():
+    with kernel_threads(n_jobs) as parallel, single_threaded_blas():
         yield parallel
 
 
@@ -175,12 +175,14 @@ default=None
         ``(S + 2 b) / (N_k + 2 (a - 1))``, ``S`` being the weighted scatter
         and ``N_k`` the weight of the component.
     n_jobs : int, default=None
-        Number of threads of the Numba kernels. None or -1 uses all of
-        numba's threads (``NUMBA_NUM_THREADS``), a negative value all but
-        ``-n_jobs - 1``. Numba's thread count is restored after each call.
-        Results do not depend on it. A pass with little work (below three
-        million multiply-adds, rows times features times components) runs
-        on one thread, which is faster there. Inside the workers of joblib's default
+        Number of threads the Numba kernels share each pass out to (the
+        calling thread and natgmm's pool). None or -1 uses every thread
+        available (``NUMBA_NUM_THREADS``, by default the CPUs the process
+        may run on), a negative value all but ``-n_jobs - 1``. The setting
+        lasts for the call only. Results do not depend on it. A pass with
+        little work (below three million multiply-adds, rows times features
+        times components) runs on one thread, which is faster there. Inside
+        the workers of joblib's default
         (loky) backend, e.g. ``GridSearchCV(n_jobs=m)``, joblib sets
         ``NUMBA_NUM_THREADS`` to ``cores // m`` (or to the parent's
         ``NUMBA_NUM_THREADS``, or to ``inner_max_num_threads`` of

@@ -29,27 +29,28 @@ glibc's exp) are in doc/performance.rst, "Kernel design".
 """
 
 import functools
+import inspect
 import math
+import operator
 import threading
-import types
 import weakref
 from contextlib import contextmanager
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded first)
-from numba import njit, prange
+from numba import njit
 from threadpoolctl import ThreadpoolController
 
 from ._interrupt import keyboard_interrupts, uninterrupted
-from ._threading import parallel_launch
+from ._threading import share_out, use_threads
 
 # Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
 # are left out on purpose: log-sum-exp relies on -inf behaving as -inf (a
 # component of zero weight has log-weight -inf). "reassoc" is left out: it
 # would let LLVM merge the two halves of ln2 in the exponential back into one
-# rounded constant, and vectorise a sum in a different order in the serial
-# and parallel variants of one kernel, so that results would depend on
-# n_jobs. doc/performance.rst has the measurements behind these choices.
+# rounded constant, and it vectorised a sum in a different order in the
+# serial and the numba-parallel variants of one kernel that natgmm once
+# compiled. doc/performance.rst has the measurements behind these choices.
 FASTMATH = {"nsz", "contract"}
 
 # exp(t) is subnormal or zero in float64 for t below this value. A term that
@@ -126,18 +127,43 @@ def _read_only(X):
     return X
 
 
-def _serial_and_parallel(func):
-    """Compile one kernel body twice: serially and over numba's thread pool.
+class _Blockwise:
+    """A kernel over a range of row blocks, compiled once, run serially or on threads.
 
-    Each copy gets its own qualified name, because numba's disk cache is keyed
-    by it and would otherwise hand one variant's machine code to the other.
+    ``func(*args, first, last)`` computes blocks ``first`` to ``last - 1`` of
+    a call's ``n_blocks`` (its argument of that name, or ``count(args)``):
+    it fills those blocks' rows of each array it returns (arrays of
+    ``n_blocks`` rows) and those blocks' rows of the arrays it writes in
+    place. No block reads another's results, so :meth:`parallel`, which
+    shares the blocks out between threads (:func:`~._threading.share_out`),
+    gives bitwise the results of :meth:`serial` whatever the thread count.
+    One compiled function serves both: numba's parallel variant would
+    compile for as long again (doc/performance.rst, "Threads").
     """
-    variants = []
-    for parallel in (False, True):
-        copy = types.FunctionType(func.__code__, func.__globals__, func.__name__)
-        copy.__qualname__ = f"{func.__qualname__}_{'parallel' if parallel else 'serial'}"
-        variants.append(_jit(parallel)(copy))
-    return tuple(variants)
+
+    def __init__(self, func, count=None):
+        self.kernel = _jit(False)(func)
+        if count is None:
+            position = list(inspect.signature(func).parameters).index("n_blocks")
+            count = operator.itemgetter(position)
+        self._count = count
+
+    def serial(self, *args):
+        """Run every block on the calling thread."""
+        return self.kernel(*args, 0, self._count(args))
+
+    def parallel(self, *args):
+        """Share the blocks out between the calling thread and natgmm's pool."""
+        return share_out(self.kernel, args, self._count(args))
+
+    def runner(self, parallel):
+        """Return :meth:`parallel` if ``parallel``, else :meth:`serial`."""
+        return self.parallel if parallel else self.serial
+
+
+def _log_prob_groups(args):
+    """Return the number of row groups of a log-density call (``args[0]`` is ``X``)."""
+    return min((args[0].shape[0] + _CHUNK - 1) // _CHUNK, _LOG_PROB_GROUPS)
 
 
 # exp(x) by range reduction, x = n ln2 + r with |r| <= ln2 / 2, and the
@@ -170,7 +196,7 @@ class _Anchor:
 class _SingleThreadedBlas:
     """Hold BLAS at one thread while any kernel runs.
 
-    Each numba thread makes its own small BLAS calls; a threaded BLAS would
+    Each kernel thread makes its own small BLAS calls; a threaded BLAS would
     put its own threads on the same cores (doc/performance.rst), and
     ``n_jobs=1`` means one core. The limit is process-wide, so
     concurrent kernels (several user threads) share it: the first sets it,
@@ -396,7 +422,7 @@ def _weigh_terms(ev, w, row_terms, row_last):
             row_last[r] = k if t != 0.0 else row_last[r]
 
 
-def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta):
+def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta, first, last):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     weighted = sample_weight.shape[0] > 0
@@ -412,7 +438,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
     s2 = np.empty((n_blocks, n_components, n_features))
     # About the origin: dense chunks, by BLAS ([sum r z, sum r z**2, sum r]).
     m = np.empty((n_blocks, n_components, 2 * n_features + 1))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
         s1[b] = 0.0
@@ -448,7 +474,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
     return ll, s0, s1, s2, m
 
 
-_em_stats_serial, _em_stats_parallel = _serial_and_parallel(_em_stats_impl)
+_em_stats_kernel = _Blockwise(_em_stats_impl)
 
 
 def _sum_blocks(per_block):
@@ -499,7 +525,7 @@ def em_stats(
     n_blocks : int
         Number of row blocks; must depend on the data shape only.
     parallel : bool
-        Run the blocks on numba's thread pool.
+        Share the blocks out between threads (:func:`~._threading.share_out`).
     beta : float, default=1.0
         Inverse temperature of the responsibilities, ``r_ik`` proportional to
         ``(weight_k N(z_i | k)) ** beta`` (deterministic-annealing EM).
@@ -547,8 +573,9 @@ def em_stats(
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
     work = X.size * W.shape[1]
-    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
-        kernel = _em_stats_parallel if parallel else _em_stats_serial
+    parallel = use_threads(parallel, work)
+    with _single_threaded_blas():
+        kernel = _em_stats_kernel.runner(parallel)
         per_block = kernel(
             X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
         )
@@ -593,7 +620,7 @@ def _summed_about_ref(s0, s1, s2, m, ref, exact):
     return nk, t1, t2
 
 
-def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
+def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks, first, last):
     n_samples, n_features = X.shape
     n_components = ref.shape[0]
     weighted = sample_weight.shape[0] > 0
@@ -602,7 +629,7 @@ def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
     nk = np.zeros((n_blocks, n_components))
     s1 = np.zeros((n_blocks, n_components, n_features))
     s2 = np.zeros((n_blocks, n_components, n_features))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         for i in range(b * block, min((b + 1) * block, n_samples)):
             w = sample_weight[i] if weighted else 1.0
             k = labels[i] if labelled else 0
@@ -615,7 +642,7 @@ def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
     return nk, s1, s2
 
 
-_label_stats_serial, _label_stats_parallel = _serial_and_parallel(_label_stats_impl)
+_label_stats_kernel = _Blockwise(_label_stats_impl)
 
 
 @keyboard_interrupts()
@@ -633,19 +660,18 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
         As in :func:`em_stats`.
     """
     X = _read_only(X)
-    with parallel_launch(parallel, X.size) as parallel:
-        kernel = _label_stats_parallel if parallel else _label_stats_serial
-        per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
+    kernel = _label_stats_kernel.runner(use_threads(parallel, X.size))
+    per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
     return _sum_blocks(per_block)
 
 
-def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
+def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp, first, last):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     want_resp = resp.shape[0] > 0
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
-    for g in prange(n_groups):
+    for g in range(first, last):
         scratch = _chunk_scratch(n_features, n_components)
         _, _, lp, ev, top, total, _ = scratch
         first = np.empty(_CHUNK, dtype=np.int64)
@@ -665,7 +691,7 @@ def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp):
                         resp[i, k] = ev[k, r] / total[r]
 
 
-_log_prob_serial, _log_prob_parallel = _serial_and_parallel(_log_prob_impl)
+_log_prob_kernel = _Blockwise(_log_prob_impl, _log_prob_groups)
 
 
 @keyboard_interrupts()
@@ -686,14 +712,15 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
     """
     X = _read_only(X)
     if X.dtype == np.float32:
-        kernels = _log_prob_f32_serial, _log_prob_f32_parallel
+        kernel = _log_prob_f32_kernel
         operands = _f32_operands(eta1, eta2, log_norm)
     else:
-        kernels = _log_prob_serial, _log_prob_parallel
+        kernel = _log_prob_kernel
         operands = (_products_matrix(eta1, eta2, log_norm),)
     work = X.size * np.shape(log_norm)[0]
-    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
-        kernels[parallel](X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
+    parallel = use_threads(parallel, work)
+    with _single_threaded_blas():
+        kernel.runner(parallel)(X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
 
 
 # The float32 path. float32 X gets float32 [z, z**2, 1], float32 natural
@@ -990,7 +1017,7 @@ def _add_about_ref_x(
 
 def _em_stats_f32_impl(
     X, sample_weight, weight_scale, shift, scale, W, W32, W_wide, wide, ref, exact, precise,
-    n_blocks, beta,
+    n_blocks, beta, first, last,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
@@ -1002,7 +1029,7 @@ def _em_stats_f32_impl(
     s1 = np.empty((n_blocks, n_components, n_features))
     s2 = np.empty((n_blocks, n_components, n_features))
     m = np.empty((n_blocks, n_components, 2 * n_features + 1))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
         s1[b] = 0.0
@@ -1065,7 +1092,7 @@ def _em_stats_f32_impl(
     return ll[:, 0], s0, s1, s2, m
 
 
-_em_stats_f32_serial, _em_stats_f32_parallel = _serial_and_parallel(_em_stats_f32_impl)
+_em_stats_f32_kernel = _Blockwise(_em_stats_f32_impl)
 
 
 def _f32_operands(eta1, eta2, log_norm):
@@ -1164,8 +1191,9 @@ def _em_stats_f32(
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact, precise = _f32_tiers(ref, precision, _float64_moments(X))
     weight_scale = _weight_scale(sample_weight)
-    with _single_threaded_blas(), parallel_launch(parallel, X.size * W.shape[1]) as parallel:
-        kernel = _em_stats_f32_parallel if parallel else _em_stats_f32_serial
+    parallel = use_threads(parallel, X.size * W.shape[1])
+    with _single_threaded_blas():
+        kernel = _em_stats_f32_kernel.runner(parallel)
         per_block = kernel(
             X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
             ref, exact, precise, n_blocks, beta,
@@ -1190,12 +1218,14 @@ def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels,
                 resp[i, k] = np.float64(ev[k, r]) / np.float64(total[r])
 
 
-def _log_prob_f32_impl(X, shift, scale, W, W32, W_wide, wide, out_log_prob, labels, resp):
+def _log_prob_f32_impl(
+    X, shift, scale, W, W32, W_wide, wide, out_log_prob, labels, resp, first, last
+):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
-    for g in prange(n_groups):
+    for g in range(first, last):
         scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
         _, _, lp, ev, top, total, _, _, _ = scratch
         scratch64 = _chunk_scratch(n_features, n_components)
@@ -1215,7 +1245,7 @@ def _log_prob_f32_impl(X, shift, scale, W, W32, W_wide, wide, out_log_prob, labe
                 )
 
 
-_log_prob_f32_serial, _log_prob_f32_parallel = _serial_and_parallel(_log_prob_f32_impl)
+_log_prob_f32_kernel = _Blockwise(_log_prob_f32_impl, _log_prob_groups)
 
 
 # Missing values. NaN entries of X are missing: a row's density is that of its
@@ -1448,7 +1478,9 @@ def _chunk_stats_masked(
         )  # fmt: skip
 
 
-def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exact, n_blocks, beta):
+def _em_stats_masked_impl(
+    X, sample_weight, shift, scale, log_scale, W, ref, exact, n_blocks, beta, first, last
+):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     every = np.ones(n_components, dtype=np.bool_)
@@ -1459,7 +1491,7 @@ def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exa
     s1 = np.empty((n_blocks, n_components, n_features))
     s2 = np.empty((n_blocks, n_components, n_features))
     m = np.empty((n_blocks, n_components, 3 * n_features + 1))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
         s0d[b] = 0.0
@@ -1503,12 +1535,12 @@ def _em_stats_masked_impl(X, sample_weight, shift, scale, log_scale, W, ref, exa
     return ll[:, 0], s0, s0d, s1, s2, m
 
 
-_em_stats_masked_serial, _em_stats_masked_parallel = _serial_and_parallel(_em_stats_masked_impl)
+_em_stats_masked_kernel = _Blockwise(_em_stats_masked_impl)
 
 
 def _em_stats_masked_f32_impl(
     X, sample_weight, weight_scale, shift, scale, log_scale, W, W32, W_wide, wide, ref, exact,
-    precise, n_blocks, beta,
+    precise, n_blocks, beta, first, last,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
@@ -1521,7 +1553,7 @@ def _em_stats_masked_f32_impl(
     s1 = np.empty((n_blocks, n_components, n_features))
     s2 = np.empty((n_blocks, n_components, n_features))
     m = np.empty((n_blocks, n_components, 3 * n_features + 1))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
         s0d[b] = 0.0
@@ -1588,9 +1620,7 @@ def _em_stats_masked_f32_impl(
     return ll[:, 0], s0, s0d, s1, s2, m
 
 
-_em_stats_masked_f32_serial, _em_stats_masked_f32_parallel = _serial_and_parallel(
-    _em_stats_masked_f32_impl
-)
+_em_stats_masked_f32_kernel = _Blockwise(_em_stats_masked_f32_impl)
 
 
 def _masked_products_matrix(eta1, eta2, feature_norm, log_weight):
@@ -1681,12 +1711,13 @@ def em_stats_masked(
     log_scale = np.log(scale)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     work = X.size * np.shape(eta2)[0]
-    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
+    parallel = use_threads(parallel, work)
+    with _single_threaded_blas():
         if X.dtype == np.float32 or float32:
             W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
             exact, precise = _f32_tiers(ref, precision, _float64_moments(X))
             weight_scale = _weight_scale(sample_weight)
-            kernel = _em_stats_masked_f32_parallel if parallel else _em_stats_masked_f32_serial
+            kernel = _em_stats_masked_f32_kernel.runner(parallel)
             per_block = kernel(
                 X, sample_weight, weight_scale, _f64(shift), scale, log_scale, W, W32, W_wide,
                 wide, ref, exact, precise, n_blocks, beta,
@@ -1695,7 +1726,7 @@ def em_stats_masked(
             W = _masked_products_matrix(eta1, eta2, feature_norm, log_weight)
             exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
             weight_scale = 1.0
-            kernel = _em_stats_masked_parallel if parallel else _em_stats_masked_serial
+            kernel = _em_stats_masked_kernel.runner(parallel)
             per_block = kernel(
                 X, sample_weight, _f64(shift), scale, log_scale, W, ref, exact, n_blocks, beta
             )
@@ -1705,7 +1736,7 @@ def em_stats_masked(
     return loglik, nk, nkd, s1, s2
 
 
-def _label_stats_masked_impl(X, sample_weight, shift, scale, labels, ref, n_blocks):
+def _label_stats_masked_impl(X, sample_weight, shift, scale, labels, ref, n_blocks, first, last):
     n_samples, n_features = X.shape
     n_components = ref.shape[0]
     weighted = sample_weight.shape[0] > 0
@@ -1715,7 +1746,7 @@ def _label_stats_masked_impl(X, sample_weight, shift, scale, labels, ref, n_bloc
     nkd = np.zeros((n_blocks, n_components, n_features))
     s1 = np.zeros((n_blocks, n_components, n_features))
     s2 = np.zeros((n_blocks, n_components, n_features))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         for i in range(b * block, min((b + 1) * block, n_samples)):
             w = sample_weight[i] if weighted else 1.0
             k = labels[i] if labelled else 0
@@ -1731,9 +1762,7 @@ def _label_stats_masked_impl(X, sample_weight, shift, scale, labels, ref, n_bloc
     return nk, nkd, s1, s2
 
 
-_label_stats_masked_serial, _label_stats_masked_parallel = _serial_and_parallel(
-    _label_stats_masked_impl
-)
+_label_stats_masked_kernel = _Blockwise(_label_stats_masked_impl)
 
 
 def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel):
@@ -1749,18 +1778,17 @@ def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, pa
         As in :func:`label_stats`, over the observed entries.
     """
     X = _read_only(X)
-    with parallel_launch(parallel, X.size) as parallel:
-        kernel = _label_stats_masked_parallel if parallel else _label_stats_masked_serial
-        per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
+    kernel = _label_stats_masked_kernel.runner(use_threads(parallel, X.size))
+    per_block = kernel(X, sample_weight, shift, scale, labels, ref, n_blocks)
     return _sum_blocks(per_block)
 
 
-def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, resp):
+def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, resp, first, last):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
-    for g in prange(n_groups):
+    for g in range(first, last):
         scratch = _chunk_scratch_masked(n_features, n_components)
         _, _, lp, ev, top, total, jac = scratch
         first = np.empty(_CHUNK, dtype=np.int64)
@@ -1773,17 +1801,17 @@ def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, r
                 out_log_prob[start + r] -= jac[r]
 
 
-_log_prob_masked_serial, _log_prob_masked_parallel = _serial_and_parallel(_log_prob_masked_impl)
+_log_prob_masked_kernel = _Blockwise(_log_prob_masked_impl, _log_prob_groups)
 
 
 def _log_prob_masked_f32_impl(
-    X, shift, scale, log_scale, W, W32, W_wide, wide, out_log_prob, labels, resp
+    X, shift, scale, log_scale, W, W32, W_wide, wide, out_log_prob, labels, resp, first, last
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     n_groups = min(n_chunks, _LOG_PROB_GROUPS)
-    for g in prange(n_groups):
+    for g in range(first, last):
         scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
         _, _, lp, ev, top, total, jac, _, _ = scratch
         scratch64 = _chunk_scratch_masked(n_features, n_components)
@@ -1809,9 +1837,7 @@ def _log_prob_masked_f32_impl(
                     out_log_prob[start + r] -= jac64[r]
 
 
-_log_prob_masked_f32_serial, _log_prob_masked_f32_parallel = _serial_and_parallel(
-    _log_prob_masked_f32_impl
-)
+_log_prob_masked_f32_kernel = _Blockwise(_log_prob_masked_f32_impl, _log_prob_groups)
 
 
 def log_prob_masked(
@@ -1829,11 +1855,14 @@ def log_prob_masked(
     scale = _f64(scale)
     log_scale = np.log(scale)
     if X.dtype == np.float32:
-        kernels = _log_prob_masked_f32_serial, _log_prob_masked_f32_parallel
+        kernel = _log_prob_masked_f32_kernel
         operands = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
     else:
-        kernels = _log_prob_masked_serial, _log_prob_masked_parallel
+        kernel = _log_prob_masked_kernel
         operands = (_masked_products_matrix(eta1, eta2, feature_norm, log_weight),)
     work = X.size * np.shape(eta2)[0]
-    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
-        kernels[parallel](X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp)
+    parallel = use_threads(parallel, work)
+    with _single_threaded_blas():
+        kernel.runner(parallel)(
+            X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp
+        )

@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from sklearn.utils import check_random_state
@@ -53,14 +53,14 @@ from sklearn.utils import check_random_state
 from ._data import n_blocks as _n_blocks
 from ._interrupt import keyboard_interrupts
 from ._kernels import (
+    _Blockwise,
     _f64,
     _jit,
     _read_only,
-    _serial_and_parallel,
     _single_threaded_blas,
     label_stats_masked,
 )
-from ._threading import parallel_launch
+from ._threading import use_threads
 
 # Absolute margin of the bound tests, times a bound on the data's diameter:
 # each bound moves by at most ``max_iter`` rounded additions of values below
@@ -377,13 +377,13 @@ def _pairwise_sq_dists(A, B):
     return out
 
 
-def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks):
+def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks, first, last):
     """Each row's ``|z|**2`` into ``zsq``; per block, the sums of ``z - c0`` and of its square."""
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
     s1 = np.zeros((n_blocks, n_features))
     s2 = np.zeros((n_blocks, n_features))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         z = np.empty(n_features)
         for i in range(b * block, min((b + 1) * block, n_samples)):
             _map_row(X[i], shift, scale, z)
@@ -395,16 +395,16 @@ def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks):
     return s1, s2
 
 
-_seed_moments_serial, _seed_moments_parallel = _serial_and_parallel(_seed_moments_impl)
+_seed_moments_kernel = _Blockwise(_seed_moments_impl)
 
 
-def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks):
+def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks, first, last):
     n_samples, n_features = X.shape
     n_trials = cand.shape[0]
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         # z.c = (x - shift).(scale * c): the map folded into the candidates.
         scaled = np.empty((n_trials, n_features))
         for t in range(n_trials):
@@ -427,7 +427,7 @@ def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks)
     return pots
 
 
-_seed_trials_serial, _seed_trials_parallel = _serial_and_parallel(_seed_trials_impl)
+_seed_trials_kernel = _Blockwise(_seed_trials_impl)
 
 
 @_jit(False)
@@ -505,14 +505,14 @@ def _ordered_total(a):
     return total
 
 
-def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks):
+def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks, first, last):
     n_samples, n_features = X.shape
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     sums = np.empty((n_blocks, n_clusters, n_features))
     weight = np.empty((n_blocks, n_clusters))
     count = np.empty((n_blocks, n_clusters), dtype=np.int64)
-    for b in prange(n_blocks):
+    for b in range(first, last):
         z = np.empty(n_features)
         sums[b] = 0.0
         weight[b] = 0.0
@@ -530,7 +530,7 @@ def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks):
     return sums, weight, count
 
 
-_label_sums_serial, _label_sums_parallel = _serial_and_parallel(_label_sums_impl)
+_label_sums_kernel = _Blockwise(_label_sums_impl)
 
 
 @_jit(False)
@@ -707,12 +707,13 @@ def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep,
 
 
 def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift,
-                labels, upper, glb, sums, weight, count, margin, update, n_blocks):  # fmt: skip
+                labels, upper, glb, sums, weight, count, margin, update, n_blocks,
+                first, last):  # fmt: skip
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
     full = np.zeros(n_blocks, dtype=np.int64)
-    for block_index in prange(n_blocks):
+    for block_index in range(first, last):
         # int64, not the parallel loop's uint64, and n_buf never a literal:
         # each other integer type would compile _assign_rows once more.
         b = np.int64(block_index)
@@ -758,28 +759,26 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
     return changed, full
 
 
-_lloyd_serial, _lloyd_parallel = _serial_and_parallel(_lloyd_impl)
+_lloyd_kernel = _Blockwise(_lloyd_impl)
 
 
-def _distances_to_own_impl(X, shift, scale, centres, labels, n_blocks):
+def _distances_to_own_impl(X, shift, scale, centres, labels, out, n_blocks, first, last):
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
-    out = np.empty(n_samples)
-    for b in prange(n_blocks):
+    for b in range(first, last):
         z = np.empty(n_features)
         for i in range(b * block, min((b + 1) * block, n_samples)):
             _map_row(X[i], shift, scale, z)
             out[i] = _sq_dist(z, centres[labels[i]])
-    return out
 
 
-_distances_to_own_serial, _distances_to_own_parallel = _serial_and_parallel(_distances_to_own_impl)
+_distances_to_own_kernel = _Blockwise(_distances_to_own_impl)
 
 
-def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
+def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks, first, last):
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
-    for b in prange(n_blocks):
+    for b in range(first, last):
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
         scratch = _assign_scratch(zbuf, CT)
@@ -803,7 +802,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks):
                          np.bool_(False))  # fmt: skip
 
 
-_nearest_serial, _nearest_parallel = _serial_and_parallel(_nearest_impl)
+_nearest_kernel = _Blockwise(_nearest_impl)
 
 
 def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
@@ -823,8 +822,8 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     labels = np.zeros(n_samples, dtype=np.int64)
     dist = np.empty((n_samples, n_trials))
     zsq = np.empty(n_samples)
-    trials = _seed_trials_parallel if parallel else _seed_trials_serial
-    moments = _seed_moments_parallel if parallel else _seed_moments_serial
+    trials = _seed_trials_kernel.runner(parallel)
+    moments = _seed_moments_kernel.runner(parallel)
     cand = seeds[:1]
     # |z|**2 of every row, kept for the distances; sums for the tolerance.
     s1, s2 = moments(X, shift, scale, seeds[0], zsq, n_blocks)
@@ -888,7 +887,7 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     random_state : int, RandomState instance or None
         Source of the draws, advanced as scikit-learn advances it.
     parallel : bool
-        Run over numba's thread pool (results do not depend on it).
+        Share the blocks out between threads (results do not depend on it).
 
     Returns
     -------
@@ -903,7 +902,8 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     """
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
-    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
+    parallel = use_threads(parallel, X.size * n_clusters)
+    with _single_threaded_blas():
         seeds, indices, labels, _, _ = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
         )
@@ -920,8 +920,9 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
     empty = np.flatnonzero(weight == 0.0)
     if empty.size == 0:
         return
-    kernel = _distances_to_own_parallel if parallel else _distances_to_own_serial
-    distances = kernel(X, shift, scale, centres, labels, n_blocks)
+    kernel = _distances_to_own_kernel.runner(parallel)
+    distances = np.empty(X.shape[0])
+    kernel(X, shift, scale, centres, labels, distances, n_blocks)
     if np.max(distances) == 0.0:
         return
     far = np.argpartition(distances, -empty.size)[: -empty.size - 1 : -1]
@@ -1016,7 +1017,7 @@ def kmeans(
         Source of the seeding's draws, advanced as scikit-learn's ``KMeans``
         advances it.
     parallel : bool
-        Run over numba's thread pool (results do not depend on it).
+        Share the blocks out between threads (results do not depend on it).
     max_iter : int, default=300
         Maximum number of Lloyd iterations.
     tol : float, default=1e-4
@@ -1063,7 +1064,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
-    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
+    parallel = use_threads(parallel, X.size * n_clusters)
+    with _single_threaded_blas():
         seeds, _, labels, var, diameter = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
         )
@@ -1077,9 +1079,9 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         dtype = _product_dtype(seeds, diameter)
         upper = np.full(n_samples, np.inf)
         glb = np.full((n_samples, n_groups), -np.inf)
-        sums_kernel = _label_sums_parallel if parallel else _label_sums_serial
+        sums_kernel = _label_sums_kernel.runner(parallel)
         bsums, bweight, bcount = sums_kernel(X, w, shift, scale, labels, n_clusters, n_blocks)
-        lloyd = _lloyd_parallel if parallel else _lloyd_serial
+        lloyd = _lloyd_kernel.runner(parallel)
         centres = seeds
         strict = False
         work = []
@@ -1131,7 +1133,7 @@ def nearest(X, shift, scale, centres, parallel):
     centres : ndarray of shape (n_clusters, n_features)
         Centres in mapped units.
     parallel : bool
-        Run over numba's thread pool (results do not depend on it).
+        Share the blocks out between threads (results do not depend on it).
 
     Returns
     -------
@@ -1143,8 +1145,9 @@ def nearest(X, shift, scale, centres, parallel):
     shift, scale, _ = _check(X, None, shift, scale)
     C = _f64(centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
-    with _single_threaded_blas(), parallel_launch(parallel, X.size * C.shape[0]) as parallel:
-        kernel = _nearest_parallel if parallel else _nearest_serial
+    parallel = use_threads(parallel, X.size * C.shape[0])
+    with _single_threaded_blas():
+        kernel = _nearest_kernel.runner(parallel)
         kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
                _n_blocks(X.shape[0]))  # fmt: skip
     return labels
@@ -1226,13 +1229,13 @@ def _masked_variances(X, shift, scale, parallel, n_blocks):
     return np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)
 
 
-def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks):
+def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks, first, last):
     n_samples, n_features = X.shape
     n_trials = M.shape[1] // 2
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         u = np.zeros((_ROWS, 3 * n_features))
         prod = np.empty((_ROWS, 2 * n_trials))
         pots[b] = 0.0
@@ -1251,10 +1254,12 @@ def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks):
     return pots
 
 
-_masked_trials_serial, _masked_trials_parallel = _serial_and_parallel(_masked_trials_impl)
+_masked_trials_kernel = _Blockwise(_masked_trials_impl)
 
 
-def _masked_assign_impl(X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, update):
+def _masked_assign_impl(
+    X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, update, first, last
+):
     n_samples, n_features = X.shape
     n_clusters = M.shape[1] // 2
     weighted = w.shape[0] > 0
@@ -1263,7 +1268,7 @@ def _masked_assign_impl(X, w, shift, scale, M, total_var, labels, nearest_d, n_b
     sums = np.zeros((n_blocks, n_clusters, n_features))
     counts = np.zeros((n_blocks, n_clusters, n_features))
     weight = np.zeros((n_blocks, n_clusters))
-    for b in prange(n_blocks):
+    for b in range(first, last):
         u = np.zeros((_ROWS, 3 * n_features))
         prod = np.empty((_ROWS, 2 * n_clusters))
         stop = min((b + 1) * block, n_samples)
@@ -1294,7 +1299,7 @@ def _masked_assign_impl(X, w, shift, scale, M, total_var, labels, nearest_d, n_b
     return changed, sums, counts, weight
 
 
-_masked_assign_serial, _masked_assign_parallel = _serial_and_parallel(_masked_assign_impl)
+_masked_assign_kernel = _Blockwise(_masked_assign_impl)
 
 
 def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var):
@@ -1315,7 +1320,7 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     d = np.full(n_samples, np.inf)
     labels = np.zeros(n_samples, dtype=np.int64)
     dist = np.empty((n_samples, n_trials))
-    trials = _masked_trials_parallel if parallel else _masked_trials_serial
+    trials = _masked_trials_kernel.runner(parallel)
     M = _masked_operand(seeds[:1], observed[:1], var)
     trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
@@ -1352,7 +1357,8 @@ def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_st
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_blocks = _n_blocks(X.shape[0])
-    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
+    parallel = use_threads(parallel, X.size * n_clusters)
+    with _single_threaded_blas():
         var = _masked_variances(X, shift, scale, parallel, n_blocks)
         seeds, observed, labels = _masked_seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
@@ -1385,8 +1391,9 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
     n_blocks = _n_blocks(n_samples)
     labels = np.full(n_samples, -1, dtype=np.int64)
     work = X.size * np.shape(centres)[0]
-    with _single_threaded_blas(), parallel_launch(parallel, work) as parallel:
-        kernel = _masked_assign_parallel if parallel else _masked_assign_serial
+    parallel = use_threads(parallel, work)
+    with _single_threaded_blas():
+        kernel = _masked_assign_kernel.runner(parallel)
         var = _masked_variances(X, shift, scale, parallel, n_blocks)
         M = _masked_operand(_f64(centres), observed, var)
         kernel(X, w, shift, scale, M, float(np.sum(var)), labels, np.empty(n_samples),
@@ -1423,8 +1430,9 @@ def kmeans_masked(
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
-    with _single_threaded_blas(), parallel_launch(parallel, X.size * n_clusters) as parallel:
-        assign = _masked_assign_parallel if parallel else _masked_assign_serial
+    parallel = use_threads(parallel, X.size * n_clusters)
+    with _single_threaded_blas():
+        assign = _masked_assign_kernel.runner(parallel)
         var = _masked_variances(X, shift, scale, parallel, n_blocks)
         total_var = float(np.sum(var))
         tol = float(np.mean(var) * tol)

@@ -1,35 +1,35 @@
-"""Threads: numba's thread count for a call, OpenMP's wait policy, numba's threading layer.
+"""Threads: how kernel calls share the cores, and OpenMP's wait policy.
 
-:func:`numba_threads` sets numba's thread count for one call (``n_jobs``) and
-restores it after. Two process-wide settings decide how natgmm's kernels
-share the cores:
+Each compiled kernel works on a range of row blocks (``_kernels._Blockwise``);
+:func:`share_out` splits a call's blocks into one contiguous range per thread,
+runs the first range on the calling thread and the others on natgmm's pool of
+Python threads (the kernels release the GIL), and gathers the blocks' results.
+As every block's result is the serial kernel's, results do not depend on the
+thread count. natgmm does not use numba's parallel backend: its parallel
+variants compiled for as long as the serial kernels again, doubling a cold
+start, for no speed (doc/performance.rst, "Threads"). The pool's threads
+sleep on a queue between calls, so they take no core from other work, and
+kernel calls from several Python threads (a Dask worker's, a user's) share
+the pool safely.
 
-- **OpenMP's wait policy.** numba's default threading layer on Linux with
-  pip-installed packages is ``omp`` (GNU libgomp), and scikit-learn brings a
-  libgomp of its own for k-means. By default a libgomp worker spins for a
-  while after each parallel region, waiting for the next one. Next to a
-  process that keeps a core busy, or to OpenMP and OpenBLAS threads left
-  spinning by an earlier step of a pipeline, those spinning workers take the
-  cores the working threads need, and a fit ran five to twenty times slower
-  (doc/performance.rst, "Threads under load"). With ``OMP_WAIT_POLICY=passive``
-  the workers sleep at once. libgomp reads the variable once, when it is
-  loaded, so :func:`configure_wait_policy` must run before the first
-  parallel region of each OpenMP runtime: ``natgmm/__init__.py`` calls it
-  first thing, which covers numba's runtime (loaded at numba's first
-  parallel launch) and scikit-learn's if natgmm is imported before
-  scikit-learn's k-means. A value set by the user is kept.
-- **numba's layer.** ``omp`` and ``tbb`` accept parallel launches from
-  several Python threads at once; ``workqueue``, which numba picks where
-  neither is available, aborts the process. :func:`parallel_launch` lets one
-  Python thread at a time run a parallel kernel under ``workqueue`` and sends
-  the others to the serial kernel, which gives bitwise the same results.
+:func:`kernel_threads` sets the thread count of the calls made inside it
+(``n_jobs``), for the calling thread only. A call with little work
+(:data:`MIN_PARALLEL_WORK`) runs on the calling thread alone.
 
-:func:`parallel_launch` also sends a call with little work to the serial
-kernel (``MIN_PARALLEL_WORK``), whatever ``n_jobs`` asks.
+**OpenMP's wait policy.** scikit-learn's k-means (and other OpenMP code in a
+pipeline) runs on GNU libgomp, whose workers by default spin for a while
+after each parallel region. Next to a process that keeps a core busy, or to
+natgmm's own threads, those spinning workers take the cores the working
+threads need (doc/performance.rst, "Threads under load"). With
+``OMP_WAIT_POLICY=passive`` they sleep at once. libgomp reads the variable
+once, when it is loaded, so :func:`configure_wait_policy` must run before
+the first parallel region of each OpenMP runtime: ``natgmm/__init__.py``
+calls it first thing. A value set by the user is kept.
 """
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numba
@@ -40,16 +40,15 @@ from ._interrupt import uninterrupted
 # while waiting for work, in every OpenMP runtime loaded after this.
 WAIT_POLICY = {"OMP_WAIT_POLICY": "passive"}
 
-# numba's threading layers that accept concurrent launches from Python threads.
-THREADSAFE_LAYERS = ("omp", "tbb")
-
-_workqueue_pool = threading.Lock()
-
 # Multiply-adds of one kernel call (rows x features x components) below which
-# it runs serially: waking numba's threads, asleep under the passive wait
-# policy, costs more than sharing so little work saves (doc/performance.rst,
-# "Threads"). Both kernels give bitwise the same results.
+# it runs on the calling thread alone: waking a pool thread costs more than
+# sharing so little work saves (doc/performance.rst, "Threads").
 MIN_PARALLEL_WORK = 3_000_000
+
+_local = threading.local()  # .count: the calling thread's kernel_threads setting
+_pool_lock = threading.Lock()
+_pool = None
+_pool_pid = None
 
 
 def configure_wait_policy(environ=None):
@@ -81,75 +80,31 @@ def configure_wait_policy(environ=None):
     return applied
 
 
-def threading_layer():
-    """Return the name of numba's threading layer, starting numba's threads if needed.
-
-    Returns
-    -------
-    layer : str
-        ``"omp"``, ``"tbb"`` or ``"workqueue"``.
-    """
-    numba.get_num_threads()  # launches the threads, so that the layer is known
-    return numba.threading_layer()
-
-
-@contextmanager
-def parallel_for_any_work():
-    """Let kernel calls run in parallel however little their work, inside the block.
-
-    For compiling the parallel kernels on small data ahead of the calls that
-    need them (``python -m natgmm`` does, before timing anything).
-    Process-wide while it lasts.
-    """
-    global MIN_PARALLEL_WORK
-    previous = MIN_PARALLEL_WORK
-    MIN_PARALLEL_WORK = 0
-    try:
-        yield
-    finally:
-        MIN_PARALLEL_WORK = previous
-
-
-@contextmanager
-def parallel_launch(parallel, work=None):
-    """Decide whether this call may run numba's parallel kernel.
+def use_threads(parallel, work):
+    """Whether a kernel call shares its blocks out between threads.
 
     Parameters
     ----------
     parallel : bool
-        Whether the caller wants the parallel kernel.
-    work : int, default=None
+        Whether the caller wants it to.
+    work : int
         Multiply-adds of the call, about rows times features times
-        components; below :data:`MIN_PARALLEL_WORK` the serial kernel runs.
-        None: no such limit.
+        components; below :data:`MIN_PARALLEL_WORK` the calling thread does
+        it all.
 
-    Yields
-    ------
+    Returns
+    -------
     parallel : bool
-        True when the parallel kernel may run: for enough work, and then
-        under a thread-safe layer always, under ``workqueue`` only while no
-        other Python thread runs a parallel kernel through this function (the
-        pool is held until the block exits). The serial kernel gives bitwise
-        the same results.
     """
-    parallel = parallel and (work is None or work >= MIN_PARALLEL_WORK)
-    if not parallel or threading_layer() in THREADSAFE_LAYERS:
-        yield parallel
-        return
-    if not _workqueue_pool.acquire(blocking=False):
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        _workqueue_pool.release()
+    return bool(parallel) and work >= MIN_PARALLEL_WORK
 
 
 def n_threads(n_jobs):
-    """Return the number of numba threads ``n_jobs`` asks for (joblib's convention).
+    """Return the number of threads ``n_jobs`` asks for (joblib's convention).
 
-    None or -1 is every thread numba has (``NUMBA_NUM_THREADS``), a negative
-    value all but ``-n_jobs - 1``, a positive one at most that many.
+    None or -1 is every thread natgmm may use (``NUMBA_NUM_THREADS``, by
+    default the CPUs this process may run on), a negative value all but
+    ``-n_jobs - 1``, a positive one at most that many.
     """
     available = numba.config.NUMBA_NUM_THREADS
     if n_jobs is None or n_jobs == -1:
@@ -160,15 +115,75 @@ def n_threads(n_jobs):
 
 
 @contextmanager
-def numba_threads(n_jobs):
-    """Run the kernels on ``n_jobs`` threads; restore numba's count after.
+def kernel_threads(n_jobs):
+    """Run the calling thread's kernel calls on ``n_jobs`` threads inside the block.
 
-    Yields whether the parallel kernels should be used.
+    Yields whether kernel calls should be shared out (more than one thread).
+    The previous setting is restored after.
     """
+    previous = getattr(_local, "count", None)
     count = n_threads(n_jobs)
-    previous = numba.get_num_threads()
     try:
-        numba.set_num_threads(count)
+        _local.count = count
         yield count > 1
     finally:
-        uninterrupted(numba.set_num_threads, previous)
+        uninterrupted(setattr, _local, "count", previous)
+
+
+def current_threads():
+    """Return the calling thread's kernel thread count: its :func:`kernel_threads`, else all."""
+    return getattr(_local, "count", None) or n_threads(None)
+
+
+def _executor():
+    """Natgmm's pool, created at first use (and again in a forked child, which has no threads)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="natgmm")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _gather(result, part, first, last):
+    """Copy blocks ``first:last`` of each array of ``part`` into ``result``'s."""
+    if result is None:
+        return
+    if not isinstance(result, tuple):
+        result, part = (result,), (part,)
+    for mine, theirs in zip(result, part, strict=True):
+        mine[first:last] = theirs[first:last]
+
+
+def share_out(kernel, args, n_blocks):
+    """Run ``kernel(*args, first, last)`` over blocks ``0:n_blocks`` on several threads.
+
+    The blocks are cut into one contiguous range per thread (the calling
+    thread's :func:`kernel_threads` count, at most ``n_blocks``); the
+    calling thread runs the first range and natgmm's pool the others.
+
+    Returns
+    -------
+    result
+        What ``kernel`` returns (None, an array or a tuple of arrays, each
+        with ``n_blocks`` rows), every block's rows from the call that
+        computed that block. Arrays written in place are written by each
+        call for its own blocks.
+    """
+    count = min(current_threads(), n_blocks)
+    if count <= 1:
+        return kernel(*args, 0, n_blocks)
+    bounds = [t * n_blocks // count for t in range(count + 1)]
+    pool = _executor()
+    futures = [
+        pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
+    ]
+    try:
+        result = kernel(*args, bounds[0], bounds[1])
+        for future, lo, hi in zip(futures, bounds[1:-1], bounds[2:], strict=True):
+            _gather(result, future.result(), lo, hi)
+    finally:
+        # The pool's calls write into the caller's arrays: none may outlive this call.
+        uninterrupted(wait, futures)
+    return result

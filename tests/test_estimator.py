@@ -4,7 +4,6 @@ import subprocess
 import sys
 import warnings
 
-import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -15,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import InvalidParameterError
 
-from natgmm import NaturalDiagonalGMM
+from natgmm import NaturalDiagonalGMM, _threading
 
 
 @pytest.mark.parametrize(
@@ -134,18 +133,18 @@ def test_sample_weight_equals_repetition(blobs):
         NaturalDiagonalGMM(2).fit(X, sample_weight=-np.ones(len(X)))
 
 
-def test_n_jobs_restores_numba_threads_and_results(blobs):
+def test_n_jobs_restores_kernel_threads_and_results(blobs):
     X, _ = blobs
-    previous = numba.get_num_threads()
+    previous = _threading.current_threads()
     fits = [NaturalDiagonalGMM(4, random_state=0, n_jobs=n).fit(X) for n in (1, 2, -1, None)]
-    assert numba.get_num_threads() == previous
+    assert _threading.current_threads() == previous
     for other in fits[1:]:
         assert_array_equal(fits[0].means_, other.means_)
         assert_array_equal(fits[0].covariances_, other.covariances_)
         assert fits[0].lower_bound_ == other.lower_bound_
     with pytest.raises(ValueError):
         NaturalDiagonalGMM(4, n_jobs=1, reg_covar=0.0).fit(np.zeros((10, 2)))
-    assert numba.get_num_threads() == previous
+    assert _threading.current_threads() == previous
     with pytest.raises(InvalidParameterError, match="'n_jobs' parameter"):
         NaturalDiagonalGMM(4, n_jobs=0).fit(X)
 

@@ -17,7 +17,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from natgmm import NaturalDiagonalGMM, StandardizedGMM, _estimator
+from natgmm import NaturalDiagonalGMM, StandardizedGMM, _estimator, _threading
 
 
 @pytest.fixture(scope="module")
@@ -92,32 +92,32 @@ def test_grid_search_with_an_nmi_scorer(digits, tmp_path):
 
 
 @contextmanager
-def _recording_numba_threads(seen):
-    """Record numba's thread count each time natgmm enters its kernels' scope."""
-    original = _estimator.numba_threads
+def _recording_kernel_threads(seen):
+    """Record the kernels' thread count each time natgmm enters their scope."""
+    original = _estimator.kernel_threads
 
     @contextmanager
     def recording(n_jobs):
         with original(n_jobs) as parallel:
-            seen.append(numba.get_num_threads())
+            seen.append(_threading.current_threads())
             yield parallel
 
-    _estimator.numba_threads = recording
+    _estimator.kernel_threads = recording
     try:
         yield
     finally:
-        _estimator.numba_threads = original
+        _estimator.kernel_threads = original
 
 
 class ThreadRecorder(BaseEstimator):
-    """Fit ``estimator`` and keep the numba thread counts its calls used."""
+    """Fit ``estimator`` and keep the kernel thread counts its calls used."""
 
     def __init__(self, estimator=None):
         self.estimator = estimator
 
     def fit(self, X, y=None):
         self.threads_ = []
-        with _recording_numba_threads(self.threads_):
+        with _recording_kernel_threads(self.threads_):
             self.estimator_ = clone(self.estimator).fit(X)
         return self
 
@@ -129,7 +129,7 @@ def _max_threads(estimator, X, y=None):
 def test_grid_search_workers_do_not_oversubscribe(digits, monkeypatch):
     """joblib's loky workers get NUMBA_NUM_THREADS = cores // n_jobs.
 
-    natgmm reads numba's thread count (``NUMBA_NUM_THREADS``) in each call,
+    natgmm reads its thread count (numba's ``NUMBA_NUM_THREADS``) in each call,
     so with ``n_jobs=None`` each of the two workers runs its kernels on half
     the cores. A NUMBA_NUM_THREADS set in the parent would be passed on
     instead: the test runs without one.
@@ -144,5 +144,5 @@ def test_grid_search_workers_do_not_oversubscribe(digits, monkeypatch):
         search = GridSearchCV(recorder, grid, cv=2, scoring=_max_threads, n_jobs=2).fit(Z)
     expected = max(1, joblib.cpu_count() // 2)
     assert_array_equal(search.cv_results_["mean_test_score"], expected)
-    # The parent process (the refit) keeps all of numba's threads.
+    # The parent process (the refit) keeps all the threads.
     assert max(search.best_estimator_.threads_) == numba.config.NUMBA_NUM_THREADS

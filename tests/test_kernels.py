@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 
-from natgmm import _kernels
+from natgmm import _kernels, _threading
 from natgmm._em import Params, natural_parameters
 
 # float64 kernels evaluate the same sums as the references in another order:
@@ -357,14 +357,10 @@ def test_narrow_far_component_keeps_its_digits():
 def test_thread_count_does_not_change_results(dtype):
     X, _, shift, scale, params, _ = _problem(dtype, n_samples=5000)
     args = (X, np.empty(0), shift, scale, *_natural(params, dtype), params.means, 16)
-    previous = numba.get_num_threads()
     results = []
-    try:
-        for n_threads in (1, numba.config.NUMBA_NUM_THREADS):
-            numba.set_num_threads(n_threads)
+    for n_threads in (1, numba.config.NUMBA_NUM_THREADS):
+        with _threading.kernel_threads(n_threads):
             results.append(_kernels.em_stats(*args, True))
-    finally:
-        numba.set_num_threads(previous)
     results.append(_kernels.em_stats(*args, False))
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
@@ -589,14 +585,10 @@ def test_f32_thread_count_and_blocks_do_not_change_results():
     ones = np.ones(3)
     for beta in (1.0, 0.3):
         args = (X, sw, 0 * ones, ones, *natural_parameters(params), params.means, 16)
-        previous = numba.get_num_threads()
         results = []
-        try:
-            for n_threads in (1, numba.config.NUMBA_NUM_THREADS):
-                numba.set_num_threads(n_threads)
+        for n_threads in (1, numba.config.NUMBA_NUM_THREADS):
+            with _threading.kernel_threads(n_threads):
                 results.append(_kernels.em_stats(*args, True, beta))
-        finally:
-            numba.set_num_threads(previous)
         results.append(_kernels.em_stats(*args, False, beta))
         for other in results[1:]:
             for a, b in zip(results[0], other, strict=True):

@@ -23,7 +23,7 @@ from sklearn.cluster._k_means_common import _relocate_empty_clusters_dense
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin
 
-from natgmm import _kmeans
+from natgmm import _kmeans, _threading
 
 
 def _data(n_samples=2000, n_features=8, n_centres=12, seed=0, dtype=np.float64):
@@ -153,13 +153,9 @@ def test_relocation_is_scikit_learns(zero_weight):
 def test_thread_count_does_not_change_results():
     X, shift, scale = _data(n_samples=70_000, n_features=6, n_centres=15)
     results = []
-    previous = numba.get_num_threads()
-    try:
-        for parallel, n_threads in [(False, 1), (True, 1), (True, numba.config.NUMBA_NUM_THREADS)]:
-            numba.set_num_threads(n_threads)
+    for parallel, n_threads in [(False, 1), (True, 1), (True, numba.config.NUMBA_NUM_THREADS)]:
+        with _threading.kernel_threads(n_threads):
             results.append(_kmeans.kmeans(X, None, shift, scale, 15, 0, parallel))
-    finally:
-        numba.set_num_threads(previous)
     for labels, centres, n_iter in results[1:]:
         assert_array_equal(labels, results[0][0])
         assert_array_equal(centres, results[0][1])
@@ -374,6 +370,8 @@ NaturalDiagonalGMM(3, random_state=0).fit(missing).predict(missing)
 _kmeans.nearest(X, 0.0, 1.0, X[:3], True)
 for module in (_kernels, _kmeans):
     for name, dispatcher in vars(module).items():
+        if isinstance(dispatcher, _kernels._Blockwise):
+            dispatcher = dispatcher.kernel
         if not isinstance(dispatcher, numba.core.registry.CPUDispatcher):
             continue
         for signature in dispatcher.signatures:

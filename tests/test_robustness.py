@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import natgmm
-from natgmm import NaturalDiagonalGMM, StandardizedGMM, _kernels
+from natgmm import NaturalDiagonalGMM, StandardizedGMM, _kernels, _threading
 
 _PACKAGE_DIR = os.path.dirname(natgmm.__file__)
 
@@ -73,8 +73,8 @@ def _same_model(model, reference, X):
     return True
 
 
-def _numba_threads():
-    return numba.get_num_threads()
+def _kernel_threads():
+    return _threading.current_threads()
 
 
 def _blas_threads(controller=None):
@@ -83,13 +83,13 @@ def _blas_threads(controller=None):
 
 
 @contextmanager
-def _restoring_numba_threads():
-    """Put numba's thread count back afterwards, whatever a test did to it."""
-    previous = numba.get_num_threads()
+def _restoring_kernel_threads():
+    """Put this thread's kernel thread count back afterwards, whatever a test did to it."""
+    previous = getattr(_threading._local, "count", None)
     try:
         yield
     finally:
-        numba.set_num_threads(previous)
+        _threading._local.count = previous
 
 
 # ----------------------------------------------- 1. streams and outliers
@@ -335,13 +335,13 @@ def test_interrupted_warm_fit_leaves_model_and_solver_state_intact(
     )  # fmt: skip
     quiet(model.fit, X)
     before = copy.deepcopy(model)
-    threads, blas = _numba_threads(), _blas_threads()
+    threads, blas = _kernel_threads(), _blas_threads()
     interrupt = _InterruptKernel(monkeypatch, on_call)
     with pytest.raises(KeyboardInterrupt):
         quiet(model.fit, X)
     assert interrupt.calls == on_call, "the injection point is no longer on the fit's path"
     monkeypatch.undo()
-    assert _numba_threads() == threads
+    assert _kernel_threads() == threads
     assert _blas_threads() == blas
     _assert_same_model(model, before, X)
     quiet(model.fit, X)
@@ -404,7 +404,7 @@ class _LineInterrupter:
             sys.settrace(None)
 
 
-@pytest.mark.parametrize("limit", ["numba", "blas"])
+@pytest.mark.parametrize("limit", ["kernels", "blas"])
 def test_interrupt_right_after_a_thread_limit_changes_restores_it(limit):
     """A Ctrl-C arriving just after natgmm changed a thread limit does not leak it.
 
@@ -413,15 +413,14 @@ def test_interrupt_right_after_a_thread_limit_changes_restores_it(limit):
     """
     X, _ = mixture(200, seed=0)
     controller = ThreadpoolController()
-    with threadpool_limits(limits=2, user_api="blas"), _restoring_numba_threads():
-        if limit == "numba":
+    with threadpool_limits(limits=2, user_api="blas"), _restoring_kernel_threads():
+        if limit == "kernels":
             if numba.config.NUMBA_NUM_THREADS < 2:
-                pytest.skip("numba has one thread: n_jobs=1 changes nothing")
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-            before = _numba_threads()
+                pytest.skip("one thread available: n_jobs=1 changes nothing")
+            before = _kernel_threads()
 
             def changed():
-                return _numba_threads() != before
+                return _kernel_threads() != before
         else:
             before = _blas_threads(controller)
             if not before or min(before) < 2:
@@ -434,7 +433,7 @@ def test_interrupt_right_after_a_thread_limit_changes_restores_it(limit):
         with pytest.raises(KeyboardInterrupt):
             interrupter.run(lambda: NaturalDiagonalGMM(2, n_jobs=1, random_state=0).fit(X))
         assert interrupter.fired
-        after = _numba_threads() if limit == "numba" else _blas_threads()
+        after = _kernel_threads() if limit == "kernels" else _blas_threads()
         assert after == before, f"{limit} threads {after} after the interrupt, {before} before"
 
 
@@ -500,7 +499,7 @@ def test_interrupt_at_any_line_leaves_the_old_or_the_new_model(scenario):
             with (
                 np.errstate(all="ignore"),
                 controller.limit(limits=blas),
-                _restoring_numba_threads(),
+                _restoring_kernel_threads(),
             ):
                 interrupter.run(lambda m=model: operation(m))
         except KeyboardInterrupt:
@@ -534,7 +533,7 @@ def fit(setting):
 
 def limits():
     blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
-    return numba.get_num_threads(), [i["num_threads"] for i in blas], blas
+    return _threading.current_threads(), [i["num_threads"] for i in blas], blas
 
 
 armed = False
@@ -573,7 +572,7 @@ for setting in ((1, "em"), (None, "em"), (1, "gradient")):
         after = limits()
         if after[:2] != before[:2]:
             wrong.append(f"limits {{after[:2]}} instead of {{before[:2]}}")
-            numba.set_num_threads(before[0])  # put them back and go on
+            _threading._local.count = None  # put them back and go on
             threadpool_limits(limits=before[2])
 print("interrupted", interrupted)
 kinds = collections.Counter(w.split(" ")[0] for w in wrong)
@@ -791,5 +790,5 @@ def test_keyboard_interrupt_inside_a_system_error_is_re_raised():
         raise SystemError("a real one")
 
 
-# 7. threading: concurrent fits under every layer numba can pick are in
+# 7. threading: concurrent fits from several Python threads are in
 # tests/test_threading.py (test_concurrent_fits_from_python_threads).

@@ -1,57 +1,19 @@
-"""OpenMP's wait policy and numba's threading layers (natgmm/_threading.py).
+"""Kernel calls shared out over natgmm's threads; OpenMP's wait policy (natgmm/_threading.py)."""
 
-Process-wide state (the environment, numba's layer) is checked in fresh
-subprocesses.
-"""
-
-import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 
-import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from natgmm import NaturalDiagonalGMM, _kernels, _threading
+from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading
 
 # The library's limit, read before tests/conftest.py's fixture sets it to 0.
 _DEFAULT_MIN_PARALLEL_WORK = _threading.MIN_PARALLEL_WORK
-
-# Fits from four Python threads at once, three each, against the same fits
-# run one after another: every fitted array must be bitwise equal.
-_CONCURRENT = textwrap.dedent(
-    """
-    import json, threading
-    import numpy as np
-    import numba
-    from sklearn.datasets import make_blobs
-    from natgmm import NaturalDiagonalGMM, _threading
-
-    _threading.MIN_PARALLEL_WORK = 0  # parallel kernels, however small the data
-    X, _ = make_blobs(3000, 5, centers=4, random_state=0)
-    def fit(seed):
-        model = NaturalDiagonalGMM(4, random_state=seed, max_iter=20, tol=0.0).fit(X)
-        return model.means_, model.covariances_, model.weights_, model.predict(X)
-    serial = [fit(seed) for seed in range(4)]
-    results = [[] for _ in range(4)]
-    def work(seed):
-        for _ in range(3):
-            results[seed].append(fit(seed))
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    equal = all(
-        np.array_equal(a, b)
-        for seed in range(4) for run in results[seed] for a, b in zip(run, serial[seed])
-    ) and all(len(runs) == 3 for runs in results)
-    print(json.dumps({"layer": numba.threading_layer(), "equal": bool(equal)}))
-    """
-)
 
 
 def _run(code, **env):
@@ -61,17 +23,13 @@ def _run(code, **env):
     )
 
 
-def _available_layers():
-    """numba's layers that load in this environment (tbb needs libtbb)."""
-    layers = []
-    for layer in ("omp", "tbb", "workqueue"):
-        probe = _run(
-            "import numba; numba.get_num_threads(); print(numba.threading_layer())",
-            NUMBA_THREADING_LAYER=layer,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == layer:
-            layers.append(layer)
-    return layers
+def _blockwise_kernels():
+    return [
+        value
+        for module in (_kernels, _kmeans)
+        for value in vars(module).values()
+        if isinstance(value, _kernels._Blockwise)
+    ]
 
 
 def test_configure_wait_policy_keeps_the_users_choice():
@@ -83,13 +41,22 @@ def test_configure_wait_policy_keeps_the_users_choice():
     assert environ == {"OMP_WAIT_POLICY": "active"}
 
 
-def test_import_sets_passive_waiting_before_openmp_loads():
-    """``import natgmm`` sets the policy before numba's OpenMP runtime is loaded."""
+def test_import_sets_passive_waiting_and_fits_load_no_numba_threading_layer():
+    """``import natgmm`` sets the policy; a fit never starts numba's OpenMP, TBB or workqueue pool.
+
+    natgmm's kernels run on its own Python threads, so numba's layers (and
+    the libgomp numba would load) stay out of the process.
+    """
     code = textwrap.dedent(
         """
         import os, sys
+        import numpy as np
         import natgmm
-        print(os.environ.get("OMP_WAIT_POLICY"), "numba.np.ufunc.omppool" in sys.modules)
+        X = np.random.default_rng(0).normal(size=(4000, 8))
+        natgmm.NaturalDiagonalGMM(3, random_state=0, max_iter=3).fit(X).predict(X)
+        layers = ("omppool", "tbbpool", "workqueue")
+        loaded = any("numba.np.ufunc." + m in sys.modules for m in layers)
+        print(os.environ.get("OMP_WAIT_POLICY"), loaded)
         """
     )
     environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -97,63 +64,144 @@ def test_import_sets_passive_waiting_before_openmp_loads():
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
     )
     assert result.returncode == 0, result.stderr
-    # numba's OpenMP layer (and its libgomp) is loaded at the first parallel launch.
     assert result.stdout.split() == ["passive", "False"]
     kept = _run("import os, natgmm; print(os.environ['OMP_WAIT_POLICY'])", OMP_WAIT_POLICY="active")
     assert kept.stdout.strip() == "active"
 
 
-@pytest.mark.parametrize("layer", ["omp", "tbb", "workqueue"])
-def test_concurrent_fits_from_python_threads(layer):
-    """Fits from four Python threads finish, under every layer, with the serial results.
+def test_concurrent_fits_from_python_threads():
+    """Fits from four Python threads at once, three each, give the fits run one after another.
 
-    Under workqueue two parallel launches at once abort the process (rc 134)
-    unless they are serialised: natgmm runs the serial kernel in every thread
-    but the one holding workqueue's pool.
+    Every call shares its blocks out over the one pool (tests/conftest.py
+    sets the work limit to 0), so the threads' calls interleave on it.
     """
-    if layer not in _available_layers():
-        pytest.skip(f"numba's {layer} layer is not available here")
-    result = _run(_CONCURRENT, NUMBA_THREADING_LAYER=layer)
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(3000, 5, centers=4, random_state=0)
+
+    def fit(seed):
+        model = NaturalDiagonalGMM(4, random_state=seed, max_iter=20, tol=0.0).fit(X)
+        return model.means_, model.covariances_, model.weights_, model.predict(X)
+
+    serial = [fit(seed) for seed in range(4)]
+    results = [[] for _ in range(4)]
+
+    def work(seed):
+        for _ in range(3):
+            results[seed].append(fit(seed))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(len(runs) == 3 for runs in results)
+    for seed in range(4):
+        for run in results[seed]:
+            for a, b in zip(run, serial[seed], strict=True):
+                assert_array_equal(a, b)
+
+
+def _fake_kernel(calls):
+    """A kernel over blocks: block ``b`` of ``out`` (in place) and of the result is ``b``."""
+
+    def kernel(out, n_blocks, first, last):
+        calls.append((first, last, threading.get_ident()))
+        result = np.full((n_blocks, 2), -1.0), np.full(n_blocks, -1, dtype=np.int64)
+        for b in range(first, last):
+            out[b] = b
+            result[0][b] = b
+            result[1][b] = b
+        return result
+
+    return kernel
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_share_out_runs_each_block_once_and_gathers_them(monkeypatch, count):
+    """Contiguous ranges, the first on the calling thread; every block's rows from its own call."""
+    monkeypatch.setattr(_threading, "current_threads", lambda: count)
+    calls = []
+    out = np.full(5, -1.0)
+    nb, blocks = _threading.share_out(_fake_kernel(calls), (out, 5), 5)
+    assert_array_equal(out, np.arange(5))
+    assert_array_equal(nb, np.repeat(np.arange(5.0), 2).reshape(5, 2))
+    assert_array_equal(blocks, np.arange(5))
+    ranges = sorted((first, last) for first, last, _ in calls)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 5
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))  # no gap, no overlap
+    assert len(calls) == min(count, 5)
+    assert any(c[:2] == ranges[0] and c[2] == threading.get_ident() for c in calls)
+
+
+def test_share_out_raises_a_pool_calls_error_after_every_call_ended(monkeypatch):
+    monkeypatch.setattr(_threading, "current_threads", lambda: 2)
+    ended = []
+
+    def kernel(first, last):
+        if first > 0:
+            raise ValueError("from the pool")
+        ended.append(first)
+
+    with pytest.raises(ValueError, match="from the pool"):
+        _threading.share_out(kernel, (), 2)
+    assert ended == [0]
+
+
+def test_kernel_threads_is_per_thread_and_restored():
+    default = _threading.current_threads()
+    seen = []
+    with _threading.kernel_threads(1) as parallel:
+        assert parallel is False and _threading.current_threads() == 1
+        other = threading.Thread(target=lambda: seen.append(_threading.current_threads()))
+        other.start()
+        other.join()
+    assert seen == [default]
+    assert _threading.current_threads() == default
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_pool_of_its_own():
+    """The parent's pool threads do not exist in a forked child: the child makes a new pool."""
+    code = textwrap.dedent(
+        """
+        import multiprocessing, numpy as np
+        from natgmm import _kernels, _threading
+        X = np.random.default_rng(0).normal(size=(20000, 6))
+        def work(queue):
+            with _threading.kernel_threads(2):
+                queue.put(_kernels.em_stats(*ARGS, True)[0])
+        ARGS = (X, np.empty(0), np.zeros(6), np.ones(6), np.zeros((2, 6)), -0.5 * np.ones((2, 6)),
+                np.zeros(2), np.zeros((2, 6)), 8)
+        with _threading.kernel_threads(2):
+            parent = _kernels.em_stats(*ARGS, True)[0]  # starts the parent's pool
+        queue = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=work, args=(queue,))
+        child.start()
+        print(queue.get(timeout=600) == parent)
+        child.join()
+        """
+    )
+    result = _run(code, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"layer": layer, "equal": True}
-
-
-def test_parallel_launch_serialises_workqueue(monkeypatch):
-    """Under workqueue one caller at a time gets the parallel kernel; others run serially."""
-    monkeypatch.setattr(_threading, "threading_layer", lambda: "workqueue")
-    with _threading.parallel_launch(True) as first:
-        with _threading.parallel_launch(True) as second:
-            assert (first, second) == (True, False)
-        with _threading.parallel_launch(False) as serial:
-            assert serial is False
-    with _threading.parallel_launch(True) as again:
-        assert again is True
-    monkeypatch.setattr(_threading, "threading_layer", lambda: "omp")
-    with _threading.parallel_launch(True) as first:
-        with _threading.parallel_launch(True) as second:
-            assert (first, second) == (True, True)
+    assert result.stdout.split()[-1] == "True"
 
 
 def test_small_calls_run_serially(monkeypatch):
-    """A call with less work than MIN_PARALLEL_WORK runs the serial kernel: the same results."""
-    monkeypatch.setattr(_threading, "threading_layer", lambda: "omp")
+    """A call with less work than MIN_PARALLEL_WORK runs on the calling thread: the same results."""
     monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 1000)
-    launch = _threading.parallel_launch
-    with launch(True, 999) as small, launch(True, 1000) as big:
-        assert (small, big) == (False, True)
-    with launch(True) as unknown, launch(False, 10**9) as unwanted:
-        assert (unknown, unwanted) == (True, False)
-    # Through a fit: a spy in place of the parallel E-step sees only the large data.
+    use = _threading.use_threads
+    assert (use(True, 999), use(True, 1000), use(False, 10**9)) == (False, True, False)
+    # Through a fit: a spy in place of the shared-out E-step sees only the large data.
     X = np.random.default_rng(0).normal(size=(400, 5))
     calls = []
-    parallel_kernel = _kernels._em_stats_parallel
+    shared_out = _kernels._em_stats_kernel.parallel
 
     def spy(*args):
         calls.append(args[0].shape[0])
-        return parallel_kernel(*args)
+        return shared_out(*args)
 
-    monkeypatch.setattr(_kernels, "_em_stats_parallel", spy)
+    monkeypatch.setattr(_kernels._em_stats_kernel, "parallel", spy)
     monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 400 * 5 * 3 + 1)
     small = NaturalDiagonalGMM(3, random_state=0, max_iter=5, tol=0).fit(X)
     assert calls == []
@@ -164,16 +212,14 @@ def test_small_calls_run_serially(monkeypatch):
         assert_array_equal(getattr(small, name), getattr(big, name))
 
 
-def test_small_fits_call_no_parallel_kernel(monkeypatch):
-    """With the default limit, small data never reach a parallel kernel, on any path."""
-    from natgmm import _kmeans
-
+def test_small_fits_share_nothing_out(monkeypatch):
+    """With the default limit, small data never reach the pool, on any path."""
     monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", _DEFAULT_MIN_PARALLEL_WORK)
     called = []
-    for module in (_kernels, _kmeans):
-        for name, value in list(vars(module).items()):
-            if name.endswith("_parallel") and isinstance(value, numba.core.registry.CPUDispatcher):
-                monkeypatch.setattr(module, name, lambda *args, name=name: called.append(name))
+    kernels = _blockwise_kernels()
+    assert len(kernels) == 18
+    for kernel in kernels:
+        monkeypatch.setattr(kernel, "parallel", lambda *args, k=kernel: called.append(k))
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
     missing = np.where(rng.random(X.shape) < 0.1, np.nan, X)
@@ -183,11 +229,6 @@ def test_small_fits_call_no_parallel_kernel(monkeypatch):
             model.predict_proba(data)
             model.partial_fit(data[:50])
     assert called == []
-
-
-def test_threading_layer_is_known_after_the_call():
-    assert _threading.threading_layer() in ("omp", "tbb", "workqueue")
-    assert numba.threading_layer() == _threading.threading_layer()
 
 
 def test_a_fit_sets_blas_threads_once(monkeypatch):
