@@ -182,9 +182,9 @@ def _prepare_kernels(report, annealing, n_jobs=None):
     if state is True:
         label = "loading natgmm's compiled kernels from numba's disk cache"
     elif state is False:
-        label = "compiling natgmm's kernels (first run only, a minute or two; numba caches them)"
+        label = "compiling natgmm's kernels (first run only, up to a minute; numba caches them)"
     else:
-        label = "loading or compiling natgmm's kernels (the first run compiles: a minute or two)"
+        label = "loading or compiling natgmm's kernels (the first run compiles for up to a minute)"
     X = np.random.default_rng(0).normal(size=(256, 3))
     with report.step(label), _no_convergence_warnings():
         # Three components: the annealed fit then tries split-and-merge moves.

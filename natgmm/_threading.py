@@ -136,7 +136,7 @@ def current_threads():
 
 
 def _executor():
-    """Natgmm's pool, created at first use (and again in a forked child, which has no threads)."""
+    """Return natgmm's pool, made at first use (and again in a forked child: it has no threads)."""
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
