@@ -713,10 +713,9 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
     full = np.zeros(n_blocks, dtype=np.int64)
-    for block_index in range(first, last):
-        # int64, not the parallel loop's uint64, and n_buf never a literal:
-        # each other integer type would compile _assign_rows once more.
-        b = np.int64(block_index)
+    for b in range(first, last):
+        # n_buf never a literal (nor b, an int64 as first and last are): each
+        # other integer type would compile _assign_rows once more.
         zbuf = np.zeros((_ROWS, n_features))
         rows = np.empty(_ROWS, dtype=np.int64)
         own = np.empty(_ROWS)
