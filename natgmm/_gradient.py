@@ -42,7 +42,7 @@ class AdamState(NamedTuple):
     step: np.ndarray
 
 
-@_jit(False)
+@_jit()
 def _unpack(theta, n_components, n_features):
     size = n_components * n_features
     return (
@@ -66,7 +66,7 @@ def adam_state(params, reg_var):
     return AdamState(theta, np.zeros_like(theta), np.zeros_like(theta), np.zeros(1, np.int64))
 
 
-@_jit(False)
+@_jit()
 def _adam_steps(nk, nkd, s1, s2, ref, total, theta, m, v, step, n_steps, lr, clip, a1, b):
     n_components, n_features = ref.shape
     alpha, eta1, omega = _unpack(theta, n_components, n_features)

@@ -89,7 +89,7 @@ _YES, _NO = np.bool_(True), np.bool_(False)
 _LOG_PROB_GROUPS = 64
 
 
-def _jit(parallel, fastmath=FASTMATH, **options):
+def _jit(fastmath=FASTMATH, **options):
     """Return a decorator compiling with the project's flags and disk cache.
 
     Caching falls back to in-memory compilation where numba finds no writable
@@ -99,7 +99,7 @@ def _jit(parallel, fastmath=FASTMATH, **options):
     release the GIL, so that threads (a Dask worker's, a user's) run them
     side by side.
     """
-    flags = dict(parallel=parallel, fastmath=fastmath, nogil=True, **options)
+    flags = dict(fastmath=fastmath, nogil=True, **options)
 
     def decorate(func):
         try:
@@ -142,7 +142,7 @@ class _Blockwise:
     """
 
     def __init__(self, func, count=None):
-        self.kernel = _jit(False)(func)
+        self.kernel = _jit()(func)
         if count is None:
             position = list(inspect.signature(func).parameters).index("n_blocks")
             count = operator.itemgetter(position)
@@ -248,7 +248,7 @@ class _SingleThreadedBlas:
 _single_threaded_blas = _SingleThreadedBlas()
 
 
-@_jit(False)
+@_jit()
 def count_distinct(points, tol):
     """Count the rows of ``points`` not within ``tol`` (max-norm) of an earlier row.
 
@@ -272,7 +272,7 @@ def count_distinct(points, tol):
     return count
 
 
-@_jit(False)
+@_jit()
 def _chunk_scratch(n_features, n_components, rows=_CHUNK):
     """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total, z_row``.
 
@@ -295,7 +295,7 @@ def _chunk_scratch(n_features, n_components, rows=_CHUNK):
     )
 
 
-@_jit(False)
+@_jit()
 def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
     """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``, at ``beta``.
 
@@ -321,7 +321,7 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
 
 # The loops run over the rows of a chunk, each row a lane, so they vectorise;
 # glibc's scalar exp does not.
-@_jit(False)
+@_jit()
 def _softmax_columns(lp, top, ev, total, beta):
     """Soft-max terms of each column of ``beta * lp``; see :func:`_chunk_log_density`.
 
@@ -366,7 +366,7 @@ def _softmax_columns(lp, top, ev, total, beta):
             total[r] += e
 
 
-@_jit(False)
+@_jit()
 def _add_about_ref(u, resp, ref, use, count, row_terms, row_last, s0, s1, s2):
     """Add ``resp``, ``resp * (z - ref)`` and ``resp * (z - ref)**2`` term by term.
 
@@ -396,7 +396,7 @@ def _add_about_ref(u, resp, ref, use, count, row_terms, row_last, s0, s1, s2):
                 s2[k, j] += t * d
 
 
-@_jit(False)
+@_jit()
 def _weigh_terms(ev, w, row_terms, row_last):
     """Scale ``ev[k, r]`` by ``w[r]`` in place, and count what is not zero.
 
@@ -598,7 +598,7 @@ def _moved_to_ref(per_block, ref, exact):
 # 20 000 rows (2026-12-05). The blocks are added in order, without fast-math:
 # numpy's sum over the first axis gave the same bits (but with one component,
 # whose arrays it sums pairwise from nine blocks on).
-@_jit(False, fastmath=False)
+@_jit(fastmath=False)
 def _summed_about_ref(s0, s1, s2, m, ref, exact):
     """``nk, s1, s2`` of :func:`_moved_to_ref`."""
     n_blocks, n_components, n_features = s1.shape
@@ -766,7 +766,7 @@ _EXP_POLY_F32 = (
 )
 
 
-@_jit(False)
+@_jit()
 def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
     """float32 arrays for :func:`_chunk_log_density_f32`, and two float64 ones.
 
@@ -792,7 +792,7 @@ def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
     )
 
 
-@_jit(False)
+@_jit()
 def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch, beta):
     """:func:`_chunk_log_density` in float32; whether every row came out finite.
 
@@ -821,7 +821,7 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
     return True
 
 
-@_jit(False)
+@_jit()
 def _copy_wide(lp_wide, wide, n_rows, lp_rows):
     """Put the wide components' float64 log-densities into the float32 ``lp_rows``.
 
@@ -835,7 +835,7 @@ def _copy_wide(lp_wide, wide, n_rows, lp_rows):
             lp_rows[r, wide[i]] = lp_wide[r, i] if r < n_rows else 0.0
 
 
-@_jit(False)
+@_jit()
 def _softmax_columns_f32(lp, top, ev, total, beta):
     """:func:`_softmax_columns` in float32, with cephes' expf.
 
@@ -871,7 +871,7 @@ def _softmax_columns_f32(lp, top, ev, total, beta):
             total[r] += ev[k, r]
 
 
-@_jit(False)
+@_jit()
 def _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row, ll, beta):
     """Add the chunk's weighted log-likelihood to ``ll[0]`` (float64).
 
@@ -887,7 +887,7 @@ def _chunk_loglik(top, total, sample_weight, weight_scale, start, n_rows, w_row,
         w_row[r] = w * weight_scale
 
 
-@_jit(False)
+@_jit()
 def _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
     """Turn a chunk's soft-max terms ``ev`` into weighted responsibilities; whether it is dense.
 
@@ -905,7 +905,7 @@ def _weighed_chunk_is_dense(ev, total, n_rows, w_row, work):
     return row_terms.sum() > dense * n_rows * ev.shape[0]
 
 
-@_jit(False)
+@_jit()
 def _chunk_stats(
     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0, s1, s2, m,
     precise,
@@ -944,7 +944,7 @@ def _chunk_stats(
         )
 
 
-@_jit(False)
+@_jit()
 def _fill_z(X, start, stop, shift, scale, u, z_row):
     """``u[r, :2 n_features] = [z, z**2]`` of row ``start + r``, zero past ``stop``.
 
@@ -967,7 +967,7 @@ def _fill_z(X, start, stop, shift, scale, u, z_row):
     u[n_rows:, : 2 * n_features] = 0.0
 
 
-@_jit(False)
+@_jit()
 def _add_product_moments(ev, precise, m):
     """Add a chunk's moments about the origin of some components, by a float64 product.
 
@@ -987,7 +987,7 @@ def _add_product_moments(ev, precise, m):
             m[index[i], j] += moments64[i, j]
 
 
-@_jit(False)
+@_jit()
 def _add_about_ref_x(
     X, start, shift, scale, resp, ref, use, count, row_terms, row_last, s0, s1, s2
 ):  # fmt: skip
@@ -1111,7 +1111,7 @@ def _f32_operands(eta1, eta2, log_norm):
 # Compiled: in numpy these few small arrays took 30 to 70 us, a few percent of
 # a float32 pass on 20 000 rows (2026-12-05). No fast-math: W32 must be W
 # rounded, and the magnitudes are compared with a limit.
-@_jit(False, fastmath=False, error_model="numpy")
+@_jit(fastmath=False, error_model="numpy")
 def _f32_operands_kernel(eta1, eta2, log_norm, max_magnitude):
     """``W`` (see :func:`_products_matrix`), ``W32`` with zero columns where wide, and ``wide``."""
     n_components, n_features = eta1.shape
@@ -1202,7 +1202,7 @@ def _em_stats_f32(
     return loglik, nk / weight_scale, s1 / weight_scale, s2 / weight_scale
 
 
-@_jit(False)
+@_jit()
 def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp):
     """Write a chunk's log-densities, labels and responsibilities (see log_prob)."""
     n_components = lp.shape[0]
@@ -1271,7 +1271,7 @@ def has_missing(X):
     return X.size > 0 and bool(np.isnan(np.min(X)))
 
 
-@_jit(False)
+@_jit()
 def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
     """``u[r] = [z, z**2, o, 1]`` of row ``start + r`` (``z = 0`` where missing).
 
@@ -1312,7 +1312,7 @@ def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
     jac[n_rows:] = 0.0
 
 
-@_jit(False)
+@_jit()
 def _chunk_scratch_masked(n_features, n_components, rows=_CHUNK):
     """:func:`_chunk_scratch` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
     u = np.empty((rows, 3 * n_features + 1))
@@ -1328,7 +1328,7 @@ def _chunk_scratch_masked(n_features, n_components, rows=_CHUNK):
     )
 
 
-@_jit(False)
+@_jit()
 def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch, beta):
     """:func:`_chunk_log_density` over the observed entries (see :func:`_fill_masked`)."""
     u, lp_rows, lp, ev, top, total, jac = scratch
@@ -1340,7 +1340,7 @@ def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratc
     _softmax_columns(lp, top, ev, total, beta)
 
 
-@_jit(False)
+@_jit()
 def _chunk_scratch_masked_f32(n_features, n_components, n_wide, rows=_CHUNK):
     """:func:`_chunk_scratch_f32` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
     u = np.empty((rows, 3 * n_features + 1), dtype=np.float32)
@@ -1360,7 +1360,7 @@ def _chunk_scratch_masked_f32(n_features, n_components, n_wide, rows=_CHUNK):
     )
 
 
-@_jit(False)
+@_jit()
 def _chunk_log_density_masked_f32(
     X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch, beta
 ):  # fmt: skip
@@ -1384,7 +1384,7 @@ def _chunk_log_density_masked_f32(
     return True
 
 
-@_jit(False)
+@_jit()
 def _chunk_loglik_masked(
     top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll, beta
 ):  # fmt: skip
@@ -1396,7 +1396,7 @@ def _chunk_loglik_masked(
         w_row[r] = w * weight_scale
 
 
-@_jit(False)
+@_jit()
 def _add_about_ref_masked(
     X, start, shift, scale, u, resp, ref, use, count, row_terms, row_last, s0, s0d, s1, s2
 ):  # fmt: skip
@@ -1439,7 +1439,7 @@ def _add_about_ref_masked(
                     s2[k, j] += t * d
 
 
-@_jit(False)
+@_jit()
 def _chunk_stats_masked(
     X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work,
     s0, s0d, s1, s2, m, precise,

@@ -76,7 +76,7 @@ _SCAN = 512
 _AHEAD = 8
 
 
-@_jit(False)
+@_jit()
 def _map_row(x, shift, scale, z):
     for j in range(z.shape[0]):
         z[j] = (x[j] - shift[j]) * scale[j]
@@ -102,7 +102,7 @@ def map_rows(X, rows, shift, scale):
     return _map_rows(_read_only(X), rows, shift, scale)
 
 
-@_jit(False)
+@_jit()
 def _map_rows(X, rows, shift, scale):
     out = np.empty((rows.shape[0], X.shape[1]))
     for r in range(rows.shape[0]):
@@ -356,19 +356,19 @@ def _prefetch_row(typingctx, X, i):
     return types.void(X, i), codegen
 
 
-@_jit(False)
+@_jit()
 def _sq_dist(z, c):
     """``sum((z - c) ** 2)`` in SIMD, in one fixed order."""
     return _sum_sq_diff(z, c)
 
 
-@_jit(False)
+@_jit()
 def _sq_norm(z):
     """``sum(z ** 2)`` in SIMD, in one fixed order."""
     return _sum_sq(z)
 
 
-@_jit(False)
+@_jit()
 def _pairwise_sq_dists(A, B):
     out = np.empty((A.shape[0], B.shape[0]))
     for i in range(A.shape[0]):
@@ -430,7 +430,7 @@ def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks,
 _seed_trials_kernel = _Blockwise(_seed_trials_impl)
 
 
-@_jit(False)
+@_jit()
 def _seed_update(w, d, labels, dist, best, k, n_blocks):
     """Take candidate ``best`` as seed ``k``; return each block's new potential.
 
@@ -453,7 +453,7 @@ def _seed_update(w, d, labels, dist, best, k, n_blocks):
     return pot
 
 
-@_jit(False)
+@_jit()
 def _draw(w, d, block_pot, r, n_blocks):
     """``searchsorted(cumsum(w * d), r)`` without the cumulative sum, clipped to the last row.
 
@@ -490,7 +490,7 @@ def _sequential_sum(a):
     return _ordered_total(a.reshape(a.shape[0], -1)).reshape(a.shape[1:])
 
 
-@_jit(False, fastmath=False)
+@_jit(fastmath=False)
 def _ordered_total(a):
     """``sum(a, axis=0)`` with the rows added one after the other, from zeros.
 
@@ -533,7 +533,7 @@ def _label_sums_impl(X, w, shift, scale, labels, n_clusters, n_blocks, first, la
 _label_sums_kernel = _Blockwise(_label_sums_impl)
 
 
-@_jit(False)
+@_jit()
 def _assign_scratch(zbuf, CT):
     """Scratch of :func:`_assign_rows` for the rows of ``zbuf`` and centres ``CT``."""
     n_rows, n_clusters = zbuf.shape[0], CT.shape[1]
@@ -541,7 +541,7 @@ def _assign_scratch(zbuf, CT):
     return z_low, np.empty((n_rows, n_clusters), dtype=CT.dtype), np.empty(n_clusters)
 
 
-@_jit(False)
+@_jit()
 def _least(a):
     """``min(a)`` in four interleaved running minima (exact, so in any order)."""
     m0 = m1 = m2 = m3 = np.inf
@@ -557,7 +557,7 @@ def _least(a):
     return min(min(m0, m1), min(m2, m3))
 
 
-@_jit(False)
+@_jit()
 def _candidates(low, top):
     """Count the entries of ``low`` at most ``top`` and sum their indices.
 
@@ -572,7 +572,7 @@ def _candidates(low, top):
     return count, index_sum
 
 
-@_jit(False)
+@_jit()
 def _group_bounds(low, best, start, out):
     """``out[g]``: square root of the least ``low[start[g]:start[g + 1]]``, ``low[best]`` left out.
 
@@ -589,7 +589,7 @@ def _group_bounds(low, best, start, out):
         out[g] = math.sqrt(max(least, 0.0))
 
 
-@_jit(False)
+@_jit()
 def _move_row(z, wi, a, best, b, sums, weight, count):
     """Move a row of weight ``wi`` from cluster ``a`` to ``best`` in block ``b``'s sums."""
     weight[b, a] -= wi
@@ -602,7 +602,7 @@ def _move_row(z, wi, a, best, b, sums, weight, count):
         sums[b, best, j] += t
 
 
-@_jit(False)
+@_jit()
 def _assign_rows(zbuf, rows, own, n_rows, C, CT, csq, groups, scratch, w, labels, upper, glb,
                  b, sums, weight, count, update):  # fmt: skip
     """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
@@ -680,7 +680,7 @@ def _assign_rows(zbuf, rows, own, n_rows, C, CT, csq, groups, scratch, w, labels
     return changed
 
 
-@_jit(False)
+@_jit()
 def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep, margin, todo,
                   todo_bound):  # fmt: skip
     """Move the bounds of rows ``first .. stop`` by the centres' drifts, reading no row of X.
@@ -1171,7 +1171,7 @@ def nearest(X, shift, scale, centres, parallel):
 # reaches these functions.
 
 
-@_jit(False)
+@_jit()
 def _masked_chunk(X, start, n_rows, shift, scale, u):
     """``u[r] = [o, z, z**2]`` of row ``start + r`` (``z = 0`` where missing); 0 past ``n_rows``."""
     n_features = X.shape[1]
@@ -1187,7 +1187,7 @@ def _masked_chunk(X, start, n_rows, shift, scale, u):
     u[n_rows:] = 0.0
 
 
-@_jit(False)
+@_jit()
 def _scaled(prod, r, k, n_centres, total_var):
     """Row ``r``'s estimated squared distance to centre ``k`` from the product ``u @ M``."""
     common = prod[r, n_centres + k]

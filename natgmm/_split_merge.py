@@ -240,7 +240,7 @@ class MoveRows(NamedTuple):
 
 # Fast-math may reorder the sums over features here (a serial kernel: the
 # result does not depend on the thread count), so that they vectorise.
-@_jit(False, fastmath={"nsz", "contract", "reassoc"})
+@_jit(fastmath={"nsz", "contract", "reassoc"})
 def _partial_e_step(z, observed, w, log_other, log_weight, means, inv_var, feature_norm):
     """Partial E-step: the held components' mass fixed, three (or any few) free.
 
