@@ -435,8 +435,8 @@ def _seed_update(w, d, labels, dist, best, k, n_blocks):
     """Take candidate ``best`` as seed ``k``; return each block's new potential.
 
     Serial: it reads only ``d`` and ``dist`` (no row of ``X``) and takes a
-    fraction of a millisecond, less than a parallel region costs on a loaded
-    machine.
+    fraction of a millisecond, less than sharing it out between threads
+    costs on a loaded machine.
     """
     n_samples = d.shape[0]
     weighted = w.shape[0] > 0

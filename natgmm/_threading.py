@@ -140,7 +140,7 @@ def _executor():
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
-            workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
+            workers = max(1, n_threads(None) - 1)
             _pool = ThreadPoolExecutor(workers, thread_name_prefix="natgmm")
             _pool_pid = os.getpid()
         return _pool
