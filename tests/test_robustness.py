@@ -516,11 +516,11 @@ def test_interrupt_at_any_line_leaves_the_old_or_the_new_model(scenario):
 
 _SIGINT_SCRIPT = """
 import _thread, collections, signal, sys, threading, time, warnings
-import numba, numpy as np
+import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 from natgmm import NaturalDiagonalGMM, _threading
 
-_threading.MIN_PARALLEL_WORK = 0  # parallel kernels, however small the data
+_threading.MIN_PARALLEL_WORK = 0  # passes shared out, however small the data
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=(1000, 3))
 
@@ -592,8 +592,8 @@ def test_sigint_during_fits_stays_a_keyboard_interrupt():
     returns), which numba's C code does not expect to fail. 20 interrupts
     for each of three settings (serial and parallel kernels, and the
     gradient solver, whose Adam step calls compiled functions from Python)
-    find one with near certainty. Numba's thread count and the BLAS limits
-    are checked after every interrupt.
+    find one with near certainty. The kernels' thread count and the BLAS
+    limits are checked after every interrupt.
     """
     script = _SIGINT_SCRIPT.format(budget=60, count=20)
     result = subprocess.run(
