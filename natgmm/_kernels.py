@@ -131,7 +131,7 @@ class _Blockwise:
     """A kernel over a range of row blocks, compiled once, run serially or on threads.
 
     ``func(*args, first, last)`` computes blocks ``first`` to ``last - 1`` of
-    a call's ``n_blocks`` (its argument of that name, or ``count(args)``):
+    a call's ``n_blocks`` (its argument of that name, or ``n_groups``):
     it fills those blocks' rows of each array it returns (arrays of
     ``n_blocks`` rows) and those blocks' rows of the arrays it writes in
     place. No block reads another's results, so :meth:`parallel`, which
@@ -141,12 +141,12 @@ class _Blockwise:
     compile for as long again (doc/performance.rst, "Threads").
     """
 
-    def __init__(self, func, count=None):
+    def __init__(self, func):
         self.kernel = _jit()(func)
-        if count is None:
-            position = list(inspect.signature(func).parameters).index("n_blocks")
-            count = operator.itemgetter(position)
-        self._count = count
+        names = list(inspect.signature(func).parameters)
+        self._count = operator.itemgetter(
+            names.index("n_blocks" if "n_blocks" in names else "n_groups")
+        )
 
     def serial(self, *args):
         """Run every block on the calling thread."""
@@ -161,9 +161,9 @@ class _Blockwise:
         return self.parallel if parallel else self.serial
 
 
-def _log_prob_groups(args):
-    """Return the number of row groups of a log-density call (``args[0]`` is ``X``)."""
-    return min((args[0].shape[0] + _CHUNK - 1) // _CHUNK, _LOG_PROB_GROUPS)
+def _log_prob_groups(n_samples):
+    """Return the number of row groups a log-density call shares out (of ``_CHUNK`` rows each)."""
+    return min((n_samples + _CHUNK - 1) // _CHUNK, _LOG_PROB_GROUPS)
 
 
 # exp(x) by range reduction, x = n ln2 + r with |r| <= ln2 / 2, and the
@@ -665,12 +665,11 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     return _sum_blocks(per_block)
 
 
-def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp, first, last):
+def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp, n_groups, first, last):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     want_resp = resp.shape[0] > 0
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
-    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in range(first, last):
         scratch = _chunk_scratch(n_features, n_components)
         _, _, lp, ev, top, total, _ = scratch
@@ -691,7 +690,7 @@ def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp, first, last):
                         resp[i, k] = ev[k, r] / total[r]
 
 
-_log_prob_kernel = _Blockwise(_log_prob_impl, _log_prob_groups)
+_log_prob_kernel = _Blockwise(_log_prob_impl)
 
 
 @keyboard_interrupts()
@@ -720,7 +719,10 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
     work = X.size * np.shape(log_norm)[0]
     parallel = use_threads(parallel, work)
     with _single_threaded_blas():
-        kernel.runner(parallel)(X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp)
+        kernel.runner(parallel)(
+            X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp,
+            _log_prob_groups(X.shape[0]),
+        )  # fmt: skip
 
 
 # The float32 path. float32 X gets float32 [z, z**2, 1], float32 natural
@@ -1219,12 +1221,11 @@ def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels,
 
 
 def _log_prob_f32_impl(
-    X, shift, scale, W, W32, W_wide, wide, out_log_prob, labels, resp, first, last
+    X, shift, scale, W, W32, W_wide, wide, out_log_prob, labels, resp, n_groups, first, last
 ):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
-    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in range(first, last):
         scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
         _, _, lp, ev, top, total, _, _, _ = scratch
@@ -1245,7 +1246,7 @@ def _log_prob_f32_impl(
                 )
 
 
-_log_prob_f32_kernel = _Blockwise(_log_prob_f32_impl, _log_prob_groups)
+_log_prob_f32_kernel = _Blockwise(_log_prob_f32_impl)
 
 
 # Missing values. NaN entries of X are missing: a row's density is that of its
@@ -1783,11 +1784,12 @@ def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, pa
     return _sum_blocks(per_block)
 
 
-def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, resp, first, last):
+def _log_prob_masked_impl(
+    X, shift, scale, log_scale, W, out_log_prob, labels, resp, n_groups, first, last
+):
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
-    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in range(first, last):
         scratch = _chunk_scratch_masked(n_features, n_components)
         _, _, lp, ev, top, total, jac = scratch
@@ -1801,16 +1803,16 @@ def _log_prob_masked_impl(X, shift, scale, log_scale, W, out_log_prob, labels, r
                 out_log_prob[start + r] -= jac[r]
 
 
-_log_prob_masked_kernel = _Blockwise(_log_prob_masked_impl, _log_prob_groups)
+_log_prob_masked_kernel = _Blockwise(_log_prob_masked_impl)
 
 
 def _log_prob_masked_f32_impl(
-    X, shift, scale, log_scale, W, W32, W_wide, wide, out_log_prob, labels, resp, first, last
+    X, shift, scale, log_scale, W, W32, W_wide, wide, out_log_prob, labels, resp, n_groups,
+    first, last,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
-    n_groups = min(n_chunks, _LOG_PROB_GROUPS)
     for g in range(first, last):
         scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
         _, _, lp, ev, top, total, jac, _, _ = scratch
@@ -1837,7 +1839,7 @@ def _log_prob_masked_f32_impl(
                     out_log_prob[start + r] -= jac64[r]
 
 
-_log_prob_masked_f32_kernel = _Blockwise(_log_prob_masked_f32_impl, _log_prob_groups)
+_log_prob_masked_f32_kernel = _Blockwise(_log_prob_masked_f32_impl)
 
 
 def log_prob_masked(
@@ -1864,5 +1866,6 @@ def log_prob_masked(
     parallel = use_threads(parallel, work)
     with _single_threaded_blas():
         kernel.runner(parallel)(
-            X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp
-        )
+            X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp,
+            _log_prob_groups(X.shape[0]),
+        )  # fmt: skip
