@@ -97,3 +97,52 @@ def test_no_test_rows_give_no_test_score():
     data = SimpleNamespace(X_train=X, X_test=X[:0], y_train=None)
     row = bench_annealing.run_one("em", lambda: NaturalDiagonalGMM(2, random_state=0), data)
     assert np.isnan(row["test"]) and np.isfinite(row["train"])
+
+
+def test_threshold_rules_are_scored_against_each_shapes_best_way():
+    bench_threshold = pytest.importorskip("bench_threshold")
+    rows = [
+        dict(n=1000, d=10, k=5, times={"serial": 1.0, "km 1": 2.0, "shared": 4.0}),
+        dict(n=9000, d=10, k=5, times={"serial": 4.0, "km 1": 2.0, "shared": 1.0}),
+    ]
+    # Shared from 100 000 multiply-adds: serial for the first shape, shared for the second.
+    mean, worst = bench_threshold._score(rows, lambda n, d, k: (n * d * k >= 100_000,) * 2)
+    assert (mean, worst) == (1.0, 1.0)
+    # Always serial: the best way for the first, four times the best for the second.
+    mean, worst = bench_threshold._score(rows, lambda n, d, k: (False, False))
+    assert (mean, worst) == (pytest.approx(2.0), 4.0)
+    # k-means serial, EM shared: twice the best for both.
+    mean, worst = bench_threshold._score(rows, lambda n, d, k: (False, True))
+    assert (mean, worst) == (pytest.approx(2.0), 2.0)
+
+
+def test_threshold_ways_force_and_restore_the_rule(monkeypatch):
+    """Each way shares out what it says, whatever the size, and the rule is put back."""
+    import numpy as np
+
+    from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading
+
+    bench_threshold = pytest.importorskip("bench_threshold")
+    shared = []
+    for module, name in ((_kernels, "_em_stats_kernel"), (_kmeans, "_lloyd_kernel")):
+        kernel = getattr(module, name)
+        spy = lambda *a, n=name, k=kernel: shared.append(n) or k.serial(*a)  # noqa: E731
+        monkeypatch.setattr(kernel, "parallel", spy)
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    expected = {
+        "serial": set(),
+        "km 1": {"_em_stats_kernel"},
+        "shared": {"_em_stats_kernel", "_lloyd_kernel"},
+    }
+    try:
+        for way, forced in bench_threshold.WAYS.items():
+            shared.clear()
+            bench_threshold._force(*forced)
+            NaturalDiagonalGMM(2, random_state=0).fit(X)
+            assert set(shared) == expected[way], way
+    finally:
+        bench_threshold._restore()
+    times = bench_threshold._time_ways(X, 2, reps=1, pause=0)
+    assert set(times) == set(expected)
+    assert _kmeans.use_threads is _threading.use_threads
+    assert _kernels.use_threads is _threading.use_threads
