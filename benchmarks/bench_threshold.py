@@ -23,7 +23,8 @@ of each shape's time under the rule to the best of the three ways for that
 shape: the current rule, the same rule with another threshold, and a
 floor on the rows for k-means only.
 
-Run from the repository root (about 10 minutes; ``--quick`` about 2)::
+Run from the repository root (about 11 minutes; 7 with ``--reps 3``; ``--quick``
+about 3)::
 
     python benchmarks/bench_threshold.py [--reps 5] [--quick] [--json FILE]
 """
