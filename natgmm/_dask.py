@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _kernels
 from ._data import (
+    ALL_ZERO_WEIGHTS,
     ArrayData,
     component_moments,
     log_prob,
@@ -83,15 +84,21 @@ def _as_weights(sample_weight, row_chunks):
     return sw.rechunk((row_chunks,))
 
 
-def _checked_scale(sw):
-    """:func:`natgmm._data.weight_scale` of ``sw``, after checking it is finite and non-negative."""
+def _checked_scale(sw, scale=None):
+    """Check ``sw`` as :func:`natgmm._data.check_sample_weight` does; return its scale.
+
+    The scale is ``scale`` if given (a stream's, fixed by its first batch),
+    else :func:`natgmm._data.weight_scale` of ``sw``.
+    """
     largest, smallest = dask.compute(sw.max(), sw.min())
     if not np.isfinite(largest):
         raise ValueError("Input sample_weight contains NaN or infinity.")
     if smallest < 0:
-        raise ValueError("Negative values in data passed to sample_weight")
+        raise ValueError("Negative values in data passed to `sample_weight`")
     if not largest > 0:
-        return 1.0
+        raise ValueError(ALL_ZERO_WEIGHTS)
+    if scale is not None:
+        return scale
     return weight_scale(float(largest), float((sw / largest).mean().compute()))
 
 
@@ -216,7 +223,7 @@ class DaskData:
             self._w_blocks = [None] * len(self._x_blocks)
         else:
             sw = _as_weights(sample_weight, X.chunks[0])
-            self.weight_scale = _checked_scale(sw) if weight_scale is None else weight_scale
+            self.weight_scale = _checked_scale(sw, weight_scale)
             # Exact: a power of two.
             self.sw = sw if self.weight_scale == 1.0 else sw * self.weight_scale
             self.total_weight = float(self.sw.sum().compute())

@@ -249,13 +249,29 @@ def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
     return log_density, labels, terms / total
 
 
+# scikit-learn's wording; its versions before 1.9 let all-zero weights through.
+ALL_ZERO_WEIGHTS = "Sample weights must contain at least one non-zero number."
+
+
+def check_sample_weight(sample_weight, X):
+    """Validate ``sample_weight`` for the rows of ``X`` as scikit-learn does.
+
+    Returns them as float64; raises a ValueError for a wrong shape, NaN,
+    infinite or negative weights, and for weights that are all zero.
+    """
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+    if not np.any(sample_weight):
+        raise ValueError(ALL_ZERO_WEIGHTS)
+    return sample_weight
+
+
 def mean_log_prob(log_prob, sample_weight):
     """Return the (``sample_weight``-weighted) mean of per-sample log-densities."""
     if sample_weight is None:
         return float(np.mean(log_prob))
-    sample_weight = _check_sample_weight(
-        sample_weight, log_prob[:, np.newaxis], ensure_non_negative=True
-    )
+    sample_weight = check_sample_weight(sample_weight, log_prob[:, np.newaxis])
     return float(np.average(log_prob, weights=scaled_weights(sample_weight)[0]))
 
 

@@ -19,10 +19,10 @@ from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._anneal import annealing_levels, split_levels
-from ._data import ArrayData, is_dask, mean_log_prob, single_threaded_blas
+from ._data import ArrayData, check_sample_weight, is_dask, mean_log_prob, single_threaded_blas
 from ._em import Params
 from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
@@ -809,9 +809,7 @@ default=None
                 ensure_min_samples=ensure_min_samples, ensure_all_finite="allow-nan",
             )  # fmt: skip
             if sample_weight is not None:
-                sample_weight = _check_sample_weight(
-                    sample_weight, X, dtype=np.float64, ensure_non_negative=True
-                )
+                sample_weight = check_sample_weight(sample_weight, X)
             data = ArrayData(X, sample_weight, parallel, weight_scale)
         return data, (input_attributes(validated) if reset else ({}, ()))
 

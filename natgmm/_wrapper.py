@@ -6,9 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._data import mean_log_prob
+from ._data import check_sample_weight, mean_log_prob
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
@@ -143,9 +143,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             ensure_all_finite=self._finite(),
         )  # fmt: skip
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True
-            )
+            sample_weight = check_sample_weight(sample_weight, X)
         if resume:
             # Same coordinates as before, so that EM continues where it stopped.
             scaling = self._feature_scaling()

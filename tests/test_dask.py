@@ -335,6 +335,33 @@ def test_bad_dask_input(client, data):
     )
 
 
+def test_bad_dask_sample_weights_are_refused_and_the_stream_kept(client, data):
+    """Weights all zero, negative or NaN: scikit-learn's errors, in a fit, a score, any batch.
+
+    A stream's later batches are checked too (their scale is the first
+    batch's); before, they went unchecked into the statistics.
+    """
+    X, _ = data
+    X = X[:2000]
+    n = X.shape[0]
+    with pytest.raises(ValueError, match="at least one non-zero number"):
+        _fit(da.from_array(X, chunks=500), np.zeros(n))
+    model = _fit(X, max_iter=2)
+    with pytest.raises(ValueError, match="at least one non-zero number"):
+        model.score(da.from_array(X, chunks=500), sample_weight=np.zeros(n))
+    stream = NaturalDiagonalGMM(3, random_state=0)
+    stream.partial_fit(da.from_array(X, chunks=500), sample_weight=np.ones(n))
+    means = stream.means_.copy()
+    for weights, message in (
+        (np.zeros(n), "at least one non-zero number"),
+        (-np.ones(n), "Negative values in data passed to `sample_weight`"),
+        (np.full(n, np.nan), "NaN or infinity"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            stream.partial_fit(da.from_array(X, chunks=500), sample_weight=weights)
+        assert_array_equal(stream.means_, means)
+
+
 def test_worker_killed_mid_fit_is_survived(cluster, client, data, tmp_path):
     X, _ = data
     start = _start(X)

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import InvalidParameterError
 
-from natgmm import NaturalDiagonalGMM, _threading
+from natgmm import NaturalDiagonalGMM, StandardizedGMM, _threading
 
 
 @pytest.mark.parametrize(
@@ -131,6 +131,25 @@ def test_sample_weight_equals_repetition(blobs):
         NaturalDiagonalGMM(2).fit(X, sample_weight=np.zeros(len(X)))
     with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
         NaturalDiagonalGMM(2).fit(X, sample_weight=-np.ones(len(X)))
+
+
+@pytest.mark.parametrize("call", ["fit", "partial_fit", "score", "wrapper"])
+def test_all_zero_sample_weights_are_refused_everywhere(blobs, call):
+    """scikit-learn's error for all-zero weights, whatever its version checks itself.
+
+    scikit-learn before 1.9 let them through: a fit then failed in k-means++
+    ("probabilities contain NaN") and a score was NaN.
+    """
+    X, _ = blobs
+    zeros = np.zeros(len(X))
+    calls = {
+        "fit": lambda: NaturalDiagonalGMM(2, random_state=0).fit(X, sample_weight=zeros),
+        "partial_fit": lambda: NaturalDiagonalGMM(2).partial_fit(X, sample_weight=zeros),
+        "score": lambda: NaturalDiagonalGMM(2).fit(X).score(X, sample_weight=zeros),
+        "wrapper": lambda: StandardizedGMM(NaturalDiagonalGMM(2)).fit(X, sample_weight=zeros),
+    }
+    with pytest.raises(ValueError, match="at least one non-zero number"):
+        calls[call]()
 
 
 def test_n_jobs_restores_kernel_threads_and_results(blobs):

@@ -41,3 +41,21 @@ def test_numpydoc(name):
 
     errors = [(code, msg) for code, msg in validate(name)["errors"] if code not in _IGNORED]
     assert not errors, errors
+
+
+def test_minimum_versions_are_the_declared_floors():
+    """``.ci/minimum-versions.txt`` pins each runtime dependency at its floor in pyproject.toml.
+
+    So that the documented check of the oldest supported versions tests what
+    pyproject.toml promises (a floor may name a release series, the pin its
+    latest patch: ``numpy>=1.24`` and ``numpy==1.24.4``).
+    """
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        dependencies = tomllib.load(f)["project"]["dependencies"]
+    floors = dict(dependency.split(">=") for dependency in dependencies)
+    lines = (ROOT / ".ci" / "minimum-versions.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert set(pins) == set(floors)
+    for name, floor in floors.items():
+        assert pins[name] == floor or pins[name].startswith(floor + "."), (name, floor)
