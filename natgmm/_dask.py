@@ -77,8 +77,15 @@ def _as_weights(sample_weight, row_chunks):
     n_samples = sum(row_chunks)
     if isinstance(sample_weight, da.Array):
         sw = sample_weight.astype(np.float64)
+    elif np.ndim(sample_weight) == 0:  # one number for every row, as scikit-learn takes it
+        sw = da.full(n_samples, float(sample_weight), chunks=(row_chunks,))
     else:
         sw = da.from_array(np.asarray(sample_weight, dtype=np.float64), chunks=-1)
+    if sw.ndim != 1:
+        raise ValueError(
+            f"Sample weights must be 1D array or scalar, got {sw.ndim}D array. Expected "
+            f"either a scalar value or a 1D array of length {n_samples}."
+        )
     if sw.shape != (n_samples,):
         raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
     return sw.rechunk((row_chunks,))
@@ -91,8 +98,12 @@ def _checked_scale(sw, scale=None):
     else :func:`natgmm._data.weight_scale` of ``sw``.
     """
     largest, smallest = dask.compute(sw.max(), sw.min())
-    if not np.isfinite(largest):
-        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if np.isnan(largest):
+        raise ValueError("Input sample_weight contains NaN.")
+    if np.isinf(largest) or np.isinf(smallest):
+        raise ValueError(
+            "Input sample_weight contains infinity or a value too large for dtype('float64')."
+        )
     if smallest < 0:
         raise ValueError("Negative values in data passed to `sample_weight`")
     if not largest > 0:

@@ -336,16 +336,21 @@ def test_bad_dask_input(client, data):
 
 
 def test_bad_dask_sample_weights_are_refused_and_the_stream_kept(client, data):
-    """Weights all zero, negative or NaN: scikit-learn's errors, in a fit, a score, any batch.
+    """Weights all zero, negative, NaN, infinite or 2-D: scikit-learn's errors, in any batch.
 
     A stream's later batches are checked too (their scale is the first
-    batch's); before, they went unchecked into the statistics.
+    batch's); before, they went unchecked into the statistics. A number is
+    every row's weight, as for numpy input.
     """
     X, _ = data
     X = X[:2000]
     n = X.shape[0]
     with pytest.raises(ValueError, match="at least one non-zero number"):
         _fit(da.from_array(X, chunks=500), np.zeros(n))
+    # A number weighs every row alike, as for numpy input.
+    _assert_same_model(
+        _fit(da.from_array(X, chunks=500), 2.0, max_iter=2), _fit(X, 2.0, max_iter=2)
+    )
     model = _fit(X, max_iter=2)
     with pytest.raises(ValueError, match="at least one non-zero number"):
         model.score(da.from_array(X, chunks=500), sample_weight=np.zeros(n))
@@ -355,7 +360,9 @@ def test_bad_dask_sample_weights_are_refused_and_the_stream_kept(client, data):
     for weights, message in (
         (np.zeros(n), "at least one non-zero number"),
         (-np.ones(n), "Negative values in data passed to `sample_weight`"),
-        (np.full(n, np.nan), "NaN or infinity"),
+        (np.full(n, np.nan), "Input sample_weight contains NaN"),
+        (np.full(n, np.inf), "Input sample_weight contains infinity"),
+        (np.ones((n, 1)), "Sample weights must be 1D array or scalar, got 2D array"),
     ):
         with pytest.raises(ValueError, match=message):
             stream.partial_fit(da.from_array(X, chunks=500), sample_weight=weights)
