@@ -196,7 +196,13 @@ _OUTPUTS = ("log_prob", "labels", "resp")
 
 
 def _block_predictions(x, standardiser, params, output):
-    """One of the block's per-row outputs of :func:`natgmm._data.log_prob`."""
+    """One of the block's per-row outputs of :func:`natgmm._data.log_prob`.
+
+    Infinite entries are refused as numpy input's are (when the block is
+    computed: the predictions are lazy); NaN entries are missing values.
+    """
+    if np.isinf(x).any():
+        raise ValueError(f"Input X contains infinity or a value too large for {x.dtype!r}.")
     want_resp = output == "resp"
     outputs = log_prob(np.ascontiguousarray(x), standardiser, params, False, want_resp)
     return outputs[_OUTPUTS.index(output)]

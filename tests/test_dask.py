@@ -326,6 +326,11 @@ def test_bad_dask_input(client, data):
     model = _fit(X, max_iter=2)
     with pytest.raises(ValueError, match="features"):
         model.predict(da.from_array(X[:, :3], chunks=1000))
+    # Predictions are lazy: an infinite entry is refused when its block is computed.
+    infinite = da.from_array(np.where(np.arange(len(X))[:, None] == 7, np.inf, X), chunks=6000)
+    for predict in (model.predict, model.score_samples, model.predict_proba):
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            predict(infinite).compute()
     # Integers are cast to float64, as for numpy input.
     integers = np.rint(X).astype(np.int64)
     assert_allclose(
