@@ -22,12 +22,17 @@ Three runs:
 - ``stream``: ``NaturalDiagonalGMM(K).partial_fit`` over three batches of
   each array;
 - ``estimator``: ``NaturalDiagonalGMM`` with every solver and annealing mode,
-  six fits per array (the issue's 6000 fits for 1000 arrays).
+  six fits per array (the issue's 6000 fits for 1000 arrays);
+- ``dask`` (not run unless asked): the default fit and a ``partial_fit``
+  stream on each array as a Dask array (rows in three chunks, cut at
+  random), each also on the numpy array: an outcome of another kind than
+  the numpy one's (finite against refused) is a finding too.
 
 Run from the repository root::
 
     python benchmarks/fuzz_robustness.py               # 1000 arrays each
     python benchmarks/fuzz_robustness.py --n 200 --runs wrapper stream
+    python benchmarks/fuzz_robustness.py --n 200 --runs dask
 """
 
 import argparse
@@ -109,14 +114,45 @@ def _estimator(seed):
         yield name, seed, _outcome(lambda m=model: m.fit(X, sample_weight=sw), X)
 
 
-RUNS = {"wrapper": _wrapper, "stream": _stream, "estimator": _estimator}
+def _dask(seed):
+    import dask.array as da
+
+    X, sw, k = datasets.fuzz_problem(seed)
+    n = X.shape[0]
+    cuts = np.random.default_rng(seed).choice(np.arange(1, n), size=min(2, n - 1), replace=False)
+    chunks = tuple(int(c) for c in np.diff(np.concatenate([[0], np.sort(cuts), [n]])))
+    Xd = da.from_array(X, chunks=(chunks, -1))
+    batches = np.array_split(np.arange(n), 3)
+
+    def stream(data):
+        model = NaturalDiagonalGMM(k, random_state=0, n_jobs=1)
+        for rows in batches:
+            if rows.size:
+                model.partial_fit(data[rows], sample_weight=None if sw is None else sw[rows])
+        return model
+
+    def fit(data):
+        model = NaturalDiagonalGMM(k, random_state=0, max_iter=20, n_jobs=1)
+        return model.fit(data, sample_weight=sw)
+
+    for name, run in (("dask fit", fit), ("dask stream", stream)):
+        outcome = _outcome(lambda run=run: run(Xd), X)
+        yield name, seed, outcome
+        reference = _outcome(lambda run=run: run(X), X)
+        if reference.split(":")[0] != outcome.split(":")[0]:
+            yield name, seed, f"OTHER OUTCOME than numpy's ({reference[:30]}): {outcome[:30]}"
+
+
+RUNS = {"wrapper": _wrapper, "stream": _stream, "estimator": _estimator, "dask": _dask}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="arrays per run (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument(
+        "--runs", nargs="+", choices=sorted(RUNS), default=["wrapper", "stream", "estimator"]
+    )
     args = parser.parse_args(argv)
     failed = False
     for run in args.runs:

@@ -283,10 +283,14 @@ class DaskData:
         return self._missing
 
     def label_stats(self, shift, scale, ref):
-        """Statistics of all rows as one component; checks that X is finite."""
+        """Statistics of all rows as one component; checks that X is finite.
+
+        Called only for X without missing entries, so a block that is not
+        finite holds an infinity.
+        """
         nk, s1, s2, n_bad_blocks = self._reduce(_block_label_stats, (shift, scale, ref))
         if n_bad_blocks:
-            raise ValueError("Input X contains NaN or infinity.")
+            raise ValueError(f"Input X contains infinity or a value too large for {self.dtype!r}.")
         return nk, s1, s2
 
     def label_stats_masked(self, shift, scale, ref):
