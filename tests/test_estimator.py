@@ -152,6 +152,21 @@ def test_all_zero_sample_weights_are_refused_everywhere(blobs, call):
         calls[call]()
 
 
+def test_warm_start_on_data_of_another_width_is_refused(blobs):
+    """A warm start continues the previous fit: other features are refused clearly, the model kept.
+
+    scikit-learn fails there inside numpy ("matmul: Input operand 1 has a mismatch").
+    """
+    X, _ = blobs
+    model = NaturalDiagonalGMM(2, warm_start=True, random_state=0).fit(X)
+    means = model.means_.copy()
+    with pytest.raises(ValueError, match="X has 1 features, but NaturalDiagonalGMM is expecting"):
+        model.fit(X[:, :1])
+    assert_array_equal(model.means_, means)
+    model.set_params(warm_start=False).fit(X[:, :1])
+    assert model.n_features_in_ == 1
+
+
 def test_n_jobs_restores_kernel_threads_and_results(blobs):
     X, _ = blobs
     previous = _threading.current_threads()
