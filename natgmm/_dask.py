@@ -195,6 +195,11 @@ def _block_component_moments(x, w, shared):
 _OUTPUTS = ("log_prob", "labels", "resp")
 
 
+def _infinite_x(dtype):
+    """scikit-learn's error for an infinite entry of X (found on a worker)."""
+    return ValueError(f"Input X contains infinity or a value too large for {dtype!r}.")
+
+
 def _block_predictions(x, standardiser, params, output):
     """One of the block's per-row outputs of :func:`natgmm._data.log_prob`.
 
@@ -202,7 +207,7 @@ def _block_predictions(x, standardiser, params, output):
     computed: the predictions are lazy); NaN entries are missing values.
     """
     if np.isinf(x).any():
-        raise ValueError(f"Input X contains infinity or a value too large for {x.dtype!r}.")
+        raise _infinite_x(x.dtype)
     want_resp = output == "resp"
     outputs = log_prob(np.ascontiguousarray(x), standardiser, params, False, want_resp)
     return outputs[_OUTPUTS.index(output)]
@@ -290,14 +295,14 @@ class DaskData:
         """
         nk, s1, s2, n_bad_blocks = self._reduce(_block_label_stats, (shift, scale, ref))
         if n_bad_blocks:
-            raise ValueError(f"Input X contains infinity or a value too large for {self.dtype!r}.")
+            raise _infinite_x(self.dtype)
         return nk, s1, s2
 
     def label_stats_masked(self, shift, scale, ref):
         """:meth:`label_stats` over the observed entries; checks that X has no infinity."""
         nk, nkd, s1, s2, n_bad_blocks = self._reduce(_block_label_stats_masked, (shift, scale, ref))
         if n_bad_blocks:
-            raise ValueError(f"Input X contains infinity or a value too large for {self.dtype!r}.")
+            raise _infinite_x(self.dtype)
         return nk, nkd, s1, s2
 
     def em_stats_masked(
