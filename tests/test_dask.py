@@ -16,6 +16,8 @@ distributed = pytest.importorskip(
     "distributed", reason="distributed is not installed (extra natgmm[dask])"
 )
 
+from conftest import assert_finite, problem  # noqa: E402
+
 from natgmm import NaturalDiagonalGMM, _anneal, _kernels, _split_merge  # noqa: E402
 
 RTOL = 1e-10
@@ -372,6 +374,52 @@ def test_bad_dask_sample_weights_are_refused_and_the_stream_kept(client, data):
         with pytest.raises(ValueError, match=message):
             stream.partial_fit(da.from_array(X, chunks=500), sample_weight=weights)
         assert_array_equal(stream.means_, means)
+
+
+def _fuzz_fit(data, k, weights):
+    return NaturalDiagonalGMM(k, random_state=0, max_iter=20, n_jobs=1).fit(data, weights)
+
+
+def _fuzz_stream(data, k, weights):
+    model = NaturalDiagonalGMM(k, random_state=0, n_jobs=1)
+    for rows in np.array_split(np.arange(data.shape[0]), 3):
+        if rows.size:
+            model.partial_fit(data[rows], None if weights is None else weights[rows])
+    return model
+
+
+def _outcome_kind(run, *args):
+    """ "finite", "ValueError" (a clear refusal), or what else ``run(*args)`` ended with."""
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence, reg_covar, small first batches
+            model = run(*args)
+    except ValueError:
+        return "ValueError"
+    try:
+        assert_finite(model)
+    except AssertionError as error:
+        return f"NON-FINITE: {str(error)[:80]}"
+    return "finite"
+
+
+def test_fuzzed_dask_fits_end_as_numpy_fits(client):
+    """12 hostile arrays as Dask arrays: a fit and a stream each end as on the numpy array.
+
+    Finite both ways or refused both ways (``fuzz_robustness.py --runs dask``
+    runs the same on 2000 arrays).
+    """
+    rng = np.random.default_rng(23)
+    findings = []
+    for i in range(12):
+        X, weights, k = problem(rng)
+        Xd = da.from_array(X, chunks=(max(1, X.shape[0] // 3), -1))
+        for run in (_fuzz_fit, _fuzz_stream):
+            on_dask = _outcome_kind(run, Xd, k, weights)
+            on_numpy = _outcome_kind(run, X, k, weights)
+            if on_dask != on_numpy or on_dask not in ("finite", "ValueError"):
+                findings.append((i, run.__name__, on_numpy, on_dask))
+    assert not findings, findings
 
 
 def test_worker_killed_mid_fit_is_survived(cluster, client, data, tmp_path):
