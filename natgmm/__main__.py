@@ -606,6 +606,11 @@ def robustness(report, Z, n_components, n_steps, seed=0, n_jobs=None):
     return results
 
 
+def _seconds(t):
+    """``t`` seconds in two significant figures (a short fit reads 0.046 s, not 0.0 s)."""
+    return f"{t:.2g} s" if t < 10 else f"{t:.0f} s"
+
+
 def _compare(ratio):
     """Words for a time ratio ``theirs / ours``."""
     if not np.isfinite(ratio):
@@ -656,7 +661,7 @@ def _speed_verdict(s):
     n_samples, n_features = s["shape"]
     text = (
         f"Speed, {outcome} ({n_samples} x {n_features}, K={s['n_components']}): the default "
-        f"fit took {fit['natgmm']:.1f} s against {fit['sklearn']:.1f} s for scikit-learn "
+        f"fit took {_seconds(fit['natgmm'])} against {_seconds(fit['sklearn'])} for scikit-learn "
         f"({_compare(fit_ratio)}), one EM iteration {it['natgmm']:.3g} s against "
         f"{it['sklearn']:.3g} s ({_compare(iter_ratio)}). "
     )
@@ -707,8 +712,8 @@ def _quality_verdict(q):
         f"(annealing={q['annealing']!r}) against scikit-learn's best of five starts, "
         f"mean log-likelihood {tally} ({_signed(gaps)}; means {np.mean(score['natgmm']):.3f} "
         f"and {np.mean(score['sklearn']):.3f}); NMI {mean_nmi['natgmm']:.3f} against "
-        f"{mean_nmi['sklearn']:.3f} ({nmi_words}); a median {median['natgmm']:.1f} s against "
-        f"{median['sklearn']:.1f} s per fit "
+        f"{mean_nmi['sklearn']:.3f} ({nmi_words}); a median {_seconds(median['natgmm'])} against "
+        f"{_seconds(median['sklearn'])} per fit "
         f"({_compare(_ratio(median['sklearn'], median['natgmm']))})."
     )
 
