@@ -606,16 +606,12 @@ default=None
         settings = Settings.from_estimator(self)
         resume = self.warm_start and hasattr(self, "converged_")
         with _kernel_threads(self.n_jobs) as parallel:
+            # A warm start continues the fitted model: X is checked against it
+            # (features, names), as StandardizedGMM checks a warm refit.
             data, inputs = self._check_data(
-                X, sample_weight, parallel, reset=True, ensure_min_samples=2
+                X, sample_weight, parallel, reset=not resume, ensure_min_samples=2
             )
             _check_fit_data(data, settings)
-            if resume and data.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input: warm_start=True continues the "
-                    "previous fit; set warm_start=False to fit data of another width."
-                )
             init = check_init_arrays(self, data.shape[1], data.dtype)
             model = set_up(data, settings)
             levels = np.empty(0)
