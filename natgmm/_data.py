@@ -253,6 +253,24 @@ def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
 ALL_ZERO_WEIGHTS = "Sample weights must contain at least one non-zero number."
 
 
+def numpy_input(array):
+    """Return another array library's ``array`` as a NumPy array, anything else as it is.
+
+    natgmm computes with NumPy on the CPU. An array of another library (one
+    with ``__dlpack__`` or ``__array_namespace__``: PyTorch, CuPy, JAX,
+    ``array_api_strict``) is read with ``numpy.asarray``, which keeps its
+    dtype. scikit-learn's checks would keep it in its own namespace under
+    ``array_api_dispatch`` (and refuse NumPy's dtypes), and read float32 as
+    float64 without. An array on a GPU is refused by its library's
+    conversion.
+    """
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "__dlpack__") or hasattr(array, "__array_namespace__"):
+        return np.asarray(array)
+    return array
+
+
 def check_sample_weight(sample_weight, X):
     """Validate ``sample_weight`` for the rows of ``X`` as scikit-learn does.
 
@@ -260,7 +278,7 @@ def check_sample_weight(sample_weight, X):
     infinite or negative weights, and for weights that are all zero.
     """
     sample_weight = _check_sample_weight(
-        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        numpy_input(sample_weight), X, dtype=np.float64, ensure_non_negative=True
     )
     if not np.any(sample_weight):
         raise ValueError(ALL_ZERO_WEIGHTS)

@@ -19,10 +19,17 @@ from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._anneal import annealing_levels, split_levels
-from ._data import ArrayData, check_sample_weight, is_dask, mean_log_prob, single_threaded_blas
+from ._data import (
+    ArrayData,
+    check_sample_weight,
+    is_dask,
+    mean_log_prob,
+    numpy_input,
+    single_threaded_blas,
+)
 from ._em import Params
 from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
@@ -807,8 +814,8 @@ default=None
             data = DaskData(X, sample_weight, parallel, weight_scale)
         else:
             X = validate_data(
-                validated, X, dtype=[np.float64, np.float32], order="C", reset=reset,
-                ensure_min_samples=ensure_min_samples, ensure_all_finite="allow-nan",
+                validated, numpy_input(X), dtype=[np.float64, np.float32], order="C",
+                reset=reset, ensure_min_samples=ensure_min_samples, ensure_all_finite="allow-nan",
             )  # fmt: skip
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X)
@@ -945,7 +952,8 @@ default=None
         bic : float
             The lower the better.
         """
-        return -2 * self.score(X) * len(X) + self._n_parameters() * math.log(len(X))
+        n_samples = _num_samples(X)
+        return -2 * self.score(X) * n_samples + self._n_parameters() * math.log(n_samples)
 
     def aic(self, X):
         """Akaike information criterion for the current model on X.
@@ -960,4 +968,4 @@ default=None
         aic : float
             The lower the better.
         """
-        return -2 * self.score(X) * len(X) + 2 * self._n_parameters()
+        return -2 * self.score(X) * _num_samples(X) + 2 * self._n_parameters()

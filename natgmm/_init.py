@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.utils import check_array
 
 from . import _kernels, _kmeans
-from ._data import internal_rows, n_blocks, row_chunks, scatter_matrix
+from ._data import internal_rows, n_blocks, numpy_input, row_chunks, scatter_matrix
 from ._em import Params, Stats, feature_weights, m_step
 from ._interrupt import keyboard_interrupts
 
@@ -37,7 +37,7 @@ class InitArrays(NamedTuple):
 
 
 def _check_array(array, shape, name):
-    array = check_array(array, dtype=[np.float64, np.float32], ensure_2d=False)
+    array = check_array(numpy_input(array), dtype=[np.float64, np.float32], ensure_2d=False)
     if array.shape != shape:
         raise ValueError(
             f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"

@@ -8,7 +8,7 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._data import check_sample_weight, mean_log_prob
+from ._data import check_sample_weight, mean_log_prob, numpy_input
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
@@ -139,8 +139,8 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         # failed or interrupted fit leaves the previous model as it was.
         validated = self if resume else copy.copy(self)
         X = validate_data(
-            validated, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=not resume,
-            ensure_all_finite=self._finite(),
+            validated, numpy_input(X), dtype=[np.float64, np.float32], ensure_min_samples=2,
+            reset=not resume, ensure_all_finite=self._finite(),
         )  # fmt: skip
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X)
@@ -215,8 +215,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     def _standardise(self, X):
         check_is_fitted(self)
         X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=self._finite()
-        )
+            self, numpy_input(X), dtype=[np.float64, np.float32], reset=False,
+            ensure_all_finite=self._finite(),
+        )  # fmt: skip
         return self._feature_scaling().transform(X)
 
     def predict(self, X):

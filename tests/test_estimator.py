@@ -1,5 +1,6 @@
 """Behaviour of NaturalDiagonalGMM beyond sklearn's common checks."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -192,6 +193,88 @@ def test_readonly_memmap_input(tmp_path, blobs):
     reference = NaturalDiagonalGMM(4, random_state=0).fit(X)
     assert_array_equal(model.means_, reference.means_)
     assert_array_equal(model.predict(X_map), reference.predict(X))
+
+
+# scikit-learn enables its array API dispatch only when SciPy was imported
+# with SCIPY_ARRAY_API=1, so the check runs in a fresh interpreter.
+_ARRAY_API_SCRIPT = """
+import sys
+
+import numpy as np
+import sklearn
+from numpy.testing import assert_allclose, assert_array_equal
+
+import array_api_strict as xp
+from natgmm import NaturalDiagonalGMM, StandardizedGMM
+
+try:
+    with sklearn.config_context(array_api_dispatch=True):
+        pass
+except (ImportError, RuntimeError) as error:  # SciPy or NumPy too old for dispatch
+    print(error)
+    sys.exit(77)
+
+rng = np.random.default_rng(0)
+X = np.vstack([rng.normal(size=(200, 3)), rng.normal(size=(200, 3)) + 4])
+w = rng.random(len(X))
+model = NaturalDiagonalGMM(2, random_state=0)
+for model in (model, StandardizedGMM(model)):
+    reference = sklearn.clone(model).fit(X, sample_weight=w)
+    with sklearn.config_context(array_api_dispatch=True):
+        fitted = sklearn.clone(model).fit(xp.asarray(X), sample_weight=xp.asarray(w))
+        outputs = {
+            "predict": fitted.predict(xp.asarray(X)),
+            "predict_proba": fitted.predict_proba(xp.asarray(X)),
+            "score_samples": fitted.score_samples(xp.asarray(X)),
+        }
+        score = fitted.score(xp.asarray(X), sample_weight=xp.asarray(w))
+        bic, aic = fitted.bic(xp.asarray(X)), fitted.aic(xp.asarray(X))
+    assert_array_equal(fitted.means_, reference.means_)
+    for name, values in outputs.items():
+        assert isinstance(values, np.ndarray), name
+        assert_array_equal(values, getattr(reference, name)(X))
+    assert score == reference.score(X, sample_weight=w)
+    assert (bic, aic) == (reference.bic(X), reference.aic(X))
+start = NaturalDiagonalGMM(2, random_state=0).fit(X)
+init = {"means_init": start.means_, "weights_init": start.weights_}
+init["precisions_init"] = start.precisions_
+X32 = X.astype(np.float32)
+with sklearn.config_context(array_api_dispatch=True):
+    warm = NaturalDiagonalGMM(2, **{k: xp.asarray(v) for k, v in init.items()})
+    warm.fit(xp.asarray(X32))
+    stream = NaturalDiagonalGMM(2, random_state=0).partial_fit(xp.asarray(X))
+assert_array_equal(warm.means_, NaturalDiagonalGMM(2, **init).fit(X32).means_)
+assert_array_equal(stream.means_, NaturalDiagonalGMM(2, random_state=0).partial_fit(X).means_)
+print("ok")
+"""
+
+
+def test_array_api_inputs_are_converted_to_numpy():
+    # natgmm computes with NumPy: under scikit-learn's array API dispatch,
+    # other libraries' CPU arrays are read as NumPy arrays, with the same
+    # results as the NumPy input, and the results are NumPy arrays.
+    pytest.importorskip("array_api_strict")
+    env = {**os.environ, "SCIPY_ARRAY_API": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _ARRAY_API_SCRIPT], env=env, capture_output=True, text=True
+    )
+    if run.returncode == 77:
+        pytest.skip(f"scikit-learn's array API dispatch is unavailable: {run.stdout.strip()}")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
+
+
+def test_other_array_libraries_keep_their_dtype(blobs):
+    # Without dispatch, scikit-learn's checks read such an array's float32 as
+    # float64; natgmm reads it as NumPy does, so float32 stays float32.
+    xp = pytest.importorskip("array_api_strict")
+    X = blobs[0].astype(np.float32)
+    model = NaturalDiagonalGMM(4, random_state=0).fit(xp.asarray(X))
+    reference = NaturalDiagonalGMM(4, random_state=0).fit(X)
+    assert model.means_.dtype == np.float32
+    assert_array_equal(model.means_, reference.means_)
+    assert_array_equal(model.predict(xp.asarray(X)), reference.predict(X))
+    assert model.bic(xp.asarray(X)) == reference.bic(X)
 
 
 def test_sample_and_information_criteria(blobs):
