@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from sklearn.utils import check_random_state
@@ -354,6 +354,25 @@ def _prefetch_row(typingctx, X, i):
         return context.get_dummy_value()
 
     return types.void(X, i), codegen
+
+
+if config.DISABLE_JIT:
+    # numba's pure-Python mode (NUMBA_DISABLE_JIT=1, for debuggers and
+    # coverage) cannot run intrinsics: the same sums in NumPy, whose order
+    # of additions, and so last bits, differ.
+    def _sum_sq_diff(a, b):
+        return float(np.sum((np.asarray(a, dtype=np.float64) - b) ** 2))
+
+    def _sum_sq(a):
+        return float(np.sum(np.asarray(a, dtype=np.float64) ** 2))
+
+    def _shifted_dots(x, shift, C, out):
+        u = np.asarray(x, dtype=np.float64) - shift
+        for t in range(C.shape[0]):  # a row's sum does not depend on the others
+            out[t] = C[t] @ u
+
+    def _prefetch_row(X, i):
+        pass
 
 
 @_jit()

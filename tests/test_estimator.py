@@ -1,5 +1,6 @@
 """Behaviour of NaturalDiagonalGMM beyond sklearn's common checks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -275,6 +276,51 @@ def test_other_array_libraries_keep_their_dtype(blobs):
     assert_array_equal(model.means_, reference.means_)
     assert_array_equal(model.predict(xp.asarray(X)), reference.predict(X))
     assert model.bic(xp.asarray(X)) == reference.bic(X)
+
+
+# The fits of the pure-Python check: every initialisation, float32, missing
+# values, annealing, split-and-merge moves and both other solvers.
+_PURE_PYTHON_SCRIPT = """
+import json
+
+import numpy as np
+
+from natgmm import NaturalDiagonalGMM
+
+rng = np.random.default_rng(0)
+X = np.vstack([rng.normal(size=(120, 3)) + shift for shift in (0, 4, 8)])
+X_missing = X.copy()
+X_missing[::7, 1] = np.nan
+cases = [
+    ({"init_params": init}, X)
+    for init in ("kmeans", "k-means++", "random", "random_from_data", "bisect")
+] + [
+    ({}, X.astype(np.float32)),
+    ({}, X_missing),
+    ({"annealing": "temperature", "split_merge": 2}, X),
+    ({"solver": "minibatch", "batch_size": 64}, X),
+    ({"solver": "gradient"}, X),
+]
+print(json.dumps([
+    NaturalDiagonalGMM(3, random_state=0, **kwargs).fit(data).score(data)
+    for kwargs, data in cases
+]))
+"""
+
+
+def test_pure_python_mode_gives_the_compiled_results():
+    # NUMBA_DISABLE_JIT=1 (debuggers, coverage of the kernels) runs the
+    # kernels as Python; the SIMD sums written as LLVM intrinsics fall back
+    # to NumPy sums, whose other order of additions changes the last bits.
+    def scores(env):
+        run = subprocess.run(
+            [sys.executable, "-c", _PURE_PYTHON_SCRIPT], env={**os.environ, **env},
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    assert_allclose(scores({"NUMBA_DISABLE_JIT": "1"}), scores({}), rtol=1e-9)
 
 
 def test_sample_and_information_criteria(blobs):
