@@ -15,7 +15,7 @@ initialisations' scatter, the critical value) put them at the feature means.
 import math
 
 import numpy as np
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from . import _kernels
 from ._em import masked_natural_parameters, natural_parameters
@@ -269,6 +269,16 @@ def numpy_input(array):
     if hasattr(array, "__dlpack__") or hasattr(array, "__array_namespace__"):
         return np.asarray(array)
     return array
+
+
+def validate_rows(estimator, X, **check_params):
+    """scikit-learn's ``validate_data`` for rows natgmm fits or scores.
+
+    ``X`` comes back as a float64 or float32 NumPy array (other array
+    libraries read by :func:`numpy_input`); ``check_params`` go to
+    ``validate_data`` (``reset``, ``ensure_all_finite``, ...).
+    """
+    return validate_data(estimator, numpy_input(X), dtype=[np.float64, np.float32], **check_params)
 
 
 def check_sample_weight(sample_weight, X):

@@ -27,8 +27,8 @@ from ._data import (
     check_sample_weight,
     is_dask,
     mean_log_prob,
-    numpy_input,
     single_threaded_blas,
+    validate_rows,
 )
 from ._em import Params
 from ._init import check_init_arrays, initial_params
@@ -813,9 +813,9 @@ default=None
             validate_data(validated, X, skip_check_array=True, reset=reset)
             data = DaskData(X, sample_weight, parallel, weight_scale)
         else:
-            X = validate_data(
-                validated, numpy_input(X), dtype=[np.float64, np.float32], order="C",
-                reset=reset, ensure_min_samples=ensure_min_samples, ensure_all_finite="allow-nan",
+            X = validate_rows(
+                validated, X, order="C", reset=reset, ensure_min_samples=ensure_min_samples,
+                ensure_all_finite="allow-nan",
             )  # fmt: skip
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X)

@@ -6,9 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._data import check_sample_weight, mean_log_prob, numpy_input
+from ._data import check_sample_weight, mean_log_prob, validate_rows
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
@@ -138,10 +138,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         # Everything is computed aside and committed at the end, so that a
         # failed or interrupted fit leaves the previous model as it was.
         validated = self if resume else copy.copy(self)
-        X = validate_data(
-            validated, numpy_input(X), dtype=[np.float64, np.float32], ensure_min_samples=2,
-            reset=not resume, ensure_all_finite=self._finite(),
-        )  # fmt: skip
+        X = validate_rows(
+            validated, X, ensure_min_samples=2, reset=not resume, ensure_all_finite=self._finite()
+        )
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X)
         if resume:
@@ -214,10 +213,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
 
     def _standardise(self, X):
         check_is_fitted(self)
-        X = validate_data(
-            self, numpy_input(X), dtype=[np.float64, np.float32], reset=False,
-            ensure_all_finite=self._finite(),
-        )  # fmt: skip
+        X = validate_rows(self, X, reset=False, ensure_all_finite=self._finite())
         return self._feature_scaling().transform(X)
 
     def predict(self, X):
