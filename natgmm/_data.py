@@ -257,7 +257,7 @@ def numpy_input(array):
     """Return another array library's ``array`` as a NumPy array, anything else as it is.
 
     natgmm computes with NumPy on the CPU. An array of another library (one
-    with ``__dlpack__`` or ``__array_namespace__``: PyTorch, CuPy, JAX,
+    with ``__dlpack__`` or ``__array_namespace__``: PyTorch, JAX,
     ``array_api_strict``) is read with ``numpy.asarray``, which keeps its
     dtype. scikit-learn's checks would keep it in its own namespace under
     ``array_api_dispatch`` (and refuse NumPy's dtypes), and read float32 as
