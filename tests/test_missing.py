@@ -40,6 +40,7 @@ from natgmm._standardise import Standardiser, critical_value
 # few hundred ulps of the sums).
 RTOL = 1e-10
 U32 = float(np.finfo(np.float32).eps) / 2
+NAN = np.nan
 
 
 def _with_holes(X, fraction, seed=0, empty_rows=(3,)):
@@ -498,15 +499,18 @@ def test_critical_value_is_where_em_splits_the_means(seed):
 
 
 def _naive_partial_lloyd(Z, centres, observed, n_iter):
-    """Lloyd's iterations with partial distances, in numpy.
+    """Lloyd's iterations with partial distances, in numpy; also the number of relocations.
 
     Distances sum over the features both the row and the centre have (a
     seed lacks its row's missing entries), scaled by the total variance
-    over that of those features (twice the total variance with none).
+    over that of those features (twice the total variance with none). A
+    cluster left without rows takes the row farthest from its centre (the
+    largest distance to its nearest centre).
     """
     seen = ~np.isnan(Z)
     z0 = np.where(seen, Z, 0.0)
     var = np.nanvar(Z, axis=0)
+    relocations = 0
     for _ in range(n_iter):
         both = seen[:, None, :] * observed[None]
         d = (both * (z0[:, None, :] - centres[None]) ** 2).sum(axis=2)
@@ -518,7 +522,12 @@ def _naive_partial_lloyd(Z, centres, observed, n_iter):
         counts = np.stack([seen[labels == k].sum(0) for k in range(len(centres))])
         centres = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
         observed = observed | (counts > 0)
-    return labels, centres
+        empty = np.flatnonzero(np.bincount(labels, minlength=len(centres)) == 0)
+        if empty.size:
+            far = np.argsort(-d[np.arange(len(Z)), labels], kind="stable")[: empty.size]
+            centres[empty], observed[empty] = z0[far], seen[far]
+            relocations += empty.size
+    return labels, centres, relocations
 
 
 def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
@@ -529,7 +538,7 @@ def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
     _, seeds, observed = _kmeans.kmeans_plusplus_masked(Xm, None, shift, scale, 4, 0, True)
     Z = (Xm - shift) * scale
     # From the same seeds, the same fixed point.
-    expected_labels, expected_centres = _naive_partial_lloyd(Z, seeds, observed, 50)
+    expected_labels, expected_centres, _ = _naive_partial_lloyd(Z, seeds, observed, 50)
     assert_array_equal(labels, expected_labels)
     assert_allclose(centres, expected_centres, rtol=1e-10, atol=1e-12)
     assert normalized_mutual_info_score(y, labels) > 0.9
@@ -539,6 +548,36 @@ def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
     # Parallel and serial runs agree bit for bit.
     again = _kmeans.kmeans_masked(Xm, None, shift, scale, 4, 0, False, tol=0.0)
     assert_array_equal(again[1], centres)
+
+
+@pytest.mark.parametrize(
+    "seed, n_clusters, X",
+    [
+        (31, 3, [[NAN, NAN, 1], [2, NAN, 2], [NAN, 0, 2], [2, 2, 1], [2, 0, 2], [NAN, 2, NAN],
+                 [0, 0, NAN], [NAN, 1, 2]]),
+        (90, 4, [[NAN, 1, NAN], [NAN, 2, NAN], [0, NAN, 2], [0, 2, 2], [2, 1, NAN], [1, 0, 1],
+                 [2, 0, 0], [NAN, 2, NAN], [1, 0, 2]]),
+        (164, 3, [[NAN, NAN, 1], [0, 0, 2], [0, 1, NAN], [NAN, 1, 0], [2, 2, NAN], [2, 2, 2]]),
+    ],
+)  # fmt: skip
+def test_kmeans_masked_relocates_an_empty_cluster(seed, n_clusters, X):
+    # Found among random small arrays with holes: at the second iteration a
+    # row is as near two centres that agree on its observed features, the
+    # first takes it, the other is left without rows and takes the row
+    # farthest from its centre (a unique farthest row in these three).
+    X = np.array(X, dtype=np.float64)
+    shift, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    labels, centres, _ = _kmeans.kmeans_masked(
+        X, None, shift, scale, n_clusters, seed, False, tol=0.0
+    )
+    _, seeds, observed = _kmeans.kmeans_plusplus_masked(
+        X, None, shift, scale, n_clusters, seed, False
+    )
+    expected_labels, expected_centres, relocations = _naive_partial_lloyd(X, seeds, observed, 20)
+    assert relocations == 1
+    assert_array_equal(labels, expected_labels)
+    assert_allclose(centres, expected_centres, rtol=1e-10, atol=1e-12)
+    assert np.all(np.bincount(labels, minlength=n_clusters) > 0)
 
 
 # ------------------------------------------------------------ properties
