@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
@@ -79,6 +79,35 @@ def assert_clear_value_error(error, X):
     """A refusal may blame NaN or infinity in X only if X holds some."""
     if np.all(np.isfinite(X)):
         assert not re.search("NaN|infinity", str(error)), (X.dtype, str(error)[:100])
+
+
+def assert_overflowing_chunk_falls_back(X, n_components, log_prob, em_stats):
+    """Check the float32 kernels' fallback for rows 64-127 of ``X``, one of which overflows float32.
+
+    ``log_prob(X, out, labels, resp)`` and ``em_stats(X, n_blocks)`` run a
+    kernel on ``X`` in either precision. The chunk's log-densities, labels
+    and responsibilities must be exactly the float64 ones, every log-density
+    finite; the E-step's statistics (whose first float32 chunk, rows 0 to
+    127, falls back whole with one block) finite and within 1e-4 of float64's.
+    Returns the per-row outputs of each precision.
+    """
+    n = len(X)
+    outputs = {}
+    for dtype in (np.float32, np.float64):
+        out, labels = np.empty(n), np.empty(n, dtype=np.int64)
+        resp = np.empty((n, n_components))
+        log_prob(X.astype(dtype), out, labels, resp)
+        outputs[dtype] = out, labels, resp
+    chunk = slice(64, 128)
+    for a, b in zip(outputs[np.float32], outputs[np.float64], strict=True):
+        assert_array_equal(a[chunk], b[chunk])
+    assert np.all(np.isfinite(outputs[np.float32][0]))
+    for n_blocks in (1, 3):
+        stats = {dtype: em_stats(X.astype(dtype), n_blocks) for dtype in (np.float32, np.float64)}
+        for a, b in zip(stats[np.float32], stats[np.float64], strict=True):
+            assert np.all(np.isfinite(a))
+            assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))
+    return outputs
 
 
 def short_trial_iterations(n_moves):

@@ -13,7 +13,7 @@ import warnings
 import naive
 import numpy as np
 import pytest
-from conftest import assert_finite_model, quiet_fit
+from conftest import assert_finite_model, assert_overflowing_chunk_falls_back, quiet_fit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -154,31 +154,17 @@ def test_masked_f32_rows_outside_float32_range_fall_back_to_float64():
     X[70] = 3e30  # z**2 overflows float32, in the second chunk (rows 64 to 127)
     X[70, 1] = np.nan
     natural = masked_natural_parameters(params)
-    n = len(X)
-    outputs = {}
-    for dtype in (np.float32, np.float64):
-        out, labels, resp = np.empty(n), np.empty(n, dtype=np.int64), np.empty((n, 5))
-        _kernels.log_prob_masked(
-            X.astype(dtype), shift, scale, *natural, out, labels, resp, True
-        )  # fmt: skip
-        outputs[dtype] = out, labels, resp
-    chunk = slice(64, 128)
-    for a, b in zip(outputs[np.float32], outputs[np.float64], strict=True):
-        assert_array_equal(a[chunk], b[chunk])
-    assert np.all(np.isfinite(outputs[np.float32][0]))
-    rest = np.r_[0:64, 128:n]
+    outputs = assert_overflowing_chunk_falls_back(
+        X,
+        len(params.weights),
+        lambda X, *out: _kernels.log_prob_masked(X, shift, scale, *natural, *out, True),
+        lambda X, n_blocks: _kernels.em_stats_masked(
+            X, np.empty(0), shift, scale, *natural, params.means, n_blocks, True
+        ),
+    )
+    rest = np.r_[0:64, 128 : len(X)]
     # Elsewhere float32's own error (as in test_log_prob_masked_matches_naive).
     assert_allclose(outputs[np.float32][0][rest], outputs[np.float64][0][rest], rtol=1e-5)
-    # One block: the float32 E-step's first chunk, rows 0 to 127, falls back whole.
-    for n_blocks in (1, 3):
-        args = (np.empty(0), shift, scale, *natural, params.means, n_blocks, True)
-        stats = {
-            dtype: _kernels.em_stats_masked(X.astype(dtype), *args)
-            for dtype in (np.float32, np.float64)
-        }
-        for a, b in zip(stats[np.float32], stats[np.float64], strict=True):
-            assert np.all(np.isfinite(a))
-            assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))
 
 
 def test_em_stats_masked_f32_far_component_takes_float64_moments(monkeypatch):
