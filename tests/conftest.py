@@ -81,29 +81,31 @@ def assert_clear_value_error(error, X):
         assert not re.search("NaN|infinity", str(error)), (X.dtype, str(error)[:100])
 
 
-def assert_overflowing_chunk_falls_back(X, n_components, log_prob, em_stats):
+def assert_overflowing_chunk_falls_back(X, log_prob, em_stats, shift, scale, natural, means):
     """Check the float32 kernels' fallback for rows 64-127 of ``X``, one of which overflows float32.
 
-    ``log_prob(X, out, labels, resp)`` and ``em_stats(X, n_blocks)`` run a
-    kernel on ``X`` in either precision. The chunk's log-densities, labels
-    and responsibilities must be exactly the float64 ones, every log-density
-    finite; the E-step's statistics (whose first float32 chunk, rows 0 to
-    127, falls back whole with one block) finite and within 1e-4 of float64's.
+    ``log_prob`` and ``em_stats`` are ``natgmm._kernels``' functions (plain
+    or masked, with their ``natural`` parameters), run on ``X`` in either
+    precision. The chunk's log-densities, labels and responsibilities must
+    be exactly the float64 ones, every log-density finite; the E-step's
+    statistics about ``means`` (whose first float32 chunk, rows 0 to 127,
+    falls back whole with one block) finite and within 1e-4 of float64's.
     Returns the per-row outputs of each precision.
     """
     n = len(X)
     outputs = {}
     for dtype in (np.float32, np.float64):
         out, labels = np.empty(n), np.empty(n, dtype=np.int64)
-        resp = np.empty((n, n_components))
-        log_prob(X.astype(dtype), out, labels, resp)
+        resp = np.empty((n, len(means)))
+        log_prob(X.astype(dtype), shift, scale, *natural, out, labels, resp, True)
         outputs[dtype] = out, labels, resp
     chunk = slice(64, 128)
     for a, b in zip(outputs[np.float32], outputs[np.float64], strict=True):
         assert_array_equal(a[chunk], b[chunk])
     assert np.all(np.isfinite(outputs[np.float32][0]))
     for n_blocks in (1, 3):
-        stats = {dtype: em_stats(X.astype(dtype), n_blocks) for dtype in (np.float32, np.float64)}
+        args = (np.empty(0), shift, scale, *natural, means, n_blocks, True)
+        stats = {dtype: em_stats(X.astype(dtype), *args) for dtype in (np.float32, np.float64)}
         for a, b in zip(stats[np.float32], stats[np.float64], strict=True):
             assert np.all(np.isfinite(a))
             assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.max(np.abs(b)))

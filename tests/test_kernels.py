@@ -536,12 +536,7 @@ def test_f32_rows_outside_float32_range_fall_back_to_float64():
     X[70] = 3e30  # z**2 overflows float32, in the second chunk (rows 64 to 127)
     natural = natural_parameters(params)
     outputs = assert_overflowing_chunk_falls_back(
-        X,
-        len(params.weights),
-        lambda X, *out: _kernels.log_prob(X, shift, scale, *natural, *out, True),
-        lambda X, n_blocks: _kernels.em_stats(
-            X, np.empty(0), shift, scale, *natural, params.means, n_blocks, True
-        ),
+        X, _kernels.log_prob, _kernels.em_stats, shift, scale, natural, params.means
     )
     rest = np.r_[0:64, 128 : len(X)]
     Zr, (out, labels, resp) = Z[rest], (a[rest] for a in outputs[np.float32])

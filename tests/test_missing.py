@@ -155,12 +155,7 @@ def test_masked_f32_rows_outside_float32_range_fall_back_to_float64():
     X[70, 1] = np.nan
     natural = masked_natural_parameters(params)
     outputs = assert_overflowing_chunk_falls_back(
-        X,
-        len(params.weights),
-        lambda X, *out: _kernels.log_prob_masked(X, shift, scale, *natural, *out, True),
-        lambda X, n_blocks: _kernels.em_stats_masked(
-            X, np.empty(0), shift, scale, *natural, params.means, n_blocks, True
-        ),
+        X, _kernels.log_prob_masked, _kernels.em_stats_masked, shift, scale, natural, params.means
     )
     rest = np.r_[0:64, 128 : len(X)]
     # Elsewhere float32's own error (as in test_log_prob_masked_matches_naive).
