@@ -1147,13 +1147,10 @@ def _weight_scale(sample_weight):
 
     The float32 responsibilities are scaled by it, so that no sample weight
     overflows float32 and tiny ones do not all underflow; the statistics
-    are scaled back in float64.
+    are scaled back in float64. Weights all zero (a Dask block can have
+    them) or none give 1 (``frexp(0.0)`` has the exponent 0).
     """
-    if sample_weight.shape[0] == 0:
-        return 1.0
-    largest = float(np.max(sample_weight))
-    if largest == 0.0:
-        return 1.0
+    largest = float(np.max(sample_weight, initial=0.0))
     return math.ldexp(1.0, min(-math.frexp(largest)[1], 1000))
 
 

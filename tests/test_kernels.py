@@ -160,6 +160,17 @@ def test_em_stats_matches_naive(dtype, weighted, parallel, n_blocks):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_em_stats_of_rows_weighing_nothing_are_zero(dtype):
+    # A Dask block can hold only rows of weight zero (the checks refuse that
+    # only for the data as a whole).
+    X, _, shift, scale, params, _ = _problem(dtype)
+    natural = _natural(params, dtype)
+    got = _kernels.em_stats(X, np.zeros(len(X)), shift, scale, *natural, params.means, 3, False)
+    for stat in got:
+        assert_array_equal(stat, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("beta", [0.05, 0.5])
 def test_tempered_em_stats_match_naive(dtype, beta):
     X, Z, shift, scale, params, _ = _problem(dtype)
