@@ -17,9 +17,11 @@ over the observed entries only, and a feature that none of a cell's rows
 observes starts at the data's mean and variance.
 """
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from . import _kernels, _kmeans
@@ -183,6 +185,17 @@ def _unit_max(sw):
     return sw / sw.max() if sw.shape[0] else None
 
 
+def _warn_if_fewer_clusters(found, n_components):
+    """Warn of fewer cells than components, as scikit-learn's KMeans (and so GaussianMixture) do."""
+    if found < n_components:
+        warnings.warn(
+            f"Number of distinct clusters ({found}) found smaller than n_clusters "
+            f"({n_components}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
 def _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel, missing=False):
     """Statistics of k-means cells, about their centres mapped to internal units."""
     centres = centres * spread * standardiser.scale
@@ -202,6 +215,7 @@ def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
     labels, centres, _ = kmeans(
         X, _unit_max(sw), shift, scale, n_components, random_state, parallel
     )
+    _warn_if_fewer_clusters(np.count_nonzero(np.bincount(labels)), n_components)
     return _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel, missing)
 
 
@@ -293,8 +307,9 @@ def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
         scatter = (s2 - s1**2 / np.maximum(counts, 1e-300)) * to_common**2
         score = np.where(live, scatter.sum(axis=1), 0.0)
         cell = int(np.argmax(score[:n_cells]))
-        if not score[cell] > 0:
-            break  # fewer distinct points than components
+        if not score[cell] > 0:  # fewer distinct points than components
+            _warn_if_fewer_clusters(n_cells, n_components)
+            break
         rows = np.flatnonzero(labels == cell)
         cov = scatter_matrix(X, sw, standardiser, rows, ref[cell], to_common)
         axis = np.linalg.eigh(cov)[1][:, -1]

@@ -123,6 +123,26 @@ def test_same_init_same_fit(init_params, seed):
     _assert_same_model(ours, theirs, X, rtol=1e-8)
 
 
+@pytest.mark.parametrize("missing", [False, True])
+def test_fewer_distinct_points_than_components_warn_as_sklearn(missing):
+    # Three distinct points, four components: k-means leaves a cluster
+    # empty, and scikit-learn's KMeans says why (its ConvergenceWarning).
+    X = np.repeat(np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]), 4, axis=0)
+    message = r"Number of distinct clusters \(3\) found smaller than n_clusters \(4\)"
+    ours, theirs = _pair(n_components=4, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=message):
+        theirs.fit(X)
+    if missing:
+        X = np.vstack([X, [[np.nan, 1.0]]])
+    with pytest.warns(ConvergenceWarning, match=message):
+        ours.fit(X)
+    if not missing:
+        assert_allclose(ours.weights_, theirs.weights_, atol=1e-12)
+    # natgmm's own partition into cells says so too.
+    with pytest.warns(ConvergenceWarning, match=message):
+        ours.set_params(init_params="bisect").fit(X)
+
+
 def test_n_init_and_warm_start_follow_sklearn():
     X = _data(0, centers=5)
     ours, theirs = _fit_both(X, n_components=5, n_init=3, random_state=1, max_iter=15)
