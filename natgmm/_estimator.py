@@ -619,7 +619,7 @@ default=None
                 X, sample_weight, parallel, reset=not resume, ensure_min_samples=2
             )
             _check_fit_data(data, settings)
-            init = check_init_arrays(self, data.shape[1], data.dtype)
+            init = check_init_arrays(self, data.shape[1])
             model = set_up(data, settings)
             levels = np.empty(0)
             if model.critical_value is not None and not resume:
@@ -727,7 +727,7 @@ default=None
             if first:
                 data, inputs = self._check_data(X, sample_weight, parallel, reset=True)
                 model = set_up(data, settings)
-                init = check_init_arrays(self, data.shape[1], data.dtype)
+                init = check_init_arrays(self, data.shape[1])
                 random_state = check_random_state(self.random_state)
                 state = start_stream(data, model, init, settings, random_state)
             else:

@@ -39,18 +39,21 @@ class InitArrays(NamedTuple):
 
 
 def _check_array(array, shape, name):
+    """``array`` as float64 or float32 (its own, if either) of shape ``shape``."""
     array = check_array(numpy_input(array), dtype=[np.float64, np.float32], ensure_2d=False)
     if array.shape != shape:
         raise ValueError(
             f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
         )
-    return array.astype(np.float64, copy=False)
+    return array
 
 
-def check_init_arrays(estimator, n_features, dtype):
+def check_init_arrays(estimator, n_features):
     """Check ``weights_init``, ``means_init`` and ``precisions_init`` of ``estimator``.
 
-    The checks and messages are those of ``GaussianMixture``.
+    The checks and messages are those of ``GaussianMixture`` (the weights'
+    sum in their own precision, with its tolerance); the arrays are returned
+    in float64.
     """
     n_components = estimator.n_components
     shape = (n_components, n_features)
@@ -62,16 +65,18 @@ def check_init_arrays(estimator, n_features, dtype):
                 "The parameter 'weights' should be in the range [0, 1], but got "
                 f"max value {weights.max():.5f}, min value {weights.min():.5f}"
             )
-        atol = 1e-6 if dtype == np.float32 else 1e-8
+        atol = 1e-6 if weights.dtype == np.float32 else 1e-8
         if abs(1.0 - weights.sum()) > atol:
             raise ValueError(
                 "The parameter 'weights' should be normalized, but got "
                 f"sum(weights) = {weights.sum():.5f}"
             )
+        weights = weights.astype(np.float64)
     if estimator.means_init is not None:
-        means = _check_array(estimator.means_init, shape, "means")
+        means = _check_array(estimator.means_init, shape, "means").astype(np.float64)
     if estimator.precisions_init is not None:
         precisions = _check_array(estimator.precisions_init, shape, "diag precision")
+        precisions = precisions.astype(np.float64)
         if np.any(precisions <= 0.0):
             raise ValueError("'diag precision' should be positive")
     return InitArrays(weights, means, precisions)

@@ -384,6 +384,31 @@ def test_bad_parameters_and_predict_input(blobs):
         NaturalDiagonalGMM(2, reg_covar=0.0, random_state=0).fit(np.repeat(X[:2], 5, axis=0))
 
 
+@pytest.mark.parametrize(
+    "weights, X_dtype",
+    [
+        (np.array([0.3, 0.3, 0.4], dtype=np.float32), np.float64),  # float32 sum: 1 + 6e-8
+        ([0.3, 0.3, 0.4 + 5e-7], np.float32),  # float64 weights: above 1e-8
+        (np.array([0.3, 0.3, 0.4 + 5e-7], dtype=np.float32), np.float64),
+    ],
+)
+def test_weights_init_sum_is_checked_in_its_own_precision_as_sklearn(blobs, weights, X_dtype):
+    X = blobs[0].astype(X_dtype)
+    outcomes = []
+    for model in (
+        GaussianMixture(3, covariance_type="diag", weights_init=weights, max_iter=2),
+        NaturalDiagonalGMM(3, weights_init=weights, max_iter=2),
+    ):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(X)
+            outcomes.append("fitted")
+        except ValueError as error:
+            outcomes.append(str(error))
+    assert outcomes[1] == outcomes[0]
+
+
 def test_parameters_are_not_modified(blobs):
     X, _ = blobs
     weights = [0.5, 0.5]
