@@ -952,8 +952,9 @@ default=None
         bic : float
             The lower the better.
         """
+        score = self.score(X)  # checks the model and X first
         n_samples = _num_samples(X)
-        return -2 * self.score(X) * n_samples + self._n_parameters() * math.log(n_samples)
+        return -2 * score * n_samples + self._n_parameters() * math.log(n_samples)
 
     def aic(self, X):
         """Akaike information criterion for the current model on X.

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import assert_finite_model, quiet_fit
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import InvalidParameterError
@@ -407,6 +407,18 @@ def test_weights_init_sum_is_checked_in_its_own_precision_as_sklearn(blobs, weig
         except ValueError as error:
             outcomes.append(str(error))
     assert outcomes[1] == outcomes[0]
+
+
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "score", "score_samples", "bic", "aic"]
+)
+def test_methods_check_the_model_then_x_as_sklearn(blobs, method):
+    # bic and aic counted the rows of X first: a TypeError for None.
+    with pytest.raises(NotFittedError):
+        getattr(NaturalDiagonalGMM(2), method)(None)
+    model = NaturalDiagonalGMM(2, random_state=0).fit(blobs[0])
+    with pytest.raises(ValueError, match="Expected 2D array, got scalar array instead"):
+        getattr(model, method)(1.0)
 
 
 def test_parameters_are_not_modified(blobs):
