@@ -93,7 +93,8 @@ class Standardiser:
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
         zero = np.zeros(n_features)
-        inv_mag = np.minimum(1.0 / magnitude, info.max)
+        with np.errstate(over="ignore"):  # subnormal magnitudes: capped
+            inv_mag = np.minimum(1.0 / magnitude, info.max)
         if data.missing:
             nk, nkd, s1, _ = data.label_stats_masked(zero, inv_mag, np.zeros((1, n_features)))
             _check_observed(nkd[0] <= 0.0, " of positive weight")
@@ -353,7 +354,8 @@ class FeatureScaling(NamedTuple):
         # StandardScaler's scale_ is sqrt(var_) but for (near) constant features,
         # whose scale_ is 1, in the units of u: 2**-exponent in those of x.
         constant = scaler.scale_ != np.sqrt(scaler.var_)
-        scale = np.where(constant, np.ldexp(1.0, -exponent), scaler.scale_)
+        with np.errstate(over="ignore"):  # 2**-exponent of the other (subnormal) features
+            scale = np.where(constant, np.ldexp(1.0, -exponent), scaler.scale_)
         return cls(exponent, scaler.mean_, scale)
 
     @classmethod
@@ -386,9 +388,10 @@ class FeatureScaling(NamedTuple):
 
 def model_attributes(standardiser, params, dtype):
     """:func:`fitted_attributes` of ``params`` (internal units) mapped to the user's units."""
-    return fitted_attributes(
-        params.weights, *standardiser.to_user(params.means, params.variances), dtype
-    )
+    # A variance beyond float64 in user units is refused by fitted_attributes.
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        user = standardiser.to_user(params.means, params.variances)
+    return fitted_attributes(params.weights, *user, dtype)
 
 
 def fitted_attributes(weights, means, covariances, dtype):

@@ -185,8 +185,10 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
                 f"{inner.covariances_.shape}."
             )
         mean, scale = scaling.mean_, scaling.scale_
-        means = inner.means_.astype(np.float64) * scale + mean
-        covariances = inner.covariances_.astype(np.float64) * scale**2
+        # Beyond float64 in the units of X: refused by fitted_attributes.
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            means = inner.means_.astype(np.float64) * scale + mean
+            covariances = inner.covariances_.astype(np.float64) * scale**2
         fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
         labels = getattr(inner, "labels_", None)
         jacobian = _log_jacobian(scale, Z)

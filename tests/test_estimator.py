@@ -446,6 +446,28 @@ def test_extreme_magnitudes_constant_columns_duplicates(magnitude):
     assert len(np.unique(model.predict(X[:80]))) >= 2
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_data_at_the_ends_of_float64_fits_or_is_refused_without_runtime_warnings(wrapped):
+    # Subnormal data fits (reg_covar is then the variance); data whose
+    # variances overflow is refused with the error of fitted_attributes.
+    # Both once let numpy's overflow and divide warnings out beside that.
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    model = NaturalDiagonalGMM(3, random_state=0)
+    if wrapped:
+        model = StandardizedGMM(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)  # reg_covar against the variances
+        for magnitude in (1e-320, 1e-300, 1e200):
+            try:
+                model.fit(X * magnitude)
+            except ValueError as error:
+                assert "cannot be represented in float64" in str(error)
+                assert wrapped or magnitude == 1e200
+            else:
+                assert_finite_model(model)
+
+
 def test_import_does_not_need_dask():
     # Dask is an optional extra: importing and fitting on numpy never import it.
     code = (
