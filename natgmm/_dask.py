@@ -162,11 +162,11 @@ def _block_label_stats_masked(x, w, shared):
 
 
 def _block_em_stats(x, w, shared):
-    shift, scale, eta1, eta2, log_norm, ref, beta, float32 = shared
+    shift, scale, eta1, eta2, log_norm, log_weight, ref, beta, float32 = shared
     x = np.ascontiguousarray(x)
     return _kernels.em_stats(
-        x, _weights(w), shift, scale, eta1, eta2, log_norm, ref, n_blocks(x.shape[0]), False,
-        beta, float32,
+        x, _weights(w), shift, scale, eta1, eta2, log_norm, log_weight, ref,
+        n_blocks(x.shape[0]), False, beta, float32,
     )  # fmt: skip
 
 
@@ -312,9 +312,9 @@ class DaskData:
         shared = (shift, scale, eta1, eta2, feature_norm, log_weight, ref, beta, float32)
         return self._reduce(_block_em_stats_masked, shared)
 
-    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta, float32):
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, log_weight, ref, beta, float32):
         """Log-likelihood and E-step statistics, summed over the blocks."""
-        shared = (shift, scale, eta1, eta2, log_norm, ref, beta, float32)
+        shared = (shift, scale, eta1, eta2, log_norm, log_weight, ref, beta, float32)
         return self._reduce(_block_em_stats, shared)
 
     def scatter_sums(self, standardiser):

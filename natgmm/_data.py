@@ -192,10 +192,10 @@ def log_prob(X, standardiser, params, parallel, want_resp, missing=None):
             labels, resp, parallel,
         )  # fmt: skip
     else:
-        eta1, eta2, log_norm = natural_parameters(params)
+        eta1, eta2, log_norm, log_weight = natural_parameters(params)
         _kernels.log_prob(
-            X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, out, labels, resp,
-            parallel,
+            X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, log_weight, out,
+            labels, resp, parallel,
         )  # fmt: skip
     far = np.flatnonzero(~np.isfinite(out))
     if far.size:
@@ -384,10 +384,10 @@ class ArrayData:
             n_blocks(self.shape[0]), self.parallel, beta, float32,
         )  # fmt: skip
 
-    def em_stats(self, shift, scale, eta1, eta2, log_norm, ref, beta, float32):
+    def em_stats(self, shift, scale, eta1, eta2, log_norm, log_weight, ref, beta, float32):
         """:func:`natgmm._kernels.em_stats` over the rows."""
         return _kernels.em_stats(
-            self.X, self.sw, shift, scale, eta1, eta2, log_norm, ref,
+            self.X, self.sw, shift, scale, eta1, eta2, log_norm, log_weight, ref,
             n_blocks(self.shape[0]), self.parallel, beta, float32,
         )  # fmt: skip
 

@@ -102,6 +102,9 @@ def natural_parameters(params):
         ``log(weight N(z)) = sum_d z (eta1 + eta2 z) + log_norm``. It is
         computed from the mean and variance directly, not from ``eta``, to keep
         full precision; a zero weight gives ``-inf``.
+    log_weight : ndarray of shape (n_components,)
+        ``log weight``, for log-densities taken about the means (the kernels'
+        ``centred_components``).
     """
     weights, means, var = params
     eta1 = means / var
@@ -109,7 +112,7 @@ def natural_parameters(params):
     with np.errstate(divide="ignore"):
         log_w = np.log(weights)
     log_norm = log_w - np.sum(0.5 * means * eta1 + 0.5 * (_LOG_2PI + np.log(var)), axis=1)
-    return eta1, eta2, log_norm
+    return eta1, eta2, log_norm, log_w
 
 
 def masked_natural_parameters(params):
@@ -173,9 +176,13 @@ def e_step(data, standardiser, params, beta=1.0, float32=False):
             params.means, beta, float32,
         )  # fmt: skip
         return loglik, Stats(nk, s1, s2, params.means, nkd)
-    eta1, eta2, log_norm = natural_parameters(params)
     loglik, nk, s1, s2 = data.em_stats(
-        standardiser.shift, standardiser.scale, eta1, eta2, log_norm, params.means, beta, float32
+        standardiser.shift,
+        standardiser.scale,
+        *natural_parameters(params),
+        params.means,
+        beta,
+        float32,
     )
     return loglik, Stats(nk, s1, s2, params.means)
 

@@ -70,6 +70,12 @@ _CHUNK_F32 = 128
 # point when ``ref ** 2 / var`` is at most this in every feature: at most
 # three of float64's sixteen digits of its scatter are lost to cancellation.
 _MAX_CANCELLATION = 1e3
+# The log-densities [z, z**2, 1] @ W lose about log10(sum_d mean**2 / var) digits
+# near a component's mean to cancellation (sum_d in internal units): a narrow
+# component far from the data's centre had log-densities off by several nats.
+# Above this sum (an error of about 1e-9 nats below it) a component's
+# log-densities are recomputed about its mean (:func:`_centre_log_densities`).
+_MAX_CANCELLATION_LP = 1e6
 
 # A chunk whose share of non-zero responsibilities is above this has its
 # statistics summed by one BLAS product; a sparser one (well separated
@@ -295,15 +301,66 @@ def _chunk_scratch(n_features, n_components, rows=_CHUNK):
     )
 
 
+def centred_components(eta1, eta2, log_weight):
+    """Return the components whose log-densities are taken about their means, with their terms.
+
+    Those whose ``sum_d mean**2 / var`` exceeds ``_MAX_CANCELLATION_LP``.
+    Returns ``(index, mean, eta2, feature_norm, log_weight)`` of them, with
+    ``feature_norm = -log(2 pi var) / 2`` per feature, for
+    :func:`_centre_log_densities`. Such a component is always wide in the
+    float32 path (its magnitude there is at least this sum).
+    """
+    eta1 = np.asarray(eta1, dtype=np.float64)
+    eta2 = np.asarray(eta2, dtype=np.float64)
+    # sum_d mean**2 / var = sum_d -eta1**2 / (2 eta2); most fits have none above.
+    index = np.flatnonzero(np.einsum("kd,kd->k", eta1, eta1 / eta2) < -2.0 * _MAX_CANCELLATION_LP)
+    if index.size == 0:
+        return _NOT_CENTRED
+    e2 = np.ascontiguousarray(eta2[index])
+    mean = eta1[index] * (-0.5 / e2)
+    with np.errstate(divide="ignore"):
+        norm = 0.5 * np.log(-e2 / np.pi)
+    log_w = np.ascontiguousarray(np.asarray(log_weight, dtype=np.float64)[index])
+    return index.astype(np.int64), mean, e2, norm, log_w
+
+
+_NOT_CENTRED = (np.empty(0, dtype=np.int64), *(np.empty((0, 0)),) * 3, np.empty(0))
+
+
 @_jit()
-def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
+def _centre_log_densities(u, n_rows, lp_rows, centred):
+    """Put the log-densities of the ``centred`` components, taken about their means, in ``lp_rows``.
+
+    ``lp_rows[r, k] = log_weight + sum_d o_d (eta2 (z_d - mean_d)**2 +
+    feature_norm_d)`` for rows ``r < n_rows`` of ``u`` (``[z, z**2, 1]``,
+    or ``[z, z**2, o, 1]`` with missing entries; ``o_d = 1`` otherwise),
+    which needs no cancellation of large terms. ``centred`` is from
+    :func:`centred_components`; ``lp_rows`` may be float32.
+    """
+    index, mean, eta2, norm, log_weight = centred
+    n_features = mean.shape[1]
+    masked = u.shape[1] > 2 * n_features + 1  # read from u: no literal flag to compile for
+    for i in range(index.shape[0]):
+        k = index[i]
+        for r in range(n_rows):
+            acc = 0.0
+            for j in range(n_features):
+                d = np.float64(u[r, j]) - mean[i, j]
+                t = eta2[i, j] * d * d + norm[i, j]
+                acc += t * np.float64(u[r, 2 * n_features + j]) if masked else t
+            lp_rows[r, k] = log_weight[i] + acc
+
+
+@_jit()
+def _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch, beta):
     """Log-densities and soft-max terms of rows ``start .. stop`` of ``X``, at ``beta``.
 
     ``scratch`` is from :func:`_chunk_scratch` and ``W`` from
     :func:`_products_matrix`. On return ``u[r] = [z, z**2, 1]`` of row
     ``start + r`` (``[0, 0, 1]`` past ``stop``), ``lp[k, r]`` its weighted
     log-density under component ``k`` (one BLAS product ``u @ W`` into
-    ``lp_rows``, transposed), ``top[r]`` its maximum over components,
+    ``lp_rows``, those of the ``centred`` components taken about their
+    means instead, transposed), ``top[r]`` its maximum over components,
     ``ev[k, r] = exp(lp[k, r] - top[r])`` and ``total[r]`` the sum of ``ev``
     over components. The soft-max runs components by rows, ``_CHUNK`` rows
     wide, so that its loops are long and vectorise. With ``beta != 1``
@@ -313,6 +370,7 @@ def _chunk_log_density(X, start, stop, shift, scale, W, scratch, beta):
     u, lp_rows, lp, ev, top, total, z_row = scratch
     _fill_z(X, start, stop, shift, scale, u, z_row)
     np.dot(u, W, lp_rows)
+    _centre_log_densities(u, stop - start, lp_rows, centred)
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
@@ -422,7 +480,9 @@ def _weigh_terms(ev, w, row_terms, row_last):
             row_last[r] = k if t != 0.0 else row_last[r]
 
 
-def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta, first, last):
+def _em_stats_impl(
+    X, sample_weight, shift, scale, W, centred, ref, exact, n_blocks, beta, first, last
+):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     weighted = sample_weight.shape[0] > 0
@@ -453,7 +513,7 @@ def _em_stats_impl(X, sample_weight, shift, scale, W, ref, exact, n_blocks, beta
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
-            _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch, beta)
+            _chunk_log_density(X, start, start + n_rows, shift, scale, W, centred, scratch, beta)
             w_over_total[n_rows:] = 0.0  # rows past n_rows add nothing below
             for r in range(n_rows):
                 w = sample_weight[start + r] if weighted else 1.0
@@ -502,8 +562,8 @@ def _products_matrix(eta1, eta2, log_norm):
 
 @keyboard_interrupts()
 def em_stats(
-    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta=1.0,
-    float32=False,
+    X, sample_weight, shift, scale, eta1, eta2, log_norm, log_weight, ref, n_blocks, parallel,
+    beta=1.0, float32=False,
 ):  # fmt: skip
     """Fused E-step: weighted log-likelihood and sufficient statistics.
 
@@ -519,6 +579,9 @@ def em_stats(
         Natural parameters in internal coordinates (``eta2 < 0``).
     log_norm : ndarray of shape (n_components,), float64
         ``log(weight_k)`` plus the log-normaliser of component ``k``.
+    log_weight : ndarray of shape (n_components,), float64
+        ``log(weight_k)``: for the log-densities of components narrow and far
+        from the centre, taken about their means (:func:`centred_components`).
     ref : ndarray of shape (n_components, n_features), float64
         Reference point of each component (its current mean) about which the
         statistics are returned.
@@ -565,10 +628,12 @@ def em_stats(
     ``ref`` term by term instead, without that loss.
     """
     X = _read_only(X)
+    centred = centred_components(eta1, eta2, log_weight)
     if X.dtype == np.float32 or float32:
         return _em_stats_f32(
-            X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
-        )
+            X, sample_weight, shift, scale, eta1, eta2, log_norm, centred, ref, n_blocks,
+            parallel, beta,
+        )  # fmt: skip
     W = _products_matrix(eta1, eta2, log_norm)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
@@ -577,7 +642,7 @@ def em_stats(
     with _single_threaded_blas():
         kernel = _em_stats_kernel.runner(parallel)
         per_block = kernel(
-            X, sample_weight, _f64(shift), _f64(scale), W, ref, exact, n_blocks, beta
+            X, sample_weight, _f64(shift), _f64(scale), W, centred, ref, exact, n_blocks, beta
         )
     return _moved_to_ref(per_block, ref, exact)
 
@@ -665,7 +730,9 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     return _sum_blocks(per_block)
 
 
-def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp, n_groups, first, last):
+def _log_prob_impl(
+    X, shift, scale, W, centred, out_log_prob, labels, resp, n_groups, first, last
+):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     want_resp = resp.shape[0] > 0
@@ -677,7 +744,7 @@ def _log_prob_impl(X, shift, scale, W, out_log_prob, labels, resp, n_groups, fir
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
-            _chunk_log_density(X, start, stop, shift, scale, W, scratch, 1.0)
+            _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch, 1.0)
             for k in range(n_components - 1, -1, -1):  # first component of largest density
                 for r in range(_CHUNK):
                     first[r] = k if lp[k, r] == top[r] else first[r]
@@ -694,7 +761,9 @@ _log_prob_kernel = _Blockwise(_log_prob_impl)
 
 
 @keyboard_interrupts()
-def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, parallel):
+def log_prob(
+    X, shift, scale, eta1, eta2, log_norm, log_weight, out_log_prob, labels, resp, parallel
+):  # fmt: skip
     """Per-row log-density, most probable component and responsibilities.
 
     Parameters are those of :func:`em_stats`; the outputs are written in
@@ -716,11 +785,12 @@ def log_prob(X, shift, scale, eta1, eta2, log_norm, out_log_prob, labels, resp, 
     else:
         kernel = _log_prob_kernel
         operands = (_products_matrix(eta1, eta2, log_norm),)
+    centred = centred_components(eta1, eta2, log_weight)
     work = X.size * np.shape(log_norm)[0]
     parallel = use_threads(parallel, work)
     with _single_threaded_blas():
         kernel.runner(parallel)(
-            X, _f64(shift), _f64(scale), *operands, out_log_prob, labels, resp,
+            X, _f64(shift), _f64(scale), *operands, centred, out_log_prob, labels, resp,
             _log_prob_groups(X.shape[0]),
         )  # fmt: skip
 
@@ -795,7 +865,9 @@ def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
 
 
 @_jit()
-def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scratch, beta):
+def _chunk_log_density_f32(
+    X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, beta
+):  # fmt: skip
     """:func:`_chunk_log_density` in float32; whether every row came out finite.
 
     ``z`` is computed in float64 and rounded. The components listed in
@@ -813,6 +885,7 @@ def _chunk_log_density_f32(X, start, stop, shift, scale, W32, W_wide, wide, scra
         _fill_z(X, start, stop, shift, scale, u64, z_row)
         np.dot(u64, W_wide, lp_wide)
         _copy_wide(lp_wide, wide, n_rows, lp_rows)
+        _centre_log_densities(u64, n_rows, lp_rows, centred)  # all wide
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
@@ -1018,8 +1091,8 @@ def _add_about_ref_x(
 
 
 def _em_stats_f32_impl(
-    X, sample_weight, weight_scale, shift, scale, W, W32, W_wide, wide, ref, exact, precise,
-    n_blocks, beta, first, last,
+    X, sample_weight, weight_scale, shift, scale, W, W32, W_wide, wide, centred, ref, exact,
+    precise, n_blocks, beta, first, last,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
@@ -1072,7 +1145,7 @@ def _em_stats_f32_impl(
         for start in range(b * block, stop, _CHUNK_F32):
             n_rows = min(_CHUNK_F32, stop - start)
             if _chunk_log_density_f32(
-                X, start, start + n_rows, shift, scale, W32, W_wide, wide, scratch, beta
+                X, start, start + n_rows, shift, scale, W32, W_wide, wide, centred, scratch, beta
             ):
                 _chunk_loglik(
                     top, total, sample_weight, weight_scale, start, n_rows, w_row, ll[b], beta
@@ -1082,7 +1155,9 @@ def _em_stats_f32_impl(
                     work, s0[b], s1[b], s2[b], m[b], precise_work,
                 )  # fmt: skip
             else:
-                _chunk_log_density(X, start, start + n_rows, shift, scale, W, scratch64, beta)
+                _chunk_log_density(
+                    X, start, start + n_rows, shift, scale, W, centred, scratch64, beta
+                )
                 _chunk_loglik(
                     top64, total64, sample_weight, weight_scale, start, n_rows, w_row, ll[b],
                     beta,
@@ -1169,7 +1244,7 @@ def _f32_tiers(ref, precision, float64_moments=True):
 
 
 def _em_stats_f32(
-    X, sample_weight, shift, scale, eta1, eta2, log_norm, ref, n_blocks, parallel, beta
+    X, sample_weight, shift, scale, eta1, eta2, log_norm, centred, ref, n_blocks, parallel, beta
 ):
     """:func:`em_stats` for float32 ``X`` (and float64 ``X`` with ``float32``).
 
@@ -1195,7 +1270,7 @@ def _em_stats_f32(
         kernel = _em_stats_f32_kernel.runner(parallel)
         per_block = kernel(
             X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
-            ref, exact, precise, n_blocks, beta,
+            centred, ref, exact, precise, n_blocks, beta,
         )  # fmt: skip
     loglik, nk, s1, s2 = _moved_to_ref(per_block, ref, exact)
     return loglik, nk / weight_scale, s1 / weight_scale, s2 / weight_scale
@@ -1218,8 +1293,9 @@ def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels,
 
 
 def _log_prob_f32_impl(
-    X, shift, scale, W, W32, W_wide, wide, out_log_prob, labels, resp, n_groups, first, last
-):
+    X, shift, scale, W, W32, W_wide, wide, centred, out_log_prob, labels, resp, n_groups, first,
+    last,
+):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
@@ -1233,11 +1309,11 @@ def _log_prob_f32_impl(
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             if _chunk_log_density_f32(
-                X, start, stop, shift, scale, W32, W_wide, wide, scratch, 1.0
+                X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, 1.0
             ):
                 _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
             else:
-                _chunk_log_density(X, start, stop, shift, scale, W, scratch64, 1.0)
+                _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch64, 1.0)
                 _chunk_outputs(
                     lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
                 )
@@ -1327,11 +1403,14 @@ def _chunk_scratch_masked(n_features, n_components, rows=_CHUNK):
 
 
 @_jit()
-def _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch, beta):
+def _chunk_log_density_masked(
+    X, start, stop, shift, scale, log_scale, W, centred, scratch, beta
+):  # fmt: skip
     """:func:`_chunk_log_density` over the observed entries (see :func:`_fill_masked`)."""
     u, lp_rows, lp, ev, top, total, jac = scratch
     _fill_masked(X, start, stop, shift, scale, log_scale, u, jac)
     np.dot(u, W, lp_rows)
+    _centre_log_densities(u, stop - start, lp_rows, centred)
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
@@ -1360,7 +1439,7 @@ def _chunk_scratch_masked_f32(n_features, n_components, n_wide, rows=_CHUNK):
 
 @_jit()
 def _chunk_log_density_masked_f32(
-    X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch, beta
+    X, start, stop, shift, scale, log_scale, W32, W_wide, wide, centred, scratch, beta
 ):  # fmt: skip
     """:func:`_chunk_log_density_f32` over the observed entries; whether all rows are finite."""
     u, lp_rows, lp, ev, top, total, jac, u64, lp_wide = scratch
@@ -1372,6 +1451,7 @@ def _chunk_log_density_masked_f32(
         _fill_masked(X, start, stop, shift, scale, log_scale, u64, jac)
         np.dot(u64, W_wide, lp_wide)
         _copy_wide(lp_wide, wide, n_rows, lp_rows)
+        _centre_log_densities(u64, n_rows, lp_rows, centred)  # all wide
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
@@ -1477,8 +1557,9 @@ def _chunk_stats_masked(
 
 
 def _em_stats_masked_impl(
-    X, sample_weight, shift, scale, log_scale, W, ref, exact, n_blocks, beta, first, last
-):
+    X, sample_weight, shift, scale, log_scale, W, centred, ref, exact, n_blocks, beta, first,
+    last,
+):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     every = np.ones(n_components, dtype=np.bool_)
@@ -1521,7 +1602,7 @@ def _em_stats_masked_impl(
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
             _chunk_log_density_masked(
-                X, start, start + n_rows, shift, scale, log_scale, W, scratch, beta
+                X, start, start + n_rows, shift, scale, log_scale, W, centred, scratch, beta
             )
             _chunk_loglik_masked(
                 top, total, jac, sample_weight, 1.0, start, n_rows, w_row, ll[b], beta
@@ -1537,8 +1618,8 @@ _em_stats_masked_kernel = _Blockwise(_em_stats_masked_impl)
 
 
 def _em_stats_masked_f32_impl(
-    X, sample_weight, weight_scale, shift, scale, log_scale, W, W32, W_wide, wide, ref, exact,
-    precise, n_blocks, beta, first, last,
+    X, sample_weight, weight_scale, shift, scale, log_scale, W, W32, W_wide, wide, centred, ref,
+    exact, precise, n_blocks, beta, first, last,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
@@ -1592,8 +1673,8 @@ def _em_stats_masked_f32_impl(
         for start in range(b * block, stop, _CHUNK_F32):
             n_rows = min(_CHUNK_F32, stop - start)
             if _chunk_log_density_masked_f32(
-                X, start, start + n_rows, shift, scale, log_scale, W32, W_wide, wide, scratch,
-                beta,
+                X, start, start + n_rows, shift, scale, log_scale, W32, W_wide, wide, centred,
+                scratch, beta,
             ):  # fmt: skip
                 _chunk_loglik_masked(
                     top, total, jac, sample_weight, weight_scale, start, n_rows, w_row, ll[b],
@@ -1605,7 +1686,7 @@ def _em_stats_masked_f32_impl(
                 )  # fmt: skip
             else:
                 _chunk_log_density_masked(
-                    X, start, start + n_rows, shift, scale, log_scale, W, scratch64, beta
+                    X, start, start + n_rows, shift, scale, log_scale, W, centred, scratch64, beta
                 )
                 _chunk_loglik_masked(
                     top64, total64, jac64, sample_weight, weight_scale, start, n_rows, w_row,
@@ -1708,6 +1789,7 @@ def em_stats_masked(
     scale = _f64(scale)
     log_scale = np.log(scale)
     precision = -2.0 * np.asarray(eta2, dtype=np.float64)
+    centred = centred_components(eta1, eta2, log_weight)
     work = X.size * np.shape(eta2)[0]
     parallel = use_threads(parallel, work)
     with _single_threaded_blas():
@@ -1718,7 +1800,7 @@ def em_stats_masked(
             kernel = _em_stats_masked_f32_kernel.runner(parallel)
             per_block = kernel(
                 X, sample_weight, weight_scale, _f64(shift), scale, log_scale, W, W32, W_wide,
-                wide, ref, exact, precise, n_blocks, beta,
+                wide, centred, ref, exact, precise, n_blocks, beta,
             )  # fmt: skip
         else:
             W = _masked_products_matrix(eta1, eta2, feature_norm, log_weight)
@@ -1726,8 +1808,9 @@ def em_stats_masked(
             weight_scale = 1.0
             kernel = _em_stats_masked_kernel.runner(parallel)
             per_block = kernel(
-                X, sample_weight, _f64(shift), scale, log_scale, W, ref, exact, n_blocks, beta
-            )
+                X, sample_weight, _f64(shift), scale, log_scale, W, centred, ref, exact,
+                n_blocks, beta,
+            )  # fmt: skip
     loglik, nk, nkd, s1, s2 = _moved_to_ref_masked(*_sum_blocks(per_block), ref, exact)
     if weight_scale != 1.0:
         nk, nkd, s1, s2 = (a / weight_scale for a in (nk, nkd, s1, s2))
@@ -1782,8 +1865,8 @@ def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, pa
 
 
 def _log_prob_masked_impl(
-    X, shift, scale, log_scale, W, out_log_prob, labels, resp, n_groups, first, last
-):
+    X, shift, scale, log_scale, W, centred, out_log_prob, labels, resp, n_groups, first, last
+):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
@@ -1794,7 +1877,9 @@ def _log_prob_masked_impl(
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
-            _chunk_log_density_masked(X, start, stop, shift, scale, log_scale, W, scratch, 1.0)
+            _chunk_log_density_masked(
+                X, start, stop, shift, scale, log_scale, W, centred, scratch, 1.0
+            )
             _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
             for r in range(stop - start):
                 out_log_prob[start + r] -= jac[r]
@@ -1804,8 +1889,8 @@ _log_prob_masked_kernel = _Blockwise(_log_prob_masked_impl)
 
 
 def _log_prob_masked_f32_impl(
-    X, shift, scale, log_scale, W, W32, W_wide, wide, out_log_prob, labels, resp, n_groups,
-    first, last,
+    X, shift, scale, log_scale, W, W32, W_wide, wide, centred, out_log_prob, labels, resp,
+    n_groups, first, last,
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
@@ -1820,14 +1905,14 @@ def _log_prob_masked_f32_impl(
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             if _chunk_log_density_masked_f32(
-                X, start, stop, shift, scale, log_scale, W32, W_wide, wide, scratch, 1.0
+                X, start, stop, shift, scale, log_scale, W32, W_wide, wide, centred, scratch, 1.0
             ):
                 _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
                 for r in range(stop - start):
                     out_log_prob[start + r] -= jac[r]
             else:
                 _chunk_log_density_masked(
-                    X, start, stop, shift, scale, log_scale, W, scratch64, 1.0
+                    X, start, stop, shift, scale, log_scale, W, centred, scratch64, 1.0
                 )
                 _chunk_outputs(
                     lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
@@ -1859,10 +1944,11 @@ def log_prob_masked(
     else:
         kernel = _log_prob_masked_kernel
         operands = (_masked_products_matrix(eta1, eta2, feature_norm, log_weight),)
+    centred = centred_components(eta1, eta2, log_weight)
     work = X.size * np.shape(eta2)[0]
     parallel = use_threads(parallel, work)
     with _single_threaded_blas():
         kernel.runner(parallel)(
-            X, _f64(shift), scale, log_scale, *operands, out_log_prob, labels, resp,
+            X, _f64(shift), scale, log_scale, *operands, centred, out_log_prob, labels, resp,
             _log_prob_groups(X.shape[0]),
         )  # fmt: skip

@@ -36,10 +36,22 @@ def _warm_serial_kernels():
     _kernels.label_stats(X, empty, X[0], X[0] + 1, np.empty(0, np.int64), ref[:1], 1, False)
     for float32 in (False, True):  # annealing levels compute in float32
         _kernels.em_stats(
-            X, empty, X[0], X[0] + 1, eta, eta, np.zeros(K), ref, 1, False, 1, float32
+            X,
+            empty,
+            X[0],
+            X[0] + 1,
+            eta,
+            eta,
+            np.zeros(K),
+            np.zeros(K),
+            ref,
+            1,
+            False,
+            1,
+            float32,
         )
     out = np.empty(8), np.empty(8, np.int64), np.empty((8, K))
-    _kernels.log_prob(X, X[0], X[0] + 1, eta, eta, np.zeros(K), *out, False)
+    _kernels.log_prob(X, X[0], X[0] + 1, eta, eta, np.zeros(K), np.zeros(K), *out, False)
     X[0, 0] = np.nan  # and the kernels for missing entries
     zeros = np.zeros(K)
     _kernels.label_stats_masked(X, empty, X[1], X[1] + 1, np.empty(0, np.int64), ref[:1], 1, False)

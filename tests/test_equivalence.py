@@ -6,6 +6,8 @@ import naive
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp
+from scipy.stats import norm
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
@@ -107,6 +109,27 @@ def test_more_accurate_than_sklearn_far_from_origin(offset):
     assert ours_error < 1e-13
     assert sklearn_error > 100 * ours_error
     assert_allclose(ours.means_, means.astype(np.float64), rtol=1e-14)
+
+
+def test_a_narrow_cluster_far_from_the_mean_scores_its_own_density():
+    # Internally (data standardised) the cluster at 0 is narrow and far from
+    # the centre: its log-densities from [z, z**2, 1] @ W cancelled to
+    # multiples of 8 nats (score 4.08 against scikit-learn's 1.278, with the
+    # same parameters; found by an audit on 2026-12-06). Now they are taken
+    # about the means. The reference is the density of the fitted parameters
+    # (scipy, float64): off by 7e-8 nats at most, from the user-unit
+    # parameters' rounding (tolerance 1e-6). scikit-learn's lower bound is
+    # off by its own cancellation at 1e6 (measured 1.9e-6 relative): 1e-5.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1e-3, size=(150, 1)), rng.normal(1e6, 1.0, size=(150, 1))])
+    ours, theirs = _fit_both(X, n_components=2, random_state=0)
+    assert_allclose(ours.means_, theirs.means_, rtol=1e-9, atol=1e-9)
+    log_dens = np.log(ours.weights_) + norm.logpdf(
+        X, ours.means_[:, 0], np.sqrt(ours.covariances_[:, 0])
+    )
+    assert_allclose(ours.score_samples(X), logsumexp(log_dens, axis=1), rtol=0, atol=1e-6)
+    assert_array_equal(ours.predict(X), np.argmax(log_dens, axis=1))
+    assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-5)
 
 
 @pytest.mark.parametrize("init_params", ["kmeans", "random"])

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 
 from natgmm import _kernels, _threading
-from natgmm._em import Params, natural_parameters
+from natgmm._em import Params, masked_natural_parameters, natural_parameters
 
 # float64 kernels evaluate the same sums as the references in another order:
 # agreement to a few hundred ulps. float32 kernels get first-order error
@@ -39,8 +39,8 @@ def _problem(dtype, n_samples=203, n_features=7, n_components=5, seed=0, spread=
 
 
 def _natural(params, dtype):
-    eta1, eta2, log_norm = natural_parameters(params)
-    return eta1.astype(dtype), eta2.astype(dtype), log_norm
+    eta1, eta2, log_norm, log_weight = natural_parameters(params)
+    return eta1.astype(dtype), eta2.astype(dtype), log_norm, log_weight
 
 
 def _f32_log_density_error(Z, params, eta_f32=False):
@@ -56,7 +56,7 @@ def _f32_log_density_error(Z, params, eta_f32=False):
     ``u`` plus one float32 rounding of the result, and float32's ``u`` per
     term if the caller's natural parameters were float32 (``eta_f32``).
     """
-    eta1, eta2, log_norm = natural_parameters(params)
+    eta1, eta2, log_norm, _ = natural_parameters(params)
     finite_norm = np.where(np.isfinite(log_norm), np.abs(log_norm), 0.0)
     magnitude = np.abs(Z) @ np.abs(eta1).T + Z**2 @ np.abs(eta2).T + finite_norm
     n_ops = 2 * Z.shape[1] + 5
@@ -263,7 +263,7 @@ def test_far_components_and_zero_weight(dtype, spread):
         for g, e in zip(got, expected, strict=True):
             assert_allclose(g, e, rtol=RTOL, atol=1e-300)
     else:
-        wide = _kernels._f32_operands(*natural)[3]
+        wide = _kernels._f32_operands(*natural[:3])[3]
         assert len(wide) == (5 if spread == 300.0 else 0)
         tolerances = _f32_tolerances(Z, np.ones(len(X)), params, ref)
         for g, e, t in zip(got, expected, tolerances, strict=True):
@@ -273,6 +273,51 @@ def test_far_components_and_zero_weight(dtype, spread):
         _kernels.log_prob(X, shift, scale, *natural, out, labels, resp, True)
         assert np.all(resp[:, 2] == 0.0)
         _check_f32_log_prob(Z, params, out, labels, resp)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("missing", [False, True])
+def test_narrow_components_far_from_the_centre_keep_their_log_densities(dtype, missing):
+    """Log-densities about the means where ``[z, z**2, 1] @ W`` would cancel.
+
+    Two components a few float ulps wide at +-1 (float32: +-1000) in every
+    feature, beside a broad one: ``sum_d mean**2 / var`` is 3e16 (float32:
+    about 3e14), so the expanded form's terms of that size cancel to leave
+    log-densities of about 40 nats. Before the centred form they were off by
+    up to 5.7 nats in float64 (6.6 with missing entries) and 0.02 (0.04) in
+    float32; now by 1.4e-14 and 9e-7. About its mean a component's
+    log-density is off by at most ``|z - mean| * |d mean| / var`` per
+    feature, ``d mean`` the rounding of the mean from ``eta1 / eta2`` (2
+    ulps of 1): 1.3e-7 nats here at 3 sd; float32's output adds a float32
+    rounding of the log-density (4e-6 at 60). Tolerances: 1e-6 and 1e-5.
+    """
+    rng = np.random.default_rng(0)
+    far, sd = (1.0, 1e-8) if dtype == np.float64 else (1000.0, 1e-4)
+    means = np.array([[far, -far, far], [-far, far, -far], [0.0, 0.0, 0.0]])
+    variances = np.array([[sd**2] * 3, [sd**2] * 3, [1.0] * 3])
+    params = Params(np.array([0.4, 0.4, 0.2]), means, variances)
+    labels = np.repeat([0, 1, 2], [40, 40, 20])
+    X = (means[labels] + np.sqrt(variances[labels]) * rng.normal(size=(100, 3))).astype(dtype)
+    if missing:
+        X[::5, 1] = np.nan
+    Z = X.astype(np.float64)
+    zeros, ones = np.zeros(3), np.ones(3)
+    out, labels_out, resp = np.empty(100), np.empty(100, dtype=np.int64), np.empty((100, 3))
+    if missing:
+        natural = masked_natural_parameters(params)
+        expected = naive.observed_log_prob(Z, *params)[0]
+        _kernels.log_prob_masked(X, zeros, ones, *natural, out, labels_out, resp, False)
+        loglik = _kernels.em_stats_masked(X, np.empty(0), zeros, ones, *natural, means, 1, False)
+    else:
+        natural = natural_parameters(params)
+        expected = naive.log_prob(Z, *params)[0]
+        _kernels.log_prob(X, zeros, ones, *natural, out, labels_out, resp, False)
+        loglik = _kernels.em_stats(X, np.empty(0), zeros, ones, *natural, means, 1, False)
+    assert len(_kernels.centred_components(*natural[:2], natural[-1])[0]) == 2
+    tolerance = 1e-6 if dtype == np.float64 else 1e-5
+    assert_allclose(out, expected, rtol=0, atol=tolerance)
+    assert_array_equal(labels_out[np.arange(0, 100, 10)], [0] * 4 + [1] * 4 + [2] * 2)
+    assert loglik[0] == pytest.approx(expected.sum(), rel=0, abs=100 * tolerance)
 
 
 def test_sparse_chunks_with_rows_between_components():
@@ -419,7 +464,7 @@ def test_f32_narrow_far_components_are_wide_and_exact(monkeypatch):
     Z = (X.astype(np.float64) - shift) * scale
     ref = params.means + 1e-3
     natural = natural_parameters(params)
-    assert list(_kernels._f32_operands(*natural)[3]) == [2, 3]
+    assert list(_kernels._f32_operands(*natural[:3])[3]) == [2, 3]
     got = _kernels.em_stats(X, np.empty(0), shift, scale, *natural, ref, 4, True)
     expected = naive.em_stats(Z, np.ones(len(X)), *params, ref)
     exact = np.max(ref**2 / params.variances, axis=1) > _kernels._MAX_CANCELLATION_F32
@@ -432,7 +477,7 @@ def test_f32_narrow_far_components_are_wide_and_exact(monkeypatch):
     assert_allclose(got[3][2:], expected[3][2:], rtol=1e-5)
     # Without the float64 columns the pair's responsibilities are off by far more.
     monkeypatch.setattr(_kernels, "_MAX_MAGNITUDE_F32", np.inf)
-    assert len(_kernels._f32_operands(*natural)[3]) == 0
+    assert len(_kernels._f32_operands(*natural[:3])[3]) == 0
     naive_f32 = _kernels.em_stats(X, np.empty(0), shift, scale, *natural, ref, 4, True)
     assert np.max(np.abs(naive_f32[1][2:] - expected[1][2:]) / expected[1][2:]) > 1e-3
 
@@ -464,6 +509,8 @@ def test_f32_wide_component_beyond_float32_range_leaves_padding_harmless(dtype):
         eta1,
         eta2,
         log_norm,
+        # The log-weight of that normaliser: mean 1, variance 2**-130.
+        np.array([0.5 * np.log(2 * np.pi) - 65 * np.log(2.0)]),
         np.ones((1, 1)),
         1,
         False,
@@ -492,7 +539,7 @@ def test_f32_moderate_cancellation_takes_float64_moments(monkeypatch):
     natural = natural_parameters(params)
     exact = np.max(ref**2 / params.variances, axis=1) > _kernels._MAX_CANCELLATION_F32
     assert list(np.flatnonzero(exact)) == [2]
-    assert len(_kernels._f32_operands(*natural)[3]) == 0  # float32 log-densities
+    assert len(_kernels._f32_operands(*natural[:3])[3]) == 0  # float32 log-densities
     expected = naive.em_stats(Z, np.ones(len(X)), *params, ref)
     tolerances = _f32_tolerances(Z, np.ones(len(X)), params, ref, exact=exact)
     got = _kernels.em_stats(X, np.empty(0), 0 * ones, ones, *natural, ref, 4, True)

@@ -172,7 +172,7 @@ def test_a_forked_child_gets_a_pool_of_its_own():
             with _threading.kernel_threads(2):
                 queue.put(_kernels.em_stats(*ARGS, True)[0])
         ARGS = (X, np.empty(0), np.zeros(6), np.ones(6), np.zeros((2, 6)), -0.5 * np.ones((2, 6)),
-                np.zeros(2), np.zeros((2, 6)), 8)
+                np.zeros(2), np.zeros(2), np.zeros((2, 6)), 8)
         with _threading.kernel_threads(2):
             parent = _kernels.em_stats(*ARGS, True)[0]  # starts the parent's pool
         queue = multiprocessing.get_context("fork").Queue()

@@ -130,9 +130,9 @@ class _Problem:
         return float(np.linalg.eigvalsh(corr)[-1])
 
     def e_step(self, params, beta=1.0):
-        eta1, eta2, log_norm = natural_parameters(params)
+        eta1, eta2, log_norm, log_weight = natural_parameters(params)
         loglik, nk, s1, s2 = _kernels.em_stats(
-            self.X, self.sw, self.shift, self.scale, eta1, eta2, log_norm, params.means,
+            self.X, self.sw, self.shift, self.scale, eta1, eta2, log_norm, log_weight, params.means,
             self.n_blocks, True, beta,
         )  # fmt: skip
         return loglik / self.n + self.log_jacobian, Stats(nk, s1, s2, params.means)
