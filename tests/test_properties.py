@@ -1,4 +1,4 @@
-"""Property tests: no input that validation accepts yields a non-finite model."""
+"""Property tests: no input that validation accepts yields a non-finite model or a wrong score."""
 
 import warnings
 
@@ -7,6 +7,7 @@ from conftest import assert_finite_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 
 from natgmm import NaturalDiagonalGMM
@@ -53,9 +54,11 @@ def _problems(draw):
     return X, weights, params
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_problems(), st.sampled_from([np.float64, np.float32]))
-def test_never_non_finite(problem, dtype):
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# reg_covar of 1e-14 of the squared spread lets a component be narrow and far
+# from the data's centre (the cancellation of _assert_scores_its_own_density).
+@given(_problems(), st.sampled_from([np.float64, np.float32]), st.sampled_from([1e-6, 1e-14]))
+def test_never_non_finite(problem, dtype, reg_scale):
     X, weights, params = problem
     if dtype == np.float32:  # keep variances (squares) inside float32's range
         X = np.clip(X, -1e15, 1e15)
@@ -64,7 +67,7 @@ def test_never_non_finite(problem, dtype):
     # reg_covar in the data's own units keeps it meaningful at any magnitude;
     # the floor below applies to the variance on top of it.
     spread = np.max(np.abs(X)) if np.any(X) else 1.0
-    model = NaturalDiagonalGMM(reg_covar=1e-6 * float(spread) ** 2 or 1e-6, **params)
+    model = NaturalDiagonalGMM(reg_covar=reg_scale * float(spread) ** 2 or reg_scale, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="Number of distinct clusters")
@@ -75,3 +78,41 @@ def test_never_non_finite(problem, dtype):
             assert "ill-defined empirical covariance" in str(error), error
             return
     assert_finite_model(model, X)
+    _assert_scores_its_own_density(model, X)
+
+
+def _assert_scores_its_own_density(model, X):
+    """``score_samples`` is the log-density of the fitted attributes, to their rounding.
+
+    The reference sums each component's log-density about its mean from the
+    attributes in float64. The two differ by the rounding of the attributes
+    and of the internal units, for component ``k`` at most ``u`` (of ``X``'s
+    dtype) times ``sum_d |x - mean| (|x| + |mean| + max|X_d|) / var + 1 +
+    (x - mean)**2 / var`` (to first order, with room), weighed by the
+    responsibilities; plus what the kernels' product form keeps by design:
+    up to 1e6 (float64) or 1e4 (float32, "wide" components above) of such
+    terms in internal units, times ``(2 D + 5) u``. Before 2026-12-06 the
+    product form had no such limit: a narrow component far from the data's
+    centre scored nats off (tests/test_kernels.py).
+    """
+    Xf = X.astype(np.float64)
+    means = model.means_.astype(np.float64)
+    var = model.covariances_.astype(np.float64)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        diff = Xf[:, np.newaxis, :] - means[np.newaxis]
+        log_dens = np.log(model.weights_.astype(np.float64)) - 0.5 * np.sum(
+            np.log(2 * np.pi * var) + diff**2 / var, axis=2
+        )
+        reference = logsumexp(log_dens, axis=1)
+        resp = np.exp(log_dens - reference[:, np.newaxis])
+        reach = np.abs(Xf)[:, np.newaxis] + np.abs(means) + np.max(np.abs(Xf), axis=0)
+        terms = np.sum(np.abs(diff) * reach / var + 1.0 + diff**2 / var, axis=2)
+    u = np.finfo(X.dtype).eps / 2
+    n_ops = 2 * X.shape[1] + 5
+    design = n_ops * u * (1e6 if X.dtype == np.float64 else 1e4)
+    tolerance = 8 * u * np.sum(np.nan_to_num(resp * terms), axis=1) + design
+    got = model.score_samples(X)
+    finite = np.isfinite(reference)
+    assert np.all(np.abs(got - reference)[finite] <= tolerance[finite]), np.max(
+        (np.abs(got - reference) - tolerance)[finite]
+    )
