@@ -85,6 +85,12 @@ def _kernel_threads(n_jobs):
         yield parallel
 
 
+# Fitted attributes of a whole fit, which a partial_fit step makes stale.
+_FIT_ONLY = (
+    "converged_", "lower_bounds_", "history_", "labels_", "split_levels_", "split_merge_moves_",
+)  # fmt: skip
+
+
 class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
     """Gaussian mixture with diagonal covariances, fitted in natural parameters.
 
@@ -152,8 +158,8 @@ default=None
     random_state : int, RandomState instance or None, default=None
         Controls the random seed of the initialisation.
     warm_start : bool, default=False
-        If True, each ``fit`` starts from the previous solution and
-        ``n_init`` is ignored.
+        If True, each ``fit`` starts from the previous solution (of ``fit``
+        or :meth:`partial_fit`) and ``n_init`` is ignored.
     verbose : int, default=0
         Verbosity: 1 prints the initialisation and convergence, 2 also every
         ``verbose_interval`` iterations with times and log-likelihood change.
@@ -611,7 +617,7 @@ default=None
             Component labels.
         """
         settings = Settings.from_estimator(self)
-        resume = self.warm_start and hasattr(self, "converged_")
+        resume = self.warm_start and hasattr(self, "_state")  # a fit or a stream
         with _kernel_threads(self.n_jobs) as parallel:
             # A warm start continues the fitted model: X is checked against it
             # (features, names), as StandardizedGMM checks a warm refit.
@@ -718,6 +724,10 @@ default=None
             The updated mixture; ``lower_bound_`` is the mean log-likelihood
             of the batch under the parameters before the update (at a
             "temperature" level, the tempered objective of ``history_``).
+            The attributes that describe a whole fit (``converged_``,
+            ``lower_bounds_``, ``history_``, ``labels_``, ``split_levels_``,
+            ``split_merge_moves_``) are removed by a step after :meth:`fit`:
+            they describe a model that is no longer this one.
         """
         first = not hasattr(self, "_state")
         if first:
@@ -754,7 +764,8 @@ default=None
             fitted["critical_value_"] = model.critical_value
         fitted["n_steps_"] = fitted["n_iter_"] = run.online.n_steps
         fitted["lower_bound_"] = loglik / data.total_weight + standardiser.log_jacobian
-        self._commit(fitted, state, run.empty, inputs)
+        attributes, remove = inputs
+        self._commit(fitted, state, run.empty, (attributes, (*remove, *_FIT_ONLY)))
         return self
 
     def __sklearn_tags__(self):

@@ -169,6 +169,33 @@ def test_warm_start_on_data_of_another_width_is_refused(blobs):
     assert model.n_features_in_ == 1
 
 
+def test_warm_start_continues_a_stream_and_a_step_drops_what_describes_a_fit(blobs):
+    # A warm fit after partial_fit started cold (it looked for converged_,
+    # which streams do not set) and took data of another width; and a step
+    # after fit kept the fit's converged_, lower_bounds_ and labels_.
+    X, _ = blobs
+    stream = NaturalDiagonalGMM(3, warm_start=True, random_state=0).partial_fit(X[:100])
+    with pytest.raises(ValueError, match="X has 1 features, but NaturalDiagonalGMM is expecting"):
+        stream.fit(X[:, :1])
+    start = {
+        "weights_init": stream.weights_,
+        "means_init": stream.means_,
+        "precisions_init": stream.precisions_,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stream.set_params(max_iter=2).fit(X)
+        expected = NaturalDiagonalGMM(3, max_iter=2, **start).fit(X)
+    assert_allclose(stream.means_, expected.means_, rtol=1e-12)
+    assert_allclose(stream.lower_bounds_, expected.lower_bounds_, rtol=1e-12)
+    fitted = NaturalDiagonalGMM(2, random_state=0).fit(X)
+    fitted.partial_fit(X[:10] + 50.0)
+    stale = ("converged_", "lower_bounds_", "history_", "labels_", "split_merge_moves_")
+    assert not [name for name in stale if hasattr(fitted, name)]
+    assert fitted.n_iter_ == fitted.n_steps_ == 1
+    assert np.all(np.isfinite(fitted.predict_proba(X)))
+
+
 def test_n_jobs_restores_kernel_threads_and_results(blobs):
     X, _ = blobs
     previous = _threading.current_threads()
