@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from ._data import check_sample_weight, mean_log_prob, validate_rows
 from ._estimator import NaturalDiagonalGMM
@@ -134,13 +134,29 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             The fitted wrapper.
         """
         estimator = self._estimator()
+        name = type(estimator).__name__
+        if sample_weight is not None and not has_fit_parameter(estimator, "sample_weight"):
+            raise TypeError(
+                f"StandardizedGMM passes sample_weight to its estimator, but {name}.fit does "
+                "not take it; NaturalDiagonalGMM does."
+            )
         resume = getattr(estimator, "warm_start", False) and hasattr(self, "estimator_")
         # Everything is computed aside and committed at the end, so that a
         # failed or interrupted fit leaves the previous model as it was.
         validated = self if resume else copy.copy(self)
-        X = validate_rows(
-            validated, X, ensure_min_samples=2, reset=not resume, ensure_all_finite=self._finite()
-        )
+        try:
+            X = validate_rows(
+                validated, X, ensure_min_samples=2, reset=not resume,
+                ensure_all_finite=self._finite(),
+            )  # fmt: skip
+        except ValueError as error:
+            if self._finite() is True and "NaN" in str(error):
+                raise ValueError(
+                    f"Input X contains NaN. StandardizedGMM passes missing values to its "
+                    f"estimator, and {name} does not accept them; NaturalDiagonalGMM does "
+                    "(it marginalises missing entries)."
+                ) from error
+            raise
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X)
         if resume:
@@ -162,6 +178,29 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0.
         commit(self, {**fitted, **attributes}, (*remove, "_scaler"))
         return self
+
+    def set_params(self, **params):
+        """Set the parameters; nested ones of a default ``estimator`` (None) create it.
+
+        ``estimator__n_components=3`` with ``estimator=None`` sets it on a new
+        :class:`NaturalDiagonalGMM`, the estimator that None stands for (so
+        that a grid search can tune the default estimator).
+
+        Parameters
+        ----------
+        **params : dict
+            Parameters of the wrapper and, as ``estimator__<name>``, of its
+            estimator.
+
+        Returns
+        -------
+        self : object
+            The wrapper.
+        """
+        nested = any(key.startswith("estimator__") for key in params)
+        if nested and params.get("estimator", self.estimator) is None:
+            params = {**params, "estimator": NaturalDiagonalGMM()}
+        return super().set_params(**params)
 
     def _finite(self):
         """``ensure_all_finite`` of the input checks: "allow-nan" if the estimator takes NaN."""

@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
 
 from natgmm import NaturalDiagonalGMM, StandardizedGMM
 
@@ -152,6 +153,25 @@ def test_warm_start_continues_in_the_same_coordinates(mixed_units):
         at_once.fit(mixed_units)
     assert_allclose(steps.means_, at_once.means_, rtol=1e-12)
     assert_allclose(steps.covariances_, at_once.covariances_, rtol=1e-12)
+
+
+def test_default_estimator_is_tunable_and_an_inner_limit_is_named(mixed_units):
+    X = mixed_units
+    # estimator=None stands for NaturalDiagonalGMM(): nested parameters set one
+    # (they raised "'NoneType' object has no attribute 'set_params'").
+    search = GridSearchCV(StandardizedGMM(), {"estimator__n_components": [2, 3]}, cv=2).fit(X)
+    assert (
+        search.best_estimator_.estimator.n_components
+        == search.best_params_["estimator__n_components"]
+    )
+    gm = StandardizedGMM(GaussianMixture(2, covariance_type="diag"))
+    with pytest.raises(TypeError, match="GaussianMixture.fit does not take it"):
+        gm.fit(X, sample_weight=np.ones(len(X)))
+    holed = X.copy()
+    holed[0, 0] = np.nan
+    with pytest.raises(ValueError, match="GaussianMixture does not accept them"):
+        gm.fit(holed)
+    assert not hasattr(gm, "estimator_")
 
 
 def test_float32_and_other_diagonal_mixtures(mixed_units):
