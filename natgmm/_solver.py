@@ -658,9 +658,10 @@ def start_stream(data, model, init, settings, random_state):
     if few:
         warnings.warn(
             f"The first partial_fit batch has {n_rows} rows of positive weight for "
-            f"{settings.n_components} components: components start from repeated rows "
-            "and the model stays poor until enough data has arrived. Start the stream "
-            "with a batch of at least n_components rows.",
+            f"{settings.n_components} components: components start from repeated rows, "
+            "and later batches need not separate them (online EM stays near the local "
+            "optimum it starts at). Start the stream with a batch of at least n_components "
+            "rows, better many more.",
             UserWarning,
             stacklevel=3,
         )
