@@ -98,7 +98,7 @@ def main(argv=None):
         v1 = s21 / nk1[:, None] - (s11 / nk1[:, None]) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             var_err = np.nanmax(np.abs(v1 / v0 - 1))
-        wide = len(_kernels._f32_operands(*natural)[3])
+        wide = len(_kernels._f32_operands(*natural[:3])[3])
         print(
             f"  errors ({wide} wide components): log-density max {np.max(np.abs(lp32 - lp64)):.1e}"
             f" median {np.median(np.abs(lp32 - lp64)):.1e}; responsibilities max "

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sklearn.datasets import make_blobs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 bench_annealing = pytest.importorskip("bench_annealing")
@@ -146,3 +147,13 @@ def test_threshold_ways_force_and_restore_the_rule(monkeypatch):
     assert set(times) == set(expected)
     assert _kmeans.use_threads is _threading.use_threads
     assert _kernels.use_threads is _threading.use_threads
+
+
+def test_float32_bench_runs_on_the_kernels_as_they_are(monkeypatch, capsys):
+    # It calls private kernels: a change of their signatures must show here
+    # (one went unnoticed until a benchmark run on 2026-12-06).
+    bench_float32 = pytest.importorskip("bench_float32")
+    X, _ = make_blobs(n_samples=600, n_features=5, centers=3, random_state=0)
+    monkeypatch.setattr(bench_float32, "_cases", lambda quick: [("tiny blobs", X, 3)])
+    bench_float32.main(["--reps", "1"])
+    assert "float32 / float64" in capsys.readouterr().out
