@@ -542,6 +542,18 @@ def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
     assert_array_equal(again[1], centres)
 
 
+def _compiled_and_naive_kmeans(X, n_clusters, seed, n_iter):
+    """The compiled masked k-means of ``X`` (unit map) and the naive one from its seeds."""
+    shift, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    labels, centres, _ = _kmeans.kmeans_masked(
+        X, None, shift, scale, n_clusters, seed, False, tol=0.0
+    )
+    _, seeds, observed = _kmeans.kmeans_plusplus_masked(
+        X, None, shift, scale, n_clusters, seed, False
+    )
+    return (labels, centres), _naive_partial_lloyd(X, seeds, observed, n_iter)
+
+
 @pytest.mark.parametrize(
     "seed, n_clusters, X",
     [
@@ -558,14 +570,9 @@ def test_kmeans_masked_relocates_an_empty_cluster(seed, n_clusters, X):
     # first takes it, the other is left without rows and takes the row
     # farthest from its centre (a unique farthest row in these three).
     X = np.array(X, dtype=np.float64)
-    shift, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-    labels, centres, _ = _kmeans.kmeans_masked(
-        X, None, shift, scale, n_clusters, seed, False, tol=0.0
+    (labels, centres), (expected_labels, expected_centres, relocations, _) = (
+        _compiled_and_naive_kmeans(X, n_clusters, seed, 20)
     )
-    _, seeds, observed = _kmeans.kmeans_plusplus_masked(
-        X, None, shift, scale, n_clusters, seed, False
-    )
-    expected_labels, expected_centres, relocations, _ = _naive_partial_lloyd(X, seeds, observed, 20)
     assert relocations == 1
     assert_array_equal(labels, expected_labels)
     assert_allclose(centres, expected_centres, rtol=1e-10, atol=1e-12)
@@ -589,14 +596,9 @@ def test_kmeans_masked_is_the_naive_lloyd_wherever_no_distances_tie():
         if len(X) < 3:
             continue
         n_clusters = int(rng.integers(2, min(len(X), 5) + 1))
-        shift, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        labels, centres, _ = _kmeans.kmeans_masked(
-            X, None, shift, scale, n_clusters, seed, False, tol=0.0
+        (labels, centres), (expected_labels, expected_centres, _, ties) = (
+            _compiled_and_naive_kmeans(X, n_clusters, seed, 30)
         )
-        _, seeds, observed = _kmeans.kmeans_plusplus_masked(
-            X, None, shift, scale, n_clusters, seed, False
-        )
-        expected_labels, expected_centres, _, ties = _naive_partial_lloyd(X, seeds, observed, 30)
         if ties:
             continue
         compared += 1
