@@ -71,15 +71,15 @@ def check_init_arrays(estimator, n_features):
                 "The parameter 'weights' should be normalized, but got "
                 f"sum(weights) = {weights.sum():.5f}"
             )
-        weights = weights.astype(np.float64)
     if estimator.means_init is not None:
-        means = _check_array(estimator.means_init, shape, "means").astype(np.float64)
+        means = _check_array(estimator.means_init, shape, "means")
     if estimator.precisions_init is not None:
         precisions = _check_array(estimator.precisions_init, shape, "diag precision")
-        precisions = precisions.astype(np.float64)
         if np.any(precisions <= 0.0):
             raise ValueError("'diag precision' should be positive")
-    return InitArrays(weights, means, precisions)
+    return InitArrays(
+        *(None if a is None else a.astype(np.float64) for a in (weights, means, precisions))
+    )
 
 
 def initial_params(data, standardiser, reg, init, settings, random_state, how=None):
