@@ -1256,9 +1256,11 @@ def _em_stats_f32(
     float64 product (``z`` from ``X``; float32 ``X`` only, see
     :func:`_float64_moments`), and above ``_MAX_CANCELLATION`` is
     summed about ``ref`` term by term, as in float64. Any chunk with a row
-    whose float32 log-densities are not finite is redone in float64. The results are
-    within a few float32 ulps of the float64 path's (measured in
-    doc/performance.rst, "float32").
+    whose float32 log-densities are not finite is redone in float64. On the
+    benchmarks' data the results are within a few float32 ulps of the
+    float64 path's (doc/performance.rst, "float32"); a moved moment keeps
+    ``log10(_MAX_CANCELLATION_F32)`` fewer digits (an audit measured a
+    variance 1.3e-5 off, relative, with weights from 1e-10 to 1e10).
     """
     W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
     ref = _f64(ref)
