@@ -35,7 +35,7 @@ from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
 from ._progress import Progress
 from ._schedules import Schedule
-from ._settings import Settings
+from ._settings import Settings, default_schedule
 from ._solver import ModelState, Online, fit_run, start_run, start_stream, stream_run, stream_step
 from ._standardise import (
     Standardiser,
@@ -767,6 +767,30 @@ default=None
         attributes, remove = inputs
         self._commit(fitted, state, run.empty, (attributes, (*remove, *_FIT_ONLY)))
         return self
+
+    def set_params(self, **params):
+        """Set the parameters; nested ones of a default ``schedule`` (None) create it.
+
+        ``schedule__stop=0.1`` with ``schedule=None`` sets it on the schedule
+        that None stands for with the ``annealing`` mode (so that a grid
+        search can tune the default schedule).
+
+        Parameters
+        ----------
+        **params : dict
+            Parameters of the estimator and, as ``schedule__<name>``, of its
+            schedule.
+
+        Returns
+        -------
+        self : object
+            The estimator.
+        """
+        nested = any(key.startswith("schedule__") for key in params)
+        if nested and params.get("schedule", self.schedule) is None:
+            schedule = default_schedule(params.get("annealing", self.annealing))
+            params = {**params, "schedule": schedule}
+        return super().set_params(**params)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -22,6 +22,12 @@ DEFAULT_SCHEDULES = {
     "temperature": dict(stop=1.0, n_levels=24),
 }
 
+
+def default_schedule(annealing):
+    """Return the schedule that ``schedule=None`` stands for with ``annealing`` ("floor": None)."""
+    return GeometricSchedule(**DEFAULT_SCHEDULES[annealing or "floor"])
+
+
 # Split-and-merge moves after a fit that ran the annealing levels, when
 # ``split_merge="auto"`` (benchmarks/study/sweep.py). Rounds also end at a
 # gain below ``tol``, so most fits stop before the cap.
@@ -78,7 +84,7 @@ class Settings(NamedTuple):
             )
         schedule = e.schedule
         if e.annealing is not None and schedule is None:
-            schedule = GeometricSchedule(**DEFAULT_SCHEDULES[e.annealing])
+            schedule = default_schedule(e.annealing)
         gradient = None
         if e.solver == "gradient":
             gradient = GradientMStep(e.gradient_steps, e.learning_rate, e.gradient_clip)

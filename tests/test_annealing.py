@@ -253,6 +253,11 @@ def test_schedules_are_estimator_parameters(slanted_blobs):
     assert set(search.cv_results_["param_schedule__stop"]) == {0.5, 0.01}
     restored = pickle.loads(pickle.dumps(search.best_estimator_))
     assert_array_equal(restored.predict(X), search.best_estimator_.predict(X))
+    # The default schedule (None) is tunable too: nested parameters set them on
+    # the schedule None stands for (they raised AttributeError on None).
+    for annealing, n_levels in (("temperature", 24), ("floor", 12)):
+        default = NaturalDiagonalGMM(annealing=annealing).set_params(schedule__stop=2.0)
+        assert (default.schedule.stop, default.schedule.n_levels) == (2.0, n_levels)
 
 
 def test_verbose_prints_levels(slanted_blobs, capsys):
