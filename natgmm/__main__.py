@@ -9,8 +9,8 @@ this machine, in one run:
    iteration, with the log-likelihood both reach.
 2. Quality: one annealed natgmm fit against scikit-learn's best of five
    k-means starts, on factor-analysis latents of the digits, for five seeds.
-3. Robustness: latents in raw units (standard deviations 40 to 80), where a
-   naive gradient fit in natural parameters turns NaN.
+3. Robustness: latents in raw units (each dimension multiplied by 40 to 80),
+   where a naive gradient fit in natural parameters turns NaN.
 
 It closes with a verdict that says where natgmm wins and where it loses.
 
@@ -76,8 +76,8 @@ sections and columns:
                      and the true digits: 0 = unrelated, 1 = the same
                      partition; no fit sees the labels
        iters         EM iterations of the kept fit (scikit-learn: of the
-                     best of its five; natgmm: every annealing level and
-                     the final EM)
+                     best of its five; natgmm: every annealing level, the
+                     final EM and the split-and-merge trials)
   3. Robustness. The same latents, each multiplied by a factor from
      [40, 80], as raw latents of a neural model often are. A naive fit
      takes Adam steps on (eta1, eta2) = (mean / var, -1 / (2 var)), the
@@ -510,8 +510,8 @@ def quality(report, Z, y, n_components, annealing=ANNEALING, seeds=(0,), n_jobs=
         f"  natgmm - sklearn, mean log-lik per seed: {_signed(gaps)}.\n"
         "  fit s, iters: medians over the seeds; mean log-lik, NMI: means. NMI: agreement of "
         "the clusters\n  with the true digits, 0 (none) to 1 (the same partition); no fit sees "
-        "the labels. iters: EM\n  iterations of the kept fit (natgmm: all levels and the "
-        "final EM)."
+        "the labels. iters: EM\n  iterations of the kept fit (natgmm: all levels, the "
+        "final EM and the split-and-merge trials)."
     )
     return dict(n_components=K, annealing=annealing, seeds=seeds, **results)
 
