@@ -8,9 +8,10 @@ import numpy as np
 class Progress:
     """Prints what ``verbose`` asks for as a fit goes on.
 
-    ``verbose=1`` prints each initialisation's start and end, one line per
-    annealing level, empty components, and every ``verbose_interval``-th
-    iteration; ``verbose=2`` adds times and the change of the mean
+    ``verbose=1`` prints each initialisation's start and end, the annealing
+    levels to come, one line per level, the start of the final EM, the
+    split-and-merge moves, empty components, and every
+    ``verbose_interval``-th iteration; ``verbose=2`` adds times and the change of the mean
     log-likelihood. Iterations are counted over all levels and the final EM,
     as ``n_iter_``.
     """
@@ -57,12 +58,27 @@ class Progress:
             note = ""
             if skipped:
                 note = f"; settled at once, {skipped} level{'s' if skipped > 1 else ''} skipped"
+            # At a temperature level the bound is the tempered objective (history_).
+            bound = "tempered objective" if self.annealing == "temperature" else "lower bound"
             print(
                 f"  Level {index + 1}/{n_levels} ({self.annealing} {h['level'][-1]:.4g}): "
-                f"{total - first} iterations, {total} in total, lower bound "
+                f"{total - first} iterations, {total} in total, {bound} "
                 f"{lower_bound:.5f}, {h['n_active'][-1]} active components, "
                 f"{n_distinct} distinct means{note}"
             )
+
+    def levels_begin(self, levels):
+        """Announce the annealing ``levels``."""
+        if self.verbose >= 1 and levels.size:
+            print(
+                f"  Annealing ({self.annealing}): {levels.size} levels, from {levels[0]:.4g} "
+                f"to {levels[-1]:.4g}"
+            )
+
+    def final_em(self, n_iter):
+        """Announce the final EM, after ``n_iter`` iterations of annealing levels."""
+        if self.verbose >= 1:
+            print(f"  Final EM, the annealing released, from iteration {n_iter + 1}")
 
     def sample_end(self, n_rows, n_samples, n_iter):
         """Report the end of an annealed fit on ``n_rows`` of the ``n_samples`` rows."""
@@ -99,8 +115,8 @@ class Progress:
         """Report a split-and-merge round that found no move to try."""
         if self.verbose >= 1:
             print(
-                "  Split-and-merge: no move to try (no two components share rows, "
-                "or none to split): the rounds end"
+                "  Split-and-merge: no move to try (a move merges two components that "
+                "share rows and splits a third): the rounds end"
             )
 
     def init_end(self, lower_bound, converged, n_iter):

@@ -356,6 +356,7 @@ def _on_sample(run, n_rows):
 def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     """:func:`fit_run` on all of ``run``'s rows."""
     index, stride, tried, refused, measured = 0, 1, None, set(), {}
+    progress.levels_begin(levels)
     while index < levels.size:
         level = levels[index]
         first = len(run.history["lower_bound"])
@@ -390,6 +391,7 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         # The last level's bound belongs to other constraints; the tol test of
         # the final EM starts afresh.
         lower_bound = -np.inf
+        progress.final_em(len(run.history["lower_bound"]))
     params, lower_bound, converged = em_phase(
         settings, run, params, lower_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
         progress,

@@ -272,6 +272,16 @@ def test_verbose_prints_levels(slanted_blobs, capsys):
     lines = capsys.readouterr().out.splitlines()
     levels = [line for line in lines if line.startswith("  Level ")]
     assert [line.split()[1] for line in levels] == ["1/3", "2/3", "3/3"]
+    # The levels are announced, and the final EM after them.
+    assert (
+        lines.index(levels[0])
+        == lines.index(
+            f"  Annealing (temperature): 3 levels, from {model.history_['level'][0]:.4g} to 1"
+        )
+        + 1
+    )
+    final = [line for line in lines if line.startswith("  Final EM")]
+    assert len(final) == 1 and lines.index(final[0]) > lines.index(levels[-1])
     assert all("distinct means" in line and "in total" in line for line in levels)
     # Every line says what it counts: per level, in total, and the last line
     # agrees with n_iter_.
@@ -850,6 +860,6 @@ def test_a_level_line_reports_the_parameters_kept_not_a_refused_move(capsys):
     progress.level_end(2, 24, history, 0, 3, -1.5, 3)
     line = capsys.readouterr().out.strip()
     assert line == (
-        "Level 3/24 (temperature 1.5): 4 iterations, 4 in total, lower bound -1.50000, "
+        "Level 3/24 (temperature 1.5): 4 iterations, 4 in total, tempered objective -1.50000, "
         "4 active components, 3 distinct means"
     )
