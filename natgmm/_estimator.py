@@ -407,8 +407,11 @@ default=None
     split_merge_moves_ : ndarray of shape (n_moves, 6)
         The split-and-merge moves of the best fit, in order: the two
         components merged, the one split, the lower bound before and after
-        the move's EM, and 1.0 if it was kept (0.0 for the last, not kept).
-        No rows without ``split_merge``.
+        the move's EM, and 1.0 if it was kept (0.0 for a move not kept,
+        which ends its rounds; with ``anneal_subsample`` and an integer
+        ``split_merge``, the rounds on the sample come first, their lower
+        bounds of the sample's rows, then those on all rows). No rows
+        without ``split_merge``.
     empty_components_ : ndarray of bool, shape (n_components,)
         Components that received no mass at the last M-step; they kept
         their previous mean and variance and their weight fell to
