@@ -35,7 +35,7 @@ from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
 from ._progress import Progress
 from ._schedules import Schedule
-from ._settings import Settings, default_schedule
+from ._settings import Settings, default_schedule, nested_default
 from ._solver import ModelState, Online, fit_run, start_run, start_stream, stream_run, stream_step
 from ._standardise import (
     Standardiser,
@@ -800,10 +800,10 @@ default=None
         self : object
             The estimator.
         """
-        nested = any(key.startswith("schedule__") for key in params)
-        if nested and params.get("schedule", self.schedule) is None:
-            schedule = default_schedule(params.get("annealing", self.annealing))
-            params = {**params, "schedule": schedule}
+        annealing = params.get("annealing", self.annealing)
+        params = nested_default(
+            params, "schedule", self.schedule, lambda: default_schedule(annealing)
+        )
         return super().set_params(**params)
 
     def __sklearn_tags__(self):

@@ -23,6 +23,19 @@ DEFAULT_SCHEDULES = {
 }
 
 
+def nested_default(params, name, current, make):
+    """``params``, with ``name`` set to ``make()`` if nested ``name__`` ones meet None.
+
+    For ``set_params`` of a parameter whose None stands for a default
+    object: ``name__x=...`` then sets ``x`` on that object, made explicit
+    (``current`` is the parameter's value before the call).
+    """
+    nested = any(key.startswith(f"{name}__") for key in params)
+    if nested and params.get(name, current) is None:
+        return {**params, name: make()}
+    return params
+
+
 def default_schedule(annealing):
     """Return the schedule that ``schedule=None`` stands for with ``annealing`` ("floor": None)."""
     return GeometricSchedule(**DEFAULT_SCHEDULES[annealing or "floor"])

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 from ._data import check_sample_weight, mean_log_prob, validate_rows
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
+from ._settings import nested_default
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
 
 
@@ -197,9 +198,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         self : object
             The wrapper.
         """
-        nested = any(key.startswith("estimator__") for key in params)
-        if nested and params.get("estimator", self.estimator) is None:
-            params = {**params, "estimator": NaturalDiagonalGMM()}
+        params = nested_default(params, "estimator", self.estimator, NaturalDiagonalGMM)
         return super().set_params(**params)
 
     def _finite(self):
