@@ -37,7 +37,7 @@ def nested_default(params, name, current, make):
 
 
 def default_schedule(annealing):
-    """Return the schedule that ``schedule=None`` stands for with ``annealing`` ("floor": None)."""
+    """Return the schedule that ``schedule=None`` stands for (that of "floor" without annealing)."""
     return GeometricSchedule(**DEFAULT_SCHEDULES[annealing or "floor"])
 
 
