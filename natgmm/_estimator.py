@@ -368,12 +368,11 @@ default=None
         Mean log-likelihood of the training data under the parameters of the
         last iteration's E-step of the best fit.
     lower_bounds_ : list of float
-        ``lower_bound_`` at every iteration of the best fit (as
-        ``history_["lower_bound"]``), split-and-merge trials included: after
-        a move that was not kept, the last entries are that trial's, not
-        ``lower_bound_``; ``history_["move"] == 0`` selects the levels and the
-        final EM. Without moves (the default without annealing) the last
-        entry is ``lower_bound_``, as in scikit-learn.
+        ``lower_bound_`` at every iteration on the path of the parameters
+        kept: the annealing levels, the final EM and the EM of each kept
+        split-and-merge move, so that the last is ``lower_bound_``, as in
+        scikit-learn. ``history_`` has every iteration, the moves' trials
+        and a move not kept included.
     labels_ : ndarray or dask.array.Array of shape (n_samples,)
         Component of each training sample, as ``predict``; a lazy Dask
         array after a fit on one.
@@ -660,7 +659,7 @@ default=None
             converged_=converged,
             n_iter_=len(run.history["lower_bound"]),
             lower_bound_=lower_bound,
-            lower_bounds_=list(run.history["lower_bound"]),
+            lower_bounds_=run.kept_lower_bounds(),
             history_={key: np.asarray(value) for key, value in run.history.items()},
             split_merge_moves_=np.array(run.moves, dtype=np.float64).reshape(-1, 6),
             n_steps_=run.online.n_steps if run.online else 0,

@@ -106,12 +106,23 @@ class Run:
         }  # fmt: skip
         self.moves = []  # split-and-merge moves tried: (i, j, k, bound before, after, kept)
         self.move_round = 0  # the split-and-merge round running, 0 before them
+        # Spans of the trace off the path of the parameters kept: the moves'
+        # trials, and a move not kept.
+        self.off_path = []
 
     def on_rows(self, data):
         """Return a run over ``data`` (a sample of these rows) that records into this trace."""
         sampled = copy.copy(self)  # shares history and moves
         sampled.data, sampled.total_weight = data, data.total_weight
         return sampled
+
+    def kept_lower_bounds(self):
+        """Return the lower bounds of the trace on the path of the parameters kept."""
+        bounds = self.history["lower_bound"]
+        keep = np.ones(len(bounds), dtype=bool)
+        for start, stop in self.off_path:
+            keep[start:stop] = False
+        return [bound for bound, kept in zip(bounds, keep, strict=True) if kept]
 
     def take_state(self, sampled):
         """Continue from the solver state that ``sampled`` (from :meth:`on_rows`) ended with."""
@@ -539,6 +550,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     converged, empty = True, run.empty
     for round_ in range(1, n_moves + 1):
         run.move_round = round_
+        first = len(run.history["lower_bound"])
         trial_run = _on_sample(run, _split_merge.TRIAL_ROWS)
         trial_run = trial_run or run.on_rows(run.data.in_memory())
         rows = TrialRows(trial_run.data, run.standardiser, params)
@@ -549,6 +561,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         covariance = rows.covariances(sorted({k for _, _, k in moves}))
         starts = [moved(params, move, covariance[move[2]]) for move in moves]
         best, trial = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
+        trials_end = len(run.history["lower_bound"])
         move = moves[best]
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, -np.inf, reg, settings.max_iter, settings.tol, progress
@@ -558,6 +571,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             _representable(run, trial) or not _representable(run, params)
         )
         run.moves.append((*move, lower_bound, trial_bound, kept))
+        run.off_path.append((first, trials_end if kept else len(run.history["lower_bound"])))
         gain = trial_bound - lower_bound
         end = (
             "not kept" if not kept

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import assert_finite_model, quiet_fit, short_trial_iterations
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
 from natgmm import NaturalDiagonalGMM, _solver, _split_merge
@@ -49,7 +50,9 @@ def test_a_move_leaves_it(three_clusters):
     # + log 3 nats, to sampling error (1200 points).
     assert after == pytest.approx(-(np.log(2 * np.pi * np.e) + np.log(3)), abs=0.02)
     assert after > before + 0.4 and model.lower_bound_ == after
-    assert model.n_iter_ == len(model.lower_bounds_) > plain.n_iter_
+    # lower_bounds_: the plain fit's and the kept move's EM, not its trial.
+    assert model.n_iter_ > len(model.lower_bounds_) > plain.n_iter_
+    assert model.lower_bounds_[-1] == model.lower_bound_
     # The trace: the plain fit's iterations, then those of round 1 (the one
     # pair that shares rows, its move's short trial, and its run to
     # convergence; the other pairs' cosines are below MIN_COSINE).
@@ -86,11 +89,15 @@ def test_never_lower_than_without_moves(annealing, slanted_blobs):
     """The moves only keep what raises the bound: the annealed path is the same before them."""
     X, _ = slanted_blobs
     base = NaturalDiagonalGMM(6, annealing=annealing, random_state=0)
-    without = quiet_fit(base.set_params(split_merge=0), X)
-    model = quiet_fit(base.set_params(split_merge="auto"), X)
+    # Two estimators (set_params returns the same one: both fits were one
+    # model until 2026-12-06, which no assertion below could tell).
+    without = quiet_fit(clone(base).set_params(split_merge=0), X)
+    model = quiet_fit(clone(base).set_params(split_merge="auto"), X)
     assert model.lower_bound_ >= without.lower_bound_
     n_without = without.n_iter_
+    assert len(without.lower_bounds_) == n_without
     assert_array_equal(model.history_["lower_bound"][:n_without], without.lower_bounds_)
+    assert_array_equal(model.lower_bounds_[:n_without], without.lower_bounds_)
     assert len(model.split_merge_moves_) >= 1  # "auto" under annealing
     assert_finite_model(model, X)
 
