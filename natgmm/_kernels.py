@@ -73,9 +73,12 @@ _MAX_CANCELLATION = 1e3
 # The log-densities [z, z**2, 1] @ W lose about log10(sum_d mean**2 / var) digits
 # near a component's mean to cancellation (sum_d in internal units): a narrow
 # component far from the data's centre had log-densities off by several nats.
-# Above this sum (an error of about 1e-9 nats below it) a component's
-# log-densities are recomputed about its mean (:func:`_centre_log_densities`).
-_MAX_CANCELLATION_LP = 1e6
+# Above this sum a component's log-densities are recomputed about its mean
+# (:func:`_centre_log_densities`, five times the product's time when every
+# component is). Below it the product is off by at most about 2.6e-16 times the
+# sum (measured, D = 3 and 50): 3e-8 nats. Tight clusters need not pay: 50
+# blobs of sd 0.01 with centres over (-10, 10) in 50 features have sums near 2e7.
+_MAX_CANCELLATION_LP = 1e8
 
 # A chunk whose share of non-zero responsibilities is above this has its
 # statistics summed by one BLAS product; a sparser one (well separated
