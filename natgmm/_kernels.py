@@ -32,6 +32,7 @@ import functools
 import inspect
 import math
 import operator
+import os
 import threading
 import weakref
 from contextlib import contextmanager
@@ -253,8 +254,25 @@ class _SingleThreadedBlas:
                     lib.set_num_threads(n_threads)
                 self._original = None
 
+    def after_fork_in_child(self):
+        """Forget the holds of the parent's threads, which a forked child does not have.
+
+        Their tokens would keep the child's own holds from limiting BLAS
+        (found by an audit on 2026-12-06: a child forked while another
+        thread fitted ran its kernels beside two BLAS threads). The child
+        starts from the limits the user had, as if no hold were running.
+        """
+        self._lock = threading.RLock()  # another thread may have held it at the fork
+        self._users = set()
+        if self._original is not None:
+            for lib, n_threads in self._original:
+                lib.set_num_threads(n_threads)
+            self._original = None
+
 
 _single_threaded_blas = _SingleThreadedBlas()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_threaded_blas.after_fork_in_child)
 
 
 @_jit()

@@ -187,6 +187,45 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     assert result.stdout.split()[-1] == "True"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_during_a_hold_limits_its_own_blas():
+    """A BLAS hold of another parent thread is not the child's: its kernels still hold BLAS at 1."""
+    code = textwrap.dedent(
+        """
+        import multiprocessing, threading
+        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        def counts():
+            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            return [lib.num_threads for lib in libraries]
+        original = counts()
+        entered, done = threading.Event(), threading.Event()
+        def hold():
+            with _single_threaded_blas():
+                entered.set()
+                done.wait()
+        other = threading.Thread(target=hold)
+        other.start()
+        entered.wait()
+        def work(queue):
+            start = counts()
+            with _single_threaded_blas():
+                inside = counts()
+            queue.put((start, inside, counts()))
+        queue = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=work, args=(queue,))
+        child.start()
+        start, inside, after = queue.get(timeout=600)
+        child.join()
+        done.set()
+        other.join()
+        print(start == original, set(inside) == {1}, after == original, counts() == original)
+        """
+    )
+    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-4:] == ["True"] * 4
+
+
 def test_small_calls_run_serially(monkeypatch):
     """A call with less work than MIN_PARALLEL_WORK runs on the calling thread: the same results."""
     monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 1000)
