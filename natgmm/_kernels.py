@@ -28,6 +28,7 @@ The measured alternatives (one fused Numba loop, BLAS over whole arrays,
 glibc's exp) are in doc/performance.rst, "Kernel design".
 """
 
+import ctypes
 import functools
 import inspect
 import math
@@ -153,6 +154,7 @@ class _Blockwise:
 
     def __init__(self, func):
         self.kernel = _jit()(func)
+        self._pool_kernel = _in_pool_thread(self.kernel)
         names = list(inspect.signature(func).parameters)
         self._count = operator.itemgetter(
             names.index("n_blocks" if "n_blocks" in names else "n_groups")
@@ -164,7 +166,7 @@ class _Blockwise:
 
     def parallel(self, *args):
         """Share the blocks out between the calling thread and natgmm's pool."""
-        return share_out(self.kernel, args, self._count(args))
+        return share_out(self.kernel, args, self._count(args), self._pool_kernel)
 
     def runner(self, parallel):
         """Return :meth:`parallel` if ``parallel``, else :meth:`serial`."""
@@ -199,6 +201,42 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+@functools.cache  # the libraries of _blas_controller's snapshot
+def _thread_blas_setters():
+    """OpenBLAS's ``openblas_set_num_threads_local`` of each OpenBLAS loaded (a limit per thread).
+
+    Once the main thread has set OpenBLAS's process-wide thread count, this
+    OpenBLAS (0.3.30 and 0.3.31 here) ignores the process-wide setting made
+    from any other thread: a hold entered from a user's thread, or natgmm's
+    pool threads, ran BLAS on all cores (an audit of 2026-12-06; results
+    then differed in their last bits from the same calls on the main
+    thread). The per-thread limit does apply. Empty for other BLAS.
+    """
+    setters = []
+    for lib in _blas_controller().select(internal_api="openblas").lib_controllers:
+        setter = getattr(lib.dynlib, "openblas_set_num_threads_local", None)
+        if setter is not None:
+            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
+            setters.append(setter)
+    return tuple(setters)
+
+
+_POOL_THREAD = threading.local()
+
+
+def _in_pool_thread(kernel):
+    """``kernel`` for natgmm's pool threads, whose BLAS it limits to one thread, once per thread."""
+
+    def run(*args):
+        if not getattr(_POOL_THREAD, "limited", False):
+            for setter in _thread_blas_setters():
+                setter(1)  # these threads only ever run kernels
+            _POOL_THREAD.limited = True
+        return kernel(*args)
+
+    return run
+
+
 class _Anchor:
     """An object that lives as long as the frame of a BLAS hold (weak-referenceable)."""
 
@@ -231,6 +269,7 @@ class _SingleThreadedBlas:
         token = object()
         anchor = _Anchor()
         release = weakref.finalize(anchor, self._leave, token)
+        local = []  # (setter, this thread's limit before)
         try:
             with self._lock:
                 self._users.add(token)
@@ -239,8 +278,12 @@ class _SingleThreadedBlas:
                     self._original = [(lib, lib.num_threads) for lib in libraries]
                     for lib in libraries:
                         lib.set_num_threads(1)
+            for setter in _thread_blas_setters():
+                local.append((setter, setter(1)))
             yield
         finally:
+            for setter, n_threads in reversed(local):
+                setter(n_threads)
             uninterrupted(self._leave, token)
             # Released: the frame's release is not needed (a Ctrl-C inside
             # it would be printed and lost, as any exception of a finalizer).

@@ -156,12 +156,14 @@ def _gather(result, part, first, last):
         mine[first:last] = theirs[first:last]
 
 
-def share_out(kernel, args, n_blocks):
+def share_out(kernel, args, n_blocks, pool_kernel=None):
     """Run ``kernel(*args, first, last)`` over blocks ``0:n_blocks`` on several threads.
 
     The blocks are cut into one contiguous range per thread (the calling
     thread's :func:`kernel_threads` count, at most ``n_blocks``); the
-    calling thread runs the first range and natgmm's pool the others.
+    calling thread runs the first range and natgmm's pool the others, with
+    ``pool_kernel`` (the same computation, prepared for a pool thread) if
+    given.
 
     Returns
     -------
@@ -176,8 +178,9 @@ def share_out(kernel, args, n_blocks):
         return kernel(*args, 0, n_blocks)
     bounds = [t * n_blocks // count for t in range(count + 1)]
     pool = _executor()
+    on_pool = pool_kernel or kernel
     futures = [
-        pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
+        pool.submit(on_pool, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
     ]
     try:
         result = kernel(*args, bounds[0], bounds[1])

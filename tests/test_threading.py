@@ -187,6 +187,37 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     assert result.stdout.split()[-1] == "True"
 
 
+def test_a_hold_limits_blas_on_other_threads_too():
+    """After the main thread's holds, a hold on another thread still runs BLAS on one thread.
+
+    This OpenBLAS ignores the process-wide thread count set from any thread
+    but the one that set it first; the hold also sets the per-thread limit.
+    """
+    code = textwrap.dedent(
+        """
+        import threading
+        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        def counts():
+            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            return [lib.num_threads for lib in libraries]
+        original = counts()
+        with _single_threaded_blas():  # the main thread sets and restores the count
+            pass
+        seen = []
+        def work():
+            with _single_threaded_blas():
+                seen.append(counts())
+        other = threading.Thread(target=work)
+        other.start()
+        other.join()
+        print(original == counts(), set(seen[0]) == {1}, max(original) > 1)
+        """
+    )
+    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["True"] * 3
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_during_a_hold_limits_its_own_blas():
     """A BLAS hold of another parent thread is not the child's: its kernels still hold BLAS at 1."""
