@@ -371,8 +371,9 @@ default=None
         ``lower_bound_`` at every iteration on the path of the parameters
         kept: the annealing levels, the final EM and the EM of each kept
         split-and-merge move, so that the last is ``lower_bound_``, as in
-        scikit-learn. ``history_`` has every iteration, the moves' trials
-        and a move not kept included.
+        scikit-learn (but with ``max_iter=0``, whose ``lower_bound_`` is
+        -inf as scikit-learn's, after annealing levels). ``history_`` has
+        every iteration, the moves' trials and a move not kept included.
     labels_ : ndarray or dask.array.Array of shape (n_samples,)
         Component of each training sample, as ``predict``; a lazy Dask
         array after a fit on one.
@@ -699,7 +700,8 @@ default=None
                 settings, run, params, lower_bound, reg, levels, progress
             )
             progress.init_end(lower_bound, converged, len(run.history["lower_bound"]))
-            if best is None or lower_bound > best[1]:
+            # As scikit-learn: with no lower bound yet (max_iter=0), the last start.
+            if best is None or lower_bound > best[1] or best[1] == -np.inf:
                 best = (params, lower_bound, converged, run)
         return best
 

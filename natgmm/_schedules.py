@@ -42,8 +42,11 @@ class Schedule(BaseEstimator):
         """
         self._validate_params()
         levels = np.asarray(self._levels(float(critical_value)), dtype=np.float64)
-        if levels.ndim != 1 or levels.size == 0 or not np.all(levels > 0):
-            raise ValueError(f"An annealing schedule needs positive levels, got {levels}.")
+        if levels.ndim != 1 or levels.size == 0 or not np.all((levels > 0) & np.isfinite(levels)):
+            raise ValueError(
+                "An annealing schedule needs a non-empty 1-D sequence of positive, finite "
+                f"levels, got {levels.tolist()}."
+            )
         return levels
 
 

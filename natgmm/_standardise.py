@@ -209,7 +209,7 @@ def critical_value(data, standardiser):
 
 def check_min_variance(min_variance, n_features):
     """``min_variance`` (a float or one value per feature), checked against the data."""
-    if min_variance.ndim == 1:
+    if min_variance.ndim >= 1:
         if min_variance.shape != (n_features,):
             raise ValueError(
                 f"min_variance should be a float or have shape ({n_features},), "

@@ -237,8 +237,10 @@ def test_schedules_are_estimator_parameters(slanted_blobs):
     X, _ = slanted_blobs
     assert_allclose(LinearSchedule(start=3.0, stop=1.0, n_levels=3).values(9.0), [3.0, 2.0, 1.0])
     assert_allclose(GeometricSchedule(stop=0.5, n_levels=2).values(2.0), [2.4, 0.5])
-    with pytest.raises(ValueError, match="positive levels"):
-        ExplicitSchedule([1.0, -1.0]).values(1.0)
+    for levels in ([1.0, -1.0], [np.inf, 1.0], [[1.0, 2.0]], []):
+        # inf passed until 2026-12-06 (an ill-defined covariance error followed).
+        with pytest.raises(ValueError, match="1-D sequence of positive, finite levels"):
+            ExplicitSchedule(levels).values(1.0)
     with pytest.raises(ValueError, match="Temperatures must be at least 1"):
         NaturalDiagonalGMM(2, annealing="temperature", schedule=ExplicitSchedule([0.5])).fit(X)
 

@@ -166,6 +166,16 @@ def test_fewer_distinct_points_than_components_warn_as_sklearn(missing):
         ours.set_params(init_params="bisect").fit(X)
 
 
+def test_max_iter_zero_keeps_the_last_start_as_sklearn():
+    # With no iteration no start has a lower bound: scikit-learn keeps the
+    # last of its n_init starts (natgmm kept the first until 2026-12-06).
+    X = _data(0, centers=3)
+    ours, theirs = _fit_both(X, n_components=3, n_init=3, max_iter=0, init_params="random",
+                             random_state=0)  # fmt: skip
+    assert_allclose(ours.means_, theirs.means_, rtol=1e-10)
+    assert_allclose(ours.covariances_, theirs.covariances_, rtol=1e-10)
+
+
 def test_n_init_and_warm_start_follow_sklearn():
     X = _data(0, centers=5)
     ours, theirs = _fit_both(X, n_components=5, n_init=3, random_state=1, max_iter=15)

@@ -73,8 +73,9 @@ def test_variance_floors(blobs):
     model = NaturalDiagonalGMM(4, min_variance=floor, random_state=0).fit(X)
     assert np.all(model.covariances_ >= floor * (1 - 1e-12))
     assert np.any(np.isclose(model.covariances_[:, 2], 20.0))
-    with pytest.raises(ValueError, match="min_variance should be a float or have shape"):
-        NaturalDiagonalGMM(min_variance=[1.0, 2.0]).fit(X)
+    for wrong in ([1.0, 2.0], [[3.0, 0.1, 20.0]]):  # a 2-D one raised numpy's broadcast error
+        with pytest.raises(ValueError, match="min_variance should be a float or have shape"):
+            NaturalDiagonalGMM(min_variance=wrong).fit(X)
 
 
 def test_precision_prior_is_the_closed_form_map():
