@@ -594,7 +594,9 @@ default=None
             Not used, present for API consistency by convention.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each sample; an integer weight is
-            equivalent to repeating the sample. None means unit weights.
+            equivalent to repeating the sample in every EM step and in the
+            "bisect" start (random starts, k-means++ seeding included, draw
+            differently from repeated rows). None means unit weights.
 
         Returns
         -------
