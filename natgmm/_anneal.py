@@ -166,11 +166,27 @@ def split_levels(history):
     return np.column_stack([level[grew], n_distinct[grew]]).astype(np.float64)
 
 
-def perturb(params, level, standardiser, random_state):
-    """Means moved by ``PERTURBATION * sqrt(level)`` standard deviations of noise."""
+def enter_level(params, level, level_reg, standardiser, random_state):
+    """Return the parameters a level starts from: its constraints applied, means perturbed.
+
+    The variances are raised to the level's floor or set to its fixed
+    variance (``level_reg``, as its M-steps would), so that the level's
+    first E-step already sees the level's model; then the means move by
+    ``PERTURBATION * sqrt(level)`` standard deviations of noise, a thousandth
+    of a standard deviation of a component at the level's floor. Without the
+    constraint, the first E-step of a level far above the data's variance
+    saw the noise at the previous variances (ten standard deviations at a
+    floor of 1e8) and gave every row to one component; at such a floor all
+    components then have the same density, so the others' weights stayed
+    near zero for good.
+    """
+    variances = params.variances
+    if level_reg.fixed_var is not None:
+        variances = np.broadcast_to(level_reg.fixed_var, variances.shape)
+    variances = np.maximum(variances, level_reg.floor)
     noise = random_state.standard_normal(params.means.shape)
     offset = PERTURBATION * np.sqrt(level * standardiser.feature_var) * noise
-    return params._replace(means=params.means + offset)
+    return params._replace(means=params.means + offset, variances=variances)
 
 
 def _coordinates(params):

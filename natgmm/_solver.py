@@ -22,10 +22,10 @@ from ._anneal import (
     MIN_LEVEL_ITER,
     PERTURBATION,
     annealing_levels,
+    enter_level,
     level_settings,
     mean_move,
     next_level,
-    perturb,
 )
 from ._data import top_correlation
 from ._em import (
@@ -371,8 +371,8 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     while index < levels.size:
         level = levels[index]
         first = len(run.history["lower_bound"])
-        params = perturb(params, level, run.standardiser, run.random_state)
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
+        params = enter_level(params, level, level_reg, run.standardiser, run.random_state)
         params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
             settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
@@ -720,9 +720,9 @@ def stream_step(settings, run, params, reg, levels):
     if index >= levels.size:
         beta = 1.0  # after the last level: the user's own regularisation
     else:
-        if offset == 0:  # a new level: let coincident means split
-            params = perturb(params, levels[index], standardiser, run.random_state)
         reg, beta = level_settings(settings.annealing, levels[index], reg, standardiser)
+        if offset == 0:  # a new level: let coincident means split
+            params = enter_level(params, levels[index], reg, standardiser, run.random_state)
     # In the data's precision even at a level: no final EM follows a stream's
     # levels to settle what float32 would round.
     loglik, stats = e_step(run.data, standardiser, params, beta)

@@ -174,6 +174,29 @@ def test_final_em_releases_the_annealing(annealing):
     assert_allclose(model.covariances_, 0.01, rtol=0.25)
 
 
+@pytest.mark.parametrize("annealing", ["floor", "fixed"])
+@pytest.mark.parametrize("start", [1e2, 1e8])
+def test_a_level_far_above_the_data_keeps_every_component(annealing, start):
+    """A level's first E-step sees the level's variances, not the previous ones.
+
+    The means enter a level with noise of a thousandth of the level's
+    standard deviation; seen at the data's variance instead (10 standard
+    deviations at 1e8), every row went to one component, and at such a level
+    all densities are equal, so the other's weight stayed near zero and its
+    mean far outside the data.
+    """
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.randn(100, 3), rng.randn(100, 3) + 4])
+    schedule = ExplicitSchedule([start, 1.0, 0.5, 0.1])
+    model = quiet_fit(
+        NaturalDiagonalGMM(2, annealing=annealing, schedule=schedule, random_state=0), X
+    )
+    assert_allclose(model.weights_, 0.5, atol=0.01)
+    assert_allclose(np.sort(model.means_.mean(axis=1)), [0, 4], atol=0.3)
+    level_weights = model.history_["n_active"][model.history_["level"] == start]
+    assert np.all(level_weights == 2)
+
+
 def test_annealing_starts_from_the_pooled_solution(slanted_blobs):
     """No k-means under annealing: init_params does not change the fit."""
     X, _ = slanted_blobs
