@@ -733,7 +733,10 @@ default=None
         y : Ignored
             Not used, present for API consistency by convention.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample. None means unit weights.
+            Non-negative weight of each sample. None means unit weights. A
+            batch's statistics are divided by the mean weight of a row of
+            all data seen times its rows, so that a row counts by its
+            weight whatever batch it comes in.
 
         Returns
         -------

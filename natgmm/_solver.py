@@ -53,8 +53,13 @@ class Online:
     """Online EM: running statistics per unit weight and the step count.
 
     Each step replaces the statistics by ``(1 - rho)`` times themselves plus
-    ``rho`` times a batch's statistics per unit weight, with the
-    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``. A step
+    ``rho`` times a batch's statistics divided by the weight a batch of its
+    rows has on average (its rows times the mean weight of a row), with the
+    Robbins-Monro step ``rho = (n_steps + offset) ** -decay``. Dividing by
+    the batch's own weight instead would give every batch the same say
+    whatever its weight: the fixed point would be the mean of the batches'
+    per-weight statistics, not the weighted data's (a single-row batch's
+    weight would not count at all). A step
     returns a new object, so that a fit that fails leaves the state it
     started from as it was.
     """
@@ -63,12 +68,12 @@ class Online:
         self.running = implied_stats(params, 1.0, reg.reg_covar)
         self.n_steps = n_steps
 
-    def step(self, stats, batch_weight, offset, decay):
-        """Return the state with a batch's statistics (of total weight ``batch_weight``) in."""
+    def step(self, stats, expected_weight, offset, decay):
+        """Return the state with a batch's statistics in (``expected_weight``: see above)."""
         new = copy.copy(self)
         new.n_steps = self.n_steps + 1
         rho = (new.n_steps + offset) ** -decay
-        new.running = combine(self.running, stats, 1.0 - rho, rho / batch_weight)
+        new.running = combine(self.running, stats, 1.0 - rho, rho / expected_weight)
         return new
 
     def totals(self, total_weight):
@@ -168,10 +173,10 @@ def _adam_steps(settings, stats, reg, params, adam, total_weight):
 M_STEPS = {"em": _closed_form, "minibatch": _closed_form, "gradient": _adam_steps}
 
 
-def online_update(settings, run, stats, batch_weight, reg, params, total_weight):
-    """One online EM step: blend ``stats`` in, then M-step on the blend."""
+def online_update(settings, run, stats, expected_weight, reg, params, total_weight):
+    """One online EM step: blend ``stats`` in, then M-step on the blend (see :class:`Online`)."""
     run.online = run.online.step(
-        stats, batch_weight, settings.learning_offset, settings.learning_decay
+        stats, expected_weight, settings.learning_offset, settings.learning_decay
     )
     totals = run.online.totals(total_weight)
     params, run.empty = M_STEPS[settings.solver](
@@ -197,6 +202,7 @@ def _minibatch_iteration(settings, run, params, reg, beta, float32=False):
     """
     n_samples = run.data.shape[0]
     order = run.random_state.permutation(n_samples)
+    row_weight = run.total_weight / n_samples  # a row's mean weight
     loglik = 0.0
     for start in range(0, n_samples, settings.batch_size):
         # Sorted rows: memory order.
@@ -206,7 +212,7 @@ def _minibatch_iteration(settings, run, params, reg, beta, float32=False):
         batch_loglik, stats = e_step(batch, run.standardiser, params, beta, float32)
         loglik += batch_loglik
         params = online_update(
-            settings, run, stats, batch.total_weight, reg, params, run.total_weight
+            settings, run, stats, batch.shape[0] * row_weight, reg, params, run.total_weight
         )
     return loglik, run.online.totals(run.total_weight).nk, params
 
@@ -727,5 +733,10 @@ def stream_step(settings, run, params, reg, levels):
     # levels to settle what float32 would round.
     loglik, stats = e_step(run.data, standardiser, params, beta)
     total_weight = standardiser.moments.nk[0]
-    params = online_update(settings, run, stats, run.data.total_weight, reg, params, total_weight)
+    row_weight = standardiser.row_weight
+    # A model pickled without a row count: the batch's own weight, as then.
+    expected_weight = (
+        run.data.total_weight if row_weight is None else run.data.shape[0] * row_weight
+    )
+    params = online_update(settings, run, stats, expected_weight, reg, params, total_weight)
     return params, loglik

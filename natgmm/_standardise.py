@@ -84,6 +84,9 @@ class Standardiser:
 
     # Models pickled by natgmm 0.1.0 used the weights as given.
     weight_scale = 1.0
+    # Rows behind ``moments`` (all rows, of any weight); unknown in models
+    # pickled before 2026-12-06.
+    n_rows = None
 
     def __init__(self, data, extra_var):
         dtype, n_features = data.dtype, data.shape[1]
@@ -120,6 +123,7 @@ class Standardiser:
         self.scale = np.minimum(1.0 / spread, info.max / 4)
         self.log_jacobian = float(np.sum(np.log(self.scale)))
         self.weight_scale = data.weight_scale
+        self.n_rows = data.shape[0]
         total = nk[:1]
         self.moments = Stats(
             total,
@@ -170,7 +174,19 @@ class Standardiser:
             batch = Stats(*data.label_stats(self.shift, self.scale, ref), ref)
         new = copy.copy(self)
         new.moments = combine(self.moments, batch, 1.0, 1.0)
+        if self.n_rows is not None:
+            new.n_rows = self.n_rows + data.shape[0]
         return new
+
+    @property
+    def row_weight(self):
+        """The mean weight of a row of the data seen (times ``weight_scale``), or None.
+
+        None for models pickled without a row count.
+        """
+        if self.n_rows is None:
+            return None
+        return float(self.moments.nk[0]) / self.n_rows
 
     def to_internal(self, means, variances):
         """Means and variances in user units, mapped to internal ones."""

@@ -63,6 +63,47 @@ def test_minibatch_solver_matches_batch_em(stream_blobs, batch_fit):
     assert_array_equal(again.means_, model.means_)
 
 
+@pytest.fixture(scope="module")
+def weighted_clusters():
+    """Two clusters, the first weighted 10 times: weighted EM gives it weight 0.90."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    X = np.c_[np.where(y == 0, -5.0, 5.0) + rng.normal(size=2000), rng.normal(size=2000)]
+    weights = np.where(y == 0, 10.0, 1.0)
+    start = dict(means_init=[[-5, 0], [5, 0]], weights_init=[0.5, 0.5])
+    em = NaturalDiagonalGMM(2, **start).fit(X, sample_weight=weights)
+    assert_allclose(em.weights_, [0.9017, 0.0983], atol=1e-4)
+    return X, weights, start, em.weights_
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 256])
+def test_minibatch_counts_each_row_by_its_weight(weighted_clusters, batch_size):
+    """Online EM divides a batch's statistics by a batch's mean weight, not its own.
+
+    By its own weight, every batch had the same say: with one row a batch the
+    weights did not count at all (0.47 for the cluster weighted ten times,
+    its share of the rows), with four rows 0.82. The tolerance is the spread of
+    the online estimate over seeds on repeated rows (0.89 to 0.90).
+    """
+    X, weights, start, em_weights = weighted_clusters
+    model = NaturalDiagonalGMM(
+        2, solver="minibatch", batch_size=batch_size, max_iter=20, random_state=0, **start
+    )
+    quiet_fit(model, X, sample_weight=weights)
+    assert_allclose(model.weights_, em_weights, atol=0.015)
+
+
+def test_a_stream_counts_each_row_by_its_weight(weighted_clusters):
+    X, weights, start, em_weights = weighted_clusters
+    order = np.random.default_rng(1).permutation(len(X))
+    model = NaturalDiagonalGMM(2, **start).partial_fit(
+        X[order[:100]], sample_weight=weights[order[:100]]
+    )
+    for i in order[100:]:
+        model.partial_fit(X[i : i + 1], sample_weight=weights[i : i + 1])
+    assert_allclose(model.weights_, em_weights, atol=0.03)  # 0.44 when weights did not count
+
+
 def test_one_sample_stream_stays_finite(stream_blobs):
     X, _ = stream_blobs
     model = NaturalDiagonalGMM(
