@@ -146,14 +146,43 @@ def start_run(settings, data, standardiser, random_state, params, reg, previous=
 
     A warm start passes the ``previous`` :class:`ModelState`, whose solver
     state the run resumes where it has one (a copy: the Adam steps work in
-    place).
+    place), in ``standardiser``'s internal units (:func:`_in_units`).
     """
     online = adam = None
+    if previous is not None:
+        previous = _in_units(previous, standardiser, params, reg)
     if settings.solver == "minibatch":
         online = (previous and previous.online) or Online(params, reg)
     elif settings.solver == "gradient":
         adam = _copy_adam(previous and previous.adam) or adam_state(params, reg.reg_covar)
     return Run(data, standardiser, random_state, online, adam)
+
+
+def _in_units(state, standardiser, params, reg):
+    """``state``'s solver state in the internal units of ``standardiser``.
+
+    A warm refit maps its own data to internal units, and ``params`` are
+    the fitted ones in those. Online EM's running statistics move exactly
+    (``z`` becomes ``a z + b`` in each feature); Adam's variables restart at
+    ``params`` with zero moments, as the moments of the old variables have
+    no exact image (the natural parameters of a feature mix under the map).
+    With the same map, the state is returned as it is.
+    """
+    old = state.standardiser
+    if np.array_equal(old.shift, standardiser.shift) and np.array_equal(
+        old.scale, standardiser.scale
+    ):
+        return state
+    a = standardiser.scale / old.scale
+    b = (old.shift - standardiser.shift) * standardiser.scale
+    online = state.online
+    if online is not None:
+        online, running = copy.copy(online), online.running
+        online.running = running._replace(
+            s1=running.s1 * a, s2=running.s2 * a**2, ref=running.ref * a + b
+        )
+    adam = None if state.adam is None else adam_state(params, reg.reg_covar)
+    return state._replace(online=online, adam=adam)
 
 
 def _copy_adam(adam):

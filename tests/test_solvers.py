@@ -104,6 +104,33 @@ def test_a_stream_counts_each_row_by_its_weight(weighted_clusters):
     assert_allclose(model.weights_, em_weights, atol=0.03)  # 0.44 when weights did not count
 
 
+@pytest.mark.parametrize("solver", ["minibatch", "gradient"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_warm_refit_on_other_rows_resumes_the_solver_in_its_own_units(
+    stream_blobs, solver, stream
+):
+    """A refit maps its data to internal units of its own; the solver state follows.
+
+    Steps that cannot move anything (a learning offset of 1e15, a learning
+    rate of 1e-12) leave the model where it was. Before, the running
+    statistics and Adam's variables stayed in the first fit's (or the
+    stream's) units, and such a refit moved means by up to two standard
+    deviations of a feature.
+    """
+    X, y = stream_blobs
+    model = NaturalDiagonalGMM(3, solver=solver, random_state=0, max_iter=20)
+    if stream:
+        for batch in np.array_split(X[y < 3][:3000], 6):  # units of some of the rows
+            model.partial_fit(batch)
+    else:
+        quiet_fit(model, X[y < 3])
+    means, variances = model.means_.copy(), model.covariances_.copy()
+    no_step = dict(learning_offset=1e15, learning_rate=1e-12, gradient_steps=1, max_iter=1)
+    quiet_fit(model.set_params(warm_start=True, **no_step), X)
+    assert_allclose(model.means_, means, rtol=1e-6, atol=1e-6 * np.abs(means).max())
+    assert_allclose(model.covariances_, variances, rtol=1e-6)
+
+
 def test_one_sample_stream_stays_finite(stream_blobs):
     X, _ = stream_blobs
     model = NaturalDiagonalGMM(
