@@ -366,7 +366,10 @@ default=None
         :meth:`partial_fit`), 0 otherwise.
     lower_bound_ : float
         Mean log-likelihood of the training data under the parameters of the
-        last iteration's E-step of the best fit.
+        last iteration's E-step of the best fit. With ``solver="minibatch"``
+        an iteration is a pass of online steps, each batch scored under the
+        parameters of its own step: a running estimate, which ``n_init``
+        compares; ``score(X)`` gives the likelihood of the final parameters.
     lower_bounds_ : list of float
         ``lower_bound_`` at every iteration on the path of the parameters
         kept: the annealing levels, the final EM and the EM of each kept
