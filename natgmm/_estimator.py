@@ -658,7 +658,7 @@ default=None
                     stacklevel=2,
                 )
             standardiser = model.standardiser
-            fitted = model_attributes(standardiser, params, data.dtype)
+            fitted = model_attributes(standardiser, params, data.dtype, settings.solver)
             # Final E-step, so that fit_predict(X) == fit(X).predict(X).
             labels = data.log_prob(standardiser, params, want_resp=False)[1]
         fitted.update(
@@ -781,7 +781,7 @@ default=None
             reg = regularisation(standardiser, min_variance, settings)
             run = stream_run(settings, data, state, reg)
             params, loglik = stream_step(settings, run, state.params, reg, state.levels)
-            fitted = model_attributes(standardiser, params, data.dtype)
+            fitted = model_attributes(standardiser, params, data.dtype, settings.solver)
         state = state._replace(params=params, online=run.online, adam=run.adam)
         if first and model.critical_value is not None:
             fitted["critical_value_"] = model.critical_value

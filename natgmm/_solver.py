@@ -16,6 +16,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from . import _anneal, _split_merge
 from ._anneal import (
@@ -438,14 +439,37 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         # the final EM starts afresh.
         lower_bound = -np.inf
         progress.final_em(len(run.history["lower_bound"]))
+    final = len(run.history["lower_bound"])
     params, lower_bound, converged = em_phase(
         settings, run, params, lower_bound, reg, settings.max_iter, 1.0, np.nan, settings.tol,
         progress,
     )  # fmt: skip
+    if settings.solver == "gradient":
+        _warn_if_fell(run.history["lower_bound"][final:], settings)
     n_moves = settings.n_moves(annealed=bool(levels.size))
     if not converged or not n_moves:  # a move is judged against a maximum
         return params, lower_bound, converged
     return split_merge(settings, run, params, lower_bound, reg, n_moves, progress)
+
+
+def _warn_if_fell(lower_bounds, settings):
+    """Warn when a gradient fit's final EM ended well below its best bound.
+
+    A generalised EM step never lowers the likelihood; Adam steps too large
+    for the data do (measured: from ``learning_rate=2`` the bound fell by
+    0.1 to 670 nats per sample, at 1 by 0.001).
+    """
+    if len(lower_bounds) < 2:
+        return
+    best, last = max(lower_bounds), lower_bounds[-1]
+    if best - last > 10 * settings.tol:
+        warnings.warn(
+            f"The gradient M-steps lowered the mean log-likelihood from {best:.6g} to "
+            f"{last:.6g}: Adam's steps are too large for this data. Lower learning_rate "
+            f"(now {settings.gradient.learning_rate:g}) or gradient_clip.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 def _spare_move_due(settings, settled, n_iter, n_distinct):

@@ -402,12 +402,27 @@ class FeatureScaling(NamedTuple):
         return Z
 
 
-def model_attributes(standardiser, params, dtype):
-    """:func:`fitted_attributes` of ``params`` (internal units) mapped to the user's units."""
+_DIVERGED_ADAM = (
+    " With solver='gradient' this is also what Adam steps too large for the data do "
+    "(they drive the log-precisions to their bounds): lower learning_rate."
+)
+
+
+def model_attributes(standardiser, params, dtype, solver="em"):
+    """:func:`fitted_attributes` of ``params`` (internal units) mapped to the user's units.
+
+    The error for values out of range names the learning rate when
+    ``solver`` is "gradient".
+    """
     # A variance beyond float64 in user units is refused by fitted_attributes.
     with np.errstate(over="ignore", divide="ignore", under="ignore"):
         user = standardiser.to_user(params.means, params.variances)
-    return fitted_attributes(params.weights, *user, dtype)
+    try:
+        return fitted_attributes(params.weights, *user, dtype)
+    except ValueError as error:
+        if solver != "gradient":
+            raise
+        raise ValueError(str(error) + _DIVERGED_ADAM) from None
 
 
 def fitted_attributes(weights, means, covariances, dtype):

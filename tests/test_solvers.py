@@ -8,6 +8,7 @@ import pytest
 from conftest import quiet_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
 from natgmm import GeometricSchedule, NaturalDiagonalGMM
 from natgmm._em import Params, Regularisation, Stats, combine, m_step
@@ -176,6 +177,25 @@ def _raw_scale_problem():
     """Latent-like data with per-feature std 40-80: eta2 starts near -2.4e-4."""
     X, _ = make_blobs(3000, n_features=4, centers=3, random_state=1)
     return X * np.array([40.0, 55.0, 70.0, 80.0])
+
+
+def test_adam_steps_too_large_are_named(stream_blobs):
+    """Steps that lower the likelihood warn; steps that leave float64 say so.
+
+    From the k-means start a generalised EM step can only gain; at
+    ``learning_rate=10`` the bound fell by several nats per sample (and a
+    variance collapsed to ``reg_covar``) with ``converged_`` True and no
+    word; at 1000 the error spoke of the features' units only.
+    """
+    X, _ = stream_blobs
+    X = X[:3000]
+    with pytest.warns(ConvergenceWarning, match="lowered the mean log-likelihood.*learning_rate"):
+        NaturalDiagonalGMM(4, solver="gradient", learning_rate=10.0, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="cannot be represented.*lower learning_rate"):
+        quiet_fit(NaturalDiagonalGMM(4, solver="gradient", learning_rate=1e3, random_state=0), X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        NaturalDiagonalGMM(4, solver="gradient", random_state=0).fit(X)
 
 
 @pytest.mark.parametrize("learning_rate", [1e-4, 0.1, 1.0])
