@@ -36,7 +36,16 @@ from ._interrupt import commit, input_attributes
 from ._progress import Progress
 from ._schedules import Schedule
 from ._settings import Settings, default_schedule, nested_default
-from ._solver import ModelState, Online, fit_run, start_run, start_stream, stream_run, stream_step
+from ._solver import (
+    ModelState,
+    Online,
+    fit_run,
+    start_run,
+    start_stream,
+    stream_position,
+    stream_run,
+    stream_step,
+)
 from ._standardise import (
     Standardiser,
     check_min_variance,
@@ -164,9 +173,12 @@ default=None
         Verbosity, as scikit-learn's: 1 prints each initialisation, every
         ``verbose_interval``-th iteration and the convergence (and the
         annealing levels and split-and-merge moves), 2 also the times and the
-        log-likelihood changes.
+        log-likelihood changes. ``partial_fit`` prints its first step and
+        every ``verbose_interval``-th (the batch's log-likelihood and the
+        step size). With ``solver="minibatch"`` an iteration is a pass of
+        online steps over the data.
     verbose_interval : int, default=10
-        Number of iterations between two messages.
+        Number of iterations (``partial_fit`` steps) between two messages.
     min_variance : float or array-like of shape (n_features,), default=0.0
         Absolute floor on every variance, in the units of ``X``
         (research name ``lat_min_var`` when ``X`` is standardised).
@@ -787,6 +799,11 @@ default=None
             fitted["critical_value_"] = model.critical_value
         fitted["n_steps_"] = fitted["n_iter_"] = run.online.n_steps
         fitted["lower_bound_"] = loglik / data.total_weight + standardiser.log_jacobian
+        index, _ = stream_position(settings, run.online.n_steps - 1)
+        level = state.levels[index] if index < state.levels.size else np.nan
+        Progress(settings).stream_step(
+            run.online.n_steps, data.shape[0], fitted["lower_bound_"], run.online.rho, level
+        )
         attributes, remove = inputs
         self._commit(fitted, state, run.empty, (attributes, (*remove, *_FIT_ONLY)))
         return self

@@ -20,6 +20,8 @@ class Progress:
         self.verbose = settings.verbose
         self.interval = settings.verbose_interval
         self.annealing = settings.annealing
+        # With online EM an iteration is a pass of steps over the data.
+        self.unit = "; a pass of online steps" if settings.solver == "minibatch" else ""
         self._init_time = self._iter_time = time()
 
     def init_begin(self, trial):
@@ -34,11 +36,12 @@ class Progress:
             print(f"  Iteration {n_iter}: components {np.flatnonzero(empty).tolist()} empty")
         if n_iter % self.interval == 0:
             if self.verbose == 1:
-                print(f"  Iteration {n_iter} (total)")
+                print(f"  Iteration {n_iter} (total{self.unit})")
             elif self.verbose >= 2:
                 now = time()
                 print(
-                    f"  Iteration {n_iter} (total)\t time lapse {now - self._iter_time:.5f}s\t "
+                    f"  Iteration {n_iter} (total{self.unit})\t time lapse "
+                    f"{now - self._iter_time:.5f}s\t "
                     f"ll change {change:.5f}"
                 )
                 self._iter_time = now
@@ -118,6 +121,21 @@ class Progress:
                 "  Split-and-merge: no move to try (a move merges two components that "
                 "share rows and splits a third): the rounds end"
             )
+
+    def stream_step(self, n_steps, n_rows, lower_bound, step, level):
+        """Report ``partial_fit``'s online step ``n_steps`` (every ``verbose_interval``-th).
+
+        ``lower_bound`` is the batch's mean log-likelihood before the step,
+        ``step`` the weight the batch's statistics were blended in with,
+        ``level`` the annealing level of the step (NaN after the levels).
+        """
+        if self.verbose < 1 or (n_steps % self.interval and n_steps != 1):
+            return
+        at = "" if np.isnan(level) else f" at {self.annealing} level {level:.4g}"
+        print(
+            f"partial_fit step {n_steps}{at}: a batch of {n_rows} rows, its mean "
+            f"log-likelihood before the step {lower_bound:.5f}, blended in with step {step:.4g}"
+        )
 
     def init_end(self, lower_bound, converged, n_iter):
         """Report the end of an initialisation after ``n_iter`` iterations in total."""

@@ -65,6 +65,10 @@ class Online:
     started from as it was.
     """
 
+    # The last step's rho (before any step, and in states pickled before
+    # 2026-12-06: NaN).
+    rho = np.nan
+
     def __init__(self, params, reg, n_steps=0):
         self.running = implied_stats(params, 1.0, reg.reg_covar)
         self.n_steps = n_steps
@@ -73,7 +77,7 @@ class Online:
         """Return the state with a batch's statistics in (``expected_weight``: see above)."""
         new = copy.copy(self)
         new.n_steps = self.n_steps + 1
-        rho = (new.n_steps + offset) ** -decay
+        new.rho = rho = (new.n_steps + offset) ** -decay
         new.running = combine(self.running, stats, 1.0 - rho, rho / expected_weight)
         return new
 
@@ -767,6 +771,11 @@ def stream_run(settings, data, state, reg):
     return Run(data, state.standardiser, state.random_state, online, adam)
 
 
+def stream_position(settings, n_steps):
+    """Return the level index of a stream's step after ``n_steps`` steps, and its place in it."""
+    return divmod(n_steps, settings.anneal_max_iter)
+
+
 def stream_step(settings, run, params, reg, levels):
     """One ``partial_fit`` step on ``run.data`` at the stream's annealing level.
 
@@ -775,7 +784,7 @@ def stream_step(settings, run, params, reg, levels):
     log-likelihood under the parameters before the step.
     """
     standardiser = run.standardiser
-    index, offset = divmod(run.online.n_steps, settings.anneal_max_iter)
+    index, offset = stream_position(settings, run.online.n_steps)
     if index >= levels.size:
         beta = 1.0  # after the last level: the user's own regularisation
     else:

@@ -373,6 +373,23 @@ def test_verbose_output(blobs, capsys):
     assert "Initialization 0" in out and "Iteration 1" in out and "converged" in out
 
 
+def test_verbose_streams_and_passes(blobs, capsys):
+    """A stream reports its steps (the first, then every verbose_interval-th); a pass says so."""
+    X, _ = blobs
+    model = NaturalDiagonalGMM(4, verbose=1, verbose_interval=2, random_state=0)
+    for batch in np.array_split(X, 4):
+        model.partial_fit(batch)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "partial_fit step 1", "partial_fit step 2", "partial_fit step 4"
+    ]  # fmt: skip
+    assert "mean log-likelihood before the step" in lines[0] and "blended in with step" in lines[0]
+    quiet_fit(
+        NaturalDiagonalGMM(4, solver="minibatch", verbose=1, verbose_interval=1, max_iter=1), X
+    )
+    assert "Iteration 1 (total; a pass of online steps)" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------- bad input
 
 
