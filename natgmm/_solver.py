@@ -60,9 +60,8 @@ class Online:
     the batch's own weight instead would give every batch the same say
     whatever its weight: the fixed point would be the mean of the batches'
     per-weight statistics, not the weighted data's (a single-row batch's
-    weight would not count at all). A step
-    returns a new object, so that a fit that fails leaves the state it
-    started from as it was.
+    weight would not count at all). A step returns a new object, so that a
+    fit that fails leaves the state it started from as it was.
     """
 
     # The last step's rho (before any step, and in states pickled before
