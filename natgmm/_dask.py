@@ -56,10 +56,30 @@ def check_dask_array(X, ensure_min_samples=1):
     dtypes than float32 and float64 are cast to float64 (lazily), and
     columns are merged into one chunk so that every block holds whole rows.
     """
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"natgmm takes Dask input as a dask.array.Array, got a {type(X).__name__}; "
+            "convert it first (a Dask DataFrame with df.to_dask_array(lengths=True))."
+        )
     if X.ndim != 2:
         raise ValueError(f"Expected a 2D array, got a {X.ndim}D Dask array instead.")
     if any(np.isnan(size) for size in X.shape):
-        raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() before fitting.")
+        raise ValueError(
+            "X has unknown chunk sizes (after boolean indexing, for example); call "
+            "X.compute_chunk_sizes() first."
+        )
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    meta = getattr(X, "_meta", None)
+    if type(meta).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required. Use "
+            "X.map_blocks(lambda b: b.toarray()) to convert its blocks to dense arrays."
+        )
+    if meta is not None and type(meta) is not np.ndarray:
+        # Blocks of another array type (masked arrays, ...) are read as
+        # numpy reads them, as check_array does for in-memory input.
+        X = X.map_blocks(np.asarray, meta=np.empty((0, 0), dtype=X.dtype))
     n_samples, n_features = X.shape
     if n_samples < ensure_min_samples or n_features < 1:
         raise ValueError(
@@ -105,7 +125,7 @@ def _checked_scale(sw, scale=None):
             "Input sample_weight contains infinity or a value too large for dtype('float64')."
         )
     if smallest < 0:
-        raise ValueError("Negative values in data passed to `sample_weight`")
+        raise ValueError("Negative values in data passed to `sample_weight`.")
     if not largest > 0:
         raise ValueError(ALL_ZERO_WEIGHTS)
     if scale is not None:
@@ -244,10 +264,13 @@ class DaskData:
             self.total_weight, self.weight_scale = float(X.shape[0]), 1.0
             self._w_blocks = [None] * len(self._x_blocks)
         else:
-            sw = _as_weights(sample_weight, X.chunks[0])
+            # Persisted once: in memory (numpy weights) they would be part
+            # of the graph of every pass, and lazy ones computed by each.
+            sw = _as_weights(sample_weight, X.chunks[0]).persist()
             self.weight_scale = _checked_scale(sw, weight_scale)
-            # Exact: a power of two.
-            self.sw = sw if self.weight_scale == 1.0 else sw * self.weight_scale
+            if self.weight_scale != 1.0:  # exact: a power of two
+                sw = (sw * self.weight_scale).persist()
+            self.sw = sw
             self.total_weight = float(self.sw.sum().compute())
             self._w_blocks = list(self.sw.to_delayed().ravel()[keep])
         self._sample = None
@@ -393,7 +416,7 @@ def weighted_mean(log_prob, sample_weight):
     """(Weighted) mean of a Dask array of log-densities, computed to a float."""
     if sample_weight is None:
         return float(log_prob.mean().compute())
-    sw = _as_weights(sample_weight, log_prob.chunks[0])
+    sw = _as_weights(sample_weight, log_prob.chunks[0]).persist()  # checked, then summed
     scale = _checked_scale(sw)
     if scale != 1.0:
         sw = sw * scale  # exact, and no overflow in the sums

@@ -15,6 +15,7 @@ initialisations' scatter, the critical value) put them at the feature means.
 import math
 
 import numpy as np
+from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from . import _kernels
@@ -290,6 +291,8 @@ def check_sample_weight(sample_weight, X):
     sample_weight = _check_sample_weight(
         numpy_input(sample_weight), X, dtype=np.float64, ensure_non_negative=True
     )
+    # scikit-learn checks arrays for NaN and infinity, not a single number.
+    assert_all_finite(sample_weight, input_name="sample_weight")
     if not np.any(sample_weight):
         raise ValueError(ALL_ZERO_WEIGHTS)
     return sample_weight

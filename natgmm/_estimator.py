@@ -444,14 +444,17 @@ default=None
     Notes
     -----
     ``fit``, ``fit_predict``, ``partial_fit``, ``predict``, ``predict_proba``,
-    ``score_samples`` and ``score`` also accept a ``dask.array.Array``
-    (``pip install natgmm[dask]``). Each pass over the data then runs the
+    ``score_samples``, ``score``, ``bic`` and ``aic`` also accept a
+    ``dask.array.Array`` (``pip install natgmm[dask]``), and ``sample_weight``
+    may be one too. Each pass over the data then runs the
     kernels on the blocks where they live and only per-component statistics
     reach the client, which runs the same M-step; from the same start the fit
-    equals the in-memory one to about 1e-15 relative. Predictions are lazy
-    Dask arrays. The initialisation runs on the client on at most 100 000
-    rows (all of them, or a uniform sample). ``solver="minibatch"`` needs the
-    data in memory. See the user guide's page on Dask.
+    equals the in-memory one to about 1e-14 relative. Predictions are lazy
+    Dask arrays, and so is ``labels_``, which holds the graph of ``X``
+    (compute or delete it before pickling the model). The initialisation
+    runs on the client on at most 100 000 rows (all of them, or a uniform
+    sample). ``solver="minibatch"`` needs the data in memory. See the user
+    guide's page on Dask.
 
     NaN entries of ``X`` are missing values, everywhere ``X`` is accepted
     (``inf`` still raises): a row's density is that of its observed features,
@@ -607,8 +610,9 @@ default=None
             Training data, one row per sample.
         y : Ignored
             Not used, present for API consistency by convention.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample; an integer weight is
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Non-negative weight of each sample (a Dask array with Dask
+            ``X``; a number weighs every row alike); an integer weight is
             equivalent to repeating the sample in every EM step and in the
             "bisect" start (random starts, k-means++ seeding included, draw
             differently from repeated rows). None means unit weights.
@@ -634,8 +638,9 @@ default=None
             Training data, one row per sample.
         y : Ignored
             Not used, present for API consistency by convention.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample. None means unit weights.
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Non-negative weight of each sample (a Dask array with Dask
+            ``X``; a number weighs every row alike). None means unit weights.
 
         Returns
         -------
@@ -747,8 +752,9 @@ default=None
             One batch, one row per sample; a single row is allowed.
         y : Ignored
             Not used, present for API consistency by convention.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample. None means unit weights. A
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Non-negative weight of each sample (a Dask array with Dask
+            ``X``; a number weighs every row alike). None means unit weights. A
             batch's statistics are divided by the mean weight of a row of
             all data seen times its rows, so that a row counts by its
             weight whatever batch it comes in.
@@ -927,8 +933,9 @@ default=None
             Samples, one per row.
         y : Ignored
             Not used, present for API consistency by convention.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the samples in the mean. None means unit weights.
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Weights of the samples in the mean (a Dask array with Dask
+            ``X``). None means unit weights.
 
         Returns
         -------

@@ -134,6 +134,13 @@ def test_sample_weight_equals_repetition(blobs):
         NaturalDiagonalGMM(2).fit(X, sample_weight=np.zeros(len(X)))
     with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
         NaturalDiagonalGMM(2).fit(X, sample_weight=-np.ones(len(X)))
+    # One number for every row: refused when not finite, as an array is (it
+    # fitted on with NaN probabilities, and score returned NaN).
+    for number, match in ((np.nan, "contains NaN"), (np.inf, "contains infinity")):
+        with pytest.raises(ValueError, match=f"Input sample_weight {match}"):
+            NaturalDiagonalGMM(2).fit(X, sample_weight=number)
+        with pytest.raises(ValueError, match=f"Input sample_weight {match}"):
+            weighted.score(X, sample_weight=number)
 
 
 @pytest.mark.parametrize("call", ["fit", "partial_fit", "score", "wrapper"])
