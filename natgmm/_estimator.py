@@ -45,6 +45,7 @@ from ._solver import (
     stream_position,
     stream_run,
     stream_step,
+    warn_if_identical,
 )
 from ._standardise import (
     Standardiser,
@@ -299,6 +300,9 @@ default=None
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.
+        Two components on one Gaussian (a saddle annealing can leave) are
+        also tried split anew, merged and split along their leading
+        direction; without moves, a fit that ends so warns.
         It takes a fit out of local maxima that annealing alone leaves (the
         user guide's annealing page). "auto" is 6 after the annealing
         levels and 0 otherwise (plain EM, as scikit-learn, and a
@@ -421,7 +425,8 @@ default=None
         over several levels, nested structure.
     split_merge_moves_ : ndarray of shape (n_moves, 6)
         The split-and-merge moves of the best fit, in order: the two
-        components merged, the one split, the lower bound before and after
+        components merged, the one split (the first of the two for a pair
+        split anew), the lower bound before and after
         the move's EM, and 1.0 if it was kept (0.0 for a move not kept,
         which ends its rounds; with ``anneal_subsample`` and an integer
         ``split_merge``, the rounds on the sample come first, their lower
@@ -666,6 +671,8 @@ default=None
             params, lower_bound, converged, run = self._best_fit(
                 settings, data, model, init, levels, random_state, resume, how
             )
+            if converged and not settings.n_moves(annealed=bool(levels.size)):
+                warn_if_identical(params)
             if not converged and settings.max_iter > 0:
                 warnings.warn(
                     "Best performing initialization did not converge. "

@@ -100,10 +100,8 @@ class Progress:
         if self.verbose >= 1:
             i, j, k = move
             verdict = "kept" if end is None else f"{end}: the rounds end"
-            print(
-                f"  Split-and-merge: merged {i} and {j}, split {k}: lower bound {before:.5f} -> "
-                f"{after:.5f}, {verdict}"
-            )
+            what = f"split {i} and {j} anew" if k == i else f"merged {i} and {j}, split {k}"
+            print(f"  Split-and-merge: {what}: lower bound {before:.5f} -> {after:.5f}, {verdict}")
 
     def reallocation(self, move, before, after, kept):
         """Report a spare component moved at an annealing level: ``move`` ``(i, j, k)``."""
@@ -119,7 +117,8 @@ class Progress:
         if self.verbose >= 1:
             print(
                 "  Split-and-merge: no move to try (a move merges two components that "
-                "share rows and splits a third): the rounds end"
+                "share rows and splits a third, or splits anew a pair on one mean): the "
+                "rounds end"
             )
 
     def stream_step(self, n_steps, n_rows, lower_bound, step, level):

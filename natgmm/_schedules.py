@@ -38,7 +38,7 @@ class Schedule(BaseEstimator):
         Returns
         -------
         levels : ndarray of shape (n_levels,)
-            Positive levels.
+            Positive levels, not increasing.
         """
         self._validate_params()
         levels = np.asarray(self._levels(float(critical_value)), dtype=np.float64)
@@ -46,6 +46,17 @@ class Schedule(BaseEstimator):
             raise ValueError(
                 "An annealing schedule needs a non-empty 1-D sequence of positive, finite "
                 f"levels, got {levels.tolist()}."
+            )
+        if np.any(np.diff(levels) > 0):
+            raise ValueError(
+                "Annealing levels must not increase (a schedule goes from a high variance "
+                f"or temperature to a low one), got {np.round(levels, 6).tolist()}"
+                + (
+                    f" (start='auto' is {self.auto_factor:g} times the critical value "
+                    f"{critical_value:.6g})."
+                    if getattr(self, "start", None) == "auto"
+                    else "."
+                )
             )
         return levels
 
@@ -125,8 +136,8 @@ class ExplicitSchedule(Schedule):
     Parameters
     ----------
     levels : array-like of shape (n_levels,)
-        Positive levels, used in the order given; the critical value is
-        ignored.
+        Positive levels, not increasing, used in the order given; the
+        critical value is ignored.
 
     Examples
     --------

@@ -475,6 +475,53 @@ def _warn_if_fell(lower_bounds, settings):
         )
 
 
+# Two components closer than this (the Bhattacharyya distance of their
+# Gaussians, summed over features) are one Gaussian twice: a mean 0.05
+# standard deviations away in one feature is 3e-4, a variance 10 % larger
+# 1e-3.
+IDENTICAL_DISTANCE = 1e-3
+
+
+def identical_pairs(params):
+    """Pairs of components that are the same Gaussian, and their distance.
+
+    The Bhattacharyya distance of two diagonal Gaussians, summed over
+    features: ``(m1 - m2)**2 / (8 v) + log(v / sqrt(v1 v2)) / 2`` with ``v``
+    the mean of the two variances (any units: it does not depend on them).
+    """
+    means, variances = params.means, params.variances
+    pairs = []
+    for i in range(means.shape[0]):
+        for j in range(i + 1, means.shape[0]):
+            v = 0.5 * (variances[i] + variances[j])
+            distance = np.sum(
+                (means[i] - means[j]) ** 2 / (8.0 * v)
+                + 0.5 * np.log(v / np.sqrt(variances[i] * variances[j]))
+            )
+            if distance < IDENTICAL_DISTANCE:
+                pairs.append((i, j, float(distance)))
+    return pairs
+
+
+def warn_if_identical(params):
+    """Warn when the fit ended with two components on one Gaussian (no move splits them)."""
+    pairs = identical_pairs(params)
+    if not pairs:
+        return
+    i, j, distance = pairs[0]
+    more = f" ({len(pairs)} such pairs)" if len(pairs) > 1 else ""
+    warnings.warn(
+        f"Components {i} and {j} ended as the same Gaussian (Bhattacharyya distance "
+        f"{distance:.2g}){more}: the model has fewer distinct components than "
+        "n_components, and unless the data there is one Gaussian, the fit sits on a "
+        "saddle point of the likelihood, which EM does not leave. Annealing levels that "
+        "end before the means split leave them so (solver='minibatch' splits them "
+        "slowly); with solver='em', split_merge='auto' tries such pairs split anew.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
 def _spare_move_due(settings, settled, n_iter, n_distinct):
     """Whether a level that ended so tries to move a spare component (:func:`_reallocated`)."""
     least = _anneal.REALLOCATION_MIN_DISTINCT * settings.n_components

@@ -44,6 +44,13 @@ FINALIST_ITER = 4
 # is below it (1e-7 and less on the separated synthetic set, against 0.4 to
 # 0.99 for a pair sharing a cluster), so no round is spent on it.
 MIN_COSINE = 1e-3
+# Pairs whose responsibilities have a cosine above this share their rows
+# (two components on one mean, as annealing can leave them: the likelihood
+# is flat there, a saddle whenever the pair's points are not one Gaussian,
+# and EM does not leave it). Such a pair is also tried split anew, ``(i, j,
+# i)``: merged, then split along its leading direction; with two components
+# that is the only move there is.
+RESPLIT_COSINE = 0.999
 # The finalists' iterations compute in float32 (as the annealing levels do):
 # they only rank the moves, and the best runs on in the data's precision.
 FLOAT32_TRIALS = True
@@ -93,14 +100,16 @@ def candidate_moves(
         worst first: those whose points have the lowest mean log-density
         under the mixture (Ueda et al.'s local Kullback-Leibler divergence,
         with the responsibility-weighted points as the local density, is
-        that up to a constant).
+        that up to a constant). A pair that shares its rows (cosine above
+        :data:`RESPLIT_COSINE`) is first tried split anew, ``(i, j, i)``.
         Only a component with responsibilities (positive ``weight``) is
         split: an empty one has no covariance to split along, but it is
-        merged (last), whatever ``min_cosine``. Empty with fewer than three
-        components, or with no such component outside every pair.
+        merged (last), whatever ``min_cosine``. Empty with one component,
+        or with no component to split outside every pair and no pair
+        sharing its rows.
     """
     n_components = weight.shape[0]
-    if n_components < 3:
+    if n_components < 2:
         return []
     norm = np.sqrt(np.diag(overlap))
     norms = np.outer(norm, norm)
@@ -119,11 +128,18 @@ def candidate_moves(
         if apart[pair]:
             continue
         i, j = int(first[pair]), int(second[pair])
+        if pair_cosine[pair] > RESPLIT_COSINE and weight[i] > 0:
+            moves.append((i, j, i))
         others = [k for k in splits if k != i and k != j][:n_splits]
         moves.extend((i, j, k) for k in others)
         if len(moves) >= n_candidates:
             break
     return moves[:n_candidates]
+
+
+def _components(move):
+    """Return the components a move changes, each once: three, or two for a pair split anew."""
+    return list(dict.fromkeys(move))
 
 
 def moved(params, move, covariance):
@@ -205,12 +221,12 @@ class TrialRows:
         return {k: s / np.sum(self.w * self.resp[:, k]) for k, s in scatter.items()}
 
     def of_move(self, move, min_resp=PARTIAL_MIN_RESP, max_rows=PARTIAL_ROWS):
-        """Return the rows ``move``'s three components share (:class:`MoveRows`), or None.
+        """Return the rows ``move``'s components share (:class:`MoveRows`), or None.
 
         A row is kept when its responsibilities summed over the three are
         above ``min_resp``: the others hardly change under the move.
         """
-        share = self.resp[:, list(move)].sum(axis=1)
+        share = self.resp[:, _components(move)].sum(axis=1)
         kept = np.flatnonzero(share > min_resp)
         if not kept.size:
             return None
@@ -308,7 +324,7 @@ def _partial_e_step(z, observed, w, log_other, log_weight, means, inv_var, featu
 
 
 def partial_em(rows, start, move, reg, n_iter=PARTIAL_ITER):
-    """Run partial EM from ``start``: ``n_iter`` iterations of ``move``'s three components only.
+    """Run partial EM from ``start``: ``n_iter`` iterations of ``move``'s components only.
 
     The other components are held (their summed densities in
     ``rows.log_other``), and the three's weights keep their total; the
@@ -316,7 +332,7 @@ def partial_em(rows, start, move, reg, n_iter=PARTIAL_ITER):
     the last M-step and the gain of the rows' weighted log-likelihood
     (internal units) at each E-step over ``rows.base``.
     """
-    free = list(move)
+    free = _components(move)
     total = start.weights[free].sum()
     observed = np.empty((0, 0)) if rows.observed is None else rows.observed.astype(np.float64)
     params, gains = start, []

@@ -1,6 +1,7 @@
 """Deterministic annealing: the symmetric saddle, critical values, schedules."""
 
 import pickle
+import warnings
 
 import naive
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from conftest import quiet_fit, short_trial_iterations
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 
@@ -218,16 +220,22 @@ def test_history_without_annealing(slanted_blobs):
 
 @pytest.mark.parametrize("annealing", ["floor", "temperature"])
 def test_free_variance_modes_stay_on_a_one_dimensional_saddle(annealing):
-    """Documented limitation: with free variances, in 1-D, annealing ends at the saddle.
+    """Documented limitation: with free variances, in 1-D, the levels end at the saddle.
 
     Each component's free variance at the pooled solution is the data
     variance, which equals the critical value when features are
-    uncorrelated; only "fixed" pins the variance below it.
+    uncorrelated; only "fixed" pins the variance below it. Without moves the
+    fit stays there and says so; the default moves split the pair anew.
     """
-    model = quiet_fit(
-        NaturalDiagonalGMM(2, annealing=annealing, random_state=0, **NEAR_SADDLE), TWO_POINTS
-    )
+    model = NaturalDiagonalGMM(2, annealing=annealing, split_merge=0, random_state=0, **NEAR_SADDLE)
+    with pytest.warns(ConvergenceWarning, match="Components 0 and 1 ended as the same Gaussian"):
+        model.fit(TWO_POINTS)
     assert np.all(np.abs(model.means_) < 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.set_params(split_merge="auto").fit(TWO_POINTS)
+    assert_allclose(np.sort(model.means_.ravel()), [-1, 1])
+    assert model.split_merge_moves_[0, :3].tolist() == [0, 1, 0]  # the pair split anew
 
 
 def test_annealing_with_weights_float32_n_init_warm_start(slanted_blobs):
@@ -266,6 +274,12 @@ def test_schedules_are_estimator_parameters(slanted_blobs):
             ExplicitSchedule(levels).values(1.0)
     with pytest.raises(ValueError, match="Temperatures must be at least 1"):
         NaturalDiagonalGMM(2, annealing="temperature", schedule=ExplicitSchedule([0.5])).fit(X)
+    # Increasing levels ran in that order, silently, until 2026-12-06.
+    assert_allclose(ExplicitSchedule([2.0, 2.0, 1.0]).values(1.0), [2.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match=r"must not increase.*got \[0.3, 1.0, 3.0\]\.$"):
+        ExplicitSchedule([0.3, 1.0, 3.0]).values(1.0)
+    with pytest.raises(ValueError, match="start='auto' is 1.2 times the critical value 1.5"):
+        GeometricSchedule(stop=2.0).values(1.5)
 
     model = NaturalDiagonalGMM(4, annealing="floor", schedule=GeometricSchedule(n_levels=5))
     assert model.get_params()["schedule__n_levels"] == 5

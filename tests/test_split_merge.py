@@ -207,6 +207,32 @@ def test_candidate_moves_rank_overlap_and_misfit():
     assert all({i, j} != {1, 2} for i, j, _ in moves)
 
 
+def test_a_pair_on_one_mean_is_also_split_anew():
+    """Responsibilities with a cosine of 1 (one Gaussian twice): ``(i, j, i)`` first.
+
+    With two components it is the only move (there was none before
+    2026-12-06); with more, the pair's merge with another's split follows.
+    """
+    r = np.array([1.0, 2.0, 3.0])  # rows' responsibilities, shared half and half
+    pair = np.outer([0.5, 0.5], [0.5, 0.5]) * (r @ r)
+    assert candidate_moves(pair, np.full(2, -5.0), np.full(2, 3.0)) == [(0, 1, 0)]
+    apart = pair * np.array([[1.0, 0.9], [0.9, 1.0]])  # cosine 0.9: not one Gaussian
+    assert candidate_moves(apart, np.full(2, -5.0), np.full(2, 3.0)) == []
+    overlap = np.zeros((3, 3))
+    overlap[:2, :2] = pair
+    overlap[2, 2] = 5.0
+    moves = candidate_moves(overlap, np.array([-5.0, -5.0, -9.0]), np.full(3, 3.0))
+    assert moves == [(0, 1, 0), (0, 1, 2)]
+    # A pair split anew gives both halves the pair's weight, either side of its mean.
+    params = Params(np.array([0.3, 0.3, 0.4]), np.zeros((3, 2)), np.ones((3, 2)))
+    params.means[2] = 5.0
+    after = moved(params, (0, 1, 0), np.diag([4.0, 1.0]))
+    assert_allclose(after.weights, [0.3, 0.3, 0.4])
+    assert_allclose(np.sort(after.means[:2, 0]), [-2 * SPLIT_OFFSET, 2 * SPLIT_OFFSET])
+    assert_allclose(after.means[:2, 1], 0.0, atol=1e-15)
+    assert_allclose(after.means[2], 5.0)
+
+
 def test_moves_after_annealing_extreme_rows():
     """Components emptied on extreme rows are not split (fuzz_robustness.py, seed 26038).
 
