@@ -489,17 +489,16 @@ def identical_pairs(params):
     features: ``(m1 - m2)**2 / (8 v) + log(v / sqrt(v1 v2)) / 2`` with ``v``
     the mean of the two variances (any units: it does not depend on them).
     """
-    means, variances = params.means, params.variances
+    m, var = params.means, params.variances
+    with np.errstate(over="ignore"):  # far apart: inf, not identical
+        apart = np.sum((m[:, np.newaxis] - m) ** 2 / (4.0 * (var[:, np.newaxis] + var)), axis=2)
     pairs = []
-    for i in range(means.shape[0]):
-        for j in range(i + 1, means.shape[0]):
-            v = 0.5 * (variances[i] + variances[j])
-            distance = np.sum(
-                (means[i] - means[j]) ** 2 / (8.0 * v)
-                + 0.5 * np.log(v / np.sqrt(variances[i] * variances[j]))
-            )
-            if distance < IDENTICAL_DISTANCE:
-                pairs.append((i, j, float(distance)))
+    # Both terms are non-negative: only pairs close in their means can be.
+    for i, j in zip(*np.nonzero(np.triu(apart < IDENTICAL_DISTANCE, 1)), strict=True):
+        v = 0.5 * (var[i] + var[j])
+        distance = apart[i, j] + 0.5 * np.sum(np.log(v / np.sqrt(var[i] * var[j])))
+        if distance < IDENTICAL_DISTANCE:
+            pairs.append((int(i), int(j), float(distance)))
     return pairs
 
 
