@@ -48,7 +48,10 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     Attributes
     ----------
     estimator_ : estimator object
-        The fitted clone of ``estimator``, in standardised units.
+        The fitted clone of ``estimator``, in standardised units; its own
+        records of the fit (``history_``, ``critical_value_``,
+        ``split_levels_``, ``split_merge_moves_``) are there, their
+        log-likelihoods those of the standardised data.
     mean_ : ndarray of shape (n_features,)
         The (weighted) mean of each feature.
     scale_ : ndarray of shape (n_features,)
