@@ -150,7 +150,9 @@ def moved(params, move, covariance):
     :data:`SPLIT_OFFSET` standard deviations to either side of its mean along
     the leading eigenvector of ``covariance`` (``k``'s responsibility-
     weighted covariance, internal units), with that direction's share of
-    the variance removed.
+    the variance removed. With ``k == i`` the merged pair is split anew
+    (``covariance`` then that of ``i``, which is the pair's when the two
+    share their rows).
     """
     i, j, k = move
     weights, means, variances = (a.copy() for a in params)
