@@ -155,9 +155,12 @@ class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
 
         k-means runs on the data shifted and scaled by one common factor,
         which leaves its clustering unchanged and avoids overflow. Variances
-        are never set from the total data variance, and floors and priors
+        are set from the cells, never from the total data variance (but for
+        a feature that none of a cell's rows observes, with missing
+        entries: the data's mean and variance there), and floors and priors
         apply to the initial parameters too (floors also to
-        ``precisions_init``).
+        ``precisions_init``). Rows with nothing observed take no part in
+        the start.
     weights_init : array-like of shape (n_components,), default=None
         User-provided initial weights.
     means_init : array-like of shape (n_components, n_features), default=None

@@ -25,7 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from . import _kernels, _kmeans
-from ._data import internal_rows, n_blocks, numpy_input, row_chunks, scatter_matrix
+from ._data import ROW_CHUNK, internal_rows, n_blocks, numpy_input, row_chunks, scatter_matrix
 from ._em import Params, Stats, feature_weights, m_step
 from ._interrupt import keyboard_interrupts
 
@@ -207,6 +207,28 @@ def _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel, missin
     return _cell_stats(X, sw, standardiser, labels, centres, parallel, missing)
 
 
+def _without_unobserved_rows(X, sw, missing):
+    """``sw`` with rows that observe no feature at zero weight (None: unit weights).
+
+    Such a row is at the same partial distance from every point (the
+    masked k-means gives it twice the total variance), usually farther than
+    any other row: k-means++ drew it as a seed that no observed row joined,
+    and refilled empty cells with it. It tells nothing of where clusters
+    are; in EM its responsibilities are the weights, so the start leaves it
+    out (weight zero in the seeding, the cells and their statistics).
+    """
+    if not missing:
+        return sw
+    unobserved = np.zeros(X.shape[0], dtype=bool)
+    for start in range(0, X.shape[0], ROW_CHUNK):  # no N x D mask at once
+        unobserved[start : start + ROW_CHUNK] = np.isnan(X[start : start + ROW_CHUNK]).all(axis=1)
+    if not unobserved.any():
+        return sw
+    weights = np.ones(X.shape[0]) if not sw.shape[0] else sw.copy()
+    weights[unobserved] = 0.0
+    return weights
+
+
 def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
     """Cells of k-means, as scikit-learn's ``KMeans(n_init=1)``: ``init_params="kmeans"``.
 
@@ -216,6 +238,7 @@ def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
     """
     shift, scale, spread = _common_map(standardiser)
     missing = _kernels.has_missing(X)
+    sw = _without_unobserved_rows(X, sw, missing)
     kmeans = _kmeans.kmeans_masked if missing else _kmeans.kmeans
     labels, centres, _ = kmeans(
         X, _unit_max(sw), shift, scale, n_components, random_state, parallel
@@ -228,6 +251,7 @@ def kmeans_plusplus_stats(X, sw, standardiser, n_components, random_state, paral
     """Cells of the nearest k-means++ seed: ``init_params="k-means++"``."""
     shift, scale, spread = _common_map(standardiser)
     missing = _kernels.has_missing(X)
+    sw = _without_unobserved_rows(X, sw, missing)
     seeding = _kmeans.kmeans_plusplus_masked if missing else _kmeans.kmeans_plusplus
     labels, seeds, _ = seeding(X, _unit_max(sw), shift, scale, n_components, random_state, parallel)
     return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel, missing)
@@ -240,13 +264,17 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     replacement only when there are fewer (weighted) rows than seeds.
     """
     shift, scale, spread = _common_map(standardiser)
+    missing = _kernels.has_missing(X)
+    sw = _without_unobserved_rows(X, sw, missing)
     weights = _unit_max(sw)
-    p = None if weights is None else weights / weights.sum()
+    # Equal weights draw as none (numpy draws otherwise when given p).
+    equal = weights is None or np.all(weights == weights[0])
+    p = None if equal else weights / weights.sum()
     n_samples = X.shape[0]
     few = (n_samples if p is None else np.count_nonzero(p)) < n_components
     rows = random_state.choice(n_samples, size=n_components, replace=few, p=p)
     scales = np.full(X.shape[1], scale)
-    if _kernels.has_missing(X):
+    if missing:
         with keyboard_interrupts():
             seeds, observed = _kmeans.masked_map(X, rows, shift, scales)
         labels = _kmeans.nearest_masked(X, shift, scale, seeds, observed, parallel)

@@ -143,6 +143,19 @@ def test_sample_weight_equals_repetition(blobs):
             weighted.score(X, sample_weight=number)
 
 
+@pytest.mark.parametrize(
+    "init_params", ["kmeans", "k-means++", "random", "random_from_data", "bisect"]
+)
+def test_equal_sample_weights_are_unit_weights(blobs, init_params):
+    """Every start is the same with equal weights as without (random_from_data drew otherwise)."""
+    X, _ = blobs
+    kwargs = dict(init_params=init_params, random_state=0, max_iter=5)
+    plain = quiet_fit(NaturalDiagonalGMM(4, **kwargs), X)
+    for weights in (np.ones(len(X)), np.full(len(X), 3.0)):
+        weighted = quiet_fit(NaturalDiagonalGMM(4, **kwargs), X, sample_weight=weights)
+        assert_allclose(weighted.means_, plain.means_, rtol=1e-12)
+
+
 @pytest.mark.parametrize("call", ["fit", "partial_fit", "score", "wrapper"])
 def test_all_zero_sample_weights_are_refused_everywhere(blobs, call):
     """scikit-learn's error for all-zero weights, whatever its version checks itself.

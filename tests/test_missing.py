@@ -316,9 +316,48 @@ def test_fits_recover_the_clusters(holed_blobs, params):
     assert error < 2 * _means_error(complete.means_ / scale, centres / scale)
 
 
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
+def test_rows_with_nothing_observed_are_left_out_of_the_start(init_params):
+    """A row that observes no feature seeds no cell and refills none.
+
+    At the same partial distance from every point, and a large one, such
+    rows were drawn as k-means++ seeds that no observed row joined and
+    refilled empty cells: with 30 % of the rows all NaN, every fit of ten
+    ended with one or two components of weight below 1e-3 (scores on the
+    observed rows -8.07 against -7.31 without those rows).
+    """
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 4)) * 6
+    X = centres[rng.integers(0, 5, 1000)] + rng.normal(size=(1000, 4))
+    holes = rng.random(1000) < 0.3
+    X[holes] = np.nan
+    for seed in range(5):
+        model = quiet_fit(NaturalDiagonalGMM(5, init_params=init_params, random_state=seed), X)
+        assert model.weights_.min() > 0.01  # (random_from_data: local optima at 0.05 to 0.08)
+    if init_params == "random_from_data":  # draws among all the rows: another start
+        return
+    # The k-means start is that of the observed rows alone (drawn as with
+    # weights, which rows with nothing observed get). In EM those rows pull
+    # the weights toward their values of the step before, so tol stops the
+    # fit a little elsewhere (means 5e-7 and 9e-6 apart, features of spread 6).
+    observed = X[~holes]
+    alone = NaturalDiagonalGMM(5, init_params=init_params, random_state=0)
+    quiet_fit(alone, observed, sample_weight=np.ones(len(observed)))
+    model = quiet_fit(NaturalDiagonalGMM(5, init_params=init_params, random_state=0), X)
+    assert_allclose(model.means_, alone.means_, atol=1e-4)
+
+
 def test_partial_fit_streams_with_holes(holed_blobs):
+    """A stream of eight batches with holes finds the clusters from a sound start.
+
+    The start is "bisect", deterministic: from k-means starts on the first
+    250 rows, eight online steps ended above an NMI of 0.85 in 22 of 40
+    random states (12 of 40 once rows with nothing observed left the
+    k-means: other draws), so a random start made this a lottery that
+    random_state=0 had won.
+    """
     Xm, X, y, _ = holed_blobs
-    model = NaturalDiagonalGMM(4, random_state=0)
+    model = NaturalDiagonalGMM(4, init_params="bisect")
     batches = np.array_split(Xm, 8)
     for batch in batches:
         model.partial_fit(batch)
