@@ -75,7 +75,9 @@ for mode in ("fixed", "floor", "temperature"):
 # axis, logarithmic; the final EM has no level). Above the critical value
 # (dashed) every mean sits at the data's mean; after the level passes below
 # it they split, and the log-likelihood climbs level by level; the shaded
-# iterations are split-and-merge moves, kept only where they end higher. With
+# iterations are split-and-merge moves, kept only where they end higher (a
+# refused move's iterations end lower: the star marks the fit kept,
+# ``lower_bound_``). With
 # ``"fixed"``, the last levels hold every variance below the clusters' own,
 # which costs likelihood until the final EM frees the variances.
 fig, axes = plt.subplots(3, 2, figsize=(9, 9.5), sharex=True, layout="constrained")
@@ -87,6 +89,9 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     if moves.size:  # each move starts afresh, below the fit it may replace
         ax_ll.axvspan(moves[0] - 0.5, moves[-1] + 0.5, color="0.9", label="split-and-merge")
     ax_ll.axhline(reference.score(Z), color="k", ls=":", lw=1.2, label="sklearn n_init=5")
+    ax_ll.plot(
+        model.n_iter_, model.lower_bound_, "*", color="C3", ms=11, label="fit kept (lower_bound_)"
+    )
     ylabel = "mean log-likelihood" + (" (tempered)" if mode == "temperature" else "")
     ax_ll.set(title=f"annealing={mode!r}", ylabel=ylabel)
     ax_ll.legend(loc="best")
@@ -119,8 +124,8 @@ plt.show()
 # Distinct means against the level
 # --------------------------------
 # The same runs, with the level on the horizontal axis (falling from left to
-# right). The dashed line marks the critical value for the variance modes;
-# the temperature mode ends at :math:`T = 1`.
+# right), for the two variance modes. The dashed line marks the critical
+# value.
 fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
 for mode in ("fixed", "floor"):
     h = models[mode].history_

@@ -71,11 +71,14 @@ for name, params in settings.items():
 grid = np.union1d(np.linspace(-4, 6.5, 1000), np.linspace(4.9, 5.1, 1000)).reshape(-1, 1)
 fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True, layout="constrained")
 for ax, (name, gmm) in zip(axes.ravel(), models.items(), strict=True):
-    ax.hist(X[:, 0], bins=80, density=True, color="0.8")
-    ax.semilogy(grid[:, 0], np.exp(gmm.score_samples(grid)), "C0")
+    ax.hist(X[:, 0], bins=80, density=True, color="0.8", label="data (histogram)")
+    ax.semilogy(grid[:, 0], np.exp(gmm.score_samples(grid)), "C0", label="fitted density")
     ax.set(title=name, ylim=(1e-3, 10))
 for ax in axes[1]:
     ax.set_xlabel("x")
+for ax in axes[:, 0]:
+    ax.set_ylabel("density (log scale)")
+axes[0, 0].legend(loc="upper left", fontsize="small")
 
 # %%
 # Each regulariser against its strength

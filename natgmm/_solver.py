@@ -507,15 +507,16 @@ def warn_if_identical(params):
     pairs = identical_pairs(params)
     if not pairs:
         return
-    i, j, distance = pairs[0]
+    i, j, _ = pairs[0]
     more = f" ({len(pairs)} such pairs)" if len(pairs) > 1 else ""
     warnings.warn(
-        f"Components {i} and {j} ended as the same Gaussian (Bhattacharyya distance "
-        f"{distance:.2g}){more}: the model has fewer distinct components than "
-        "n_components, and unless the data there is one Gaussian, the fit sits on a "
-        "saddle point of the likelihood, which EM does not leave. Annealing levels that "
-        "end before the means split leave them so (solver='minibatch' splits them "
-        "slowly); with solver='em', split_merge='auto' tries such pairs split anew.",
+        f"Components {i} and {j} ended as the same Gaussian (their densities overlap almost "
+        f"entirely){more}: the model has fewer distinct components than n_components. The "
+        "data may support fewer clusters (try a smaller n_components), a variance floor or "
+        "reg_covar may hold them together, or the fit stopped on the saddle point between "
+        "two clusters, which EM does not leave: annealing levels that end before the means "
+        "split leave them so, and solver='minibatch' splits them slowly; with solver='em', "
+        "split_merge='auto' (the default with annealing) tries such a pair split anew.",
         ConvergenceWarning,
         stacklevel=3,
     )
