@@ -49,6 +49,7 @@ from ._solver import (
 )
 from ._standardise import (
     Standardiser,
+    caller_level,
     check_min_variance,
     model_attributes,
     regularisation,
@@ -682,7 +683,7 @@ default=None
                     "Try different init parameters, or increase max_iter, "
                     "tol, or check for degenerate data.",
                     ConvergenceWarning,
-                    stacklevel=2,
+                    stacklevel=caller_level(),
                 )
             standardiser = model.standardiser
             fitted = model_attributes(standardiser, params, data.dtype, settings.solver)

@@ -43,7 +43,7 @@ from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
 from ._split_merge import TrialRows, candidate_moves, moved, partial_em
-from ._standardise import model_attributes
+from ._standardise import caller_level, model_attributes
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -471,7 +471,7 @@ def _warn_if_fell(lower_bounds, settings):
             f"{last:.6g}: Adam's steps are too large for this data. Lower learning_rate "
             f"(now {settings.gradient.learning_rate:g}) or gradient_clip.",
             ConvergenceWarning,
-            stacklevel=4,
+            stacklevel=caller_level(),
         )
 
 
@@ -518,7 +518,7 @@ def warn_if_identical(params):
         "split leave them so, and solver='minibatch' splits them slowly; with solver='em', "
         "split_merge='auto' (the default with annealing) tries such a pair split anew.",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=caller_level(),
     )
 
 

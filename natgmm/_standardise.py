@@ -306,11 +306,11 @@ def warn_reg_covar(standardiser, reg, settings, n_samples):
         "in these features merge. Use StandardizedGMM, which fits on standardised features, "
         "or a smaller reg_covar.",
         UserWarning,
-        stacklevel=_caller_level(),
+        stacklevel=caller_level(),
     )
 
 
-def _caller_level():
+def caller_level():
     """``stacklevel`` of the first frame outside natgmm and scikit-learn (the user's call)."""
     frame, level = sys._getframe(2), 2
     while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
