@@ -190,7 +190,8 @@ default=None
     min_variance_relative : float, default=0.0
         Floor on each variance as a fraction of that feature's (weighted)
         data variance; the floor applied is the larger of the two. A value of
-        0.01 is ``lat_min_var=0.01`` in standardised units.
+        0.01 is ``lat_min_var=0.01`` in standardised units. From 1 up (which
+        warns) every component is at least as wide as the data.
     min_weight : float, default=0.0
         Minimum weight of every component (research name ``min_prob``, usually
         1e-5). Weights below it are raised to it and the others rescaled.

@@ -336,6 +336,15 @@ def set_up(data, settings):
     standardiser = Standardiser(data, extra_var)
     reg = regularisation(standardiser, min_variance, settings)
     warn_reg_covar(standardiser, reg, settings, data.shape[0])
+    if settings.min_variance_relative >= 1.0:
+        warnings.warn(
+            f"min_variance_relative={settings.min_variance_relative:g} holds every variance "
+            "at or above its feature's data variance: components at least as wide as the "
+            "data separate only along correlated features, if at all. A floor is a small "
+            "fraction of the variance (0.01, say).",
+            UserWarning,
+            stacklevel=caller_level(),
+        )
     critical = None if settings.annealing is None else critical_value(data, standardiser)
     return Model(standardiser, reg, critical)
 

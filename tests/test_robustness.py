@@ -711,6 +711,18 @@ def test_reg_covar_above_a_feature_variance_warns_and_names_the_fix():
     ]
 
 
+def test_a_relative_floor_of_the_data_variance_warns():
+    """min_variance_relative >= 1 makes every component as wide as the data: it says so."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(8, 1, (100, 2))])
+    with pytest.warns(UserWarning, match="min_variance_relative=2 holds every variance") as record:
+        NaturalDiagonalGMM(2, min_variance_relative=2.0, random_state=0).fit(X)
+    assert record[0].filename == __file__  # at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        NaturalDiagonalGMM(2, min_variance_relative=0.5, random_state=0).fit(X)
+
+
 def test_reg_covar_warning_spares_constant_features_and_the_wrapper():
     """No warning for a constant feature (its variance is rounding), nor inside
     StandardizedGMM, whose inner fit sees standardised data (reg_covar=0.5 is
