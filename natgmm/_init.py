@@ -28,6 +28,7 @@ from . import _kernels, _kmeans
 from ._data import ROW_CHUNK, internal_rows, n_blocks, numpy_input, row_chunks, scatter_matrix
 from ._em import Params, Stats, feature_weights, m_step
 from ._interrupt import keyboard_interrupts
+from ._standardise import caller_level
 
 
 class InitArrays(NamedTuple):
@@ -197,7 +198,7 @@ def _warn_if_fewer_clusters(found, n_components):
             f"Number of distinct clusters ({found}) found smaller than n_clusters "
             f"({n_components}). Possibly due to duplicate points in X.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=caller_level(),
         )
 
 
