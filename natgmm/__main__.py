@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 
 import natgmm
 from natgmm import NaturalDiagonalGMM
-from natgmm._threading import n_threads
+from natgmm._threading import n_threads, usable_cores
 
 # The annealing mode of the quality section; see the user guide's annealing
 # page for the three modes.
@@ -845,25 +845,8 @@ def _run(report, args):
     return results
 
 
-def main(argv=None):
-    """Run the comparison and print it; ``python -m natgmm --help`` explains.
-
-    Parameters
-    ----------
-    argv : list of str, default=None
-        Command-line arguments; None reads ``sys.argv``.
-    """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not args.sections or set(args.sections) - set("123"):
-        parser.error(f"--sections takes digits from 1 to 3, got {args.sections!r}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
-    if args.quality_seeds < 1:
-        parser.error(f"--quality-seeds must be at least 1, got {args.quality_seeds}")
-    report = _Reporter()
-    job_start = time.perf_counter()
-
+def _header(report, args):
+    """Print what runs and on what machine; return whether the machine is busy."""
     report.line(
         f"natgmm {natgmm.__version__}: diagonal Gaussian mixtures for scikit-learn, fitted in "
         "natural parameters by Numba kernels."
@@ -872,13 +855,11 @@ def main(argv=None):
         "This run compares it with sklearn.mixture.GaussianMixture(covariance_type='diag') "
         "on this machine. Options: --help."
     )
-    # The cores this process may use (its affinity, as taskset sets it).
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = usable_cores()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     kernel_threads = n_threads(None)
     report.line(
-        f"Machine: {cores} usable cores, {kernel_threads} kernel "
+        f"Machine: {cores} usable core{'s' if cores != 1 else ''}, {kernel_threads} kernel "
         f"thread{'s' if kernel_threads != 1 else ''}, load {load:.1f}; "
         f"numpy {np.__version__}, scipy {scipy.__version__}, scikit-learn {sklearn.__version__}, "
         f"numba {numba.__version__}."
@@ -898,10 +879,32 @@ def main(argv=None):
             )
         )
     report.line()
+    return load > cores
+
+
+def main(argv=None):
+    """Run the comparison and print it; ``python -m natgmm --help`` explains.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Command-line arguments; None reads ``sys.argv``.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.sections or set(args.sections) - set("123"):
+        parser.error(f"--sections takes digits from 1 to 3, got {args.sections!r}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.quality_seeds < 1:
+        parser.error(f"--quality-seeds must be at least 1, got {args.quality_seeds}")
+    report = _Reporter()
+    job_start = time.perf_counter()
+    busy = _header(report, args)
     with threadpool_limits(limits=args.threads):
         results = _run(report, args)
     if "speed" in results:
-        results["speed"]["busy"] = load > cores and args.threads != 1
+        results["speed"]["busy"] = busy and args.threads != 1
     report.line("Verdict")
     for paragraph in verdict(results):
         report.line(textwrap.fill(paragraph, 100, initial_indent="- ", subsequent_indent="  "))

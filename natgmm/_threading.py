@@ -99,6 +99,13 @@ def use_threads(parallel, work):
     return bool(parallel) and work >= MIN_PARALLEL_WORK
 
 
+def usable_cores():
+    """Return the CPUs this process may run on (its affinity, as ``taskset`` sets it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # not on Linux
+
+
 def n_threads(n_jobs):
     """Return the number of threads ``n_jobs`` asks for (joblib's convention).
 
