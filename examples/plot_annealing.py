@@ -80,7 +80,8 @@ for mode in ("fixed", "floor", "temperature"):
 # ``lower_bound_``). With
 # ``"fixed"``, the last levels hold every variance below the clusters' own,
 # which costs likelihood until the final EM frees the variances.
-fig, axes = plt.subplots(3, 2, figsize=(9, 9.5), sharex=True, layout="constrained")
+fig, axes = plt.subplots(3, 2, figsize=(9, 10), sharex=True, layout="constrained")
+entries = {}  # the left panels' legend, below the figure: inside, it hid the curves
 for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     h = model.history_
     iterations = np.arange(1, model.n_iter_ + 1)
@@ -94,7 +95,7 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     )
     ylabel = "mean log-likelihood" + (" (tempered)" if mode == "temperature" else "")
     ax_ll.set(title=f"annealing={mode!r}", ylabel=ylabel)
-    ax_ll.legend(loc="best")
+    entries.update(zip(*reversed(ax_ll.get_legend_handles_labels()), strict=True))
 
     means = ax_k.step(iterations, h["n_distinct"], where="post", color="C1", label="distinct means")
     ax_k.set(ylabel="distinct means", ylim=(0, K + 4))
@@ -118,6 +119,7 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     )  # fmt: skip
 axes[-1, 0].set_xlabel("EM iteration")
 axes[-1, 1].set_xlabel("EM iteration")
+fig.legend(entries.values(), entries.keys(), loc="outside lower left", ncols=4, fontsize="small")
 plt.show()
 
 # %%

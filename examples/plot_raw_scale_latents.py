@@ -130,15 +130,20 @@ for ax, values, title in [
     ),
 ]:
     image = ax.imshow(values, cmap="viridis")
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label=r"$\log_{10}(-\eta_2)$")
     ax.set(title=title, xlabel="latent dimension", ylabel="component")
 width = 0.27
 positions = np.arange(len(inits))
 for i, (name, values) in enumerate(agreement.items()):
-    axes["ari"].bar(positions + (i - 1) * width, values, width, label=name)
+    label = "StandardizedGMM(NaturalDiagonalGMM)" if name == "wrapper" else name
+    axes["ari"].bar(positions + (i - 1) * width, values, width, label=label)
 axes["ari"].set_xticks(positions, inits)
 axes["ari"].set(
-    ylim=(0, 1.05), ylabel="ARI(unscaled, scaled labels)", title="Same labels after rescaling?"
+    ylim=(0, 1.25),
+    xlabel="init_params",
+    ylabel="ARI(unscaled, scaled labels)",
+    title="Same labels after rescaling?",
 )
-axes["ari"].legend(loc="lower left")
+# Above the bars (which reach 1): inside them, the legend hid the first group.
+axes["ari"].legend(loc="upper center", ncol=3)
 plt.show()

@@ -236,7 +236,7 @@ for i, path in enumerate(em):
         color=f"C{i}",
         label=f"start ({starts[i][0]}, {starts[i][1]})",
     )
-ax_ll.axhline(L0, color="k", ls=":", lw=1)
+ax_ll.axhline(L0, color="k", ls=":", lw=1, label="L at the saddle (0, 1)")
 ax_ll.set(xlabel="EM iteration", ylabel="mean log-likelihood", title="EM: plateau at the saddle")
 ax_ll.legend(fontsize="small")
 for (mu, sigma), path in zip(starts, em, strict=True):
@@ -306,7 +306,7 @@ for i, (path, em_iterates) in enumerate(zip(annealed, em, strict=True)):
         np.arange(1, len(path) + 1),
         log_likelihood(path[:, 0], path[:, 1]),
         color=f"C{i}",
-        label="annealing" if i == 0 else None,
+        label="annealing (the five curves coincide)" if i == 0 else None,
     )
     ax_ll.semilogx(
         np.arange(1, len(em_iterates) + 1),
@@ -315,11 +315,13 @@ for i, (path, em_iterates) in enumerate(zip(annealed, em, strict=True)):
         ls=":",
         label="EM" if i == 0 else None,
     )
-ax_ll.axhline(L0, color="k", ls=":", lw=1)
+ax_ll.axhline(L0, color="k", ls=":", lw=1, label="L at the saddle (0, 1)")
 ax_ll.set(
     xlabel="iteration", ylabel="mean log-likelihood", title="Annealing (solid) against EM (dotted)"
 )
-ax_ll.legend()
+# Room below the plateau for the legend, which elsewhere covers a curve.
+ax_ll.set_ylim(bottom=L0 - 0.55)
+ax_ll.legend(loc="lower right")
 for (mu, sigma), path in zip(starts, annealed, strict=True):
     left = np.flatnonzero(np.abs(path[:, 0]) > 0.99)
     print(f"annealing from ({mu:5.2f}, {sigma:4.2f}): |mu| > 0.99 after {left[0]} iterations")
