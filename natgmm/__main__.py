@@ -910,10 +910,11 @@ def main(argv=None):
         report.line(textwrap.fill(paragraph, 100, initial_indent="- ", subsequent_indent="  "))
     report.line(
         textwrap.fill(
-            "Read more: README.md; the user guide in doc/ (build it with python -m sphinx -b html "
-            "doc doc/_build/html): performance.rst (speed), annealing.rst (annealing), "
-            "collapse.rst (robustness); benchmarks/bench_em.py, bench_annealing.py and "
-            "bench_stability.py for larger runs.",
+            "Read more: in natgmm's source repository (the directory that holds "
+            "pyproject.toml), README.md and the user guide in doc/ (build it with python -m "
+            "sphinx -b html doc doc/_build/html; performance.rst is about speed, annealing.rst "
+            "about annealing, collapse.rst about robustness); for larger runs, "
+            "benchmarks/bench_em.py, bench_annealing.py and bench_stability.py (--help).",
             100,
         )
     )
