@@ -223,9 +223,11 @@ def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
     first largest ``b``, the responsibilities the soft-max of ``4 t**2 (b -
     max b)`` (one-hot unless ``b`` ties), and the log-density ``4 t**2 max
     b`` plus their log-normaliser, -inf only where it is below float64's
-    range. Never NaN. ``log_norm`` has shape ``(n_components,)``, or
-    ``(n_rows, n_components)`` for rows with missing entries (NaN), which
-    count as ``z = 0`` and whose log-normalisers it leaves out.
+    range. Never NaN but for rows with an infinite entry (which only
+    ``assume_finite`` lets through): NaN density and responsibilities.
+    ``log_norm`` has shape ``(n_components,)``, or ``(n_rows, n_components)``
+    for rows with missing entries (NaN), which count as ``z = 0`` and whose
+    log-normalisers it leaves out.
     """
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         half = X.astype(np.float64) * 0.5 - standardiser.shift * 0.5  # z / 2 / scale, finite
@@ -247,7 +249,13 @@ def _far_log_prob(X, standardiser, eta1, eta2, log_norm):
         total = terms.sum(axis=1, keepdims=True)
         lead = np.where(top == 0.0, 0.0, s2 * top)
         log_density = (lead + np.log(total))[:, 0]
-    return log_density, labels, terms / total
+        resp = terms / total
+    # An infinite entry (only with sklearn's assume_finite) has no density:
+    # NaN, not the uniform responsibilities of its NaN terms.
+    infinite = np.isinf(X).any(axis=1)
+    log_density[infinite] = np.nan
+    resp[infinite] = np.nan
+    return log_density, labels, resp
 
 
 # scikit-learn's wording; its versions before 1.9 let all-zero weights through.

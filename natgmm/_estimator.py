@@ -48,10 +48,12 @@ from ._solver import (
     warn_if_identical,
 )
 from ._standardise import (
+    PREDICTIVE_ATTRIBUTES,
     Standardiser,
     caller_level,
     check_min_variance,
     model_attributes,
+    predictive_model,
     regularisation,
     set_up,
 )
@@ -862,7 +864,10 @@ default=None
         (``n_features_in_``, ``feature_names_in_``) and those to delete.
         """
         attributes, remove = inputs
-        commit(self, {**fitted, **attributes, "_state": state, "empty_components_": empty}, remove)
+        # A copy: the attributes may be changed in place, and predictions follow them.
+        published = tuple(fitted[name].copy() for name in PREDICTIVE_ATTRIBUTES)
+        private = {"_state": state, "_published": published}
+        commit(self, {**fitted, **attributes, **private, "empty_components_": empty}, remove)
 
     def __setstate__(self, state):
         if "_std" in state:  # a natgmm 0.1.0 pickle: its private state as one ModelState
@@ -917,9 +922,20 @@ default=None
 
     def _infer(self, X, want_resp=False):
         check_is_fitted(self)
+        # As scikit-learn's, predictions follow weights_, means_ and
+        # precisions_cholesky_, also when changed or set by hand.
+        attributes = tuple(getattr(self, name) for name in PREDICTIVE_ATTRIBUTES)
+        standardiser, params = predictive_model(
+            attributes, getattr(self, "_state", None), getattr(self, "_published", None)
+        )
         with _kernel_threads(self.n_jobs) as parallel:
             data, _ = self._check_data(X, None, parallel, reset=False)
-            return data.log_prob(self._state.standardiser, self._state.params, want_resp)
+            if data.shape[1] != params.means.shape[1]:  # without n_features_in_
+                raise ValueError(
+                    f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{params.means.shape[1]} features as input."
+                )
+            return data.log_prob(standardiser, params, want_resp)
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample.

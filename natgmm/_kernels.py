@@ -1354,8 +1354,13 @@ def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels,
         out_log_prob[i] = np.float64(top[r]) + math.log(np.float64(total[r]))
         labels[i] = first[r]
         if resp.shape[0] > 0:
+            # Divided by their float64 sum, not the float32 total: rows sum to
+            # one to float64's rounding, as scikit-learn's do.
+            row_total = 0.0
             for k in range(n_components):
-                resp[i, k] = np.float64(ev[k, r]) / np.float64(total[r])
+                row_total += np.float64(ev[k, r])
+            for k in range(n_components):
+                resp[i, k] = np.float64(ev[k, r]) / row_total
 
 
 def _log_prob_f32_impl(

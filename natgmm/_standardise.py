@@ -22,7 +22,7 @@ import sklearn
 from sklearn.preprocessing import StandardScaler
 
 from ._data import scaled_weights, scatter_from_sums, top_correlation
-from ._em import Regularisation, Stats, combine, feature_weights
+from ._em import Params, Regularisation, Stats, combine, feature_weights
 
 _UNOBSERVED = (
     "Feature(s) {features} of X are missing (NaN) in every row{weighted}: nothing can be "
@@ -195,6 +195,33 @@ class Standardiser:
     def to_user(self, means, variances):
         """Means and variances in internal units, mapped to user ones."""
         return means / self.scale + self.shift, variances / self.scale**2
+
+
+class MixtureMap(NamedTuple):
+    """A map to internal units made from a mixture's parameters, for predictions.
+
+    For a model whose attributes were set by hand (no data, no
+    :class:`Standardiser`): ``shift`` is the mixture's mean and ``scale`` the
+    inverse of its standard deviation, per feature. Any positive scale is
+    exact; this one keeps the internal terms of order one.
+    """
+
+    shift: np.ndarray
+    scale: np.ndarray
+    log_jacobian: float
+
+    @classmethod
+    def of(cls, weights, means, variances):
+        """Return the map of the mixture ``weights, means, variances`` (user units, float64)."""
+        share = weights / weights.sum()
+        shift = share @ means
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread = np.sqrt(share @ (variances + (means - shift) ** 2))
+        spread[~(np.isfinite(spread) & (spread > 0.0))] = 1.0
+        scale = 1.0 / spread
+        return cls(shift, scale, float(np.sum(np.log(scale))))
+
+    to_internal = Standardiser.to_internal
 
 
 def _check_observed(unobserved, weighted):
@@ -432,6 +459,63 @@ def model_attributes(standardiser, params, dtype, solver="em"):
         if solver != "gradient":
             raise
         raise ValueError(str(error) + _DIVERGED_ADAM) from None
+
+
+# The attributes scikit-learn's predictions read (its _estimate_log_prob and
+# _estimate_log_weights); natgmm's predictions follow the same ones.
+PREDICTIVE_ATTRIBUTES = ("weights_", "means_", "precisions_cholesky_")
+
+_NOT_A_MIXTURE = (
+    "weights_, means_ and precisions_cholesky_ do not describe a diagonal mixture: {why}. "
+    "They are set by fit; set by hand, weights_ is (n_components,) of non-negative "
+    "numbers, not all zero, means_ (n_components, n_features) of finite numbers and "
+    "precisions_cholesky_ (n_components, n_features) of positive ones."
+)
+
+
+def predictive_model(attributes, state, published=None):
+    """Return the map to internal units, and the parameters in them, that predictions use.
+
+    ``attributes`` are the estimator's ``weights_``, ``means_`` and
+    ``precisions_cholesky_``; ``state`` its ModelState, or None;
+    ``published`` a copy of those attributes as the fit set them (None:
+    computed from ``state``). While the attributes are unchanged, the fit's
+    own float64 parameters are used; once changed (or set by hand, without a
+    fit), the parameters are made from them, as scikit-learn's predictions
+    are.
+    """
+    if state is not None:
+        if published is None:  # a model pickled before the copy was kept
+            dtype = np.result_type(attributes[1], np.float32)
+            fitted = model_attributes(state.standardiser, state.params, dtype)
+            published = [fitted[name] for name in PREDICTIVE_ATTRIBUTES]
+        if all(map(np.array_equal, attributes, published)):
+            return state.standardiser, state.params
+    weights, means, root = (np.asarray(a, dtype=np.float64) for a in attributes)
+    if (
+        weights.ndim != 1
+        or means.ndim != 2
+        or root.shape != means.shape
+        or len(means) != len(weights)
+    ):
+        why = f"their shapes are {weights.shape}, {means.shape} and {root.shape}"
+        raise ValueError(_NOT_A_MIXTURE.format(why=why))
+    with np.errstate(over="ignore", divide="ignore"):
+        variances = 1.0 / root**2
+    checks = [
+        (np.all(weights >= 0.0) and np.all(np.isfinite(weights)) and weights.sum() > 0.0,
+         "weights_ must be finite, non-negative and not all zero"),
+        (np.all(np.isfinite(means)), "means_ must be finite"),
+        (np.all((root > 0.0) & np.isfinite(variances) & (variances > 0.0)),
+         "precisions_cholesky_ must be positive, with finite and non-zero squared inverses"),
+    ]  # fmt: skip
+    for holds, why in checks:
+        if not holds:
+            raise ValueError(_NOT_A_MIXTURE.format(why=why))
+    standardiser = (
+        state.standardiser if state is not None else MixtureMap.of(weights, means, variances)
+    )
+    return standardiser, Params(weights, *standardiser.to_internal(means, variances))
 
 
 def fitted_attributes(weights, means, covariances, dtype):

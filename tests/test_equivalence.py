@@ -204,3 +204,88 @@ def test_float32_close_to_sklearn():
     for name in ("weights_", "means_", "covariances_"):
         assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-4)
     assert_allclose(ours.lower_bound_, theirs.lower_bound_, rtol=1e-5)
+
+
+# The attributes scikit-learn's predictions read.
+_PREDICTIVE = ("weights_", "means_", "precisions_cholesky_")
+
+
+def _assert_same_predictions(ours, theirs, X):
+    assert_allclose(ours.score_samples(X), theirs.score_samples(X), rtol=RTOL)
+    assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-8, atol=1e-14)
+    assert_array_equal(ours.predict(X), theirs.predict(X))
+    assert_allclose(ours.bic(X), theirs.bic(X), rtol=RTOL)
+
+
+def test_predictions_follow_changed_attributes_as_sklearn():
+    # Drop-in: code that edits a fitted model's attributes (or copies them
+    # from another model) sees the same predictions as with scikit-learn.
+    X = _data(2)
+    ours, theirs = _fit_both(X, n_components=3, random_state=0)
+    before = ours.score_samples(X)
+    ours.weights_[:] = theirs.weights_[:] = [0.6, 0.4, 0.0]  # in place
+    _assert_same_predictions(ours, theirs, X)
+    assert not np.allclose(ours.score_samples(X), before)
+    for model in (ours, theirs):
+        model.means_ = model.means_ + 1.0
+        model.precisions_cholesky_ = model.precisions_cholesky_ * 2.0
+    _assert_same_predictions(ours, theirs, X)
+    # Changed back: the fit's own parameters again, to the last bit.
+    fitted = _fit_both(X, n_components=3, random_state=0)[0]
+    for name in _PREDICTIVE:
+        setattr(ours, name, getattr(fitted, name).copy())
+    assert_array_equal(ours.score_samples(X), fitted.score_samples(X))
+
+
+def test_attributes_set_by_hand_predict_as_sklearn():
+    X = _data(3)
+    theirs = GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    ours = NaturalDiagonalGMM(3)
+    for name in (*_PREDICTIVE, "covariances_", "precisions_"):
+        setattr(ours, name, getattr(theirs, name))
+    _assert_same_predictions(ours, theirs, X)
+    assert_allclose(ours.aic(X), theirs.aic(X), rtol=RTOL)
+    with pytest.raises(ValueError, match="X has 2 features, but NaturalDiagonalGMM is expecting 4"):
+        ours.predict(X[:, :2])
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("means_", np.zeros((3, 2)), "their shapes are"),
+        ("weights_", np.array([0.5, -0.1, 0.6]), "weights_ must be finite, non-negative"),
+        ("means_", np.full((3, 4), np.nan), "means_ must be finite"),
+        ("precisions_cholesky_", -np.ones((3, 4)), "precisions_cholesky_ must be positive"),
+    ],
+)
+def test_attributes_that_describe_no_mixture_are_refused(name, value, message):
+    X = _data(3)
+    model = NaturalDiagonalGMM(3, random_state=0).fit(X)
+    setattr(model, name, value)
+    with pytest.raises(ValueError, match=message):
+        model.score_samples(X)
+
+
+def test_infinite_entries_under_assume_finite_score_nan_as_sklearn():
+    import sklearn
+
+    X = _data(4)
+    ours, theirs = _fit_both(X, n_components=3, random_state=0)
+    rows = X[:3].copy()
+    rows[1, 2] = -np.inf
+    with sklearn.config_context(assume_finite=True):
+        for model in (ours, theirs):  # sklearn's is -inf or NaN, by the signs
+            assert not np.isfinite(model.score_samples(rows)[1])
+            assert np.isnan(model.predict_proba(rows)[1]).all()
+            assert np.isfinite(model.predict_proba(rows)[[0, 2]]).all()
+
+
+def test_float32_rows_on_a_float64_model_have_responsibilities_summing_to_one():
+    # The float32 kernel scores float32 rows; its responsibilities are still
+    # divided by their float64 sum, as scikit-learn's are (float32 totals
+    # left row sums 6e-8 from one).
+    X = _data(5, n_samples=2000, centers=6)
+    model = NaturalDiagonalGMM(6, random_state=0).fit(X)
+    resp = model.predict_proba(X.astype(np.float32))
+    assert resp.dtype == np.float64
+    assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=8 * np.finfo(np.float64).eps)
