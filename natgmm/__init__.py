@@ -9,6 +9,7 @@ configure_wait_policy()
 
 from ._estimator import NaturalDiagonalGMM  # noqa: E402
 from ._schedules import ExplicitSchedule, GeometricSchedule, LinearSchedule, Schedule  # noqa: E402
+from ._version import __version__  # noqa: E402
 from ._wrapper import StandardizedGMM  # noqa: E402
 
 __all__ = [
@@ -18,5 +19,5 @@ __all__ = [
     "NaturalDiagonalGMM",
     "Schedule",
     "StandardizedGMM",
+    "__version__",
 ]
-__version__ = "0.1.0"

@@ -58,6 +58,7 @@ from ._standardise import (
     set_up,
 )
 from ._threading import kernel_threads
+from ._version import stamped, unstamped
 
 
 def __getattr__(name):
@@ -175,7 +176,9 @@ default=None
         Controls the random seed of the initialisation.
     warm_start : bool, default=False
         If True, each ``fit`` starts from the previous solution (of ``fit``
-        or :meth:`partial_fit`) and ``n_init`` is ignored.
+        or :meth:`partial_fit`) and ``n_init`` is ignored; ``n_components``
+        must then be the fitted model's (a ValueError otherwise, where
+        scikit-learn continues the old components silently).
     verbose : int, default=0
         Verbosity, as scikit-learn's: 1 prints each initialisation, every
         ``verbose_interval``-th iteration and the convergence (and the
@@ -661,6 +664,8 @@ default=None
         """
         settings = Settings.from_estimator(self)
         resume = self.warm_start and hasattr(self, "_state")  # a fit or a stream
+        if resume:
+            self._check_continuable("A warm-start fit")
         with _kernel_threads(self.n_jobs) as parallel:
             # A warm start continues the fitted model: X is checked against it
             # (features, names), as StandardizedGMM checks a warm refit.
@@ -796,6 +801,7 @@ default=None
                 random_state = check_random_state(self.random_state)
                 state = start_stream(data, model, init, settings, random_state)
             else:
+                self._check_continuable("partial_fit")
                 # Nothing of the stream's state is changed in place: the
                 # model stays as it was if the batch is rejected or the
                 # step fails.
@@ -857,6 +863,16 @@ default=None
         tags.input_tags.allow_nan = True  # NaN entries are missing values
         return tags
 
+    def _check_continuable(self, how):
+        """Raise a ValueError if ``n_components`` is not the fitted model's number."""
+        fitted = self._state.params.weights.shape[0]
+        if self.n_components != fitted:
+            raise ValueError(
+                f"{how} continues the fitted model, which has {fitted} components, but "
+                f"n_components={self.n_components}. Set n_components={fitted} again, or "
+                "start a new model (warm_start=False, or a new estimator for partial_fit)."
+            )
+
     def _commit(self, fitted, state, empty, inputs):
         """Set the fitted attributes and the private state of a successful fit, at once.
 
@@ -869,7 +885,11 @@ default=None
         private = {"_state": state, "_published": published}
         commit(self, {**fitted, **attributes, **private, "empty_components_": empty}, remove)
 
+    def __getstate__(self):
+        return stamped(super().__getstate__())
+
     def __setstate__(self, state):
+        state = unstamped(state, type(self).__name__)
         if "_std" in state:  # a natgmm 0.1.0 pickle: its private state as one ModelState
             state = dict(state)
             state["_state"] = ModelState(
@@ -880,8 +900,9 @@ default=None
                 state.pop("_partial_rng"),
                 state.pop("_levels", np.empty(0)),
             )
-        # Parameters added since: a pickle from before them behaves as it did.
-        state = {"split_merge": 0, "anneal_subsample": None, **state}
+        # Parameters added since: a pickle from before them behaves as it did
+        # (before anneal_tol, 2026-12-01, every level ran anneal_max_iter iterations).
+        state = {"split_merge": 0, "anneal_subsample": None, "anneal_tol": 0.0, **state}
         super().__setstate__(state)
 
     # ----------------------------------------------------------- inference
@@ -1046,8 +1067,9 @@ default=None
         return X, y
 
     def _n_parameters(self):
-        n_features = self.means_.shape[1]
-        return 2 * self.n_components * n_features + self.n_components - 1
+        # The fitted model's, whatever n_components says now.
+        n_components, n_features = self.means_.shape
+        return 2 * n_components * n_features + n_components - 1
 
     def bic(self, X):
         """Bayesian information criterion for the current model on X.

@@ -399,7 +399,13 @@ class FeatureScaling(NamedTuple):
     def fit(cls, X, sample_weight):
         """Fit the standardisation to ``X`` (validated) with ``sample_weight`` (or None)."""
         # fmax: missing entries (NaN) are left out.
-        exponent = np.frexp(np.fmax.reduce(np.abs(X), axis=0))[1].astype(np.int64)
+        largest = np.fmax.reduce(np.abs(X), axis=0)
+        # Checked here, before StandardScaler warns of its 0 / 0 for them.
+        _check_observed(np.isnan(largest), "")
+        if sample_weight is not None and np.any(sample_weight == 0) and np.isnan(X).any():
+            weighted = np.fmax.reduce(np.abs(X[sample_weight > 0]), axis=0)
+            _check_observed(np.isnan(weighted), " of positive weight")
+        exponent = np.frexp(largest)[1].astype(np.int64)
         if sample_weight is not None:
             sample_weight = scaled_weights(sample_weight)[0]  # exact; the sums cannot overflow
         scaler = StandardScaler().fit(np.ldexp(X, -exponent), sample_weight=sample_weight)

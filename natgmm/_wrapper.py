@@ -13,6 +13,7 @@ from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
 from ._settings import nested_default
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
+from ._version import stamped, unstamped
 
 
 class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
@@ -43,7 +44,8 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         ``sample``, ``bic`` and ``aic``. None means
         ``NaturalDiagonalGMM()``. It is cloned in :meth:`fit`; with
         ``warm_start=True``, a refit continues from ``estimator_`` in the
-        same standardised coordinates.
+        same standardised coordinates (an estimator of another class starts
+        anew).
 
     Attributes
     ----------
@@ -118,6 +120,12 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         self.estimator = estimator
 
     @_fit_context(prefer_skip_nested_validation=False)
+    def __getstate__(self):
+        return stamped(super().__getstate__())
+
+    def __setstate__(self, state):
+        super().__setstate__(unstamped(state, type(self).__name__))
+
     def fit(self, X, y=None, sample_weight=None):
         """Standardise X, fit the inner estimator and map its parameters back.
 
@@ -144,7 +152,12 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
                 f"StandardizedGMM passes sample_weight to its estimator, but {name}.fit does "
                 "not take it; NaturalDiagonalGMM does."
             )
-        resume = getattr(estimator, "warm_start", False) and hasattr(self, "estimator_")
+        # An estimator of another class cannot continue estimator_: it starts anew.
+        resume = (
+            getattr(estimator, "warm_start", False)
+            and hasattr(self, "estimator_")
+            and type(self.estimator_) is type(estimator)
+        )
         # Everything is computed aside and committed at the end, so that a
         # failed or interrupted fit leaves the previous model as it was.
         validated = self if resume else copy.copy(self)

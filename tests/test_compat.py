@@ -1,4 +1,4 @@
-"""Models pickled by natgmm 0.1.0 load, predict and continue in this version."""
+"""Models pickled by earlier natgmm load, predict, continue and refit in this version."""
 
 import pickle
 import warnings
@@ -14,6 +14,10 @@ from sklearn.exceptions import InconsistentVersionWarning
 # StandardizedGMM) and a partial_fit stream, with their predictions of X and
 # the means after one more partial_fit batch.
 PICKLES = Path(__file__).parent / "data" / "natgmm-0.1.0-models.pkl"
+# Written at commit 7fce94f (2026-12-01), before anneal_tol existed: a plain,
+# an annealed and a streamed model and a StandardizedGMM, with their
+# predictions of X.
+OLDER_PICKLES = Path(__file__).parent / "data" / "natgmm-2026-12-01-models.pkl"
 # Same parameters, same kernels: predictions differ only by the rounding of
 # another machine's BLAS, far below this.
 RTOL = 1e-10
@@ -25,8 +29,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _load():
-    with open(PICKLES, "rb") as f, warnings.catch_warnings():
+def _load(path=PICKLES):
+    with open(path, "rb") as f, warnings.catch_warnings():
         # Another scikit-learn version may read them; the estimators' state is ours.
         warnings.simplefilter("ignore", InconsistentVersionWarning)
         return pickle.load(f)
@@ -48,3 +52,48 @@ def test_old_pickles_continue_their_stream():
     for name, means in saved["continued"].items():
         model = saved["models"][name].partial_fit(X[:60])
         assert_allclose(model.means_, means, rtol=RTOL, err_msg=name)
+
+
+def test_pickles_from_before_later_parameters_work_whole():
+    # Loaded models that lack a parameter added since could predict, but
+    # repr, get_params, clone, fit and partial_fit raised AttributeError.
+    from sklearn.base import clone
+
+    saved = _load(OLDER_PICKLES)
+    X = saved["X"]
+    for name, model in saved["models"].items():
+        log_prob, resp, labels = saved["expected"][name]
+        assert_allclose(model.score_samples(X), log_prob, rtol=RTOL, err_msg=name)
+        assert_allclose(model.predict_proba(X), resp, rtol=RTOL, atol=1e-14, err_msg=name)
+        assert_array_equal(model.predict(X), labels, err_msg=name)
+        assert type(model).__name__ in repr(model)
+        assert np.isfinite(clone(model).fit(X).score(X))
+        assert np.isfinite(model.fit(X).score(X))
+    stream = saved["models"]["stream"]
+    assert np.isfinite(stream.partial_fit(X[:50]).score(X))
+    # The parameter's value that behaves as that code did: levels of a fixed length.
+    assert saved["models"]["annealed"].get_params()["anneal_tol"] == 0.0
+
+
+def test_pickles_record_the_version_and_warn_from_another():
+    import re
+
+    import natgmm
+    from natgmm import NaturalDiagonalGMM, StandardizedGMM
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "(.*)"', pyproject, re.M)[1] == natgmm.__version__
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    for model in (NaturalDiagonalGMM(2, random_state=0), StandardizedGMM()):
+        model.fit(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the same version: silent
+            loaded = pickle.loads(pickle.dumps(model))
+        assert_array_equal(loaded.predict(X), model.predict(X))
+        assert "_natgmm_version" not in vars(loaded)
+        state = model.__getstate__()
+        assert state["_natgmm_version"] == natgmm.__version__
+        state["_natgmm_version"] = "0.0.1"
+        other = type(model).__new__(type(model))
+        with pytest.warns(UserWarning, match="from natgmm version 0.0.1 when using version"):
+            other.__setstate__(state)

@@ -190,6 +190,21 @@ def test_warm_start_on_data_of_another_width_is_refused(blobs):
     assert model.n_features_in_ == 1
 
 
+def test_continuing_with_another_number_of_components_is_refused(blobs):
+    # A warm refit with n_components changed kept the old components silently
+    # (as scikit-learn's does), while bic and aic counted the new number.
+    X, _ = blobs
+    model = NaturalDiagonalGMM(2, warm_start=True, random_state=0).fit(X)
+    bic, means = model.bic(X), model.means_.copy()
+    model.set_params(n_components=3)
+    assert model.bic(X) == bic  # the fitted model's parameters, whatever n_components says
+    for call in (model.fit, model.partial_fit):
+        with pytest.raises(ValueError, match="fitted model, which has 2 components, but n_comp"):
+            call(X)
+        assert_array_equal(model.means_, means)
+    assert model.set_params(warm_start=False).fit(X).means_.shape == (3, 3)
+
+
 def test_warm_start_continues_a_stream_and_a_step_drops_what_describes_a_fit(blobs):
     # A warm fit after partial_fit started cold (it looked for converged_,
     # which streams do not set) and took data of another width; and a step

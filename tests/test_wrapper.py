@@ -155,6 +155,14 @@ def test_warm_start_continues_in_the_same_coordinates(mixed_units):
     assert_allclose(steps.covariances_, at_once.covariances_, rtol=1e-12)
 
 
+def test_a_warm_refit_with_an_estimator_of_another_class_starts_anew(mixed_units):
+    # It continued the old NaturalDiagonalGMM under the new estimator's parameters.
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER, warm_start=True)).fit(mixed_units)
+    other = GaussianMixture(4, covariance_type="diag", warm_start=True, random_state=0)
+    model.set_params(estimator=other).fit(mixed_units)
+    assert type(model.estimator_) is GaussianMixture
+
+
 def test_default_estimator_is_tunable_and_an_inner_limit_is_named(mixed_units):
     X = mixed_units
     # estimator=None stands for NaturalDiagonalGMM(): nested parameters set one
