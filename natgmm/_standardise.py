@@ -274,6 +274,7 @@ def regularisation(standardiser, min_variance, settings):
     floor = np.maximum(
         min_variance * scale2, settings.min_variance_relative * standardiser.feature_var
     )
+    _check_constant_features(standardiser, settings.reg_covar * scale2 + floor, settings)
     return Regularisation(
         reg_covar=np.broadcast_to(settings.reg_covar * scale2, (n_features,)),
         floor=np.broadcast_to(floor, (n_features,)),
@@ -281,6 +282,28 @@ def regularisation(standardiser, min_variance, settings):
         prior_b=settings.upper_precision_reg * scale2 * weight_scale,
         min_weight=settings.min_weight,
     )
+
+
+def _check_constant_features(standardiser, held, settings):
+    """Raise a ValueError for constant features whose variance nothing holds above zero.
+
+    ``held`` is each feature's ``reg_covar`` plus floor in internal units. A
+    constant feature beyond about 1e150 has a resolution (and so an internal
+    scale) at which ``reg_covar`` underflows to zero; its components would
+    then have no variance, reported as "ill-defined empirical covariance".
+    """
+    # Held below the smallest normal number (zero, or a subnormal whose
+    # inverse overflows), and constant but for the rounding of its moments.
+    info = np.finfo(np.float64)
+    lost = (held < info.tiny) & (standardiser.feature_var < np.sqrt(info.eps))
+    if settings.reg_covar > 0.0 and np.any(lost):
+        features = ", ".join(str(j) for j in np.flatnonzero(lost))
+        raise ValueError(
+            f"Feature(s) {features} of X are constant at a magnitude (|x| about "
+            f"{np.max(np.abs(standardiser.shift[lost])):.3g}) where reg_covar is below "
+            "float64's resolution of their values, so that their variance would be zero. "
+            "Drop constant features, or rescale X."
+        )
 
 
 # Set while StandardizedGMM fits its inner estimator: the data are

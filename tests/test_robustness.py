@@ -739,6 +739,21 @@ def test_reg_covar_warning_spares_constant_features_and_the_wrapper():
     assert [w.filename for w in record] == [__file__]
 
 
+@pytest.mark.parametrize("value", [1e168, 1e200, -1e300])
+def test_a_constant_feature_beyond_reg_covars_resolution_is_named(value):
+    # Beyond the documented range (1e150): reg_covar underflows at the
+    # feature's resolution, and the fit failed with "ill-defined empirical
+    # covariance ... singleton or collapsed samples". Up to 1e165 it fits.
+    rng = np.random.default_rng(0)
+    blobs = np.vstack([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+    with pytest.raises(ValueError, match=r"Feature\(s\) 2 of X are constant at a magnitude"):
+        NaturalDiagonalGMM(2, random_state=0).fit(np.c_[blobs, np.full(200, value)])
+    model = NaturalDiagonalGMM(2, random_state=0).fit(np.c_[blobs, np.full(200, 1e165)])
+    assert_allclose(model.covariances_[:, 2], 1e-6, rtol=1e-6)
+    # A feature that varies at such magnitudes is not refused.
+    assert_finite(NaturalDiagonalGMM(2, random_state=0).fit(np.c_[blobs, blobs[:, 0] * 1e152]))
+
+
 # ------------------------------------------------------ 6. far-away rows
 
 
