@@ -83,6 +83,10 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     lower_bound_ : float
         The inner fit's mean log-likelihood of the training data, in the
         units of ``X``.
+    lower_bounds_ : ndarray of shape (n_iter_,)
+        The inner fit's ``lower_bounds_``, in the units of ``X`` (if the
+        estimator records them: NaturalDiagonalGMM does, scikit-learn's
+        ``GaussianMixture`` from 1.7).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -192,8 +196,10 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
                 inner.fit(Z, sample_weight=sample_weight)
         fitted = self._fitted_attributes(inner, scaling, Z, sample_weight)
         attributes, remove = ({}, ()) if resume else input_attributes(validated)
-        # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0.
-        commit(self, {**fitted, **attributes}, (*remove, "_scaler"))
+        # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0;
+        # lower_bounds_ of a previous estimator that had them.
+        stale = ("_scaler",) if "lower_bounds_" in fitted else ("_scaler", "lower_bounds_")
+        commit(self, {**fitted, **attributes}, (*remove, *stale))
         return self
 
     def set_params(self, **params):
@@ -248,6 +254,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         jacobian = _log_jacobian(scale, Z)
         if np.ndim(jacobian):  # missing entries: the weighted mean over the rows
             jacobian = mean_log_prob(jacobian, sample_weight)
+        bounds = getattr(inner, "lower_bounds_", None)
+        if bounds is not None:
+            fitted["lower_bounds_"] = np.asarray(bounds, dtype=np.float64) + jacobian
         return {
             **fitted,
             "estimator_": inner,

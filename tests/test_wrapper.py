@@ -72,6 +72,15 @@ def test_score_samples_is_the_raw_unit_density(fitted, mixed_units):
     assert_allclose(fitted.score_samples(mixed_units), expected, rtol=1e-10)
     assert_allclose(fitted.score(mixed_units), expected.mean(), rtol=1e-10)
     assert_allclose(fitted.lower_bound_, fitted.score(mixed_units), rtol=1e-8)  # converged
+    # The inner fit's bounds, moved by the same log-Jacobian (to rounding).
+    inner = fitted.estimator_
+    assert_allclose(fitted.lower_bounds_[-1], fitted.lower_bound_, rtol=1e-14)
+    assert_allclose(
+        fitted.lower_bounds_ - fitted.lower_bound_,
+        np.asarray(inner.lower_bounds_) - inner.lower_bound_,
+        rtol=0,
+        atol=1e-12,
+    )
     n = len(mixed_units)
     p = 2 * 4 * mixed_units.shape[1] + 4 - 1
     assert_allclose(fitted.bic(mixed_units), -2 * expected.sum() + p * np.log(n), rtol=1e-10)
