@@ -1052,15 +1052,12 @@ default=None
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
         n_features = self.means_.shape[1]
+        # As scikit-learn's, to the last bit: float32 attributes are promoted
+        # by the float64 draws, after the square root.
         X = np.vstack(
             [
                 mean + rng.standard_normal(size=(count, n_features)) * np.sqrt(cov)
-                for mean, cov, count in zip(
-                    self.means_.astype(np.float64),
-                    self.covariances_.astype(np.float64),
-                    counts,
-                    strict=True,
-                )
+                for mean, cov, count in zip(self.means_, self.covariances_, counts, strict=True)
             ]
         )
         y = np.concatenate([np.full(count, k, dtype=np.int64) for k, count in enumerate(counts)])

@@ -401,6 +401,18 @@ def test_sample_and_information_criteria(blobs):
         ours.sample(0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sample_draws_as_sklearn_from_the_same_attributes(blobs, dtype):
+    # float32 models drew 2e-7 away: the variances went to float64 before the root.
+    X = blobs[0].astype(dtype)
+    ours = NaturalDiagonalGMM(4, random_state=0).fit(X)
+    theirs = GaussianMixture(4, covariance_type="diag", random_state=0)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(theirs, name, getattr(ours, name))
+    for a, b in zip(ours.sample(300), theirs.sample(300), strict=True):
+        assert_array_equal(a, b)
+
+
 def test_verbose_output(blobs, capsys):
     X, _ = blobs
     NaturalDiagonalGMM(4, verbose=2, verbose_interval=1, random_state=0).fit(X)
