@@ -52,8 +52,10 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     estimator_ : estimator object
         The fitted clone of ``estimator``, in standardised units; its own
         records of the fit (``history_``, ``critical_value_``,
-        ``split_levels_``, ``split_merge_moves_``) are there, their
-        log-likelihoods those of the standardised data.
+        ``split_levels_``, ``split_merge_moves_``, ``empty_components_``)
+        are there, their log-likelihoods those of the standardised data, as
+        are those its ``verbose`` output prints (``lower_bound_`` and
+        ``lower_bounds_`` here are in the units of ``X``).
     mean_ : ndarray of shape (n_features,)
         The (weighted) mean of each feature.
     scale_ : ndarray of shape (n_features,)
