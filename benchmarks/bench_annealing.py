@@ -4,8 +4,9 @@ For every data set of ``datasets.SPLITS`` (digits, raw-scale digits, breast
 cancer, two synthetic mixtures with known parameters, 60 000 deformed
 digits, 60 000 deformed MNIST digits and 60 000 image patches through
 FactorAnalysis(50)), or of your own (``--datasets my_latents.npz``: see
-``datasets.file_split``), every K of the set among ``--k`` and every seed,
-fit
+``datasets.file_split``), every K of the set among ``--k`` (a built-in set
+is benchmarked only at its own K values, listed in ``datasets.py``; a file
+of your own at every ``--k``) and every seed, fit
 
 - ``sk5``, ``sk20``: ``GaussianMixture(covariance_type="diag", n_init=5 or
   20, max_iter=500)``;
@@ -22,7 +23,7 @@ fit
   stands in for the defaults until the estimator implements them;
 
 and print, per data set, K and method: the mean train and test
-log-likelihood per sample over the seeds, the NMI with the labels where the
+log-likelihood per sample (nats; higher is better) over the seeds, the NMI with the labels where the
 set has them, the wall time, the iterations (for scikit-learn
 ``n_iter_``, the best initialisation's only; for natgmm all levels and
 the final EM), and against ``sk5`` of the same
@@ -30,6 +31,13 @@ seed: in how many seeds the train log-likelihood is at least sk5's and the
 median ratio of wall times. The bar: ``wins >= 4/5`` and time ratio
 ``<= 0.2`` at K = 20 and 50 on every data set. A per-seed table follows;
 both go to ``--out`` (markdown, default ``benchmarks/results/annealing.md``).
+Its ``splits`` column lists, for the annealed fits, the first eight levels
+at which the number of distinct means grew, as ``level:before>after``
+(``0.777:1>15``: at level 0.777, 1 distinct mean became 15; a level is a
+variance floor or fixed variance in units of each feature's variance, or
+a temperature). A mean over seeds can hide one poor seed: the
+summary names every seed whose test log-likelihood is more than
+``OUTLIER_NATS`` below its method's median.
 
 Timing: every fit of one (data set, K, seed) runs in turn in one process
 (``--repeats N``: each N times in a row, keeping the shortest time),
@@ -47,13 +55,12 @@ one).
 
 Run from the repository root::
 
-    python benchmarks/bench_annealing.py --quick
+    python benchmarks/bench_annealing.py --quick  # about 1 minute (1 core, 2026-12-06)
     python benchmarks/bench_annealing.py --datasets digits_fa,image_patches_fa --k 20 50
     python benchmarks/bench_annealing.py --datasets my_latents.npz --methods sk5,temperature
     python benchmarks/bench_annealing.py  # everything: hours on 2 cores
 """
 
-import argparse
 import functools
 import sys
 import warnings
@@ -70,6 +77,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "study"))
 import anneal_proto  # noqa: E402
 import datasets  # noqa: E402
+from cli import check, comma_list  # noqa: E402
+from cli import parser as cli_parser  # noqa: E402
 from warm import timed_after_pause, warm_up  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM  # noqa: E402
@@ -77,6 +86,14 @@ from natgmm import NaturalDiagonalGMM  # noqa: E402
 BAR_KS = (20, 50)
 BAR_WINS = 4 / 5
 BAR_TIME = 0.2
+# A seed this many nats per sample below its method's median test ll is named.
+OUTLIER_NATS = 10.0
+METHODS = (
+    "sk5", "sk20",
+    *(f"{mode}{suffix}" for suffix in ("", "-nosm", "-sample")
+      for mode in ("floor", "fixed", "temperature")),
+    "proto",
+)  # fmt: skip
 
 
 class _Proto:
@@ -200,6 +217,26 @@ def summarise(rows, method_names, seeds):
             f"| {r['data']} | {r['k']} | {r['seed']} | {r['method']} | {r['train']:.4f} | "
             f"{r['test']:.4f} | {r['nmi']:.3f} | {r['time']:.2f} | {r['n_iter']} | {splits} |"
         )
+    lines += [
+        "",
+        "train ll, test ll: mean log-likelihood per sample in nats over the seeds (higher is "
+        "better); time s, iters: medians; train >= sk5: seeds whose train ll is at least sk5's "
+        "of the same seed; time / sk5: median of time over sk5's time (< 1: faster than sk5).",
+    ]
+    outliers = []
+    for (data, k), per in by.items():
+        for m, per_seed in per.items():
+            median = np.median([r["test"] for r in per_seed.values()])
+            outliers += [
+                f"{data} K={k} {m} seed {r['seed']} ({r['test']:.1f})"
+                for r in per_seed.values()
+                if r["test"] < median - OUTLIER_NATS
+            ]
+    if outliers:
+        lines.append(
+            f"Seeds whose test ll is more than {OUTLIER_NATS:g} below their method's median "
+            "(they pull its mean down): " + "; ".join(outliers) + "."
+        )
     if not judged:
         verdict = ["not judged: this run has no sk5 fit at K=20 or K=50 to compare with"]
     else:
@@ -207,18 +244,35 @@ def summarise(rows, method_names, seeds):
     return lines, seed_lines, verdict
 
 
+def _is_file(name):
+    """Whether a --datasets entry is a file of your own (as ``datasets.split`` decides)."""
+    return Path(name).suffix in (".npz", ".npy")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli_parser(__doc__)
     parser.add_argument(
         "--datasets",
+        type=comma_list(),
         default=",".join(datasets.SPLITS),
         help="comma-separated names from datasets.SPLITS, or paths of .npz / .npy files of "
         "your own (X_train or X; X_test, y_train or y, y_test if you have them)",
     )
-    parser.add_argument("--k", type=int, nargs="+", default=[10, 20, 50])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--k",
+        type=int,
+        nargs="+",
+        default=[10, 20, 50],
+        help="numbers of components, space-separated (--k 20 50); a built-in set runs only "
+        "those among its own K values, a file of yours every one",
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+        help="random_state of every fit, space-separated (--seeds 0 1)",
+    )  # fmt: skip
     parser.add_argument(
         "--methods",
+        type=comma_list(choices=METHODS),
         default="sk5,sk20,floor,fixed,temperature,proto",
         help="comma-separated, from sk5,sk20,floor,fixed,temperature, the same three "
         "with -nosm (no split-and-merge moves) or -sample (anneal_subsample), proto",
@@ -232,9 +286,12 @@ def main(argv=None):
         "--blas-threads",
         type=int,
         default=None,
-        help="limit BLAS and OpenMP to this many threads for every fit (default: no limit)",
+        help="limit BLAS and OpenMP to this many threads for every fit (None: no limit)",
     )
-    parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument(
+        "--n-jobs", type=int, default=None,
+        help="natgmm's kernel threads (n_jobs of every natgmm fit; None: all)",
+    )  # fmt: skip
     parser.add_argument(
         "--repeats",
         type=int,
@@ -242,13 +299,28 @@ def main(argv=None):
         help="fit each model this many times and keep the shortest time (the fits are "
         "deterministic): scikit-learn's time for the same fit varied by 1.7x between runs",
     )
-    parser.add_argument("--out", default=str(HERE / "results" / "annealing.md"))
+    parser.add_argument(
+        "--out",
+        default=str(HERE / "results" / "annealing.md"),
+        help="markdown file of the tables (overwritten)",
+    )
     args = parser.parse_args(argv)
+    for name in args.datasets:
+        if _is_file(name):
+            check(parser, name, "--datasets", file=True)
+        elif name not in datasets.SPLITS:
+            parser.error(
+                f"--datasets: unknown {name!r}; choose from {', '.join(datasets.SPLITS)} "
+                "or give an .npz / .npy file"
+            )
+    check(parser, args.k, "--k", at_least=1)
+    check(parser, args.seeds, "--seeds", at_least=0)
+    check(parser, args.repeats, "--repeats", at_least=1)
+    check(parser, args.blas_threads, "--blas-threads", at_least=1)
     if args.quick:
-        args.datasets, args.k, args.seeds = "digits_fa,synthetic_separated", [20], [0, 1]
-        args.methods = ",".join(m for m in args.methods.split(",") if m != "sk20")
-    args.methods = args.methods.split(",")
-    names = args.datasets.split(",")
+        args.datasets, args.k, args.seeds = ("digits_fa", "synthetic_separated"), [20], [0, 1]
+    args.methods = [m for m in args.methods if not (args.quick and m == "sk20")]
+    names = args.datasets
     factories = methods(args)
 
     rows = []
@@ -261,10 +333,19 @@ def main(argv=None):
         warm_up(_Proto(2, 0, anneal_proto.RECOMMENDED).fit, warm)
         for name in names:
             data = datasets.split(name)
-            print(f"# {name}: {data.description}", flush=True)
-            for k in args.k:
-                if k not in data.ks:
-                    continue
+            # A file's description starts with its name.
+            head = data.description if _is_file(name) else f"{name}: {data.description}"
+            print(f"# {head}", flush=True)
+            # A built-in set runs at its own K values only; a file at every --k.
+            ks = args.k if _is_file(name) else [k for k in args.k if k in data.ks]
+            skipped = [k for k in args.k if k not in ks]
+            if skipped:
+                print(
+                    f"K={', '.join(map(str, skipped))} skipped: {name} is benchmarked at "
+                    f"{', '.join(map(str, data.ks))}",
+                    flush=True,
+                )
+            for k in ks:
                 for seed in args.seeds:
                     for method, factory in factories.items():
                         make = functools.partial(factory, k, seed)

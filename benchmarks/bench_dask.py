@@ -14,29 +14,31 @@ blocks: the kernel costs next to nothing there, what remains is building the gra
 scheduling the block tasks and the reduction tree, and the round trip of the
 statistics.
 
-Run from the repository root (``--n-samples`` for smaller runs)::
+Needs Dask (``pip install -e '.[benchmarks]'``, or ``'.[dask]'``). Run from
+the repository root (``--n-samples`` for smaller runs; ``--n-samples 1e5
+--chunk-rows 20000 --n-iter 1`` took 27 s on one core)::
 
     python benchmarks/bench_dask.py --n-samples 10000000
 """
 
-import argparse
 import logging
 import os
 import sys
 import time
 import warnings
 
-import dask
-import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster, wait
 from sklearn.exceptions import ConvergenceWarning
 
 from natgmm import NaturalDiagonalGMM
 from natgmm._threading import MIN_PARALLEL_WORK
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli import check, optional, parser  # noqa: E402
 from warm import warm_up  # noqa: E402
+
+# Imported by main(), which says what to install when they are missing.
+dask = da = distributed = None
 
 
 def make_block(n_rows, n_features, n_components, seed, dtype):
@@ -92,15 +94,28 @@ def per_iteration(X, n_iter, init):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-samples", type=float, default=1e7)
-    parser.add_argument("--n-features", type=int, default=50)
-    parser.add_argument("--n-components", type=int, default=50)
-    parser.add_argument("--chunk-rows", type=int, default=500_000)
-    parser.add_argument("--n-iter", type=int, default=5)
-    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    parser.add_argument("--skip-in-memory", action="store_true")
-    args = parser.parse_args()
+    parser_ = parser(__doc__)
+    parser_.add_argument(
+        "--n-samples", type=float, default=1e7, help="rows (1e7 and 10000000 both work)"
+    )
+    parser_.add_argument("--n-features", type=int, default=50, help="columns, D")
+    parser_.add_argument("--n-components", type=int, default=50, help="blobs and components, K")
+    parser_.add_argument("--chunk-rows", type=int, default=500_000, help="rows per Dask block")
+    parser_.add_argument(
+        "--n-iter", type=int, default=5, help="EM iterations timed (after a fit of none)"
+    )
+    parser_.add_argument(
+        "--dtype", default="float64", choices=["float32", "float64"], help="dtype of the data"
+    )
+    parser_.add_argument(
+        "--skip-in-memory", action="store_true", help="only the Dask fits, not the numpy one"
+    )
+    args = parser_.parse_args()
+    for name in ("n_samples", "n_features", "n_components", "chunk_rows", "n_iter"):
+        check(parser_, getattr(args, name), "--" + name.replace("_", "-"), at_least=1)
+    global dask, da, distributed
+    dask, da = optional("dask", what="bench_dask.py"), optional("dask.array", what="bench_dask.py")
+    distributed = optional("distributed", what="bench_dask.py")
     n, d, k = int(args.n_samples), args.n_features, args.n_components
     row_chunks = [args.chunk_rows] * (n // args.chunk_rows)
     if n % args.chunk_rows:
@@ -110,14 +125,14 @@ def main():
     print(f"N={n} D={d} K={k} {args.dtype} ({gib:.1f} GiB), {len(row_chunks)} blocks")
 
     with (
-        LocalCluster(
+        distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
             silence_logs=logging.ERROR,
         ) as cluster,
-        Client(cluster) as client,
+        distributed.Client(cluster) as client,
     ):
         # Warm-up: every worker loads the compiled kernels, both variants.
         warm = dask_data([1000] * 4, d, k, args.dtype).persist()
@@ -127,13 +142,13 @@ def main():
         time_fit(warm, 1, init)
         t0 = time.perf_counter()
         X = dask_data(row_chunks, d, k, args.dtype).persist()
-        wait(X)
+        distributed.wait(X)
         print(f"generate and persist on the workers: {time.perf_counter() - t0:.1f} s")
         dask_iter, dask_model = per_iteration(X, args.n_iter, init)
         print(f"Dask, 2 workers x 1 thread:       {dask_iter:8.3f} s per EM iteration")
         del X
         tiny = dask_data([100] * len(row_chunks), d, k, args.dtype).persist()
-        wait(tiny)
+        distributed.wait(tiny)
         overhead, _ = per_iteration(tiny, args.n_iter, init)
         print(f"scheduling overhead ({len(row_chunks)} blocks): {overhead:8.3f} s per EM iteration")
         del tiny

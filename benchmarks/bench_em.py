@@ -46,14 +46,28 @@ such as ``deformed_mnist_fa``, or your own ``.npz`` / ``.npy`` file, all of
 its rows);
 ``--scale`` adds the memmap case; ``--json FILE`` also writes the rows. The
 plot of time per iteration against N (D=50, K=50) is saved in
-``benchmarks/results/``.
+``benchmarks/results/`` or at ``--plot FILE`` (needs matplotlib; skipped with
+a message without it).
+
+Columns of the per-iteration table: ``sk/nat`` is scikit-learn's seconds per
+iteration over natgmm's (above 1: natgmm is faster); "extra MiB" as above;
+``GFLOP/s`` and ``bound s`` as above; ``nat/bnd`` is natgmm's seconds per
+iteration over the bound (1 is the best possible; the bar is 1.5); ``|dLL|``
+is the absolute difference of the two libraries' final lower bounds (mean
+log-likelihood per sample, nats) after the same iterations from the same
+start. Whole fits: ``sk/nat`` as above, the iterations of each, and ``rel
+dLL``, that difference over the absolute value of scikit-learn's bound.
+
+Run time: ``--quick`` took more than 4 minutes on one busy core (2026-12-06;
+its first row after about 2, the compilation and the machine's peak
+first); the full grid takes hours. Memory is read from ``/proc`` (Linux).
 """
 
-import argparse
 import itertools
 import json
 import multiprocessing
 import os
+import platform
 import sys
 import tempfile
 import threading
@@ -61,6 +75,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli  # noqa: E402
 import datasets  # noqa: E402
 from warm import timed_after_pause, warm_up  # noqa: E402
 
@@ -83,6 +98,8 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def _rss_bytes():
+    if not os.path.exists("/proc/self/statm"):  # the memory columns read Linux's /proc
+        raise OSError("the resident size is read from /proc/self/statm: Linux only")
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -366,11 +383,16 @@ def _print_whole_fits(cases, memory, data=None):
     label = "digits-like latents, D=50" if data is None else datasets.split(data).description
     print(f"\nWhole default fits (k-means initialisation, tol=1e-3), {label}")
     header = (
-        f"{'N':>8s} {'K':>3s} {'n_init':>6s} | {'sklearn s':>9s} {'natgmm s':>8s} {'ratio':>6s} | "
+        f"{'N':>8s} {'K':>3s} {'n_init':>6s} | {'sklearn s':>9s} {'natgmm s':>8s} {'sk/nat':>6s} | "
         f"{'iters sk/nat':>12s} {'rel dLL':>8s}"
     )
     print(header)
     print("-" * len(header))
+    print(
+        "(sk/nat: sklearn's seconds over natgmm's, > 1 when natgmm is faster; rel dLL: "
+        "|difference of the final lower bounds| / |sklearn's|)",
+        flush=True,
+    )
     rows = []
     for n, k, n_init in cases:
         repeats = 3 if n <= 100_000 else 1
@@ -410,7 +432,11 @@ def _usable_cores():
 
 
 def _plot(rows, path):
-    import matplotlib
+    """Save the plot of seconds per iteration against N; False without matplotlib."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -427,17 +453,39 @@ def _plot(rows, path):
         for library, style in (("sklearn", "--"), ("natgmm", "-")):
             t = [p[1]["seconds_per_iter"][library] for p in picked]
             ax.loglog(n, t, style, marker=marker, label=f"{library} {dtype}")
+        # The speed-up by each of natgmm's points: with one N (--quick) the
+        # lines are single points whose ratio is hard to read off a log axis.
+        for x, r in picked:
+            sk, nat = r["seconds_per_iter"]["sklearn"], r["seconds_per_iter"]["natgmm"]
+            ax.annotate(
+                f"{sk / nat:.1f}x", (x, nat), textcoords="offset points", xytext=(6, -3),
+                fontsize=8,
+            )  # fmt: skip
     ax.set_xlabel("n_samples")
     ax.set_ylabel("seconds per EM iteration")
-    ax.set_title(f"D = 50, K = 50, {_usable_cores()} cores, well separated blobs")
+    cores = _usable_cores()
+    ax.set_title(f"D = 50, K = 50, {cores} core{'s' if cores > 1 else ''}, well separated blobs")
     ax.legend()
-    fig.tight_layout()
+    # When and where: the plot outlives the run's printed header.
+    fig.text(
+        0.01, 0.01, f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{platform.node()}; labels: sklearn s/it over natgmm's", fontsize=7,
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=120)
+    return True
+
+
+def _known_data(name):
+    """Whether ``datasets.split`` can make the whole fits' data ``name``."""
+    if name.endswith((".npz", ".npy")):
+        return os.path.isfile(name)
+    return name in datasets.SPLITS
 
 
 def main(argv=None):
     """Run the cases and print one row per case."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument(
         "--quick", action="store_true",
         help="per-iteration grid at N=60000, D=50, K=50 only (the whole default fits "
@@ -445,9 +493,18 @@ def main(argv=None):
     )  # fmt: skip
     parser.add_argument("--scale", action="store_true", help="add the N=1e7 memmap case")
     parser.add_argument(
-        "--n-iter", type=int, default=20, help="EM iterations timed at N = 60000 (a sixth at 1e6)"
+        "--n-iter",
+        type=int,
+        default=20,
+        help="EM iterations timed at N = 60000 (a sixth, at least 2, at 1e6)",
     )
-    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to this file")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="where to save the plot (default: benchmarks/results/bench_em.png, or "
+        "bench_em_quick.png with --quick)",
+    )
     parser.add_argument("--no-whole", action="store_true", help="skip the whole default fits")
     parser.add_argument("--whole-only", action="store_true", help="only the whole default fits")
     parser.add_argument(
@@ -457,6 +514,15 @@ def main(argv=None):
         "digits-like latents)",
     )
     args = parser.parse_args(argv)
+    cli.check(parser, args.n_iter, "--n-iter", at_least=1)
+    if args.whole_only and args.no_whole:
+        parser.error("--whole-only and --no-whole leave nothing to run")
+    if args.whole_data and not (args.no_whole or _known_data(args.whole_data)):
+        parser.error(
+            f"--whole-data: {args.whole_data!r} is neither an existing .npz / .npy file nor one "
+            f"of {', '.join(datasets.SPLITS)}"
+        )
+    per_iteration = not args.whole_only
 
     import numba
     import threadpoolctl
@@ -467,29 +533,37 @@ def main(argv=None):
         f"cores: {_usable_cores()}, kernel threads: {numba.config.NUMBA_NUM_THREADS}, "
         f"BLAS: {[(b['internal_api'], b.get('architecture'), b['num_threads']) for b in blas]}"
     )
-    # The best of three processes: a neighbour's load on this shared machine
-    # can halve one process's figures, and a low peak would loosen the bound.
-    peaks = [_child(machine_peak) for _ in range(3)]
-    peak = {
-        dtype: {key: max(p[dtype][key] for p in peaks) for key in peaks[0][dtype]}
-        for dtype in peaks[0]
-    }
-    print(
-        "machine peak: "
-        + "; ".join(
-            f"{k} {v['gflops']:.1f} GFLOP/s, {v['exp_per_second'] / 1e9:.2f} G exp/s"
-            for k, v in peak.items()
-        )
-    )
-    header = (
-        f"{'N':>8s} {'D':>3s} {'K':>4s} {'dtype':>7s} {'std':>4s} | "
-        f"{'sklearn s/it':>12s} {'natgmm s/it':>11s} {'ratio':>6s} | "
-        f"{'sk extra MiB':>12s} {'nat extra MiB':>13s} | "
-        f"{'GFLOP/s':>7s} {'bound s':>8s} {'nat/bnd':>7s} | {'|dLL|':>8s}"
-    )
-    print(header)
-    print("-" * len(header))
     rows = []
+    if per_iteration:  # the peak serves the per-iteration rows' bound only
+        print("measuring the machine's peak (3 processes, about half a minute)...", flush=True)
+        # The best of three processes: a neighbour's load on this shared machine
+        # can halve one process's figures, and a low peak would loosen the bound.
+        peaks = [_child(machine_peak) for _ in range(3)]
+        peak = {
+            dtype: {key: max(p[dtype][key] for p in peaks) for key in peaks[0][dtype]}
+            for dtype in peaks[0]
+        }
+        print(
+            "machine peak: "
+            + "; ".join(
+                f"{k} {v['gflops']:.1f} GFLOP/s, {v['exp_per_second'] / 1e9:.2f} G exp/s"
+                for k, v in peak.items()
+            )
+        )
+        header = (
+            f"{'N':>8s} {'D':>3s} {'K':>4s} {'dtype':>7s} {'std':>4s} | "
+            f"{'sklearn s/it':>12s} {'natgmm s/it':>11s} {'sk/nat':>6s} | "
+            f"{'sk extra MiB':>12s} {'nat extra MiB':>13s} | "
+            f"{'GFLOP/s':>7s} {'bound s':>8s} {'nat/bnd':>7s} | {'|dLL|':>8s}"
+        )
+        print(header)
+        print("-" * len(header))
+        print(
+            "(sk/nat: sklearn's s/it over natgmm's, > 1 when natgmm is faster; nat/bnd: natgmm's "
+            "over the bound, bar <= 1.5; |dLL|: |difference of the final lower bounds|; each row "
+            "takes a minute or more)",
+            flush=True,
+        )
     for case in [] if args.whole_only else CASES_QUICK if args.quick else CASES_FULL:
         small = case[0] <= 100_000
         # Fits at N = 1e6 are long, scikit-learn's very long: fewer iterations
@@ -532,14 +606,19 @@ def main(argv=None):
         scale = _child(scale_case, SCALE_CASE, 2)
         rows.append({"case": SCALE_CASE, "natgmm": scale})
         print(f"scale case {SCALE_CASE} from a memmap, natgmm only: {scale}")
-    if any("bound_seconds" in r for r in rows):
-        os.makedirs(RESULTS, exist_ok=True)
-        plot = os.path.join(RESULTS, "bench_em_quick.png" if args.quick else "bench_em.png")
-        _plot(rows, plot)
-        print(f"plot: {plot}")
-    if args.json:
+    if args.json:  # before the plot, which may fail
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+        print(f"rows: {args.json}")
+    if any("bound_seconds" in r for r in rows):
+        os.makedirs(RESULTS, exist_ok=True)
+        plot = args.plot or os.path.join(
+            RESULTS, "bench_em_quick.png" if args.quick else "bench_em.png"
+        )
+        if _plot(rows, plot):
+            print(f"plot: {plot}")
+        else:
+            print("plot skipped: matplotlib is not installed (pip install -e '.[benchmarks]')")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ serial kernel (a shared machine's load disturbs it much less than wall
 time) and the wall time of the parallel one; errors are of the float32
 results against the float64 ones: log-densities, responsibilities,
 log-likelihood, means (in units of each component's standard deviation)
-and variances from the statistics.
+and variances from the statistics. ``float32 / float64`` is the float32
+time over the float64 one (below 1: float32 is faster).
 
-Run from the repository root::
+Run from the repository root (``--quick --reps 3`` took 33 s on one core)::
 
-    python benchmarks/bench_float32.py            # --reps 7 --quick
+    python benchmarks/bench_float32.py --quick
 """
 
-import argparse
 import os
 import sys
 import time
@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
+from cli import check, parser  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM, _kernels  # noqa: E402
 from natgmm._data import n_blocks  # noqa: E402
@@ -49,10 +50,13 @@ def _time(clock, *args):
 
 def main(argv=None):
     """Print times and errors per data set."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="the two blob cases only")
-    args = parser.parse_args(argv)
+    parser_ = parser(__doc__)
+    parser_.add_argument(
+        "--reps", type=int, default=7, help="timed calls of each kernel and dtype; best and median"
+    )
+    parser_.add_argument("--quick", action="store_true", help="the two blob cases only")
+    args = parser_.parse_args(argv)
+    check(parser_, args.reps, "--reps", at_least=1)
     for name, X, k in _cases(args.quick):
         X32 = X.astype(np.float32)
         X64 = X32.astype(np.float64)
@@ -81,7 +85,8 @@ def main(argv=None):
                 f"parallel wall {1e3 * min(parallel[d]):6.1f} ms "
                 f"(median {1e3 * np.median(parallel[d]):6.1f})"
             )
-        print(f"  float32 / float64: serial {min(serial['float32']) / min(serial['float64']):.2f}, "
+        print(f"  float32 / float64 time (< 1: float32 faster): serial "
+              f"{min(serial['float32']) / min(serial['float64']):.2f}, "
               f"parallel {min(parallel['float32']) / min(parallel['float64']):.2f}")  # fmt: skip
         base = _kernels.em_stats(X64, *common, True)
         got = _kernels.em_stats(X32, *common, True)

@@ -20,7 +20,12 @@ spread`` copy, scikit-learn's KMeans, ``label_stats``), "natgmm" the compiled
 k-means and ``label_stats`` on ``X`` itself. Also the seeding's time at that N,
 on all rows and on a sample of 100000 rows.
 
-Run from the repository root::
+``--data`` picks the timing's data sets: ``latents``, ``overlapping``
+(blobs, ``cluster_std=8``) or ``separated`` (blobs, ``cluster_std=1``, the
+memory case's data). ``sk/nat`` is scikit-learn's seconds over natgmm's
+(above 1: natgmm is faster).
+
+Run from the repository root (``--repeats 1`` took 37 s on one core)::
 
     python benchmarks/bench_kmeans.py [--repeats 5] [--memory] [--single-thread]
 
@@ -38,6 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cli  # noqa: E402
 from bench_em import _PeakRSS, _rss_bytes  # noqa: E402
 from warm import timed_after_pause, warm_up  # noqa: E402
 
@@ -49,15 +55,17 @@ def _timed(times, func, *args, **kwargs):
     return result
 
 
+# --data names: blobs' cluster_std, or None for the latents.
+DATA = {"latents": None, "overlapping": 8.0, "separated": 1.0}
+
+
 def _data(name, n_samples):
     import numpy as np
     from datasets import blobs, digits_like_latents
 
-    if name == "latents":
+    if DATA[name] is None:
         return digits_like_latents(n_samples, 50)[0]
-    return blobs(n_samples, 50, 50, cluster_std=8.0 if name == "overlapping" else 1.0)[0].astype(
-        np.float64
-    )
+    return blobs(n_samples, 50, 50, cluster_std=DATA[name])[0].astype(np.float64)
 
 
 def _map(X):
@@ -80,6 +88,15 @@ def timing(names, n_clusters_list, repeats, parallel):
 
     # One thread: scikit-learn's OpenMP and BLAS pools and natgmm's serial kernels.
     limit = contextlib.nullcontext() if parallel else threadpool_limits(1)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cli.usable_cores()} usable "
+        f"core(s), {'all threads' if parallel else 'one thread'} per library",
+    )
+    print(
+        f"k-means, N=60000, D=50, best of {repeats}: seconds, and sk/nat = sklearn's over "
+        "natgmm's (> 1: natgmm faster); a line per repeat, then the best",
+        flush=True,
+    )
     for name in names:
         X = _data(name, 60_000)
         shift, spread = _map(X)
@@ -108,8 +125,8 @@ def timing(names, n_clusters_list, repeats, parallel):
                 )
             print(
                 f"{name:12s} K={k:3d}  sklearn {min(t_sk):.3f} s  natgmm {min(t_ours):.3f} s  "
-                f"ratio {min(t_sk) / min(t_ours):.2f}x  |  seeding sklearn "
-                f"{min(t_sk_seed):.3f} s  natgmm {min(t_ours_seed):.3f} s  ratio "
+                f"sk/nat {min(t_sk) / min(t_ours):.2f}x  |  seeding sklearn "
+                f"{min(t_sk_seed):.3f} s  natgmm {min(t_ours_seed):.3f} s  sk/nat "
                 f"{min(t_sk_seed) / min(t_ours_seed):.2f}x",
                 flush=True,
             )
@@ -123,7 +140,7 @@ def memory_child(variant):
     from natgmm import _kernels, _kmeans
 
     n, k = 1_000_000, 50
-    X = _data("blobs", n)
+    X = _data("separated", n)
     shift, spread = _map(X)
     sw = np.empty(0)
     n_blocks = 64
@@ -176,13 +193,22 @@ def memory():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = cli.parser(__doc__)
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="fits of each library per case; the best counts"
+    )
     parser.add_argument("--memory", action="store_true", help="also the N=1e6 memory case")
-    parser.add_argument("--data", nargs="+", default=["latents", "overlapping"])
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        choices=tuple(DATA),
+        default=["latents", "overlapping"],
+        help="the timing's data sets, space-separated (--data latents separated)",
+    )
     parser.add_argument("--single-thread", action="store_true", help="both libraries on one thread")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    cli.check(parser, args.repeats, "--repeats", at_least=1)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child)))
         return

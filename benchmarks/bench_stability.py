@@ -17,9 +17,23 @@ is recorded after 1, 5, 10, 25, 50 and 100 iterations (for
 NMI is the NMI at the first checkpoint. A run is *stable* if its NMI at
 every checkpoint is at least 90% of its initial NMI, and it *collapses* if
 a parameter is ever non-finite (or a variance not positive) or the fit
-raises on non-finite values; a collapsed run is not stable. A setting is
-stable if all its seeds are. The test NMI is that of ``predict(X_test)``
-after the last checkpoint.
+raises on non-finite values (an ill-defined covariance, a floating-point or
+linear-algebra error). A fit that refuses finite parameters with another
+ValueError (such as "variances cannot be represented") is a *refusal*,
+counted in its own column; collapsed and refused runs are not stable. An
+invalid parameter (``--ks 0``) stops the sweep with scikit-learn's error. A
+setting is stable if all its seeds are. The test NMI is that of
+``predict(X_test)`` after the last checkpoint.
+
+Columns: ``min_variance_relative`` is the floor (the research name
+``lat_min_var``; ``em+wrapper``: the same number as ``min_variance`` of the
+inner model, in standardised units), ``lower_precision_reg`` the prior
+(``lwr_prs_reg``); ``NMI@c`` the mean NMI after
+``c`` iterations over the runs that neither collapsed nor were refused;
+``final sd`` their standard deviation at the last checkpoint; ``worst
+ratio`` the smallest, over those runs, of the lowest NMI over the first
+checkpoint's (stable needs at least 0.9); ``seconds`` the setting's wall
+time over all seeds.
 
 Rows, one per setting and solver (``--solvers``, default all; ``em`` runs
 the whole grid, the other solvers run at ``em``'s recommended setting, or
@@ -40,8 +54,8 @@ the first checkpoint keeps the best of its 5 starts after one iteration).
 The *recommended* setting of a solver is, among its settings that are
 stable for every seed, the one with the largest mean final training NMI
 (ties: the smaller K, then the larger floor and prior). The table is
-printed and written to ``--out`` (default ``benchmarks/results/stability.md``,
-or ``stability_raw.md`` with ``--raw-scale``).
+printed and written to ``--out`` (default ``benchmarks/results/stability.md``
+next to this script, or ``stability_raw.md`` with ``--raw-scale``).
 
 On digits with ``--n-jobs 1`` (one BLAS and one numba thread), two runs
 side by side on 2 busy cores took 170-195 s each by default and about 490 s
@@ -50,7 +64,6 @@ each with ``--full-grid``. Run from the repository root::
     python benchmarks/bench_stability.py [--raw-scale] [--solvers em,gradient]
 """
 
-import argparse
 import sys
 import time
 import warnings
@@ -64,9 +77,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
 from natgmm import NaturalDiagonalGMM, StandardizedGMM
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cli import check, comma_list, parser  # noqa: E402
 
 KS = (20, 50)
 FLOORS = (0.01, 0.1, 1.0)
@@ -81,6 +99,9 @@ SOLVERS = {
     "gradient": dict(solver="gradient", learning_rate=0.01, gradient_steps=100),
 }
 _PARAMETERS = ("weights_", "means_", "covariances_")
+# ValueErrors that report non-finite or non-positive results: collapses, not refusals
+# (natgmm's IllDefinedCovariance has scikit-learn's "ill-defined" message).
+_COLLAPSE_MESSAGES = ("ill-defined empirical covariance", "NaN", "infinity", "non-finite")
 
 
 def load_data(args):
@@ -129,8 +150,19 @@ def _finite(model):
     return all(np.all(np.isfinite(a)) for a in arrays) and np.all(model.covariances_ > 0)
 
 
+def _outcome(error):
+    """Whether a fit's exception is "collapsed" or "refused"; invalid parameters propagate."""
+    if isinstance(error, InvalidParameterError):
+        raise error  # a bad grid value is the user's error, not an outcome
+    if isinstance(error, FloatingPointError | np.linalg.LinAlgError):
+        return "collapsed"
+    if any(text in str(error) for text in _COLLAPSE_MESSAGES):
+        return "collapsed"
+    return "refused"
+
+
 def run(model, data, checkpoints):
-    """NMI at each checkpoint, final test NMI and whether the fit collapsed."""
+    """NMI at each checkpoint, final test NMI and None, "collapsed" or "refused"."""
     Z_train, y_train, Z_test, y_test = data
     nmi, done = [], 0
     for checkpoint in checkpoints:
@@ -143,24 +175,25 @@ def run(model, data, checkpoints):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 model.fit(Z_train)
-        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
-            return nmi, np.nan, True
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as error:
+            return nmi, np.nan, _outcome(error)
         if not _finite(model):
-            return nmi, np.nan, True
+            return nmi, np.nan, "collapsed"
         nmi.append(normalized_mutual_info_score(y_train, model.predict(Z_train)))
         done = checkpoint
-    return nmi, normalized_mutual_info_score(y_test, model.predict(Z_test)), False
+    return nmi, normalized_mutual_info_score(y_test, model.predict(Z_test)), None
 
 
 def sweep_cell(solver, k, floor, prior, data, args):
     """All seeds of one setting: a summary row."""
     start = time.perf_counter()
-    curves, tests, collapses, stable = [], [], 0, 0
+    curves, tests, collapses, refusals, stable = [], [], 0, 0, 0
     for seed in args.seeds:
         model = make_model(solver, k, floor, prior, seed, args.n_jobs)
-        nmi, test_nmi, collapsed = run(model, data, args.checkpoints)
-        collapses += collapsed
-        if not collapsed:
+        nmi, test_nmi, failed = run(model, data, args.checkpoints)
+        collapses += failed == "collapsed"
+        refusals += failed == "refused"
+        if failed is None:
             curves.append(nmi)
             tests.append(test_nmi)
             stable += min(nmi) >= STABLE_RATIO * nmi[0]
@@ -172,6 +205,7 @@ def sweep_cell(solver, k, floor, prior, data, args):
         "prior": prior,
         "stable": stable,
         "collapses": collapses,
+        "refusals": refusals,
         "nmi": curves.mean(axis=0) if len(curves) else np.full(len(args.checkpoints), np.nan),
         "final_sd": curves[:, -1].std() if len(curves) else np.nan,
         "worst_ratio": (curves.min(axis=1) / curves[:, 0]).min() if len(curves) else np.nan,
@@ -199,7 +233,8 @@ def _fmt(value, spec=".3f"):
 def table(rows, args):
     """Markdown table of the summary rows."""
     nmi_cols = [f"NMI@{c}" for c in args.checkpoints]
-    header = ["solver", "K", "lat_min_var", "lwr_prs_reg", "stable seeds", "collapses"]
+    header = ["solver", "K", "min_variance_relative", "lower_precision_reg", "stable seeds"]
+    header += ["collapses", "refusals"]
     header += nmi_cols + ["final sd", "worst ratio", "test NMI", "seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -210,6 +245,7 @@ def table(rows, args):
             "-" if r["solver"] == "sklearn" else f"{r['prior']:g}",
             f"{r['stable']}/{len(args.seeds)}",
             str(r["collapses"]),
+            str(r["refusals"]),
             *[_fmt(v) for v in r["nmi"]],
             _fmt(r["final_sd"]),
             _fmt(r["worst_ratio"]),
@@ -224,39 +260,65 @@ def _describe(row):
     if row is None:
         return "none (no setting is stable for every seed)"
     return (
-        f"K={row['K']}, lat_min_var={row['floor']:g}, lwr_prs_reg={row['prior']:g} "
+        f"K={row['K']}, min_variance_relative={row['floor']:g}, "
+        f"lower_precision_reg={row['prior']:g} "
         f"(final NMI {row['nmi'][-1]:.3f}, test NMI {row['test']:.3f})"
     )
 
 
-def _list(kind):
-    return lambda text: tuple(kind(v) for v in text.split(","))
-
-
 def main(argv=None):
     """Run the sweep, print and write the markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
+    parser_ = parser(__doc__)
+    source = parser_.add_mutually_exclusive_group()
     source.add_argument("--data", help=".npz file with X_train, y_train, X_test, y_test")
-    source.add_argument("--mnist", action="store_true", help="MNIST via fetch_openml")
-    parser.add_argument("--raw-scale", action="store_true", help="latents times [40, 80]")
-    parser.add_argument("--solvers", type=_list(str), default=tuple(SOLVERS))
-    parser.add_argument("--ks", type=_list(int), default=KS)
-    parser.add_argument("--floors", type=_list(float), default=FLOORS)
-    parser.add_argument("--priors", type=_list(float), default=PRIORS)
-    parser.add_argument("--seeds", type=_list(int), default=SEEDS)
-    parser.add_argument("--checkpoints", type=_list(int), default=CHECKPOINTS)
-    parser.add_argument("--n-factors", type=int, default=50)
-    parser.add_argument("--n-jobs", type=int, default=None, help="kernel threads per fit (n_jobs)")
-    parser.add_argument(
+    source.add_argument(
+        "--mnist",
+        action="store_true",
+        help="MNIST via fetch_openml: downloads it from openml.org (tens of MB) on first use",
+    )
+    parser_.add_argument("--raw-scale", action="store_true", help="latents times [40, 80]")
+
+    def joined(values):  # the defaults as they are typed
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    lists = (
+        ("--solvers", comma_list(str, tuple(SOLVERS)), SOLVERS, "solvers"),
+        ("--ks", comma_list(int), KS, "numbers of components"),
+        ("--floors", comma_list(float), FLOORS, "min_variance_relative values"),
+        ("--priors", comma_list(float), PRIORS, "lower_precision_reg values"),
+        ("--seeds", comma_list(int), SEEDS, "random_state values"),
+        ("--checkpoints", comma_list(int), CHECKPOINTS, "iterations at which the NMI is read"),
+    )
+    for option, kind, default, what in lists:
+        parser_.add_argument(
+            option, type=kind, default=joined(default), help=f"{what}, comma-separated"
+        )
+    parser_.add_argument(
+        "--n-factors", type=int, default=50, help="FactorAnalysis components: the latents' D"
+    )
+    parser_.add_argument(
+        "--n-jobs", type=int, default=None, help="kernel threads per fit (n_jobs; None: all)"
+    )
+    parser_.add_argument(
         "--full-grid", action="store_true", help="the whole grid for every solver, not only em"
     )
-    parser.add_argument("--no-reference", action="store_true", help="skip the sklearn rows")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    unknown = set(args.solvers) - set(SOLVERS)
-    if unknown:
-        parser.error(f"unknown solvers {sorted(unknown)}; choose from {list(SOLVERS)}")
+    parser_.add_argument("--no-reference", action="store_true", help="skip the sklearn rows")
+    parser_.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="markdown file of the table (None: benchmarks/results/stability.md, or "
+        "stability_raw.md with --raw-scale)",
+    )
+    args = parser_.parse_args(argv)
+    check(parser_, args.ks, "--ks", at_least=1)
+    check(parser_, args.seeds, "--seeds", at_least=0)
+    check(parser_, args.floors, "--floors", at_least=0)
+    check(parser_, args.priors, "--priors", at_least=0)
+    check(parser_, args.n_factors, "--n-factors", at_least=1)
+    check(parser_, args.data, "--data", file=True)
+    if args.checkpoints[0] < 1 or list(args.checkpoints) != sorted(set(args.checkpoints)):
+        parser_.error("--checkpoints must be increasing iteration counts >= 1")
 
     start = time.perf_counter()
     # One BLAS thread: on a small shared machine, BLAS threads waiting for a
@@ -271,6 +333,8 @@ def main(argv=None):
         flush=True,
     )
     rows = []
+    # The header first: each setting's row is printed as soon as it is done.
+    print("\n".join(table([], args).splitlines()[:2]), flush=True)
     grid = list(product(args.ks, args.floors, args.priors))
     for solver in args.solvers:
         cells = grid
@@ -295,7 +359,8 @@ def main(argv=None):
         "",
         table(rows, args),
         "",
-        f"Collapses in the whole grid: {sum(r['collapses'] for r in grid_rows)}.",
+        f"Collapses in the whole grid: {sum(r['collapses'] for r in grid_rows)}; refusals: "
+        f"{sum(r['refusals'] for r in grid_rows)}.",
     ]
     for solver in args.solvers:
         best = recommended([r for r in rows if r["solver"] == solver], len(args.seeds))
@@ -303,9 +368,8 @@ def main(argv=None):
     lines.append(f"Wall time: {elapsed:.0f} s.")
     text = "\n".join(lines)
     print("\n" + text)
-    out = args.out or Path(
-        "benchmarks/results", "stability_raw.md" if args.raw_scale else "stability.md"
-    )
+    # Next to this script, wherever it is run from.
+    out = args.out or HERE / "results" / ("stability_raw.md" if args.raw_scale else "stability.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
 

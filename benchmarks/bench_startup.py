@@ -5,7 +5,8 @@ the kernels; "warm" runs again with the cache the cold run filled. Each run
 is this script in a fresh process (``--child DTYPE ROWS FEATURES
 COMPONENTS``). Two sizes: a small fit, whose kernel calls all run on the
 calling thread, and a larger one, whose passes are shared out between
-threads (above ``natgmm._threading.MIN_PARALLEL_WORK``). Run from the
+threads (above ``natgmm._threading.MIN_PARALLEL_WORK``). Twelve processes,
+four of them compiling: about 2 minutes on one core. Run from the
 repository root::
 
     python benchmarks/bench_startup.py
@@ -50,7 +51,10 @@ def _run(cache_dir, dtype, size):
 
 def main(argv=None):
     """Print import and first-fit seconds, cold then warm, per dtype."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import cli
+
+    parser = cli.parser(__doc__)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -21,7 +21,9 @@ idle) and back to back (a fit among others: ``n_init``, a grid search). It
 then prints, for threshold rules, the geometric mean and the largest ratio
 of each shape's time under the rule to the best of the three ways for that
 shape: the current rule, the same rule with another threshold, and a
-floor on the rows for k-means only.
+floor on the rows for k-means only. A score of 1.0 means the rule always
+picks the fastest way; lower is better. With one kernel thread the three
+ways are the same configuration and the scores are noise.
 
 Run from the repository root (about 11 minutes; 7 with ``--reps 3``; ``--quick``
 about 3)::
@@ -29,7 +31,6 @@ about 3)::
     python benchmarks/bench_threshold.py [--reps 5] [--quick] [--json FILE]
 """
 
-import argparse
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from cli import check, parser  # noqa: E402
 from datasets import blobs, digits_like_latents  # noqa: E402
 from warm import warm_up  # noqa: E402
 
@@ -124,14 +126,23 @@ def _score(results, rule):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="a smaller grid")
-    parser.add_argument("--json", metavar="FILE")
-    args = parser.parse_args(argv)
+    parser_ = parser(__doc__)
+    parser_.add_argument(
+        "--reps", type=int, default=5, help="fits of each way per shape and mode; the median"
+    )
+    parser_.add_argument("--quick", action="store_true", help="a smaller grid")
+    parser_.add_argument("--json", metavar="FILE", help="also write the times to this file")
+    args = parser_.parse_args(argv)
+    check(parser_, args.reps, "--reps", at_least=1)
     warnings.simplefilter("ignore")
     threshold = _threading.MIN_PARALLEL_WORK
     print(f"{_threading.n_threads(None)} kernel threads; MIN_PARALLEL_WORK = {threshold:,}")
+    if _threading.n_threads(None) < 2:
+        print(
+            "WARNING: one kernel thread: serial, km 1 and shared are the same configuration, "
+            "so the scores below are noise (run with more threads to compare)",
+            flush=True,
+        )
     print("median seconds of a whole default fit: serial | k-means serial, EM shared | shared")
     results = {"after a pause": [], "back to back": []}
     for kind in ("blobs", "latents"):
@@ -146,7 +157,10 @@ def main(argv=None):
                     + " | ".join(f"{way} {t * 1e3:7.1f} ms" for way, t in times.items()),
                     flush=True,
                 )
-    print("\nrule: time over each shape's best way (geometric mean, largest)")
+    print(
+        "\nrule: time over each shape's best way (geometric mean, largest; 1.0 = always the "
+        "fastest way, lower is better)"
+    )
     for name, rule in _rules(threshold):
         scores = "  ".join(
             f"{mode}: {mean:.3f}, {worst:.2f}"

@@ -8,13 +8,13 @@ configurations cover every initialisation, solver and annealing mode,
 sample weights, floors and priors, float32, ``n_init``, warm starts,
 ``partial_fit`` streams and Dask input, on the benchmarks' shared data.
 
-Run from the repository root::
+Needs Dask for its Dask configuration (``pip install -e '.[benchmarks]'``);
+about 10 seconds. Run from the repository root::
 
     python benchmarks/fingerprint.py --save /tmp/before.npz
     python benchmarks/fingerprint.py --compare /tmp/before.npz
 """
 
-import argparse
 import sys
 import warnings
 
@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import datasets  # noqa: E402
+from cli import check, optional, parser  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM, StandardizedGMM  # noqa: E402
 
@@ -100,11 +101,15 @@ def _fingerprint():
 
 def main(argv=None):
     """Save or compare the fingerprint."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--save", metavar="FILE")
-    group.add_argument("--compare", metavar="FILE")
-    args = parser.parse_args(argv)
+    parser_ = parser(__doc__)
+    group = parser_.add_mutually_exclusive_group(required=True)
+    group.add_argument("--save", metavar="FILE", help="write the fingerprint (.npz) here")
+    group.add_argument(
+        "--compare", metavar="FILE", help="compare with a fingerprint saved by --save"
+    )
+    args = parser_.parse_args(argv)
+    check(parser_, args.compare, "--compare", file=True)  # before the fits, not after
+    optional("dask.array", what="fingerprint.py (its Dask configuration)")
     current = _fingerprint()
     if args.save:
         np.savez(args.save, **current)

@@ -28,7 +28,10 @@ Three runs:
   random), each also on the numpy array: an outcome of another kind than
   the numpy one's (finite against refused) is a finding too.
 
-Run from the repository root::
+A line of progress is printed every tenth of the arrays. ``--n 20`` took
+26.6 + 13.4 + 12.5 s on one busy core in a fresh checkout (compiling the
+kernels), the ``wrapper`` run 0.5 s once they were cached. ``--runs dask`` needs Dask
+(``pip install -e '.[benchmarks]'``). Run from the repository root::
 
     python benchmarks/fuzz_robustness.py               # 1000 arrays each
     python benchmarks/fuzz_robustness.py --n 200 --runs wrapper stream
@@ -36,7 +39,6 @@ Run from the repository root::
     python benchmarks/fuzz_robustness.py --n 200 --holes 0.2   # missing entries too
 """
 
-import argparse
 import sys
 import time
 import warnings
@@ -46,6 +48,8 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import datasets  # noqa: E402
+from cli import check, optional  # noqa: E402
+from cli import parser as cli_parser  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM, StandardizedGMM  # noqa: E402
 
@@ -162,17 +166,24 @@ RUNS = {"wrapper": _wrapper, "stream": _stream, "estimator": _estimator, "dask":
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="arrays per run (default 1000)")
+    parser = cli_parser(__doc__)
+    parser.add_argument("--n", type=int, default=1000, help="arrays per run")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument(
-        "--runs", nargs="+", choices=sorted(RUNS), default=["wrapper", "stream", "estimator"]
-    )
+        "--runs", nargs="+", choices=sorted(RUNS), default=["wrapper", "stream", "estimator"],
+        help="runs, space-separated (--runs wrapper dask)",
+    )  # fmt: skip
     parser.add_argument(
         "--holes", type=float, default=0.0, metavar="SHARE",
         help="make this share of each array's entries missing (NaN): the masked kernels",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    check(parser, args.n, "--n", at_least=1)
+    check(parser, args.seed, "--seed", at_least=0)
+    if not 0 <= args.holes < 1:
+        parser.error(f"--holes must be in [0, 1), got {args.holes}")
+    if "dask" in args.runs:
+        optional("dask.array", what="fuzz_robustness.py --runs dask")
     global HOLES
     HOLES = args.holes
     failed = False
@@ -181,7 +192,15 @@ def main(argv=None):
         outcomes, bad = Counter(), Counter()
         examples = {}
         dtypes = Counter()
+        every = max(1, args.n // 10)
         for seed in range(args.seed, args.seed + args.n):
+            if (seed - args.seed) % every == 0 and seed > args.seed:
+                done = seed - args.seed
+                print(
+                    f"  {run}: {done}/{args.n} arrays, {time.perf_counter() - start:.0f} s, "
+                    f"findings so far {sum(bad.values())}",
+                    flush=True,
+                )
             X = _problem(seed)[0]
             for name, seed_, outcome in RUNS[run](seed):
                 kind = outcome.split(":")[0]

@@ -9,7 +9,7 @@ configure_wait_policy()
 
 from ._estimator import NaturalDiagonalGMM  # noqa: E402
 from ._schedules import ExplicitSchedule, GeometricSchedule, LinearSchedule, Schedule  # noqa: E402
-from ._version import __version__  # noqa: E402
+from ._version import __version__  # noqa: E402, F401  (natgmm.__version__)
 from ._wrapper import StandardizedGMM  # noqa: E402
 
 __all__ = [
@@ -19,5 +19,4 @@ __all__ = [
     "NaturalDiagonalGMM",
     "Schedule",
     "StandardizedGMM",
-    "__version__",
 ]

@@ -85,7 +85,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     lower_bound_ : float
         The inner fit's mean log-likelihood of the training data, in the
         units of ``X``.
-    lower_bounds_ : ndarray of shape (n_iter_,)
+    lower_bounds_ : ndarray of shape (`n_iter_`,)
         The inner fit's ``lower_bounds_``, in the units of ``X`` (if the
         estimator records them: NaturalDiagonalGMM does, scikit-learn's
         ``GaussianMixture`` from 1.7).

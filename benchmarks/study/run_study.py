@@ -3,7 +3,10 @@
     python benchmarks/study/run_study.py DATASETS KS SEEDS CONFIG_EXPR [OUT]
 
 CONFIG_EXPR is a Python expression giving a list of anneal_proto.Config
-(``C`` is Config), e.g. ``"[C(mode='floor'), C(mode='fixed')]"``.
+(``C`` is Config, ``G`` GrowConfig), e.g. ``"[C(mode='floor'), C(mode='fixed')]"``.
+DATASETS, KS and SEEDS are comma-separated (``digits_fa,breast_cancer 20,50
+0,1,2``); a set runs only at its own K values (``datasets.py``). Each line
+compares with scikit-learn's cached fit when ``sk_baselines.py`` has made it.
 """
 
 import json
@@ -15,22 +18,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 from anneal_proto import Config, GrowConfig, fit, fit_grow, predict, score, split_levels  # noqa: E402
+from cli import check, comma_list, parser  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 SK = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
 
 
-def main():
-    names = sys.argv[1].split(",")
-    ks = [int(k) for k in sys.argv[2].split(",")]
-    seeds = [int(s) for s in sys.argv[3].split(",")]
-    configs = eval(sys.argv[4], {"C": Config, "G": GrowConfig})  # noqa: S307
-    out = Path(sys.argv[5] if len(sys.argv) > 5 else "/tmp/study.jsonl")
+def main(argv=None):
+    parser_ = parser(__doc__)
+    parser_.add_argument(
+        "datasets", type=comma_list(str, tuple(datasets.SPLITS)), help="names, comma-separated"
+    )
+    parser_.add_argument("ks", type=comma_list(int), help="numbers of components, comma-separated")
+    parser_.add_argument("seeds", type=comma_list(int), help="random seeds, comma-separated")
+    parser_.add_argument("config", help="a Python expression: a list of C(...) or G(...)")
+    parser_.add_argument(
+        "out", nargs="?", default="/tmp/study.jsonl", help="JSON-lines file, appended to"
+    )
+    args = parser_.parse_args(argv)
+    check(parser_, args.ks, "KS", at_least=1)
+    check(parser_, args.seeds, "SEEDS", at_least=0)
+    names, ks, seeds = args.datasets, args.ks, args.seeds
+    configs = eval(args.config, {"C": Config, "G": GrowConfig})  # noqa: S307
+    out = Path(args.out)
     with threadpool_limits(1, user_api="blas"):
         fit(datasets.split("breast_cancer").X_train, 2, 0, Config())  # compile
         for name in names:
             s = datasets.split(name)
+            skipped = [k for k in ks if k not in s.ks]
+            if skipped:
+                print(f"K={skipped} skipped: {name} is studied at {list(s.ks)}", flush=True)
             for k in ks:
                 if k not in s.ks:
                     continue

@@ -1,4 +1,12 @@
-"""Cache sklearn GaussianMixture(diag, n_init, max_iter=500) results for the annealing study."""
+"""Cache sklearn GaussianMixture(diag, n_init, max_iter=500) results for the annealing study.
+
+    python benchmarks/study/sk_baselines.py DATASETS KS SEEDS [N_INIT]
+
+DATASETS, KS and SEEDS are comma-separated (``digits_fa 20,50 0,1,2,3,4 5``);
+a set runs only at its own K values (``datasets.py``). The fits go to
+``benchmarks/.cache/sklearn.json``, which ``sweep.py``, ``run_study.py`` and
+``summarise.py`` read; a fit already cached is not run again.
+"""
 
 import json
 import sys
@@ -8,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import datasets  # noqa: E402
+from cli import check, comma_list, parser  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
@@ -16,14 +25,25 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 OUT = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
 
 
-def main():
-    names = sys.argv[1].split(",")
-    ks = [int(k) for k in sys.argv[2].split(",")]
-    seeds = [int(s) for s in sys.argv[3].split(",")]
-    n_init = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+def main(argv=None):
+    parser_ = parser(__doc__)
+    parser_.add_argument(
+        "datasets", type=comma_list(str, tuple(datasets.SPLITS)), help="names, comma-separated"
+    )
+    parser_.add_argument("ks", type=comma_list(int), help="numbers of components, comma-separated")
+    parser_.add_argument("seeds", type=comma_list(int), help="random seeds, comma-separated")
+    parser_.add_argument("n_init", nargs="?", type=int, default=5, help="GaussianMixture's n_init")
+    args = parser_.parse_args(argv)
+    check(parser_, args.ks, "KS", at_least=1)
+    check(parser_, args.seeds, "SEEDS", at_least=0)
+    check(parser_, args.n_init, "N_INIT", at_least=1)
+    names, ks, seeds, n_init = args.datasets, args.ks, args.seeds, args.n_init
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for name in names:
         s = datasets.split(name)
+        skipped = [k for k in ks if k not in s.ks]
+        if skipped:
+            print(f"K={skipped} skipped: {name} is studied at {list(s.ks)}", flush=True)
         for k in ks:
             if k not in s.ks:
                 continue

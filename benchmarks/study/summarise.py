@@ -1,6 +1,9 @@
 """Markdown table of study results (JSON lines from run_study.py) against the sklearn cache.
 
-python benchmarks/study/summarise.py /tmp/s*.jsonl
+    python benchmarks/study/summarise.py /tmp/s*.jsonl
+
+The scikit-learn fits come from ``benchmarks/.cache/sklearn.json``, which
+``sk_baselines.py`` writes: run it first.
 """
 
 import json
@@ -10,9 +13,18 @@ from pathlib import Path
 SK = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
 
 
-def main():
+def main(argv=None):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cli import check, parser
+
+    parser_ = parser(__doc__)
+    parser_.add_argument("files", nargs="+", help="JSON-lines files written by run_study.py")
+    args = parser_.parse_args(argv)
+    check(parser_, args.files, "FILES", file=True)
+    if not SK.exists():
+        sys.exit(f"no {SK}: run benchmarks/study/sk_baselines.py first (see its --help)")
     sk = json.loads(SK.read_text())
-    rows = [json.loads(line) for p in sys.argv[1:] for line in open(p)]
+    rows = [json.loads(line) for p in args.files for line in open(p)]
     print(
         "| data | K | seed | sk5 train | sk5 test | sk5 s | sk20 train | method | train | "
         "test | s | iters | >= sk5 |"

@@ -26,7 +26,6 @@ Run from the repository root (the baselines first, once)::
         schedule=GeometricSchedule(n_levels=24))"
 """
 
-import argparse
 import json
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import datasets  # noqa: E402
+from cli import parser  # noqa: E402
 
 from natgmm import GeometricSchedule, LinearSchedule, NaturalDiagonalGMM  # noqa: E402, F401
 
@@ -103,15 +103,22 @@ GROUPS = {
 }
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("group", choices=sorted(GROUPS))
-    parser.add_argument(
+def main(argv=None, description=__doc__):
+    """Run one group; ``description`` is the --help text (a patched sweep gives its own)."""
+    parser_ = parser(description)
+    parser_.add_argument(
+        "group",
+        choices=sorted(GROUPS),
+        help="data sets, K and seeds (GROUPS in this file): " + ", ".join(sorted(GROUPS)),
+    )
+    parser_.add_argument(
         "kwargs", help="NaturalDiagonalGMM keyword arguments as a Python expression"
     )
-    parser.add_argument("--out", default="/tmp/sweep.jsonl")
-    args = parser.parse_args(argv)
+    parser_.add_argument("--out", default="/tmp/sweep.jsonl", help="JSON-lines file, appended to")
+    args = parser_.parse_args(argv)
     kwargs = eval(args.kwargs)  # a command-line expression from the person running it
+    if not CACHE.exists():
+        sys.exit(f"no {CACHE}: run benchmarks/study/sk_baselines.py first (commands above)")
     baselines = json.loads(CACHE.read_text())
     total_wins = total = 0
     with open(args.out, "a") as out:
