@@ -904,3 +904,19 @@ def test_a_level_line_reports_the_parameters_kept_not_a_refused_move(capsys):
         "Level 3/24 (temperature 1.5): 4 iterations, 4 in total, tempered objective -1.50000, "
         "4 active components, 3 distinct means"
     )
+
+
+def test_a_level_perturbs_each_mean_by_a_thousandth_of_its_features_spread():
+    # The offsets scale with each feature's variance at the level (the
+    # standardised features' variances differ once the regularisers count).
+    from types import SimpleNamespace
+
+    feature_var = np.array([1.0, 1e-4, 0.25])
+    standardiser = SimpleNamespace(feature_var=feature_var)
+    params = Params(np.full(4, 0.25), np.zeros((4, 3)), np.ones((4, 3)))
+    reg = Regularisation(np.zeros(3), np.zeros(3), 0.0, np.zeros(3), 0.0)
+    level = 9.0
+    entered = _anneal.enter_level(params, level, reg, standardiser, np.random.RandomState(0))
+    noise = np.random.RandomState(0).standard_normal((4, 3))
+    spread = np.sqrt(level * feature_var)
+    assert_allclose(entered.means / spread, _anneal.PERTURBATION * noise, rtol=1e-14)

@@ -401,6 +401,22 @@ def test_sample_and_information_criteria(blobs):
         ours.sample(0)
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_samples_have_the_fitted_moments(blobs, wrapped):
+    # Spreads far from one in every feature, so that a draw scaled by the
+    # variance instead of the standard deviation shows.
+    X = blobs[0] * [0.2, 4.0, 30.0]
+    model = NaturalDiagonalGMM(4, random_state=0)
+    model = StandardizedGMM(model).fit(X) if wrapped else model.fit(X)
+    Xs, ys = model.sample(40000)
+    for k in range(4):
+        rows = Xs[ys == k]
+        sd = np.sqrt(model.covariances_[k])
+        # Standard errors: sd / sqrt(n) for the mean, about sqrt(2 / n) of the variance.
+        assert np.all(np.abs(rows.mean(axis=0) - model.means_[k]) <= 5 * sd / np.sqrt(len(rows)))
+        assert_allclose(rows.var(axis=0), model.covariances_[k], rtol=6 * np.sqrt(2 / len(rows)))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sample_draws_as_sklearn_from_the_same_attributes(blobs, dtype):
     # float32 models drew 2e-7 away: the variances went to float64 before the root.

@@ -100,6 +100,39 @@ def test_em_stats_masked_matches_naive(dtype, weighted, parallel, beta):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_em_stats_masked_matches_naive_on_separated_components(dtype, weighted):
+    # Components 60 sds apart in every feature: every row with an observed
+    # entry has one non-zero responsibility, so the chunks take the
+    # term-by-term path (the test above, on overlapping components, never
+    # did: dropping the observed mask from its sums went unnoticed).
+    rng = np.random.default_rng(2)
+    n_samples, n_features, n_components = 300, 4, 6
+    centres = 60.0 * np.arange(n_components)[:, None] + rng.normal(size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    Z = centres[labels] + rng.normal(size=(n_samples, n_features))
+    shift, scale = np.full(n_features, 5.0), np.full(n_features, 0.1)
+    X = _with_holes(Z / scale + shift, 0.3, seed=2).astype(dtype)
+    Z = (X.astype(np.float64) - shift) * scale
+    params = Params(
+        rng.dirichlet(np.ones(n_components)),
+        centres + rng.normal(scale=0.5, size=centres.shape),
+        rng.uniform(0.5, 2.0, size=centres.shape),
+    )
+    sw = rng.uniform(0, 3, size=n_samples) if weighted else np.empty(0)
+    weights = sw if weighted else np.ones(n_samples)
+    ref = params.means + 0.1
+    got = _kernels.em_stats_masked(
+        X, sw, shift, scale, *masked_natural_parameters(params), ref, 3, False, 1.0
+    )
+    ll, *stats = naive.observed_em_stats(Z, weights, *params, ref, beta=1.0)
+    expected = [ll - weights @ _missing_log_scale(X, scale), *stats]
+    rtol = RTOL if dtype == np.float64 else 1e-5  # as in the test above
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g, e, rtol=rtol, atol=rtol * np.max(np.abs(e)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_log_prob_masked_matches_naive(dtype, parallel):
     X, shift, scale, params = _problem(n_samples=101)

@@ -116,3 +116,31 @@ def _assert_scores_its_own_density(model, X):
     assert np.all(np.abs(got - reference)[finite] <= tolerance[finite]), np.max(
         (np.abs(got - reference) - tolerance)[finite]
     )
+
+
+@given(
+    arrays(np.float64, st.integers(1, 12), elements=st.floats(0.0, 1.0)),
+    st.floats(1e-6, 1.0),
+)
+def test_floored_weights_sum_to_one_and_keep_their_order(raw, fraction):
+    # Several weights raised in one round must leave the others room: a
+    # renormalisation that forgot how many were held summed to 1.05.
+    from natgmm._em import floor_weights
+
+    if not raw.sum() > 0:
+        raw[0] = 1.0
+    weights = raw / raw.sum()
+    min_weight = fraction / (len(weights) + 1)  # n_components * min_weight < 1
+    floored = floor_weights(weights, min_weight)
+    assert np.isclose(floored.sum(), 1.0, rtol=0, atol=1e-12)
+    assert np.all(floored >= min_weight * (1 - 1e-12))
+    # Raising some weights and rescaling the others keeps their order.
+    order = np.argsort(weights, kind="stable")
+    assert np.all(np.diff(floored[order]) >= -1e-15)
+
+
+def test_floored_weights_by_hand():
+    from natgmm._em import floor_weights
+
+    floored = floor_weights(np.array([0.001, 0.002, 0.997]), 0.05)
+    np.testing.assert_allclose(floored, [0.05, 0.05, 0.9], rtol=1e-15)
