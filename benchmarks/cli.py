@@ -63,6 +63,19 @@ def check(parser, values, name, at_least=None, file=False):
             parser.error(f"{name}: no such file {value!r}")
 
 
+def grid_arguments(parser_, names):
+    """Add the study scripts' positional ``datasets ks seeds`` (``names``: the data sets)."""
+    parser_.add_argument("datasets", type=comma_list(str, names), help="names, comma-separated")
+    parser_.add_argument("ks", type=comma_list(int), help="numbers of components, comma-separated")
+    parser_.add_argument("seeds", type=comma_list(int), help="random seeds, comma-separated")
+
+
+def check_grid(parser_, args):
+    """``parser.error`` unless every K is at least 1 and every seed at least 0."""
+    check(parser_, args.ks, "KS", at_least=1)
+    check(parser_, args.seeds, "SEEDS", at_least=0)
+
+
 def optional(module, extra="benchmarks", what="this benchmark"):
     """Import ``module``, or exit with the ``pip install`` that provides it."""
     try:

@@ -125,13 +125,13 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     def __init__(self, estimator=None):
         self.estimator = estimator
 
-    @_fit_context(prefer_skip_nested_validation=False)
     def __getstate__(self):
         return stamped(super().__getstate__())
 
     def __setstate__(self, state):
         super().__setstate__(unstamped(state, type(self).__name__))
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None, sample_weight=None):
         """Standardise X, fit the inner estimator and map its parameters back.
 

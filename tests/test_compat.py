@@ -36,14 +36,18 @@ def _load(path=PICKLES):
         return pickle.load(f)
 
 
+def _assert_predicts_as_saved(model, saved, name):
+    X = saved["X"]
+    log_prob, resp, labels = saved["expected"][name]
+    assert_allclose(model.score_samples(X), log_prob, rtol=RTOL, err_msg=name)
+    assert_allclose(model.predict_proba(X), resp, rtol=RTOL, atol=1e-14, err_msg=name)
+    assert_array_equal(model.predict(X), labels, err_msg=name)
+
+
 def test_old_pickles_predict_as_before():
     saved = _load()
-    X = saved["X"]
     for name, model in saved["models"].items():
-        log_prob, resp, labels = saved["expected"][name]
-        assert_allclose(model.score_samples(X), log_prob, rtol=RTOL, err_msg=name)
-        assert_allclose(model.predict_proba(X), resp, rtol=RTOL, atol=1e-14, err_msg=name)
-        assert_array_equal(model.predict(X), labels, err_msg=name)
+        _assert_predicts_as_saved(model, saved, name)
 
 
 def test_old_pickles_continue_their_stream():
@@ -62,10 +66,7 @@ def test_pickles_from_before_later_parameters_work_whole():
     saved = _load(OLDER_PICKLES)
     X = saved["X"]
     for name, model in saved["models"].items():
-        log_prob, resp, labels = saved["expected"][name]
-        assert_allclose(model.score_samples(X), log_prob, rtol=RTOL, err_msg=name)
-        assert_allclose(model.predict_proba(X), resp, rtol=RTOL, atol=1e-14, err_msg=name)
-        assert_array_equal(model.predict(X), labels, err_msg=name)
+        _assert_predicts_as_saved(model, saved, name)
         assert type(model).__name__ in repr(model)
         assert np.isfinite(clone(model).fit(X).score(X))
         assert np.isfinite(model.fit(X).score(X))

@@ -234,3 +234,17 @@ def test_raw_scale_latents_never_give_non_finite_parameters(raw_latents, solver,
             model = (StandardizedGMM(gmm) if wrapped else gmm).fit(raw_latents)
             assert_finite_model(model)
             assert np.all(np.isfinite(model.score_samples(raw_latents)))
+
+
+def test_fit_validates_its_parameters_and_pickling_does_not(mixed_units):
+    # The validation once sat on __getstate__: pickling checked the
+    # parameters, and a warm refit (which copies nothing) did not.
+    import pickle
+
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    pickle.dumps(StandardizedGMM(estimator="not an estimator"))
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER, warm_start=True)).fit(mixed_units)
+    model.estimator = "not an estimator"
+    with pytest.raises(InvalidParameterError, match="'estimator' parameter of StandardizedGMM"):
+        model.fit(mixed_units)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 from anneal_proto import Config, GrowConfig, fit, fit_grow, predict, score, split_levels  # noqa: E402
-from cli import check, comma_list, parser  # noqa: E402
+from cli import check_grid, grid_arguments, parser  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -27,18 +27,13 @@ SK = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
 
 def main(argv=None):
     parser_ = parser(__doc__)
-    parser_.add_argument(
-        "datasets", type=comma_list(str, tuple(datasets.SPLITS)), help="names, comma-separated"
-    )
-    parser_.add_argument("ks", type=comma_list(int), help="numbers of components, comma-separated")
-    parser_.add_argument("seeds", type=comma_list(int), help="random seeds, comma-separated")
+    grid_arguments(parser_, tuple(datasets.SPLITS))
     parser_.add_argument("config", help="a Python expression: a list of C(...) or G(...)")
     parser_.add_argument(
         "out", nargs="?", default="/tmp/study.jsonl", help="JSON-lines file, appended to"
     )
     args = parser_.parse_args(argv)
-    check(parser_, args.ks, "KS", at_least=1)
-    check(parser_, args.seeds, "SEEDS", at_least=0)
+    check_grid(parser_, args)
     names, ks, seeds = args.datasets, args.ks, args.seeds
     configs = eval(args.config, {"C": Config, "G": GrowConfig})  # noqa: S307
     out = Path(args.out)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import datasets  # noqa: E402
-from cli import check, comma_list, parser  # noqa: E402
+from cli import check, check_grid, grid_arguments, parser  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
@@ -27,15 +27,10 @@ OUT = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
 
 def main(argv=None):
     parser_ = parser(__doc__)
-    parser_.add_argument(
-        "datasets", type=comma_list(str, tuple(datasets.SPLITS)), help="names, comma-separated"
-    )
-    parser_.add_argument("ks", type=comma_list(int), help="numbers of components, comma-separated")
-    parser_.add_argument("seeds", type=comma_list(int), help="random seeds, comma-separated")
+    grid_arguments(parser_, tuple(datasets.SPLITS))
     parser_.add_argument("n_init", nargs="?", type=int, default=5, help="GaussianMixture's n_init")
     args = parser_.parse_args(argv)
-    check(parser_, args.ks, "KS", at_least=1)
-    check(parser_, args.seeds, "SEEDS", at_least=0)
+    check_grid(parser_, args)
     check(parser_, args.n_init, "N_INIT", at_least=1)
     names, ks, seeds, n_init = args.datasets, args.ks, args.seeds, args.n_init
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
