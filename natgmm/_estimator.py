@@ -110,7 +110,8 @@ class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
 
     A drop-in replacement for
     ``sklearn.mixture.GaussianMixture(covariance_type="diag")``: the same
-    parameters with the same defaults and meaning, the same fitted attributes,
+    parameters with the same defaults and meaning (but for the
+    "k-means++" and "random_from_data" starts, below), the same fitted attributes,
     plus variance floors, a minimum component weight, a conjugate prior on the
     precisions, ``sample_weight`` and multi-threaded Numba kernels that never
     allocate an ``n_samples x n_components`` array while fitting.
@@ -146,7 +147,8 @@ class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
           takes the weight, mean and within-cluster variance of its cluster.
         - "k-means++": k-means++ seeds; every sample goes to its nearest seed
           and each component takes its cell's weight, mean and within-cell
-          variance.
+          variance (``GaussianMixture`` starts each component at its seed
+          alone, with variance ``reg_covar``: the same seeds, another start).
         - "random_from_data": seeds drawn at random from the data (with
           probability proportional to ``sample_weight``), then as
           "k-means++".
@@ -166,21 +168,26 @@ class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
         ``precisions_init``). Rows with nothing observed take no part in
         the start.
     weights_init : array-like of shape (n_components,), default=None
-        User-provided initial weights.
+        User-provided initial weights. None: from ``init_params`` (with
+        ``annealing``, from the pooled solution).
     means_init : array-like of shape (n_components, n_features), default=None
-        User-provided initial means.
+        User-provided initial means. None as for ``weights_init``.
     precisions_init : array-like of shape (n_components, n_features), \
 default=None
-        User-provided initial precisions (inverse variances).
+        User-provided initial precisions (inverse variances). None as for
+        ``weights_init``.
     random_state : int, RandomState instance or None, default=None
-        Controls the random seed of the initialisation.
+        Controls the randomness of the initialisation, of the annealing
+        offsets and row samples (``anneal_subsample``, split-and-merge
+        trials), of the minibatch order, and of :meth:`sample` (whose draws
+        are scikit-learn's). Pass an int for reproducible output.
     warm_start : bool, default=False
         If True, each ``fit`` starts from the previous solution (of ``fit``
         or :meth:`partial_fit`) and ``n_init`` is ignored; ``n_components``
         must then be the fitted model's (a ValueError otherwise, where
         scikit-learn continues the old components silently).
     verbose : int, default=0
-        Verbosity, as scikit-learn's: 1 prints each initialisation, every
+        Verbosity, like scikit-learn's: 1 prints each initialisation, every
         ``verbose_interval``-th iteration and the convergence (and the
         annealing levels and split-and-merge moves), 2 also the times and the
         log-likelihood changes. ``partial_fit`` prints its first step and
@@ -216,7 +223,8 @@ default=None
         Number of threads the Numba kernels share each pass out to (the
         calling thread and natgmm's pool). None or -1 uses every thread
         available (``NUMBA_NUM_THREADS``, by default the CPUs the process
-        may run on), a negative value all but ``-n_jobs - 1``. The setting
+        may run on), a negative value all but ``-n_jobs - 1``; a positive
+        value uses at most ``NUMBA_NUM_THREADS`` threads. The setting
         lasts for the call only. Results do not depend on it. A pass with
         little work (below three million multiply-adds, rows times features
         times components) runs on one thread, which is faster there. Inside
@@ -227,7 +235,7 @@ default=None
         ``joblib.parallel_config``), so the workers together use no more
         threads than there are cores. Joblib's threading backend sets no
         limit: pass ``n_jobs=1`` there.
-    annealing : {"floor", "fixed", "temperature"}, default=None
+    annealing : {"floor", "fixed", "temperature"} or None, default=None
         Deterministic annealing, an outer loop over the levels of
         ``schedule``, from the pooled solution (every component at the data's
         mean and variance, equal weights; ``init_params`` is not used, while
@@ -288,7 +296,7 @@ default=None
     anneal_max_iter : int, default=15
         Largest number of EM iterations per annealing level (each E-step
         counts, the extrapolated ones of "temperature" included).
-    anneal_tol : float, default=0.01
+    anneal_tol : float or None, default=0.01
         Convergence threshold of each level, on the parameters rather than
         the likelihood (which is flat while means split): a level ends,
         after at least two iterations, when no mean moved by more than
@@ -348,7 +356,11 @@ default=None
           ``eta2 < 0`` holds at every step whatever the learning rate. With
           enough steps the M-step reaches the closed form.
 
-        Floors, ``min_weight``, the prior and annealing act on all three.
+        Floors, ``min_weight``, the prior and annealing act on all three;
+        with "minibatch", whose online steps are small, means that start
+        together split slowly and may stay together through the levels
+        (a warning says so): anneal with "em" and continue with
+        :meth:`partial_fit`.
     batch_size : int, default=1024
         Rows per batch of ``solver="minibatch"``.
     learning_offset : float, default=10.0
@@ -385,8 +397,8 @@ default=None
     n_iter_ : int
         Number of EM iterations of the best fit (all annealing levels, the
         final EM and the split-and-merge trials' EM; passes over the data
-        for ``solver="minibatch"``; after
-        :meth:`partial_fit`, the number of batches).
+        for ``solver="minibatch"``; after :meth:`partial_fit`, ``n_steps_``,
+        the online steps so far, a minibatch fit's included).
     n_steps_ : int
         Online EM steps taken (``solver="minibatch"`` and
         :meth:`partial_fit`), 0 otherwise.
@@ -464,7 +476,8 @@ default=None
     may be one too. Each pass over the data then runs the
     kernels on the blocks where they live and only per-component statistics
     reach the client, which runs the same M-step; from the same start the fit
-    equals the in-memory one to about 1e-14 relative. Predictions are lazy
+    equals the in-memory one to about 1e-14 relative (with annealing,
+    whose levels compute in float32, about 1e-9). Predictions are lazy
     Dask arrays, and so is ``labels_``, which holds the graph of ``X``
     (compute or delete it before pickling the model). The initialisation
     runs on the client on at most 100 000 rows (all of them, or a uniform
@@ -1073,7 +1086,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             The input samples.
 
         Returns
@@ -1090,7 +1103,7 @@ default=None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             The input samples.
 
         Returns

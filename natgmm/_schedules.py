@@ -20,9 +20,27 @@ from sklearn.utils._param_validation import Interval, StrOptions
 class Schedule(BaseEstimator):
     """Base class of annealing schedules.
 
-    Subclasses implement ``_levels(critical_value)``, which :meth:`values`
-    validates.
+    A subclass stores its parameters in ``__init__`` as any scikit-learn
+    estimator does (with ``_parameter_constraints`` for them, if it has
+    any) and implements ``_levels(critical_value)``, returning the
+    positive, non-increasing levels that :meth:`values` validates.
+
+    Examples
+    --------
+    >>> from natgmm import Schedule
+    >>> class Halving(Schedule):
+    ...     def __init__(self, n_levels=4):
+    ...         self.n_levels = n_levels
+    ...     def _levels(self, critical_value):
+    ...         return [2.0 * critical_value / 2**i for i in range(self.n_levels)]
+    >>> Halving().values(1.5)
+    array([3.   , 1.5  , 0.75 , 0.375])
     """
+
+    _parameter_constraints: dict = {}
+
+    def _levels(self, critical_value):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _levels.")
 
     def values(self, critical_value):
         """Return the levels of the schedule, from first to last.
@@ -92,7 +110,7 @@ class GeometricSchedule(_RangeSchedule):
     stop : float, default=0.01
         Last level.
     n_levels : int, default=12
-        Number of levels.
+        Number of levels (with 1, the only level is ``start``).
     auto_factor : float, default=1.2
         Multiple of the critical value used by ``start="auto"``.
 
@@ -116,7 +134,7 @@ class LinearSchedule(_RangeSchedule):
     stop : float, default=0.01
         Last level.
     n_levels : int, default=12
-        Number of levels.
+        Number of levels (with 1, the only level is ``start``).
     auto_factor : float, default=1.2
         Multiple of the critical value used by ``start="auto"``.
 

@@ -40,8 +40,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         :class:`NaturalDiagonalGMM` or
         ``sklearn.mixture.GaussianMixture(covariance_type="diag")``: any
         estimator with diagonal ``covariances_`` of the shape of ``means_``,
-        ``weights_``, ``predict``, ``predict_proba``, ``score_samples``,
-        ``sample``, ``bic`` and ``aic``. None means
+        ``weights_``, ``converged_``, ``n_iter_``, ``lower_bound_``,
+        ``predict``, ``predict_proba``, ``score_samples``, ``sample``,
+        ``bic`` and ``aic``. None means
         ``NaturalDiagonalGMM()``. It is cloned in :meth:`fit`; with
         ``warm_start=True``, a refit continues from ``estimator_`` in the
         same standardised coordinates (an estimator of another class starts
@@ -85,10 +86,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     lower_bound_ : float
         The inner fit's mean log-likelihood of the training data, in the
         units of ``X``.
-    lower_bounds_ : ndarray of shape (`n_iter_`,)
+    lower_bounds_ : ndarray of shape (n_bounds,)
         The inner fit's ``lower_bounds_``, in the units of ``X`` (if the
-        estimator records them: NaturalDiagonalGMM does, scikit-learn's
-        ``GaussianMixture`` from 1.7).
+        estimator records them: NaturalDiagonalGMM does, the path of the
+        parameters it kept, shorter than ``n_iter_`` when split-and-merge
+        trials ran; scikit-learn's ``GaussianMixture`` from 1.7).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -117,7 +119,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "estimator": [
-            HasMethods(["fit", "predict", "predict_proba", "score_samples", "sample"]),
+            HasMethods(
+                ["fit", "predict", "predict_proba", "score_samples", "sample", "bic", "aic"]
+            ),
             None,
         ],
     }
