@@ -135,6 +135,9 @@ class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
         log-likelihood is below this threshold.
     reg_covar : float, default=1e-6
         Non-negative regularisation added to every variance (user units).
+        Above a tenth of a (non-constant) feature's variance it warns:
+        clusters narrower than ``sqrt(reg_covar)`` there merge;
+        :class:`StandardizedGMM` applies it in standardised units.
     max_iter : int, default=100
         The number of EM iterations to perform.
     n_init : int, default=1
@@ -393,7 +396,9 @@ default=None
     eta2_ : ndarray of shape (n_components, n_features)
         Second natural parameter, ``-1 / (2 covariances_)``; always negative.
     converged_ : bool
-        Whether the best fit converged.
+        Whether the best fit converged. Not set by :meth:`partial_fit`, as
+        ``lower_bounds_``, ``labels_``, ``history_``, ``split_levels_`` and
+        ``split_merge_moves_``, which describe a whole fit.
     n_iter_ : int
         Number of EM iterations of the best fit (all annealing levels, the
         final EM and the split-and-merge trials' EM; passes over the data
