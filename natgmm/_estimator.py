@@ -105,6 +105,25 @@ _FIT_ONLY = (
 )  # fmt: skip
 
 
+def _not_converged(settings, run, levels):
+    """Return what a fit that did not converge adds to its warning."""
+    bounds = run.history["lower_bound"]
+    # The final EM's iterations (after levels, those without a level).
+    final = len(bounds)
+    if levels.size:
+        final = len(bounds) - np.flatnonzero(~np.isnan(run.history["level"]))[-1] - 1
+    note = ""
+    if final > 1:
+        gain = bounds[-1] - bounds[-2]
+        note = f" Its last iteration gained {gain:.3g} nats per sample (tol={settings.tol:g})."
+    if levels.size:  # the final EM ran out, not the start
+        note += (
+            f" With annealing, init_params is not used: the final EM ran out of its "
+            f"max_iter={settings.max_iter} iterations after {levels.size} levels."
+        )
+    return note
+
+
 class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
     """Gaussian mixture with diagonal covariances, fitted in natural parameters.
 
@@ -191,9 +210,12 @@ default=None
         scikit-learn continues the old components silently).
     verbose : int, default=0
         Verbosity, like scikit-learn's: 1 prints each initialisation, every
-        ``verbose_interval``-th iteration and the convergence (and the
-        annealing levels and split-and-merge moves), 2 also the times and the
-        log-likelihood changes. ``partial_fit`` prints its first step and
+        ``verbose_interval``-th iteration's lower bound, the convergence and
+        the initialisation kept (and the annealing levels and split-and-merge
+        moves), 2 also the times and the log-likelihood changes. The first
+        verbose fit of a process says that the kernels load or compile (up
+        to about half a minute, once per machine, dtype and mode, counted in
+        the first iterations' times). ``partial_fit`` prints its first step and
         every ``verbose_interval``-th (the batch's log-likelihood and the
         step size). With ``solver="minibatch"`` an iteration is a pass of
         online steps over the data.
@@ -705,9 +727,10 @@ default=None
                 warn_if_identical(params)
             if not converged and settings.max_iter > 0:
                 warnings.warn(
+                    # scikit-learn's words, then what natgmm knows besides.
                     "Best performing initialization did not converge. "
                     "Try different init parameters, or increase max_iter, "
-                    "tol, or check for degenerate data.",
+                    "tol, or check for degenerate data." + _not_converged(settings, run, levels),
                     ConvergenceWarning,
                     stacklevel=caller_level(),
                 )
@@ -761,7 +784,9 @@ default=None
             progress.init_end(lower_bound, converged, len(run.history["lower_bound"]))
             # As scikit-learn: with no lower bound yet (max_iter=0), the last start.
             if best is None or lower_bound > best[1] or best[1] == -np.inf:
-                best = (params, lower_bound, converged, run)
+                best, kept = (params, lower_bound, converged, run), trial
+        if settings.n_init > 1 and not resume:
+            progress.kept(kept, best[1])
         return best
 
     def partial_fit(self, X, y=None, sample_weight=None):

@@ -4,15 +4,19 @@ from time import time
 
 import numpy as np
 
+# Whether this process has begun a fit with verbose output yet (the first
+# one hears that the kernels load or compile).
+_FIRST = {"fit": True}
+
 
 class Progress:
     """Prints what ``verbose`` asks for as a fit goes on.
 
-    ``verbose=1`` prints each initialisation's start and end, the annealing
-    levels to come, one line per level, the start of the final EM, the
-    split-and-merge moves, empty components, and every
-    ``verbose_interval``-th iteration; ``verbose=2`` adds times and the change of the mean
-    log-likelihood. Iterations are counted over all levels and the final EM,
+    ``verbose=1`` prints each initialisation's start and end (and which was
+    kept), the annealing levels to come, one line per level, the start of
+    the final EM, the split-and-merge moves, empty components, and the
+    lower bound of every ``verbose_interval``-th iteration; ``verbose=2``
+    adds times and the change of the mean log-likelihood. Iterations are counted over all levels and the final EM,
     as ``n_iter_``.
     """
 
@@ -27,22 +31,28 @@ class Progress:
     def init_begin(self, trial):
         """Announce initialisation ``trial``."""
         if self.verbose >= 1:
+            if _FIRST.pop("fit", False):
+                print(
+                    "(First fit in this process: natgmm's kernels load from numba's disk "
+                    "cache, or compile on a new machine, for a new dtype or mode: up to "
+                    "about half a minute, counted in the first iterations' time.)"
+                )
             print(f"Initialization {trial}")
             self._init_time = self._iter_time = time()
 
-    def iteration(self, n_iter, change, empty):
+    def iteration(self, n_iter, lower_bound, change, empty):
         """Report iteration ``n_iter`` (counted over all levels) and its ``empty`` components."""
         if self.verbose >= 1 and empty.any():
             print(f"  Iteration {n_iter}: components {np.flatnonzero(empty).tolist()} empty")
         if n_iter % self.interval == 0:
             if self.verbose == 1:
-                print(f"  Iteration {n_iter} (total{self.unit})")
+                print(f"  Iteration {n_iter} (total{self.unit}): lower bound {lower_bound:.5f}")
             elif self.verbose >= 2:
                 now = time()
                 print(
                     f"  Iteration {n_iter} (total{self.unit})\t time lapse "
                     f"{now - self._iter_time:.5f}s\t "
-                    f"ll change {change:.5f}"
+                    f"ll change {change:.5f}\t lower bound {lower_bound:.5f}"
                 )
                 self._iter_time = now
 
@@ -136,12 +146,17 @@ class Progress:
             f"log-likelihood before the step {lower_bound:.5f}, blended in with step {step:.4g}"
         )
 
+    def kept(self, trial, lower_bound):
+        """Say which of several initialisations was kept."""
+        if self.verbose >= 1:
+            print(f"Kept initialization {trial} (lower bound {lower_bound:.5f}).")
+
     def init_end(self, lower_bound, converged, n_iter):
         """Report the end of an initialisation after ``n_iter`` iterations in total."""
         message = "converged" if converged else "did not converge"
         message = f"Initialization {message} after {n_iter} iterations in total"
         if self.verbose == 1:
-            print(f"{message}.")
+            print(f"{message}, lower bound {lower_bound:.5f}.")
         elif self.verbose >= 2:
             print(
                 f"{message}. time lapse {time() - self._init_time:.5f}s\t "

@@ -302,7 +302,9 @@ class _Iterations:
         self.change = self.lower_bound - previous
         active = (nk > self.reg.min_weight * nk.sum()) & ~run.empty
         run.record(self.lower_bound, self.level, int(active.sum()), params.means / self.relative)
-        self.progress.iteration(len(run.history["lower_bound"]), self.change, run.empty)
+        self.progress.iteration(
+            len(run.history["lower_bound"]), self.lower_bound, self.change, run.empty
+        )
         return params
 
 

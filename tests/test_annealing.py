@@ -329,9 +329,12 @@ def test_verbose_prints_levels(slanted_blobs, capsys):
     per_level = sum(int(line.split("): ")[1].split()[0]) for line in levels)
     assert int(levels[-1].split(", ")[1].split()[0]) == per_level
     outcome = "converged" if model.converged_ else "did not converge"
-    assert lines[-1] == f"Initialization {outcome} after {model.n_iter_} iterations in total."
+    assert lines[-1] == (
+        f"Initialization {outcome} after {model.n_iter_} iterations in total, "
+        f"lower bound {model.lower_bound_:.5f}."
+    )
     iterations = [line for line in lines if line.startswith("  Iteration ")]
-    assert iterations and all(line.endswith("(total)") for line in iterations)
+    assert iterations and all("(total): lower bound -" in line for line in iterations)
     assert [int(line.split()[1]) for line in iterations] == list(range(7, model.n_iter_ + 1, 7))
 
 

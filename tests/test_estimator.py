@@ -429,11 +429,36 @@ def test_sample_draws_as_sklearn_from_the_same_attributes(blobs, dtype):
         assert_array_equal(a, b)
 
 
-def test_verbose_output(blobs, capsys):
+def test_verbose_output(blobs, capsys, monkeypatch):
+    from natgmm import _progress
+
     X, _ = blobs
+    monkeypatch.setattr(_progress, "_FIRST", {"fit": True})  # as in a new process
     NaturalDiagonalGMM(4, verbose=2, verbose_interval=1, random_state=0).fit(X)
     out = capsys.readouterr().out
     assert "Initialization 0" in out and "Iteration 1" in out and "converged" in out
+    # The first fit says that the kernels load or compile; the next do not.
+    assert out.startswith("(First fit in this process: natgmm's kernels load")
+    model = NaturalDiagonalGMM(4, n_init=3, verbose=1, random_state=0).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Initialization 0"
+    # Each line says where the fit is, and which start was kept: the first
+    # of the largest of the starts' final lower bounds.
+    assert all("lower bound -" in line for line in lines if "Iteration" in line)
+    ends = [line for line in lines if line.startswith("Initialization ") and "after" in line]
+    bounds = [float(line.rsplit(" ", 1)[1].rstrip(".")) for line in ends]
+    assert len(bounds) == 3
+    assert lines[-1] == (
+        f"Kept initialization {int(np.argmax(bounds))} (lower bound {model.lower_bound_:.5f})."
+    )
+
+
+def test_the_convergence_warning_says_how_far_the_fit_was(blobs):
+    X, _ = blobs
+    with pytest.warns(ConvergenceWarning, match="did not converge.*last iteration gained"):
+        NaturalDiagonalGMM(4, max_iter=2, tol=0, random_state=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match="init_params is not used: the final EM ran out"):
+        NaturalDiagonalGMM(4, max_iter=1, annealing="temperature", random_state=0).fit(X)
 
 
 def test_verbose_streams_and_passes(blobs, capsys):
