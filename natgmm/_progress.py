@@ -16,8 +16,8 @@ class Progress:
     kept), the annealing levels to come, one line per level, the start of
     the final EM, the split-and-merge moves, empty components, and the
     lower bound of every ``verbose_interval``-th iteration; ``verbose=2``
-    adds times and the change of the mean log-likelihood. Iterations are counted over all levels and the final EM,
-    as ``n_iter_``.
+    adds times and the change of the mean log-likelihood. Iterations are
+    counted over all levels and the final EM, as ``n_iter_``.
     """
 
     def __init__(self, settings):
