@@ -87,7 +87,12 @@ def annealing_levels(settings, critical_value):
     """Levels of the schedule for data of this critical value (checked)."""
     levels = settings.schedule.values(critical_value)
     if settings.annealing == "temperature" and np.any(levels < 1.0):
-        raise ValueError(f"Temperatures must be at least 1, got {levels.min()}.")
+        raise ValueError(
+            f"Temperatures must be at least 1, got {levels.min():g}. A schedule for "
+            "'temperature' stops at 1, e.g. GeometricSchedule(stop=1.0, n_levels=24), its "
+            "default (schedule=None); GeometricSchedule()'s stop=0.01 is that of 'floor' and "
+            "'fixed'."
+        )
     return levels
 
 

@@ -1074,6 +1074,11 @@ default=None
     def sample(self, n_samples=1):
         """Generate random samples from the fitted mixture.
 
+        As scikit-learn's, with the same draws: an int ``random_state``
+        gives the same rows at every call (pass a ``RandomState`` for new
+        ones), the rows come grouped by component (shuffle them if order
+        matters), and they are float64 whatever the model's dtype.
+
         Parameters
         ----------
         n_samples : int, default=1
