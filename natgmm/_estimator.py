@@ -77,6 +77,14 @@ def _check_fit_data(data, settings):
             f"but got n_components = {settings.n_components}, "
             f"n_samples = {n_samples}"
         )
+    # A row of zero weight is as good as absent (scikit-learn's own check).
+    positive = data.positive_rows() if n_samples >= settings.n_components else n_samples
+    if positive < settings.n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components "
+            f"but got n_components = {settings.n_components}, "
+            f"n_samples = {positive} (rows of positive sample_weight)"
+        )
     if settings.solver == "minibatch" and not isinstance(data, ArrayData):
         raise ValueError(
             "solver='minibatch' draws random rows and needs X in memory; for a "
@@ -343,9 +351,10 @@ default=None
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.
-        Two components on one Gaussian (a saddle annealing can leave) are
-        also tried split anew, merged and split along their leading
-        direction; without moves, a fit that ends so warns.
+        Two components on one Gaussian (a saddle annealing can leave), and
+        with two components any pair that shares rows, are also tried split
+        anew, merged and split along their leading direction; a fit that
+        ends with two components on one Gaussian warns.
         It takes a fit out of local maxima that annealing alone leaves (the
         user guide's annealing page). "auto" is 6 after the annealing
         levels and 0 otherwise (plain EM, as scikit-learn, and a
@@ -723,7 +732,7 @@ default=None
             params, lower_bound, converged, run = self._best_fit(
                 settings, data, model, init, levels, random_state, resume, how
             )
-            if converged and not settings.n_moves(annealed=bool(levels.size)):
+            if converged:  # (after split-and-merge, a pair its moves could not split)
                 warn_if_identical(params)
             if not converged and settings.max_iter > 0:
                 warnings.warn(
@@ -833,8 +842,8 @@ default=None
             they describe a model that is no longer this one.
         """
         first = not hasattr(self, "_state")
-        if first:
-            self._validate_params()
+        # Every call: set_params between the batches may have changed them.
+        self._validate_params()
         settings = Settings.from_estimator(self)
         with _kernel_threads(self.n_jobs) as parallel:
             if first:

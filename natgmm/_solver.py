@@ -512,13 +512,10 @@ def warn_if_identical(params):
     i, j, _ = pairs[0]
     more = f" ({len(pairs)} such pairs)" if len(pairs) > 1 else ""
     warnings.warn(
-        f"Components {i} and {j} ended as the same Gaussian (their densities overlap almost "
-        f"entirely){more}: the model has fewer distinct components than n_components. The "
-        "data may support fewer clusters (try a smaller n_components), a variance floor or "
-        "reg_covar may hold them together, or the fit stopped on the saddle point between "
-        "two clusters, which EM does not leave: annealing levels that end before the means "
-        "split leave them so, and solver='minibatch' splits them slowly; with solver='em', "
-        "split_merge='auto' (the default with annealing) tries such a pair split anew.",
+        f"Components {i} and {j} ended as the same Gaussian{more}: the model has fewer "
+        "distinct components than n_components. Try a smaller n_components or lower "
+        "floors; if the data has more clusters, the fit stopped on the saddle between them: "
+        "fit with annealing='temperature' and solver='em' (doc: annealing).",
         ConvergenceWarning,
         stacklevel=caller_level(),
     )

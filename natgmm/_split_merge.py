@@ -100,8 +100,9 @@ def candidate_moves(
         worst first: those whose points have the lowest mean log-density
         under the mixture (Ueda et al.'s local Kullback-Leibler divergence,
         with the responsibility-weighted points as the local density, is
-        that up to a constant). A pair that shares its rows (cosine above
-        :data:`RESPLIT_COSINE`) is first tried split anew, ``(i, j, i)``.
+        that up to a constant). A pair on one mean (cosine above
+        :data:`RESPLIT_COSINE`), or any pair that shares rows when no third
+        component can be split, is first tried split anew, ``(i, j, i)``.
         Only a component with responsibilities (positive ``weight``) is
         split: an empty one has no covariance to split along, but it is
         merged (last), whatever ``min_cosine``. Empty with one component,
@@ -128,9 +129,11 @@ def candidate_moves(
         if apart[pair]:
             continue
         i, j = int(first[pair]), int(second[pair])
-        if pair_cosine[pair] > RESPLIT_COSINE and weight[i] > 0:
-            moves.append((i, j, i))
         others = [k for k in splits if k != i and k != j][:n_splits]
+        # With no third component to split (two components), splitting the
+        # pair anew is the only move: tried for any pair that shares rows.
+        if (pair_cosine[pair] > RESPLIT_COSINE or not others) and weight[i] > 0:
+            moves.append((i, j, i))
         moves.extend((i, j, k) for k in others)
         if len(moves) >= n_candidates:
             break

@@ -190,6 +190,28 @@ def test_warm_start_on_data_of_another_width_is_refused(blobs):
     assert model.n_features_in_ == 1
 
 
+def test_partial_fit_validates_its_parameters_at_every_call(blobs):
+    # Only the first call did: learning_decay=-1 set by set_params between
+    # batches committed negative weights, and a score of NaN.
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, _ = blobs
+    model = NaturalDiagonalGMM(3, random_state=0).partial_fit(X[:300])
+    means = model.means_.copy()
+    for name, value in [("learning_decay", -1.0), ("learning_offset", -11.0), ("solver", "x")]:
+        with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
+            model.set_params(**{name: value}).partial_fit(X[300:])
+        model.set_params(**{name: NaturalDiagonalGMM().get_params()[name]})
+    assert_array_equal(model.means_, means)
+
+
+def test_fewer_rows_of_positive_weight_than_components_are_refused(blobs):
+    X, _ = blobs
+    weights = np.r_[1.0, 1.0, np.zeros(len(X) - 2)]
+    with pytest.raises(ValueError, match="n_samples = 2 \\(rows of positive sample_weight\\)"):
+        NaturalDiagonalGMM(3).fit(X, sample_weight=weights)
+
+
 def test_continuing_with_another_number_of_components_is_refused(blobs):
     # A warm refit with n_components changed kept the old components silently
     # (as scikit-learn's does), while bic and aic counted the new number.

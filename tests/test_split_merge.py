@@ -7,7 +7,9 @@ import pytest
 from conftest import assert_finite_model, quiet_fit, short_trial_iterations
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
 
 from natgmm import NaturalDiagonalGMM, _solver, _split_merge
 from natgmm._data import ArrayData
@@ -191,7 +193,8 @@ def test_candidate_moves_rank_overlap_and_misfit():
     assert all(2 not in (i, j) for i, j, _ in candidate_moves(overlap, fit, weight, 6))
     fit[1] = -100.0
     assert candidate_moves(overlap, fit, weight, 1) == [(1, 3, 2)]
-    assert candidate_moves(overlap[:2, :2], fit[:2], weight[:2]) == []
+    # Two components that share rows: splitting the pair anew is the only move.
+    assert candidate_moves(overlap[:2, :2], fit[:2], weight[:2]) == [(0, 1, 0)]
     # An empty component (no weight) is neither merged first nor split.
     overlap[0, :] = overlap[:, 0] = weight[0] = fit[0] = 0.0
     assert all(0 not in move for move in candidate_moves(overlap, fit, weight, 1))
@@ -216,7 +219,11 @@ def test_a_pair_on_one_mean_is_also_split_anew():
     r = np.array([1.0, 2.0, 3.0])  # rows' responsibilities, shared half and half
     pair = np.outer([0.5, 0.5], [0.5, 0.5]) * (r @ r)
     assert candidate_moves(pair, np.full(2, -5.0), np.full(2, 3.0)) == [(0, 1, 0)]
-    apart = pair * np.array([[1.0, 0.9], [0.9, 1.0]])  # cosine 0.9: not one Gaussian
+    # Cosine 0.9, not one Gaussian: with two components, still the only move
+    # (two blobs with "floor" ended on such a pair, 1.0 nats below EM's fit).
+    sharing = pair * np.array([[1.0, 0.9], [0.9, 1.0]])
+    assert candidate_moves(sharing, np.full(2, -5.0), np.full(2, 3.0)) == [(0, 1, 0)]
+    apart = pair * np.array([[1.0, 1e-4], [1e-4, 1.0]])  # no rows shared: no move
     assert candidate_moves(apart, np.full(2, -5.0), np.full(2, 3.0)) == []
     overlap = np.zeros((3, 3))
     overlap[:2, :2] = pair
@@ -513,3 +520,15 @@ def test_partial_e_step_matches_the_naive_reference(masked):
         if name == "nkd" and not masked:
             continue  # not accumulated when every entry is observed
         assert_allclose(g, r, rtol=1e-12, atol=1e-12 * np.abs(r).max(), err_msg=name)
+
+
+def test_two_components_sharing_two_blobs_are_split_anew():
+    # With "floor", two blobs ten sds apart ended with both components
+    # spanning both (responsibilities' cosine 0.996, below the one-mean
+    # threshold), 1.0 nats below EM's fit, converged and silent: with two
+    # components there was no move to try.
+    X, _ = make_blobs(300, 2, centers=2, cluster_std=1.0, center_box=(-30, 30), random_state=4)
+    model = NaturalDiagonalGMM(2, annealing="floor", random_state=4).fit(X)
+    reference = GaussianMixture(2, covariance_type="diag", random_state=4).fit(X)
+    assert model.split_merge_moves_.shape == (1, 6)
+    assert model.score(X) >= reference.score(X) - 1e-6
