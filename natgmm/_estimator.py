@@ -121,8 +121,8 @@ def _not_converged(settings, run, levels):
     if levels.size:
         final = len(bounds) - np.flatnonzero(~np.isnan(run.history["level"]))[-1] - 1
     note = ""
-    if final > 1:
-        gain = bounds[-1] - bounds[-2]
+    gain = bounds[-1] - bounds[-2] if final > 1 else np.nan
+    if np.isfinite(gain):
         note = f" Its last iteration gained {gain:.3g} nats per sample (tol={settings.tol:g})."
     if levels.size:  # the final EM ran out, not the start
         note += (

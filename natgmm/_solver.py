@@ -450,7 +450,10 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         progress,
     )  # fmt: skip
     if settings.solver == "gradient":
-        _warn_if_fell(run.history["lower_bound"][final:], settings)
+        # After levels, the final EM's first bound is measured at the last
+        # level's parameters (with "fixed", variances still held), whose step
+        # to free variances may lower it whatever the learning rate.
+        _warn_if_fell(run.history["lower_bound"][final + bool(levels.size) :], settings)
     n_moves = settings.n_moves(annealed=bool(levels.size))
     if not converged or not n_moves:  # a move is judged against a maximum
         return params, lower_bound, converged

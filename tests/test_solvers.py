@@ -198,6 +198,20 @@ def test_adam_steps_too_large_are_named(stream_blobs):
         NaturalDiagonalGMM(4, solver="gradient", random_state=0).fit(X)
 
 
+def test_freeing_the_levels_variances_is_not_blamed_on_adam():
+    # After "fixed" levels the final EM's first bound is at variances still
+    # held: the step that frees them fell by a nat whatever the learning rate,
+    # and the warning told users to lower it (which made the fits worse).
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(300, 2, centers=2, center_box=(-30, 30), random_state=1)
+    model = NaturalDiagonalGMM(2, annealing="fixed", solver="gradient", random_state=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X)
+    assert not [w for w in caught if "lowered the mean log-likelihood" in str(w.message)]
+
+
 @pytest.mark.parametrize("learning_rate", [1e-4, 0.1, 1.0])
 def test_gradient_solver_keeps_eta2_negative(learning_rate):
     X = _raw_scale_problem()
