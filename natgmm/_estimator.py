@@ -393,7 +393,7 @@ default=None
         Floors, ``min_weight``, the prior and annealing act on all three;
         with "minibatch", whose online steps are small, means that start
         together split slowly and may stay together through the levels
-        (a warning says so): anneal with "em" and continue with
+        (a fit with both warns): anneal with "em" and continue with
         :meth:`partial_fit`.
     batch_size : int, default=1024
         Rows per batch of ``solver="minibatch"``.
@@ -727,6 +727,14 @@ default=None
             levels = np.empty(0)
             if model.critical_value is not None and not resume:
                 levels = annealing_levels(settings, model.critical_value)
+                if settings.solver == "minibatch":
+                    warnings.warn(
+                        "solver='minibatch' with annealing: online steps are small, so means "
+                        "that start together split slowly and may end together (one Gaussian "
+                        "twice). Anneal with solver='em', then continue with partial_fit.",
+                        UserWarning,
+                        stacklevel=caller_level(),
+                    )
             how = "pooled" if levels.size else None
             random_state = check_random_state(self.random_state)
             params, lower_bound, converged, run = self._best_fit(

@@ -923,3 +923,11 @@ def test_a_level_perturbs_each_mean_by_a_thousandth_of_its_features_spread():
     noise = np.random.RandomState(0).standard_normal((4, 3))
     spread = np.sqrt(level * feature_var)
     assert_allclose(entered.means / spread, _anneal.PERTURBATION * noise, rtol=1e-14)
+
+
+def test_minibatch_annealing_warns_before_it_runs(slanted_blobs):
+    # Its fits often ended with means together, some with no warning (their
+    # pairs just outside the same-Gaussian distance): the combination warns.
+    X = slanted_blobs[0]
+    with pytest.warns(UserWarning, match="solver='minibatch' with annealing"):
+        quiet_fit(NaturalDiagonalGMM(4, annealing="floor", solver="minibatch", max_iter=2), X)
