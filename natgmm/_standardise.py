@@ -467,9 +467,13 @@ class FeatureScaling(NamedTuple):
         return Z
 
 
+# With solver="gradient", the likelier cause comes first.
 _DIVERGED_ADAM = (
-    " With solver='gradient' this is also what Adam steps too large for the data do "
-    "(they drive the log-precisions to their bounds): lower learning_rate."
+    "The fitted variances or precisions cannot be represented in {dtype}. With "
+    "solver='gradient' that is what Adam steps too large for the data do (they drive the "
+    "log-precisions to their bounds): lower learning_rate. Otherwise some feature's spread "
+    "(or reg_covar, min_variance, upper_precision_reg in its units) is too large or too "
+    "small: rescale the features of X."
 )
 
 
@@ -484,10 +488,10 @@ def model_attributes(standardiser, params, dtype, solver="em"):
         user = standardiser.to_user(params.means, params.variances)
     try:
         return fitted_attributes(params.weights, *user, dtype)
-    except ValueError as error:
+    except ValueError:
         if solver != "gradient":
             raise
-        raise ValueError(str(error) + _DIVERGED_ADAM) from None
+        raise ValueError(_DIVERGED_ADAM.format(dtype=np.dtype(dtype).name)) from None
 
 
 # The attributes scikit-learn's predictions read (its _estimate_log_prob and
