@@ -519,3 +519,32 @@ def test_worker_killed_mid_fit_is_survived(cluster, client, data, tmp_path):
     client.wait_for_workers(2, timeout=60)
     assert set(client.run(os.getpid).values()) != pids, "no worker was replaced"
     _assert_same_model(ours, reference)
+
+
+def test_a_block_that_never_observes_a_feature(monkeypatch):
+    # Its NaN maximum must not hide the other blocks' values: the fit equals
+    # numpy's (a plain maximum reported the feature missing in every row).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    X[:100, 1] = np.nan
+    with dask.config.set(scheduler="synchronous"):
+        lazy = NaturalDiagonalGMM(2, random_state=0).fit(da.from_array(X, chunks=(100, 2)))
+    eager = NaturalDiagonalGMM(2, random_state=0).fit(X)
+    assert_allclose(lazy.means_, eager.means_, rtol=1e-10)
+    assert_allclose(lazy.covariances_, eager.covariances_, rtol=1e-10)
+
+
+def test_a_stream_of_dask_batches_weighs_them_as_numpy_does():
+    # The weights' scale is fixed by the first batch: a Dask stream that
+    # recomputed it per batch counted a batch of weights 1e-3 1024 times.
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(0, 1, (400, 2)), rng.normal(3, 1, (400, 2))
+    wa, wb = np.ones(400), np.full(400, 1e-3)
+    fits = []
+    with dask.config.set(scheduler="synchronous"):
+        for wrap in (np.asarray, lambda a: da.from_array(a, chunks=100)):
+            model = NaturalDiagonalGMM(1, random_state=0)
+            model.partial_fit(wrap(A), sample_weight=wrap(wa))
+            fits.append(model.partial_fit(wrap(B), sample_weight=wrap(wb)))
+    assert_allclose(fits[1].means_, fits[0].means_, rtol=1e-10)
+    assert_allclose(fits[1].covariances_, fits[0].covariances_, rtol=1e-10)

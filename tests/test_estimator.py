@@ -78,11 +78,17 @@ def test_variance_floors(blobs):
             NaturalDiagonalGMM(min_variance=wrong).fit(X)
 
 
-def test_precision_prior_is_the_closed_form_map():
-    """One component: the M-step is var = (S + 2b) / (N + 2(a - 1)) + reg."""
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_precision_prior_is_the_closed_form_map(scale):
+    """One component: the M-step is var = (S + 2b) / (N + 2(a - 1)) + reg.
+
+    The pseudo-counts are in units of sample weight, whatever their scale
+    (natgmm rescales weights internally by a power of two: at 1e-3 and 1e3
+    the prior once counted in the rescaled units, unnoticed).
+    """
     rng = np.random.default_rng(0)
     X = rng.normal(loc=3.0, scale=[1.0, 5.0], size=(50, 2))
-    w = rng.uniform(0.5, 2.0, size=50)
+    w = rng.uniform(0.5, 2.0, size=50) * scale
     a1, b = 4.0, 7.0
     model = NaturalDiagonalGMM(
         1, lower_precision_reg=a1, upper_precision_reg=b, max_iter=1, tol=0.0
@@ -93,6 +99,29 @@ def test_precision_prior_is_the_closed_form_map():
     assert_allclose(
         model.covariances_[0], (scatter + 2 * b) / (w.sum() + 2 * a1) + 1e-6, rtol=1e-10
     )
+
+
+def test_random_starts_follow_the_sample_weights():
+    # "random" responsibilities are weighed like the rows: rows of weight 0
+    # at 100 pulled the start's means to 50.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (300, 2)), rng.normal(100, 1, (300, 2))])
+    w = np.r_[np.ones(300), np.zeros(300)]
+    start = NaturalDiagonalGMM(2, init_params="random", max_iter=0, random_state=0)
+    assert np.abs(quiet_fit(start, X, sample_weight=w).means_).max() < 1.0
+
+
+def test_random_from_data_draws_distinct_rows_when_there_are_just_enough():
+    # With as many rows (of positive weight) as components, every row is a seed.
+    X = np.arange(8.0).reshape(4, 2) * 10
+    weighted = np.vstack([X, X + 1])
+    weights = np.r_[np.ones(4), np.zeros(4)]
+    for seed in range(10):
+        for data, w in ((X, None), (weighted, weights)):
+            start = NaturalDiagonalGMM(4, init_params="random_from_data", max_iter=0,
+                                       random_state=seed)  # fmt: skip
+            means = quiet_fit(start, data, sample_weight=w).means_
+            assert len(np.unique(means, axis=0)) == 4, seed
 
 
 def test_min_weight_and_empty_component():

@@ -278,3 +278,34 @@ def test_gradient_solver_approaches_em(stream_blobs, batch_fit):
     assert abs(model.score(X) - batch_fit.score(X)) < 1e-3 * abs(batch_fit.score(X))
     restored = pickle.loads(pickle.dumps(model))
     assert_array_equal(restored.predict(X[:100]), model.predict(X[:100]))
+
+
+def test_a_warm_minibatch_refit_continues_its_steps():
+    # A warm refit restarted online EM (n_steps_ 12, then 6 instead of 18):
+    # its step sizes started again at their largest.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 1.0, (2000, 2)) for c in (0, 4, 8)])
+    model = NaturalDiagonalGMM(3, solver="minibatch", max_iter=5, warm_start=True, random_state=0)
+    first = quiet_fit(model, X).n_steps_
+    quiet_fit(model, X)
+    steps_per_pass = -(-len(X) // model.batch_size)  # a pass is ceil(N / batch_size) steps
+    assert model.n_steps_ == first + model.n_iter_ * steps_per_pass
+
+
+def test_the_first_adam_step_moves_each_variable_by_the_learning_rate():
+    # Adam's bias corrections make the first step lr * g / |g| in every
+    # coordinate; without the second moment's, it was 1 / sqrt(1 - beta2) = 31.6 times that.
+    from natgmm._gradient import GradientMStep, adam_state
+
+    rng = np.random.default_rng(0)
+    params = Params(np.array([0.3, 0.7]), rng.normal(size=(2, 3)), np.exp(rng.normal(size=(2, 3))))
+    stats = Stats(np.array([40.0, 60.0]), rng.normal(size=(2, 3)), np.full((2, 3), 50.0),
+                  params.means)  # fmt: skip
+    zero = np.zeros(3)
+    state = adam_state(params, 0.0)
+    before = state.theta.copy()
+    GradientMStep(1, 0.01, 1e9)(stats, Regularisation(zero, zero, 0.0, zero, 0.0), state, 100.0)
+    moved = np.abs(state.theta - before)
+    # lr * g / (|g| + eps): coordinates of small gradients a few 1e-6 short.
+    assert_allclose(moved[moved > 0], 0.01, rtol=1e-4)
+    assert np.count_nonzero(moved) > moved.size // 2

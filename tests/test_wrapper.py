@@ -248,3 +248,17 @@ def test_fit_validates_its_parameters_and_pickling_does_not(mixed_units):
     model.estimator = "not an estimator"
     with pytest.raises(InvalidParameterError, match="'estimator' parameter of StandardizedGMM"):
         model.fit(mixed_units)
+
+
+def test_lower_bound_is_the_weighted_score_with_holes_and_weights():
+    # The rows' log-Jacobians (over their observed features) were averaged
+    # without the weights: -5.10 against the weighted score's -2.80.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 2)) * [1.0, 1000.0]
+    w = np.r_[np.full(500, 5.0), np.ones(500)]
+    X[:500, 1] = np.nan  # the heavy rows miss the wide feature
+    model = StandardizedGMM(NaturalDiagonalGMM(1, tol=1e-10, random_state=0))
+    model.fit(X, sample_weight=w)
+    score = np.average(model.score_samples(X), weights=w)
+    assert model.lower_bound_ == pytest.approx(score, abs=1e-6)
+    assert model.lower_bounds_[-1] == pytest.approx(model.lower_bound_, abs=1e-12)
