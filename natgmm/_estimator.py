@@ -78,7 +78,7 @@ def _check_fit_data(data, settings):
             f"n_samples = {n_samples}"
         )
     # A row of zero weight is as good as absent (scikit-learn's own check).
-    positive = data.positive_rows() if n_samples >= settings.n_components else n_samples
+    positive = data.positive_rows()
     if positive < settings.n_components:
         raise ValueError(
             "Expected n_samples >= n_components "
@@ -90,6 +90,22 @@ def _check_fit_data(data, settings):
             "solver='minibatch' draws random rows and needs X in memory; for a "
             "Dask array use solver='em', or partial_fit on its blocks."
         )
+
+
+def _fit_levels(settings, model, resume):
+    """Return the annealing levels of a fit: none without annealing or on a warm start."""
+    if model.critical_value is None or resume:
+        return np.empty(0)
+    levels = annealing_levels(settings, model.critical_value)
+    if settings.solver == "minibatch":
+        warnings.warn(
+            "solver='minibatch' with annealing: online steps are small, so means that start "
+            "together split slowly and may end together (one Gaussian twice). Anneal with "
+            "solver='em', then continue with partial_fit.",
+            UserWarning,
+            stacklevel=caller_level(),
+        )
+    return levels
 
 
 @contextmanager
@@ -724,17 +740,7 @@ default=None
             _check_fit_data(data, settings)
             init = check_init_arrays(self, data.shape[1])
             model = set_up(data, settings)
-            levels = np.empty(0)
-            if model.critical_value is not None and not resume:
-                levels = annealing_levels(settings, model.critical_value)
-                if settings.solver == "minibatch":
-                    warnings.warn(
-                        "solver='minibatch' with annealing: online steps are small, so means "
-                        "that start together split slowly and may end together (one Gaussian "
-                        "twice). Anneal with solver='em', then continue with partial_fit.",
-                        UserWarning,
-                        stacklevel=caller_level(),
-                    )
+            levels = _fit_levels(settings, model, resume)
             how = "pooled" if levels.size else None
             random_state = check_random_state(self.random_state)
             params, lower_bound, converged, run = self._best_fit(
