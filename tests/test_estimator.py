@@ -111,6 +111,17 @@ def test_random_starts_follow_the_sample_weights():
     assert np.abs(quiet_fit(start, X, sample_weight=w).means_).max() < 1.0
 
 
+def test_random_starts_count_only_observed_entries():
+    # Missing entries sit at z = 0 in the kernels: counted as observed, they
+    # shrank the start's variance of a feature 60 % missing from 9 to 3.5.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2)) * 3 + 10
+    X[rng.random(2000) < 0.6, 1] = np.nan
+    start = NaturalDiagonalGMM(2, init_params="random", max_iter=0, random_state=0)
+    variances = quiet_fit(start, X).covariances_.mean(axis=0)
+    assert_allclose(variances, np.nanvar(X, axis=0), rtol=0.2)
+
+
 def test_random_from_data_draws_distinct_rows_when_there_are_just_enough():
     # With as many rows (of positive weight) as components, every row is a seed.
     X = np.arange(8.0).reshape(4, 2) * 10

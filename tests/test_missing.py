@@ -620,6 +620,19 @@ def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
     assert_array_equal(again[1], centres)
 
 
+def test_masked_kmeans_tolerance_is_relative_to_the_data():
+    # Its default tol scales with the features' variance (as scikit-learn's):
+    # an absolute one stopped X * 1e-3 after one iteration, 36 labels apart.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 1.0, (300, 3)) for c in (0, 3, 6, 9)])
+    X[rng.random(X.shape) < 0.2] = np.nan
+    shift, scale = np.zeros(3), np.ones(3)
+    runs = {c: _kmeans.kmeans_masked(X * c, None, shift, scale, 4, 0, False) for c in (1e-3, 1.0)}
+    assert_array_equal(runs[1e-3][0], runs[1.0][0])
+    assert runs[1e-3][2] == runs[1.0][2]
+    assert_allclose(runs[1e-3][1], runs[1.0][1] * 1e-3, rtol=1e-10)
+
+
 def _compiled_and_naive_kmeans(X, n_clusters, seed, n_iter):
     """The compiled masked k-means of ``X`` (unit map) and the naive one from its seeds."""
     shift, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
