@@ -309,3 +309,17 @@ def test_the_first_adam_step_moves_each_variable_by_the_learning_rate():
     # lr * g / (|g| + eps): coordinates of small gradients a few 1e-6 short.
     assert_allclose(moved[moved > 0], 0.01, rtol=1e-4)
     assert np.count_nonzero(moved) > moved.size // 2
+
+
+def test_adam_starts_at_the_given_parameters():
+    # Its variables hold the variances without reg_covar (which the M-step
+    # adds back): they started reg_covar wider (0.6 and 2.1 for 0.5 and 2.0).
+    from natgmm._gradient import GradientMStep, adam_state
+
+    params = Params(np.array([0.5, 0.5]), np.array([[0.0], [1.0]]), np.array([[0.5], [2.0]]))
+    zero = np.zeros(1)
+    reg = Regularisation(np.full(1, 0.1), zero, 0.0, zero, 0.0)
+    stats = Stats(np.array([1.0, 1.0]), np.zeros((2, 1)), np.ones((2, 1)), params.means)
+    back = GradientMStep(0, 0.01, 1.0)(stats, reg, adam_state(params, 0.1), 2.0)
+    for got, want in zip(back, params, strict=True):
+        assert_allclose(got, want, rtol=1e-12)

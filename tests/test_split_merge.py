@@ -167,6 +167,25 @@ def test_partial_em_with_no_held_mass_is_em(slanted_blobs):
     assert np.all(np.diff(gains) > -1e-9)
 
 
+def test_partial_em_keeps_the_held_components_and_the_free_ones_total(slanted_blobs):
+    # The three free components share the weight they had: dropping their
+    # total summed the weights to 2 (caught before only through an annealing test).
+    X, _ = slanted_blobs
+    model = NaturalDiagonalGMM(5, max_iter=3, random_state=0).fit(X)
+    standardiser, params = model._state.standardiser, model._state.params
+    data = ArrayData(np.ascontiguousarray(X), None, parallel=False)
+    move = (0, 1, 2)
+    rows = _split_merge.TrialRows(data, standardiser, params).of_move(move, min_resp=-1.0)
+    zero = np.zeros(X.shape[1])
+    reg = Regularisation(np.full(X.shape[1], 1e-6), zero, 0.0, zero, 0.0)
+    ended, _ = _split_merge.partial_em(rows, params, move, reg, n_iter=3)
+    assert ended.weights.sum() == pytest.approx(1.0, abs=1e-12)
+    assert ended.weights[list(move)].sum() == pytest.approx(params.weights[list(move)].sum())
+    for held in (3, 4):
+        assert ended.weights[held] == params.weights[held]
+        assert_array_equal(ended.means[held], params.means[held])
+
+
 def test_candidate_moves_rank_overlap_and_misfit():
     # Components 1 and 3 overlap most; 2 fits worst.
     overlap = np.array(
