@@ -81,11 +81,15 @@ def check_dask_array(X, ensure_min_samples=1):
         # numpy reads them, as check_array does for in-memory input.
         X = X.map_blocks(np.asarray, meta=np.empty((0, 0), dtype=X.dtype))
     n_samples, n_features = X.shape
-    if n_samples < ensure_min_samples or n_features < 1:
+    # scikit-learn's words, one check at a time.
+    if n_samples < ensure_min_samples:
         raise ValueError(
-            f"Found array with {n_samples} sample(s) and {n_features} feature(s) "
-            f"(shape={X.shape}) while a minimum of {ensure_min_samples} sample(s) and "
-            "1 feature are required."
+            f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum of "
+            f"{ensure_min_samples} is required."
+        )
+    if n_features < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)

@@ -784,7 +784,7 @@ def start_stream(data, model, init, settings, random_state):
     few = n_rows < settings.n_components and not levels.size
     if few:
         warnings.warn(
-            f"The first partial_fit batch has {n_rows} rows of positive weight for "
+            f"The first partial_fit batch has {n_rows} row(s) of positive weight for "
             f"{settings.n_components} components: components start from repeated rows, "
             "and later batches need not separate them (online EM stays near the local "
             "optimum it starts at). Start the stream with a batch of at least n_components "

@@ -148,7 +148,10 @@ class Standardiser:
         """
         largest, smallest = (a.astype(np.float64) for a in data.extremes())
         if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
-            raise ValueError("Input X contains infinity.")
+            # scikit-learn's words (the Dask path finds infinities on its workers only here).
+            raise ValueError(
+                f"Input X contains infinity or a value too large for {np.dtype(data.dtype)!r}."
+            )
         with np.errstate(over="ignore"):
             # NaN: a feature missing in every row of the batch, which is fine.
             high, low = (
@@ -259,7 +262,10 @@ def check_min_variance(min_variance, n_features):
                 f"got shape {min_variance.shape}."
             )
         if np.any(min_variance < 0) or not np.all(np.isfinite(min_variance)):
-            raise ValueError("min_variance should be finite and non-negative.")
+            raise ValueError(
+                "min_variance should be finite and non-negative, got "
+                f"{np.array2string(min_variance, threshold=8)}."
+            )
     return min_variance
 
 

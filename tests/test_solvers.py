@@ -137,7 +137,7 @@ def test_one_sample_stream_stays_finite(stream_blobs):
     model = NaturalDiagonalGMM(
         6, random_state=0, min_variance_relative=1e-3, min_weight=1e-5, lower_precision_reg=1.0
     )
-    with pytest.warns(UserWarning, match="first partial_fit batch has 1 rows .* 6 components"):
+    with pytest.warns(UserWarning, match=r"first partial_fit batch has 1 row\(s\) .* 6 components"):
         model.partial_fit(X[:1], sample_weight=[1.0])
     for i, row in enumerate(X[1:1500], start=1):
         model.partial_fit(row[np.newaxis], sample_weight=[1.0 + i % 3])
