@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import NamedTuple
 
+import joblib
 import numpy as np
 import sklearn
 from sklearn.preprocessing import StandardScaler
@@ -317,9 +318,10 @@ def _check_constant_features(standardiser, held, settings):
 _STANDARDISED_INPUT = ContextVar("natgmm_standardised_input", default=False)
 # reg_covar above this fraction of a feature's variance is warned about.
 _REG_COVAR_FRACTION = 0.1
-# Warnings point at the first frame outside these: the user's call.
+# Warnings point at the first frame outside these: the user's call (joblib's
+# too: under cross_val_score or GridSearchCV the fits run inside its Parallel).
 _LIBRARY_DIRS = tuple(
-    os.path.dirname(m.__file__) + os.sep for m in (sklearn, sys.modules[__package__])
+    os.path.dirname(m.__file__) + os.sep for m in (sklearn, joblib, sys.modules[__package__])
 )
 
 

@@ -711,6 +711,18 @@ def test_reg_covar_above_a_feature_variance_warns_and_names_the_fix():
     ]
 
 
+def test_warnings_under_cross_validation_point_at_the_users_line():
+    # Inside cross_val_score the fits run in joblib's Parallel: the warnings
+    # pointed into joblib/parallel.py.
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(8, 1, (100, 2))])
+    with pytest.warns(UserWarning, match="min_variance_relative=2") as record:
+        cross_val_score(NaturalDiagonalGMM(2, min_variance_relative=2.0, random_state=0), X, cv=2)
+    assert {w.filename for w in record if "min_variance_relative" in str(w.message)} == {__file__}
+
+
 def test_a_relative_floor_of_the_data_variance_warns():
     """min_variance_relative >= 1 makes every component as wide as the data: it says so."""
     rng = np.random.default_rng(0)
