@@ -423,14 +423,6 @@ def _print_whole_fits(cases, memory, data=None):
     return rows
 
 
-def _usable_cores():
-    """Cores this process may run on (its affinity), not those of the machine."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count()
-
-
 def _plot(rows, path):
     """Save the plot of seconds per iteration against N; False without matplotlib."""
     try:
@@ -463,7 +455,7 @@ def _plot(rows, path):
             )  # fmt: skip
     ax.set_xlabel("n_samples")
     ax.set_ylabel("seconds per EM iteration")
-    cores = _usable_cores()
+    cores = cli.usable_cores()
     ax.set_title(f"D = 50, K = 50, {cores} core{'s' if cores > 1 else ''}, well separated blobs")
     ax.legend()
     # When and where: the plot outlives the run's printed header.
@@ -530,7 +522,7 @@ def main(argv=None):
     blas = threadpoolctl.threadpool_info()
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}, "
-        f"cores: {_usable_cores()}, kernel threads: {numba.config.NUMBA_NUM_THREADS}, "
+        f"cores: {cli.usable_cores()}, kernel threads: {numba.config.NUMBA_NUM_THREADS}, "
         f"BLAS: {[(b['internal_api'], b.get('architecture'), b['num_threads']) for b in blas]}"
     )
     rows = []

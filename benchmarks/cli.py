@@ -88,7 +88,11 @@ def optional(module, extra="benchmarks", what="this benchmark"):
 
 
 def usable_cores():
-    """Cores this process may run on (its affinity), not those of the machine."""
+    """Cores this process may run on (its affinity), not those of the machine.
+
+    natgmm._threading.usable_cores's twin: the scripts import natgmm only after
+    setting their threads (bench_em's workers), so this module does not.
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

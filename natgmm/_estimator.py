@@ -70,20 +70,14 @@ def __getattr__(name):
 
 
 def _check_fit_data(data, settings):
-    n_samples = data.shape[0]
-    if n_samples < settings.n_components:
-        raise ValueError(
-            "Expected n_samples >= n_components "
-            f"but got n_components = {settings.n_components}, "
-            f"n_samples = {n_samples}"
-        )
-    # A row of zero weight is as good as absent (scikit-learn's own check).
+    # scikit-learn's check; a row of zero weight is as good as absent.
     positive = data.positive_rows()
     if positive < settings.n_components:
+        which = "" if positive == data.shape[0] else " (rows of positive sample_weight)"
         raise ValueError(
             "Expected n_samples >= n_components "
             f"but got n_components = {settings.n_components}, "
-            f"n_samples = {positive} (rows of positive sample_weight)"
+            f"n_samples = {positive}{which}"
         )
     if settings.solver == "minibatch" and not isinstance(data, ArrayData):
         raise ValueError(

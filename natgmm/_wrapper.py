@@ -203,9 +203,9 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         fitted = self._fitted_attributes(inner, scaling, Z, sample_weight)
         attributes, remove = ({}, ()) if resume else input_attributes(validated)
         # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0;
-        # lower_bounds_ of a previous estimator that had them.
-        stale = ("_scaler",) if "lower_bounds_" in fitted else ("_scaler", "lower_bounds_")
-        commit(self, {**fitted, **attributes}, (*remove, *stale))
+        # lower_bounds_ of a previous estimator that had them (set again if
+        # this one has them: commit removes first, then sets).
+        commit(self, {**fitted, **attributes}, (*remove, "_scaler", "lower_bounds_"))
         return self
 
     def set_params(self, **params):
