@@ -423,8 +423,10 @@ _CACHE = Path(__file__).resolve().parent / ".cache"
 def split(name, cache=True):
     """The Split called ``name`` (a key of :data:`SPLITS`), made once per process.
 
-    With ``cache``, the arrays are also kept on disk in ``benchmarks/.cache``
-    (every split is a pure function of its name, so a cached copy is exact).
+    With ``cache``, the arrays are also kept on disk in ``benchmarks/.cache``,
+    under a key of the name, this file's text and the numpy and scikit-learn
+    versions (every split is a pure function of these, so a cached copy is
+    exact, and an edit of this file or an upgrade makes the set anew).
     A ``name`` ending in ``.npz`` or ``.npy`` is a file of your own
     (:func:`file_split`), read as it is.
     """
@@ -432,9 +434,13 @@ def split(name, cache=True):
         return file_split(name)
     if not cache:
         return SPLITS[name]()
+    import hashlib
     import pickle
 
-    path = _CACHE / f"{name}.pkl"
+    import sklearn
+
+    source = Path(__file__).read_bytes() + f"{np.__version__} {sklearn.__version__}".encode()
+    path = _CACHE / f"{name}-{hashlib.sha256(source).hexdigest()[:12]}.pkl"
     if path.exists():
         with open(path, "rb") as f:
             return pickle.load(f)

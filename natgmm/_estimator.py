@@ -35,7 +35,7 @@ from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
 from ._progress import Progress
 from ._schedules import Schedule
-from ._settings import Settings, default_schedule, nested_default
+from ._settings import DiagonalOnly, Settings, default_schedule, nested_default
 from ._solver import (
     ModelState,
     Online,
@@ -554,7 +554,7 @@ default=None
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions({"diag"})],
+        "covariance_type": [DiagonalOnly()],
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],

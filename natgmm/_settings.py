@@ -9,9 +9,23 @@ written to until the fit has succeeded.
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions
 
 from ._gradient import GradientMStep
 from ._schedules import GeometricSchedule
+
+
+class DiagonalOnly(StrOptions):
+    """``covariance_type``'s constraint, whose error says where the other types are."""
+
+    def __init__(self):
+        super().__init__({"diag"})
+
+    def __str__(self):
+        return (
+            f"{super().__str__()} (natgmm fits diagonal covariances only; "
+            "sklearn.mixture.GaussianMixture fits 'full', 'tied' and 'spherical' ones)"
+        )
 
 # The schedule of each annealing mode when ``schedule=None``, chosen by
 # benchmarks/study/sweep.py (doc/annealing.rst, "Does it beat restarts?"):

@@ -564,7 +564,9 @@ def test_bad_input_clear_errors(X, error, match):
 
 def test_bad_parameters_and_predict_input(blobs):
     X, _ = blobs
-    with pytest.raises(InvalidParameterError, match="must be a str among {'diag'}"):
+    # scikit-learn's words, then where the other covariance types are.
+    match = r"must be a str among {'diag'} \(natgmm .* sklearn.mixture.GaussianMixture fits 'full'"
+    with pytest.raises(InvalidParameterError, match=match):
         NaturalDiagonalGMM(covariance_type="full").fit(X)
     model = NaturalDiagonalGMM(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="X has 2 features, but NaturalDiagonalGMM is expecting 3"):

@@ -117,6 +117,19 @@ def test_fewer_distinct_rows_than_clusters(n_clusters):
         assert np.min(np.abs(points - centre).max(axis=1)) < 1e-12
 
 
+@pytest.mark.parametrize("random_state", [0, 1, 2])
+def test_empty_clusters_take_scikit_learns_centres(random_state):
+    # Two distinct rows, four clusters: the two empty clusters' centres are
+    # scikit-learn's (the heaviest cluster's mean, not its unscaled sum).
+    X = np.array([[1.0, 1.0]] * 3 + [[2.0, 5.0]] * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = KMeans(4, n_init=1, random_state=random_state).fit(X)
+    labels, centres, _ = _kmeans.kmeans(X, None, np.zeros(2), np.ones(2), 4, random_state, False)
+    assert_array_equal(labels, reference.labels_)
+    assert_allclose(centres, reference.cluster_centers_, rtol=1e-15)
+
+
 def test_duplicated_rows():
     X, shift, scale = _data(n_samples=600)
     X = np.concatenate([X, X[:300], X[:100]])
