@@ -27,6 +27,7 @@ class DiagonalOnly(StrOptions):
             "sklearn.mixture.GaussianMixture fits 'full', 'tied' and 'spherical' ones)"
         )
 
+
 # The schedule of each annealing mode when ``schedule=None``, chosen by
 # benchmarks/study/sweep.py (doc/annealing.rst, "Does it beat restarts?"):
 # temperatures gained from 24 levels over 12, variance floors lost.
