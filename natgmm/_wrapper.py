@@ -1,12 +1,14 @@
 """StandardizedGMM: fit a diagonal mixture on standardised features, report raw units."""
 
 import copy
+from inspect import signature
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
 
 from ._data import check_sample_weight, mean_log_prob, validate_rows
 from ._estimator import NaturalDiagonalGMM
@@ -156,24 +158,69 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             The fitted wrapper.
         """
         estimator = self._estimator()
+        resume = getattr(estimator, "warm_start", False) and self._continues(estimator)
+        self._update(estimator, "fit", X, sample_weight, resume, ensure_min_samples=2)
+        return self
+
+    @available_if(lambda self: hasattr(self._estimator(), "partial_fit"))
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Standardise a batch as the first one was and update the inner estimator by it.
+
+        The first call (on a wrapper not fitted before) fixes ``mean_`` and
+        ``scale_`` from its batch, so make it a large one; later calls, and
+        calls after :meth:`fit`, keep them, so that the inner estimator's
+        ``partial_fit`` continues in the same standardised coordinates
+        (floors and priors given to it in standardised units keep their
+        meaning). A rejected or failed batch leaves the model as it was. As
+        :meth:`NaturalDiagonalGMM.partial_fit` does, this removes the
+        attributes that describe a whole fit (``converged_``, ``labels_``,
+        ``lower_bounds_``); ``lower_bound_`` is the inner estimator's (the
+        batch's mean log-likelihood before the update), in the units of X.
+        Available if the estimator has ``partial_fit``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch, one row per sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample, used for the first batch's
+            feature means and standard deviations and passed to the inner
+            ``partial_fit``. None means unit weights.
+
+        Returns
+        -------
+        self : object
+            The updated wrapper.
+        """
+        estimator = self._estimator()
+        resume = self._continues(estimator)
+        self._update(estimator, "partial_fit", X, sample_weight, resume, ensure_min_samples=1)
+        return self
+
+    def _continues(self, estimator):
+        """Whether ``estimator_`` can continue as ``estimator`` (another class starts anew)."""
+        return hasattr(self, "estimator_") and type(self.estimator_) is type(estimator)
+
+    def _update(self, estimator, method, X, sample_weight, resume, ensure_min_samples):
+        """Standardise X, run the inner ``fit`` or ``partial_fit`` and commit the result.
+
+        Everything is computed aside and committed at the end, so that a
+        failed or interrupted call leaves the previous model as it was.
+        """
         name = type(estimator).__name__
-        if sample_weight is not None and not has_fit_parameter(estimator, "sample_weight"):
+        takes_weights = "sample_weight" in signature(getattr(estimator, method)).parameters
+        if sample_weight is not None and not takes_weights:
             raise TypeError(
-                f"StandardizedGMM passes sample_weight to its estimator, but {name}.fit does "
-                "not take it; NaturalDiagonalGMM does."
+                f"StandardizedGMM passes sample_weight to its estimator, but {name}.{method} "
+                "does not take it; NaturalDiagonalGMM does."
             )
-        # An estimator of another class cannot continue estimator_: it starts anew.
-        resume = (
-            getattr(estimator, "warm_start", False)
-            and hasattr(self, "estimator_")
-            and type(self.estimator_) is type(estimator)
-        )
-        # Everything is computed aside and committed at the end, so that a
-        # failed or interrupted fit leaves the previous model as it was.
         validated = self if resume else copy.copy(self)
         try:
             X = validate_rows(
-                validated, X, ensure_min_samples=2, reset=not resume,
+                validated, X, ensure_min_samples=ensure_min_samples, reset=not resume,
                 ensure_all_finite=self._finite(),
             )  # fmt: skip
         except ValueError as error:
@@ -187,7 +234,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X)
         if resume:
-            # Same coordinates as before, so that EM continues where it stopped.
+            # Same coordinates as before, so that the estimator continues where it stopped.
             scaling = self._feature_scaling()
             inner = copy.deepcopy(self.estimator_)
             inner.set_params(**estimator.get_params(deep=False))
@@ -195,18 +242,21 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             scaling = FeatureScaling.fit(X, sample_weight)
             inner = clone(estimator)
         Z = scaling.transform(X)
+        update = getattr(inner, method)
         with standardised_input():
             if sample_weight is None:
-                inner.fit(Z)
+                update(Z)
             else:
-                inner.fit(Z, sample_weight=sample_weight)
-        fitted = self._fitted_attributes(inner, scaling, Z, sample_weight)
+                update(Z, sample_weight=sample_weight)
+        stream = method == "partial_fit"
+        fitted = self._fitted_attributes(inner, scaling, Z, sample_weight, stream)
         attributes, remove = ({}, ()) if resume else input_attributes(validated)
         # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0;
         # lower_bounds_ of a previous estimator that had them (set again if
-        # this one has them: commit removes first, then sets).
-        commit(self, {**fitted, **attributes}, (*remove, "_scaler", "lower_bounds_"))
-        return self
+        # this one has them: commit removes first, then sets); a stream's
+        # step describes no whole fit.
+        remove = (*remove, "_scaler", "lower_bounds_", *(("converged_", "labels_") * stream))
+        commit(self, {**fitted, **attributes}, remove)
 
     def set_params(self, **params):
         """Set the parameters; nested ones of a default ``estimator`` (None) create it.
@@ -242,8 +292,12 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         """Return ``estimator``, or a default :class:`NaturalDiagonalGMM` if it is None."""
         return NaturalDiagonalGMM() if self.estimator is None else self.estimator
 
-    def _fitted_attributes(self, inner, scaling, Z, sample_weight):
-        """Return the wrapper's attributes, ``inner`` fitted on ``Z`` (``scaling`` of X)."""
+    def _fitted_attributes(self, inner, scaling, Z, sample_weight, stream=False):
+        """Return the wrapper's attributes, ``inner`` fitted on ``Z`` (``scaling`` of X).
+
+        ``stream``: ``inner`` was updated by ``partial_fit``; its attributes
+        that describe a whole fit are not there to map.
+        """
         if inner.covariances_.shape != inner.means_.shape:
             raise ValueError(
                 "StandardizedGMM needs an estimator with diagonal covariances, of the shape of "
@@ -256,24 +310,26 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
             means = inner.means_.astype(np.float64) * scale + mean
             covariances = inner.covariances_.astype(np.float64) * scale**2
         fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
-        labels = getattr(inner, "labels_", None)
         jacobian = _log_jacobian(scale, Z)
         if np.ndim(jacobian):  # missing entries: the weighted mean over the rows
             jacobian = mean_log_prob(jacobian, sample_weight)
+        fitted.update(
+            estimator_=inner,
+            _scaling=scaling,
+            mean_=mean,
+            scale_=scale,
+            n_iter_=inner.n_iter_,
+            lower_bound_=inner.lower_bound_ + jacobian,
+        )
+        if stream:
+            return fitted
         bounds = getattr(inner, "lower_bounds_", None)
         if bounds is not None:
             fitted["lower_bounds_"] = np.asarray(bounds, dtype=np.float64) + jacobian
-        return {
-            **fitted,
-            "estimator_": inner,
-            "_scaling": scaling,
-            "mean_": mean,
-            "scale_": scale,
-            "labels_": inner.predict(Z) if labels is None else labels,
-            "converged_": inner.converged_,
-            "n_iter_": inner.n_iter_,
-            "lower_bound_": inner.lower_bound_ + jacobian,
-        }
+        labels = getattr(inner, "labels_", None)
+        fitted["labels_"] = inner.predict(Z) if labels is None else labels
+        fitted["converged_"] = inner.converged_
+        return fitted
 
     def _feature_scaling(self):
         """Return the fitted :class:`~natgmm._standardise.FeatureScaling`."""

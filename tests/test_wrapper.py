@@ -262,3 +262,72 @@ def test_lower_bound_is_the_weighted_score_with_holes_and_weights():
     score = np.average(model.score_samples(X), weights=w)
     assert model.lower_bound_ == pytest.approx(score, abs=1e-6)
     assert model.lower_bounds_[-1] == pytest.approx(model.lower_bound_, abs=1e-12)
+
+
+def _stream(model, X, weights=None, n_batches=5):
+    for rows in np.array_split(np.arange(len(X)), n_batches):
+        model.partial_fit(X[rows], sample_weight=None if weights is None else weights[rows])
+    return model
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_partial_fit_streams_in_the_first_batchs_coordinates(mixed_units, weighted):
+    X = np.random.default_rng(1).permutation(mixed_units)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(X)) if weighted else None
+    inner = dict(n_components=4, random_state=0)
+    model = _stream(StandardizedGMM(NaturalDiagonalGMM(**inner)), X, w)
+    # The first batch fixes the scaling; the inner estimator streams the
+    # standardised batches, exactly as a NaturalDiagonalGMM given them.
+    first = np.array_split(np.arange(len(X)), 5)[0]
+    w_first = None if w is None else w[first]
+    mean = np.average(X[first], axis=0, weights=w_first)
+    std = np.sqrt(np.average((X[first] - mean) ** 2, axis=0, weights=w_first))
+    std[std < 1e-10] = 1.0
+    assert_allclose(model.mean_, mean, rtol=1e-12)
+    assert_allclose(model.scale_, std, rtol=1e-10)
+    reference = _stream(NaturalDiagonalGMM(**inner), (X - model.mean_) / model.scale_, w)
+    assert_allclose(model.estimator_.means_, reference.means_, rtol=1e-12, atol=1e-12)
+    assert_allclose(model.means_, reference.means_ * model.scale_ + model.mean_, rtol=1e-12)
+    assert_allclose(model.covariances_, reference.covariances_ * model.scale_**2, rtol=1e-12)
+    assert model.n_iter_ == reference.n_iter_ == 5
+    last = np.array_split(np.arange(len(X)), 5)[-1]
+    jacobian = -np.log(model.scale_).sum()
+    assert model.lower_bound_ == pytest.approx(reference.lower_bound_ + jacobian, abs=1e-10)
+    assert_allclose(
+        model.score_samples(X[last]),
+        reference.score_samples((X[last] - model.mean_) / model.scale_) + jacobian,
+        rtol=1e-12,
+    )
+    # As the plain estimator: a stream's step describes no whole fit.
+    for name in ("converged_", "labels_", "lower_bounds_"):
+        assert not hasattr(model, name) and not hasattr(reference, name)
+
+
+def test_partial_fit_after_fit_continues_and_a_rejected_batch_changes_nothing(mixed_units):
+    model = StandardizedGMM(NaturalDiagonalGMM(4, random_state=0)).fit(mixed_units)
+    mean, scale, steps = model.mean_.copy(), model.scale_.copy(), model.estimator_.n_steps_
+    model.partial_fit(mixed_units[:100] * 3.0)  # other data: the coordinates stay
+    assert_array_equal(model.mean_, mean)
+    assert_array_equal(model.scale_, scale)
+    assert model.estimator_.n_steps_ == steps + 1
+    for name in ("converged_", "labels_", "lower_bounds_"):  # the fit's, no longer this model's
+        assert not hasattr(model, name) and not hasattr(model.estimator_, name)
+    before = {key: np.copy(value) for key, value in vars(model).items() if key.endswith("_")}
+    with pytest.raises(ValueError, match="X has 3 features, but StandardizedGMM is expecting 4"):
+        model.partial_fit(mixed_units[:10, :3])
+    model.estimator.set_params(n_components=3)  # continued with the new parameters
+    with pytest.raises(ValueError, match="n_components"):
+        model.partial_fit(mixed_units[:10])
+    after = {key: np.copy(value) for key, value in vars(model).items() if key.endswith("_")}
+    assert before.keys() == after.keys()
+    for key in before:
+        if isinstance(before[key], np.ndarray) and before[key].dtype != object:
+            assert_array_equal(before[key], after[key], err_msg=key)
+
+
+def test_partial_fit_only_with_an_estimator_that_streams(mixed_units):
+    assert not hasattr(StandardizedGMM(GaussianMixture(2, covariance_type="diag")), "partial_fit")
+    assert hasattr(StandardizedGMM(), "partial_fit")
+    model = StandardizedGMM().partial_fit(mixed_units[:1])  # one row: scale 1 everywhere
+    assert_array_equal(model.scale_, np.ones(4))
+    assert model.n_features_in_ == 4
