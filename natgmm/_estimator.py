@@ -30,7 +30,7 @@ from ._data import (
     single_threaded_blas,
     validate_rows,
 )
-from ._em import Params
+from ._em import ILL_DEFINED_COVARIANCE, IllDefinedCovariance, Params
 from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
 from ._progress import Progress
@@ -52,6 +52,7 @@ from ._standardise import (
     Standardiser,
     caller_level,
     check_min_variance,
+    mixture_of,
     model_attributes,
     predictive_model,
     regularisation,
@@ -768,6 +769,9 @@ default=None
         if model.critical_value is not None:
             fitted["critical_value_"] = model.critical_value
             fitted["split_levels_"] = split_levels(fitted["history_"])
+        # A copy of the generator, so that the caller's (if given as a
+        # RandomState) does not change the fitted model as it advances.
+        random_state = copy.deepcopy(random_state)
         state = ModelState(standardiser, params, run.online, run.adam, random_state, np.empty(0))
         self._commit(fitted, state, run.empty, inputs)
         return labels
@@ -784,10 +788,9 @@ default=None
         best = None
         for trial in range(1 if resume else settings.n_init):
             progress.init_begin(trial)
-            if resume:
-                weights, means, variances = (
-                    a.astype(np.float64) for a in (self.weights_, self.means_, self.covariances_)
-                )
+            if resume:  # from what predictions read, as scikit-learn's warm start
+                attributes = (getattr(self, name) for name in PREDICTIVE_ATTRIBUTES)
+                weights, means, variances = mixture_of(tuple(attributes))
                 params = Params(weights, *standardiser.to_internal(means, variances))
                 lower_bound = self.lower_bound_
             else:
@@ -940,6 +943,8 @@ default=None
         (``n_features_in_``, ``feature_names_in_``) and those to delete.
         """
         attributes, remove = inputs
+        if np.isnan(fitted["lower_bound_"]):  # never committed, as NaN statistics never are
+            raise IllDefinedCovariance(ILL_DEFINED_COVARIANCE)
         # A copy: the attributes may be changed in place, and predictions follow them.
         published = tuple(fitted[name].copy() for name in PREDICTIVE_ATTRIBUTES)
         private = {"_state": state, "_published": published}

@@ -1820,6 +1820,7 @@ def _moved_to_ref_masked(loglik, s0, s0d, s1, s2, m, ref, exact):
     return loglik, nk, nkd, s1, s2
 
 
+@keyboard_interrupts()
 def em_stats_masked(
     X, sample_weight, shift, scale, eta1, eta2, feature_norm, log_weight, ref, n_blocks,
     parallel, beta=1.0, float32=False,
@@ -1917,6 +1918,7 @@ def _label_stats_masked_impl(X, sample_weight, shift, scale, labels, ref, n_bloc
 _label_stats_masked_kernel = _Blockwise(_label_stats_masked_impl)
 
 
+@keyboard_interrupts()
 def label_stats_masked(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel):
     """:func:`label_stats` over the observed entries of ``X`` (NaN entries are missing).
 
@@ -1995,6 +1997,7 @@ def _log_prob_masked_f32_impl(
 _log_prob_masked_f32_kernel = _Blockwise(_log_prob_masked_f32_impl)
 
 
+@keyboard_interrupts()
 def log_prob_masked(
     X, shift, scale, eta1, eta2, feature_norm, log_weight, out_log_prob, labels, resp, parallel
 ):  # fmt: skip

@@ -82,6 +82,7 @@ def _map_row(x, shift, scale, z):
         z[j] = (x[j] - shift[j]) * scale[j]
 
 
+@keyboard_interrupts()
 def map_rows(X, rows, shift, scale):
     """Map rows ``rows`` of ``X`` to ``(x - shift) * scale`` as the kernels map them.
 

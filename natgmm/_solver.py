@@ -804,7 +804,9 @@ def start_stream(data, model, init, settings, random_state):
             params.means + PERTURBATION * np.sqrt(params.variances) * noise,
             params.variances,
         )
-    return ModelState(model.standardiser, params, None, None, random_state, levels)
+    # A copy: the caller's RandomState (``random_state`` given as one) is
+    # theirs to advance; the stream's levels must not follow it.
+    return ModelState(model.standardiser, params, None, None, copy.deepcopy(random_state), levels)
 
 
 def stream_run(settings, data, state, reg):

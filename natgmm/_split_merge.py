@@ -17,6 +17,7 @@ import numpy as np
 
 from ._data import ROW_CHUNK, internal_rows, log_prob
 from ._em import Params, Stats, m_step
+from ._interrupt import keyboard_interrupts
 from ._kernels import _jit
 
 # Moves tried per round, and how (benchmarks/study/sweep.py; doc/annealing.rst,
@@ -345,10 +346,11 @@ def partial_em(rows, start, move, reg, n_iter=PARTIAL_ITER):
         means, var = params.means[free], params.variances[free]
         with np.errstate(divide="ignore"):
             log_weight = np.log(params.weights[free])
-        loglik, nk, nkd, s1, s2 = _partial_e_step(
-            rows.z, observed, rows.w, rows.log_other, log_weight, means, 1.0 / var,
-            -0.5 * (_LOG_2PI + np.log(var)),
-        )  # fmt: skip
+        with keyboard_interrupts():
+            loglik, nk, nkd, s1, s2 = _partial_e_step(
+                rows.z, observed, rows.w, rows.log_other, log_weight, means, 1.0 / var,
+                -0.5 * (_LOG_2PI + np.log(var)),
+            )  # fmt: skip
         gains.append(loglik - rows.base)
         stats = Stats(nk, s1, s2, means, None if rows.observed is None else nkd)
         new = m_step(stats, reg, Params(params.weights[free], means, var))[0]

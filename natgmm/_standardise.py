@@ -532,6 +532,20 @@ def predictive_model(attributes, state, published=None):
             published = [fitted[name] for name in PREDICTIVE_ATTRIBUTES]
         if all(map(np.array_equal, attributes, published)):
             return state.standardiser, state.params
+    weights, means, variances = mixture_of(attributes)
+    standardiser = (
+        state.standardiser if state is not None else MixtureMap.of(weights, means, variances)
+    )
+    return standardiser, Params(weights, *standardiser.to_internal(means, variances))
+
+
+def mixture_of(attributes):
+    """Return the float64 weights, means and variances that ``attributes`` describe.
+
+    ``attributes`` are ``weights_``, ``means_`` and ``precisions_cholesky_``
+    (what scikit-learn's predictions and warm starts read), checked to
+    describe a mixture.
+    """
     weights, means, root = (np.asarray(a, dtype=np.float64) for a in attributes)
     if (
         weights.ndim != 1
@@ -553,10 +567,7 @@ def predictive_model(attributes, state, published=None):
     for holds, why in checks:
         if not holds:
             raise ValueError(_NOT_A_MIXTURE.format(why=why))
-    standardiser = (
-        state.standardiser if state is not None else MixtureMap.of(weights, means, variances)
-    )
-    return standardiser, Params(weights, *standardiser.to_internal(means, variances))
+    return weights, means, variances
 
 
 def fitted_attributes(weights, means, covariances, dtype):

@@ -237,6 +237,21 @@ def test_predictions_follow_changed_attributes_as_sklearn():
     assert_array_equal(ours.score_samples(X), fitted.score_samples(X))
 
 
+@pytest.mark.parametrize("name, factor", [("precisions_cholesky_", 0.5), ("covariances_", 4.0)])
+def test_a_warm_refit_continues_from_what_predictions_read_as_sklearn(name, factor):
+    # scikit-learn's warm start reads precisions_cholesky_, never covariances_;
+    # natgmm's continued from covariances_, a model its predictions did not use.
+    X = _data(5)
+    ours, theirs = _fit_both(X, n_components=3, warm_start=True, max_iter=1, tol=0.0,
+                             random_state=0)  # fmt: skip
+    for model in (ours, theirs):
+        setattr(model, name, getattr(model, name) * factor)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X)
+    _assert_same_model(ours, theirs, X)
+
+
 def test_attributes_set_by_hand_predict_as_sklearn():
     X = _data(3)
     theirs = GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)

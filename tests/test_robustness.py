@@ -372,6 +372,50 @@ def test_interrupted_partial_fit_leaves_the_stream_intact(monkeypatch):
     _assert_same_model(model, before, batches[4])
 
 
+@pytest.mark.parametrize("solver", ["em", "minibatch", "partial_fit"])
+def test_a_nan_log_likelihood_is_refused_and_the_model_kept(monkeypatch, solver):
+    # An E-step whose log-likelihood is NaN (statistics finite) was committed:
+    # lower_bound_ = nan after a partial_fit step or a minibatch fit.
+    batches = _good_batches(5)
+    model = NaturalDiagonalGMM(3, solver="minibatch" if solver == "minibatch" else "em",
+                               batch_size=50, max_iter=3, random_state=0, n_jobs=1)  # fmt: skip
+    for batch in batches[:3]:
+        model.partial_fit(batch)
+    before = copy.deepcopy(model)
+    real = _kernels.em_stats
+
+    def nan_log_likelihood(*args, **kwargs):
+        return (np.nan, *real(*args, **kwargs)[1:])
+
+    monkeypatch.setattr(_kernels, "em_stats", nan_log_likelihood)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        if solver == "partial_fit":
+            model.partial_fit(batches[3])
+        else:
+            quiet(model.fit, np.concatenate(batches))
+    monkeypatch.undo()
+    _assert_same_model(model, before, batches[4])
+
+
+def test_a_random_state_instance_is_the_callers_to_advance():
+    # The model kept the caller's RandomState itself: the caller's draws (or a
+    # failed fit's) between batches changed an annealed stream's levels.
+    batches = _good_batches(5)
+
+    def stream(draw_between):
+        random_state = np.random.RandomState(0)
+        model = NaturalDiagonalGMM(3, random_state=random_state, annealing="floor",
+                                   anneal_max_iter=2, n_jobs=1)  # fmt: skip
+        model.partial_fit(batches[0])
+        if draw_between:
+            random_state.standard_normal(100)
+        for batch in batches[2:]:
+            quiet(model.partial_fit, batch)
+        return model
+
+    _assert_same_model(stream(True), stream(False), batches[4])
+
+
 class _LineInterrupter:
     """A trace function over natgmm's own lines that raises KeyboardInterrupt.
 
@@ -529,12 +573,15 @@ from natgmm import NaturalDiagonalGMM, _threading
 _threading.MIN_PARALLEL_WORK = 0  # passes shared out, however small the data
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=(1000, 3))
+holes = X.copy()
+holes[::3, 1] = np.nan  # the masked kernels
 
 
 def fit(setting):
-    n_jobs, solver = setting
+    n_jobs, solver, data, moves = setting
     NaturalDiagonalGMM(3, max_iter=10, tol=0, random_state=0, init_params="random",
-                       n_jobs=n_jobs, solver=solver, gradient_steps=20).fit(X)
+                       n_jobs=n_jobs, solver=solver, gradient_steps=20,
+                       split_merge=moves).fit(data)
 
 
 def limits():
@@ -554,7 +601,9 @@ signal.signal(signal.SIGINT, handler)
 rng = np.random.default_rng(0)
 before, wrong, interrupted = limits(), [], 0
 deadline = time.monotonic() + {budget}
-for setting in ((1, "em"), (None, "em"), (1, "gradient")):
+settings = ((1, "em", X, 0), (None, "em", X, 0), (1, "gradient", X, 0), (1, "em", holes, 0),
+            (None, "em", holes, 0), (1, "em", X, 3))
+for setting in settings:
     fit(setting)
     start = time.perf_counter()
     fit(setting)
@@ -591,15 +640,16 @@ def test_sigint_during_fits_stays_a_keyboard_interrupt():
 
     The interrupts come from ``_thread.interrupt_main``, which trips
     Python's SIGINT flag as a Ctrl-C does, in a subprocess, so that a stray
-    one cannot stop the test run. Today an interrupt that arrives while a
+    one cannot stop the test run. Unhandled, an interrupt that arrives while a
     kernel runs surfaces as a SystemError: it is handled inside a Python
     callback of the compiled code (numba fetches ``np.ndarray`` through
     ``numba.core.serialize._numba_unpickle`` to box the arrays a kernel
     returns), which numba's C code does not expect to fail. 20 interrupts
-    for each of three settings (serial and parallel kernels, and the
-    gradient solver, whose Adam step calls compiled functions from Python)
-    find one with near certainty. The kernels' thread count and the BLAS
-    limits are checked after every interrupt.
+    for each of six settings (serial and parallel kernels, the gradient
+    solver, whose Adam step calls compiled functions from Python, the
+    masked kernels of data with missing values, and split-and-merge
+    moves) find one with near certainty. The kernels' thread count and the
+    BLAS limits are checked after every interrupt.
     """
     script = _SIGINT_SCRIPT.format(budget=60, count=20)
     result = subprocess.run(
