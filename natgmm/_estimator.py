@@ -1123,14 +1123,17 @@ default=None
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
         n_features = self.means_.shape[1]
         # As scikit-learn's, to the last bit: float32 attributes are promoted
-        # by the float64 draws, after the square root.
-        X = np.vstack(
-            [
-                mean + rng.standard_normal(size=(count, n_features)) * np.sqrt(cov)
-                for mean, cov, count in zip(self.means_, self.covariances_, counts, strict=True)
-            ]
-        )
-        y = np.concatenate([np.full(count, k, dtype=np.int64) for k, count in enumerate(counts)])
+        # by the float64 draws, after the square root. Filled in place (not
+        # stacked, which holds the output twice).
+        X = np.empty((n_samples, n_features))
+        ends = np.cumsum(counts)
+        for mean, cov, end, count in zip(self.means_, self.covariances_, ends, counts, strict=True):
+            rows = rng.standard_normal(size=(count, n_features))
+            rows *= np.sqrt(cov)
+            rows += mean
+            X[end - count : end] = rows
+            del rows  # before the next component's draws
+        y = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         return X, y
 
     def _n_parameters(self):

@@ -429,7 +429,10 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         Z, y = self.estimator_.sample(n_samples)
-        return Z * self.scale_ + self.mean_, y
+        X = np.asarray(Z, dtype=np.result_type(Z, self.scale_))  # copied only to widen
+        X *= self.scale_  # in place: the sample is held once
+        X += self.mean_
+        return X, y
 
     def bic(self, X):
         """Bayesian information criterion for the current model on X.
