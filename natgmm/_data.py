@@ -19,7 +19,7 @@ from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from . import _kernels
-from ._em import masked_natural_parameters, natural_parameters
+from ._em import _LOG_2PI, masked_natural_parameters, natural_parameters
 
 # The numpy passes hold BLAS at one thread as the kernels do: a threaded
 # BLAS next to a busy core spins, and its 4096 x 50 products took 100 times
@@ -209,6 +209,30 @@ def log_prob(X, standardiser, params, parallel, want_resp, missing=None):
             resp[far] = far_resp
     out += standardiser.log_jacobian
     return out, labels, resp
+
+
+def component_log_prob(X, standardiser, params):
+    """Each row's log-density under each component, in the units of ``X``.
+
+    An ``(n_samples, n_components)`` array, for scikit-learn's private
+    ``_estimate_log_prob``: summed about each component's mean (no
+    cancellation), a chunk of rows at a time, over the observed entries of
+    rows with missing ones (as :func:`log_prob`).
+    """
+    _, means, variances = params
+    # Per feature and component, in the units of X: the normaliser and the
+    # map's log-Jacobian.
+    feature_norm = -0.5 * (_LOG_2PI + np.log(variances)) + np.log(standardiser.scale)
+    out = np.empty((X.shape[0], means.shape[0]))
+    chunk = max(1, 2**18 // means.size)  # a (chunk, K, D) temporary of 2 MiB
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, X.shape[0], chunk):
+            z = X[start : start + chunk].astype(np.float64) - standardiser.shift
+            z *= standardiser.scale
+            d = z[:, np.newaxis, :] - means
+            terms = feature_norm - 0.5 * d * d / variances
+            out[start : start + chunk] = np.where(np.isnan(d), 0.0, terms).sum(axis=2)
+    return out
 
 
 def _far_log_prob(X, standardiser, eta1, eta2, log_norm):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -25,6 +26,7 @@ from ._anneal import annealing_levels, split_levels
 from ._data import (
     ArrayData,
     check_sample_weight,
+    component_log_prob,
     is_dask,
     mean_log_prob,
     single_threaded_blas,
@@ -682,7 +684,9 @@ default=None
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
-            Training data, one row per sample.
+            Training data, one row per sample. A C-ordered float32 or
+            float64 array is read in place (a read-only memory map too);
+            other layouts and dtypes are copied once.
         y : Ignored
             Not used, present for API consistency by convention.
         sample_weight : array-like of shape (n_samples,), float or None, default=None
@@ -1007,6 +1011,12 @@ default=None
         return data, (input_attributes(validated) if reset else ({}, ()))
 
     def _infer(self, X, want_resp=False):
+        with _kernel_threads(self.n_jobs) as parallel:
+            data, standardiser, params = self._predictive(X, parallel)
+            return data.log_prob(standardiser, params, want_resp)
+
+    def _predictive(self, X, parallel):
+        """Return the checked data source of ``X`` and the model predictions use."""
         check_is_fitted(self)
         # As scikit-learn's, predictions follow weights_, means_ and
         # precisions_cholesky_, also when changed or set by hand.
@@ -1014,14 +1024,41 @@ default=None
         standardiser, params = predictive_model(
             attributes, getattr(self, "_state", None), getattr(self, "_published", None)
         )
+        data, _ = self._check_data(X, None, parallel, reset=False)
+        if data.shape[1] != params.means.shape[1]:  # without n_features_in_
+            raise ValueError(
+                f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{params.means.shape[1]} features as input."
+            )
+        return data, standardiser, params
+
+    # scikit-learn's private methods of a fitted mixture, which code written
+    # for GaussianMixture calls for per-component log-densities; float64 as
+    # score_samples, from the attributes predictions read.
+    def _estimate_log_prob(self, X):
+        """Return each sample's log-density under each component: (n_samples, n_components)."""
+        X = np.asarray(X) if is_dask(X) else X
         with _kernel_threads(self.n_jobs) as parallel:
-            data, _ = self._check_data(X, None, parallel, reset=False)
-            if data.shape[1] != params.means.shape[1]:  # without n_features_in_
-                raise ValueError(
-                    f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{params.means.shape[1]} features as input."
-                )
-            return data.log_prob(standardiser, params, want_resp)
+            data, standardiser, params = self._predictive(X, parallel)
+            return component_log_prob(data.X, standardiser, params)
+
+    def _estimate_log_weights(self):
+        """Return the log of each component's weight."""
+        check_is_fitted(self)
+        with np.errstate(divide="ignore"):
+            return np.log(np.asarray(self.weights_, dtype=np.float64))
+
+    def _estimate_weighted_log_prob(self, X):
+        """Return ``log(weight_k) + log p_k(x)`` of each sample and component."""
+        return self._estimate_log_prob(X) + self._estimate_log_weights()
+
+    def _estimate_log_prob_resp(self, X):
+        """Return each sample's log-density and log-responsibilities, as scikit-learn's."""
+        weighted = self._estimate_weighted_log_prob(X)
+        log_prob_norm = logsumexp(weighted, axis=1)
+        with np.errstate(under="ignore", invalid="ignore"):
+            log_resp = weighted - log_prob_norm[:, np.newaxis]
+        return log_prob_norm, log_resp
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample.

@@ -252,6 +252,42 @@ def test_a_warm_refit_continues_from_what_predictions_read_as_sklearn(name, fact
     _assert_same_model(ours, theirs, X)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scikit_learns_private_per_component_methods(dtype):
+    # Code written for GaussianMixture calls these for per-component
+    # log-densities (an AttributeError before).
+    from scipy.special import logsumexp
+
+    X = _data(6).astype(dtype)
+    ours = NaturalDiagonalGMM(3, random_state=0).fit(X)
+    theirs = GaussianMixture(3, covariance_type="diag")
+    for name in (*_PREDICTIVE, "covariances_", "precisions_"):
+        setattr(theirs, name, getattr(ours, name).astype(np.float64))
+    rows = X[:50].astype(np.float64)
+    # A float32 model predicts from its float64 parameters, which its float32
+    # attributes (scikit-learn's) round by 6e-8 relative.
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    for method in ("_estimate_log_prob", "_estimate_weighted_log_prob"):
+        assert_allclose(getattr(ours, method)(rows), getattr(theirs, method)(rows), rtol=rtol)
+    assert_allclose(ours._estimate_log_weights(), theirs._estimate_log_weights(), rtol=1e-15)
+    resp = ours._estimate_log_prob_resp(rows), theirs._estimate_log_prob_resp(rows)
+    for a, b in zip(*resp, strict=True):
+        # Log-responsibilities near zero: errors absolute, of the log-densities'.
+        assert_allclose(a, b, rtol=max(rtol, 1e-10), atol=1e-12 if dtype == np.float64 else 1e-5)
+    # Consistent with the public methods, also over the observed entries of
+    # rows with missing ones, and for a component of zero weight.
+    holed = rows.copy()
+    holed[::2, 1] = np.nan
+    ours.weights_ = np.array([0.5, 0.5, 0.0], dtype=dtype)
+    weighted = ours._estimate_weighted_log_prob(holed)
+    assert weighted.dtype == np.float64 and np.all(weighted[:, 2] == -np.inf)
+    assert_allclose(logsumexp(weighted, axis=1), ours.score_samples(holed), rtol=1e-12)
+    log_resp = ours._estimate_log_prob_resp(holed)[1]
+    assert_allclose(np.exp(log_resp), ours.predict_proba(holed), rtol=1e-10, atol=1e-300)
+    with pytest.raises(ValueError, match="X has 2 features"):
+        ours._estimate_log_prob(rows[:, :2])
+
+
 def test_attributes_set_by_hand_predict_as_sklearn():
     X = _data(3)
     theirs = GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
