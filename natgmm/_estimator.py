@@ -360,7 +360,8 @@ default=None
         that gained most four iterations of EM (in float32; ranking and
         trials on 16 000 rows drawn from ``random_state`` when X has more),
         runs the best to convergence on all rows and keeps it if the lower
-        bound rose; the first move
+        bound rose without a new component of fewer than two rows (whose
+        variances would sit at ``reg_covar`` on them); the first move
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.

@@ -677,15 +677,19 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, -np.inf, reg, settings.max_iter, settings.tol, progress
         )
-        # Never from a model the fit can return to one it cannot.
-        kept = bool(trial_bound > lower_bound) and (
+        # Never from a model the fit can return to one it cannot, nor to
+        # components on a row or two.
+        n_rows = run.data.shape[0]
+        spikes = _split_merge.n_spikes(trial, n_rows) > _split_merge.n_spikes(params, n_rows)
+        kept = bool(trial_bound > lower_bound) and not spikes and (
             _representable(run, trial) or not _representable(run, params)
         )
         run.moves.append((*move, lower_bound, trial_bound, kept))
         run.off_path.append((first, trials_end if kept else len(run.history["lower_bound"])))
         gain = trial_bound - lower_bound
         end = (
-            "not kept" if not kept
+            "not kept, a component on fewer than two rows" if spikes
+            else "not kept" if not kept
             else "kept, its EM did not converge" if not trial_converged
             else f"kept, a gain below tol={settings.tol:g}" if gain < settings.tol
             else None
