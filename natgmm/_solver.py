@@ -681,8 +681,10 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         # components on a row or two.
         n_rows = run.data.shape[0]
         spikes = _split_merge.n_spikes(trial, n_rows) > _split_merge.n_spikes(params, n_rows)
-        kept = bool(trial_bound > lower_bound) and not spikes and (
-            _representable(run, trial) or not _representable(run, params)
+        kept = (
+            bool(trial_bound > lower_bound)
+            and not spikes
+            and (_representable(run, trial) or not _representable(run, params))
         )
         run.moves.append((*move, lower_bound, trial_bound, kept))
         run.off_path.append((first, trials_end if kept else len(run.history["lower_bound"])))
