@@ -1289,6 +1289,8 @@ def _weight_scale(sample_weight):
     are scaled back in float64. Weights all zero (a Dask block can have
     them) or none give 1 (``frexp(0.0)`` has the exponent 0).
     """
+    if not sample_weight.shape[0]:
+        return 1.0  # unit weights (what the formula below gives for none)
     largest = float(np.max(sample_weight, initial=0.0))
     return math.ldexp(1.0, min(-math.frexp(largest)[1], 1000))
 
@@ -1339,6 +1341,8 @@ def _em_stats_f32(
             centred, ref, exact, precise, n_blocks, beta,
         )  # fmt: skip
     loglik, nk, s1, s2 = _moved_to_ref(per_block, ref, exact)
+    if weight_scale == 1.0:  # dividing by one changes no bit: three numpy calls saved
+        return loglik, nk, s1, s2
     return loglik, nk / weight_scale, s1 / weight_scale, s2 / weight_scale
 
 

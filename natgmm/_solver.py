@@ -670,7 +670,8 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             progress.no_move()
             break
         covariance = rows.covariances(sorted({k for _, _, k in moves}))
-        starts = [moved(params, move, covariance[move[2]]) for move in moves]
+        eigh = {k: np.linalg.eigh(c) for k, c in covariance.items()}
+        starts = [moved(params, move, covariance[move[2]], eigh[move[2]]) for move in moves]
         best, trial = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
         trials_end = len(run.history["lower_bound"])
         move = moves[best]

@@ -158,7 +158,7 @@ def _components(move):
     return list(dict.fromkeys(move))
 
 
-def moved(params, move, covariance):
+def moved(params, move, covariance, eigh=None):
     """Return the parameters after ``move``: i and j merged into i, k split into k and j.
 
     The merged component matches the pair's weight, mean and per-feature
@@ -168,7 +168,8 @@ def moved(params, move, covariance):
     weighted covariance, internal units), with that direction's share of
     the variance removed. With ``k == i`` the merged pair is split anew
     (``covariance`` then that of ``i``, which is the pair's when the two
-    share their rows).
+    share their rows). ``eigh``, if given, is ``np.linalg.eigh(covariance)``:
+    a round's candidates split few components, each decomposed once.
     """
     i, j, k = move
     weights, means, variances = (a.copy() for a in params)
@@ -179,7 +180,7 @@ def moved(params, move, covariance):
         variances[j] + (means[j] - mean) ** 2
     )
     weights[i], means[i] = total, mean
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance) if eigh is None else eigh
     offset = SPLIT_OFFSET * np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
     weights[j] = weights[k] = 0.5 * weights[k]
     means[j], means[k] = means[k] + offset, means[k] - offset
