@@ -264,7 +264,9 @@ default=None
         ``upr_prs_reg``): the penalty ``b * precision`` keeps the precision
         finite, i.e. bounds the variance from below. The MAP variance is
         ``(S + 2 b) / (N_k + 2 (a - 1))``, ``S`` being the weighted scatter
-        and ``N_k`` the weight of the component.
+        and ``N_k`` the weight of the component. Both pseudo-counts are in
+        units of sample weight: weights multiplied by ``c`` weaken the
+        prior ``c``-fold.
     n_jobs : int, default=None
         Number of threads the Numba kernels share each pass out to (the
         calling thread and natgmm's pool). None or -1 uses every thread

@@ -341,7 +341,18 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     def _standardise(self, X):
         check_is_fitted(self)
         X = validate_rows(self, X, reset=False, ensure_all_finite=self._finite())
-        return self._feature_scaling().transform(X)
+        scaling = self._feature_scaling()
+        Z = scaling.transform(X)
+        # A finite entry beyond the dtype's range once standardised (X itself
+        # has no infinity) would be refused by the estimator: such rows are
+        # standardised in float64, and beyond float64's range (some 1e308
+        # standard deviations out, where the log-density is -inf anyway)
+        # held at its largest value, so that the estimator predicts them.
+        if np.isinf(np.fmax.reduce(Z, axis=None)) or np.isinf(np.fmin.reduce(Z, axis=None)):
+            Z = scaling.transform(X.astype(np.float64))
+            limit = np.finfo(np.float64).max
+            np.clip(Z, -limit, limit, out=Z)
+        return Z
 
     def predict(self, X):
         """Predict the most probable component of each sample.

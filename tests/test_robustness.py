@@ -867,6 +867,30 @@ def test_predictions_for_rows_far_outside_the_data(wrapped):
     assert_allclose(score[finite], log_density[finite], rtol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wrapper_predicts_rows_whose_standardised_values_overflow(dtype):
+    # Standardised, a finite row of data of small spread overflowed to inf,
+    # which the inner estimator refused as "Input X contains infinity".
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1e-3, (100, 2)), rng.normal(0.01, 1e-3, (100, 2))]).astype(dtype)
+    model = StandardizedGMM(NaturalDiagonalGMM(2, random_state=0)).fit(X)
+    far = np.finfo(dtype).max / 10  # some 1e39 or 1e309 standard deviations out
+    rows = np.array([[far, 0.0], [-far, 0.0], [0.0, far]], dtype=dtype)
+    assert np.all(np.isinf(model._feature_scaling().transform(rows)).any(axis=1))
+    score = model.score_samples(rows)
+    proba = model.predict_proba(rows)
+    labels = model.predict(rows)
+    if dtype == np.float64:  # the true log-densities are below float64's range
+        assert np.all(score == -np.inf)
+    else:  # in float64: -z**2 / 2 of z about 1e39
+        assert np.all(np.isfinite(score) & (score < -1e77))
+    assert_allclose(proba, np.eye(2)[labels], atol=1e-12)
+    # The labels of rows far out in the same directions, 1e10 standard
+    # deviations (which standardise without overflow).
+    inside = np.sign(rows) * 1e7
+    assert_array_equal(labels, model.predict(inside))
+
+
 def test_keyboard_interrupt_inside_a_system_error_is_re_raised():
     """numba reports a Ctrl-C during compiled code as a SystemError chained on it."""
     from natgmm._interrupt import keyboard_interrupts
