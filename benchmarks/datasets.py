@@ -424,9 +424,10 @@ def split(name, cache=True):
     """The Split called ``name`` (a key of :data:`SPLITS`), made once per process.
 
     With ``cache``, the arrays are also kept on disk in ``benchmarks/.cache``,
-    under a key of the name, this file's text and the numpy and scikit-learn
-    versions (every split is a pure function of these, so a cached copy is
-    exact, and an edit of this file or an upgrade makes the set anew).
+    under a key of the name, this file's text and the numpy, scipy and
+    scikit-learn versions, so that an edit of this file or an upgrade makes
+    the set anew (another BLAS can change the factor analyses' last digits:
+    delete ``benchmarks/.cache`` to make the sets on this machine).
     A ``name`` ending in ``.npz`` or ``.npy`` is a file of your own
     (:func:`file_split`), read as it is.
     """
@@ -437,9 +438,11 @@ def split(name, cache=True):
     import hashlib
     import pickle
 
+    import scipy
     import sklearn
 
-    source = Path(__file__).read_bytes() + f"{np.__version__} {sklearn.__version__}".encode()
+    versions = f"{np.__version__} {scipy.__version__} {sklearn.__version__}"
+    source = Path(__file__).read_bytes() + versions.encode()
     path = _CACHE / f"{name}-{hashlib.sha256(source).hexdigest()[:12]}.pkl"
     if path.exists():
         with open(path, "rb") as f:

@@ -362,8 +362,8 @@ default=None
         that gained most four iterations of EM (in float32; ranking and
         trials on 16 000 rows drawn from ``random_state`` when X has more),
         runs the best to convergence on all rows and keeps it if the lower
-        bound rose without a new component of fewer than two rows (whose
-        variances would sit at ``reg_covar`` on them); the first move
+        bound rose and none of its components ended on fewer than five
+        rows (whose variances would sit near ``reg_covar``); the first move
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.
@@ -1165,7 +1165,7 @@ default=None
         # As scikit-learn's, to the last bit: float32 attributes are promoted
         # by the float64 draws, after the square root. Filled in place (not
         # stacked, which holds the output twice).
-        X = np.empty((n_samples, n_features))
+        X = np.empty((int(counts.sum()), n_features))  # n_samples may be a float, as for sklearn
         ends = np.cumsum(counts)
         for mean, cov, end, count in zip(self.means_, self.covariances_, ends, counts, strict=True):
             rows = rng.standard_normal(size=(count, n_features))

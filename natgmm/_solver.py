@@ -659,6 +659,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     parameters, lower bound and convergence kept.
     """
     converged, empty = True, run.empty
+    n_rows = run.data.positive_rows()
     for round_ in range(1, n_moves + 1):
         run.move_round = round_
         first = len(run.history["lower_bound"])
@@ -679,9 +680,8 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             settings, run, trial, -np.inf, reg, settings.max_iter, settings.tol, progress
         )
         # Never from a model the fit can return to one it cannot, nor to
-        # components on a row or two.
-        n_rows = run.data.shape[0]
-        spikes = _split_merge.n_spikes(trial, n_rows) > _split_merge.n_spikes(params, n_rows)
+        # components on a few rows.
+        spikes = _split_merge.spiked(trial, move, n_rows, reg.min_weight)
         kept = (
             bool(trial_bound > lower_bound)
             and not spikes
@@ -691,7 +691,8 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         run.off_path.append((first, trials_end if kept else len(run.history["lower_bound"])))
         gain = trial_bound - lower_bound
         end = (
-            "not kept, a component on fewer than two rows" if spikes
+            f"not kept, it left a component on fewer than {_split_merge.MIN_COMPONENT_ROWS:g} rows"
+            if spikes
             else "not kept" if not kept
             else "kept, its EM did not converge" if not trial_converged
             else f"kept, a gain below tol={settings.tol:g}" if gain < settings.tol

@@ -4,6 +4,7 @@ import copy
 from inspect import signature
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
@@ -402,6 +403,32 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         """
         Z = self._standardise(X)
         return self.estimator_.score_samples(Z) + _log_jacobian(self.scale_, Z)
+
+    # scikit-learn's private methods of a fitted mixture, which code written
+    # for GaussianMixture calls (NaturalDiagonalGMM has them too): in the
+    # units of X, as score_samples.
+    def _estimate_log_prob(self, X):
+        """Return each sample's log-density under each component, in the units of X."""
+        Z = self._standardise(X)
+        jacobian = _log_jacobian(self.scale_, Z)
+        return self.estimator_._estimate_log_prob(Z) + np.reshape(jacobian, (-1, 1))
+
+    def _estimate_log_weights(self):
+        """Return the log of each component's weight."""
+        check_is_fitted(self)
+        return self.estimator_._estimate_log_weights()
+
+    def _estimate_weighted_log_prob(self, X):
+        """Return ``log(weight_k) + log p_k(x)`` of each sample and component."""
+        return self._estimate_log_prob(X) + self._estimate_log_weights()
+
+    def _estimate_log_prob_resp(self, X):
+        """Return each sample's log-density and log-responsibilities, as scikit-learn's."""
+        weighted = self._estimate_weighted_log_prob(X)
+        log_prob_norm = logsumexp(weighted, axis=1)
+        with np.errstate(under="ignore", invalid="ignore"):
+            log_resp = weighted - log_prob_norm[:, np.newaxis]
+        return log_prob_norm, log_resp
 
     def score(self, X, y=None, sample_weight=None):
         """Compute the (weighted) mean log-likelihood of the samples.

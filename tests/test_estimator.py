@@ -462,6 +462,7 @@ def test_sample_and_information_criteria(blobs):
     assert_allclose(np.bincount(ys, minlength=4) / 5000, ours.weights_, atol=0.03)
     with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
         ours.sample(0)
+    assert ours.sample(5.0)[0].shape == theirs.sample(5.0)[0].shape == (5, 3)  # as scikit-learn
 
 
 @pytest.mark.parametrize("wrapped", [False, True])

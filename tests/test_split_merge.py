@@ -567,12 +567,28 @@ def few_rows_per_component():
 def test_moves_that_put_a_component_on_a_row_or_two_are_not_kept(
     few_rows_per_component, random_state
 ):
-    # Kept, such moves held a component's variances at reg_covar on one row:
-    # the train likelihood rose, the held-out one fell (digits latents at
-    # K = 50: -69 to -768 nats a sample).
+    # Kept, such moves held a component's variances near reg_covar on a few
+    # rows: the train likelihood rose, the held-out one fell (digits latents
+    # at K = 50: a mean of -768 nats a sample against -69 without them).
     Z = few_rows_per_component
     model = NaturalDiagonalGMM(40, annealing="temperature", random_state=random_state).fit(Z)
     moves = model.split_merge_moves_
     assert len(moves) and not moves[-1, 5], "the rounds end at the refused move"
     assert moves[-1, 4] > moves[-1, 3], "refused although it raised the likelihood"
     assert np.all(model.weights_ * len(Z) >= _split_merge.MIN_COMPONENT_ROWS)
+
+
+def test_rows_of_weight_zero_do_not_change_which_moves_are_kept(few_rows_per_component):
+    # The rule counted a component's rows among all rows: a copy of the data
+    # at weight zero let moves make components on a row or two again.
+    Z = few_rows_per_component
+    start = NaturalDiagonalGMM(40, annealing="temperature", random_state=0, split_merge=0).fit(Z)
+    init = dict(weights_init=start.weights_, means_init=start.means_,
+                precisions_init=start.precisions_, split_merge=20, random_state=0)  # fmt: skip
+    plain = NaturalDiagonalGMM(40, **init).fit(Z)
+    padded = np.vstack([Z, Z[::-1]])
+    weights = np.r_[np.ones(len(Z)), np.zeros(len(Z))]
+    weighted = NaturalDiagonalGMM(40, **init).fit(padded, sample_weight=weights)
+    assert_array_equal(weighted.split_merge_moves_[:, 5], plain.split_merge_moves_[:, 5])
+    assert_allclose(weighted.lower_bound_, plain.lower_bound_, rtol=1e-9)
+    assert np.all(weighted.weights_ * len(Z) >= _split_merge.MIN_COMPONENT_ROWS)

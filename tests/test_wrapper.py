@@ -331,3 +331,27 @@ def test_partial_fit_only_with_an_estimator_that_streams(mixed_units):
     model = StandardizedGMM().partial_fit(mixed_units[:1])  # one row: scale 1 everywhere
     assert_array_equal(model.scale_, np.ones(4))
     assert model.n_features_in_ == 4
+
+
+@pytest.mark.parametrize("inner", ["natgmm", "sklearn"])
+def test_scikit_learns_private_methods_in_the_units_of_x(mixed_units, inner):
+    from scipy.special import logsumexp
+
+    estimator = (
+        NaturalDiagonalGMM(**_INNER)
+        if inner == "natgmm"
+        else GaussianMixture(4, covariance_type="diag", random_state=0)
+    )
+    model = StandardizedGMM(estimator).fit(mixed_units)
+    rows = mixed_units[:40].copy()
+    if inner == "natgmm":
+        rows[::3, 1] = np.nan  # over the observed entries, as score_samples
+    weighted = model._estimate_weighted_log_prob(rows)
+    assert weighted.shape == (40, 4)
+    assert_allclose(logsumexp(weighted, axis=1), model.score_samples(rows), rtol=1e-12)
+    assert_allclose(
+        weighted, model._estimate_log_prob(rows) + model._estimate_log_weights(), rtol=1e-15
+    )
+    log_norm, log_resp = model._estimate_log_prob_resp(rows)
+    assert_allclose(log_norm, model.score_samples(rows), rtol=1e-12)
+    assert_allclose(np.exp(log_resp), model.predict_proba(rows), rtol=1e-9, atol=1e-300)
