@@ -355,3 +355,22 @@ def test_scikit_learns_private_methods_in_the_units_of_x(mixed_units, inner):
     log_norm, log_resp = model._estimate_log_prob_resp(rows)
     assert_allclose(log_norm, model.score_samples(rows), rtol=1e-12)
     assert_allclose(np.exp(log_resp), model.predict_proba(rows), rtol=1e-9, atol=1e-300)
+
+
+def test_a_step_that_fails_after_the_inner_update_leaves_the_wrapper_as_it_was(
+    mixed_units, monkeypatch
+):
+    # The inner estimator is updated on a copy: a failure in mapping its
+    # parameters back must not leave estimator_ a step ahead of the wrapper.
+    model = StandardizedGMM(NaturalDiagonalGMM(4, random_state=0)).partial_fit(mixed_units[:200])
+    steps, means = model.estimator_.n_steps_, model.means_.copy()
+
+    def fail(*args, **kwargs):
+        raise ValueError("mapping failed")
+
+    monkeypatch.setattr(StandardizedGMM, "_fitted_attributes", fail)
+    with pytest.raises(ValueError, match="mapping failed"):
+        model.partial_fit(mixed_units[200:])
+    monkeypatch.undo()
+    assert model.estimator_.n_steps_ == steps
+    assert_array_equal(model.means_, means)
