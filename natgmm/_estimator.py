@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -28,6 +27,7 @@ from ._data import (
     check_sample_weight,
     component_log_prob,
     is_dask,
+    log_prob_resp,
     mean_log_prob,
     single_threaded_blas,
     validate_rows,
@@ -1057,11 +1057,7 @@ default=None
 
     def _estimate_log_prob_resp(self, X):
         """Return each sample's log-density and log-responsibilities, as scikit-learn's."""
-        weighted = self._estimate_weighted_log_prob(X)
-        log_prob_norm = logsumexp(weighted, axis=1)
-        with np.errstate(under="ignore", invalid="ignore"):
-            log_resp = weighted - log_prob_norm[:, np.newaxis]
-        return log_prob_norm, log_resp
+        return log_prob_resp(self._estimate_weighted_log_prob(X))
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample.

@@ -4,14 +4,13 @@ import copy
 from inspect import signature
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import check_sample_weight, mean_log_prob, validate_rows
+from ._data import check_sample_weight, log_prob_resp, mean_log_prob, validate_rows
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
 from ._settings import nested_default
@@ -424,11 +423,7 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
 
     def _estimate_log_prob_resp(self, X):
         """Return each sample's log-density and log-responsibilities, as scikit-learn's."""
-        weighted = self._estimate_weighted_log_prob(X)
-        log_prob_norm = logsumexp(weighted, axis=1)
-        with np.errstate(under="ignore", invalid="ignore"):
-            log_resp = weighted - log_prob_norm[:, np.newaxis]
-        return log_prob_norm, log_resp
+        return log_prob_resp(self._estimate_weighted_log_prob(X))
 
     def score(self, X, y=None, sample_weight=None):
         """Compute the (weighted) mean log-likelihood of the samples.
