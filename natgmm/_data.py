@@ -15,7 +15,6 @@ initialisations' scatter, the critical value) put them at the feature means.
 import math
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -234,17 +233,6 @@ def component_log_prob(X, standardiser, params):
             terms = feature_norm - 0.5 * d * d / variances
             out[start : start + chunk] = np.where(np.isnan(d), 0.0, terms).sum(axis=2)
     return out
-
-
-def log_prob_resp(weighted):
-    """scikit-learn's ``_estimate_log_prob_resp`` from the weighted log-densities.
-
-    Each row's log-density and log-responsibilities, from its ``log(weight_k) +
-    log p_k(x)`` of shape (n_samples, n_components).
-    """
-    log_prob_norm = logsumexp(weighted, axis=1)
-    with np.errstate(under="ignore", invalid="ignore"):
-        return log_prob_norm, weighted - log_prob_norm[:, np.newaxis]
 
 
 def _far_log_prob(X, standardiser, eta1, eta2, log_norm):

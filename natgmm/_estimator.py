@@ -27,7 +27,6 @@ from ._data import (
     check_sample_weight,
     component_log_prob,
     is_dask,
-    log_prob_resp,
     mean_log_prob,
     single_threaded_blas,
     validate_rows,
@@ -35,6 +34,7 @@ from ._data import (
 from ._em import ILL_DEFINED_COVARIANCE, IllDefinedCovariance, Params
 from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
+from ._per_component import PerComponentMixin
 from ._progress import Progress
 from ._schedules import Schedule
 from ._settings import DiagonalOnly, Settings, default_schedule, nested_default
@@ -145,7 +145,7 @@ def _not_converged(settings, run, levels):
     return note
 
 
-class NaturalDiagonalGMM(ClusterMixin, BaseEstimator):
+class NaturalDiagonalGMM(PerComponentMixin, ClusterMixin, BaseEstimator):
     """Gaussian mixture with diagonal covariances, fitted in natural parameters.
 
     A drop-in replacement for
@@ -1035,29 +1035,12 @@ default=None
             )
         return data, standardiser, params
 
-    # scikit-learn's private methods of a fitted mixture, which code written
-    # for GaussianMixture calls for per-component log-densities; float64 as
-    # score_samples, from the attributes predictions read.
     def _estimate_log_prob(self, X):
-        """Return each sample's log-density under each component: (n_samples, n_components)."""
+        """Return each sample's log-density under each component (scikit-learn's private method)."""
         X = np.asarray(X) if is_dask(X) else X
         with _kernel_threads(self.n_jobs) as parallel:
             data, standardiser, params = self._predictive(X, parallel)
             return component_log_prob(data.X, standardiser, params)
-
-    def _estimate_log_weights(self):
-        """Return the log of each component's weight."""
-        check_is_fitted(self)
-        with np.errstate(divide="ignore"):
-            return np.log(np.asarray(self.weights_, dtype=np.float64))
-
-    def _estimate_weighted_log_prob(self, X):
-        """Return ``log(weight_k) + log p_k(x)`` of each sample and component."""
-        return self._estimate_log_prob(X) + self._estimate_log_weights()
-
-    def _estimate_log_prob_resp(self, X):
-        """Return each sample's log-density and log-responsibilities, as scikit-learn's."""
-        return log_prob_resp(self._estimate_weighted_log_prob(X))
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample.

@@ -10,15 +10,16 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import check_sample_weight, log_prob_resp, mean_log_prob, validate_rows
+from ._data import check_sample_weight, mean_log_prob, validate_rows
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
+from ._per_component import PerComponentMixin
 from ._settings import nested_default
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
 from ._version import stamped, unstamped
 
 
-class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
+class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseEstimator):
     """Diagonal Gaussian mixture fitted on standardised features.
 
     Each feature is shifted by its (weighted) mean and divided by its
@@ -403,27 +404,11 @@ class StandardizedGMM(ClusterMixin, MetaEstimatorMixin, BaseEstimator):
         Z = self._standardise(X)
         return self.estimator_.score_samples(Z) + _log_jacobian(self.scale_, Z)
 
-    # scikit-learn's private methods of a fitted mixture, which code written
-    # for GaussianMixture calls (NaturalDiagonalGMM has them too): in the
-    # units of X, as score_samples.
     def _estimate_log_prob(self, X):
         """Return each sample's log-density under each component, in the units of X."""
         Z = self._standardise(X)
         jacobian = _log_jacobian(self.scale_, Z)
         return self.estimator_._estimate_log_prob(Z) + np.reshape(jacobian, (-1, 1))
-
-    def _estimate_log_weights(self):
-        """Return the log of each component's weight."""
-        check_is_fitted(self)
-        return self.estimator_._estimate_log_weights()
-
-    def _estimate_weighted_log_prob(self, X):
-        """Return ``log(weight_k) + log p_k(x)`` of each sample and component."""
-        return self._estimate_log_prob(X) + self._estimate_log_weights()
-
-    def _estimate_log_prob_resp(self, X):
-        """Return each sample's log-density and log-responsibilities, as scikit-learn's."""
-        return log_prob_resp(self._estimate_weighted_log_prob(X))
 
     def score(self, X, y=None, sample_weight=None):
         """Compute the (weighted) mean log-likelihood of the samples.
