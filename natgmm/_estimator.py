@@ -126,6 +126,25 @@ _FIT_ONLY = (
 )  # fmt: skip
 
 
+def _draw(weights, means, covariances, n_samples, rng):
+    """``n_samples`` rows drawn from the mixture, grouped by component, and their components.
+
+    As scikit-learn's ``sample``, to the last bit: float32 attributes are
+    promoted by the float64 draws, after the square root. The rows are
+    filled in place (stacked, they would be held twice).
+    """
+    counts = rng.multinomial(n_samples, weights.astype(np.float64))
+    X = np.empty((int(counts.sum()), means.shape[1]))  # n_samples may be a float, as for sklearn
+    ends = np.cumsum(counts)
+    for mean, cov, end, count in zip(means, covariances, ends, counts, strict=True):
+        rows = rng.standard_normal(size=(count, means.shape[1]))
+        rows *= np.sqrt(cov)
+        rows += mean
+        X[end - count : end] = rows
+        del rows  # before the next component's draws
+    return X, np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+
 def _not_converged(settings, run, levels):
     """Return what a fit that did not converge adds to its warning."""
     bounds = run.history["lower_bound"]
@@ -1139,21 +1158,7 @@ default=None
                 "least one sample."
             )
         rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
-        n_features = self.means_.shape[1]
-        # As scikit-learn's, to the last bit: float32 attributes are promoted
-        # by the float64 draws, after the square root. Filled in place (not
-        # stacked, which holds the output twice).
-        X = np.empty((int(counts.sum()), n_features))  # n_samples may be a float, as for sklearn
-        ends = np.cumsum(counts)
-        for mean, cov, end, count in zip(self.means_, self.covariances_, ends, counts, strict=True):
-            rows = rng.standard_normal(size=(count, n_features))
-            rows *= np.sqrt(cov)
-            rows += mean
-            X[end - count : end] = rows
-            del rows  # before the next component's draws
-        y = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        return X, y
+        return _draw(self.weights_, self.means_, self.covariances_, n_samples, rng)
 
     def _n_parameters(self):
         # The fitted model's, whatever n_components says now.
