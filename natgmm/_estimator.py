@@ -279,13 +279,14 @@ default=None
         precision away from 0, i.e. bounds the variance from above, acting
         like ``2 (a - 1)`` pseudo-samples in the variance's denominator.
     upper_precision_reg : float, default=0.0
-        ``b`` of the Gamma prior, in variance units of ``X`` (research name
+        ``b`` of the Gamma prior, in sample weight times the variance units
+        of ``X`` (research name
         ``upr_prs_reg``): the penalty ``b * precision`` keeps the precision
         finite, i.e. bounds the variance from below. The MAP variance is
         ``(S + 2 b) / (N_k + 2 (a - 1))``, ``S`` being the weighted scatter
-        and ``N_k`` the weight of the component. Both pseudo-counts are in
-        units of sample weight: weights multiplied by ``c`` weaken the
-        prior ``c``-fold.
+        and ``N_k`` the weight of the component. Both ``a - 1`` and ``b``
+        count in sample weight (``b`` as a weighted scatter), so weights
+        multiplied by ``c`` weaken the prior ``c``-fold.
     n_jobs : int, default=None
         Number of threads the Numba kernels share each pass out to (the
         calling thread and natgmm's pool). None or -1 uses every thread
@@ -381,8 +382,10 @@ default=None
         that gained most four iterations of EM (in float32; ranking and
         trials on 16 000 rows drawn from ``random_state`` when X has more),
         runs the best to convergence on all rows and keeps it if the lower
-        bound rose and none of its components ended on fewer than five
-        rows (whose variances would sit near ``reg_covar``); the first move
+        bound rose and none of the components it changed ended on fewer than
+        five rows (half an equal share on data of fewer than ten rows per
+        component) or at ``min_weight`` (such components' variances sit near
+        ``reg_covar``); the first move
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.
@@ -707,8 +710,9 @@ default=None
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
             Training data, one row per sample. A C-ordered float32 or
-            float64 array is read in place (a read-only memory map too);
-            other layouts and dtypes are copied once.
+            float64 NumPy array is read in place (a read-only memory map
+            too); other layouts and dtypes are copied once (a Dask array is
+            read chunk by chunk).
         y : Ignored
             Not used, present for API consistency by convention.
         sample_weight : array-like of shape (n_samples,), float or None, default=None

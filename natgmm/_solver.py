@@ -483,7 +483,7 @@ def _warn_if_fell(lower_bounds, settings):
 # Two components closer than this (the Bhattacharyya distance of their
 # Gaussians, summed over features) are one Gaussian twice: a mean 0.05
 # standard deviations away in one feature is 3e-4, a variance 10 % larger
-# 1e-3.
+# 5.7e-4.
 IDENTICAL_DISTANCE = 1e-3
 
 

@@ -176,8 +176,9 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         meaning). A rejected or failed batch leaves the model as it was. As
         :meth:`NaturalDiagonalGMM.partial_fit` does, this removes the
         attributes that describe a whole fit (``converged_``, ``labels_``,
-        ``lower_bounds_``); ``lower_bound_`` is the inner estimator's (the
-        batch's mean log-likelihood before the update), in the units of X.
+        ``lower_bounds_``); ``lower_bound_`` is the batch's mean
+        log-likelihood before the update, in the units of X (the inner
+        estimator's, mapped back).
         Available if the estimator has ``partial_fit``.
 
         Parameters
