@@ -691,8 +691,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         run.off_path.append((first, trials_end if kept else len(run.history["lower_bound"])))
         gain = trial_bound - lower_bound
         end = (
-            f"not kept, it left a component on fewer than {_split_merge.MIN_COMPONENT_ROWS:g} rows"
-            if spikes
+            "not kept, it left a component on too few rows (split_merge)" if spikes
             else "not kept" if not kept
             else "kept, its EM did not converge" if not trial_converged
             else f"kept, a gain below tol={settings.tol:g}" if gain < settings.tol
