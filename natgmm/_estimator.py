@@ -385,7 +385,8 @@ default=None
         bound rose and none of the components it changed ended on fewer than
         five rows (half an equal share on data of fewer than ten rows per
         component) or at ``min_weight`` (such components' variances sit near
-        ``reg_covar``); the first move
+        ``reg_covar``) while the mixture gained such a component; the first
+        move
         not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
         merged, so a fit at a well separated mixture's answer makes none.

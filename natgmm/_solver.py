@@ -681,7 +681,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         )
         # Never from a model the fit can return to one it cannot, nor to
         # components on a few rows.
-        spikes = _split_merge.spiked(trial, move, n_rows, reg.min_weight)
+        spikes = _split_merge.spiked(trial, params, move, n_rows, reg.min_weight)
         kept = (
             bool(trial_bound > lower_bound)
             and not spikes
