@@ -42,7 +42,7 @@ from ._em import (
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
-from ._split_merge import TrialRows, candidate_moves, moved, partial_em
+from ._split_merge import TrialRows, candidate_moves, moved, partial_em, split_offset
 from ._standardise import caller_level, model_attributes
 
 # A mean within this many standard deviations (in every feature) of an
@@ -566,7 +566,8 @@ def _reallocated(
     # A screen of the first iterations; the rest only if they already beat
     # the level's objective.
     screen = min(_anneal.REALLOCATION_SCREEN, settings.anneal_max_iter)
-    trial, trial_bound, settled = level_em(moved(params, move, covariance), lower_bound, screen)
+    start = moved(params, move, split_offset(covariance))
+    trial, trial_bound, settled = level_em(start, lower_bound, screen)
     if trial_bound > lower_bound and not settled and settings.anneal_max_iter > screen:
         trial, trial_bound, settled = level_em(
             trial, trial_bound, settings.anneal_max_iter - screen
@@ -671,8 +672,8 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             progress.no_move()
             break
         covariance = rows.covariances(sorted({k for _, _, k in moves}))
-        eigh = {k: np.linalg.eigh(c) for k, c in covariance.items()}
-        starts = [moved(params, move, covariance[move[2]], eigh[move[2]]) for move in moves]
+        offsets = {k: split_offset(c) for k, c in covariance.items()}
+        starts = [moved(params, move, offsets[move[2]]) for move in moves]
         best, trial = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
         trials_end = len(run.history["lower_bound"])
         move = moves[best]

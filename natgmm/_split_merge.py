@@ -182,18 +182,26 @@ def _components(move):
     return list(dict.fromkeys(move))
 
 
-def moved(params, move, covariance, eigh=None):
+def split_offset(covariance):
+    """Where a split puts its halves, from the mean: :data:`SPLIT_OFFSET` standard deviations.
+
+    Along the leading eigenvector of ``covariance`` (the split component's
+    responsibility-weighted covariance, internal units). A round's
+    candidates split few components: each is decomposed once.
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    return SPLIT_OFFSET * np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
+
+
+def moved(params, move, offset):
     """Return the parameters after ``move``: i and j merged into i, k split into k and j.
 
     The merged component matches the pair's weight, mean and per-feature
-    variance; the split halves share ``k``'s weight, sit
-    :data:`SPLIT_OFFSET` standard deviations to either side of its mean along
-    the leading eigenvector of ``covariance`` (``k``'s responsibility-
-    weighted covariance, internal units), with that direction's share of
-    the variance removed. With ``k == i`` the merged pair is split anew
-    (``covariance`` then that of ``i``, which is the pair's when the two
-    share their rows). ``eigh``, if given, is ``np.linalg.eigh(covariance)``:
-    a round's candidates split few components, each decomposed once.
+    variance; the split halves share ``k``'s weight and sit ``offset`` to
+    either side of its mean (:func:`split_offset` of ``k``'s covariance),
+    with that direction's share of the variance removed. With ``k == i``
+    the merged pair is split anew (the offset then from ``i``'s covariance,
+    which is the pair's when the two share their rows).
     """
     i, j, k = move
     weights, means, variances = (a.copy() for a in params)
@@ -204,8 +212,6 @@ def moved(params, move, covariance, eigh=None):
         variances[j] + (means[j] - mean) ** 2
     )
     weights[i], means[i] = total, mean
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance) if eigh is None else eigh
-    offset = SPLIT_OFFSET * np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
     weights[j] = weights[k] = 0.5 * weights[k]
     means[j], means[k] = means[k] + offset, means[k] - offset
     variances[j] = variances[k] = np.maximum(

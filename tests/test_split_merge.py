@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 from natgmm import NaturalDiagonalGMM, _solver, _split_merge
 from natgmm._data import ArrayData
 from natgmm._em import Params, Regularisation, e_step, m_step
-from natgmm._split_merge import SPLIT_OFFSET, candidate_moves, moved
+from natgmm._split_merge import SPLIT_OFFSET, candidate_moves, moved, split_offset
 
 CENTRES = np.array([[0.0, 0.0], [8.0, 0.0], [8.0, 8.0]])
 # Two means in cluster 0, one between clusters 1 and 2: a local maximum of
@@ -252,7 +252,7 @@ def test_a_pair_on_one_mean_is_also_split_anew():
     # A pair split anew gives both halves the pair's weight, either side of its mean.
     params = Params(np.array([0.3, 0.3, 0.4]), np.zeros((3, 2)), np.ones((3, 2)))
     params.means[2] = 5.0
-    after = moved(params, (0, 1, 0), np.diag([4.0, 1.0]))
+    after = moved(params, (0, 1, 0), split_offset(np.diag([4.0, 1.0])))
     assert_allclose(after.weights, [0.3, 0.3, 0.4])
     assert_allclose(np.sort(after.means[:2, 0]), [-2 * SPLIT_OFFSET, 2 * SPLIT_OFFSET])
     assert_allclose(after.means[:2, 1], 0.0, atol=1e-15)
@@ -372,7 +372,7 @@ def test_moved_matches_moments_and_splits_along_the_leading_direction():
     variances = np.array([[1.0, 2.0], [0.5, 0.5], [4.0, 1.0]])
     direction = np.array([0.6, 0.8])
     covariance = 3.0 * np.outer(direction, direction) + 0.5 * np.eye(2)
-    new = moved(Params(weights, means, variances), (0, 1, 2), covariance)
+    new = moved(Params(weights, means, variances), (0, 1, 2), split_offset(covariance))
     assert_allclose(new.weights, [0.5, 0.25, 0.25])
     # The merged component has the pair's first and second moments.
     second = (0.2 * (variances[0] + means[0] ** 2) + 0.3 * (variances[1] + means[1] ** 2)) / 0.5
