@@ -35,6 +35,7 @@ from ._data import (
     n_blocks,
     sample_rows,
     scatter_sums,
+    total_weight,
     weight_scale,
 )
 
@@ -414,6 +415,11 @@ class DaskData:
                 _block_predictions, *shared, "resp", chunks=chunks, dtype=np.float64
             )
         return log_density, labels, resp
+
+
+def weights_total(sample_weight, row_chunks):
+    """Sum of ``sample_weight`` (numpy or Dask) for rows in ``row_chunks``, computed to a float."""
+    return total_weight(_as_weights(sample_weight, row_chunks).sum().compute())
 
 
 def weighted_mean(log_prob, sample_weight):

@@ -338,6 +338,28 @@ def mean_log_prob(log_prob, sample_weight):
     return float(np.average(log_prob, weights=scaled_weights(sample_weight)[0]))
 
 
+def total_weight(sample_weight):
+    """Sum of validated weights: the number of samples a weighted ``bic`` or ``aic`` counts."""
+    with np.errstate(over="ignore"):
+        total = float(np.sum(sample_weight))
+    if not math.isfinite(total):
+        raise ValueError(
+            f"sample_weight sums to {total}, beyond float64's range: bic and aic count the "
+            "total weight as the number of samples."
+        )
+    return total
+
+
+def information_criterion(name, mean_log_likelihood, n_samples, n_parameters):
+    """Return ``bic`` or ``aic`` (``name``): ``-2 log L`` plus the criterion's penalty.
+
+    ``log L`` is ``mean_log_likelihood * n_samples``; the penalty is
+    ``n_parameters * log(n_samples)`` (bic) or ``2 * n_parameters`` (aic).
+    """
+    penalty = n_parameters * math.log(n_samples) if name == "bic" else 2 * n_parameters
+    return -2 * mean_log_likelihood * n_samples + penalty
+
+
 def is_dask(X):
     """Whether ``X`` is a Dask collection (checked without importing dask)."""
     return type(X).__module__.startswith("dask")

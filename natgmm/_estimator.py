@@ -9,7 +9,6 @@ once the fit has succeeded.
 """
 
 import copy
-import math
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -26,9 +25,11 @@ from ._data import (
     ArrayData,
     check_sample_weight,
     component_log_prob,
+    information_criterion,
     is_dask,
     mean_log_prob,
     single_threaded_blas,
+    total_weight,
     validate_rows,
 )
 from ._em import ILL_DEFINED_COVARIANCE, IllDefinedCovariance, Params
@@ -1170,34 +1171,55 @@ default=None
         n_components, n_features = self.means_.shape
         return 2 * n_components * n_features + n_components - 1
 
-    def bic(self, X):
+    def bic(self, X, sample_weight=None):
         """Bayesian information criterion for the current model on X.
 
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
             The input samples.
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Weights of the samples, counted as repetitions of their rows: the
+            log-likelihood is the weighted sum and the number of samples the
+            total weight (a Dask array with Dask ``X``). None means unit
+            weights, scikit-learn's criterion.
 
         Returns
         -------
         bic : float
             The lower the better.
         """
-        score = self.score(X)  # checks the model and X first
-        n_samples = _num_samples(X)
-        return -2 * score * n_samples + self._n_parameters() * math.log(n_samples)
+        return self._criterion("bic", X, sample_weight)
 
-    def aic(self, X):
+    def aic(self, X, sample_weight=None):
         """Akaike information criterion for the current model on X.
 
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
             The input samples.
+        sample_weight : array-like of shape (n_samples,), float or None, default=None
+            Weights of the samples, counted as repetitions of their rows: the
+            log-likelihood is the weighted sum and the number of samples the
+            total weight (a Dask array with Dask ``X``). None means unit
+            weights, scikit-learn's criterion.
 
         Returns
         -------
         aic : float
             The lower the better.
         """
-        return -2 * self.score(X) * _num_samples(X) + 2 * self._n_parameters()
+        return self._criterion("aic", X, sample_weight)
+
+    def _criterion(self, name, X, sample_weight):
+        """``bic`` or ``aic`` (``name``) of X; with weights, their total counts the samples."""
+        score = self.score(X, sample_weight=sample_weight)  # checks the model, X, weights
+        if sample_weight is None:
+            n_samples = _num_samples(X)
+        elif is_dask(X):
+            from ._dask import weights_total
+
+            n_samples = weights_total(sample_weight, X.chunks[0])
+        else:
+            n_samples = total_weight(check_sample_weight(sample_weight, X))
+        return information_criterion(name, score, n_samples, self._n_parameters())

@@ -10,7 +10,13 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import check_sample_weight, mean_log_prob, validate_rows
+from ._data import (
+    check_sample_weight,
+    information_criterion,
+    mean_log_prob,
+    total_weight,
+    validate_rows,
+)
 from ._estimator import NaturalDiagonalGMM
 from ._interrupt import commit, input_attributes
 from ._per_component import PerComponentMixin
@@ -45,7 +51,8 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         estimator with diagonal ``covariances_`` of the shape of ``means_``,
         ``weights_``, ``converged_``, ``n_iter_``, ``lower_bound_``,
         ``predict``, ``predict_proba``, ``score_samples``, ``sample``,
-        ``bic`` and ``aic``. None means
+        ``bic`` and ``aic`` (and ``_n_parameters()`` for weighted criteria,
+        as scikit-learn's mixtures have). None means
         ``NaturalDiagonalGMM()``. It is cloned in :meth:`fit`; with
         ``warm_start=True``, a refit continues from ``estimator_`` in the
         same standardised coordinates (an estimator of another class starts
@@ -453,7 +460,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         X += self.mean_
         return X, y
 
-    def bic(self, X):
+    def bic(self, X, sample_weight=None):
         """Bayesian information criterion for the current model on X.
 
         The inner model's criterion on the standardised data, corrected by
@@ -463,15 +470,19 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         ----------
         X : array-like of shape (n_samples, n_features)
             Samples in the units of the training data.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, counted as repetitions of their rows: the
+            log-likelihood is the weighted sum and the number of samples the
+            total weight. None means unit weights.
 
         Returns
         -------
         bic : float
             The lower the better.
         """
-        return self._criterion("bic", X)
+        return self._criterion("bic", X, sample_weight)
 
-    def aic(self, X):
+    def aic(self, X, sample_weight=None):
         """Akaike information criterion for the current model on X.
 
         The inner model's criterion on the standardised data, corrected by
@@ -481,20 +492,30 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         ----------
         X : array-like of shape (n_samples, n_features)
             Samples in the units of the training data.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, counted as repetitions of their rows: the
+            log-likelihood is the weighted sum and the number of samples the
+            total weight. None means unit weights.
 
         Returns
         -------
         aic : float
             The lower the better.
         """
-        return self._criterion("aic", X)
+        return self._criterion("aic", X, sample_weight)
 
-    def _criterion(self, name, X):
+    def _criterion(self, name, X, sample_weight):
         """Return the inner ``bic`` or ``aic`` of standardised X, in raw units.
 
         Both are ``-2 log L`` plus a penalty; the raw log-likelihood is the
-        standardised one plus the rows' log-Jacobians.
+        standardised one plus the rows' log-Jacobians. With weights, from
+        :meth:`score` and the inner model's number of parameters (the inner
+        criterion may take no weights: scikit-learn's does not).
         """
+        if sample_weight is not None:
+            score = self.score(X, sample_weight=sample_weight)  # checks the model, X, weights
+            n_samples = total_weight(check_sample_weight(sample_weight, X))
+            return information_criterion(name, score, n_samples, self.estimator_._n_parameters())
         Z = self._standardise(X)
         jacobian = _log_jacobian(self.scale_, Z)
         total = np.sum(jacobian) if np.ndim(jacobian) else len(Z) * jacobian

@@ -198,6 +198,13 @@ def test_predictions_are_lazy_and_equal(client, data):
         model.score(X, sample_weight=weights),
         rtol=RTOL,
     )
+    for name in ("bic", "aic"):
+        for sw in (weights, da.from_array(weights, chunks=5000)):
+            assert_allclose(
+                getattr(model, name)(Xd, sample_weight=sw),
+                getattr(model, name)(X, sample_weight=weights),
+                rtol=RTOL,
+            )
     fitted = _fit(Xd, max_iter=5, **_start(X))
     assert isinstance(fitted.labels_, da.Array)
     assert_array_equal(fitted.labels_.compute(), model.labels_)

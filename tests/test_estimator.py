@@ -695,3 +695,30 @@ def test_import_does_not_need_dask():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: NaturalDiagonalGMM(3, random_state=0),
+        lambda: StandardizedGMM(NaturalDiagonalGMM(3, random_state=0)),
+        # scikit-learn's bic takes no weights: the wrapper weighs its own score.
+        lambda: StandardizedGMM(GaussianMixture(3, covariance_type="diag", random_state=0)),
+    ],
+    ids=["estimator", "wrapped", "wrapped-sklearn"],
+)
+def test_weighted_bic_and_aic_count_weights_as_repeated_rows(blobs, make):
+    X, _ = blobs
+    counts = np.random.default_rng(0).integers(0, 4, len(X))
+    model = make().fit(X)
+    repeated = np.repeat(X, counts, axis=0)
+    for name in ("bic", "aic"):
+        criterion = getattr(model, name)
+        # Both sum the same log-densities, in other orders: to rounding.
+        assert_allclose(criterion(X, sample_weight=counts), criterion(repeated), rtol=1e-12)
+        assert criterion(X, sample_weight=np.ones(len(X))) == pytest.approx(criterion(X), rel=1e-14)
+        assert criterion(X, sample_weight=None) == criterion(X)
+        with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+            criterion(X, sample_weight=-np.ones(len(X)))
+        with pytest.raises(ValueError, match="beyond float64's range"):
+            criterion(X, sample_weight=np.full(len(X), 1e307))
