@@ -267,6 +267,7 @@ class DaskData:
         if sample_weight is None:
             self.sw = None
             self.total_weight, self.weight_scale = float(X.shape[0]), 1.0
+            self._positive_rows = X.shape[0]
             self._w_blocks = [None] * len(self._x_blocks)
         else:
             # Persisted once: in memory (numpy weights) they would be part
@@ -276,7 +277,9 @@ class DaskData:
             if self.weight_scale != 1.0:  # exact: a power of two
                 sw = (sw * self.weight_scale).persist()
             self.sw = sw
-            self.total_weight = float(self.sw.sum().compute())
+            # One pass for both: a fit asks for the count up to three times.
+            total, positive = dask.compute(self.sw.sum(), da.count_nonzero(self.sw))
+            self.total_weight, self._positive_rows = float(total), int(positive)
             self._w_blocks = list(self.sw.to_delayed().ravel()[keep])
         self._sample = None
         self._missing = None
@@ -363,9 +366,7 @@ class DaskData:
 
     def positive_rows(self):
         """Count the rows of positive weight."""
-        if self.sw is None:
-            return self.shape[0]
-        return int(da.count_nonzero(self.sw).compute())
+        return self._positive_rows
 
     def init_rows(self, random_state):
         """Rows the initialisation runs on, computed to the client.
