@@ -756,8 +756,8 @@ default=None
         """
         settings = Settings.from_estimator(self)
         resume = self.warm_start and hasattr(self, "_state")  # a fit or a stream
-        if resume:
-            self._check_continuable("A warm-start fit")
+        if resume:  # from the attributes, which may have been set by hand
+            self._check_continuable("A warm-start fit", np.size(self.weights_))
         with _kernel_threads(self.n_jobs) as parallel:
             # A warm start continues the fitted model: X is checked against it
             # (features, names), as StandardizedGMM checks a warm refit.
@@ -828,7 +828,10 @@ default=None
             else:
                 params = initial_params(data, standardiser, reg, init, settings, random_state, how)
                 lower_bound = -np.inf
-            previous = self._state if resume else None
+            # The solver's state (online sums, Adam's moments) of the same
+            # components only: not of attributes set by hand to other ones.
+            same = resume and self._state.params.weights.shape == params.weights.shape
+            previous = self._state if same else None
             run = start_run(settings, data, standardiser, random_state, params, reg, previous)
             params, lower_bound, converged = fit_run(
                 settings, run, params, lower_bound, reg, levels, progress
@@ -896,7 +899,7 @@ default=None
                 random_state = check_random_state(self.random_state)
                 state = start_stream(data, model, init, settings, random_state)
             else:
-                self._check_continuable("partial_fit")
+                self._check_continuable("partial_fit", self._state.params.weights.shape[0])
                 # Nothing of the stream's state is changed in place: the
                 # model stays as it was if the batch is rejected or the
                 # step fails.
@@ -958,9 +961,8 @@ default=None
         tags.input_tags.allow_nan = True  # NaN entries are missing values
         return tags
 
-    def _check_continuable(self, how):
-        """Raise a ValueError if ``n_components`` is not the fitted model's number."""
-        fitted = self._state.params.weights.shape[0]
+    def _check_continuable(self, how, fitted):
+        """Raise a ValueError if ``n_components`` is not ``fitted`` (the continued model's)."""
         if self.n_components != fitted:
             raise ValueError(
                 f"{how} continues the fitted model, which has {fitted} components, but "

@@ -268,6 +268,26 @@ def test_continuing_with_another_number_of_components_is_refused(blobs):
     assert model.set_params(warm_start=False).fit(X).means_.shape == (3, 3)
 
 
+@pytest.mark.parametrize("solver", ["em", "minibatch"])
+def test_a_warm_refit_counts_the_components_of_the_attributes_it_continues(blobs, solver):
+    # It continues weights_, means_ and precisions_cholesky_, also set by hand
+    # to another number of components: the check counted the fitted model's,
+    # so it refused the right n_components and advised the wrong one.
+    X, _ = blobs
+    model = NaturalDiagonalGMM(3, warm_start=True, solver=solver, random_state=0, max_iter=5)
+    quiet_fit(model, X)
+    fitted = (model.weights_, model.means_, model.precisions_cholesky_)
+    model.weights_ = np.full(4, 0.25)
+    model.means_ = X[:4].copy()
+    model.precisions_cholesky_ = np.ones((4, X.shape[1]))
+    with pytest.raises(ValueError, match="which has 4 components, but n_components=3. Set n"):
+        model.fit(X)
+    assert model.weights_.shape == (4,) and model.means_ is not fitted[1]  # as set
+    quiet_fit(model.set_params(n_components=4), X)
+    assert model.means_.shape == (4, X.shape[1]) and model.n_components == 4
+    assert_finite_model(model, X)
+
+
 def test_warm_start_continues_a_stream_and_a_step_drops_what_describes_a_fit(blobs):
     # A warm fit after partial_fit started cold (it looked for converged_,
     # which streams do not set) and took data of another width; and a step
