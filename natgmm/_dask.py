@@ -431,5 +431,6 @@ def weighted_mean(log_prob, sample_weight):
     scale = _checked_scale(sw)
     if scale != 1.0:
         sw = sw * scale  # exact, and no overflow in the sums
-    total, weight = dask.compute((log_prob * sw).sum(), sw.sum())
+    # A row of weight zero adds nothing, even at log-density -inf (0 * -inf is NaN).
+    total, weight = dask.compute((da.where(sw > 0, log_prob, 0.0) * sw).sum(), sw.sum())
     return float(total / weight)

@@ -335,7 +335,12 @@ def mean_log_prob(log_prob, sample_weight):
     if sample_weight is None:
         return float(np.mean(log_prob))
     sample_weight = check_sample_weight(sample_weight, log_prob[:, np.newaxis])
-    return float(np.average(log_prob, weights=scaled_weights(sample_weight)[0]))
+    weights = scaled_weights(sample_weight)[0]
+    # A row of weight zero adds nothing, even at log-density -inf (0 * -inf is NaN).
+    counted = weights > 0
+    if not counted.all():
+        log_prob, weights = log_prob[counted], weights[counted]
+    return float(np.average(log_prob, weights=weights))
 
 
 def total_weight(sample_weight):

@@ -198,6 +198,12 @@ def test_predictions_are_lazy_and_equal(client, data):
         model.score(X, sample_weight=weights),
         rtol=RTOL,
     )
+    far = np.vstack([X, np.full((1, X.shape[1]), 1e300)])  # log-density -inf, weight zero
+    assert_allclose(
+        model.score(da.from_array(far, chunks=5000), sample_weight=np.r_[weights, 0.0]),
+        model.score(X, sample_weight=weights),
+        rtol=RTOL,
+    )
     for name in ("bic", "aic"):
         for sw in (weights, da.from_array(weights, chunks=5000)):
             assert_allclose(

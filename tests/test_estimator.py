@@ -742,3 +742,10 @@ def test_weighted_bic_and_aic_count_weights_as_repeated_rows(blobs, make):
             criterion(X, sample_weight=-np.ones(len(X)))
         with pytest.raises(ValueError, match="beyond float64's range"):
             criterion(X, sample_weight=np.full(len(X), 1e307))
+        # A row of weight zero counts for nothing, even at log-density -inf
+        # (0 * -inf made the weighted sums NaN).
+        far = np.vstack([X, np.full((1, X.shape[1]), 1e300)])
+        assert model.score_samples(far)[-1] == -np.inf
+        unit = np.r_[np.ones(len(X)), 0.0]
+        assert criterion(far, sample_weight=unit) == pytest.approx(criterion(X), rel=1e-14)
+    assert model.score(far, sample_weight=unit) == pytest.approx(model.score(X), rel=1e-14)
