@@ -3,7 +3,8 @@
 Code written for ``GaussianMixture`` calls ``_estimate_weighted_log_prob``
 and its relatives for per-component log-densities; each estimator gives
 ``_estimate_log_prob`` (in the units of ``X``, float64 as ``score_samples``)
-and this mixin the rest, from the fitted ``weights_``.
+and this mixin the rest, from the weights its predictions read
+(``_predictive_weights``).
 """
 
 import numpy as np
@@ -18,7 +19,11 @@ class PerComponentMixin:
         """Return the log of each component's weight."""
         check_is_fitted(self)
         with np.errstate(divide="ignore"):
-            return np.log(np.asarray(self.weights_, dtype=np.float64))
+            return np.log(np.asarray(self._predictive_weights(), dtype=np.float64))
+
+    def _predictive_weights(self):
+        """Return the weights predictions read: ``weights_``."""
+        return self.weights_
 
     def _estimate_weighted_log_prob(self, X):
         """Return ``log(weight_k) + log p_k(x)`` of each sample and component."""

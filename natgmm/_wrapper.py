@@ -412,6 +412,10 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         Z = self._standardise(X)
         return self.estimator_.score_samples(Z) + _log_jacobian(self.scale_, Z)
 
+    def _predictive_weights(self):
+        """Return the inner model's weights: predictions read ``estimator_``, not ``weights_``."""
+        return self.estimator_.weights_
+
     def _estimate_log_prob(self, X):
         """Return each sample's log-density under each component, in the units of X."""
         Z = self._standardise(X)

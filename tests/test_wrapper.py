@@ -355,6 +355,10 @@ def test_scikit_learns_private_methods_in_the_units_of_x(mixed_units, inner):
     log_norm, log_resp = model._estimate_log_prob_resp(rows)
     assert_allclose(log_norm, model.score_samples(rows), rtol=1e-12)
     assert_allclose(np.exp(log_resp), model.predict_proba(rows), rtol=1e-9, atol=1e-300)
+    # Predictions read estimator_, and so do these: weights_ changed on the
+    # wrapper (a copy) mixed the two.
+    model.weights_ = np.r_[0.97, np.full(3, 0.01)]
+    assert_allclose(model._estimate_log_prob_resp(rows)[0], model.score_samples(rows), rtol=1e-12)
 
 
 def test_a_step_that_fails_after_the_inner_update_leaves_the_wrapper_as_it_was(
