@@ -29,8 +29,10 @@ import numpy as np
 from . import _kernels
 from ._data import (
     ALL_ZERO_WEIGHTS,
+    FAR_ROWS,
     ArrayData,
     component_moments,
+    far_weightless_rows,
     log_prob,
     n_blocks,
     sample_rows,
@@ -160,9 +162,15 @@ def _weights(w):
 # serial ones: each worker thread processes one block.
 
 
-def _block_extremes(x, w, shared):
+def _block_extremes(x, w, positive):
     high, low = x.max(axis=0), x.min(axis=0)
-    missing = bool(np.isnan(high).any())
+    missing = bool(np.isnan(high).any())  # over all rows: which kernels run
+    if positive and w is not None and not np.all(w > 0):  # as ArrayData.extremes
+        rows = (np.asarray(w) > 0)[:, np.newaxis]
+        return (
+            *(f.reduce(x, axis=0, where=rows, initial=np.nan) for f in (np.fmax, np.fmin)),
+            missing,
+        )
     if missing:
         high, low = np.fmax.reduce(x, axis=0), np.fmin.reduce(x, axis=0)
     return high, low, missing
@@ -307,13 +315,29 @@ class DaskData:
         (result,) = dask.compute(parts[0])
         return result
 
-    def extremes(self):
+    def extremes(self, positive=True):
         """Each feature's largest and smallest value (NaN for a feature with none).
 
-        Also finds whether X has missing entries (:attr:`missing`).
+        Over the rows of positive weight if ``positive``, else over all
+        rows. Also finds whether X has missing entries (:attr:`missing`).
         """
-        high, low, self._missing = self._reduce(_block_extremes, (), _extreme_parts)
+        high, low, self._missing = self._reduce(_block_extremes, positive, _extreme_parts)
         return high, low
+
+    def fit_rows(self, standardiser):
+        """Return the rows a fit runs on: all of them.
+
+        Rows of weight zero beyond :data:`natgmm._data.FAR_ROWS` internal
+        units, which :meth:`natgmm._data.ArrayData.fit_rows` leaves out, are
+        an error here (one more pass over X when some weight is zero).
+        """
+        if self.positive_rows() < self.shape[0] and far_weightless_rows(self, standardiser):
+            raise ValueError(
+                f"X has rows of sample_weight zero more than {FAR_ROWS:g} standard deviations "
+                "from the weighted mean of a feature, whose squared terms would overflow: "
+                "leave them out of the Dask array (X[sample_weight > 0])."
+            )
+        return self
 
     @property
     def missing(self):

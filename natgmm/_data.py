@@ -37,6 +37,23 @@ _BLOCK_ROWS = 4096
 ROW_CHUNK = 4096
 
 
+# Internal units (standard deviations) beyond which a row's squared terms
+# could overflow: rows of weight zero that far out are left out of a fit.
+FAR_ROWS = 1e100
+
+
+def far_weightless_rows(data, standardiser):
+    """Whether some row of ``data`` (of weight zero) lies beyond ``FAR_ROWS`` internal units.
+
+    Called for data with rows of weight zero, whose map to internal units
+    the rows of positive weight set.
+    """
+    high, low = data.extremes(positive=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spans = [np.abs((a - standardiser.shift) * standardiser.scale) for a in (high, low)]
+    return bool(np.nanmax(np.maximum(*spans)) > FAR_ROWS)
+
+
 def n_blocks(n_samples):
     """Return the number of row blocks of a kernel call over ``n_samples`` rows."""
     return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
@@ -427,11 +444,35 @@ class ArrayData:
         """
         return self.subset(sample_rows(self.shape[0], n_rows, random_state))
 
-    def extremes(self):
-        """Each feature's largest and smallest value (NaN for a feature with none)."""
+    def extremes(self, positive=True):
+        """Each feature's largest and smallest value (NaN for a feature with none).
+
+        Over the rows of positive weight if ``positive`` (a row of weight
+        zero, however far, does not set the map to internal units), else
+        over all rows.
+        """
+        if positive and self.sw.shape[0] and not np.all(self.sw > 0):
+            rows = (self.sw > 0)[:, np.newaxis]  # NaN, the initial value, is no value to fmax
+            return tuple(
+                f.reduce(self.X, axis=0, where=rows, initial=np.nan) for f in (np.fmax, np.fmin)
+            )
         if self.missing:
             return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
         return self.X.max(axis=0), self.X.min(axis=0)
+
+    def fit_rows(self, standardiser):
+        """Return the rows a fit runs on: all, but rows of weight zero too far out.
+
+        A row of weight zero adds nothing to a fit, but its terms must stay
+        finite (zero times an overflow is NaN): if one lies beyond
+        ``FAR_ROWS`` in the internal units of ``standardiser``, the fit runs
+        on the rows of positive weight (a copy of them).
+        """
+        if not self.sw.shape[0] or np.all(self.sw > 0):
+            return self
+        if not far_weightless_rows(self, standardiser):
+            return self
+        return self.subset(np.flatnonzero(self.sw > 0))
 
     def label_stats(self, shift, scale, ref):
         """:func:`natgmm._kernels.label_stats` with every row in component 0."""

@@ -771,7 +771,7 @@ default=None
             how = "pooled" if levels.size else None
             random_state = check_random_state(self.random_state)
             params, lower_bound, converged, run = self._best_fit(
-                settings, data, model, init, levels, random_state, resume, how
+                settings, model.data, model, init, levels, random_state, resume, how
             )
             if converged:  # (after split-and-merge, a pair its moves could not split)
                 warn_if_identical(params)
@@ -895,6 +895,7 @@ default=None
             if first:
                 data, inputs = self._check_data(X, sample_weight, parallel, reset=True)
                 model = set_up(data, settings)
+                data = model.data
                 init = check_init_arrays(self, data.shape[1])
                 random_state = check_random_state(self.random_state)
                 state = start_stream(data, model, init, settings, random_state)

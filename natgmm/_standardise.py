@@ -91,8 +91,9 @@ class Standardiser:
 
     def __init__(self, data, extra_var):
         dtype, n_features = data.dtype, data.shape[1]
-        largest, smallest = data.extremes()
-        _check_observed(np.isnan(largest), "")
+        largest, smallest = data.extremes()  # of the rows of positive weight
+        weighted = " of positive weight" if data.positive_rows() < data.shape[0] else ""
+        _check_observed(np.isnan(largest), weighted)
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
@@ -147,7 +148,8 @@ class Standardiser:
         (in internal units), or if its weights are more than
         ``2**400`` times the first batch's.
         """
-        largest, smallest = (a.astype(np.float64) for a in data.extremes())
+        # Over all rows: a batch's far rows are refused whatever their weight.
+        largest, smallest = (a.astype(np.float64) for a in data.extremes(positive=False))
         if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
             # scikit-learn's words (the Dask path finds infinities on its workers only here).
             raise ValueError(
@@ -382,6 +384,7 @@ class Model(NamedTuple):
     standardiser: Standardiser
     reg: Regularisation
     critical_value: float | None  # None without annealing
+    data: object  # the rows to fit: the data's fit_rows
 
 
 def set_up(data, settings):
@@ -403,8 +406,9 @@ def set_up(data, settings):
             UserWarning,
             stacklevel=caller_level(),
         )
+    data = data.fit_rows(standardiser)
     critical = None if settings.annealing is None else critical_value(data, standardiser)
-    return Model(standardiser, reg, critical)
+    return Model(standardiser, reg, critical, data)
 
 
 class FeatureScaling(NamedTuple):

@@ -422,6 +422,20 @@ def test_weights_are_computed_once(data):
     assert len(calls) == 2 * n_blocks
 
 
+def test_a_far_row_of_weight_zero_is_left_aside_or_named(client):
+    # As in memory, a row of weight zero does not set the internal units; one
+    # whose squared terms would overflow is named (numpy input leaves it out).
+    X, _ = make_blobs(200, n_features=3, centers=2, random_state=0)
+    weights = np.r_[np.ones(len(X)), 0.0]
+    reference = NaturalDiagonalGMM(2, random_state=0).fit(X, sample_weight=np.ones(len(X)))
+    near = da.from_array(np.vstack([X, np.full((1, 3), 1e100)]), chunks=67)
+    model = NaturalDiagonalGMM(2, random_state=0).fit(near, sample_weight=weights)
+    assert_allclose(model.lower_bound_, reference.lower_bound_, rtol=1e-9)
+    far = da.from_array(np.vstack([X, np.full((1, 3), 1e200)]), chunks=67)
+    with pytest.raises(ValueError, match="rows of sample_weight zero more than 1e"):
+        NaturalDiagonalGMM(2, random_state=0).fit(far, sample_weight=weights)
+
+
 def test_bad_dask_sample_weights_are_refused_and_the_stream_kept(client, data):
     """Weights all zero, negative, NaN, infinite or 2-D: scikit-learn's errors, in any batch.
 

@@ -825,6 +825,36 @@ def test_a_constant_feature_beyond_reg_covars_resolution_is_named(value):
 # ------------------------------------------------------ 6. far-away rows
 
 
+@pytest.mark.parametrize("far", [1e100, 1e200])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: NaturalDiagonalGMM(2, random_state=0, tol=1e-12, max_iter=1000),
+        lambda: NaturalDiagonalGMM(2, random_state=0, tol=1e-12, annealing="temperature"),
+        lambda: StandardizedGMM(NaturalDiagonalGMM(2, random_state=0, tol=1e-12, max_iter=1000)),
+    ],
+    ids=["em", "annealed", "wrapped"],
+)
+def test_a_far_row_of_weight_zero_changes_nothing(far, make):
+    # It set the internal units: at 1e100 the annealed fit put both means
+    # together, at 1e200 every fit failed ("constant at a magnitude"). Its
+    # terms, zero times an overflow, would be NaN: the fit leaves it out.
+    # One more row cuts the sums into other blocks: fits converged tightly,
+    # so that their rounding differences stay near float64's resolution in
+    # the likelihood, about its square root in the parameters (the
+    # likelihood is flat to second order at its maximum).
+    X, _ = make_blobs(200, n_features=3, centers=2, random_state=0)
+    padded = np.vstack([X, np.full((1, 3), far)])
+    weights = np.r_[np.ones(len(X)), 0.0]
+    reference = quiet(make().fit, X, sample_weight=np.ones(len(X)))  # weighted sums alike
+    model = quiet(make().fit, padded, sample_weight=weights)
+    assert_allclose(model.lower_bound_, reference.lower_bound_, rtol=1e-10)
+    assert_allclose(model.means_, reference.means_, rtol=1e-7)
+    assert_array_equal(model.labels_[:-1], reference.labels_)
+    assert model.labels_.shape == (len(padded),)  # the far row labelled too
+    assert_allclose(model.score(padded, sample_weight=weights), reference.score(X), rtol=1e-10)
+
+
 def _far_reference(model, rows):
     """Expected labels and log-densities of rows far out, without overflow.
 
