@@ -22,7 +22,7 @@ import numpy as np
 import sklearn
 from sklearn.preprocessing import StandardScaler
 
-from ._data import scaled_weights, scatter_from_sums, top_correlation
+from ._data import FAR_ROWS, scaled_weights, scatter_from_sums, top_correlation
 from ._em import Params, Regularisation, Stats, combine, feature_weights
 
 _UNOBSERVED = (
@@ -437,10 +437,20 @@ class FeatureScaling(NamedTuple):
         largest = np.fmax.reduce(np.abs(X), axis=0)
         # Checked here, before StandardScaler warns of its 0 / 0 for them.
         _check_observed(np.isnan(largest), "")
-        if sample_weight is not None and np.any(sample_weight == 0) and np.isnan(X).any():
-            weighted = np.fmax.reduce(np.abs(X[sample_weight > 0]), axis=0)
-            _check_observed(np.isnan(weighted), " of positive weight")
+        weightless = sample_weight is not None and not np.all(sample_weight > 0)
+        if weightless:
+            # A row of weight zero sets neither the power of two nor, if so
+            # far out that its squares overflow, StandardScaler's sums.
+            all_rows = largest
+            largest = np.fmax.reduce(
+                np.abs(X), axis=0, where=(sample_weight > 0)[:, np.newaxis], initial=np.nan
+            )
+            _check_observed(np.isnan(largest), " of positive weight")
         exponent = np.frexp(largest)[1].astype(np.int64)
+        with np.errstate(over="ignore"):
+            far = weightless and np.max(np.ldexp(all_rows, -exponent)) > FAR_ROWS
+        if far:
+            X, sample_weight = X[sample_weight > 0], sample_weight[sample_weight > 0]
         if sample_weight is not None:
             sample_weight = scaled_weights(sample_weight)[0]  # exact; the sums cannot overflow
         scaler = StandardScaler().fit(np.ldexp(X, -exponent), sample_weight=sample_weight)

@@ -850,6 +850,8 @@ def test_a_far_row_of_weight_zero_changes_nothing(far, make):
     model = quiet(make().fit, padded, sample_weight=weights)
     assert_allclose(model.lower_bound_, reference.lower_bound_, rtol=1e-10)
     assert_allclose(model.means_, reference.means_, rtol=1e-7)
+    # StandardizedGMM's own scaling (its scale_ was 1, "constant", at 1e200).
+    assert_allclose(getattr(model, "scale_", 1.0), getattr(reference, "scale_", 1.0), rtol=1e-12)
     assert_array_equal(model.labels_[:-1], reference.labels_)
     assert model.labels_.shape == (len(padded),)  # the far row labelled too
     assert_allclose(model.score(padded, sample_weight=weights), reference.score(X), rtol=1e-10)
