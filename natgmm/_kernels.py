@@ -203,21 +203,24 @@ def _blas_controller():
 
 @functools.cache  # the libraries of _blas_controller's snapshot
 def _thread_blas_setters():
-    """OpenBLAS's ``openblas_set_num_threads_local`` of each OpenBLAS loaded (a limit per thread).
+    """``(setter, per_thread)``: ``openblas_set_num_threads_local`` of each OpenBLAS loaded.
 
     Once the main thread has set OpenBLAS's process-wide thread count, this
     OpenBLAS (0.3.30 and 0.3.31 here) ignores the process-wide setting made
     from any other thread: a hold entered from a user's thread, or natgmm's
     pool threads, ran BLAS on all cores (an audit of 2026-12-06; results
     then differed in their last bits from the same calls on the main
-    thread). The per-thread limit does apply. Empty for other BLAS.
+    thread). This setter applies from any thread, but despite its name only
+    OpenMP builds keep a count per thread (``per_thread``): in pthreads
+    builds (the wheels of numpy and scipy) it sets the one count of the
+    process. Empty for other BLAS.
     """
     setters = []
     for lib in _blas_controller().select(internal_api="openblas").lib_controllers:
         setter = getattr(lib.dynlib, "openblas_set_num_threads_local", None)
         if setter is not None:
             setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-            setters.append(setter)
+            setters.append((setter, lib.threading_layer == "openmp"))
     return tuple(setters)
 
 
@@ -229,8 +232,9 @@ def _in_pool_thread(kernel):
 
     def run(*args):
         if not getattr(_POOL_THREAD, "limited", False):
-            for setter in _thread_blas_setters():
-                setter(1)  # these threads only ever run kernels
+            for setter, per_thread in _thread_blas_setters():
+                if per_thread:
+                    setter(1)  # these threads only ever run kernels
             _POOL_THREAD.limited = True
         return kernel(*args)
 
@@ -248,9 +252,13 @@ class _SingleThreadedBlas:
     put its own threads on the same cores (doc/performance.rst), and
     ``n_jobs=1`` means one core. The limit is process-wide, so
     concurrent kernels (several user threads) share it: the first sets it,
-    the last restores it. Each user is a token in a set, and the original
-    limits are recorded before any is changed, so that the ``finally`` puts
-    back exactly what was done wherever a Ctrl-C lands. A Ctrl-C on the
+    the last restores it (each thread's own restore of the process-wide
+    count, as holds on two threads overlapped, put back the other's 1 for
+    good: an audit of 2026-12-06). A per-thread limit (OpenBLAS built with
+    OpenMP) is set and restored by each thread. Each user is a token in a
+    set, and the original limits are recorded before any is changed, so
+    that the ``finally`` puts back exactly what was done wherever a Ctrl-C
+    lands. A Ctrl-C on the
     ``finally``'s own line, before :func:`uninterrupted` has started, would
     skip it: the release is also tied to an object of the hold's frame, and
     runs when that frame goes unless the ``finally`` has released the hold
@@ -263,6 +271,7 @@ class _SingleThreadedBlas:
         self._lock = threading.RLock()
         self._users = set()
         self._original = None  # [(library, its thread count)] while limited
+        self._shared = []  # [(process-wide setter, its count before)] while limited
 
     @contextmanager
     def __call__(self):
@@ -271,15 +280,19 @@ class _SingleThreadedBlas:
         release = weakref.finalize(anchor, self._leave, token)
         local = []  # (setter, this thread's limit before)
         try:
+            setters = _thread_blas_setters()
             with self._lock:
                 self._users.add(token)
                 if self._original is None:
                     libraries = _blas_controller().select(user_api="blas").lib_controllers
                     self._original = [(lib, lib.num_threads) for lib in libraries]
+                    # Before set_num_threads: each setter returns the count it replaces.
+                    self._shared = [(s, s(1)) for s, per_thread in setters if not per_thread]
                     for lib in libraries:
                         lib.set_num_threads(1)
-            for setter in _thread_blas_setters():
-                local.append((setter, setter(1)))
+            for setter, per_thread in setters:
+                if per_thread:
+                    local.append((setter, setter(1)))
             yield
         finally:
             for setter, n_threads in reversed(local):
@@ -293,9 +306,15 @@ class _SingleThreadedBlas:
         with self._lock:
             self._users.discard(token)
             if not self._users and self._original is not None:
-                for lib, n_threads in self._original:
-                    lib.set_num_threads(n_threads)
-                self._original = None
+                self._restore()
+
+    def _restore(self):
+        """Put back the limits the first user recorded (under the lock, or in a fork's child)."""
+        for setter, n_threads in reversed(self._shared):
+            setter(n_threads)  # applies from any thread, unlike set_num_threads
+        for lib, n_threads in self._original:
+            lib.set_num_threads(n_threads)
+        self._original, self._shared = None, []
 
     def after_fork_in_child(self):
         """Forget the holds of the parent's threads, which a forked child does not have.
@@ -308,9 +327,7 @@ class _SingleThreadedBlas:
         self._lock = threading.RLock()  # another thread may have held it at the fork
         self._users = set()
         if self._original is not None:
-            for lib, n_threads in self._original:
-                lib.set_num_threads(n_threads)
-            self._original = None
+            self._restore()
 
 
 _single_threaded_blas = _SingleThreadedBlas()

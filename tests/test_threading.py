@@ -218,6 +218,50 @@ def test_a_hold_limits_blas_on_other_threads_too():
     assert result.stdout.split()[-3:] == ["True"] * 3
 
 
+@pytest.mark.parametrize("main_first", [False, True])
+def test_holds_overlapping_on_two_threads_keep_and_restore_the_limit(main_first):
+    """A in, B in, A out, B out: B still at one thread, and the count restored after.
+
+    The setter's count is one for the process in pthreads builds of
+    OpenBLAS: each thread's own restore, as the holds overlapped, put back
+    A's count inside B's hold (2), and B's (1) for good; a GridSearchCV on
+    joblib's threading backend left numpy's BLAS at one thread.
+    """
+    code = textwrap.dedent(
+        f"""
+        import threading
+        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        def counts():
+            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            return [lib.num_threads for lib in libraries]
+        original = counts()
+        if {main_first}:
+            with _single_threaded_blas():  # an earlier fit on the main thread
+                pass
+        a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+        seen = []
+        def first():
+            with _single_threaded_blas():
+                a_in.set()
+                b_in.wait()
+            a_out.set()
+        def second():
+            a_in.wait()
+            with _single_threaded_blas():
+                b_in.set()
+                a_out.wait()
+                seen.append(counts())
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(set(seen[0]) == {{1}}, counts() == original, max(original) > 1)
+        """
+    )
+    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["True"] * 3
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_during_a_hold_limits_its_own_blas():
     """A BLAS hold of another parent thread is not the child's: its kernels still hold BLAS at 1."""
