@@ -41,6 +41,7 @@ from contextlib import contextmanager
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded first)
 from numba import njit
+from numba.core.compiler_lock import global_compiler_lock
 from threadpoolctl import ThreadpoolController
 
 from ._interrupt import keyboard_interrupts, uninterrupted
@@ -333,6 +334,15 @@ class _SingleThreadedBlas:
 _single_threaded_blas = _SingleThreadedBlas()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_single_threaded_blas.after_fork_in_child)
+    # A child forked while another thread loads or compiles kernels got
+    # numba's compiler lock held by a thread it does not have, and its first
+    # kernel call waited for ever (an audit of 2026-12-06): a fork waits for
+    # the lock instead.
+    os.register_at_fork(
+        before=global_compiler_lock.acquire,
+        after_in_parent=global_compiler_lock.release,
+        after_in_child=global_compiler_lock.release,
+    )
 
 
 @_jit()

@@ -263,6 +263,44 @@ def test_holds_overlapping_on_two_threads_keep_and_restore_the_limit(main_first)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_compiles_can_fit():
+    """The fork waits for numba's compiler lock, which the child would inherit held for ever.
+
+    Another thread holds the lock as while it loads or compiles the
+    kernels (the first fit of a process); the child's first kernel call
+    then waited for a thread it does not have.
+    """
+    code = textwrap.dedent(
+        """
+        import multiprocessing, threading, time
+        import numpy as np
+        from numba.core.compiler_lock import global_compiler_lock
+        from natgmm import NaturalDiagonalGMM
+        held = threading.Event()
+        def compiling():
+            with global_compiler_lock:
+                held.set()
+                time.sleep(0.5)
+        other = threading.Thread(target=compiling)
+        other.start()
+        held.wait()
+        def fit(queue):
+            X = np.random.default_rng(0).normal(size=(200, 2))
+            queue.put(NaturalDiagonalGMM(2, random_state=0).fit(X).converged_)
+        queue = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=fit, args=(queue,))
+        child.start()
+        print(queue.get(timeout=120))
+        child.join()
+        other.join()
+        """
+    )
+    result = _run(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "True"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_during_a_hold_limits_its_own_blas():
     """A BLAS hold of another parent thread is not the child's: its kernels still hold BLAS at 1."""
     code = textwrap.dedent(
