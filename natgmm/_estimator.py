@@ -302,8 +302,8 @@ default=None
         ``NUMBA_NUM_THREADS`` to ``cores // m`` (or to the parent's
         ``NUMBA_NUM_THREADS``, or to ``inner_max_num_threads`` of
         ``joblib.parallel_config``), so the workers together use no more
-        threads than there are cores. Joblib's threading backend sets no
-        limit: pass ``n_jobs=1`` there.
+        threads than there are cores. Joblib's threading and
+        multiprocessing backends set no limit: pass ``n_jobs=1`` there.
     annealing : {"floor", "fixed", "temperature"} or None, default=None
         Deterministic annealing, an outer loop over the levels of
         ``schedule``, from the pooled solution (every component at the data's
