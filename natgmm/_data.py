@@ -468,9 +468,7 @@ class ArrayData:
         ``FAR_ROWS`` in the internal units of ``standardiser``, the fit runs
         on the rows of positive weight (a copy of them).
         """
-        if not self.sw.shape[0] or np.all(self.sw > 0):
-            return self
-        if not far_weightless_rows(self, standardiser):
+        if self.positive_rows() == self.shape[0] or not far_weightless_rows(self, standardiser):
             return self
         return self.subset(np.flatnonzero(self.sw > 0))
 
