@@ -6,7 +6,7 @@ the Gamma prior on the precisions, divided by the total weight (a per-sample
 mean, as in gradient-trained models). The variables are the weight logits
 ``alpha``, the first natural parameter ``eta1`` and ``omega``, the log
 precision, with ``eta2 = -exp(omega) / 2``: ``eta2`` is negative for every
-finite ``omega``, and ``omega`` is clipped to ``[-OMEGA_MAX, OMEGA_MAX]`` so
+finite ``omega``, and ``omega`` is clipped to ``[-OMEGA_MAX, OMEGA_TOP]`` so
 that ``exp`` neither overflows nor underflows. No step size can cross
 ``eta2 = 0``. At the optimum the gradients vanish exactly where the
 closed-form M-step lands: ``mean = S1 / N_k`` and
@@ -25,6 +25,15 @@ from ._kernels import _jit
 
 # exp(+-600) is finite in float64 with room for the products it enters.
 OMEGA_MAX = 600.0
+# The largest omega: a variance at least exp(-30) ~ 1e-13 (in internal units,
+# where each feature's variance is 1) above reg_covar. omega's gradient is
+# the precision times a scatter about the mean whose rounding is about 1e-14
+# (rows a few standard deviations out): from exp(30) ~ 1e13 on, it is that
+# rounding's. A start cell of identical rows (variance reg_covar exactly)
+# had omega 600 and gradients of 1e228, and the clip of the gradient's norm
+# scaled every other coordinate's to nothing: the fit never moved (an
+# audit of 2026-12-06).
+OMEGA_TOP = 30.0
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
@@ -60,7 +69,7 @@ def adam_state(params, reg_var):
     """
     with np.errstate(divide="ignore"):
         alpha = np.maximum(np.log(params.weights), -OMEGA_MAX)
-        omega = np.clip(-np.log(params.variances - reg_var), -OMEGA_MAX, OMEGA_MAX)
+        omega = np.clip(-np.log(params.variances - reg_var), -OMEGA_MAX, OMEGA_TOP)
     precision = np.exp(omega)
     theta = np.concatenate([alpha, (params.means * precision).ravel(), omega.ravel()])
     return AdamState(theta, np.zeros_like(theta), np.zeros_like(theta), np.zeros(1, np.int64))
@@ -107,7 +116,7 @@ def _adam_steps(nk, nkd, s1, s2, ref, total, theta, m, v, step, n_steps, lr, cli
             alpha[i] = max(alpha[i], -OMEGA_MAX)
         for k in range(n_components):
             for j in range(n_features):
-                omega[k, j] = min(max(omega[k, j], -OMEGA_MAX), OMEGA_MAX)
+                omega[k, j] = min(max(omega[k, j], -OMEGA_MAX), OMEGA_TOP)
 
 
 class GradientMStep:
