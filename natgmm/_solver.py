@@ -788,6 +788,14 @@ def start_stream(data, model, init, settings, random_state):
     levels = np.empty(0)
     if model.critical_value is not None:
         levels = annealing_levels(settings, model.critical_value)
+        # As fit's with solver="minibatch", which takes the same online steps.
+        warnings.warn(
+            "partial_fit with annealing: online steps are small, so means that start "
+            "together split slowly and may end together (one Gaussian twice). Fit the "
+            "stream's first large batch with annealing, then continue with partial_fit.",
+            UserWarning,
+            stacklevel=caller_level(),
+        )
     n_rows = data.positive_rows()
     few = n_rows < settings.n_components and not levels.size
     if few:

@@ -165,7 +165,11 @@ def test_partial_fit_with_annealing_and_raw_scale(stream_blobs):
         anneal_max_iter=5,
         random_state=0,
     )
-    for batch in np.array_split(X, 40):
+    batches = np.array_split(X, 40)
+    # Named, as fit's with solver="minibatch" (the same online steps).
+    with pytest.warns(UserWarning, match="partial_fit with annealing: online steps are small"):
+        model.partial_fit(batches[0])
+    for batch in batches[1:]:
         model.partial_fit(batch)
         assert np.all(np.isfinite(model.eta1_)) and np.all(model.eta2_ < 0)
     assert model.n_steps_ == 40
