@@ -1192,7 +1192,7 @@ default=None
         bic : float
             The lower the better.
         """
-        return self._criterion("bic", X, sample_weight)
+        return _criterion(self, "bic", X, sample_weight)
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion for the current model on X.
@@ -1212,17 +1212,22 @@ default=None
         aic : float
             The lower the better.
         """
-        return self._criterion("aic", X, sample_weight)
+        return _criterion(self, "aic", X, sample_weight)
 
-    def _criterion(self, name, X, sample_weight):
-        """``bic`` or ``aic`` (``name``) of X; with weights, their total counts the samples."""
-        score = self.score(X, sample_weight=sample_weight)  # checks the model, X, weights
-        if sample_weight is None:
-            n_samples = _num_samples(X)
-        elif is_dask(X):
-            from ._dask import weights_total
 
-            n_samples = weights_total(sample_weight, X.chunks[0])
-        else:
-            n_samples = total_weight(check_sample_weight(sample_weight, X))
-        return information_criterion(name, score, n_samples, self._n_parameters())
+def _criterion(model, name, X, sample_weight):
+    """Return ``bic`` or ``aic`` (``name``) of X under ``model``.
+
+    With ``sample_weight``, the weighted log-likelihood and the total weight
+    as the number of samples.
+    """
+    score = model.score(X, sample_weight=sample_weight)  # checks the model, X, weights
+    if sample_weight is None:
+        n_samples = _num_samples(X)
+    elif is_dask(X):
+        from ._dask import weights_total
+
+        n_samples = weights_total(sample_weight, X.chunks[0])
+    else:
+        n_samples = total_weight(check_sample_weight(sample_weight, X))
+    return information_criterion(name, score, n_samples, model._n_parameters())
