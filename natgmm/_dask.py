@@ -276,7 +276,6 @@ class DaskData:
             self.sw = None
             self.total_weight, self.weight_scale = float(X.shape[0]), 1.0
             self._positive_rows = X.shape[0]
-            self._effective_rows = float(X.shape[0])
             self._w_blocks = [None] * len(self._x_blocks)
         else:
             # Persisted once: in memory (numpy weights) they would be part
@@ -286,12 +285,9 @@ class DaskData:
             if self.weight_scale != 1.0:  # exact: a power of two
                 sw = (sw * self.weight_scale).persist()
             self.sw = sw
-            # One pass for all three: a fit asks for the counts up to three times.
-            total, positive, square = dask.compute(
-                self.sw.sum(), da.count_nonzero(self.sw), da.dot(self.sw, self.sw)
-            )
+            # One pass for both: a fit asks for the count up to three times.
+            total, positive = dask.compute(self.sw.sum(), da.count_nonzero(self.sw))
             self.total_weight, self._positive_rows = float(total), int(positive)
-            self._effective_rows = float(total) ** 2 / float(square)
             self._w_blocks = list(self.sw.to_delayed().ravel()[keep])
         self._sample = None
         self._missing = None
@@ -395,10 +391,6 @@ class DaskData:
     def positive_rows(self):
         """Count the rows of positive weight."""
         return self._positive_rows
-
-    def effective_rows(self):
-        """Kish's effective number of rows (see :func:`natgmm._data.effective_rows`)."""
-        return self._effective_rows
 
     def init_rows(self, random_state):
         """Rows the initialisation runs on, computed to the client.

@@ -360,16 +360,6 @@ def mean_log_prob(log_prob, sample_weight):
     return float(np.average(log_prob, weights=weights))
 
 
-def effective_rows(sample_weight):
-    """``sum(w) ** 2 / sum(w ** 2)`` of weights scaled by :func:`scaled_weights` (no overflow).
-
-    The number of rows of equal weight that estimate a mean as precisely:
-    as many as the rows for equal weights, whatever their scale, and rows of
-    negligible weight count for as little.
-    """
-    return float(np.sum(sample_weight) ** 2 / np.dot(sample_weight, sample_weight))
-
-
 def total_weight(sample_weight):
     """Sum of validated weights: the number of samples a weighted ``bic`` or ``aic`` counts."""
     with np.errstate(over="ignore"):
@@ -520,10 +510,6 @@ class ArrayData:
     def positive_rows(self):
         """Count the rows of positive weight."""
         return np.count_nonzero(self.sw) if self.sw.shape[0] else self.shape[0]
-
-    def effective_rows(self):
-        """Kish's effective number of rows, ``sum(w) ** 2 / sum(w ** 2)``: the rows if unit."""
-        return effective_rows(self.sw) if self.sw.shape[0] else float(self.shape[0])
 
     def init_rows(self, random_state):
         """Rows and weights the initialisation runs on: all of them."""

@@ -660,7 +660,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     parameters, lower bound and convergence kept.
     """
     converged, empty = True, run.empty
-    n_rows = run.data.effective_rows()
+    n_rows = run.data.positive_rows()
     for round_ in range(1, n_moves + 1):
         run.move_round = round_
         first = len(run.history["lower_bound"])

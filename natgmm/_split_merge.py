@@ -69,7 +69,7 @@ TRIAL_ROWS = 16000
 # variance, 1 - 2 / pi of it.
 SPLIT_OFFSET = np.sqrt(2.0 / np.pi)
 # A move that leaves one of its components on fewer rows than this (its
-# weight times the data's effective rows), or at the min_weight floor, and
+# weight times the rows of positive weight), or at the min_weight floor, and
 # the mixture with more such components than before, is not kept: a
 # component on a few rows holds some variances near reg_covar, and its
 # spikes of density buy train likelihood that does not generalise. Digits
@@ -161,10 +161,14 @@ def spiked(params, before, move, n_rows, min_weight):
     One of the move's components ended on too few rows (see
     MIN_COMPONENT_ROWS) or at the ``min_weight`` floor, and the mixture has
     more such components than before the move: a move that repairs a fit
-    which already had some is kept. ``n_rows`` is the data's effective
-    number of rows, ``sum(w) ** 2 / sum(w ** 2)`` (the rows, for equal
-    weights), so that neither the scale of the weights nor rows of zero or
-    negligible weight change the verdict.
+    which already had some is kept. ``n_rows`` counts the rows of positive
+    weight, so that neither rows of weight zero nor the scale of the
+    weights change the verdict. Rows, not weight: a spike is a component on
+    a few distinct points, whatever their weights (integer weights that
+    stand for repeated rows included). The effective number of rows,
+    ``sum(w) ** 2 / sum(w ** 2)``, which counts rows of negligible weight
+    for nothing, was tried and reverted on 2026-12-06: one row of weight
+    3000 among 1240 made it 2.
     """
     # On data of fewer than 2 * MIN_COMPONENT_ROWS rows a component (two
     # points and two components: one each), half of an equal share.
