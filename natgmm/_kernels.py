@@ -310,11 +310,20 @@ class _SingleThreadedBlas:
                 self._restore()
 
     def _restore(self):
-        """Put back the limits the first user recorded (under the lock, or in a fork's child)."""
-        for setter, n_threads in reversed(self._shared):
-            setter(n_threads)  # applies from any thread, unlike set_num_threads
+        """Put back the limits the first user recorded (under the lock, or in a fork's child).
+
+        A count that is no longer the 1 set here was set meanwhile by
+        someone else (a user's ``threadpool_limits`` ending on another
+        thread): theirs stands, as putting back the count seen at the start
+        would leave their limit in place for good (a review of 2026-12-06).
+        """
         for lib, n_threads in self._original:
-            lib.set_num_threads(n_threads)
+            if lib.num_threads == 1:
+                lib.set_num_threads(n_threads)  # ignored by OpenBLAS off the main thread
+        for setter, n_threads in reversed(self._shared):
+            now = setter(n_threads)  # applies from any thread
+            if now != 1:  # put back by set_num_threads above, or by someone else
+                setter(now)
         self._original, self._shared = None, []
 
     def after_fork_in_child(self):
@@ -331,6 +340,37 @@ class _SingleThreadedBlas:
             self._restore()
 
 
+class _ForkGate:
+    """A fork waits for numba's compiler lock (taken before, released after, in both processes).
+
+    An exception in a before-fork hook is printed and the fork goes on
+    without the lock, so a Ctrl-C that lands while the lock is awaited does
+    not end the wait: it is lost (a hook cannot raise it, and one raised in
+    the after-fork hook was printed and lost too), and the child still gets
+    a free lock. The lock is released only by a hook that took it.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def close(self):
+        """Take the lock, however long that takes (before a fork)."""
+        while True:
+            try:
+                global_compiler_lock.acquire()
+                break
+            except KeyboardInterrupt:
+                pass
+        self._local.held = True
+
+    def open(self):
+        """Release the lock if :meth:`close` took it (after a fork, in either process)."""
+        if getattr(self._local, "held", False):
+            self._local.held = False
+            global_compiler_lock.release()
+
+
+_fork_gate = _ForkGate()
 _single_threaded_blas = _SingleThreadedBlas()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_single_threaded_blas.after_fork_in_child)
@@ -339,9 +379,7 @@ if hasattr(os, "register_at_fork"):
     # kernel call waited for ever (an audit of 2026-12-06): a fork waits for
     # the lock instead.
     os.register_at_fork(
-        before=global_compiler_lock.acquire,
-        after_in_parent=global_compiler_lock.release,
-        after_in_child=global_compiler_lock.release,
+        before=_fork_gate.close, after_in_parent=_fork_gate.open, after_in_child=_fork_gate.open
     )
 
 

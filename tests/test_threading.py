@@ -262,6 +262,42 @@ def test_holds_overlapping_on_two_threads_keep_and_restore_the_limit(main_first)
     assert result.stdout.split()[-3:] == ["True"] * 3
 
 
+def test_a_users_limit_ending_during_a_hold_is_not_put_back_for_good():
+    """The user's own limit on another thread, begun before a hold and ended inside it.
+
+    The hold saw the user's 1 as the count to put back, and put it back
+    after the user had restored theirs: BLAS stayed at one thread.
+    """
+    code = textwrap.dedent(
+        """
+        import threading
+        from threadpoolctl import threadpool_limits
+        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        def counts():
+            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            return [lib.num_threads for lib in libraries]
+        original = counts()
+        limited, held, ended = threading.Event(), threading.Event(), threading.Event()
+        def user():
+            with threadpool_limits(1, user_api="blas"):
+                limited.set()
+                held.wait()
+            ended.set()
+        other = threading.Thread(target=user)
+        other.start()
+        limited.wait()
+        with _single_threaded_blas():
+            held.set()
+            ended.wait()
+        other.join()
+        print(counts() == original, max(original) > 1)
+        """
+    )
+    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["True"] * 2
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_while_another_thread_compiles_can_fit():
     """The fork waits for numba's compiler lock, which the child would inherit held for ever.
