@@ -828,10 +828,9 @@ default=None
             else:
                 params = initial_params(data, standardiser, reg, init, settings, random_state, how)
                 lower_bound = -np.inf
-            # The solver's state (online sums, Adam's moments) of the same
-            # components only: not of attributes set by hand to other ones.
-            same = resume and self._state.params.weights.shape == params.weights.shape
-            previous = self._state if same else None
+            # The solver's state (online sums, Adam's moments) only with the
+            # attributes the fit left: not with attributes set by hand.
+            previous = self._state if resume and _as_fitted(self) else None
             run = start_run(settings, data, standardiser, random_state, params, reg, previous)
             params, lower_bound, converged = fit_run(
                 settings, run, params, lower_bound, reg, levels, progress
@@ -1213,6 +1212,15 @@ default=None
             The lower the better.
         """
         return _criterion(self, "aic", X, sample_weight)
+
+
+def _as_fitted(model):
+    """Whether the model's ``weights_``, ``means_``, ``precisions_cholesky_`` are as fitted."""
+    published = getattr(model, "_published", None)
+    attributes = [getattr(model, name) for name in PREDICTIVE_ATTRIBUTES]
+    if published is None:  # a model pickled before the copy was kept
+        return np.shape(attributes[0]) == model._state.params.weights.shape
+    return all(map(np.array_equal, attributes, published))
 
 
 def _criterion(model, name, X, sample_weight):
