@@ -850,7 +850,9 @@ default=None
         step ``(t + learning_offset) ** -learning_decay``, ``t`` counting the
         batches seen (continuing from ``n_steps_`` after :meth:`fit`), and the
         M-step (closed form, or Adam for ``solver="gradient"``) turns them
-        into parameters. The first call initialises the model from its batch
+        into parameters; later calls continue these running statistics, not
+        attributes set by hand (a warm-start :meth:`fit` continues those).
+        The first call initialises the model from its batch
         as :meth:`fit` would (with ``init_params``; "random_from_data" with
         repeated seeds if the batch has fewer rows than components) and fixes
         the internal standardisation; floors relative to the data variance
