@@ -278,7 +278,7 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     if missing:
         with keyboard_interrupts():
             seeds, observed = _kmeans.masked_map(X, rows, shift, scales)
-        labels = _kmeans.nearest_masked(X, shift, scale, seeds, observed, parallel)
+        labels = _kmeans.nearest_masked(X, shift, scale, seeds, observed, parallel, sw)
         return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel, True)
     with keyboard_interrupts():
         seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)

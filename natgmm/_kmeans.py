@@ -1238,13 +1238,18 @@ def masked_map(X, rows, shift, scale):
     return np.where(observed, (x - shift) * scale, 0.0), observed
 
 
-def _masked_variances(X, shift, scale, parallel, n_blocks):
-    """Each feature's variance over its observed entries, in mapped units (unweighted)."""
+def _masked_variances(X, w, shift, scale, parallel, n_blocks):
+    """Each feature's variance over its observed entries, weighted by ``w``, in mapped units.
+
+    Weighted, so that a row of weight zero is as good as absent (unweighted,
+    one such row far out changed the partial distances' scaling and the
+    start: an audit of 2026-12-06) and an integer weight counts as repeats.
+    """
     _, nkd, s1, s2 = label_stats_masked(
-        X, np.empty(0), shift, scale, np.empty(0, dtype=np.int64), np.zeros((1, X.shape[1])),
+        X, w, shift, scale, np.empty(0, dtype=np.int64), np.zeros((1, X.shape[1])),
         n_blocks, parallel,
     )  # fmt: skip
-    count = np.maximum(nkd[0], 1.0)
+    count = np.where(nkd[0] > 0.0, nkd[0], 1.0)
     return np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)
 
 
@@ -1378,7 +1383,7 @@ def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_st
     n_blocks = _n_blocks(X.shape[0])
     parallel = use_threads(parallel, X.size * n_clusters)
     with _single_threaded_blas():
-        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         seeds, observed, labels = _masked_seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
         )
@@ -1386,7 +1391,7 @@ def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_st
 
 
 @keyboard_interrupts()
-def nearest_masked(X, shift, scale, centres, observed, parallel):
+def nearest_masked(X, shift, scale, centres, observed, parallel, sample_weight=None):
     """:func:`nearest` for ``X`` with missing entries (NaN), by partial distances.
 
     Parameters
@@ -1396,6 +1401,9 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
     observed : ndarray of shape (n_clusters, n_features), bool
         Which entries of each centre count (all of them for means, those of
         its row for a seed drawn from ``X``).
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        The weights of the features' variances that scale the partial
+        distances (as in :func:`kmeans_masked`); None means unit weights.
 
     Returns
     -------
@@ -1405,7 +1413,7 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
         :func:`kmeans_plusplus_masked`).
     """
     X = _read_only(X)
-    shift, scale, w = _check(X, None, shift, scale)
+    shift, scale, w = _check(X, sample_weight, shift, scale)
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     labels = np.full(n_samples, -1, dtype=np.int64)
@@ -1413,7 +1421,7 @@ def nearest_masked(X, shift, scale, centres, observed, parallel):
     parallel = use_threads(parallel, work)
     with _single_threaded_blas():
         kernel = _masked_assign_kernel.runner(parallel)
-        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         M = _masked_operand(_f64(centres), observed, var)
         kernel(X, w, shift, scale, M, float(np.sum(var)), labels, np.empty(n_samples),
                n_blocks, False)  # fmt: skip
@@ -1452,7 +1460,7 @@ def kmeans_masked(
     parallel = use_threads(parallel, X.size * n_clusters)
     with _single_threaded_blas():
         assign = _masked_assign_kernel.runner(parallel)
-        var = _masked_variances(X, shift, scale, parallel, n_blocks)
+        var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         total_var = float(np.sum(var))
         tol = float(np.mean(var) * tol)
         centres, observed, labels = _masked_seed(

@@ -782,3 +782,19 @@ def test_far_rows_with_holes_are_finite(holed_blobs):
     assert_array_equal(model.predict(far), [widest, widest])
     proba = model.predict_proba(far)
     assert_array_equal(proba, np.eye(4)[[widest, widest]])
+
+
+@pytest.mark.parametrize("init_params, seed", [("kmeans", 11), ("k-means++", 0)])
+def test_a_row_of_weight_zero_does_not_change_the_start_of_data_with_holes(init_params, seed):
+    # The partial distances' per-feature variances were taken over all rows,
+    # unweighted: one zero-weight row 1e4 out changed the start and the
+    # optimum (lower bound -6.63 against -5.94).
+    rng = np.random.default_rng(1)
+    X = np.r_[rng.normal(0, 1, (100, 4)), rng.normal(4, 1, (100, 4)), rng.normal(-4, 2, (100, 4))]
+    X[rng.random(X.shape) < 0.25] = np.nan
+    common = dict(init_params=init_params, tol=1e-12, max_iter=3000, random_state=seed)
+    plain = NaturalDiagonalGMM(3, **common).fit(X, sample_weight=np.ones(len(X)))
+    padded = np.r_[X, [[1e4, np.nan, np.nan, np.nan]]]
+    model = NaturalDiagonalGMM(3, **common).fit(padded, sample_weight=np.r_[np.ones(len(X)), 0.0])
+    assert_allclose(model.lower_bound_, plain.lower_bound_, rtol=1e-10)
+    assert_allclose(model.means_, plain.means_, rtol=1e-7, atol=1e-9)
