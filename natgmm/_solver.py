@@ -233,8 +233,14 @@ def _minibatch_iteration(settings, run, params, reg, beta, float32=False):
     Returns the summed log-likelihood of the batches (each under the
     parameters at its step), the running weights and the parameters.
     """
-    n_samples = run.data.shape[0]
+    # Over the rows of positive weight: a row of weight zero takes no place
+    # in a batch (it changed the batches, an audit of 2026-12-06).
+    sw = run.data.sw
+    rows = np.flatnonzero(sw > 0) if sw.shape[0] and not np.all(sw > 0) else None
+    n_samples = run.data.shape[0] if rows is None else rows.shape[0]
     order = run.random_state.permutation(n_samples)
+    if rows is not None:
+        order = rows[order]
     row_weight = run.total_weight / n_samples  # a row's mean weight
     loglik = 0.0
     for start in range(0, n_samples, settings.batch_size):

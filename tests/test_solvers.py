@@ -345,3 +345,16 @@ def test_adam_starts_at_the_given_parameters():
     back = GradientMStep(0, 0.01, 1.0)(stats, reg, adam_state(params, 0.1), 2.0)
     for got, want in zip(back, params, strict=True):
         assert_allclose(got, want, rtol=1e-12)
+
+
+def test_minibatches_are_drawn_from_the_rows_of_positive_weight():
+    # Rows of weight zero took places in the batches: 300 of them moved the
+    # means by about 0.03 (a row of weight zero is as good as absent).
+    X, _ = make_blobs(600, n_features=3, centers=2, random_state=0)
+    common = dict(solver="minibatch", batch_size=64, random_state=0)
+    plain = NaturalDiagonalGMM(2, **common).fit(X, sample_weight=np.ones(len(X)))
+    padded = np.r_[X, np.random.default_rng(0).normal(size=(300, 3))]
+    weights = np.r_[np.ones(len(X)), np.zeros(300)]
+    model = NaturalDiagonalGMM(2, **common).fit(padded, sample_weight=weights)
+    assert model.n_iter_ == plain.n_iter_
+    assert_allclose(model.means_, plain.means_, rtol=1e-9)
