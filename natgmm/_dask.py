@@ -35,6 +35,7 @@ from ._data import (
     far_weightless_rows,
     log_prob,
     n_blocks,
+    positive_extremes,
     sample_rows,
     scatter_sums,
     total_weight,
@@ -166,11 +167,7 @@ def _block_extremes(x, w, positive):
     high, low = x.max(axis=0), x.min(axis=0)
     missing = bool(np.isnan(high).any())  # over all rows: which kernels run
     if positive and w is not None and not np.all(w > 0):  # as ArrayData.extremes
-        rows = (np.asarray(w) > 0)[:, np.newaxis]
-        return (
-            *(f.reduce(x, axis=0, where=rows, initial=np.nan) for f in (np.fmax, np.fmin)),
-            missing,
-        )
+        return (*positive_extremes(x, w), missing)
     if missing:
         high, low = np.fmax.reduce(x, axis=0), np.fmin.reduce(x, axis=0)
     return high, low, missing

@@ -54,6 +54,13 @@ def far_weightless_rows(data, standardiser):
     return bool(np.nanmax(np.maximum(*spans)) > FAR_ROWS)
 
 
+def positive_extremes(X, sample_weight):
+    """Each feature's largest and smallest value over the rows of positive weight (NaN if none)."""
+    rows = (np.asarray(sample_weight) > 0)[:, np.newaxis]
+    # NaN, the initial value, is no value to fmax and fmin.
+    return tuple(f.reduce(X, axis=0, where=rows, initial=np.nan) for f in (np.fmax, np.fmin))
+
+
 def n_blocks(n_samples):
     """Return the number of row blocks of a kernel call over ``n_samples`` rows."""
     return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
@@ -442,10 +449,7 @@ class ArrayData:
         over all rows.
         """
         if positive and self.sw.shape[0] and not np.all(self.sw > 0):
-            rows = (self.sw > 0)[:, np.newaxis]  # NaN, the initial value, is no value to fmax
-            return tuple(
-                f.reduce(self.X, axis=0, where=rows, initial=np.nan) for f in (np.fmax, np.fmin)
-            )
+            return positive_extremes(self.X, self.sw)
         if self.missing:
             return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
         return self.X.max(axis=0), self.X.min(axis=0)

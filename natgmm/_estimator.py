@@ -40,6 +40,7 @@ from ._progress import Progress
 from ._schedules import Schedule
 from ._settings import DiagonalOnly, Settings, default_schedule, nested_default
 from ._solver import (
+    SLOW_SPLITS,
     ModelState,
     Online,
     fit_run,
@@ -96,10 +97,9 @@ def _fit_levels(settings, model, resume):
         return np.empty(0)
     levels = annealing_levels(settings, model.critical_value)
     if settings.solver == "minibatch":
+        advice = "Anneal with solver='em', then continue with partial_fit."
         warnings.warn(
-            "solver='minibatch' with annealing: online steps are small, so means that start "
-            "together split slowly and may end together (one Gaussian twice). Anneal with "
-            "solver='em', then continue with partial_fit.",
+            SLOW_SPLITS.format(who="solver='minibatch'", advice=advice),
             UserWarning,
             stacklevel=caller_level(),
         )
@@ -1193,7 +1193,7 @@ default=None
         bic : float
             The lower the better.
         """
-        return _criterion(self, "bic", X, sample_weight)
+        return criterion(self, "bic", X, sample_weight)
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion for the current model on X.
@@ -1213,7 +1213,7 @@ default=None
         aic : float
             The lower the better.
         """
-        return _criterion(self, "aic", X, sample_weight)
+        return criterion(self, "aic", X, sample_weight)
 
 
 def _as_fitted(model):
@@ -1225,11 +1225,12 @@ def _as_fitted(model):
     return all(map(np.array_equal, attributes, published))
 
 
-def _criterion(model, name, X, sample_weight):
+def criterion(model, name, X, sample_weight):
     """Return ``bic`` or ``aic`` (``name``) of X under ``model``.
 
-    With ``sample_weight``, the weighted log-likelihood and the total weight
-    as the number of samples.
+    From its ``score`` and ``_n_parameters()`` (both estimators'); with
+    ``sample_weight``, the weighted log-likelihood and the total weight as
+    the number of samples.
     """
     score = model.score(X, sample_weight=sample_weight)  # checks the model, X, weights
     if sample_weight is None:

@@ -785,6 +785,13 @@ def _trial(
         return params, -np.inf, False
 
 
+# Annealing by online steps (solver="minibatch", partial_fit).
+SLOW_SPLITS = (
+    "{who} with annealing: online steps are small, so means that start together split "
+    "slowly and may end together (one Gaussian twice). {advice}"
+)
+
+
 def start_stream(data, model, init, settings, random_state):
     """Start a ``partial_fit`` stream: its state after the first batch's set-up.
 
@@ -795,10 +802,11 @@ def start_stream(data, model, init, settings, random_state):
     if model.critical_value is not None:
         levels = annealing_levels(settings, model.critical_value)
         # As fit's with solver="minibatch", which takes the same online steps.
+        advice = (
+            "Fit the stream's first large batch with annealing, then continue with partial_fit."
+        )
         warnings.warn(
-            "partial_fit with annealing: online steps are small, so means that start "
-            "together split slowly and may end together (one Gaussian twice). Fit the "
-            "stream's first large batch with annealing, then continue with partial_fit.",
+            SLOW_SPLITS.format(who="partial_fit", advice=advice),
             UserWarning,
             stacklevel=caller_level(),
         )

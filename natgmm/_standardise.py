@@ -22,7 +22,13 @@ import numpy as np
 import sklearn
 from sklearn.preprocessing import StandardScaler
 
-from ._data import FAR_ROWS, scaled_weights, scatter_from_sums, top_correlation
+from ._data import (
+    FAR_ROWS,
+    positive_extremes,
+    scaled_weights,
+    scatter_from_sums,
+    top_correlation,
+)
 from ._em import Params, Regularisation, Stats, combine, feature_weights
 
 _UNOBSERVED = (
@@ -442,9 +448,7 @@ class FeatureScaling(NamedTuple):
             # A row of weight zero sets neither the power of two nor, if so
             # far out that its squares overflow, StandardScaler's sums.
             all_rows = largest
-            largest = np.fmax.reduce(
-                np.abs(X), axis=0, where=(sample_weight > 0)[:, np.newaxis], initial=np.nan
-            )
+            largest = np.fmax(*map(np.abs, positive_extremes(X, sample_weight)))
             _check_observed(np.isnan(largest), " of positive weight")
         exponent = np.frexp(largest)[1].astype(np.int64)
         with np.errstate(over="ignore"):

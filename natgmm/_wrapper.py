@@ -10,14 +10,8 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (
-    check_sample_weight,
-    information_criterion,
-    mean_log_prob,
-    total_weight,
-    validate_rows,
-)
-from ._estimator import NaturalDiagonalGMM
+from ._data import check_sample_weight, mean_log_prob, validate_rows
+from ._estimator import NaturalDiagonalGMM, criterion
 from ._interrupt import commit, input_attributes
 from ._per_component import PerComponentMixin
 from ._settings import nested_default
@@ -508,6 +502,10 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         """
         return self._criterion("aic", X, sample_weight)
 
+    def _n_parameters(self):
+        """Return the inner model's number of free parameters (the map adds none to fit)."""
+        return self.estimator_._n_parameters()
+
     def _criterion(self, name, X, sample_weight):
         """Return the inner ``bic`` or ``aic`` of standardised X, in raw units.
 
@@ -517,9 +515,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         criterion may take no weights: scikit-learn's does not).
         """
         if sample_weight is not None:
-            score = self.score(X, sample_weight=sample_weight)  # checks the model, X, weights
-            n_samples = total_weight(check_sample_weight(sample_weight, X))
-            return information_criterion(name, score, n_samples, self.estimator_._n_parameters())
+            return criterion(self, name, X, sample_weight)
         Z = self._standardise(X)
         jacobian = _log_jacobian(self.scale_, Z)
         total = np.sum(jacobian) if np.ndim(jacobian) else len(Z) * jacobian
