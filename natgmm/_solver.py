@@ -820,7 +820,7 @@ def start_stream(data, model, init, settings, random_state):
             "optimum it starts at). Start the stream with a batch of at least n_components "
             "rows, better many more.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_level(),
         )
     how = "pooled" if levels.size else "random_from_data" if few else None
     params = initial_params(data, model.standardiser, model.reg, init, settings, random_state, how)

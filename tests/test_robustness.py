@@ -807,6 +807,15 @@ def test_reg_covar_warning_spares_constant_features_and_the_wrapper():
     assert [w.filename for w in record] == [__file__]
 
 
+def test_a_small_first_batch_warning_points_at_the_users_line_through_the_wrapper():
+    # It pointed into natgmm/_wrapper.py (a fixed stack level) through StandardizedGMM.
+    X = np.random.default_rng(0).normal(size=(2, 3))
+    for model in (NaturalDiagonalGMM(4), StandardizedGMM(NaturalDiagonalGMM(4))):
+        with pytest.warns(UserWarning, match="first partial_fit batch has 2 row") as record:
+            model.partial_fit(X)
+        assert [w.filename for w in record] == [__file__], type(model).__name__
+
+
 @pytest.mark.parametrize("value", [1e168, 1e200, -1e300])
 def test_a_constant_feature_beyond_reg_covars_resolution_is_named(value):
     # Beyond the documented range (1e150): reg_covar underflows at the
