@@ -28,8 +28,8 @@ import datasets  # noqa: E402
 from cli import check, parser  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM, _kernels  # noqa: E402
-from natgmm._data import n_blocks  # noqa: E402
 from natgmm._em import natural_parameters  # noqa: E402
+from natgmm._threading import n_blocks  # noqa: E402
 
 
 def _cases(quick):

@@ -234,8 +234,8 @@ def mixture_data(n_samples, n_features, n_components, seed=0):
 def digits_latents(n_factors, seed=0):
     """FactorAnalysis latents of scikit-learn's digits: ``Z, y``.
 
-    BLAS runs on one thread and the SVD is randomised: with two BLAS threads
-    on a busy two-core machine the same fit took tens of seconds.
+    BLAS runs on one thread and the SVD is randomised: a threaded BLAS on a
+    busy machine slows this small fit badly.
 
     Parameters
     ----------

@@ -34,13 +34,13 @@ from ._data import (
     component_moments,
     far_weightless_rows,
     log_prob,
-    n_blocks,
     positive_extremes,
     sample_rows,
     scatter_sums,
     total_weight,
     weight_scale,
 )
+from ._threading import n_blocks
 
 # Rows computed to the client for the initialisation (k-means and friends)
 # when init_params must be estimated: all rows up to this many (the same

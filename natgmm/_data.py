@@ -19,20 +19,13 @@ from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from . import _kernels
-from ._em import _LOG_2PI, masked_natural_parameters, natural_parameters
 
 # The numpy passes hold BLAS at one thread as the kernels do: a threaded
-# BLAS next to a busy core spins, and its 4096 x 50 products took 100 times
-# longer (doc/performance.rst, "Threads under load").
-single_threaded_blas = _kernels._single_threaded_blas
+# BLAS next to a busy core spins (doc/performance.rst, "Threads under load").
+from ._blas import single_threaded_blas
+from ._em import _LOG_2PI, masked_natural_parameters, natural_parameters
+from ._threading import n_blocks
 
-# Row blocks per kernel call, from the data shape only (so that results do not
-# depend on the thread count): a multiple of eight (equal shares for 2, 4 or
-# 8 threads), the fewest that keep blocks to at most _BLOCK_ROWS rows, and at
-# most _MAX_BLOCKS. Every block has accumulators of its own to zero and sum
-# in each pass; doc/performance.rst has the measurements behind the sizes.
-_MAX_BLOCKS = 64
-_BLOCK_ROWS = 4096
 # Rows handled at a time by the numpy passes (initialisations, scatter).
 ROW_CHUNK = 4096
 
@@ -59,11 +52,6 @@ def positive_extremes(X, sample_weight):
     rows = (np.asarray(sample_weight) > 0)[:, np.newaxis]
     # NaN, the initial value, is no value to fmax and fmin.
     return tuple(f.reduce(X, axis=0, where=rows, initial=np.nan) for f in (np.fmax, np.fmin))
-
-
-def n_blocks(n_samples):
-    """Return the number of row blocks of a kernel call over ``n_samples`` rows."""
-    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
 
 
 def weight_scale(largest, mean_over_largest):

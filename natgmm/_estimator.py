@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._anneal import annealing_levels, split_levels
+from ._blas import single_threaded_blas
 from ._data import (
     ArrayData,
     check_sample_weight,
@@ -28,7 +29,6 @@ from ._data import (
     information_criterion,
     is_dask,
     mean_log_prob,
-    single_threaded_blas,
     total_weight,
     validate_rows,
 )
@@ -107,15 +107,13 @@ def _fit_levels(settings, model, resume):
 
 
 @contextmanager
-def _kernel_threads(n_jobs):
+def _threads_and_blas(n_jobs):
     """Run on ``n_jobs`` threads, with BLAS at one thread, for a whole call.
 
     Yields whether kernel calls should be shared out between threads. Each kernel call
     holds BLAS at one thread anyway; held once around the call, it is not
-    put back between a fit's hundreds of kernel calls. Putting it back made
-    the kernels slower: an annealed fit on 60 000 x 50 rows took a quarter
-    longer with BLAS's default two threads outside the kernels than with
-    one (doc/performance.rst).
+    put back between a fit's hundreds of kernel calls, which made them
+    slower (doc/performance.rst).
     """
     with kernel_threads(n_jobs) as parallel, single_threaded_blas():
         yield parallel
@@ -758,7 +756,7 @@ default=None
         resume = self.warm_start and hasattr(self, "_state")  # a fit or a stream
         if resume:  # from the attributes, which may have been set by hand
             self._check_continuable("A warm-start fit", np.size(self.weights_))
-        with _kernel_threads(self.n_jobs) as parallel:
+        with _threads_and_blas(self.n_jobs) as parallel:
             # A warm start continues the fitted model: X is checked against it
             # (features, names), as StandardizedGMM checks a warm refit.
             data, inputs = self._check_data(
@@ -892,7 +890,7 @@ default=None
         # Every call: set_params between the batches may have changed them.
         self._validate_params()
         settings = Settings.from_estimator(self)
-        with _kernel_threads(self.n_jobs) as parallel:
+        with _threads_and_blas(self.n_jobs) as parallel:
             if first:
                 data, inputs = self._check_data(X, sample_weight, parallel, reset=True)
                 model = set_up(data, settings)
@@ -1043,7 +1041,7 @@ default=None
         return data, (input_attributes(validated) if reset else ({}, ()))
 
     def _infer(self, X, want_resp=False):
-        with _kernel_threads(self.n_jobs) as parallel:
+        with _threads_and_blas(self.n_jobs) as parallel:
             data, standardiser, params = self._predictive(X, parallel)
             return data.log_prob(standardiser, params, want_resp)
 
@@ -1067,7 +1065,7 @@ default=None
     def _estimate_log_prob(self, X):
         """Return each sample's log-density under each component (scikit-learn's private method)."""
         X = np.asarray(X) if is_dask(X) else X
-        with _kernel_threads(self.n_jobs) as parallel:
+        with _threads_and_blas(self.n_jobs) as parallel:
             data, standardiser, params = self._predictive(X, parallel)
             return component_log_prob(data.X, standardiser, params)
 

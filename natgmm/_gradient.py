@@ -31,8 +31,7 @@ OMEGA_MAX = 600.0
 # (rows a few standard deviations out): from exp(30) ~ 1e13 on, it is that
 # rounding's. A start cell of identical rows (variance reg_covar exactly)
 # had omega 600 and gradients of 1e228, and the clip of the gradient's norm
-# scaled every other coordinate's to nothing: the fit never moved (an
-# audit of 2026-12-06).
+# scaled every other coordinate's to nothing: the fit never moved.
 OMEGA_TOP = 30.0
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 

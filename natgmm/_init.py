@@ -25,10 +25,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from . import _kernels, _kmeans
-from ._data import ROW_CHUNK, internal_rows, n_blocks, numpy_input, row_chunks, scatter_matrix
+from ._blas import single_threaded_blas
+from ._data import ROW_CHUNK, internal_rows, numpy_input, row_chunks, scatter_matrix
 from ._em import Params, Stats, feature_weights, m_step
 from ._interrupt import keyboard_interrupts
 from ._standardise import caller_level
+from ._threading import n_blocks
 
 
 class InitArrays(NamedTuple):
@@ -299,7 +301,7 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
     nkd = np.zeros((n_components, n_features)) if missing else None
     s1 = np.zeros((n_components, n_features))
     s2 = np.zeros((n_components, n_features))
-    with _kernels._single_threaded_blas():
+    with single_threaded_blas():
         for chunk in row_chunks(np.arange(n_samples)):
             resp = random_state.uniform(size=(chunk.size, n_components))
             resp /= resp.sum(axis=1, keepdims=True)

@@ -28,32 +28,24 @@ The measured alternatives (one fused Numba loop, BLAS over whole arrays,
 glibc's exp) are in doc/performance.rst, "Kernel design".
 """
 
-import ctypes
-import functools
 import inspect
 import math
 import operator
-import os
-import threading
-import weakref
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded first)
 from numba import njit
-from numba.core.compiler_lock import global_compiler_lock
-from threadpoolctl import ThreadpoolController
 
-from ._interrupt import keyboard_interrupts, uninterrupted
+from ._blas import single_threaded_blas
+from ._interrupt import keyboard_interrupts
 from ._threading import share_out, use_threads
 
 # Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
 # are left out on purpose: log-sum-exp relies on -inf behaving as -inf (a
 # component of zero weight has log-weight -inf). "reassoc" is left out: it
 # would let LLVM merge the two halves of ln2 in the exponential back into one
-# rounded constant, and it vectorised a sum in a different order in the
-# serial and the numba-parallel variants of one kernel that natgmm once
-# compiled. doc/performance.rst has the measurements behind these choices.
+# rounded constant, and it lets LLVM reorder sums. doc/performance.rst has
+# the measurements behind these choices.
 FASTMATH = {"nsz", "contract"}
 
 # exp(t) is subnormal or zero in float64 for t below this value. A term that
@@ -79,8 +71,7 @@ _MAX_CANCELLATION = 1e3
 # Above this sum a component's log-densities are recomputed about its mean
 # (:func:`_centre_log_densities`, five times the product's time when every
 # component is). Below it the product is off by at most about 2.6e-16 times the
-# sum (measured, D = 3 and 50): 3e-8 nats. Tight clusters need not pay: 50
-# blobs of sd 0.01 with centres over (-10, 10) in 50 features have sums near 2e7.
+# sum, 3e-8 nats (doc/performance.rst, "Kernel design").
 _MAX_CANCELLATION_LP = 1e8
 
 # A chunk whose share of non-zero responsibilities is above this has its
@@ -88,8 +79,7 @@ _MAX_CANCELLATION_LP = 1e8
 # components) row by row over its non-zero terms, about ``ref``.
 _DENSE = 0.25
 # The same for float32 terms, whose product costs about half as much: the
-# dense path pays from about half the share (on a well separated 20 000 x 20
-# set at K=50, 8.3 ms at 0.25 against 6.3 ms at 0.125; no change on blobs).
+# dense path pays from about half the share.
 _DENSE_F32 = 0.125
 
 # The ``count`` flags of the term-by-term sums, as numpy booleans: a literal
@@ -155,7 +145,6 @@ class _Blockwise:
 
     def __init__(self, func):
         self.kernel = _jit()(func)
-        self._pool_kernel = _in_pool_thread(self.kernel)
         names = list(inspect.signature(func).parameters)
         self._count = operator.itemgetter(
             names.index("n_blocks" if "n_blocks" in names else "n_groups")
@@ -167,7 +156,7 @@ class _Blockwise:
 
     def parallel(self, *args):
         """Share the blocks out between the calling thread and natgmm's pool."""
-        return share_out(self.kernel, args, self._count(args), self._pool_kernel)
+        return share_out(self.kernel, args, self._count(args))
 
     def runner(self, parallel):
         """Return :meth:`parallel` if ``parallel``, else :meth:`serial`."""
@@ -197,198 +186,11 @@ _ROUNDER = 1.5 * 2.0**52
 _EXP_BIAS = int(np.float64(_ROUNDER).view(np.int64)) - 1023
 
 
-@functools.cache
-def _blas_controller():
-    return ThreadpoolController()
-
-
-@functools.cache  # the libraries of _blas_controller's snapshot
-def _thread_blas_setters():
-    """``(setter, per_thread)``: ``openblas_set_num_threads_local`` of each OpenBLAS loaded.
-
-    Once the main thread has set OpenBLAS's process-wide thread count, this
-    OpenBLAS (0.3.30 and 0.3.31 here) ignores the process-wide setting made
-    from any other thread: a hold entered from a user's thread, or natgmm's
-    pool threads, ran BLAS on all cores (an audit of 2026-12-06; results
-    then differed in their last bits from the same calls on the main
-    thread). This setter applies from any thread, but despite its name only
-    OpenMP builds keep a count per thread (``per_thread``): in pthreads
-    builds (the wheels of numpy and scipy) it sets the one count of the
-    process. Empty for other BLAS.
-    """
-    setters = []
-    for lib in _blas_controller().select(internal_api="openblas").lib_controllers:
-        setter = getattr(lib.dynlib, "openblas_set_num_threads_local", None)
-        if setter is not None:
-            setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
-            setters.append((setter, lib.threading_layer == "openmp"))
-    return tuple(setters)
-
-
-_POOL_THREAD = threading.local()
-
-
-def _in_pool_thread(kernel):
-    """``kernel`` for natgmm's pool threads, whose BLAS it limits to one thread, once per thread."""
-
-    def run(*args):
-        if not getattr(_POOL_THREAD, "limited", False):
-            for setter, per_thread in _thread_blas_setters():
-                if per_thread:
-                    setter(1)  # these threads only ever run kernels
-            _POOL_THREAD.limited = True
-        return kernel(*args)
-
-    return run
-
-
-class _Anchor:
-    """An object that lives as long as the frame of a BLAS hold (weak-referenceable)."""
-
-
-class _SingleThreadedBlas:
-    """Hold BLAS at one thread while any kernel runs.
-
-    Each kernel thread makes its own small BLAS calls; a threaded BLAS would
-    put its own threads on the same cores (doc/performance.rst), and
-    ``n_jobs=1`` means one core. The limit is process-wide, so
-    concurrent kernels (several user threads) share it: the first sets it,
-    the last restores it (each thread's own restore of the process-wide
-    count, as holds on two threads overlapped, put back the other's 1 for
-    good: an audit of 2026-12-06). A per-thread limit (OpenBLAS built with
-    OpenMP) is set and restored by each thread. Each user is a token in a
-    set, and the original limits are recorded before any is changed, so
-    that the ``finally`` puts back exactly what was done wherever a Ctrl-C
-    lands. A Ctrl-C on the
-    ``finally``'s own line, before :func:`uninterrupted` has started, would
-    skip it: the release is also tied to an object of the hold's frame, and
-    runs when that frame goes unless the ``finally`` has released the hold
-    (releasing twice is harmless).
-    """
-
-    def __init__(self):
-        # Re-entrant: a release tied to a frame can run wherever that frame
-        # is freed, this thread's own holds included.
-        self._lock = threading.RLock()
-        self._users = set()
-        self._original = None  # [(library, its thread count)] while limited
-        self._shared = []  # [(process-wide setter, its count before)] while limited
-
-    @contextmanager
-    def __call__(self):
-        token = object()
-        anchor = _Anchor()
-        release = weakref.finalize(anchor, self._leave, token)
-        local = []  # (setter, this thread's limit before)
-        try:
-            setters = _thread_blas_setters()
-            with self._lock:
-                self._users.add(token)
-                if self._original is None:
-                    libraries = _blas_controller().select(user_api="blas").lib_controllers
-                    self._original = [(lib, lib.num_threads) for lib in libraries]
-                    # Before set_num_threads: each setter returns the count it replaces.
-                    self._shared = [(s, s(1)) for s, per_thread in setters if not per_thread]
-                    for lib in libraries:
-                        lib.set_num_threads(1)
-            for setter, per_thread in setters:
-                if per_thread:
-                    local.append((setter, setter(1)))
-            yield
-        finally:
-            for setter, n_threads in reversed(local):
-                setter(n_threads)
-            uninterrupted(self._leave, token)
-            # Released: the frame's release is not needed (a Ctrl-C inside
-            # it would be printed and lost, as any exception of a finalizer).
-            release.detach()
-
-    def _leave(self, token):
-        with self._lock:
-            self._users.discard(token)
-            if not self._users and self._original is not None:
-                self._restore()
-
-    def _restore(self):
-        """Put back the limits the first user recorded (under the lock, or in a fork's child).
-
-        A count that is no longer the 1 set here was set meanwhile by
-        someone else (a user's ``threadpool_limits`` ending on another
-        thread): theirs stands, as putting back the count seen at the start
-        would leave their limit in place for good (a review of 2026-12-06).
-        """
-        for lib, n_threads in self._original:
-            if lib.num_threads == 1:
-                lib.set_num_threads(n_threads)  # ignored by OpenBLAS off the main thread
-        for setter, n_threads in reversed(self._shared):
-            now = setter(n_threads)  # applies from any thread
-            if now != 1:  # put back by set_num_threads above, or by someone else
-                setter(now)
-        self._original, self._shared = None, []
-
-    def after_fork_in_child(self):
-        """Forget the holds of the parent's threads, which a forked child does not have.
-
-        Their tokens would keep the child's own holds from limiting BLAS
-        (found by an audit on 2026-12-06: a child forked while another
-        thread fitted ran its kernels beside two BLAS threads). The child
-        starts from the limits the user had, as if no hold were running.
-        """
-        self._lock = threading.RLock()  # another thread may have held it at the fork
-        self._users = set()
-        if self._original is not None:
-            self._restore()
-
-
-class _ForkGate:
-    """A fork waits for numba's compiler lock (taken before, released after, in both processes).
-
-    An exception in a before-fork hook is printed and the fork goes on
-    without the lock, so a Ctrl-C that lands while the lock is awaited does
-    not end the wait: it is lost (a hook cannot raise it, and one raised in
-    the after-fork hook was printed and lost too), and the child still gets
-    a free lock. The lock is released only by a hook that took it.
-    """
-
-    def __init__(self):
-        self._local = threading.local()
-
-    def close(self):
-        """Take the lock, however long that takes (before a fork)."""
-        while True:
-            try:
-                global_compiler_lock.acquire()
-                break
-            except KeyboardInterrupt:
-                pass
-        self._local.held = True
-
-    def open(self):
-        """Release the lock if :meth:`close` took it (after a fork, in either process)."""
-        if getattr(self._local, "held", False):
-            self._local.held = False
-            global_compiler_lock.release()
-
-
-_fork_gate = _ForkGate()
-_single_threaded_blas = _SingleThreadedBlas()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_single_threaded_blas.after_fork_in_child)
-    # A child forked while another thread loads or compiles kernels got
-    # numba's compiler lock held by a thread it does not have, and its first
-    # kernel call waited for ever (an audit of 2026-12-06): a fork waits for
-    # the lock instead.
-    os.register_at_fork(
-        before=_fork_gate.close, after_in_parent=_fork_gate.open, after_in_child=_fork_gate.open
-    )
-
-
 @_jit()
 def count_distinct(points, tol):
     """Count the rows of ``points`` not within ``tol`` (max-norm) of an earlier row.
 
-    The trace of every iteration counts its distinct means with this, so it
-    is compiled: scipy's ``pdist`` took a twentieth of a small fit's iteration.
+    Compiled: the trace of every iteration counts its distinct means with this.
     """
     n, d = points.shape
     count = 0
@@ -768,7 +570,7 @@ def em_stats(
     exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
     work = X.size * W.shape[1]
     parallel = use_threads(parallel, work)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         kernel = _em_stats_kernel.runner(parallel)
         per_block = kernel(
             X, sample_weight, _f64(shift), _f64(scale), W, centred, ref, exact, n_blocks, beta
@@ -788,8 +590,7 @@ def _moved_to_ref(per_block, ref, exact):
     return (ll.sum(), *_summed_about_ref(s0, s1, s2, m, ref, exact))
 
 
-# Compiled: in numpy this took 30 to 70 us, a few percent of a float32 pass on
-# 20 000 rows (2026-12-05). The blocks are added in order, without fast-math:
+# Compiled: called once per pass. The blocks are added in order, without fast-math:
 # numpy's sum over the first axis gave the same bits (but with one component,
 # whose arrays it sums pairwise from nine blocks on).
 @_jit(fastmath=False)
@@ -869,18 +670,20 @@ def _log_prob_impl(
     for g in range(first, last):
         scratch = _chunk_scratch(n_features, n_components)
         _, _, lp, ev, top, total, _ = scratch
-        first = np.empty(_CHUNK, dtype=np.int64)
+        best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch, 1.0)
+            # _chunk_outputs' work, but the float64 total is the responsibilities'
+            # divisor (_chunk_outputs sums a float32 chunk's again in float64).
             for k in range(n_components - 1, -1, -1):  # first component of largest density
                 for r in range(_CHUNK):
-                    first[r] = k if lp[k, r] == top[r] else first[r]
+                    best[r] = k if lp[k, r] == top[r] else best[r]
             for r in range(stop - start):
                 i = start + r
                 out_log_prob[i] = top[r] + math.log(total[r])
-                labels[i] = first[r]
+                labels[i] = best[r]
                 if want_resp:
                     for k in range(n_components):
                         resp[i, k] = ev[k, r] / total[r]
@@ -917,7 +720,7 @@ def log_prob(
     centred = centred_components(eta1, eta2, log_weight)
     work = X.size * np.shape(log_norm)[0]
     parallel = use_threads(parallel, work)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         kernel.runner(parallel)(
             X, _f64(shift), _f64(scale), *operands, centred, out_log_prob, labels, resp,
             _log_prob_groups(X.shape[0]),
@@ -936,7 +739,7 @@ def log_prob(
 # component whose sum is above this (a narrow component far from the centre)
 # has its log-densities computed by a float64 product instead, so that the
 # log-densities of rows near a component are off by about 1e-3 at most
-# (eps32 * 1e4 = 1.2e-3; 1.3e-3 measured at sums of 2700 to 4200).
+# (eps32 * 1e4 = 1.2e-3).
 _MAX_MAGNITUDE_F32 = 1e4
 
 # Moving float32 moments about the origin to ``ref`` loses
@@ -1314,9 +1117,8 @@ def _f32_operands(eta1, eta2, log_norm):
     return W, W32, np.ascontiguousarray(W[:, wide]), wide
 
 
-# Compiled: in numpy these few small arrays took 30 to 70 us, a few percent of
-# a float32 pass on 20 000 rows (2026-12-05). No fast-math: W32 must be W
-# rounded, and the magnitudes are compared with a limit.
+# Compiled: called once per pass. No fast-math: W32 must be W rounded, and
+# the magnitudes are compared with a limit.
 @_jit(fastmath=False, error_model="numpy")
 def _f32_operands_kernel(eta1, eta2, log_norm, max_magnitude):
     """``W`` (see :func:`_products_matrix`), ``W32`` with zero columns where wide, and ``wide``."""
@@ -1390,8 +1192,7 @@ def _em_stats_f32(
     whose float32 log-densities are not finite is redone in float64. On the
     benchmarks' data the results are within a few float32 ulps of the
     float64 path's (doc/performance.rst, "float32"); a moved moment keeps
-    ``log10(_MAX_CANCELLATION_F32)`` fewer digits (an audit measured a
-    variance 1.3e-5 off, relative, with weights from 1e-10 to 1e10).
+    ``log10(_MAX_CANCELLATION_F32)`` fewer digits.
     """
     W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
     ref = _f64(ref)
@@ -1399,7 +1200,7 @@ def _em_stats_f32(
     exact, precise = _f32_tiers(ref, precision, _float64_moments(X))
     weight_scale = _weight_scale(sample_weight)
     parallel = use_threads(parallel, X.size * W.shape[1])
-    with _single_threaded_blas():
+    with single_threaded_blas():
         kernel = _em_stats_f32_kernel.runner(parallel)
         per_block = kernel(
             X, sample_weight, weight_scale, _f64(shift), _f64(scale), W, W32, W_wide, wide,
@@ -1412,16 +1213,16 @@ def _em_stats_f32(
 
 
 @_jit()
-def _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp):
+def _chunk_outputs(lp, ev, top, total, best, start, stop, out_log_prob, labels, resp):
     """Write a chunk's log-densities, labels and responsibilities (see log_prob)."""
     n_components = lp.shape[0]
     for k in range(n_components - 1, -1, -1):  # first component of largest density
         for r in range(_CHUNK):
-            first[r] = k if lp[k, r] == top[r] else first[r]
+            best[r] = k if lp[k, r] == top[r] else best[r]
     for r in range(stop - start):
         i = start + r
         out_log_prob[i] = np.float64(top[r]) + math.log(np.float64(total[r]))
-        labels[i] = first[r]
+        labels[i] = best[r]
         if resp.shape[0] > 0:
             # Divided by their float64 sum, not the float32 total: rows sum to
             # one to float64's rounding, as scikit-learn's do.
@@ -1444,18 +1245,18 @@ def _log_prob_f32_impl(
         _, _, lp, ev, top, total, _, _, _ = scratch
         scratch64 = _chunk_scratch(n_features, n_components)
         _, _, lp64, ev64, top64, total64, _ = scratch64
-        first = np.empty(_CHUNK, dtype=np.int64)
+        best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             if _chunk_log_density_f32(
                 X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, 1.0
             ):
-                _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
+                _chunk_outputs(lp, ev, top, total, best, start, stop, out_log_prob, labels, resp)
             else:
                 _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch64, 1.0)
                 _chunk_outputs(
-                    lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
+                    lp64, ev64, top64, total64, best, start, stop, out_log_prob, labels, resp
                 )
 
 
@@ -1933,7 +1734,7 @@ def em_stats_masked(
     centred = centred_components(eta1, eta2, log_weight)
     work = X.size * np.shape(eta2)[0]
     parallel = use_threads(parallel, work)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         if X.dtype == np.float32 or float32:
             W, W32, W_wide, wide = _f32_operands_masked(eta1, eta2, feature_norm, log_weight)
             exact, precise = _f32_tiers(ref, precision, _float64_moments(X))
@@ -2015,14 +1816,14 @@ def _log_prob_masked_impl(
     for g in range(first, last):
         scratch = _chunk_scratch_masked(n_features, n_components)
         _, _, lp, ev, top, total, jac = scratch
-        first = np.empty(_CHUNK, dtype=np.int64)
+        best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             _chunk_log_density_masked(
                 X, start, stop, shift, scale, log_scale, W, centred, scratch, 1.0
             )
-            _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
+            _chunk_outputs(lp, ev, top, total, best, start, stop, out_log_prob, labels, resp)
             for r in range(stop - start):
                 out_log_prob[start + r] -= jac[r]
 
@@ -2042,14 +1843,14 @@ def _log_prob_masked_f32_impl(
         _, _, lp, ev, top, total, jac, _, _ = scratch
         scratch64 = _chunk_scratch_masked(n_features, n_components)
         _, _, lp64, ev64, top64, total64, jac64 = scratch64
-        first = np.empty(_CHUNK, dtype=np.int64)
+        best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             if _chunk_log_density_masked_f32(
                 X, start, stop, shift, scale, log_scale, W32, W_wide, wide, centred, scratch, 1.0
             ):
-                _chunk_outputs(lp, ev, top, total, first, start, stop, out_log_prob, labels, resp)
+                _chunk_outputs(lp, ev, top, total, best, start, stop, out_log_prob, labels, resp)
                 for r in range(stop - start):
                     out_log_prob[start + r] -= jac[r]
             else:
@@ -2057,7 +1858,7 @@ def _log_prob_masked_f32_impl(
                     X, start, stop, shift, scale, log_scale, W, centred, scratch64, 1.0
                 )
                 _chunk_outputs(
-                    lp64, ev64, top64, total64, first, start, stop, out_log_prob, labels, resp
+                    lp64, ev64, top64, total64, best, start, stop, out_log_prob, labels, resp
                 )
                 for r in range(stop - start):
                     out_log_prob[start + r] -= jac64[r]
@@ -2090,7 +1891,7 @@ def log_prob_masked(
     centred = centred_components(eta1, eta2, log_weight)
     work = X.size * np.shape(eta2)[0]
     parallel = use_threads(parallel, work)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         kernel.runner(parallel)(
             X, _f64(shift), scale, log_scale, *operands, centred, out_log_prob, labels, resp,
             _log_prob_groups(X.shape[0]),

@@ -50,16 +50,16 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from sklearn.utils import check_random_state
 
-from ._data import n_blocks as _n_blocks
+from ._blas import single_threaded_blas
 from ._interrupt import keyboard_interrupts
 from ._kernels import (
     _Blockwise,
     _f64,
     _jit,
     _read_only,
-    _single_threaded_blas,
     label_stats_masked,
 )
+from ._threading import n_blocks as _n_blocks
 from ._threading import use_threads
 
 # Absolute margin of the bound tests, times a bound on the data's diameter:
@@ -514,9 +514,8 @@ def _sequential_sum(a):
 def _ordered_total(a):
     """``sum(a, axis=0)`` with the rows added one after the other, from zeros.
 
-    Compiled (a Python loop cost a tenth of a millisecond per Lloyd
-    iteration) without fast-math flags, so that nothing is reordered or
-    folded.
+    Compiled (it runs every Lloyd iteration) without fast-math flags, so
+    that nothing is reordered or folded.
     """
     total = np.zeros(a.shape[1])
     for b in range(a.shape[0]):
@@ -827,12 +826,7 @@ _nearest_kernel = _Blockwise(_nearest_impl)
 def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     """k-means++ seeds, their rows, each row's nearest seed, feature variances, diameter."""
     n_samples, n_features = X.shape
-    # The first seed and every later draw exactly as scikit-learn's
-    # _kmeans_plusplus makes them (unit weights are ones there).
-    p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
-    first = random_state.choice(n_samples, p=p)
-    del p
-    n_trials = 2 + int(np.log(n_clusters))
+    first, n_trials = _first_draw(w, n_samples, n_clusters, random_state)
     indices = np.empty(n_clusters, dtype=np.int64)
     indices[0] = first
     seeds = np.empty((n_clusters, n_features))
@@ -850,9 +844,7 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     far = float(np.max(dist[:, 0]))
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
-        current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
-        r = random_state.uniform(size=n_trials) * current_pot
-        ids = _draw(w, d, block_pot, r, n_blocks)
+        ids = _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks)
         cand = map_rows(X, ids, shift, scale)
         pots = trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
         best = int(np.argmin(_sequential_sum(pots)))
@@ -862,6 +854,23 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
     return seeds, indices, labels, var, 2.0 * math.sqrt(far)
+
+
+def _first_draw(w, n_samples, n_clusters, random_state):
+    """Draw the first seed's row; return it and the number of candidates per later seed.
+
+    Drawn exactly as scikit-learn's ``_kmeans_plusplus`` draws them (unit
+    weights are ones there), as is every later draw (:func:`_draw_candidates`).
+    """
+    p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
+    return random_state.choice(n_samples, p=p), 2 + int(np.log(n_clusters))
+
+
+def _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks):
+    """Draw the rows of the next seed's ``n_trials`` candidates, by their share of the potential."""
+    current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
+    r = random_state.uniform(size=n_trials) * current_pot
+    return _draw(w, d, block_pot, r, n_blocks)
 
 
 def _sq_norms(C):
@@ -922,7 +931,7 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     X, random_state = _check_X(X, n_clusters), check_random_state(random_state)
     shift, scale, w = _check(X, sample_weight, shift, scale)
     parallel = use_threads(parallel, X.size * n_clusters)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         seeds, indices, labels, _, _ = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
         )
@@ -1084,7 +1093,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     parallel = use_threads(parallel, X.size * n_clusters)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         seeds, _, labels, var, diameter = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
         )
@@ -1165,7 +1174,7 @@ def nearest(X, shift, scale, centres, parallel):
     C = _f64(centres)
     labels = np.empty(X.shape[0], dtype=np.int64)
     parallel = use_threads(parallel, X.size * C.shape[0])
-    with _single_threaded_blas():
+    with single_threaded_blas():
         kernel = _nearest_kernel.runner(parallel)
         kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
                _n_blocks(X.shape[0]))  # fmt: skip
@@ -1243,7 +1252,7 @@ def _masked_variances(X, w, shift, scale, parallel, n_blocks):
 
     Weighted, so that a row of weight zero is as good as absent (unweighted,
     one such row far out changed the partial distances' scaling and the
-    start: an audit of 2026-12-06) and an integer weight counts as repeats.
+    start) and an integer weight counts as repeats.
     """
     _, nkd, s1, s2 = label_stats_masked(
         X, w, shift, scale, np.empty(0, dtype=np.int64), np.zeros((1, X.shape[1])),
@@ -1334,10 +1343,7 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     """
     n_samples, n_features = X.shape
     total_var = float(np.sum(var))
-    p = w / w.sum() if w.shape[0] else np.full(n_samples, 1.0) / float(n_samples)
-    first = random_state.choice(n_samples, p=p)
-    del p
-    n_trials = 2 + int(np.log(n_clusters))
+    first, n_trials = _first_draw(w, n_samples, n_clusters, random_state)
     seeds = np.empty((n_clusters, n_features))
     observed = np.empty((n_clusters, n_features), dtype=bool)
     seeds[:1], observed[:1] = masked_map(X, [first], shift, scale)
@@ -1349,9 +1355,7 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
-        current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
-        r = random_state.uniform(size=n_trials) * current_pot
-        ids = _draw(w, d, block_pot, r, n_blocks)
+        ids = _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks)
         cand, cand_observed = masked_map(X, ids, shift, scale)
         M = _masked_operand(cand, cand_observed, var)
         pots = trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
@@ -1382,7 +1386,7 @@ def kmeans_plusplus_masked(X, sample_weight, shift, scale, n_clusters, random_st
     shift, scale, w = _check(X, sample_weight, shift, scale)
     n_blocks = _n_blocks(X.shape[0])
     parallel = use_threads(parallel, X.size * n_clusters)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         seeds, observed, labels = _masked_seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, var
@@ -1419,7 +1423,7 @@ def nearest_masked(X, shift, scale, centres, observed, parallel, sample_weight=N
     labels = np.full(n_samples, -1, dtype=np.int64)
     work = X.size * np.shape(centres)[0]
     parallel = use_threads(parallel, work)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         kernel = _masked_assign_kernel.runner(parallel)
         var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         M = _masked_operand(_f64(centres), observed, var)
@@ -1440,7 +1444,8 @@ def kmeans_masked(
     by feature (a feature none of them observes keeps its value, or stays
     unobserved for a seed). Stops when no label changes, when the squared
     centre moves sum to at most ``tol`` times the mean variance of the
-    observed entries, or after ``max_iter`` iterations (then assigns once
+    observed entries (weighted by ``sample_weight``, unlike :func:`kmeans`'s,
+    which is scikit-learn's unweighted one), or after ``max_iter`` iterations (then assigns once
     more). An empty cluster takes the row farthest from its centre, as
     scikit-learn relocates them.
 
@@ -1458,7 +1463,7 @@ def kmeans_masked(
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     parallel = use_threads(parallel, X.size * n_clusters)
-    with _single_threaded_blas():
+    with single_threaded_blas():
         assign = _masked_assign_kernel.runner(parallel)
         var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         total_var = float(np.sum(var))

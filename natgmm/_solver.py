@@ -234,7 +234,7 @@ def _minibatch_iteration(settings, run, params, reg, beta, float32=False):
     parameters at its step), the running weights and the parameters.
     """
     # Over the rows of positive weight: a row of weight zero takes no place
-    # in a batch (it changed the batches, an audit of 2026-12-06).
+    # in a batch (it would change the batches).
     sw = run.data.sw
     rows = np.flatnonzero(sw > 0) if sw.shape[0] and not np.all(sw > 0) else None
     n_samples = run.data.shape[0] if rows is None else rows.shape[0]
@@ -470,8 +470,7 @@ def _warn_if_fell(lower_bounds, settings):
     """Warn when a gradient fit's final EM ended well below its best bound.
 
     A generalised EM step never lowers the likelihood; Adam steps too large
-    for the data do (measured: from ``learning_rate=2`` the bound fell by
-    0.1 to 670 nats per sample, at 1 by 0.001).
+    for the data do (doc/solvers.rst has the measured falls).
     """
     if len(lower_bounds) < 2:
         return

@@ -72,15 +72,11 @@ SPLIT_OFFSET = np.sqrt(2.0 / np.pi)
 # weight times the rows of positive weight), or at the min_weight floor, and
 # the mixture with more such components than before, is not kept: a
 # component on a few rows holds some variances near reg_covar, and its
-# spikes of density buy train likelihood that does not generalise. Digits
-# latents (1347 rows, 50 dimensions, K = 50, seeds 0-4, 2026-12-06): mean
-# held-out log-likelihood -768 with every move kept, -270 with this at 2
-# rows, -91 at 3, -68.7 at 5 and at 10 (-69 with no moves at all); the train
-# log-likelihood 0.34, 0.37 and 0.37 nats lower. Judged on the move's own
-# components alone, the rule also refused moves that repair fits which had
-# few-row components already (Gaussian blobs of 10-40 rows a component: 1.3
-# to 4.1 nats lower held out; audit of 385 fits on scikit-learn's bundled
-# sets and blobs): hence the comparison with the mixture before the move.
+# spikes of density buy train likelihood that does not generalise. Judged
+# on the move's own components alone, the rule also refused moves that
+# repair fits which had few-row components already: hence the comparison
+# with the mixture before the move. doc/annealing.rst ("Split-and-merge
+# moves") has the measurements behind the limit.
 MIN_COMPONENT_ROWS = 5.0
 # Log-densities below this count as this in the ranking (far rows, not NaN).
 _FAR_BELOW = -1e100
@@ -167,8 +163,7 @@ def spiked(params, before, move, n_rows, min_weight):
     a few distinct points, whatever their weights (integer weights that
     stand for repeated rows included). The effective number of rows,
     ``sum(w) ** 2 / sum(w ** 2)``, which counts rows of negligible weight
-    for nothing, was tried and reverted on 2026-12-06: one row of weight
-    3000 among 1240 made it 2.
+    for nothing, would make one row of weight 3000 among 1240 count as 2.
     """
     # On data of fewer than 2 * MIN_COMPONENT_ROWS rows a component (two
     # points and two components: one each), half of an equal share.

@@ -25,6 +25,10 @@ threads need (doc/performance.rst, "Threads under load"). With
 once, when it is loaded, so :func:`configure_wait_policy` must run before
 the first parallel region of each OpenMP runtime: ``natgmm/__init__.py``
 calls it first thing. A value set by the user is kept.
+
+**Forks.** A fork waits until no thread of the process holds numba's
+compiler lock (:class:`_ForkGate`), and a forked child makes a pool of its
+own at its first shared-out call. BLAS limits are :mod:`._blas`'s.
 """
 
 import os
@@ -33,7 +37,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numba
+from numba.core.compiler_lock import global_compiler_lock
 
+from ._blas import limit_this_thread
 from ._interrupt import uninterrupted
 
 # The environment natgmm sets unless the user has: sleep rather than spin
@@ -44,6 +50,14 @@ WAIT_POLICY = {"OMP_WAIT_POLICY": "passive"}
 # it runs on the calling thread alone: waking a pool thread costs more than
 # sharing so little work saves (doc/performance.rst, "Threads").
 MIN_PARALLEL_WORK = 3_000_000
+
+# Row blocks per kernel call, from the data shape only (so that results do not
+# depend on the thread count): a multiple of eight (equal shares for 2, 4 or
+# 8 threads), the fewest that keep blocks to at most _BLOCK_ROWS rows, and at
+# most _MAX_BLOCKS. Every block has accumulators of its own to zero and sum
+# in each pass; doc/performance.rst has the measurements behind the sizes.
+_MAX_BLOCKS = 64
+_BLOCK_ROWS = 4096
 
 _local = threading.local()  # .count: the calling thread's kernel_threads setting
 _pool_lock = threading.Lock()
@@ -99,6 +113,11 @@ def use_threads(parallel, work):
     return bool(parallel) and work >= MIN_PARALLEL_WORK
 
 
+def n_blocks(n_samples):
+    """Return the number of row blocks of a kernel call over ``n_samples`` rows."""
+    return min(_MAX_BLOCKS, 8 * -(-max(n_samples, 1) // (8 * _BLOCK_ROWS)))
+
+
 def usable_cores():
     """Return the CPUs this process may run on (its affinity, as ``taskset`` sets it)."""
     if hasattr(os, "sched_getaffinity"):
@@ -148,7 +167,9 @@ def _executor():
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
             workers = max(1, n_threads(None) - 1)
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="natgmm")
+            _pool = ThreadPoolExecutor(
+                workers, thread_name_prefix="natgmm", initializer=limit_this_thread
+            )
             _pool_pid = os.getpid()
         return _pool
 
@@ -163,14 +184,12 @@ def _gather(result, part, first, last):
         mine[first:last] = theirs[first:last]
 
 
-def share_out(kernel, args, n_blocks, pool_kernel=None):
+def share_out(kernel, args, n_blocks):
     """Run ``kernel(*args, first, last)`` over blocks ``0:n_blocks`` on several threads.
 
     The blocks are cut into one contiguous range per thread (the calling
     thread's :func:`kernel_threads` count, at most ``n_blocks``); the
-    calling thread runs the first range and natgmm's pool the others, with
-    ``pool_kernel`` (the same computation, prepared for a pool thread) if
-    given.
+    calling thread runs the first range and natgmm's pool the others.
 
     Returns
     -------
@@ -185,9 +204,8 @@ def share_out(kernel, args, n_blocks, pool_kernel=None):
         return kernel(*args, 0, n_blocks)
     bounds = [t * n_blocks // count for t in range(count + 1)]
     pool = _executor()
-    on_pool = pool_kernel or kernel
     futures = [
-        pool.submit(on_pool, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
+        pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
     ]
     try:
         result = kernel(*args, bounds[0], bounds[1])
@@ -197,3 +215,43 @@ def share_out(kernel, args, n_blocks, pool_kernel=None):
         # The pool's calls write into the caller's arrays: none may outlive this call.
         uninterrupted(wait, futures)
     return result
+
+
+class _ForkGate:
+    """A fork waits for numba's compiler lock (taken before, released after, in both processes).
+
+    An exception in a before-fork hook is printed and the fork goes on
+    without the lock, so a Ctrl-C that lands while the lock is awaited does
+    not end the wait: it is lost (a hook cannot raise it, and one raised in
+    the after-fork hook was printed and lost too), and the child still gets
+    a free lock. The lock is released only by a hook that took it.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def close(self):
+        """Take the lock, however long that takes (before a fork)."""
+        while True:
+            try:
+                global_compiler_lock.acquire()
+                break
+            except KeyboardInterrupt:
+                pass
+        self._local.held = True
+
+    def open(self):
+        """Release the lock if :meth:`close` took it (after a fork, in either process)."""
+        if getattr(self._local, "held", False):
+            self._local.held = False
+            global_compiler_lock.release()
+
+
+_fork_gate = _ForkGate()
+if hasattr(os, "register_at_fork"):
+    # A child forked while another thread loads or compiles kernels got
+    # numba's compiler lock held by a thread it does not have, and its first
+    # kernel call waited for ever: a fork waits for the lock instead.
+    os.register_at_fork(
+        before=_fork_gate.close, after_in_parent=_fork_gate.open, after_in_child=_fork_gate.open
+    )

@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 
 from natgmm import _kernels, _threading
+from natgmm._blas import single_threaded_blas
 from natgmm._em import Params, masked_natural_parameters, natural_parameters
 
 # float64 kernels evaluate the same sums as the references in another order:
@@ -725,8 +726,8 @@ def test_blas_held_at_one_thread_and_restored():
 
     before = blas_threads()
     assert before  # numba's np.dot goes through scipy's BLAS, which must be seen
-    with _kernels._single_threaded_blas():
-        with _kernels._single_threaded_blas():
+    with single_threaded_blas():
+        with single_threaded_blas():
             assert set(blas_threads()) == {1}
         assert set(blas_threads()) == {1}
     assert blas_threads() == before

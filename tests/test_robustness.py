@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import natgmm
-from natgmm import NaturalDiagonalGMM, StandardizedGMM, _kernels, _threading
+from natgmm import NaturalDiagonalGMM, StandardizedGMM, _blas, _kernels, _threading
 
 _PACKAGE_DIR = os.path.dirname(natgmm.__file__)
 
@@ -528,7 +528,7 @@ def test_interrupt_at_any_line_leaves_the_old_or_the_new_model(scenario):
     limits themselves are not checked here: a Ctrl-C can land inside the
     ``finally`` that restores them; see the next tests.)
     """
-    hold = _kernels._single_threaded_blas
+    hold = _blas.single_threaded_blas
     scenarios, X = _interrupt_scenarios()
     make, only = scenarios[scenario]
     old, operation = make()

@@ -196,16 +196,16 @@ def test_a_hold_limits_blas_on_other_threads_too():
     code = textwrap.dedent(
         """
         import threading
-        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        from natgmm._blas import blas_controller, single_threaded_blas
         def counts():
-            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            libraries = blas_controller().select(user_api="blas").lib_controllers
             return [lib.num_threads for lib in libraries]
         original = counts()
-        with _single_threaded_blas():  # the main thread sets and restores the count
+        with single_threaded_blas():  # the main thread sets and restores the count
             pass
         seen = []
         def work():
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 seen.append(counts())
         other = threading.Thread(target=work)
         other.start()
@@ -230,24 +230,24 @@ def test_holds_overlapping_on_two_threads_keep_and_restore_the_limit(main_first)
     code = textwrap.dedent(
         f"""
         import threading
-        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        from natgmm._blas import blas_controller, single_threaded_blas
         def counts():
-            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            libraries = blas_controller().select(user_api="blas").lib_controllers
             return [lib.num_threads for lib in libraries]
         original = counts()
         if {main_first}:
-            with _single_threaded_blas():  # an earlier fit on the main thread
+            with single_threaded_blas():  # an earlier fit on the main thread
                 pass
         a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
         seen = []
         def first():
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 a_in.set()
                 b_in.wait()
             a_out.set()
         def second():
             a_in.wait()
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 b_in.set()
                 a_out.wait()
                 seen.append(counts())
@@ -272,9 +272,9 @@ def test_a_users_limit_ending_during_a_hold_is_not_put_back_for_good():
         """
         import threading
         from threadpoolctl import threadpool_limits
-        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        from natgmm._blas import blas_controller, single_threaded_blas
         def counts():
-            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            libraries = blas_controller().select(user_api="blas").lib_controllers
             return [lib.num_threads for lib in libraries]
         original = counts()
         limited, held, ended = threading.Event(), threading.Event(), threading.Event()
@@ -286,7 +286,7 @@ def test_a_users_limit_ending_during_a_hold_is_not_put_back_for_good():
         other = threading.Thread(target=user)
         other.start()
         limited.wait()
-        with _single_threaded_blas():
+        with single_threaded_blas():
             held.set()
             ended.wait()
         other.join()
@@ -342,14 +342,14 @@ def test_a_child_forked_during_a_hold_limits_its_own_blas():
     code = textwrap.dedent(
         """
         import multiprocessing, threading
-        from natgmm._kernels import _blas_controller, _single_threaded_blas
+        from natgmm._blas import blas_controller, single_threaded_blas
         def counts():
-            libraries = _blas_controller().select(user_api="blas").lib_controllers
+            libraries = blas_controller().select(user_api="blas").lib_controllers
             return [lib.num_threads for lib in libraries]
         original = counts()
         entered, done = threading.Event(), threading.Event()
         def hold():
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 entered.set()
                 done.wait()
         other = threading.Thread(target=hold)
@@ -357,7 +357,7 @@ def test_a_child_forked_during_a_hold_limits_its_own_blas():
         entered.wait()
         def work(queue):
             start = counts()
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 inside = counts()
             queue.put((start, inside, counts()))
         queue = multiprocessing.get_context("fork").Queue()
@@ -429,13 +429,13 @@ def test_a_fit_sets_blas_threads_once(monkeypatch):
     from sklearn.datasets import make_blobs
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from natgmm import NaturalDiagonalGMM, _kernels
+    from natgmm import NaturalDiagonalGMM, _blas
 
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
     calls = []
-    for lib in _kernels._blas_controller().select(user_api="blas").lib_controllers:
+    for lib in _blas.blas_controller().select(user_api="blas").lib_controllers:
         original = lib.set_num_threads
 
         def counted(n, original=original):
