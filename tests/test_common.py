@@ -1,8 +1,21 @@
-"""scikit-learn's estimator checks, with no expected failures."""
+"""scikit-learn's estimator checks: none fails, but as doc/migrating.rst says for defaults."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from natgmm import GeometricSchedule, NaturalDiagonalGMM, StandardizedGMM
+
+_ONE_CLUSTER = (
+    "one component (the default) cannot score three blobs' labels: a clusterer's check, "
+    "documented in doc/migrating.rst"
+)
+
+
+def _expected_failures(estimator):
+    """The checks that default-constructed estimators fail, as doc/migrating.rst says."""
+    inner = estimator._estimator() if isinstance(estimator, StandardizedGMM) else estimator
+    if inner.n_components == 1:
+        return {"check_clustering": _ONE_CLUSTER}
+    return {}
 
 
 @parametrize_with_checks(
@@ -35,7 +48,11 @@ from natgmm import GeometricSchedule, NaturalDiagonalGMM, StandardizedGMM
         StandardizedGMM(
             NaturalDiagonalGMM(n_components=3, init_params="bisect", min_variance=0.01)
         ),
-    ]
+        # As a user would try them first.
+        NaturalDiagonalGMM(),
+        StandardizedGMM(),
+    ],
+    expected_failed_checks=_expected_failures,
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
