@@ -37,6 +37,9 @@ _UNOBSERVED = (
     "which every feature is observed: the first batch fixes the map to internal units "
     "and the start."
 )
+# scikit-learn's message, for infinities its input check did not see (Dask
+# arrays are checked on the workers; scikit-learn's assume_finite=True skips it).
+_INFINITE = "Input X contains infinity or a value too large for {dtype!r}."
 
 # A partial_fit batch with a value more than this many standard deviations
 # (of the data the map was made from) from its feature's mean is rejected:
@@ -100,6 +103,7 @@ class Standardiser:
         largest, smallest = data.extremes()  # of the rows of positive weight
         weighted = " of positive weight" if data.positive_rows() < data.shape[0] else ""
         _check_observed(np.isnan(largest), weighted)
+        _check_finite(largest, smallest, dtype)
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
@@ -156,11 +160,7 @@ class Standardiser:
         """
         # Over all rows: a batch's far rows are refused whatever their weight.
         largest, smallest = (a.astype(np.float64) for a in data.extremes(positive=False))
-        if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
-            # scikit-learn's words (the Dask path finds infinities on its workers only here).
-            raise ValueError(
-                f"Input X contains infinity or a value too large for {np.dtype(data.dtype)!r}."
-            )
+        _check_finite(largest, smallest, data.dtype)
         with np.errstate(over="ignore"):
             # NaN: a feature missing in every row of the batch, which is fine.
             high, low = (
@@ -241,6 +241,12 @@ def _check_observed(unobserved, weighted):
     if np.any(unobserved):
         features = ", ".join(str(j) for j in np.flatnonzero(unobserved))
         raise ValueError(_UNOBSERVED.format(features=features, weighted=weighted))
+
+
+def _check_finite(largest, smallest, dtype):
+    """Raise scikit-learn's error for an infinite entry (the features' extremes given)."""
+    if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
+        raise ValueError(_INFINITE.format(dtype=np.dtype(dtype)))
 
 
 def critical_value(data, standardiser):
@@ -443,6 +449,7 @@ class FeatureScaling(NamedTuple):
         largest = np.fmax.reduce(np.abs(X), axis=0)
         # Checked here, before StandardScaler warns of its 0 / 0 for them.
         _check_observed(np.isnan(largest), "")
+        _check_finite(largest, largest, X.dtype)
         weightless = sample_weight is not None and not np.all(sample_weight > 0)
         if weightless:
             # A row of weight zero sets neither the power of two nor, if so
