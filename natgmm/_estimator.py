@@ -937,7 +937,9 @@ default=None
 
         ``schedule__stop=0.1`` with ``schedule=None`` sets it on the schedule
         that None stands for with the ``annealing`` mode (so that a grid
-        search can tune the default schedule).
+        search can tune the default schedule): the mode of this call, else
+        the one set before. A later change of ``annealing`` keeps the schedule
+        so made, so set ``annealing`` first or in the same call.
 
         Parameters
         ----------
