@@ -132,7 +132,12 @@ def _draw(weights, means, covariances, n_samples, rng):
     promoted by the float64 draws, after the square root. The rows are
     filled in place (stacked, they would be held twice).
     """
-    counts = rng.multinomial(n_samples, weights.astype(np.float64))
+    p = weights.astype(np.float64)
+    if p[:-1].sum() > 1.0:
+        # float32 weights whose rounding sums above one, which multinomial refuses
+        # (scikit-learn's sample fails there); the draws of all others are unchanged.
+        p = p / p.sum()
+    counts = rng.multinomial(n_samples, p)
     X = np.empty((int(counts.sum()), means.shape[1]))  # n_samples may be a float, as for sklearn
     ends = np.cumsum(counts)
     for mean, cov, end, count in zip(means, covariances, ends, counts, strict=True):

@@ -531,6 +531,23 @@ def test_sample_draws_as_sklearn_from_the_same_attributes(blobs, dtype):
         assert_array_equal(a, b)
 
 
+def test_sample_from_float32_weights_that_round_above_one():
+    # One weight rounds to 1.0 in float32, the others at min_weight: their
+    # float64 sum was 1 + 3e-9, and multinomial raised "sum(pvals[:-1]) > 1.0".
+    X = np.zeros((4, 1), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = NaturalDiagonalGMM(4, min_weight=1e-9, random_state=0).fit(X)
+    assert model.weights_.astype(np.float64)[:-1].sum() > 1.0  # the case
+    for wrapped in (model, StandardizedGMM(NaturalDiagonalGMM(4, min_weight=1e-9))):
+        if wrapped is not model:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wrapped.fit(X)
+        rows, components = wrapped.sample(5)
+        assert rows.shape == (5, 1) and np.all(np.isfinite(rows)) and components.shape == (5,)
+
+
 def test_sample_holds_its_output_once():
     # np.vstack of the components' draws held the output twice (as
     # scikit-learn's does): 764 MiB for a 389 MiB sample.
