@@ -290,7 +290,13 @@ default=None
         ``(S + 2 b) / (N_k + 2 (a - 1))``, ``S`` being the weighted scatter
         and ``N_k`` the weight of the component. Both ``a - 1`` and ``b``
         count in sample weight (``b`` as a weighted scatter), so weights
-        multiplied by ``c`` weaken the prior ``c``-fold.
+        multiplied by ``c`` weaken the prior ``c``-fold. Alone (with
+        ``lower_precision_reg=0``), it lets a component of little weight
+        grow without bound: its variance is at least ``2 b / N_k``, which
+        takes responsibility away from it and so lowers ``N_k`` further (8
+        rows, two components, ``b = 1``: a weight of 7e-13 and a variance of
+        3.6e11 when the fit converged). Pair it with ``lower_precision_reg``
+        or ``min_weight``, which bound the variance from above.
     n_jobs : int, default=None
         Number of threads the Numba kernels share each pass out to (the
         calling thread and natgmm's pool). None or -1 uses every thread
