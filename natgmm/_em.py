@@ -22,6 +22,14 @@ ILL_DEFINED_COVARIANCE = (
     "or collapsed samples). Try to decrease the number of components, "
     "increase reg_covar, or scale the input data."
 )
+# A variance beyond float64's range can only come from the prior: the data's
+# own scatter is in internal units (about one).
+PRIOR_OVERFLOW = (
+    "Fitting the mixture model failed because a component's variance overflowed: "
+    "upper_precision_reg counts in sample weight (as a weighted scatter), and against "
+    "sample weights this small it is beyond float64's range. Scale the sample weights "
+    "up or upper_precision_reg down, alike."
+)
 
 
 class IllDefinedCovariance(ValueError):
@@ -271,7 +279,8 @@ def m_step(stats, reg, previous=None):
         var[unseen] = previous.variances[unseen]
     var = np.maximum(var, reg.floor)
     if not (np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))):
-        raise IllDefinedCovariance(ILL_DEFINED_COVARIANCE)
+        overflow = np.any(np.isposinf(var)) and np.any(np.asarray(reg.prior_b) > 0.0)
+        raise IllDefinedCovariance(PRIOR_OVERFLOW if overflow else ILL_DEFINED_COVARIANCE)
     weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
     return Params(weights, means, var), empty
 

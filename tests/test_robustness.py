@@ -807,6 +807,18 @@ def test_reg_covar_warning_spares_constant_features_and_the_wrapper():
     assert [w.filename for w in record] == [__file__]
 
 
+def test_a_prior_beyond_the_weights_range_is_named():
+    # The prior counts in sample weight: at weights of 1e-301 the MAP variance
+    # overflowed, reported as "ill-defined empirical covariance ... singleton
+    # or collapsed samples".
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    model = NaturalDiagonalGMM(2, upper_precision_reg=1.0, random_state=0)
+    with pytest.raises(ValueError, match="upper_precision_reg counts in sample weight"):
+        model.fit(X, sample_weight=np.full(8, 1e-301))
+    model.fit(X, sample_weight=np.full(8, 1e-3))  # the same prior against larger weights fits
+    assert np.all(np.isfinite(model.covariances_))
+
+
 def test_a_small_first_batch_warning_points_at_the_users_line_through_the_wrapper():
     # It pointed into natgmm/_wrapper.py (a fixed stack level) through StandardizedGMM.
     X = np.random.default_rng(0).normal(size=(2, 3))
