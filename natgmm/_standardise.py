@@ -423,6 +423,30 @@ def set_up(data, settings):
     return Model(standardiser, reg, critical, data)
 
 
+# Exponents up to this magnitude (|x| from about 1e-120 to 1e120): StandardScaler's
+# sums and centred squares of x neither overflow nor reach subnormals, so its fit to
+# x, scaled by powers of two, is its fit to u bit for bit, without u's copy of X.
+_DIRECT_EXPONENT = 400
+
+
+def _scaler_of_u(X, exponent, sample_weight):
+    """Return ``StandardScaler``'s mean and scale of ``u = X * 2**-exponent``.
+
+    The scale of a constant feature is 1 in the units of ``x``: ``2**-exponent``.
+    """
+    direct = bool(np.all(np.abs(exponent) <= _DIRECT_EXPONENT))
+    scaler = StandardScaler().fit(
+        X if direct else np.ldexp(X, -exponent), sample_weight=sample_weight
+    )
+    to_u = -exponent if direct else np.zeros_like(exponent)
+    # StandardScaler's scale_ is sqrt(var_) but for (near) constant features,
+    # whose scale_ is 1, in the units it was fitted in: 2**-exponent in those of u.
+    constant = scaler.scale_ != np.sqrt(scaler.var_)
+    with np.errstate(over="ignore"):  # 2**-exponent of the other (subnormal) features
+        scale = np.where(constant, np.ldexp(1.0, -exponent), np.ldexp(scaler.scale_, to_u))
+    return np.ldexp(scaler.mean_, to_u), scale
+
+
 class FeatureScaling(NamedTuple):
     """StandardizedGMM's standardisation, ``StandardScaler``'s without overflow.
 
@@ -445,8 +469,8 @@ class FeatureScaling(NamedTuple):
     @classmethod
     def fit(cls, X, sample_weight):
         """Fit the standardisation to ``X`` (validated) with ``sample_weight`` (or None)."""
-        # fmax: missing entries (NaN) are left out.
-        largest = np.fmax.reduce(np.abs(X), axis=0)
+        # fmax, fmin: missing entries (NaN) are left out; no temporary of X's size.
+        largest = np.fmax(*(np.abs(f.reduce(X, axis=0)) for f in (np.fmax, np.fmin)))
         # Checked here, before StandardScaler warns of its 0 / 0 for them.
         _check_observed(np.isnan(largest), "")
         _check_finite(largest, largest, X.dtype)
@@ -464,13 +488,7 @@ class FeatureScaling(NamedTuple):
             X, sample_weight = X[sample_weight > 0], sample_weight[sample_weight > 0]
         if sample_weight is not None:
             sample_weight = scaled_weights(sample_weight)[0]  # exact; the sums cannot overflow
-        scaler = StandardScaler().fit(np.ldexp(X, -exponent), sample_weight=sample_weight)
-        # StandardScaler's scale_ is sqrt(var_) but for (near) constant features,
-        # whose scale_ is 1, in the units of u: 2**-exponent in those of x.
-        constant = scaler.scale_ != np.sqrt(scaler.var_)
-        with np.errstate(over="ignore"):  # 2**-exponent of the other (subnormal) features
-            scale = np.where(constant, np.ldexp(1.0, -exponent), scaler.scale_)
-        return cls(exponent, scaler.mean_, scale)
+        return cls(exponent, *_scaler_of_u(X, exponent, sample_weight))
 
     @classmethod
     def from_mean_and_scale(cls, mean, scale):

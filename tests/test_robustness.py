@@ -222,18 +222,27 @@ def test_wrapper_refuses_or_fits_finite_parameters(X):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_wrapper_standardises_as_standard_scaler_bit_for_bit(dtype, weighted):
+@pytest.mark.parametrize("missing", [False, True])
+def test_wrapper_standardises_as_standard_scaler_bit_for_bit(dtype, weighted, missing):
     """Where StandardScaler's results are finite, the wrapper's are the same bits.
 
     The wrapper runs StandardScaler on each feature multiplied by a power of
-    two (exact), to stay finite beyond 1e154; on ordinary data that must
-    change nothing: not the mean, the scale (1 for a constant feature,
-    including one whose mean is inexact, 0.1) nor the standardised data.
+    two (exact), to stay finite beyond 1e154, and on blocks of eight columns
+    (to bound its temporaries); on ordinary data that must change nothing:
+    not the mean, the scale (1 for a constant feature, including one whose
+    mean is inexact, 0.1) nor the standardised data.
     """
     rng = np.random.default_rng(0)
     X = np.column_stack(
-        [rng.normal(size=300) * 1e-3 + 5.0, rng.normal(size=300) * 40.0, np.full(300, 0.1)]
+        [
+            rng.normal(size=300) * 1e-3 + 5.0,
+            rng.normal(size=300) * 40.0,
+            np.full(300, 0.1),
+            rng.normal(size=(300, 30)) * rng.uniform(0.1, 100.0, 30) + rng.normal(0, 50, 30),
+        ]
     ).astype(dtype)
+    if missing:
+        X[rng.uniform(size=X.shape) < 0.1] = np.nan
     weights = rng.uniform(0.0, 3.0, len(X)) if weighted else None
     inner = NaturalDiagonalGMM(2, random_state=0, max_iter=3)
     model = quiet(StandardizedGMM(inner).fit, X, sample_weight=weights)
