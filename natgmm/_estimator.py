@@ -40,7 +40,6 @@ from ._progress import Progress
 from ._schedules import Schedule
 from ._settings import DiagonalOnly, Settings, default_schedule, nested_default
 from ._solver import (
-    SLOW_SPLITS,
     ModelState,
     Online,
     fit_run,
@@ -50,6 +49,7 @@ from ._solver import (
     stream_run,
     stream_step,
     warn_if_identical,
+    warn_slow_splits,
 )
 from ._standardise import (
     PREDICTIVE_ATTRIBUTES,
@@ -97,11 +97,8 @@ def _fit_levels(settings, model, resume):
         return np.empty(0)
     levels = annealing_levels(settings, model.critical_value)
     if settings.solver == "minibatch":
-        advice = "Anneal with solver='em', then continue with partial_fit."
-        warnings.warn(
-            SLOW_SPLITS.format(who="solver='minibatch'", advice=advice),
-            UserWarning,
-            stacklevel=caller_level(),
+        warn_slow_splits(
+            "solver='minibatch'", "Anneal with solver='em', then continue with partial_fit."
         )
     return levels
 

@@ -28,7 +28,6 @@ from . import _kernels, _kmeans
 from ._blas import single_threaded_blas
 from ._data import ROW_CHUNK, internal_rows, numpy_input, row_chunks, scatter_matrix
 from ._em import Params, Stats, feature_weights, m_step
-from ._interrupt import keyboard_interrupts
 from ._standardise import caller_level
 from ._threading import n_blocks
 
@@ -278,12 +277,10 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     rows = random_state.choice(n_samples, size=n_components, replace=few, p=p)
     scales = np.full(X.shape[1], scale)
     if missing:
-        with keyboard_interrupts():
-            seeds, observed = _kmeans.masked_map(X, rows, shift, scales)
+        seeds, observed = _kmeans.masked_map(X, rows, shift, scales)
         labels = _kmeans.nearest_masked(X, shift, scale, seeds, observed, parallel, sw)
         return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel, True)
-    with keyboard_interrupts():
-        seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)
+    seeds = _kmeans.map_rows(X, rows.astype(np.int64), shift, scales)
     labels = _kmeans.nearest(X, shift, scale, seeds, parallel)
     return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel)
 

@@ -784,11 +784,14 @@ def _trial(
         return params, -np.inf, False
 
 
-# Annealing by online steps (solver="minibatch", partial_fit).
-SLOW_SPLITS = (
-    "{who} with annealing: online steps are small, so means that start together split "
-    "slowly and may end together (one Gaussian twice). {advice}"
-)
+def warn_slow_splits(who, advice):
+    """Warn that annealing by online steps (solver="minibatch", partial_fit) splits slowly."""
+    warnings.warn(
+        f"{who} with annealing: online steps are small, so means that start together split "
+        f"slowly and may end together (one Gaussian twice). {advice}",
+        UserWarning,
+        stacklevel=caller_level(),
+    )
 
 
 def start_stream(data, model, init, settings, random_state):
@@ -804,11 +807,7 @@ def start_stream(data, model, init, settings, random_state):
         advice = (
             "Fit the stream's first large batch with annealing, then continue with partial_fit."
         )
-        warnings.warn(
-            SLOW_SPLITS.format(who="partial_fit", advice=advice),
-            UserWarning,
-            stacklevel=caller_level(),
-        )
+        warn_slow_splits("partial_fit", advice)
     n_rows = data.positive_rows()
     few = n_rows < settings.n_components and not levels.size
     if few:
