@@ -51,18 +51,24 @@ def test_readme_has_code_blocks():
     assert set(fences[0::2]) <= {"python", "bash"}, fences
 
 
-@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
-def test_python_block_runs_and_prints(index, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+def _run_python(code, directory):
+    """Run ``code`` in a fresh interpreter in ``directory``; assert it exits cleanly."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     result = subprocess.run(
-        [sys.executable, "-c", PYTHON_BLOCKS[index]],
-        cwd=tmp_path,
+        [sys.executable, "-c", code],
+        cwd=directory,
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-5000:]
+    return result
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+def test_python_block_runs_and_prints(index, tmp_path):
+    result = _run_python(PYTHON_BLOCKS[index], tmp_path)
     assert result.stdout.strip(), "the block prints nothing when run as a script"
 
 
@@ -138,14 +144,4 @@ def test_the_doc_pages_have_code_blocks():
 
 @pytest.mark.parametrize("page", [p for p in DOC_PAGES if p not in _NOT_RUN])
 def test_doc_page_blocks_run_in_order(page, tmp_path):
-    code = "\n".join(_page_blocks(ROOT / "doc" / page))
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
+    _run_python("\n".join(_page_blocks(ROOT / "doc" / page)), tmp_path)
