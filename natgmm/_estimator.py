@@ -191,8 +191,9 @@ class NaturalDiagonalGMM(PerComponentMixin, ClusterMixin, BaseEstimator):
         Accepted so that code written for ``GaussianMixture`` runs unchanged;
         only diagonal covariances are supported.
     tol : float, default=1e-3
-        Convergence threshold. EM iterations stop when the gain in the mean
-        log-likelihood is below this threshold.
+        Convergence threshold. EM iterations stop when the mean
+        log-likelihood changes by less than this threshold (in absolute
+        value, as in scikit-learn).
     reg_covar : float, default=1e-6
         Non-negative regularisation added to every variance (user units).
         Above a tenth of a (non-constant) feature's variance it warns:
@@ -709,7 +710,7 @@ default=None
 
         The model is fitted ``n_init`` times and the parameters with the
         largest mean log-likelihood are kept. Each fit alternates E- and
-        M-steps until the gain in mean log-likelihood is below ``tol`` or
+        M-steps until the mean log-likelihood changes by less than ``tol`` or
         ``max_iter`` iterations have run, otherwise a ``ConvergenceWarning``
         is raised. With ``warm_start=True`` a single fit starts from the
         previous solution.
