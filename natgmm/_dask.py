@@ -441,7 +441,9 @@ class DaskData:
 
 def weights_total(sample_weight, row_chunks):
     """Sum of ``sample_weight`` (numpy or Dask) for rows in ``row_chunks``, computed to a float."""
-    return total_weight(_as_weights(sample_weight, row_chunks).sum().compute())
+    # Persisted first, as weighted_mean persists them: the same sum's key with
+    # another graph behind it made a distributed scheduler warn of deadlocks.
+    return total_weight(_as_weights(sample_weight, row_chunks).persist().sum().compute())
 
 
 def weighted_mean(log_prob, sample_weight):

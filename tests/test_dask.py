@@ -422,6 +422,36 @@ def test_weights_are_computed_once(data):
     assert len(calls) == 2 * n_blocks
 
 
+def test_weighted_criteria_submit_no_key_twice_with_another_graph(client, data):
+    # bic/aic summed the unpersisted weights under the key that score's sum of
+    # the persisted ones has: the scheduler warned "Detected different
+    # `run_spec`", which dask/dask#9888 says can end in failures and deadlocks.
+    X, weights = data
+    model = NaturalDiagonalGMM(K, random_state=0, max_iter=3).fit(X)
+    Xd = da.from_array(X, chunks=CHUNKS)
+
+    class Catch(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    scheduler = logging.getLogger("distributed.scheduler")
+    catch, level = Catch(), scheduler.level
+    scheduler.addHandler(catch)
+    scheduler.setLevel(logging.WARNING)
+    try:
+        for w in (weights, da.from_array(weights, chunks=CHUNKS[0])):
+            for name in ("score", "bic", "aic", "score"):
+                getattr(model, name)(Xd, sample_weight=w)
+    finally:
+        scheduler.removeHandler(catch)
+        scheduler.setLevel(level)
+    assert not [m for m in catch.messages if "run_spec" in m], catch.messages
+
+
 def test_a_far_row_of_weight_zero_is_left_aside_or_named(client):
     # As in memory, a row of weight zero does not set the internal units; one
     # whose squared terms would overflow is named (numpy input leaves it out).
