@@ -9,6 +9,7 @@ once the fit has succeeded.
 """
 
 import copy
+import math
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -117,6 +118,9 @@ def _threads_and_blas(n_jobs):
 
 
 # Fitted attributes of a whole fit, which a partial_fit step makes stale.
+# numpy's multinomial refuses weights whose first n - 1 (Kahan) sum exceeds
+# 1 + 1e-12; from a hair below it sample() renormalises them.
+_MULTINOMIAL_SUM = 1.0 + 1e-12 - 1e-15
 _FIT_ONLY = (
     "converged_", "lower_bounds_", "history_", "labels_", "split_levels_", "split_merge_moves_",
 )  # fmt: skip
@@ -130,7 +134,7 @@ def _draw(weights, means, covariances, n_samples, rng):
     filled in place (stacked, they would be held twice).
     """
     p = weights.astype(np.float64)
-    if p[:-1].sum() > 1.0:
+    if math.fsum(p[:-1]) > _MULTINOMIAL_SUM:
         # float32 weights whose rounding sums above one, which multinomial refuses
         # (scikit-learn's sample fails there); the draws of all others are unchanged.
         p = p / p.sum()

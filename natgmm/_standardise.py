@@ -104,6 +104,8 @@ class Standardiser:
         weighted = " of positive weight" if data.positive_rows() < data.shape[0] else ""
         _check_observed(np.isnan(largest), weighted)
         _check_finite(largest, smallest, dtype)
+        if weighted:  # a row of weight zero is left out of a fit, an infinity is not
+            _check_finite(*data.extremes(positive=False), dtype)
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
@@ -423,24 +425,27 @@ def set_up(data, settings):
     return Model(standardiser, reg, critical, data)
 
 
-# Exponents up to this magnitude (|x| from about 1e-120 to 1e120): StandardScaler's
-# sums and centred squares of x neither overflow nor reach subnormals, so its fit to
-# x, scaled by powers of two, is its fit to u bit for bit, without u's copy of X.
-_DIRECT_EXPONENT = 400
+# StandardScaler is fitted to x itself, rather than to u, when every feature's
+# exponent is at most this (|x| from about 1e-30 to 1e30), no row has weight
+# zero (such rows may lie far beyond the others) and every weight is at least
+# _DIRECT_WEIGHT (the weights' mean is about one): its sums of w x and of
+# w (x - mean)**2 then neither overflow nor hold anything but terms far below
+# their rounding in subnormals, so they are 2**exponent times those of u, bit
+# for bit, and no copy u of X is made.
+_DIRECT_EXPONENT = 100
+_DIRECT_WEIGHT = 2.0**-60
 
 
-def _scaler_of_u(X, exponent, sample_weight):
+def _scaler_of_u(X, exponent, sample_weight, direct):
     """Return ``StandardScaler``'s mean and scale of ``u = X * 2**-exponent``.
 
-    The scale of a constant feature is 1 in the units of ``x``: ``2**-exponent``.
+    Fitted to ``X`` and scaled if ``direct``, else fitted to ``u``. The
+    scale of a constant feature is 1 in the units of ``x``: ``2**-exponent``.
     """
-    direct = bool(np.all(np.abs(exponent) <= _DIRECT_EXPONENT))
-    scaler = StandardScaler().fit(
-        X if direct else np.ldexp(X, -exponent), sample_weight=sample_weight
-    )
+    u = X if direct else np.ldexp(X, -exponent)
+    scaler = StandardScaler().fit(u, sample_weight=sample_weight)
     to_u = -exponent if direct else np.zeros_like(exponent)
-    # StandardScaler's scale_ is sqrt(var_) but for (near) constant features,
-    # whose scale_ is 1, in the units it was fitted in: 2**-exponent in those of u.
+    # StandardScaler's scale_ is sqrt(var_) but for (near) constant features.
     constant = scaler.scale_ != np.sqrt(scaler.var_)
     with np.errstate(over="ignore"):  # 2**-exponent of the other (subnormal) features
         scale = np.where(constant, np.ldexp(1.0, -exponent), np.ldexp(scaler.scale_, to_u))
@@ -488,7 +493,10 @@ class FeatureScaling(NamedTuple):
             X, sample_weight = X[sample_weight > 0], sample_weight[sample_weight > 0]
         if sample_weight is not None:
             sample_weight = scaled_weights(sample_weight)[0]  # exact; the sums cannot overflow
-        return cls(exponent, *_scaler_of_u(X, exponent, sample_weight))
+        direct = not weightless and np.all(np.abs(exponent) <= _DIRECT_EXPONENT)
+        if direct and sample_weight is not None:
+            direct = np.min(sample_weight) >= _DIRECT_WEIGHT
+        return cls(exponent, *_scaler_of_u(X, exponent, sample_weight, direct))
 
     @classmethod
     def from_mean_and_scale(cls, mean, scale):

@@ -349,6 +349,11 @@ def test_fits_under_assume_finite_name_an_infinite_entry(dtype):
                 model.fit(X)
         with pytest.raises(ValueError, match=message):
             old.partial_fit(X)
+        weights = np.ones(len(X))
+        weights[7] = 0.0  # weight zero: left out if far, but an infinity is refused
+        for model in (old, StandardizedGMM(NaturalDiagonalGMM(3, random_state=0))):
+            with pytest.raises(ValueError, match=message):
+                model.fit(X, sample_weight=weights)
     assert_array_equal(old.means_, means)
 
 

@@ -29,7 +29,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import natgmm
-from natgmm import NaturalDiagonalGMM, StandardizedGMM, _blas, _kernels, _threading
+from natgmm import NaturalDiagonalGMM, StandardizedGMM, _blas, _kernels, _standardise, _threading
+from natgmm._standardise import FeatureScaling
 
 _PACKAGE_DIR = os.path.dirname(natgmm.__file__)
 
@@ -227,10 +228,10 @@ def test_wrapper_standardises_as_standard_scaler_bit_for_bit(dtype, weighted, mi
     """Where StandardScaler's results are finite, the wrapper's are the same bits.
 
     The wrapper runs StandardScaler on each feature multiplied by a power of
-    two (exact), to stay finite beyond 1e154, and on blocks of eight columns
-    (to bound its temporaries); on ordinary data that must change nothing:
-    not the mean, the scale (1 for a constant feature, including one whose
-    mean is inexact, 0.1) nor the standardised data.
+    two (exact), to stay finite beyond 1e154 (on ordinary data, on X itself
+    and scales the results: the next test); on ordinary data that must
+    change nothing: not the mean, the scale (1 for a constant feature,
+    including one whose mean is inexact, 0.1) nor the standardised data.
     """
     rng = np.random.default_rng(0)
     X = np.column_stack(
@@ -258,6 +259,50 @@ def test_wrapper_standardises_as_standard_scaler_bit_for_bit(dtype, weighted, mi
     assert_array_equal(model._standardise(X), Z)
     reference = quiet(clone(inner).fit, Z, sample_weight=weights)
     assert_array_equal(model.estimator_.means_, reference.means_)
+
+
+def test_wrapper_scaling_of_x_itself_is_that_of_the_scaled_copy(monkeypatch):
+    """The scaler fitted to X and scaled by powers of two, as fitted to the scaled copy u.
+
+    Where the wrapper fits StandardScaler to X itself (no copy; magnitudes
+    within 2**±100, no weight zero or below 2**-60), its mean and scale are
+    those of the fit to u bit for bit; elsewhere it fits u: a row of weight
+    zero at 1e155 among values of 1e60 made a feature "constant" (0 * inf
+    in the scaler's sums), as did a weight of 2**-700 at magnitudes 2**-401.
+    """
+    rng = np.random.default_rng(3)
+    cases = []
+    for i in range(60):
+        n, d = int(rng.integers(2, 400)), int(rng.integers(1, 6))
+        X = rng.normal(size=(n, d)) * 2.0 ** rng.integers(-95, 95, d) + rng.normal(0, 3, d)
+        X[:, rng.uniform(size=d) < 0.15] = 0.0  # all-zero features
+        X[:, rng.uniform(size=d) < 0.15] = 0.1  # constant features
+        if i % 3 == 0:
+            X[rng.uniform(size=X.shape) < 0.1] = np.nan
+            X[0] = 1.0  # every feature observed
+        weights = None
+        if i % 2:
+            weights = np.exp(rng.uniform(-40.0, 7.0, n))  # down to about 2**-60 of the mean
+        cases.append((X.astype(np.float32 if i % 4 == 1 else np.float64), weights))
+    far = rng.normal(size=(40, 2)) * 1e60
+    far[5, 1] = 1e155
+    far_weights = np.ones(40)
+    far_weights[5] = 0.0
+    tiny = np.zeros((40, 1))
+    tiny[3] = 2.0**-401
+    tiny_weights = np.ones(40)
+    tiny_weights[3] = 2.0**-700
+    cases += [(far, far_weights), (tiny, tiny_weights)]
+
+    def scalings():
+        return [FeatureScaling.fit(X, w) for X, w in cases]
+
+    direct = scalings()
+    monkeypatch.setattr(_standardise, "_DIRECT_EXPONENT", -1)  # always the scaled copy
+    for (X, _), a, b in zip(cases, direct, scalings(), strict=True):
+        assert_array_equal(a.mean, b.mean), X.dtype
+        assert_array_equal(a.scale, b.scale), X.dtype
+    assert direct[-2].scale_[1] > 1e59  # not "constant" (scale 1)
 
 
 def test_fuzzed_wrapper_fits_are_finite_or_refused():
