@@ -279,7 +279,7 @@ def m_step(stats, reg, previous=None):
         var[unseen] = previous.variances[unseen]
     var = np.maximum(var, reg.floor)
     if not (np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))):
-        overflow = np.any(np.isposinf(var)) and np.any(np.asarray(reg.prior_b) > 0.0)
+        overflow = np.any(np.isposinf(var) & (np.asarray(reg.prior_b) > 0.0))
         raise IllDefinedCovariance(PRIOR_OVERFLOW if overflow else ILL_DEFINED_COVARIANCE)
     weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
     return Params(weights, means, var), empty
