@@ -117,10 +117,10 @@ def _threads_and_blas(n_jobs):
         yield parallel
 
 
-# Fitted attributes of a whole fit, which a partial_fit step makes stale.
 # numpy's multinomial refuses weights whose first n - 1 (Kahan) sum exceeds
 # 1 + 1e-12; from a hair below it sample() renormalises them.
 _MULTINOMIAL_SUM = 1.0 + 1e-12 - 1e-15
+# Fitted attributes of a whole fit, which a partial_fit step makes stale.
 _FIT_ONLY = (
     "converged_", "lower_bounds_", "history_", "labels_", "split_levels_", "split_merge_moves_",
 )  # fmt: skip
