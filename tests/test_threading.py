@@ -451,3 +451,33 @@ def test_a_fit_sets_blas_threads_once(monkeypatch):
         assert blas_threads() == before
     n_libraries = len(before)
     assert calls == [1] * n_libraries + [2] * n_libraries
+
+
+def test_blas_setters_are_found_with_threadpoolctl_before_3_2(monkeypatch):
+    # threadpoolctl 3.1 (the floor in pyproject.toml) names the library's
+    # handle "_dynlib": every fit failed there with an AttributeError.
+    from natgmm import _blas
+
+    class Setter:
+        argtypes = restype = None
+
+        def __call__(self, n):
+            return n
+
+    class Handle:
+        openblas_set_num_threads_local = Setter()
+
+    class Old:  # threadpoolctl 3.1's controller of an OpenBLAS
+        _dynlib = Handle()
+        threading_layer = "pthreads"
+
+    class Selection:
+        lib_controllers = [Old()]
+
+    class Controller:
+        def select(self, **kwargs):
+            return Selection()
+
+    monkeypatch.setattr(_blas, "blas_controller", lambda: Controller())
+    setters = _blas.thread_blas_setters.__wrapped__()
+    assert setters == ((Old._dynlib.openblas_set_num_threads_local, False),)
