@@ -1,5 +1,6 @@
 """Behaviour of NaturalDiagonalGMM beyond sklearn's common checks."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -665,6 +666,15 @@ def test_bad_parameters_and_predict_input(blobs):
     ],
 )
 def test_weights_init_sum_is_checked_in_its_own_precision_as_sklearn(blobs, weights, X_dtype):
+    from sklearn.mixture import _gaussian_mixture
+
+    if np.asarray(weights).dtype == np.float32 and "1e-6" not in inspect.getsource(
+        _gaussian_mixture._check_weights
+    ):
+        pytest.skip(
+            "this scikit-learn checks float32 weights at float64's tolerance (1.6 does); "
+            "natgmm follows the later scikit-learn, which checks them in their own precision"
+        )
     X = blobs[0].astype(X_dtype)
     outcomes = []
     for model in (
