@@ -41,7 +41,8 @@ def thread_blas_setters():
     """
     setters = []
     for lib in blas_controller().select(internal_api="openblas").lib_controllers:
-        dynlib = getattr(lib, "dynlib", None) or lib._dynlib  # "_dynlib" before threadpoolctl 3.2
+        # "_dynlib" before threadpoolctl 3.2; neither: no setter (as for other BLAS).
+        dynlib = getattr(lib, "dynlib", None) or getattr(lib, "_dynlib", None)
         setter = getattr(dynlib, "openblas_set_num_threads_local", None)
         if setter is not None:
             setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int

@@ -35,13 +35,26 @@ ROW_CHUNK = 4096
 FAR_ROWS = 1e100
 
 
+# scikit-learn's message, for infinities its input check did not see (Dask
+# arrays are checked on the workers; scikit-learn's assume_finite=True skips it).
+_INFINITE = "Input X contains infinity or a value too large for {dtype!r}."
+
+
+def check_finite(largest, smallest, dtype):
+    """Raise scikit-learn's error for an infinite entry (the features' extremes given)."""
+    if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
+        raise ValueError(_INFINITE.format(dtype=np.dtype(dtype)))
+
+
 def far_weightless_rows(data, standardiser):
     """Whether some row of ``data`` (of weight zero) lies beyond ``FAR_ROWS`` internal units.
 
     Called for data with rows of weight zero, whose map to internal units
-    the rows of positive weight set.
+    the rows of positive weight set. An infinity in them is an error: a row
+    of weight zero is left out of a fit, an infinity is not.
     """
     high, low = data.extremes(positive=False)
+    check_finite(high, low, data.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         spans = [np.abs((a - standardiser.shift) * standardiser.scale) for a in (high, low)]
     return bool(np.nanmax(np.maximum(*spans)) > FAR_ROWS)

@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ._data import (
     FAR_ROWS,
+    check_finite,
     positive_extremes,
     scaled_weights,
     scatter_from_sums,
@@ -37,9 +38,6 @@ _UNOBSERVED = (
     "which every feature is observed: the first batch fixes the map to internal units "
     "and the start."
 )
-# scikit-learn's message, for infinities its input check did not see (Dask
-# arrays are checked on the workers; scikit-learn's assume_finite=True skips it).
-_INFINITE = "Input X contains infinity or a value too large for {dtype!r}."
 
 # A partial_fit batch with a value more than this many standard deviations
 # (of the data the map was made from) from its feature's mean is rejected:
@@ -103,9 +101,8 @@ class Standardiser:
         largest, smallest = data.extremes()  # of the rows of positive weight
         weighted = " of positive weight" if data.positive_rows() < data.shape[0] else ""
         _check_observed(np.isnan(largest), weighted)
-        _check_finite(largest, smallest, dtype)
-        if weighted:  # a row of weight zero is left out of a fit, an infinity is not
-            _check_finite(*data.extremes(positive=False), dtype)
+        # Rows of weight zero: checked by fit_rows, which computes their extremes anyway.
+        check_finite(largest, smallest, dtype)
         magnitude = np.maximum(np.abs(largest), np.abs(smallest)).astype(np.float64)
         magnitude[magnitude == 0.0] = 1.0
         info = np.finfo(dtype)
@@ -162,7 +159,7 @@ class Standardiser:
         """
         # Over all rows: a batch's far rows are refused whatever their weight.
         largest, smallest = (a.astype(np.float64) for a in data.extremes(positive=False))
-        _check_finite(largest, smallest, data.dtype)
+        check_finite(largest, smallest, data.dtype)
         with np.errstate(over="ignore"):
             # NaN: a feature missing in every row of the batch, which is fine.
             high, low = (
@@ -243,12 +240,6 @@ def _check_observed(unobserved, weighted):
     if np.any(unobserved):
         features = ", ".join(str(j) for j in np.flatnonzero(unobserved))
         raise ValueError(_UNOBSERVED.format(features=features, weighted=weighted))
-
-
-def _check_finite(largest, smallest, dtype):
-    """Raise scikit-learn's error for an infinite entry (the features' extremes given)."""
-    if np.any(np.isinf(largest)) or np.any(np.isinf(smallest)):
-        raise ValueError(_INFINITE.format(dtype=np.dtype(dtype)))
 
 
 def critical_value(data, standardiser):
@@ -478,7 +469,7 @@ class FeatureScaling(NamedTuple):
         largest = np.fmax(*(np.abs(f.reduce(X, axis=0)) for f in (np.fmax, np.fmin)))
         # Checked here, before StandardScaler warns of its 0 / 0 for them.
         _check_observed(np.isnan(largest), "")
-        _check_finite(largest, largest, X.dtype)
+        check_finite(largest, largest, X.dtype)
         weightless = sample_weight is not None and not np.all(sample_weight > 0)
         if weightless:
             # A row of weight zero sets neither the power of two nor, if so
