@@ -152,7 +152,12 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each sample, used for the feature means
             and standard deviations and passed to the inner ``fit``. None
-            means unit weights.
+            means unit weights. The wrapper consumes the weights itself
+            (they define its scaling) and always passes them on: with
+            metadata routing enabled, the inner estimator's own
+            ``set_fit_request`` is not consulted. Weights given to a wrapper
+            whose estimator's ``fit`` takes none (``GaussianMixture``) raise
+            a TypeError.
 
         Returns
         -------
