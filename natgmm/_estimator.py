@@ -37,7 +37,7 @@ from ._em import ILL_DEFINED_COVARIANCE, IllDefinedCovariance, Params
 from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
 from ._per_component import PerComponentMixin
-from ._progress import Progress
+from ._progress import Progress, caller_level
 from ._schedules import Schedule
 from ._settings import DiagonalOnly, Settings, default_schedule, nested_default
 from ._solver import (
@@ -55,7 +55,6 @@ from ._solver import (
 from ._standardise import (
     PREDICTIVE_ATTRIBUTES,
     Standardiser,
-    caller_level,
     check_min_variance,
     mixture_of,
     model_attributes,

@@ -28,7 +28,7 @@ from . import _kernels, _kmeans
 from ._blas import single_threaded_blas
 from ._data import ROW_CHUNK, internal_rows, numpy_input, row_chunks, scatter_matrix
 from ._em import Params, Stats, feature_weights, m_step
-from ._standardise import caller_level
+from ._progress import caller_level
 from ._threading import n_blocks
 
 

@@ -1,8 +1,27 @@
-"""Progress messages of a fit (``verbose``), in scikit-learn's style."""
+"""What a fit tells its user: progress messages (``verbose``) and where warnings point."""
 
+import os
+import sys
 from time import time
 
+import joblib
 import numpy as np
+import sklearn
+
+# Warnings point at the first frame outside these: the user's call (joblib's
+# too: under cross_val_score or GridSearchCV the fits run inside its Parallel).
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(m.__file__) + os.sep for m in (sklearn, joblib, sys.modules[__package__])
+)
+
+
+def caller_level():
+    """``stacklevel`` of the first frame outside natgmm, scikit-learn and joblib: the user's."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
 
 # Whether this process has begun a fit with verbose output yet (the first
 # one hears that the kernels load or compile).

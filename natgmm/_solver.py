@@ -42,8 +42,9 @@ from ._em import (
 from ._gradient import adam_state
 from ._init import initial_params
 from ._kernels import count_distinct
+from ._progress import caller_level
 from ._split_merge import TrialRows, candidate_moves, moved, partial_em, split_offset
-from ._standardise import caller_level, model_attributes
+from ._standardise import model_attributes
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.

@@ -10,16 +10,12 @@ fitted attributes in user units that the estimator and
 """
 
 import copy
-import os
-import sys
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import NamedTuple
 
-import joblib
 import numpy as np
-import sklearn
 from sklearn.preprocessing import StandardScaler
 
 from ._data import (
@@ -31,6 +27,7 @@ from ._data import (
     top_correlation,
 )
 from ._em import Params, Regularisation, Stats, combine, feature_weights
+from ._progress import caller_level
 
 _UNOBSERVED = (
     "Feature(s) {features} of X are missing (NaN) in every row{weighted}: nothing can be "
@@ -325,11 +322,6 @@ def _check_constant_features(standardiser, held, settings):
 _STANDARDISED_INPUT = ContextVar("natgmm_standardised_input", default=False)
 # reg_covar above this fraction of a feature's variance is warned about.
 _REG_COVAR_FRACTION = 0.1
-# Warnings point at the first frame outside these: the user's call (joblib's
-# too: under cross_val_score or GridSearchCV the fits run inside its Parallel).
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(m.__file__) + os.sep for m in (sklearn, joblib, sys.modules[__package__])
-)
 
 
 @contextmanager
@@ -373,14 +365,6 @@ def warn_reg_covar(standardiser, reg, settings, n_samples):
         UserWarning,
         stacklevel=caller_level(),
     )
-
-
-def caller_level():
-    """``stacklevel`` of the first frame outside natgmm and scikit-learn (the user's call)."""
-    frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class Model(NamedTuple):
