@@ -51,7 +51,7 @@ _FAN_IN = 16
 _NO_LABELS = np.empty(0, dtype=np.int64)
 
 
-def check_dask_array(X, ensure_min_samples=1):
+def check_dask_array(X, ensure_min_samples=1, estimator_name="NaturalDiagonalGMM"):
     """Check a Dask array as ``check_array`` would, without computing it.
 
     Infinite values are looked for on the workers, by the first pass of
@@ -65,8 +65,17 @@ def check_dask_array(X, ensure_min_samples=1):
             f"natgmm takes Dask input as a dask.array.Array, got a {type(X).__name__}; "
             "convert it first (a Dask DataFrame with df.to_dask_array(lengths=True))."
         )
-    if X.ndim != 2:
-        raise ValueError(f"Expected a 2D array, got a {X.ndim}D Dask array instead.")
+    # scikit-learn's words, one check at a time (a 1-D array's values are
+    # not printed: they would have to be computed).
+    by = f" by {estimator_name}."
+    if X.ndim < 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either using "
+            "array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) "
+            "if it contains a single sample."
+        )
+    if X.ndim > 2:
+        raise ValueError(f"Found array with dim {X.ndim}, while dim <= 2 is required{by}")
     if any(np.isnan(size) for size in X.shape):
         raise ValueError(
             "X has unknown chunk sizes (after boolean indexing, for example); call "
@@ -85,15 +94,14 @@ def check_dask_array(X, ensure_min_samples=1):
         # numpy reads them, as check_array does for in-memory input.
         X = X.map_blocks(np.asarray, meta=np.empty((0, 0), dtype=X.dtype))
     n_samples, n_features = X.shape
-    # scikit-learn's words, one check at a time.
     if n_samples < ensure_min_samples:
         raise ValueError(
             f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum of "
-            f"{ensure_min_samples} is required."
+            f"{ensure_min_samples} is required{by}"
         )
     if n_features < 1:
         raise ValueError(
-            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required{by}"
         )
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)

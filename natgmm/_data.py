@@ -15,6 +15,7 @@ initialisations' scatter, the critical value) put them at the feature means.
 import math
 
 import numpy as np
+from sklearn import config_context
 from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -345,11 +346,14 @@ def check_sample_weight(sample_weight, X):
     Returns them as float64; raises a ValueError for a wrong shape, NaN,
     infinite or negative weights, and for weights that are all zero.
     """
-    sample_weight = _check_sample_weight(
-        numpy_input(sample_weight), X, dtype=np.float64, ensure_non_negative=True
-    )
-    # scikit-learn checks arrays for NaN and infinity, not a single number.
-    assert_all_finite(sample_weight, input_name="sample_weight")
+    # Even under scikit-learn's assume_finite=True, which would let a NaN
+    # weight through to a cryptic error or a silently dropped row.
+    with config_context(assume_finite=False):
+        sample_weight = _check_sample_weight(
+            numpy_input(sample_weight), X, dtype=np.float64, ensure_non_negative=True
+        )
+        # scikit-learn checks arrays for NaN and infinity, not a single number.
+        assert_all_finite(sample_weight, input_name="sample_weight")
     if not np.any(sample_weight):
         raise ValueError(ALL_ZERO_WEIGHTS)
     return sample_weight
@@ -422,7 +426,8 @@ class ArrayData:
             self.sw, self.total_weight, self.weight_scale = np.empty(0), float(X.shape[0]), 1.0
         else:
             self.sw, self.weight_scale = scaled_weights(sample_weight, weight_scale)
-            self.total_weight = float(self.sw.sum())
+            with np.errstate(over="ignore"):  # an infinite total is refused where it matters
+                self.total_weight = float(self.sw.sum())
         self.shape, self.dtype = X.shape, X.dtype
 
     def subset(self, rows):

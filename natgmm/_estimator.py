@@ -1041,7 +1041,7 @@ default=None
         if is_dask(X):
             from ._dask import DaskData, check_dask_array
 
-            X = check_dask_array(X, ensure_min_samples)
+            X = check_dask_array(X, ensure_min_samples, type(self).__name__)
             validate_data(validated, X, skip_check_array=True, reset=reset)
             data = DaskData(X, sample_weight, parallel, weight_scale)
         else:

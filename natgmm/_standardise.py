@@ -10,6 +10,7 @@ fitted attributes in user units that the estimator and
 """
 
 import copy
+import math
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -55,7 +56,7 @@ _OUTLIER_BATCH = (
 )
 _HEAVY_BATCH = (
     "partial_fit rejected this batch, and the model is unchanged: its weights total "
-    "{weight:.3g} times the mean weight of the first batch (the limit is 2**400). "
+    "{weight} times the mean weight of the first batch (the limit is 2**400). "
     "Rescale the sample weights of the stream alike."
 )
 
@@ -166,11 +167,16 @@ class Standardiser:
         if np.any(far > MAX_DEVIATIONS):
             feature = int(np.argmax(far))
             value = largest[feature] if high[feature] >= low[feature] else smallest[feature]
+            scaling = _STANDARDISED_INPUT.get()
+            if scaling is not None:  # the value as the user's X has it
+                value = scaling.inverse(feature, value)
             raise ValueError(
                 _OUTLIER_BATCH.format(feature=feature, value=value, deviations=far[feature])
             )
         if not data.total_weight <= _MAX_BATCH_WEIGHT:
-            raise ValueError(_HEAVY_BATCH.format(weight=data.total_weight))
+            weight = data.total_weight
+            weight = f"{weight:.3g}" if math.isfinite(weight) else "over 1e308"
+            raise ValueError(_HEAVY_BATCH.format(weight=weight))
 
     def updated(self, data):
         """Return the map with a batch added to its data moments (the map is unchanged)."""
@@ -317,17 +323,22 @@ def _check_constant_features(standardiser, held, settings):
         )
 
 
-# Set while StandardizedGMM fits its inner estimator: the data are
-# standardised already, and the reg_covar warning's advice would be void.
-_STANDARDISED_INPUT = ContextVar("natgmm_standardised_input", default=False)
+# StandardizedGMM's FeatureScaling while it fits its inner estimator: the
+# data are standardised already, so the reg_covar warning's advice would be
+# void, and a rejected batch's outlier is quoted in the units of the user's X.
+_STANDARDISED_INPUT = ContextVar("natgmm_standardised_input", default=None)
 # reg_covar above this fraction of a feature's variance is warned about.
 _REG_COVAR_FRACTION = 0.1
 
 
 @contextmanager
-def standardised_input():
-    """Mark the fits run inside as fits of standardised data (no reg_covar warning)."""
-    token = _STANDARDISED_INPUT.set(True)
+def standardised_input(scaling):
+    """Mark the fits run inside as fits of data standardised by ``scaling`` (a FeatureScaling).
+
+    They give no reg_covar warning, and messages quote values in the units
+    of the data before ``scaling``.
+    """
+    token = _STANDARDISED_INPUT.set(scaling)
     try:
         yield
     finally:
@@ -342,7 +353,7 @@ def warn_reg_covar(standardiser, reg, settings, n_samples):
     than its square root, silently. Features that are constant up to
     rounding (scikit-learn's ``StandardScaler`` criterion) are left out.
     """
-    if _STANDARDISED_INPUT.get() or not settings.reg_covar > 0:
+    if _STANDARDISED_INPUT.get() is not None or not settings.reg_covar > 0:
         return
     var = standardiser.feature_var  # internal units, as reg.reg_covar
     eps = np.finfo(np.float64).eps
@@ -487,6 +498,12 @@ class FeatureScaling(NamedTuple):
     def scale_(self):
         """Each feature's (weighted) standard deviation in the units of ``x``; 1 if constant."""
         return np.ldexp(self.scale, self.exponent)
+
+    def inverse(self, feature, z):
+        """Return the standardised value ``z`` of ``feature`` in the units of ``x``."""
+        u = z * self.scale[feature] + self.mean[feature]
+        with np.errstate(over="ignore"):
+            return float(np.ldexp(u, self.exponent[feature]))
 
     def transform(self, X):
         """Return ``X`` (validated) standardised, in its dtype (``StandardScaler.transform``)."""

@@ -251,7 +251,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             inner = clone(estimator)
         Z = scaling.transform(X)
         update = getattr(inner, method)
-        with standardised_input():
+        with standardised_input(scaling):
             if sample_weight is None:
                 update(Z)
             else:
@@ -351,15 +351,17 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         X = validate_rows(self, X, reset=False, ensure_all_finite=self._finite())
         scaling = self._feature_scaling()
         Z = scaling.transform(X)
-        # A finite entry beyond the dtype's range once standardised (X itself
-        # has no infinity) would be refused by the estimator: such rows are
-        # standardised in float64, and beyond float64's range (some 1e308
-        # standard deviations out, where the log-density is -inf anyway)
-        # held at its largest value, so that the estimator predicts them.
+        # A finite entry beyond the dtype's range once standardised would be
+        # refused by the estimator: such rows are standardised in float64,
+        # and beyond float64's range (some 1e308 standard deviations out,
+        # where the log-density is -inf anyway) held at its largest value,
+        # so that the estimator predicts them. An infinity in X itself (let
+        # through by scikit-learn's assume_finite=True) stays one: its row
+        # has no density, as for NaturalDiagonalGMM.
         if np.isinf(np.fmax.reduce(Z, axis=None)) or np.isinf(np.fmin.reduce(Z, axis=None)):
             Z = scaling.transform(X.astype(np.float64))
             limit = np.finfo(np.float64).max
-            np.clip(Z, -limit, limit, out=Z)
+            np.clip(Z, -limit, limit, out=Z, where=~np.isinf(X))
         return Z
 
     def predict(self, X):

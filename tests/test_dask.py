@@ -370,6 +370,20 @@ def test_bad_dask_input(client, data):
     )
 
 
+def test_misshapen_dask_input_gets_the_words_of_numpy_input():
+    # Dask input's messages lacked "by NaturalDiagonalGMM" and spoke of a
+    # "2D Dask array" (audit H, stop 48). A 1-D array's values are not printed.
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    for bad in (X[:0], X[:, :0], X[:, :, None], X[:1]):
+        with pytest.raises(ValueError) as numpy_error:
+            NaturalDiagonalGMM(2).fit(bad)
+        with pytest.raises(ValueError) as dask_error:
+            NaturalDiagonalGMM(2).fit(da.from_array(bad))
+        assert str(dask_error.value) == str(numpy_error.value)
+    with pytest.raises(ValueError, match=r"Expected 2D array, got 1D array instead\. Reshape"):
+        NaturalDiagonalGMM(2).fit(da.from_array(X[:, 0]))
+
+
 def test_other_dask_collections_and_block_types(data):
     """Clear errors for what is not a Dask array of dense real blocks; masked blocks read as numpy.
 

@@ -331,6 +331,44 @@ def test_infinite_entries_under_assume_finite_score_nan_as_sklearn():
             assert np.isfinite(model.predict_proba(rows)[[0, 2]]).all()
 
 
+def test_wrapper_scores_infinite_entries_under_assume_finite_as_its_estimator():
+    # StandardizedGMM held them at float64's largest value: log-density -inf,
+    # responsibilities [0, 1] and a confident label.
+    import sklearn
+
+    X = _data(4)
+    rows = X[:3].copy()
+    rows[0, 0], rows[1, 2] = np.inf, -np.inf
+    model = StandardizedGMM(NaturalDiagonalGMM(3, random_state=0)).fit(X)
+    with sklearn.config_context(assume_finite=True):
+        assert np.isnan(model.score_samples(rows)[:2]).all()
+        assert np.isnan(model.predict_proba(rows)[:2]).all()
+        assert np.isfinite(model.predict_proba(rows)[2]).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_weights_under_assume_finite_get_sklearns_error(bad):
+    # scikit-learn's check of the weights is off there: a NaN weight gave
+    # "probabilities contain NaN", an infinite one "cannot convert float NaN
+    # to integer", StandardizedGMM "missing in every row", and score dropped the row.
+    import sklearn
+
+    X = _data(4)
+    weights = np.ones(len(X))
+    weights[3] = bad
+    message = "Input sample_weight contains (NaN|infinity)"
+    fitted = NaturalDiagonalGMM(3, random_state=0).fit(X)
+    with sklearn.config_context(assume_finite=True):
+        for model in (NaturalDiagonalGMM(3, random_state=0), StandardizedGMM()):
+            with pytest.raises(ValueError, match=message):
+                model.fit(X, sample_weight=weights)
+        for call in (fitted.score, fitted.bic, fitted.partial_fit):
+            with pytest.raises(ValueError, match=message):
+                call(X, sample_weight=weights)
+        with pytest.raises(ValueError, match=message):
+            fitted.score(X, sample_weight=bad)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fits_under_assume_finite_name_an_infinite_entry(dtype):
     # The check scikit-learn skips is the standardisation's: an infinity was

@@ -195,6 +195,28 @@ def test_batch_with_huge_weights_is_rejected():
     assert_finite(model)
 
 
+def test_batch_whose_weights_sum_beyond_float64_is_rejected_without_numpy_warnings():
+    # numpy's "overflow encountered in reduce" escaped, and the message said "total inf".
+    batches = _good_batches(2)
+    model = NaturalDiagonalGMM(3, random_state=0, n_jobs=1).partial_fit(batches[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"weights total over 1e308 times"):
+            model.partial_fit(batches[1], sample_weight=np.full(_BATCH, 1e308))
+
+
+def test_wrapper_quotes_a_rejected_outlier_in_the_units_of_x():
+    # The inner estimator sees standardised rows: its message quoted 4.56e+09
+    # (standard deviations) for an entry of 1e12.
+    batches = [b * 1000.0 for b in _good_batches(2)]
+    model = StandardizedGMM(NaturalDiagonalGMM(3, random_state=0, n_jobs=1))
+    model.partial_fit(batches[0])
+    bad = batches[1].copy()
+    bad[3, 1] = 1e12
+    with pytest.raises(ValueError, match=r"feature 1 reaches 1e\+12, "):
+        model.partial_fit(bad)
+
+
 # ------------------------------------- 2. StandardizedGMM: inf or zero parameters
 
 
