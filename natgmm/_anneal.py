@@ -164,9 +164,13 @@ def mean_move(before, after):
     return float(np.max(np.abs(after.means - before.means) / np.sqrt(after.variances)))
 
 
-def split_levels(history):
-    """Levels at which the number of distinct means grew: ``(level, n_distinct)`` rows."""
-    level, n_distinct = history["level"], history["n_distinct"]
+def split_levels(history, kept):
+    """Levels at which the number of distinct means grew: ``(level, n_distinct)`` rows.
+
+    Over the iterations ``kept`` (a mask: those on the path of the parameters
+    kept, not a refused step's).
+    """
+    level, n_distinct = history["level"][kept], history["n_distinct"][kept]
     grew = np.flatnonzero((np.diff(n_distinct) > 0) & np.isfinite(level[1:])) + 1
     return np.column_stack([level[grew], n_distinct[grew]]).astype(np.float64)
 

@@ -500,7 +500,8 @@ default=None
         split-and-merge move, so that the last is ``lower_bound_``, as in
         scikit-learn (but with ``max_iter=0``, whose ``lower_bound_`` is
         -inf as scikit-learn's, after annealing levels). ``history_`` has
-        every iteration, the moves' trials and a move not kept included.
+        every iteration, the moves' trials, a move not kept and a refused
+        extrapolation step of a "temperature" level included.
     labels_ : ndarray or dask.array.Array of shape (n_samples,)
         Component of each training sample, as ``predict``; a lazy Dask
         array after a fit on one.
@@ -526,8 +527,9 @@ default=None
         means split.
     split_levels_ : ndarray of shape (n_splits, 2)
         With ``annealing``: the annealing path of the best fit, one row per
-        iteration at which the number of distinct means (as in
-        ``history_["n_distinct"]``) grew: the level, and the number of
+        iteration on the path kept (as ``lower_bounds_``) at which the number
+        of distinct means (as in ``history_["n_distinct"]``) grew: the level,
+        and the number of
         distinct means reached. Splits bunched just below
         ``critical_value_`` mean the clusters appear at once; splits spread
         over several levels, nested structure.
@@ -810,7 +812,7 @@ default=None
         )
         if model.critical_value is not None:
             fitted["critical_value_"] = model.critical_value
-            fitted["split_levels_"] = split_levels(fitted["history_"])
+            fitted["split_levels_"] = split_levels(fitted["history_"], run.kept())
         # A copy of the generator, so that the caller's (if given as a
         # RandomState) does not change the fitted model as it advances.
         random_state = copy.deepcopy(random_state)
@@ -845,6 +847,8 @@ default=None
             params, lower_bound, converged = fit_run(
                 settings, run, params, lower_bound, reg, levels, progress
             )
+            if settings.max_iter == 0:  # as scikit-learn's: no iteration, no bound (warm too)
+                lower_bound = -np.inf
             progress.init_end(lower_bound, converged, len(run.history["lower_bound"]))
             # As scikit-learn: with no lower bound yet (max_iter=0), the last start.
             if best is None or lower_bound > best[1] or best[1] == -np.inf:

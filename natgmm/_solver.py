@@ -117,7 +117,7 @@ class Run:
         self.moves = []  # split-and-merge moves tried: (i, j, k, bound before, after, kept)
         self.move_round = 0  # the split-and-merge round running, 0 before them
         # Spans of the trace off the path of the parameters kept: the moves'
-        # trials, and a move not kept.
+        # trials, a move not kept, and a refused extrapolation step.
         self.off_path = []
 
     def on_rows(self, data):
@@ -126,13 +126,17 @@ class Run:
         sampled.data, sampled.total_weight = data, data.total_weight
         return sampled
 
+    def kept(self):
+        """Return whether each iteration of the trace is on the path of the parameters kept."""
+        keep = np.ones(len(self.history["lower_bound"]), dtype=bool)
+        for start, stop in self.off_path:
+            keep[start:stop] = False
+        return keep
+
     def kept_lower_bounds(self):
         """Return the lower bounds of the trace on the path of the parameters kept."""
         bounds = self.history["lower_bound"]
-        keep = np.ones(len(bounds), dtype=bool)
-        for start, stop in self.off_path:
-            keep[start:stop] = False
-        return [bound for bound, kept in zip(bounds, keep, strict=True) if kept]
+        return [bound for bound, kept in zip(bounds, self.kept(), strict=True) if kept]
 
     def take_state(self, sampled):
         """Continue from the solver state that ``sampled`` (from :meth:`on_rows`) ended with."""
@@ -365,7 +369,11 @@ def _accelerated(iterate, params, reg, max_iter, settled):
                 except IllDefinedCovariance:
                     continue
                 if iterate.lower_bound < middle:
-                    iterate.run.empty = empty
+                    # Off the path kept: EM goes on from path[-1], whose objective
+                    # the next step measures; until then, the last one kept.
+                    iterate.run.empty, iterate.lower_bound = empty, middle
+                    n_recorded = len(iterate.run.history["lower_bound"])
+                    iterate.run.off_path.append((n_recorded - 1, n_recorded))
                     continue
                 if settled(jump, after):
                     return after, True

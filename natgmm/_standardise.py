@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from ._blas import single_threaded_blas
 from ._data import (
     FAR_ROWS,
     check_finite,
@@ -429,7 +430,10 @@ def _scaler_of_u(X, exponent, sample_weight, direct):
     scale of a constant feature is 1 in the units of ``x``: ``2**-exponent``.
     """
     u = X if direct else np.ldexp(X, -exponent)
-    scaler = StandardScaler().fit(u, sample_weight=sample_weight)
+    # One BLAS thread: with weights the scaler sums by a product (weights @ u),
+    # whose order of additions follows BLAS's thread count.
+    with single_threaded_blas():
+        scaler = StandardScaler().fit(u, sample_weight=sample_weight)
     to_u = -exponent if direct else np.zeros_like(exponent)
     # StandardScaler's scale_ is sqrt(var_) but for (near) constant features.
     constant = scaler.scale_ != np.sqrt(scaler.var_)

@@ -1,6 +1,7 @@
 """Deterministic annealing: the symmetric saddle, critical values, schedules."""
 
 import pickle
+import re
 import warnings
 
 import naive
@@ -628,6 +629,47 @@ def test_a_failed_squarem_step_falls_back_to_plain_em(slanted_blobs, monkeypatch
     assert jumps
     for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
         assert_array_equal(getattr(fallen, name), getattr(plain, name))
+
+
+def test_refused_squarem_steps_are_off_the_path_kept(slanted_blobs, monkeypatch, capsys):
+    """Jumps that always overshoot: refused, and off ``lower_bounds_`` and the levels' reports.
+
+    A refused jump was recorded in ``lower_bounds_`` (documented as the path
+    kept) and, when it ended a level, printed as the level's objective.
+    """
+    X = slanted_blobs[0]
+    jumps = []
+
+    def overshooting(p0, p1, p2, reg):
+        jumps.append(1)
+        return p2._replace(means=p2.means + 5.0)  # five standard deviations off
+
+    monkeypatch.setattr(_anneal, "ACCELERATED", ("temperature",))
+    monkeypatch.setattr(_anneal, "extrapolated", overshooting)
+    model = NaturalDiagonalGMM(
+        4, annealing="temperature", split_merge=0, random_state=0, verbose=1
+    ).fit(X)
+    out = capsys.readouterr().out
+    assert jumps
+    history, kept = model.history_, np.asarray(model.lower_bounds_)
+    # Find the path kept in the trace: each refused jump is the entry the path skips.
+    on_path, i = [], 0
+    for position, bound in enumerate(history["lower_bound"]):
+        if i < len(kept) and bound == kept[i]:
+            on_path.append(position)
+            i += 1
+    assert i == len(kept) and 0 < len(history["lower_bound"]) - len(kept) <= len(jumps)
+    refused = np.setdiff1d(np.arange(model.n_iter_), on_path)
+    # Each refused jump's objective is below the one before it (which it was tested against).
+    assert np.all(history["lower_bound"][refused] < history["lower_bound"][refused - 1])
+    # On the path kept, a level's objective never falls (float32 levels: 1e-6 of rounding).
+    levels = history["level"][on_path]
+    same_level = (levels[1:] == levels[:-1]) & np.isfinite(levels[1:])
+    assert np.all(np.diff(kept)[same_level] > -1e-6 * np.abs(kept[1:][same_level]))
+    # The objectives the levels report are on the path kept.
+    reported = [float(v) for v in re.findall(r"tempered objective (\S+),", out)]
+    assert reported
+    assert all(np.isclose(kept, v, rtol=0, atol=1e-5).any() for v in reported)
 
 
 @pytest.mark.parametrize("solver", ["gradient", "minibatch"])

@@ -176,6 +176,24 @@ def test_max_iter_zero_keeps_the_last_start_as_sklearn():
     assert_allclose(ours.covariances_, theirs.covariances_, rtol=1e-10)
 
 
+def test_a_warm_refit_with_max_iter_zero_has_no_bound_as_sklearn():
+    # natgmm kept the previous fit's lower_bound_, and the next warm fit then
+    # measured its first change against it (converged_ after one iteration).
+    X = _data(0, centers=3)
+    ours, theirs = _pair(n_components=3, warm_start=True, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for max_iter in (5, 0, 1):
+            ours.set_params(max_iter=max_iter).fit(X)
+            theirs.set_params(max_iter=max_iter).fit(X)
+            assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-10)
+            assert ours.converged_ == theirs.converged_
+    wrapped = StandardizedGMM(NaturalDiagonalGMM(3, warm_start=True, max_iter=5, random_state=0))
+    wrapped.fit(X)
+    wrapped.set_params(estimator__max_iter=0).fit(X)
+    assert wrapped.lower_bound_ == -np.inf
+
+
 def test_n_init_and_warm_start_follow_sklearn():
     X = _data(0, centers=5)
     ours, theirs = _fit_both(X, n_components=5, n_init=3, random_state=1, max_iter=15)

@@ -478,7 +478,10 @@ def test_pure_python_mode_gives_the_compiled_results():
     # kernels as Python; the SIMD sums written as LLVM intrinsics fall back
     # to NumPy sums, whose other order of additions changes the last bits:
     # the fits take the same steps, and the scores differ by a few ulps
-    # (at most 4.4e-16 relative, measured).
+    # (at most 4.4e-16 relative, measured). In float32 (the sixth case) the
+    # interpreter also rounds float32 arithmetic otherwise than numba's
+    # typing, by numpy's promotion rules: a few float32 ulps of 6e-8 (2e-8 to
+    # 1e-7 relative on numpy 2.4, 1.6e-7 on numpy 1.24), so 1e-6 there.
     def scores(env):
         run = subprocess.run(
             [sys.executable, "-c", _PURE_PYTHON_SCRIPT], env={**os.environ, **env},
@@ -487,7 +490,10 @@ def test_pure_python_mode_gives_the_compiled_results():
         assert run.returncode == 0, run.stderr
         return json.loads(run.stdout)
 
-    assert_allclose(scores({"NUMBA_DISABLE_JIT": "1"}), scores({}), rtol=1e-12)
+    python, compiled = scores({"NUMBA_DISABLE_JIT": "1"}), scores({})
+    rtol = np.full(len(compiled), 1e-12)
+    rtol[5] = 1e-6
+    assert np.all(np.abs(np.subtract(python, compiled)) <= rtol * np.abs(compiled))
 
 
 def test_sample_and_information_criteria(blobs):

@@ -5,10 +5,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 
 from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading
 
@@ -451,6 +453,32 @@ def test_a_fit_sets_blas_threads_once(monkeypatch):
         assert blas_threads() == before
     n_libraries = len(before)
     assert calls == [1] * n_libraries + [2] * n_libraries
+
+
+def test_standardized_weighted_scaling_holds_blas_at_one_thread(monkeypatch):
+    # With weights, StandardScaler sums by a product whose order of additions
+    # follows BLAS's threads: at 40 000 x 50 on two cores, mean_ and scale_
+    # moved by 1e-14 with the thread count (audit M, stop 48).
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from natgmm import NaturalDiagonalGMM, StandardizedGMM
+
+    seen = []
+    original = StandardScaler.fit
+
+    def recorded(self, *args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StandardScaler, "fit", recorded)
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    with threadpool_limits(2, user_api="blas"):
+        model = StandardizedGMM(NaturalDiagonalGMM(2, random_state=0, max_iter=2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, sample_weight=np.linspace(0.5, 2.0, 200))
+    assert seen and set(seen) == {1}
 
 
 def test_blas_setters_are_found_with_threadpoolctl_before_3_2(monkeypatch):
