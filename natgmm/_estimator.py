@@ -247,7 +247,10 @@ default=None
         Controls the randomness of the initialisation, of the annealing
         offsets and row samples (``anneal_subsample``, split-and-merge
         trials), of the minibatch order, and of :meth:`sample` (whose draws
-        are scikit-learn's). Pass an int for reproducible output.
+        are scikit-learn's). Pass an int for reproducible output: each
+        ``fit`` then draws the same numbers, so warm refits of
+        ``solver="minibatch"`` go over the rows in the same order each time
+        (a RandomState instance continues its draws from fit to fit).
     warm_start : bool, default=False
         If True, each ``fit`` starts from the previous solution (of ``fit``
         or :meth:`partial_fit`) and ``n_init`` is ignored; ``n_components``
