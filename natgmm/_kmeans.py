@@ -42,6 +42,7 @@ seed as the row) and the bounds spare about three rows in four over a run.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -1206,38 +1207,57 @@ def _masked_chunk(X, start, n_rows, shift, scale, u):
     n_features = X.shape[1]
     for r in range(n_rows):
         x = X[start + r]
+        # Three 1-D views: their loop vectorises (twice as fast as writing
+        # into u by two indices), with the same values.
+        o, z, q = u[r, :n_features], u[r, n_features : 2 * n_features], u[r, 2 * n_features :]
         for j in range(n_features):
             v = x[j]
             seen = v == v
-            t = (v - shift[j]) * scale[j] if seen else 0.0
-            u[r, j] = 1.0 if seen else 0.0
-            u[r, n_features + j] = t
-            u[r, 2 * n_features + j] = t * t
+            t = (v - shift[j]) * scale[j]
+            t = t if seen else 0.0
+            o[j] = 1.0 if seen else 0.0
+            z[j] = t
+            q[j] = t * t
     u[n_rows:] = 0.0
 
 
 @_jit()
-def _scaled(prod, r, k, n_centres, total_var):
-    """Row ``r``'s estimated squared distance to centre ``k`` from the product ``u @ M``."""
-    common = prod[r, n_centres + k]
+def _scaled(prod, r, k, n_centres, total_var, whole):
+    """Row ``r``'s estimated squared distance to centre ``k`` from the product ``u @ M``.
+
+    See :func:`_masked_operand` (``whole``: one column of variances).
+    """
+    common = prod[r, n_centres] if whole else prod[r, n_centres + k]
     if common > 0.0:
         return max(prod[r, k], 0.0) * (total_var / common)
     return 2.0 * total_var
+
+
+class _MaskedOperand(NamedTuple):
+    """``[o, z, z**2] @ M`` gives partial distances: see :func:`_masked_operand`."""
+
+    M: np.ndarray
+    whole: np.bool_  # every centre has every feature: one column of variances
 
 
 def _masked_operand(C, observed, var):
     """``M`` for centres ``C`` with entries ``observed``, features of variance ``var``.
 
     ``[o, z, z**2] @ M`` has, for centre ``k``, the squared distance summed
-    over the features the row and the centre both have (column ``k``) and the
-    sum of their variances (column ``n_centres + k``).
+    over the features the row and the centre both have (column ``k``) and
+    the sum of their variances (column ``n_centres + k``). When every centre
+    has every feature (Lloyd's means, as a rule) that sum is the row's own,
+    the same for every centre: one column (``n_centres``), and the product
+    takes about half the time (the same labels; the distances to rounding,
+    as BLAS sums a product of another shape in another order).
     """
     C = np.where(observed, C, 0.0)
     seen = observed.astype(np.float64)
-    zero = np.zeros(C.shape[::-1])
-    return np.ascontiguousarray(
-        np.block([[(C**2).T, (seen * var).T], [-2.0 * C.T, zero], [seen.T, zero]])
-    )
+    whole = bool(observed.all())
+    zero = np.zeros((C.shape[1], 1 if whole else C.shape[0]))
+    variances = var[:, np.newaxis] if whole else (seen * var).T
+    M = np.block([[(C**2).T, variances], [-2.0 * C.T, zero], [seen.T, zero]])
+    return _MaskedOperand(np.ascontiguousarray(M), np.bool_(whole))
 
 
 def masked_map(X, rows, shift, scale):
@@ -1262,15 +1282,15 @@ def _masked_variances(X, w, shift, scale, parallel, n_blocks):
     return np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)
 
 
-def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks, first, last):
+def _masked_trials_impl(X, w, shift, scale, d, M, whole, total_var, dist, n_blocks, first, last):
     n_samples, n_features = X.shape
-    n_trials = M.shape[1] // 2
+    n_trials = M.shape[1] - 1 if whole else M.shape[1] // 2
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     pots = np.empty((n_blocks, n_trials))
     for b in range(first, last):
         u = np.zeros((_ROWS, 3 * n_features))
-        prod = np.empty((_ROWS, 2 * n_trials))
+        prod = np.empty((_ROWS, M.shape[1]))
         pots[b] = 0.0
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _ROWS):
@@ -1281,7 +1301,7 @@ def _masked_trials_impl(X, w, shift, scale, d, M, total_var, dist, n_blocks, fir
                 i = start + r
                 wi = w[i] if weighted else 1.0
                 for t in range(n_trials):
-                    e = _scaled(prod, r, t, n_trials, total_var)
+                    e = _scaled(prod, r, t, n_trials, total_var, whole)
                     dist[i, t] = e
                     pots[b, t] += wi * min(d[i], e)
     return pots
@@ -1291,10 +1311,10 @@ _masked_trials_kernel = _Blockwise(_masked_trials_impl)
 
 
 def _masked_assign_impl(
-    X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, update, first, last
+    X, w, shift, scale, M, whole, total_var, labels, nearest_d, n_blocks, update, first, last
 ):
     n_samples, n_features = X.shape
-    n_clusters = M.shape[1] // 2
+    n_clusters = M.shape[1] - 1 if whole else M.shape[1] // 2
     weighted = w.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     changed = np.zeros(n_blocks, dtype=np.int64)
@@ -1303,7 +1323,7 @@ def _masked_assign_impl(
     weight = np.zeros((n_blocks, n_clusters))
     for b in range(first, last):
         u = np.zeros((_ROWS, 3 * n_features))
-        prod = np.empty((_ROWS, 2 * n_clusters))
+        prod = np.empty((_ROWS, M.shape[1]))
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _ROWS):
             n_rows = min(_ROWS, stop - start)
@@ -1314,7 +1334,7 @@ def _masked_assign_impl(
                 best = 0
                 best_v = np.inf
                 for k in range(n_clusters):
-                    v = _scaled(prod, r, k, n_clusters, total_var)
+                    v = _scaled(prod, r, k, n_clusters, total_var, whole)
                     if v < best_v:  # the first of the smallest
                         best_v = v
                         best = k
@@ -1325,10 +1345,13 @@ def _masked_assign_impl(
                 if update:
                     wi = w[i] if weighted else 1.0
                     weight[b, best] += wi
+                    # A missing entry adds wi * 0 (z and o are 0 there): the
+                    # same sums as skipping it, in a loop that vectorises.
+                    o, z = u[r, :n_features], u[r, n_features : 2 * n_features]
+                    s, c = sums[b, best], counts[b, best]
                     for j in range(n_features):
-                        if u[r, j] != 0.0:
-                            sums[b, best, j] += wi * u[r, n_features + j]
-                            counts[b, best, j] += wi
+                        s[j] += wi * z[j]
+                        c[j] += wi * o[j]
     return changed, sums, counts, weight
 
 
@@ -1352,13 +1375,13 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     dist = np.empty((n_samples, n_trials))
     trials = _masked_trials_kernel.runner(parallel)
     M = _masked_operand(seeds[:1], observed[:1], var)
-    trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
+    trials(X, w, shift, scale, d, *M, total_var, dist, n_blocks)
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
     for c in range(1, n_clusters):
         ids = _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks)
         cand, cand_observed = masked_map(X, ids, shift, scale)
         M = _masked_operand(cand, cand_observed, var)
-        pots = trials(X, w, shift, scale, d, M, total_var, dist, n_blocks)
+        pots = trials(X, w, shift, scale, d, *M, total_var, dist, n_blocks)
         best = int(np.argmin(_sequential_sum(pots)))
         seeds[c], observed[c] = cand[best], cand_observed[best]
         block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
@@ -1427,7 +1450,7 @@ def nearest_masked(X, shift, scale, centres, observed, parallel, sample_weight=N
         kernel = _masked_assign_kernel.runner(parallel)
         var = _masked_variances(X, w, shift, scale, parallel, n_blocks)
         M = _masked_operand(_f64(centres), observed, var)
-        kernel(X, w, shift, scale, M, float(np.sum(var)), labels, np.empty(n_samples),
+        kernel(X, w, shift, scale, *M, float(np.sum(var)), labels, np.empty(n_samples),
                n_blocks, False)  # fmt: skip
     return labels
 
@@ -1476,7 +1499,9 @@ def kmeans_masked(
             M = _masked_operand(centres, observed, var)
             changed, sums, counts, weight = (
                 _sequential_sum(a)
-                for a in assign(X, w, shift, scale, M, total_var, labels, nearest_d, n_blocks, True)
+                for a in assign(
+                    X, w, shift, scale, *M, total_var, labels, nearest_d, n_blocks, True
+                )
             )
             if it > 0 and changed == 0:
                 return labels, centres, it + 1
@@ -1490,6 +1515,6 @@ def kmeans_masked(
             centres = new
             if move <= tol:
                 break
-        assign(X, w, shift, scale, _masked_operand(centres, observed, var), total_var, labels,
+        assign(X, w, shift, scale, *_masked_operand(centres, observed, var), total_var, labels,
                nearest_d, n_blocks, False)  # fmt: skip
     return labels, centres, it + 1

@@ -620,6 +620,47 @@ def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
     assert_array_equal(again[1], centres)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_masked_assignment_with_whole_centres_takes_one_column_of_variances(dtype, weighted):
+    # Centres with every feature share each row's variance sum: one column
+    # of the product instead of one per centre (about half the time); the
+    # labels and sums are those of the general operand bit for bit, the
+    # distances to rounding (BLAS sums a product of another shape otherwise).
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(3000, 7)) * rng.uniform(0.5, 5, 7)).astype(dtype)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    w = rng.uniform(0, 2, len(X)) if weighted else np.empty(0)
+    shift, scale = np.nanmean(X, axis=0).astype(np.float64), np.ones(7)
+    var = rng.uniform(0.5, 3.0, 7)
+    centres = rng.normal(size=(6, 7))
+    whole = _kmeans._masked_operand(centres, np.ones((6, 7), bool), var)
+    assert whole.whole and whole.M.shape == (21, 7)
+    seen = np.ones((6, 7))
+    general = np.block(
+        [
+            [(centres**2).T, (seen * var).T],
+            [-2.0 * centres.T, np.zeros((7, 6))],
+            [seen.T, np.zeros((7, 6))],
+        ]
+    )
+    results = []
+    for M, flag in ((whole.M, whole.whole), (np.ascontiguousarray(general), np.bool_(False))):
+        labels, nearest = np.full(len(X), -1), np.empty(len(X))
+        kernel = _kmeans._masked_assign_kernel.runner(False)
+        stats = kernel(X, w, shift, scale, M, flag, float(var.sum()), labels, nearest, 4, True)
+        results.append((labels, nearest, *stats))
+    (labels, nearest, *stats), (labels_general, nearest_general, *stats_general) = results
+    assert_array_equal(labels, labels_general)
+    assert_allclose(nearest, nearest_general, rtol=1e-14)
+    for a, b in zip(stats, stats_general, strict=True):
+        assert_array_equal(a, b)
+    # A centre that lacks a feature (a seed drawn from the rows) takes the general operand.
+    lacking = np.ones((6, 7), bool)
+    lacking[2, 3] = False
+    assert not _kmeans._masked_operand(centres, lacking, var).whole
+
+
 def test_masked_kmeans_tolerance_is_relative_to_the_data():
     # Its default tol scales with the features' variance (as scikit-learn's):
     # an absolute one stopped X * 1e-3 after one iteration, 36 labels apart.
