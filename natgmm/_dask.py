@@ -25,6 +25,7 @@ import operator
 import dask
 import dask.array as da
 import numpy as np
+from sklearn.utils import check_array
 
 from . import _kernels
 from ._data import (
@@ -51,6 +52,12 @@ _FAN_IN = 16
 _NO_LABELS = np.empty(0, dtype=np.int64)
 
 
+def _as_check_array(shape, estimator_name, **params):
+    """Raise scikit-learn's ValueError for an array of ``shape``, from an empty array of it."""
+    check_array(np.empty(shape), estimator=estimator_name, **params)
+    raise AssertionError(f"check_array accepted an array of shape {shape}")  # not reached
+
+
 def check_dask_array(X, ensure_min_samples=1, estimator_name="NaturalDiagonalGMM"):
     """Check a Dask array as ``check_array`` would, without computing it.
 
@@ -65,9 +72,9 @@ def check_dask_array(X, ensure_min_samples=1, estimator_name="NaturalDiagonalGMM
             f"natgmm takes Dask input as a dask.array.Array, got a {type(X).__name__}; "
             "convert it first (a Dask DataFrame with df.to_dask_array(lengths=True))."
         )
-    # scikit-learn's words, one check at a time (a 1-D array's values are
-    # not printed: they would have to be computed).
-    by = f" by {estimator_name}."
+    # scikit-learn's words, one check at a time: those of its check of an
+    # empty array of the same shape (a 1-D array's values are not printed:
+    # they would have to be computed).
     if X.ndim < 2:
         raise ValueError(
             f"Expected 2D array, got {X.ndim}D array instead. Reshape your data either using "
@@ -75,7 +82,7 @@ def check_dask_array(X, ensure_min_samples=1, estimator_name="NaturalDiagonalGMM
             "if it contains a single sample."
         )
     if X.ndim > 2:
-        raise ValueError(f"Found array with dim {X.ndim}, while dim <= 2 is required{by}")
+        _as_check_array((0,) * X.ndim, estimator_name)
     if any(np.isnan(size) for size in X.shape):
         raise ValueError(
             "X has unknown chunk sizes (after boolean indexing, for example); call "
@@ -94,15 +101,8 @@ def check_dask_array(X, ensure_min_samples=1, estimator_name="NaturalDiagonalGMM
         # numpy reads them, as check_array does for in-memory input.
         X = X.map_blocks(np.asarray, meta=np.empty((0, 0), dtype=X.dtype))
     n_samples, n_features = X.shape
-    if n_samples < ensure_min_samples:
-        raise ValueError(
-            f"Found array with {n_samples} sample(s) (shape={X.shape}) while a minimum of "
-            f"{ensure_min_samples} is required{by}"
-        )
-    if n_features < 1:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required{by}"
-        )
+    if n_samples < ensure_min_samples or n_features < 1:
+        _as_check_array(X.shape, estimator_name, ensure_min_samples=ensure_min_samples)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     return X.rechunk({1: -1})
