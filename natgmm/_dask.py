@@ -54,7 +54,7 @@ _NO_LABELS = np.empty(0, dtype=np.int64)
 
 def _as_check_array(shape, estimator_name, **params):
     """Raise scikit-learn's ValueError for an array of ``shape``, from an empty array of it."""
-    check_array(np.empty(shape), estimator=estimator_name, **params)
+    check_array(np.zeros(shape), estimator=estimator_name, **params)  # not empty: NaN-free
     raise AssertionError(f"check_array accepted an array of shape {shape}")  # not reached
 
 

@@ -75,13 +75,16 @@ class Progress:
                 )
                 self._iter_time = now
 
-    def level_end(self, index, n_levels, history, first, following, lower_bound, n_distinct):
+    def level_end(
+        self, index, n_levels, history, first, following, lower_bound, n_distinct, n_active
+    ):  # fmt: skip
         """Report the end of level ``index`` of ``n_levels``, run from iteration ``first``.
 
         ``following`` is the index of the next level run (``n_levels`` for
-        none): the levels between were skipped. ``lower_bound`` and
-        ``n_distinct`` are those of the parameters the level ended with
-        (not of a refused move's last iteration, which ``history`` ends with).
+        none): the levels between were skipped. ``lower_bound``,
+        ``n_distinct`` and ``n_active`` are those of the parameters the level
+        ended with (not of a refused move's or extrapolation step's last
+        iteration, which ``history`` may end with).
         """
         if self.verbose >= 1:
             h = history
@@ -95,7 +98,7 @@ class Progress:
             print(
                 f"  Level {index + 1}/{n_levels} ({self.annealing} {h['level'][-1]:.4g}): "
                 f"{total - first} iterations, {total} in total, {bound} "
-                f"{lower_bound:.5f}, {h['n_active'][-1]} active components, "
+                f"{lower_bound:.5f}, {n_active} active components, "
                 f"{n_distinct} distinct means{note}"
             )
 

@@ -449,9 +449,10 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         following, stride = next_level(
             settings.annealing, index, stride, n_iter, settled, all_split
         )
+        n_active = run.history["n_active"][np.flatnonzero(run.kept())[-1]]  # on the path kept
         progress.level_end(
             index, levels.size, run.history, first, min(following, levels.size), lower_bound,
-            n_distinct,
+            n_distinct, n_active,
         )  # fmt: skip
         index = following
     if levels.size:

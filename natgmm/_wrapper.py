@@ -98,7 +98,8 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         The inner fit's ``lower_bounds_``, in the units of ``X`` (if the
         estimator records them: NaturalDiagonalGMM does, the path of the
         parameters it kept, shorter than ``n_iter_`` when split-and-merge
-        trials ran; scikit-learn's ``GaussianMixture`` from 1.7).
+        trials or refused extrapolation steps of "temperature" levels ran;
+        scikit-learn's ``GaussianMixture`` from 1.7).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -351,25 +352,38 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         return scaling
 
     def _standardised_blocks(self, X):
-        """Yield ``X`` (validated) standardised, a block of rows at a time.
+        """Return the rows of ``X`` (validated) and a generator of ``(rows, Z)``: it standardised.
 
         A block's copy takes at most about ``_BLOCK_BYTES`` (or one row), so
-        that predictions on large ``X`` hold no standardised copy of it.
+        that predictions on large ``X`` hold no standardised copy of it. The
+        blocks are in float64 if any entry of ``X`` overflows its dtype once
+        standardised (as one standardisation of the whole would be).
         """
         check_is_fitted(self)
         X = validate_rows(self, X, reset=False, ensure_all_finite=self._finite())
         scaling = self._feature_scaling()
-        for rows in row_blocks(X, _BLOCK_BYTES):
-            yield _standardised(scaling, X[rows])
+        wide = _overflows(scaling, X)
+        blocks = row_blocks(X, _BLOCK_BYTES)
+        return X.shape[0], ((rows, _standardised(scaling, X[rows], wide)) for rows in blocks)
 
     def _blockwise(self, X, predict):
         """``predict`` (a function of standardised rows) of ``X``, block by block, joined.
 
-        ``predict`` reads ``estimator_`` only when called: an unfitted
-        wrapper raises scikit-learn's NotFittedError first.
+        The results go into one array as they come: the output and a block
+        are held, not every block's result beside the output. ``predict``
+        reads ``estimator_`` only when called: an unfitted wrapper raises
+        scikit-learn's NotFittedError first.
         """
-        results = [predict(Z) for Z in self._standardised_blocks(X)]
-        return results[0] if len(results) == 1 else np.concatenate(results)
+        n_samples, blocks = self._standardised_blocks(X)
+        out = None
+        for rows, Z in blocks:
+            result = predict(Z)
+            if out is None:
+                if rows.stop >= n_samples:
+                    return result  # one block
+                out = np.empty((n_samples, *result.shape[1:]), dtype=result.dtype)
+            out[rows] = result
+        return out
 
     def predict(self, X):
         """Predict the most probable component of each sample.
@@ -477,8 +491,12 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion for the current model on X.
 
-        The inner model's criterion on the standardised data, corrected by
-        the log-Jacobian, so that it is the criterion of the raw data.
+        The criterion of the raw data: ``-2`` times their log-likelihood
+        (the inner model's of the standardised data plus each row's
+        log-Jacobian, a block of rows at a time) plus the inner model's
+        ``_n_parameters()`` times ``log(n_samples)``; an estimator without
+        ``_n_parameters`` gives its own criterion of the whole standardised
+        data, corrected by the log-Jacobian.
 
         Parameters
         ----------
@@ -499,8 +517,12 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
     def aic(self, X, sample_weight=None):
         """Akaike information criterion for the current model on X.
 
-        The inner model's criterion on the standardised data, corrected by
-        the log-Jacobian, so that it is the criterion of the raw data.
+        The criterion of the raw data: ``-2`` times their log-likelihood
+        (the inner model's of the standardised data plus each row's
+        log-Jacobian, a block of rows at a time) plus the inner model's
+        ``_n_parameters()`` times 2; an estimator without
+        ``_n_parameters`` gives its own criterion of the whole standardised
+        data, corrected by the log-Jacobian.
 
         Parameters
         ----------
@@ -523,35 +545,50 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         return self.estimator_._n_parameters()
 
     def _criterion(self, name, X, sample_weight):
-        """Return the inner ``bic`` or ``aic`` of standardised X, in raw units.
+        """Return ``bic`` or ``aic`` of X in raw units.
 
         Both are ``-2 log L`` plus a penalty; the raw log-likelihood is the
-        standardised one plus the rows' log-Jacobians. With weights, from
-        :meth:`score` and the inner model's number of parameters (the inner
-        criterion may take no weights: scikit-learn's does not).
+        standardised one plus the rows' log-Jacobians. From :meth:`score` (by
+        blocks of rows) and the inner model's number of parameters, as
+        scikit-learn's mixtures count them (the inner criterion may take no
+        weights: scikit-learn's does not); without ``_n_parameters``, the
+        inner criterion of the whole standardised X.
         """
+        check_is_fitted(self)
         if sample_weight is not None or hasattr(self.estimator_, "_n_parameters"):
             return criterion(self, name, X, sample_weight)  # by blocks of rows
-        Z = np.concatenate(list(self._standardised_blocks(X)))
+        Z = np.concatenate([Z for _, Z in self._standardised_blocks(X)[1]])
         jacobian = _log_jacobian(self.scale_, Z)
         total = np.sum(jacobian) if np.ndim(jacobian) else len(Z) * jacobian
         return getattr(self.estimator_, name)(Z) - 2 * total
 
 
-def _standardised(scaling, X):
-    """``X`` (validated rows) standardised by ``scaling`` for the estimator's predictions."""
-    Z = scaling.transform(X)
-    # A finite entry beyond the dtype's range once standardised would be
-    # refused by the estimator: such rows are standardised in float64,
-    # and beyond float64's range (some 1e308 standard deviations out,
-    # where the log-density is -inf anyway) held at its largest value,
-    # so that the estimator predicts them. An infinity in X itself (let
-    # through by scikit-learn's assume_finite=True) stays one: its row
-    # has no density, as for NaturalDiagonalGMM.
-    if np.isinf(np.fmax.reduce(Z, axis=None)) or np.isinf(np.fmin.reduce(Z, axis=None)):
-        Z = scaling.transform(X.astype(np.float64))
-        limit = np.finfo(np.float64).max
-        np.clip(Z, -limit, limit, out=Z, where=~np.isinf(X))
+def _overflows(scaling, X):
+    """Whether an entry of ``X`` (validated) is infinite once standardised by ``scaling``.
+
+    In the dtype of ``X``; the map is monotone in each feature, so its
+    extremes tell (an infinity of ``X`` itself included).
+    """
+    extremes = np.stack([np.fmax.reduce(X, axis=0), np.fmin.reduce(X, axis=0)])
+    return bool(np.isinf(scaling.transform(extremes)).any())
+
+
+def _standardised(scaling, X, wide):
+    """Rows ``X`` (validated) standardised by ``scaling``, in float64 if ``wide``.
+
+    A finite entry beyond the dtype's range once standardised would be
+    refused by the estimator: with ``wide`` (see :func:`_overflows`) the
+    rows are standardised in float64, and beyond float64's range (some
+    1e308 standard deviations out, where the log-density is -inf anyway)
+    held at its largest value, so that the estimator predicts them. An
+    infinity in X itself (let through by scikit-learn's assume_finite=True)
+    stays one: its row has no density, as for NaturalDiagonalGMM.
+    """
+    if not wide:
+        return scaling.transform(X)
+    Z = scaling.transform(X.astype(np.float64))
+    limit = np.finfo(np.float64).max
+    np.clip(Z, -limit, limit, out=Z, where=~np.isinf(X))
     return Z
 
 

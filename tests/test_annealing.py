@@ -666,10 +666,13 @@ def test_refused_squarem_steps_are_off_the_path_kept(slanted_blobs, monkeypatch,
     levels = history["level"][on_path]
     same_level = (levels[1:] == levels[:-1]) & np.isfinite(levels[1:])
     assert np.all(np.diff(kept)[same_level] > -1e-6 * np.abs(kept[1:][same_level]))
-    # The objectives the levels report are on the path kept.
+    # The objectives the levels report are on the path kept, and so are their
+    # counts of active components (a refused jump's were printed).
     reported = [float(v) for v in re.findall(r"tempered objective (\S+),", out)]
     assert reported
     assert all(np.isclose(kept, v, rtol=0, atol=1e-5).any() for v in reported)
+    active = {int(v) for v in re.findall(r"(\d+) active components", out)}
+    assert active <= set(history["n_active"][on_path].tolist())
 
 
 @pytest.mark.parametrize("solver", ["gradient", "minibatch"])
@@ -940,10 +943,10 @@ def test_a_level_line_reports_the_parameters_kept_not_a_refused_move(capsys):
     settings = _settings.Settings.from_estimator(NaturalDiagonalGMM(4, annealing="temperature"))
     progress = _progress.Progress(settings._replace(verbose=1))
     history = {
-        "lower_bound": [-2.0, -1.5, -1.6, -1.7], "level": [1.5] * 4, "n_active": [4] * 4,
+        "lower_bound": [-2.0, -1.5, -1.6, -1.7], "level": [1.5] * 4, "n_active": [4, 4, 1, 1],
         "n_distinct": [3, 3, 4, 4],
     }  # fmt: skip
-    progress.level_end(2, 24, history, 0, 3, -1.5, 3)
+    progress.level_end(2, 24, history, 0, 3, -1.5, 3, 4)
     line = capsys.readouterr().out.strip()
     assert line == (
         "Level 3/24 (temperature 1.5): 4 iterations, 4 in total, tempered objective -1.50000, "

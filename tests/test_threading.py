@@ -462,23 +462,28 @@ def test_standardized_weighted_scaling_holds_blas_at_one_thread(monkeypatch):
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from natgmm import NaturalDiagonalGMM, StandardizedGMM
+    from natgmm import NaturalDiagonalGMM, StandardizedGMM, _standardise
 
     seen = []
-    original = StandardScaler.fit
+    for method in ("fit", "partial_fit"):  # partial_fit: by blocks, with missing entries
+        original = getattr(StandardScaler, method)
 
-    def recorded(self, *args, **kwargs):
-        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-        return original(self, *args, **kwargs)
+        def recorded(self, *args, original=original, **kwargs):
+            seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+            return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(StandardScaler, "fit", recorded)
+        monkeypatch.setattr(StandardScaler, method, recorded)
     X = np.random.default_rng(0).normal(size=(200, 3))
+    holed = X.copy()
+    holed[::7, 1] = np.nan
+    monkeypatch.setattr(_standardise, "_SCALER_BYTES", 50 * 3 * 8)
     with threadpool_limits(2, user_api="blas"):
-        model = StandardizedGMM(NaturalDiagonalGMM(2, random_state=0, max_iter=2))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X, sample_weight=np.linspace(0.5, 2.0, 200))
-    assert seen and set(seen) == {1}
+        for data in (X, holed):
+            model = StandardizedGMM(NaturalDiagonalGMM(2, random_state=0, max_iter=2))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(data, sample_weight=np.linspace(0.5, 2.0, 200))
+    assert len(seen) > 4 and set(seen) == {1}
 
 
 def test_blas_setters_are_found_with_threadpoolctl_before_3_2(monkeypatch):

@@ -291,7 +291,27 @@ def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypa
     for name in names:
         rows_seen.clear()
         assert_allclose(getattr(model, name)(X), whole[name], rtol=1e-13)
-        assert 1 < len(rows_seen) and max(rows_seen) == 100, name
+        # The extremes' check of overflow, then blocks of 100 rows.
+        assert rows_seen[0] == 2 and max(rows_seen[1:]) == 100 < len(X), name
+    # bic as the inner model's criterion of the whole standardised X, corrected.
+    Z = (X - model.mean_) / model.scale_
+    jacobian = -np.sum(~np.isnan(Z) * np.log(model.scale_))
+    assert whole["bic"] == pytest.approx(model.estimator_.bic(Z) - 2 * jacobian, rel=1e-12)
+
+
+def test_blockwise_predictions_of_float32_rows_take_one_dtype(fitted, mixed_units, monkeypatch):
+    # A block holding an entry that overflows float32 once standardised was
+    # computed in float64 and the others in float32: a row's score depended
+    # on the block size. As for one standardisation of the whole: all float64.
+    from natgmm import _wrapper
+
+    X = np.vstack([mixed_units] * 2).astype(np.float32)
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(X)
+    X[-1, 0] = 3e38  # beyond float32 once standardised (scale_ about 3e-3)
+    assert model._standardised_blocks(X)[1].__next__()[1].dtype == np.float64
+    whole = model.score_samples(X)
+    monkeypatch.setattr(_wrapper, "_BLOCK_BYTES", 64 * X.shape[1] * 4)
+    assert_array_equal(model.score_samples(X), whole)
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -319,6 +339,16 @@ def test_scaling_of_data_with_holes_goes_by_blocks_of_rows(mixed_units, monkeypa
     monkeypatch.setattr(_wrapper, "_BLOCK_BYTES", 200 * X.shape[1] * 8)
     by_blocks = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(X, sample_weight=w)
     assert blocks == [200] * (len(X) // 200) + ([len(X) % 200] if len(X) % 200 else [])
+    # A block that observes a feature in no row of positive weight would make
+    # its mean or variance NaN (or its weights all zero refused): one fit then.
+    gap = X.copy()
+    gap[200:400, 1] = np.nan  # the second block
+    expected = StandardScaler().fit(gap, sample_weight=w)  # its fit is one partial_fit
+    blocks.clear()
+    gapped = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(gap, sample_weight=w)
+    assert blocks == [len(X)]
+    assert_allclose(gapped.mean_, expected.mean_, rtol=1e-15)
+    assert np.isfinite(gapped.means_).all()
     # Chan's update of the means and variances against one pass: rounding.
     # (A constant feature's running variance may end a rounding below zero:
     # no warning, and scale 1 all the same.)
