@@ -444,9 +444,13 @@ def _every_block_sees_every_feature(X, blocks, sample_weight):
     return True
 
 
-def row_blocks(X, max_bytes):
-    """Slices of the rows of ``X`` into blocks of at most ``max_bytes`` (at least a row each)."""
-    rows = max(1, max_bytes // (X.dtype.itemsize * max(1, X.shape[1])))
+def row_blocks(X, max_bytes, row_bytes=None):
+    """Slices of the rows of ``X`` into blocks of at most ``max_bytes`` (at least a row each).
+
+    A row counts ``row_bytes`` (default: those of a row of ``X``).
+    """
+    row_bytes = X.dtype.itemsize * X.shape[1] if row_bytes is None else row_bytes
+    rows = max(1, max_bytes // max(1, row_bytes))
     return [slice(start, start + rows) for start in range(0, X.shape[0], rows)]
 
 

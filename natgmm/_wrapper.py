@@ -354,8 +354,9 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
     def _standardised_blocks(self, X):
         """Return the rows of ``X`` (validated) and a generator of ``(rows, Z)``: it standardised.
 
-        A block's copy takes at most about ``_BLOCK_BYTES`` (or one row), so
-        that predictions on large ``X`` hold no standardised copy of it. The
+        A block's copy, and a block of per-component results, take at most
+        about ``_BLOCK_BYTES`` (or one row), so that predictions on large
+        ``X`` hold no standardised copy of it. The
         blocks are in float64 if any entry of ``X`` overflows its dtype once
         standardised (as one standardisation of the whole would be).
         """
@@ -363,7 +364,9 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         X = validate_rows(self, X, reset=False, ensure_all_finite=self._finite())
         scaling = self._feature_scaling()
         wide = _overflows(scaling, X)
-        blocks = row_blocks(X, _BLOCK_BYTES)
+        # A row's float64 values: its features, or its results per component.
+        row_bytes = 8 * max(X.shape[1], self.estimator_.means_.shape[0])
+        blocks = row_blocks(X, _BLOCK_BYTES, row_bytes)
         return X.shape[0], ((rows, _standardised(scaling, X[rows], wide)) for rows in blocks)
 
     def _blockwise(self, X, predict):

@@ -299,6 +299,28 @@ def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypa
     assert whole["bic"] == pytest.approx(model.estimator_.bic(Z) - 2 * jacobian, rel=1e-12)
 
 
+def test_prediction_blocks_count_per_component_results(monkeypatch):
+    # With more components than features a block's responsibilities, not its
+    # rows' copy, are the larger: predict_proba held 1.8 times its output.
+    from natgmm import _standardise, _wrapper
+
+    X, _ = make_blobs(n_samples=600, n_features=2, centers=6, random_state=0)
+    model = StandardizedGMM(NaturalDiagonalGMM(6, init_params="bisect", max_iter=5)).fit(X)
+    rows_seen = []
+    transform = _standardise.FeatureScaling.transform
+
+    def recorded(self, X):
+        rows_seen.append(len(X))
+        return transform(self, X)
+
+    monkeypatch.setattr(_standardise.FeatureScaling, "transform", recorded)
+    monkeypatch.setattr(_wrapper, "_BLOCK_BYTES", 50 * 6 * 8)  # 50 rows of 6 float64 results
+    whole = model.predict_proba(X)
+    assert max(rows_seen[1:]) == 50
+    monkeypatch.setattr(_wrapper, "_BLOCK_BYTES", 2**30)
+    assert_array_equal(model.predict_proba(X), whole)
+
+
 def test_blockwise_predictions_of_float32_rows_take_one_dtype(fitted, mixed_units, monkeypatch):
     # A block holding an entry that overflows float32 once standardised was
     # computed in float64 and the others in float32: a row's score depended
