@@ -270,15 +270,10 @@ def _with_holes(X, seed=0):
     return X
 
 
-def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypatch):
-    # Each call held a standardised copy of the whole of X (389 MiB beside
-    # X's 381 MiB at 1e6 x 50): now a block of _BLOCK_BYTES at a time.
-    from natgmm import _standardise, _wrapper
+def _rows_standardised(monkeypatch):
+    """Record the rows of each call of the wrapper's standardisation (a list, filled in place)."""
+    from natgmm import _standardise
 
-    X = _with_holes(np.vstack([mixed_units] * 3))
-    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(X)
-    names = ("predict", "predict_proba", "score_samples", "_estimate_log_prob", "bic", "aic")
-    whole = {name: getattr(model, name)(X) for name in names}
     rows_seen = []
     transform = _standardise.FeatureScaling.transform
 
@@ -287,6 +282,19 @@ def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypa
         return transform(self, X)
 
     monkeypatch.setattr(_standardise.FeatureScaling, "transform", recorded)
+    return rows_seen
+
+
+def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypatch):
+    # Each call held a standardised copy of the whole of X (389 MiB beside
+    # X's 381 MiB at 1e6 x 50): now a block of _BLOCK_BYTES at a time.
+    from natgmm import _wrapper
+
+    X = _with_holes(np.vstack([mixed_units] * 3))
+    model = StandardizedGMM(NaturalDiagonalGMM(**_INNER)).fit(X)
+    names = ("predict", "predict_proba", "score_samples", "_estimate_log_prob", "bic", "aic")
+    whole = {name: getattr(model, name)(X) for name in names}
+    rows_seen = _rows_standardised(monkeypatch)
     monkeypatch.setattr(_wrapper, "_BLOCK_BYTES", 100 * X.shape[1] * 8)
     for name in names:
         rows_seen.clear()
@@ -302,18 +310,11 @@ def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypa
 def test_prediction_blocks_count_per_component_results(monkeypatch):
     # With more components than features a block's responsibilities, not its
     # rows' copy, are the larger: predict_proba held 1.8 times its output.
-    from natgmm import _standardise, _wrapper
+    from natgmm import _wrapper
 
     X, _ = make_blobs(n_samples=600, n_features=2, centers=6, random_state=0)
     model = StandardizedGMM(NaturalDiagonalGMM(6, init_params="bisect", max_iter=5)).fit(X)
-    rows_seen = []
-    transform = _standardise.FeatureScaling.transform
-
-    def recorded(self, X):
-        rows_seen.append(len(X))
-        return transform(self, X)
-
-    monkeypatch.setattr(_standardise.FeatureScaling, "transform", recorded)
+    rows_seen = _rows_standardised(monkeypatch)
     monkeypatch.setattr(_wrapper, "_BLOCK_BYTES", 50 * 6 * 8)  # 50 rows of 6 float64 results
     whole = model.predict_proba(X)
     assert max(rows_seen[1:]) == 50
