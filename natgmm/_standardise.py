@@ -428,20 +428,23 @@ _DIRECT_WEIGHT = 2.0**-60
 _SCALER_BYTES = 2**26
 
 
-def _every_block_sees_every_feature(X, blocks, sample_weight):
-    """Whether each block of rows observes each feature in a row of positive weight.
+def _fit_by_blocks(X, blocks, sample_weight):
+    """Whether ``X`` has missing entries and each block sees each feature in a weighed row.
 
-    ``StandardScaler.partial_fit`` of a block without one makes that
-    feature's mean NaN (first block) or its variance NaN (later), and
-    refuses a block whose weights are all zero.
+    A weighed row: of positive weight. The scaler then fits by blocks;
+    ``StandardScaler.partial_fit`` of a
+    block without such a row makes that feature's mean NaN (first block)
+    or its variance NaN (later), and refuses a block of zero weights.
     """
+    missing = False
     for rows in blocks:
         seen = ~np.isnan(X[rows])
+        missing = missing or not seen.all()
         if sample_weight is not None:
             seen &= (sample_weight[rows] > 0)[:, np.newaxis]
         if not seen.any(axis=0).all():
             return False
-    return True
+    return missing
 
 
 def row_blocks(X, max_bytes, row_bytes=None):
@@ -471,11 +474,7 @@ def _scaler_of_u(X, exponent, sample_weight, direct):
     # One BLAS thread: with weights the scaler sums by a product (weights @ u),
     # whose order of additions follows BLAS's thread count.
     with single_threaded_blas():
-        if (
-            len(blocks) == 1
-            or not any(np.isnan(X[rows]).any() for rows in blocks)
-            or not _every_block_sees_every_feature(X, blocks, sample_weight)
-        ):
+        if len(blocks) == 1 or not _fit_by_blocks(X, blocks, sample_weight):
             scaler.fit(X if direct else np.ldexp(X, -exponent), sample_weight=sample_weight)
         else:
             # Its running variance of a constant feature may end a rounding
