@@ -110,6 +110,17 @@ def row_chunks(rows):
     return [rows[i : i + ROW_CHUNK] for i in range(0, rows.size, ROW_CHUNK)]
 
 
+def row_blocks(X, max_bytes, row_bytes=None):
+    """Slices of the rows of ``X`` into blocks of at most ``max_bytes`` (at least a row each).
+
+    A row counts ``row_bytes`` (default: those of a row of ``X``). Views of
+    ``X`` by bytes, where :func:`row_chunks` takes rows by index.
+    """
+    row_bytes = X.dtype.itemsize * X.shape[1] if row_bytes is None else row_bytes
+    rows = max(1, max_bytes // max(1, row_bytes))
+    return [slice(start, start + rows) for start in range(0, X.shape[0], rows)]
+
+
 def internal_rows(X, rows, standardiser, centre=0.0, unit=1.0):
     """Rows of ``X`` in internal coordinates, minus ``centre``, times ``unit``.
 

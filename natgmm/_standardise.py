@@ -24,6 +24,7 @@ from ._data import (
     FAR_ROWS,
     check_finite,
     positive_extremes,
+    row_blocks,
     scaled_weights,
     scatter_from_sums,
     top_correlation,
@@ -445,16 +446,6 @@ def _fit_by_blocks(X, blocks, sample_weight):
         if not seen.any(axis=0).all():
             return False
     return missing
-
-
-def row_blocks(X, max_bytes, row_bytes=None):
-    """Slices of the rows of ``X`` into blocks of at most ``max_bytes`` (at least a row each).
-
-    A row counts ``row_bytes`` (default: those of a row of ``X``).
-    """
-    row_bytes = X.dtype.itemsize * X.shape[1] if row_bytes is None else row_bytes
-    rows = max(1, max_bytes // max(1, row_bytes))
-    return [slice(start, start + rows) for start in range(0, X.shape[0], rows)]
 
 
 def _scaler_of_u(X, exponent, sample_weight, direct):

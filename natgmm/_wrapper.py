@@ -10,12 +10,12 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import check_sample_weight, mean_log_prob, validate_rows
+from ._data import check_sample_weight, mean_log_prob, row_blocks, validate_rows
 from ._estimator import NaturalDiagonalGMM, criterion
 from ._interrupt import commit, input_attributes
 from ._per_component import PerComponentMixin
 from ._settings import nested_default
-from ._standardise import FeatureScaling, fitted_attributes, row_blocks, standardised_input
+from ._standardise import FeatureScaling, fitted_attributes, standardised_input
 from ._version import stamped, unstamped
 
 # Predictions standardise X a block of rows at a time, each copy at most this
