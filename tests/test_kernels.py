@@ -733,6 +733,28 @@ def test_blas_held_at_one_thread_and_restored():
     assert blas_threads() == before
 
 
+def test_a_hold_inside_its_own_threads_hold_adds_nothing():
+    """Nested on one thread: one user; another thread's hold meanwhile is a user of its own."""
+    import threading
+
+    hold = single_threaded_blas
+    seen = []
+
+    def other():
+        with hold():
+            seen.append(len(hold._users))
+
+    with hold():
+        with hold():
+            assert len(hold._users) == 1
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join()
+        assert len(hold._users) == 1
+    assert seen == [2]
+    assert not hold._users and not hold._holding and hold._original is None
+
+
 @pytest.mark.parametrize("n_points", [1, 2, 30])
 def test_count_distinct_matches_naive(n_points):
     """Distinct means as scipy's Chebyshev distances count them, ties near tol included."""
