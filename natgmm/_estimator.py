@@ -49,6 +49,7 @@ from ._solver import (
     stream_position,
     stream_run,
     stream_step,
+    warn_if_empty,
     warn_if_identical,
     warn_slow_splits,
 )
@@ -790,6 +791,8 @@ default=None
             )
             if converged:  # (after split-and-merge, a pair its moves could not split)
                 warn_if_identical(params)
+            if run.empty is not None:  # None: no M-step ran (max_iter=0)
+                warn_if_empty(run.empty)
             if not converged and settings.max_iter > 0:
                 warnings.warn(
                     # scikit-learn's words, then what natgmm knows besides.

@@ -33,7 +33,8 @@ class Progress:
 
     ``verbose=1`` prints each initialisation's start and end (and which was
     kept), the annealing levels to come, one line per level, the start of
-    the final EM, the split-and-merge moves, empty components, and the
+    the final EM, the split-and-merge moves, the empty components (when they
+    change), and the
     lower bound of every ``verbose_interval``-th iteration; ``verbose=2``
     adds times and the change of the mean log-likelihood. Iterations are
     counted over all levels and the final EM, as ``n_iter_``.
@@ -46,6 +47,7 @@ class Progress:
         # With online EM an iteration is a pass of steps over the data.
         self.unit = "; a pass of online steps" if settings.solver == "minibatch" else ""
         self._init_time = self._iter_time = time()
+        self._empty = []  # the empty components last reported
 
     def init_begin(self, trial):
         """Announce initialisation ``trial``."""
@@ -58,20 +60,30 @@ class Progress:
                 )
             print(f"Initialization {trial}")
             self._init_time = self._iter_time = time()
+        self._empty = []
 
-    def iteration(self, n_iter, lower_bound, change, empty):
-        """Report iteration ``n_iter`` (counted over all levels) and its ``empty`` components."""
-        if self.verbose >= 1 and empty.any():
-            print(f"  Iteration {n_iter}: components {np.flatnonzero(empty).tolist()} empty")
+    def iteration(self, n_iter, lower_bound, change, empty, tempered=False):
+        """Report iteration ``n_iter`` (counted over all levels) and its ``empty`` components.
+
+        ``tempered``: ``lower_bound`` is a temperature level's objective.
+        """
+        name = "tempered objective" if tempered else "lower bound"
+        # When the empty components change: a fit can run hundreds of
+        # iterations with the same ones.
+        now_empty = np.flatnonzero(empty).tolist()
+        if self.verbose >= 1 and now_empty != self._empty:
+            listed = f"components {now_empty} empty" if now_empty else "no component empty"
+            print(f"  Iteration {n_iter}: {listed}")
+        self._empty = now_empty
         if n_iter % self.interval == 0:
             if self.verbose == 1:
-                print(f"  Iteration {n_iter} (total{self.unit}): lower bound {lower_bound:.5f}")
+                print(f"  Iteration {n_iter} (total{self.unit}): {name} {lower_bound:.5f}")
             elif self.verbose >= 2:
                 now = time()
                 print(
                     f"  Iteration {n_iter} (total{self.unit})\t time lapse "
                     f"{now - self._iter_time:.5f}s\t "
-                    f"ll change {change:.5f}\t lower bound {lower_bound:.5f}"
+                    f"ll change {change:.5f}\t {name} {lower_bound:.5f}"
                 )
                 self._iter_time = now
 

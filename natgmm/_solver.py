@@ -314,8 +314,9 @@ class _Iterations:
         active = (nk > self.reg.min_weight * nk.sum()) & ~run.empty
         run.record(self.lower_bound, self.level, int(active.sum()), params.means / self.relative)
         self.progress.iteration(
-            len(run.history["lower_bound"]), self.lower_bound, self.change, run.empty
-        )
+            len(run.history["lower_bound"]), self.lower_bound, self.change, run.empty,
+            tempered=self.beta != 1.0,
+        )  # fmt: skip
         return params
 
 
@@ -428,6 +429,8 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         level = levels[index]
         first = len(run.history["lower_bound"])
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
+        if _anneal.RESEED_EMPTY and run.empty is not None:
+            params = _anneal.reseeded(params, run.empty)
         params = enter_level(params, level, level_reg, run.standardiser, run.random_state)
         params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
@@ -534,6 +537,23 @@ def warn_if_identical(params):
         "distinct components than n_components. Try a smaller n_components or lower "
         "floors; if the data has more clusters, the fit stopped on the saddle between them: "
         "fit with annealing='temperature' and solver='em' (doc: annealing).",
+        ConvergenceWarning,
+        stacklevel=caller_level(),
+    )
+
+
+def warn_if_empty(empty):
+    """Warn when the fit ended with components that no sample gives weight to."""
+    n_components, empty = len(empty), np.flatnonzero(empty)
+    if not empty.size:
+        return
+    listed = ", ".join(map(str, empty[:10])) + (", ..." if empty.size > 10 else "")
+    which = "components" if empty.size > 1 else "component"
+    warnings.warn(
+        f"{empty.size} of the {n_components} components ended empty "
+        f"({which} {listed}): no sample gives them weight, so the model uses fewer "
+        "components than n_components (empty_components_ lists them). Try a smaller "
+        "n_components, or another init_params or random_state.",
         ConvergenceWarning,
         stacklevel=caller_level(),
     )

@@ -256,6 +256,12 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             inner = clone(estimator)
         Z = scaling.transform(X)
         update = getattr(inner, method)
+        if getattr(inner, "verbose", 0) and method == "fit":
+            jacobian = _mean_log_jacobian(scaling.scale_, Z, sample_weight)
+            print(
+                f"StandardizedGMM: the {name} below fits the standardised data; add "
+                f"{jacobian:.5f} to its bounds for those of X (as lower_bound_ has)."
+            )
         with standardised_input(scaling):
             if sample_weight is None:
                 update(Z)
@@ -323,9 +329,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             means = inner.means_.astype(np.float64) * scale + mean
             covariances = inner.covariances_.astype(np.float64) * scale**2
         fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
-        jacobian = _log_jacobian(scale, Z)
-        if np.ndim(jacobian):  # missing entries: the weighted mean over the rows
-            jacobian = mean_log_prob(jacobian, sample_weight)
+        jacobian = _mean_log_jacobian(scale, Z, sample_weight)
         fitted.update(
             estimator_=inner,
             _scaling=scaling,
@@ -593,6 +597,12 @@ def _standardised(scaling, X, wide):
     limit = np.finfo(np.float64).max
     np.clip(Z, -limit, limit, out=Z, where=~np.isinf(X))
     return Z
+
+
+def _mean_log_jacobian(scale, Z, sample_weight):
+    """:func:`_log_jacobian`, its (weighted) mean over the rows of ``Z`` with missing entries."""
+    jacobian = _log_jacobian(scale, Z)
+    return mean_log_prob(jacobian, sample_weight) if np.ndim(jacobian) else jacobian
 
 
 def _log_jacobian(scale, Z=None):

@@ -153,8 +153,26 @@ def test_min_weight_and_empty_component():
     assert_allclose(model.covariances_[2], [1.0, 1.0])
     assert_finite_model(model)
     assert model.weights_.min() >= 1e-5
+    # Said, not only recorded: the model uses fewer components than asked for.
+    message = r"1 of the 3 components ended empty \(component 2\)"
+    with pytest.warns(ConvergenceWarning, match=message):
+        NaturalDiagonalGMM(3, min_weight=1e-5, max_iter=5, **start).fit(X)
     with pytest.raises(ValueError, match="n_components \\* min_weight must be below 1"):
         NaturalDiagonalGMM(3, min_weight=0.4).fit(X)
+
+
+def test_verbose_reports_empty_components_when_they_change(capsys):
+    """One line when component 2 empties, not one per iteration (an audit's fit printed 421)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    start = dict(
+        weights_init=np.array([0.5, 0.49, 0.01]),
+        means_init=np.array([[-0.5, 0.0], [0.5, 0.0], [1e6, 1e6]]),
+        precisions_init=np.ones((3, 2)),
+    )
+    quiet_fit(NaturalDiagonalGMM(3, max_iter=8, tol=0, verbose=1, **start), X)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "empty" in line]
+    assert lines == ["  Iteration 1: components [2] empty"]
 
 
 def test_sample_weight_equals_repetition(blobs):

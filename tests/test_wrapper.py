@@ -285,6 +285,17 @@ def _rows_standardised(monkeypatch):
     return rows_seen
 
 
+def test_verbose_says_how_the_inner_bounds_map_to_those_of_x(mixed_units, capsys):
+    """The inner fit prints standardised bounds; one line says what to add (audit: 8.5 vs -197)."""
+    model = StandardizedGMM(NaturalDiagonalGMM(2, verbose=1, random_state=0)).fit(mixed_units)
+    lines = capsys.readouterr().out.splitlines()
+    offset = float(lines[0].split("add ")[1].split(" ")[0])
+    assert lines[0].startswith("StandardizedGMM: the NaturalDiagonalGMM below fits")
+    assert model.estimator_.lower_bound_ + offset == pytest.approx(model.lower_bound_, abs=1e-5)
+    StandardizedGMM(NaturalDiagonalGMM(2, random_state=0)).fit(mixed_units)
+    assert capsys.readouterr().out == ""  # verbose=0 prints nothing
+
+
 def test_predictions_standardise_by_blocks_of_rows(fitted, mixed_units, monkeypatch):
     # Each call held a standardised copy of the whole of X (389 MiB beside
     # X's 381 MiB at 1e6 x 50): now a block of _BLOCK_BYTES at a time.
