@@ -872,10 +872,12 @@ default=None
         M-step (closed form, or Adam for ``solver="gradient"``) turns them
         into parameters; later calls continue these running statistics, not
         attributes set by hand (a warm-start :meth:`fit` continues those).
-        The first call initialises the model from its batch
-        as :meth:`fit` would (with ``init_params``; "random_from_data" with
-        repeated seeds if the batch has fewer rows than components) and fixes
-        the internal standardisation; floors relative to the data variance
+        The first call fits its batch as :meth:`fit` would (``init_params``,
+        then EM with ``max_iter`` and ``tol``; ``max_iter=0`` keeps the start)
+        before its step, and fixes the internal standardisation; a batch with
+        fewer rows than components is seeded by "random_from_data" with
+        repeated seeds, and an annealed stream starts pooled, its levels
+        going batch by batch; floors relative to the data variance
         follow the variance of all data seen. With ``annealing``, each level
         lasts ``anneal_max_iter`` batches; online steps are small, so means
         that start together split slowly (four blobs, 200 batches of 200
@@ -912,6 +914,7 @@ default=None
         # Every call: set_params between the batches may have changed them.
         self._validate_params()
         settings = Settings.from_estimator(self)
+        progress = Progress(settings)
         with _threads_and_blas(self.n_jobs) as parallel:
             if first:
                 data, inputs = self._check_data(X, sample_weight, parallel, reset=True)
@@ -919,7 +922,7 @@ default=None
                 data = model.data
                 init = check_init_arrays(self, data.shape[1])
                 random_state = check_random_state(self.random_state)
-                state = start_stream(data, model, init, settings, random_state)
+                state = start_stream(data, model, init, settings, random_state, progress)
             else:
                 self._check_continuable("partial_fit", self._state.params.weights.shape[0])
                 # Nothing of the stream's state is changed in place: the
@@ -947,7 +950,7 @@ default=None
         fitted["lower_bound_"] = loglik / data.total_weight + standardiser.log_jacobian
         index, _ = stream_position(settings, run.online.n_steps - 1)
         level = state.levels[index] if index < state.levels.size else np.nan
-        Progress(settings).stream_step(
+        progress.stream_step(
             run.online.n_steps, data.shape[0], fitted["lower_bound_"], run.online.rho, level
         )
         attributes, remove = inputs

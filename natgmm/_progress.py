@@ -165,6 +165,20 @@ class Progress:
                 "rounds end"
             )
 
+    def first_batch(self, n_rows):
+        """Announce the EM on a stream's first batch, before its first step."""
+        if self.verbose >= 1:
+            print(
+                f"partial_fit: EM on the first batch ({n_rows} rows), as fit would, then its step"
+            )
+
+    def first_batch_end(self, n_iter, lower_bound, converged):
+        """Report the end of the first batch's EM after ``n_iter`` iterations."""
+        if self.verbose >= 1:
+            ended = "converged" if converged else "stopped at max_iter"
+            print(f"partial_fit: the first batch's EM {ended} after {n_iter} iterations, "
+                  f"lower bound {lower_bound:.5f}")  # fmt: skip
+
     def stream_step(self, n_steps, n_rows, lower_bound, step, level):
         """Report ``partial_fit``'s online step ``n_steps`` (every ``verbose_interval``-th).
 

@@ -195,9 +195,11 @@ def test_online_step_size_schedule():
     w0 = np.array([0.2, 0.3, 0.5])
     mu0 = np.array([[0.5, 0.5], [5.0, 5.0], [-5.0, 5.0]])
     var0 = np.array([[1.5, 1.0], [2.0, 0.5], [1.0, 1.0]])
+    # max_iter=0: the first batch takes no EM iterations before its step (as
+    # fit would take none), so the steps start from the initial model.
     model = NaturalDiagonalGMM(
         3, weights_init=w0, means_init=mu0, precisions_init=1 / var0, reg_covar=reg,
-        learning_offset=tau, learning_decay=kappa,
+        learning_offset=tau, learning_decay=kappa, max_iter=0,
     )  # fmt: skip
     # Running statistics per unit weight: weight, mean and scatter; they
     # start as those whose M-step is the initial model (reg_covar removed).

@@ -630,10 +630,18 @@ def test_verbose_streams_and_passes(blobs, capsys):
     for batch in np.array_split(X, 4):
         model.partial_fit(batch)
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == [
+    # The first batch's EM (its iterations as fit's), then the steps.
+    assert (
+        lines[0]
+        == f"partial_fit: EM on the first batch ({len(X) // 4} rows), as fit would, then its step"
+    )
+    assert lines[1].startswith("  Iteration 2 (total): lower bound -")
+    end = next(i for i, line in enumerate(lines) if "the first batch's EM converged" in line)
+    assert [line.split(":")[0] for line in lines[end + 1 :]] == [
         "partial_fit step 1", "partial_fit step 2", "partial_fit step 4"
     ]  # fmt: skip
-    assert "mean log-likelihood before the step" in lines[0] and "blended in with step" in lines[0]
+    step = lines[end + 1]
+    assert "mean log-likelihood before the step" in step and "blended in with step" in step
     quiet_fit(
         NaturalDiagonalGMM(4, solver="minibatch", verbose=1, verbose_interval=1, max_iter=1), X
     )
