@@ -55,10 +55,10 @@ MIN_LEVEL_ITER = 2
 # data of repeated values) are placed on the heaviest active ones before the
 # next level (:func:`reseeded`), so that they can split off again. Measured
 # (doc/annealing.rst, "Empty components"): raw digit pixels, "temperature",
-# K=50, seed 0: 35 of 50 components empty and a train log-likelihood of
-# -12.95 without it, one and 24.60 with it (scikit-learn's best of five:
-# 21.40); on the benchmark's sets it changed only the three fits (of 110)
-# that had an empty component, each higher.
+# K=50, seed 0, with the levels' noise at the data's spread: 35 of 50
+# components empty and a train log-likelihood of -12.95 without it, one and
+# 24.60 with it (scikit-learn's best of five: 21.40); on the benchmark's
+# sets it changed only the three fits (of 110) that had an empty component.
 RESEED_EMPTY = True
 
 # The annealing modes whose levels move a spare component to where it is
@@ -186,14 +186,28 @@ def split_levels(history, kept):
     return np.column_stack([level[grew], n_distinct[grew]]).astype(np.float64)
 
 
-def enter_level(params, level, level_reg, standardiser, random_state):
+# A level's noise is at most this many times a component's own variance at
+# the level (its variance times the temperature): PERTURBATION times 100 of
+# its standard deviations, a tenth of one. The data's spread alone threw
+# narrow components off their rows (doc/annealing.rst, "Empty components");
+# a cap of 100 changed fits of the benchmark's sets that 1e4 leaves alone.
+NOISE_SPREAD = 1e4
+
+
+def enter_level(params, level, level_reg, standardiser, random_state, beta=1.0):
     """Return the parameters a level starts from: its constraints applied, means perturbed.
 
     The variances are raised to the level's floor or set to its fixed
     variance (``level_reg``, as its M-steps would), so that the level's
     first E-step already sees the level's model; then the means move by
     ``PERTURBATION * sqrt(level)`` standard deviations of noise, a thousandth
-    of a standard deviation of a component at the level's floor. Without the
+    of a standard deviation of a component at the level's floor, but at most
+    ``PERTURBATION * sqrt(NOISE_SPREAD)`` of each component's own standard
+    deviation at the level (its standard deviation over ``sqrt(beta)``).
+    The data's spread alone threw narrow components far from their rows
+    where a few outliers made it large (rows of 1e6 among blobs of spread
+    1: 17 of 20 components empty) and on features where a component's
+    spread is near ``reg_covar`` (doc/annealing.rst, "Empty components"). Without the
     constraint, the first E-step of a level far above the data's variance
     saw the noise at the previous variances (ten standard deviations at a
     floor of 1e8) and gave every row to one component; at such a floor all
@@ -205,7 +219,8 @@ def enter_level(params, level, level_reg, standardiser, random_state):
         variances = np.broadcast_to(level_reg.fixed_var, variances.shape)
     variances = np.maximum(variances, level_reg.floor)
     noise = random_state.standard_normal(params.means.shape)
-    offset = PERTURBATION * np.sqrt(level * standardiser.feature_var) * noise
+    spread = np.minimum(level * standardiser.feature_var, NOISE_SPREAD * variances / beta)
+    offset = PERTURBATION * np.sqrt(spread) * noise
     return params._replace(means=params.means + offset, variances=variances)
 
 

@@ -789,10 +789,10 @@ default=None
             params, lower_bound, converged, run = self._best_fit(
                 settings, model.data, model, init, levels, random_state, resume, how
             )
+            empty = np.zeros(settings.n_components, dtype=bool) if run.empty is None else run.empty
             if converged:  # (after split-and-merge, a pair its moves could not split)
-                warn_if_identical(params)
-            if run.empty is not None:  # None: no M-step ran (max_iter=0)
-                warn_if_empty(run.empty)
+                warn_if_identical(params, empty, settings, annealed=bool(levels.size))
+            warn_if_empty(empty)  # (run.empty None: no M-step ran, max_iter=0)
             if not converged and settings.max_iter > 0:
                 warnings.warn(
                     # scikit-learn's words, then what natgmm knows besides.

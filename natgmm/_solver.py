@@ -431,7 +431,7 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
         if _anneal.RESEED_EMPTY and run.empty is not None:
             params = _anneal.reseeded(params, run.empty)
-        params = enter_level(params, level, level_reg, run.standardiser, run.random_state)
+        params = enter_level(params, level, level_reg, run.standardiser, run.random_state, beta)
         params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
             settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
@@ -525,18 +525,30 @@ def identical_pairs(params):
     return pairs
 
 
-def warn_if_identical(params):
-    """Warn when the fit ended with two components on one Gaussian (no move splits them)."""
-    pairs = identical_pairs(params)
+def warn_if_identical(params, empty, settings, annealed):
+    """Warn when the fit ended with two components on one Gaussian (no move splits them).
+
+    Pairs with an ``empty`` component are left out (:func:`warn_if_empty`
+    names those); the advice follows what the fit did already (``annealed``,
+    split-and-merge moves).
+    """
+    pairs = [p for p in identical_pairs(params) if not (empty[p[0]] or empty[p[1]])]
     if not pairs:
         return
     i, j, _ = pairs[0]
     more = f" ({len(pairs)} such pairs)" if len(pairs) > 1 else ""
+    if annealed and settings.n_moves(annealed=True):
+        advice = "the annealed fit and its moves found no split, so the data may hold fewer."
+    else:
+        escape = "split_merge='auto' moves" if annealed else "annealing='temperature', solver='em',"
+        advice = (
+            "if the data has more clusters, the fit stopped on the saddle between them: "
+            f"{escape} can leave it (doc: annealing)."
+        )
     warnings.warn(
         f"Components {i} and {j} ended as the same Gaussian{more}: the model has fewer "
-        "distinct components than n_components. Try a smaller n_components or lower "
-        "floors; if the data has more clusters, the fit stopped on the saddle between them: "
-        "fit with annealing='temperature' and solver='em' (doc: annealing).",
+        f"distinct components than n_components. Try a smaller n_components or lower "
+        f"floors; {advice}",
         ConvergenceWarning,
         stacklevel=caller_level(),
     )
@@ -912,7 +924,7 @@ def stream_step(settings, run, params, reg, levels):
     else:
         reg, beta = level_settings(settings.annealing, levels[index], reg, standardiser)
         if offset == 0:  # a new level: let coincident means split
-            params = enter_level(params, levels[index], reg, standardiser, run.random_state)
+            params = enter_level(params, levels[index], reg, standardiser, run.random_state, beta)
     # In the data's precision even at a level: no final EM follows a stream's
     # levels to settle what float32 would round.
     loglik, stats = e_step(run.data, standardiser, params, beta)

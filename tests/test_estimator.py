@@ -161,6 +161,18 @@ def test_min_weight_and_empty_component():
         NaturalDiagonalGMM(3, min_weight=0.4).fit(X)
 
 
+def test_empty_components_are_warned_of_once():
+    """Three distinct rows, five components: the two empty ones are not also "the same Gaussian"."""
+    X = np.repeat(np.random.default_rng(0).normal(size=(3, 2)), 20, axis=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = NaturalDiagonalGMM(5, random_state=0).fit(X)
+    messages = [str(w.message) for w in caught]
+    assert model.empty_components_.sum() == 2
+    assert sum("ended empty" in m for m in messages) == 1
+    assert not any("same Gaussian" in m for m in messages), messages
+
+
 def test_verbose_reports_empty_components_when_they_change(capsys):
     """One line when component 2 empties, not one per iteration (an audit's fit printed 421)."""
     rng = np.random.default_rng(0)

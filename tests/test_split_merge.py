@@ -600,12 +600,14 @@ def test_a_move_that_repairs_a_fit_with_few_row_components_is_kept(monkeypatch):
     # Judged on its own components alone, the rule refused this move (one of
     # them ends on two rows, as two components did before it): the fit kept
     # a component on no row and a held-out log-likelihood 1.3 nats lower.
-    # The levels left that component empty; they re-seed empty components now
-    # (and then end where the move led, with no move), so here they do not.
+    # The levels' noise at the data's spread (NOISE_SPREAD infinite, as until
+    # 2026-12-07) left that component empty, and no re-seeding: they re-seed
+    # empty components now (and then end where the move led, with no move).
     from sklearn.model_selection import train_test_split
 
     X, y = make_blobs(800, 40, centers=40, cluster_std=1.0, center_box=(-6, 6), random_state=1)
     train, test = train_test_split(X, test_size=0.25, random_state=0, stratify=y)
+    monkeypatch.setattr(_anneal, "NOISE_SPREAD", np.inf)
     reseeded = NaturalDiagonalGMM(40, annealing="temperature", random_state=0).fit(train)
     monkeypatch.setattr(_anneal, "RESEED_EMPTY", False)
     model = NaturalDiagonalGMM(40, annealing="temperature", random_state=0).fit(train)
