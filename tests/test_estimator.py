@@ -137,15 +137,20 @@ def test_random_from_data_draws_distinct_rows_when_there_are_just_enough():
             assert len(np.unique(means, axis=0)) == 4, seed
 
 
-def test_min_weight_and_empty_component():
-    """A component that loses all mass keeps its parameters at min_weight."""
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, 2))
+def _start_with_a_far_component():
+    """Rows about the origin, and a start whose third component sits at 1e6: it empties at once."""
+    X = np.random.default_rng(0).normal(size=(300, 2))
     start = dict(
         weights_init=np.array([0.5, 0.49, 0.01]),
         means_init=np.array([[-0.5, 0.0], [0.5, 0.0], [1e6, 1e6]]),
         precisions_init=np.ones((3, 2)),
     )
+    return X, start
+
+
+def test_min_weight_and_empty_component():
+    """A component that loses all mass keeps its parameters at min_weight."""
+    X, start = _start_with_a_far_component()
     model = quiet_fit(NaturalDiagonalGMM(3, min_weight=1e-5, max_iter=5, **start), X)
     assert_array_equal(model.empty_components_, [False, False, True])
     assert_allclose(model.weights_[2], 1e-5)
@@ -175,13 +180,7 @@ def test_empty_components_are_warned_of_once():
 
 def test_verbose_reports_empty_components_when_they_change(capsys):
     """One line when component 2 empties, not one per iteration (an audit's fit printed 421)."""
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, 2))
-    start = dict(
-        weights_init=np.array([0.5, 0.49, 0.01]),
-        means_init=np.array([[-0.5, 0.0], [0.5, 0.0], [1e6, 1e6]]),
-        precisions_init=np.ones((3, 2)),
-    )
+    X, start = _start_with_a_far_component()
     quiet_fit(NaturalDiagonalGMM(3, max_iter=8, tol=0, verbose=1, **start), X)
     lines = [line for line in capsys.readouterr().out.splitlines() if "empty" in line]
     assert lines == ["  Iteration 1: components [2] empty"]
