@@ -68,13 +68,14 @@ class Progress:
         ``tempered``: ``lower_bound`` is a temperature level's objective.
         """
         name = "tempered objective" if tempered else "lower bound"
-        # When the empty components change: a fit can run hundreds of
-        # iterations with the same ones.
-        now_empty = np.flatnonzero(empty).tolist()
-        if self.verbose >= 1 and now_empty != self._empty:
-            listed = f"components {now_empty} empty" if now_empty else "no component empty"
-            print(f"  Iteration {n_iter}: {listed}")
-        self._empty = now_empty
+        if self.verbose >= 1:
+            # When the empty components change: a fit can run hundreds of
+            # iterations with the same ones.
+            now_empty = np.flatnonzero(empty).tolist()
+            if now_empty != self._empty:
+                listed = f"components {now_empty} empty" if now_empty else "no component empty"
+                print(f"  Iteration {n_iter}: {listed}")
+            self._empty = now_empty
         if n_iter % self.interval == 0:
             if self.verbose == 1:
                 print(f"  Iteration {n_iter} (total{self.unit}): {name} {lower_bound:.5f}")
