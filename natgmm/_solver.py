@@ -846,7 +846,7 @@ def start_stream(data, model, init, settings, random_state, progress):
     "random_from_data"). Online EM stays near the optimum it starts at: from
     the start alone, a stream of 2 000-row batches of raw-scale latents
     ended 25 nats a sample below batch EM after one pass, from EM on its
-    first batch 0.9 (doc/solvers.rst).
+    first batch 0.96 (doc/solvers.rst).
     """
     levels = np.empty(0)
     if model.critical_value is not None:
