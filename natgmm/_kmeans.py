@@ -1070,7 +1070,8 @@ def kmeans(
     ``X``, summed in an order that depends on its threads; here the nearest
     centre is decided by exact sums of squared differences among the
     centres that the expanded form leaves within its rounding. Labels agree
-    except for rows within rounding of two centres, and the seeding's draws
+    except for rows within rounding of two centres (exact ties included,
+    which data of few distinct values has by the thousand), and the seeding's draws
     agree except where one falls within rounding of a boundary of the
     cumulative potential.
 
