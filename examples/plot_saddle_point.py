@@ -292,8 +292,9 @@ print(
     f"natgmm annealing='fixed' from ({mu0}, {sigma0}): means {np.sort(gmm.means_.ravel())}, "
     f"sigma {np.sqrt(gmm.covariances_.ravel()).round(4)} after {gmm.n_iter_} iterations"
 )
-# The start's two means merge above the critical variance, then split.
-merged = np.flatnonzero(gmm.history_["n_distinct"] == 1)[-1]
+# The start's two means merge above the critical variance, then split
+# (in the levels and the final EM: split-and-merge trials, "move" > 0, after).
+merged = np.flatnonzero((gmm.history_["n_distinct"] == 1) & (gmm.history_["move"] == 0))[-1]
 print(f"the means split at the level sigma^2 = {gmm.history_['level'][merged + 1]:.3f}")
 
 fig, (ax_paths, ax_ll) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")

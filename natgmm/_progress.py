@@ -166,6 +166,14 @@ class Progress:
                 "rounds end"
             )
 
+    def screened_out(self):
+        """Report a screened split-and-merge round whose moves gained nothing at first."""
+        if self.verbose >= 1:
+            print(
+                "  Split-and-merge: no pair of components shares enough rows; the moves of those "
+                "that share any gained nothing in their first iterations: the rounds end"
+            )
+
     def first_batch(self, n_rows):
         """Announce the EM on a stream's first batch, before its first step."""
         if self.verbose >= 1:

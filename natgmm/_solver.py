@@ -692,6 +692,10 @@ def _unmoved(entry, params, k, tol=_anneal.REALLOCATION_REMEASURE):
     )
 
 
+# A cosine above zero: the pairs that share any row (screened rounds).
+_TINY = np.finfo(np.float64).tiny
+
+
 def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     """Run split-and-merge rounds from a converged fit, keeping ``n_moves`` moves at most.
 
@@ -700,8 +704,12 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     :data:`~natgmm._split_merge.TRIAL_ROWS`), tries each by partial EM and
     the most promising ones by a few EM iterations (:func:`_try_moves`),
     runs the best to convergence on all rows and keeps it if its lower
-    bound beats the fit's. A move not kept, kept without converging or
-    kept with a gain below ``tol`` (what the final EM counts as converged)
+    bound beats the fit's. When no pair of components reaches
+    :data:`~natgmm._split_merge.MIN_COSINE`, the pairs that share any row are
+    tried, and the best runs on only if its finalist bound already beats the
+    fit's on the trial rows (:data:`~natgmm._split_merge.SCREENED_ROUNDS`).
+    A move not kept, kept without converging or kept with a gain below
+    ``tol`` (what the final EM counts as converged)
     ends the rounds. Every iteration is recorded in ``run`` (``level`` NaN,
     ``move`` the round), every move in ``run.moves``. Returns the
     parameters, lower bound and convergence kept.
@@ -714,15 +722,23 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         trial_run = _on_sample(run, _split_merge.TRIAL_ROWS)
         trial_run = trial_run or run.on_rows(run.data.in_memory())
         rows = TrialRows(trial_run.data, run.standardiser, params)
-        moves = candidate_moves(*rows.sums(), _split_merge.N_CANDIDATES)
+        sums = rows.sums()
+        moves = candidate_moves(*sums, _split_merge.N_CANDIDATES)
+        screened = not moves and _split_merge.SCREENED_ROUNDS
+        if screened:  # no pair reaches MIN_COSINE: those sharing any row, screened
+            moves = candidate_moves(*sums, _split_merge.N_CANDIDATES, min_cosine=_TINY)
         if not moves:
             progress.no_move()
             break
         covariance = rows.covariances(sorted({k for _, _, k in moves}))
         offsets = {k: split_offset(c) for k, c in covariance.items()}
         starts = [moved(params, move, offsets[move[2]]) for move in moves]
-        best, trial = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
+        best, trial, bound = _try_moves(settings, trial_run, rows, moves, starts, reg, progress)
         trials_end = len(run.history["lower_bound"])
+        if screened and not bound > rows.mean_density():
+            run.off_path.append((first, trials_end))
+            progress.screened_out()
+            break
         move = moves[best]
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, -np.inf, reg, settings.max_iter, settings.tol, progress
@@ -770,7 +786,7 @@ def _representable(run, params):
 
 
 def _try_moves(settings, run, rows, moves, starts, reg, progress):
-    """Rank moves: ``(index, parameters)`` of the best, to run to convergence.
+    """Rank moves: ``(index, parameters, lower bound)`` of the best, to run to convergence.
 
     Every move gets :data:`~natgmm._split_merge.PARTIAL_ITER` iterations of
     partial EM on the rows its components share (``rows``, a
@@ -801,7 +817,7 @@ def _try_moves(settings, run, rows, moves, starts, reg, progress):
         for i in order[: _split_merge.N_FINALISTS]
     }
     best = max(trials, key=lambda i: (trials[i][1], -i))
-    return best, trials[best][0]
+    return best, trials[best][0], trials[best][1]
 
 
 def _trial(
