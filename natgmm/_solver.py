@@ -692,10 +692,6 @@ def _unmoved(entry, params, k, tol=_anneal.REALLOCATION_REMEASURE):
     )
 
 
-# A cosine above zero: the pairs that share any row (screened rounds).
-_TINY = np.finfo(np.float64).tiny
-
-
 def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     """Run split-and-merge rounds from a converged fit, keeping ``n_moves`` moves at most.
 
@@ -726,7 +722,9 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         moves = candidate_moves(*sums, _split_merge.N_CANDIDATES)
         screened = not moves and _split_merge.SCREENED_ROUNDS
         if screened:  # no pair reaches MIN_COSINE: those sharing any row, screened
-            moves = candidate_moves(*sums, _split_merge.N_CANDIDATES, min_cosine=_TINY)
+            moves = candidate_moves(
+                *sums, _split_merge.N_CANDIDATES, min_cosine=_split_merge.SCREENED_MIN_COSINE
+            )
         if not moves:
             progress.no_move()
             break

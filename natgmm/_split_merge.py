@@ -56,6 +56,8 @@ MIN_COSINE = 1e-3
 # screen keeps what the round costs a well separated fit, where no move
 # gains, to its trials (doc/annealing.rst, "Split-and-merge moves").
 SCREENED_ROUNDS = True
+# The gate of a screened round: any cosine above zero, a pair that shares a row.
+SCREENED_MIN_COSINE = np.finfo(np.float64).tiny
 # Pairs whose responsibilities have a cosine above this share their rows
 # (two components on one mean, as annealing can leave them: the likelihood
 # is flat there, a saddle whenever the pair's points are not one Gaussian,

@@ -256,8 +256,10 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             inner = clone(estimator)
         Z = scaling.transform(X)
         update = getattr(inner, method)
+        # The map's log-determinant, X's bound minus the inner one (one pass
+        # over Z's missing entries, if any): for the verbose line and the bounds.
+        jacobian = _mean_log_jacobian(scaling.scale_, Z, sample_weight)
         if getattr(inner, "verbose", 0) and method == "fit":
-            jacobian = _mean_log_jacobian(scaling.scale_, Z, sample_weight)
             print(
                 f"StandardizedGMM: the {name} below fits the standardised data; add "
                 f"{jacobian:.5f} to its bounds for those of X (as lower_bound_ has)."
@@ -268,7 +270,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             else:
                 update(Z, sample_weight=sample_weight)
         stream = method == "partial_fit"
-        fitted = self._fitted_attributes(inner, scaling, Z, sample_weight, stream)
+        fitted = self._fitted_attributes(inner, scaling, Z, jacobian, stream)
         attributes, remove = ({}, ()) if resume else input_attributes(validated)
         # "_scaler": the StandardScaler of models pickled by natgmm 0.1.0;
         # lower_bounds_ of a previous estimator that had them (set again if
@@ -311,8 +313,10 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         """Return ``estimator``, or a default :class:`NaturalDiagonalGMM` if it is None."""
         return NaturalDiagonalGMM() if self.estimator is None else self.estimator
 
-    def _fitted_attributes(self, inner, scaling, Z, sample_weight, stream=False):
+    def _fitted_attributes(self, inner, scaling, Z, jacobian, stream=False):
         """Return the wrapper's attributes, ``inner`` fitted on ``Z`` (``scaling`` of X).
+
+        ``jacobian`` is :func:`_mean_log_jacobian` of the fit's rows.
 
         ``stream``: ``inner`` was updated by ``partial_fit``; its attributes
         that describe a whole fit are not there to map.
@@ -329,7 +333,6 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             means = inner.means_.astype(np.float64) * scale + mean
             covariances = inner.covariances_.astype(np.float64) * scale**2
         fitted = fitted_attributes(inner.weights_, means, covariances, inner.means_.dtype)
-        jacobian = _mean_log_jacobian(scale, Z, sample_weight)
         fitted.update(
             estimator_=inner,
             _scaling=scaling,
