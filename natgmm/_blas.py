@@ -15,6 +15,9 @@ import threading
 import weakref
 from contextlib import contextmanager
 
+# numpy first: blas_controller's snapshot must see numpy's BLAS even when
+# this module is imported alone (``import natgmm`` loads no numpy).
+import numpy  # noqa: F401, I001
 from threadpoolctl import ThreadpoolController
 
 from ._interrupt import uninterrupted

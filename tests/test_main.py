@@ -1,11 +1,12 @@
 """``python -m natgmm``, the main job: its output's structure, not its figures.
 
 The job is run in a subprocess in a small mode (``--quick`` with fewer rows);
-its helpers (the verdict, the naive gradient fit, the data) are tested
-directly.
+its helpers (the verdict, the naive gradient fit, the data), in
+``natgmm._demo``, are tested directly.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import natgmm
-from natgmm.__main__ import digits_latents, mixture_data, naive_gradient_fit, verdict
+from natgmm._demo import digits_latents, mixture_data, naive_gradient_fit, verdict
 
 
 def _run(*args):
@@ -23,9 +24,10 @@ def _run(*args):
     )
 
 
-def test_import_runs_nothing():
+@pytest.mark.parametrize("module", ["natgmm.__main__", "natgmm._demo"])
+def test_import_runs_nothing(module):
     result = subprocess.run(
-        [sys.executable, "-c", "import natgmm.__main__"], capture_output=True, text=True
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
@@ -43,7 +45,7 @@ def test_kernels_are_prepared_before_timing():
     code = (
         "import io, json\n"
         "from natgmm import _kernels, _kmeans, _split_merge\n"
-        "from natgmm.__main__ import _Reporter, _prepare_kernels\n"
+        "from natgmm._demo import _Reporter, _prepare_kernels\n"
         "_prepare_kernels(_Reporter(io.StringIO()), 'floor')\n"
         "names = ['_em_stats', '_log_prob', '_label_stats']\n"
         "kernels = [getattr(_kernels, n + '_kernel').kernel for n in names]\n"
@@ -61,6 +63,63 @@ def test_help_explains_options_and_columns():
     assert result.returncode == 0, result.stderr
     for word in ["--quick", "--n-samples", "--annealing", "NMI", "iters", "s/iter", "finite"]:
         assert word in result.stdout
+
+
+def test_help_and_usage_errors_come_before_the_jobs_imports():
+    """--help and a refused argument exit before the job's imports (``natgmm._demo``,
+    scikit-learn, numba): the package imports its classes on first use."""
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from natgmm.__main__ import main\n"
+        "codes, out = [], io.StringIO()\n"
+        "for argv in (['--help'], ['--bogus'], ['--sections', '14'], ['--threads', '0']):\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as exit:\n"
+        "            codes.append(exit.code)\n"
+        "usage = 'usage: python -m natgmm' in out.getvalue()\n"
+        "heavy = [m for m in ('natgmm._demo', 'sklearn', 'numba') if m in sys.modules]\n"
+        "print(json.dumps([codes, heavy, usage]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[0, 2, 2, 2], [], True]
+
+
+def test_package_classes_load_on_first_use():
+    """``import natgmm`` sets the wait policy only; each public name imports on access."""
+    code = (
+        "import json, os, sys\n"
+        "import natgmm\n"
+        "before = 'sklearn' in sys.modules\n"
+        "names = sorted(n for n in natgmm.__all__ if n in dir(natgmm))\n"
+        "classes = {n: getattr(natgmm, n).__module__ for n in natgmm.__all__}\n"
+        "from natgmm import *  # noqa: F403\n"
+        "try:\n"
+        "    natgmm.NoSuchThing\n"
+        "    missing = None\n"
+        "except AttributeError as error:\n"
+        "    missing = str(error)\n"
+        "policy = os.environ.get('OMP_WAIT_POLICY')\n"
+        "print(json.dumps([before, names == sorted(natgmm.__all__), classes, missing, policy]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    before, listed, classes, missing, policy = json.loads(result.stdout)
+    assert not before and listed and policy == "passive"
+    assert classes["NaturalDiagonalGMM"] == "natgmm._estimator"
+    assert classes["StandardizedGMM"] == "natgmm._wrapper"
+    assert classes["GeometricSchedule"] == "natgmm._schedules"
+    assert missing == "module 'natgmm' has no attribute 'NoSuchThing'"
+
+
+def test_unknown_option_is_refused():
+    result = _run("--bogus")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: python -m natgmm")
+    assert "unrecognized arguments: --bogus" in result.stderr
 
 
 def test_bad_sections_are_refused():

@@ -12,7 +12,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 
-from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading
+from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading, _wait_policy
 
 # The library's limit, read before tests/conftest.py's fixture sets it to 0.
 _DEFAULT_MIN_PARALLEL_WORK = _threading.MIN_PARALLEL_WORK
@@ -36,10 +36,10 @@ def _blockwise_kernels():
 
 def test_configure_wait_policy_keeps_the_users_choice():
     environ = {}
-    assert _threading.configure_wait_policy(environ) == {"OMP_WAIT_POLICY": "passive"}
+    assert _wait_policy.configure_wait_policy(environ) == {"OMP_WAIT_POLICY": "passive"}
     assert environ == {"OMP_WAIT_POLICY": "passive"}
     environ = {"OMP_WAIT_POLICY": "active"}
-    assert _threading.configure_wait_policy(environ) == {}
+    assert _wait_policy.configure_wait_policy(environ) == {}
     assert environ == {"OMP_WAIT_POLICY": "active"}
 
 
