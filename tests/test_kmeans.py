@@ -221,7 +221,8 @@ def test_assignment_near_bisectors_is_exact(dtype, members):
     upper, glb = np.empty(n_rows), np.empty((n_rows, 3))
     unused = np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1), dtype=np.int64)
     _kmeans._assign_rows(
-        Z, np.arange(n_rows), np.empty(0), n_rows, C, CT, _kmeans._sq_norms(C[members]), groups,
+        Z, np.arange(n_rows), np.empty(0), np.empty(0), n_rows, C, CT,
+        _kmeans._sq_norms(C[members]), groups,
         _kmeans._assign_scratch(Z, CT), np.empty(0), labels, upper, glb, 0, *unused, False,
     )  # fmt: skip
     assert_array_equal(labels, np.argmin(exact, axis=1))
@@ -336,7 +337,7 @@ def test_shifted_dots_are_dots_in_one_order(dtype):
 def test_sq_dist_and_norm_in_simd():
     """Every feature count: within a sum's rounding of the exact value; strided rows alike."""
     rng = np.random.default_rng(1)
-    for n_features in range(1, 14):
+    for n_features in range(1, 20):
         a, b = rng.normal(size=(2, n_features)) * 10.0
         bound = (n_features + 1) * 2.0**-53
         diff = a - b  # the one rounding before the sums, as in the kernels
@@ -347,6 +348,10 @@ def test_sq_dist_and_norm_in_simd():
         strided = np.stack([a, b], axis=1)
         assert _kmeans._sq_dist(strided[:, 0], strided[:, 1]) == _kmeans._sq_dist(a, b)
         assert _kmeans._sq_norm(strided[:, 0]) == _kmeans._sq_norm(a)
+        # Both sums in one pass, bit for bit as alone (Lloyd's rows use it).
+        both = (_kmeans._sq_dist(a, b), _kmeans._sq_norm(a))
+        assert _kmeans._sq_dist_and_norm(a, b) == both
+        assert _kmeans._sq_dist_and_norm(strided[:, 0], strided[:, 1]) == both
 
 
 def test_group_bounds_are_least_per_group_but_best():
