@@ -430,7 +430,8 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         first = len(run.history["lower_bound"])
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
         if _anneal.RESEED_EMPTY and run.empty is not None:
-            params = _anneal.reseeded(params, run.empty)
+            lost = run.empty | _anneal.collapsed(params.weights, run.data.shape[0])
+            params = _anneal.reseeded(params, lost)
         params = enter_level(params, level, level_reg, run.standardiser, run.random_state, beta)
         params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
