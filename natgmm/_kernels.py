@@ -798,9 +798,11 @@ def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
 
 @_jit()
 def _chunk_log_density_f32(
-    X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, beta
+    X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, beta, tally
 ):  # fmt: skip
     """:func:`_chunk_log_density` in float32; whether every row came out finite.
+
+    ``tally`` is ``(row_terms, row_last)`` for :func:`_softmax_columns_f32`.
 
     ``z`` is computed in float64 and rounded. The components listed in
     ``wide`` (their columns of ``W32`` are ignored) take their log-densities
@@ -821,7 +823,7 @@ def _chunk_log_density_f32(
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
-    _softmax_columns_f32(lp, top, ev, total, beta)
+    _softmax_columns_f32(lp, top, ev, total, beta, tally[0], tally[1])
     for r in range(n_rows):
         if not math.isfinite(total[r]):
             return False
@@ -843,11 +845,15 @@ def _copy_wide(lp_wide, wide, n_rows, lp_rows):
 
 
 @_jit()
-def _softmax_columns_f32(lp, top, ev, total, beta):
+def _softmax_columns_f32(lp, top, ev, total, beta, row_terms, row_last):
     """:func:`_softmax_columns` in float32, with cephes' expf.
 
     A NaN anywhere in a column, or a column whose largest entry is infinite,
-    makes its ``total`` NaN.
+    makes its ``total`` NaN. Unless ``row_terms`` is empty, ``row_terms[r]``
+    receives the number of column ``r``'s terms above the cutoff and
+    ``row_last[r]`` the last component with one: :func:`_weigh_terms`'
+    tallies before weighing, of which those are a superset (a sparse
+    chunk's statistics then need no separate pass over its terms).
     """
     if beta != 1.0:
         lp *= np.float32(beta)
@@ -858,7 +864,14 @@ def _softmax_columns_f32(lp, top, ev, total, beta):
             top[r] = max(top[r], lp[k, r])
     c = _EXP_POLY_F32
     total[:] = 0.0
+    tallied = row_terms.shape[0] > 0
+    if tallied:
+        row_terms[:] = 0
+        row_last[:] = 0
     for k in range(n_components):
+        k32 = row_last.dtype.type(k)  # tallies in their own width: no widening in the loop
+        one = row_terms.dtype.type(1)
+        nought = row_terms.dtype.type(0)
         for r in range(width):
             d = lp[k, r] - top[r]
             keep = d > np.float32(_EXP_CUTOFF_F32)
@@ -876,6 +889,9 @@ def _softmax_columns_f32(lp, top, ev, total, beta):
             e = p * np.int32((n + 127) << 23 if keep else 0).view(np.float32)
             ev[k, r] = e if d == d else d  # NaN stays NaN
             total[r] += ev[k, r]
+            if tallied:
+                row_terms[r] += one if keep else nought
+                row_last[r] = k32 if keep else row_last[r]
 
 
 @_jit()
@@ -926,7 +942,8 @@ def _chunk_stats(
     of the dtype of ``ev`` but for the integer tallies. The terms added about
     ``ref`` take ``z`` from ``X`` in float64 (:func:`_add_about_ref_x`).
     With float32 ``ev``, the moments of the components ``precise`` marks
-    come from a float64 product (:func:`_add_product_moments`).
+    come from a float64 product (:func:`_add_product_moments`). Returns
+    whether the chunk was dense.
     """
     _, moments, row_terms, row_last = work
     n_components, n_features = s1.shape
@@ -943,12 +960,48 @@ def _chunk_stats(
             _add_product_moments(ev, precise, m)
         if exact.any():
             _add_about_ref_x(
-                X, start, shift, scale, ev, ref, exact, _NO, row_terms, row_last, s0, s1, s2
-            )
-    else:
-        _add_about_ref_x(
-            X, start, shift, scale, ev, ref, every, _YES, row_terms, row_last, s0, s1, s2
-        )
+                X, start, shift, scale, ev, ref, exact, _NO, row_terms, row_last, s0, s1, s2,
+                work[0][:0],
+            )  # fmt: skip
+        return True
+    _add_about_ref_x(
+        X, start, shift, scale, ev, ref, every, _YES, row_terms, row_last, s0, s1, s2,
+        work[0][:0],
+    )  # fmt: skip
+    return False
+
+
+@_jit()
+def _chunk_stats_tallied(
+    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0, s1, s2, m,
+    precise,
+):  # fmt: skip
+    """:func:`_chunk_stats` of a float32 chunk whose soft-max has tallied its terms.
+
+    ``work``'s ``row_terms`` and ``row_last`` hold :func:`_softmax_columns_f32`'s
+    tallies (terms above the exponential's cutoff, before weighing); returns
+    whether the chunk is sparse by them. A sparse chunk has its terms
+    weighed one by one as they are added, without :func:`_weigh_terms`'
+    pass over all of them (0.2 to 0.3 ms of a 13 ms float32 pass over the
+    separated blobs of ``bench_float32.py``). Weighing only removes terms
+    (those below float32's smallest normal number), so a chunk sparse by
+    these tallies is sparse by the weighed ones too, and its sums are bit
+    for bit those of :func:`_chunk_stats`, to which any other chunk goes.
+    """
+    w_over_total, _, row_terms, row_last = work
+    row_terms[n_rows:] = 0  # the padding rows' terms (of weight zero)
+    if row_terms.sum() > _DENSE_F32 * n_rows * ev.shape[0]:
+        return not _chunk_stats(
+            X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every, work, s0,
+            s1, s2, m, precise,
+        )  # fmt: skip
+    for r in range(n_rows):
+        w_over_total[r] = w_row[r] / np.float64(total[r])
+    _add_about_ref_x(
+        X, start, shift, scale, ev, ref, every, _YES, row_terms, row_last, s0, s1, s2,
+        w_over_total[:n_rows],
+    )  # fmt: skip
+    return True
 
 
 @_jit()
@@ -996,21 +1049,30 @@ def _add_product_moments(ev, precise, m):
 
 @_jit()
 def _add_about_ref_x(
-    X, start, shift, scale, resp, ref, use, count, row_terms, row_last, s0, s1, s2
+    X, start, shift, scale, resp, ref, use, count, row_terms, row_last, s0, s1, s2, w_over_total
 ):  # fmt: skip
     """:func:`_add_about_ref` with ``z`` of row ``start + r`` computed from ``X`` in float64.
 
     The float32 ``u`` would round ``z``, by up to ``eps32 * |z| / 2``: for a
     narrow component far from the centre that is a large part of its spread.
+    With ``w_over_total`` not empty, ``resp`` holds unweighed terms, each
+    weighed here as :func:`_weigh_terms` would (``row_terms`` and
+    ``row_last`` may then count terms that come out zero).
     """
     n_features = ref.shape[1]
+    weigh = w_over_total.shape[0] > 0
+    tiny, zero = resp.dtype.type(np.finfo(resp.dtype).tiny), resp.dtype.type(0)
     for r in range(resp.shape[1]):
         if row_terms[r] == 0:
             continue
         x = X[start + r]
         single = row_terms[r] == 1
         for k in range(row_last[r] if single else 0, row_last[r] + 1):
-            rk = np.float64(resp[k, r])
+            rk = resp[k, r]
+            if weigh:
+                rk = rk * w_over_total[r]
+                rk = zero if rk < tiny else rk
+            rk = np.float64(rk)
             if rk == 0.0 or not use[k]:
                 continue
             if count:
@@ -1030,7 +1092,10 @@ def _em_stats_f32_impl(
     n_components = W.shape[1]
     every = np.ones(n_components, dtype=np.bool_)
     precise_index = np.flatnonzero(precise)
-    block = (n_samples + n_blocks - 1) // n_blocks
+    # Blocks a whole number of chunks long: a block's last, partial chunk
+    # costs a full one (the products and the soft-max run over all its 128
+    # rows), 16 of them 2 % of a 60 000-row pass. Still fixed by the shape.
+    block = _CHUNK_F32 * -(-n_samples // (n_blocks * _CHUNK_F32))
     ll = np.empty((n_blocks, 1))
     s0 = np.empty((n_blocks, n_components))
     s1 = np.empty((n_blocks, n_components, n_features))
@@ -1073,19 +1138,32 @@ def _em_stats_f32_impl(
             row_terms,
             row_last,
         )
+        # The soft-max tallies a chunk's terms when the block's previous
+        # chunk was sparse (_chunk_stats_tallied): sparse chunks come in runs
+        # (separated data), and in dense ones the tallies would be wasted
+        # (they are weighed and tallied again). Either way the same sums.
+        no_tally = row_terms[:0]
+        tally = True
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK_F32):
             n_rows = min(_CHUNK_F32, stop - start)
             if _chunk_log_density_f32(
-                X, start, start + n_rows, shift, scale, W32, W_wide, wide, centred, scratch, beta
-            ):
+                X, start, start + n_rows, shift, scale, W32, W_wide, wide, centred, scratch, beta,
+                (row_terms, row_last) if tally else (no_tally, no_tally),
+            ):  # fmt: skip
                 _chunk_loglik(
                     top, total, sample_weight, weight_scale, start, n_rows, w_row, ll[b], beta
                 )
-                _chunk_stats(
-                    X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
-                    work, s0[b], s1[b], s2[b], m[b], precise_work,
-                )  # fmt: skip
+                if tally:
+                    tally = _chunk_stats_tallied(
+                        X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
+                        work, s0[b], s1[b], s2[b], m[b], precise_work,
+                    )  # fmt: skip
+                else:
+                    tally = not _chunk_stats(
+                        X, start, shift, scale, u, ev, total, n_rows, w_row, ref, exact, every,
+                        work, s0[b], s1[b], s2[b], m[b], precise_work,
+                    )  # fmt: skip
             else:
                 _chunk_log_density(
                     X, start, start + n_rows, shift, scale, W, centred, scratch64, beta
@@ -1246,12 +1324,14 @@ def _log_prob_f32_impl(
         scratch64 = _chunk_scratch(n_features, n_components)
         _, _, lp64, ev64, top64, total64, _ = scratch64
         best = np.empty(_CHUNK, dtype=np.int64)
+        no_tally = np.empty(0, dtype=np.int32)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
             start = chunk * _CHUNK
             stop = min(start + _CHUNK, n_samples)
             if _chunk_log_density_f32(
-                X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, 1.0
-            ):
+                X, start, stop, shift, scale, W32, W_wide, wide, centred, scratch, 1.0,
+                (no_tally, no_tally),
+            ):  # fmt: skip
                 _chunk_outputs(lp, ev, top, total, best, start, stop, out_log_prob, labels, resp)
             else:
                 _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch64, 1.0)
@@ -1396,7 +1476,8 @@ def _chunk_log_density_masked_f32(
     for k in range(lp.shape[0]):
         for r in range(lp.shape[1]):
             lp[k, r] = lp_rows[r, k]
-    _softmax_columns_f32(lp, top, ev, total, beta)
+    no_tally = np.empty(0, dtype=np.int32)
+    _softmax_columns_f32(lp, top, ev, total, beta, no_tally, no_tally)
     for r in range(n_rows):
         if not math.isfinite(total[r]):
             return False

@@ -702,7 +702,18 @@ def test_vectorised_float32_exp_accuracy():
             np.empty(lp.shape[1], np.float32),
             np.empty(lp.shape[1], np.float32),
         )
-        _kernels._softmax_columns_f32(lp, top, ev, total, 1.0)
+        no_tally = np.empty(0, np.int32)
+        _kernels._softmax_columns_f32(lp, top, ev, total, 1.0, no_tally, no_tally)
+        # The tallies of _chunk_stats_tallied: the terms above the cutoff, and
+        # the last of them (in columns of finite total; the others are redone
+        # in float64).
+        row_terms, row_last = np.full(lp.shape[1], 7, np.int32), np.empty(lp.shape[1], np.int32)
+        ev2, top2, total2 = np.empty_like(lp), np.empty_like(top), np.empty_like(total)
+        _kernels._softmax_columns_f32(lp.copy(), top2, ev2, total2, 1.0, row_terms, row_last)
+        assert_array_equal(ev2, ev)
+        for r in np.flatnonzero(np.isfinite(total)):
+            assert row_terms[r] == np.sum(ev[:, r] != 0.0)
+            assert row_last[r] == (np.flatnonzero(ev[:, r])[-1] if row_terms[r] else 0)
         return ev, top, total
 
     ev, top, total = softmax(np.stack([x, np.zeros_like(x)]))
