@@ -1076,10 +1076,15 @@ default=None
         """Return the checked data source of ``X`` and the model predictions use."""
         check_is_fitted(self)
         # As scikit-learn's, predictions follow weights_, means_ and
-        # precisions_cholesky_, also when changed or set by hand.
-        attributes = tuple(getattr(self, name) for name in PREDICTIVE_ATTRIBUTES)
+        # precisions_cholesky_, also when changed or set by hand. All read from
+        # one __dict__: a fit on another thread replaces it in one assignment
+        # (commit), and reads one by one could mix the old fit and the new.
+        state = vars(self)
+        attributes = tuple(
+            state[name] if name in state else getattr(self, name) for name in PREDICTIVE_ATTRIBUTES
+        )
         standardiser, params = predictive_model(
-            attributes, getattr(self, "_state", None), getattr(self, "_published", None)
+            attributes, state.get("_state"), state.get("_published")
         )
         data, _ = self._check_data(X, None, parallel, reset=False)
         if data.shape[1] != params.means.shape[1]:  # without n_features_in_

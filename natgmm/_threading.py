@@ -204,8 +204,20 @@ class _ForkGate:
             global_compiler_lock.release()
 
 
+def _forget_pool_lock():
+    """Give a forked child a free pool lock (after a fork, in the child).
+
+    Every shared-out call takes the lock for a moment (:func:`_executor`); a
+    child forked in that moment got it held by a thread it does not have,
+    and its first shared-out call waited for ever.
+    """
+    global _pool_lock
+    _pool_lock = threading.Lock()
+
+
 _fork_gate = _ForkGate()
 if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_lock)
     # A child forked while another thread loads or compiles kernels got
     # numba's compiler lock held by a thread it does not have, and its first
     # kernel call waited for ever: a fork waits for the lock instead.

@@ -351,43 +351,63 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         fitted["converged_"] = inner.converged_
         return fitted
 
-    def _feature_scaling(self):
-        """Return the fitted :class:`~natgmm._standardise.FeatureScaling`."""
-        scaling = self.__dict__.get("_scaling")
+    def _feature_scaling(self, state=None):
+        """Return the fitted :class:`~natgmm._standardise.FeatureScaling`.
+
+        From ``state``, a ``__dict__`` of the wrapper (None: its own, read now).
+        """
+        state = vars(self) if state is None else state
+        scaling = state.get("_scaling")
         if scaling is None:  # a model pickled by natgmm 0.1.0
-            scaling = FeatureScaling.from_mean_and_scale(self.mean_, self.scale_)
+            scaling = FeatureScaling.from_mean_and_scale(state["mean_"], state["scale_"])
         return scaling
 
-    def _standardised_blocks(self, X):
+    def _fitted_model(self):
+        """Return ``estimator_`` and the feature scaling of one fit, read together.
+
+        A fit on another thread replaces the wrapper's ``__dict__`` in one
+        assignment (:func:`~natgmm._interrupt.commit`); reading both from one
+        ``__dict__`` keeps a prediction on one model, the old or the new
+        (read one by one, a refit landing between the reads scored X
+        standardised by the old fit with the new inner model).
+        """
+        check_is_fitted(self)
+        state = vars(self)
+        return state["estimator_"], self._feature_scaling(state)
+
+    def _standardised_blocks(self, X, fitted=None):
         """Return the rows of ``X`` (validated) and a generator of ``(rows, Z)``: it standardised.
 
         A block's copy, and a block of per-component results, take at most
         about ``_BLOCK_BYTES`` (or one row), so that predictions on large
-        ``X`` hold no standardised copy of it. The
+        ``X`` hold no standardised copy of it; ``fitted`` is
+        :meth:`_fitted_model` (None: read now). The
         blocks are in float64 if any entry of ``X`` overflows its dtype once
         standardised (as one standardisation of the whole would be).
         """
-        check_is_fitted(self)
+        inner, scaling = self._fitted_model() if fitted is None else fitted
         X = validate_rows(self, X, reset=False, ensure_all_finite=self._finite())
-        scaling = self._feature_scaling()
         wide = _overflows(scaling, X)
         # A row's float64 values: its features, or its results per component.
-        row_bytes = 8 * max(X.shape[1], self.estimator_.means_.shape[0])
+        row_bytes = 8 * max(X.shape[1], inner.means_.shape[0])
         blocks = row_blocks(X, _BLOCK_BYTES, row_bytes)
         return X.shape[0], ((rows, _standardised(scaling, X[rows], wide)) for rows in blocks)
 
     def _blockwise(self, X, predict):
-        """``predict`` (a function of standardised rows) of ``X``, block by block, joined.
+        """``predict(inner, scale, Z)`` of ``X``'s standardised rows ``Z``, block by block, joined.
 
         The results go into one array as they come: the output and a block
-        are held, not every block's result beside the output. ``predict``
-        reads ``estimator_`` only when called: an unfitted wrapper raises
-        scikit-learn's NotFittedError first.
+        are held, not every block's result beside the output. ``inner``
+        (``estimator_``) and ``scale`` (``scale_``) are those of the scaling
+        that standardised ``Z``, read once (:meth:`_fitted_model`), so that
+        every block is predicted by one model while other threads refit.
         """
-        n_samples, blocks = self._standardised_blocks(X)
+        fitted = self._fitted_model()
+        inner, scale = fitted[0], fitted[1].scale_
+        n_samples, blocks = self._standardised_blocks(X, fitted)
         out = None
         for rows, Z in blocks:
-            result = predict(Z)
+            result = predict(inner, scale, Z)
             if out is None:
                 if rows.stop >= n_samples:
                     return result  # one block
@@ -408,7 +428,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         labels : ndarray of shape (n_samples,)
             Component labels.
         """
-        return self._blockwise(X, lambda Z: self.estimator_.predict(Z))
+        return self._blockwise(X, lambda inner, scale, Z: inner.predict(Z))
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -423,7 +443,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         resp : ndarray of shape (n_samples, n_components)
             Responsibilities; each row sums to one.
         """
-        return self._blockwise(X, lambda Z: self.estimator_.predict_proba(Z))
+        return self._blockwise(X, lambda inner, scale, Z: inner.predict_proba(Z))
 
     def score_samples(self, X):
         """Compute the log-density of each sample in the units of X.
@@ -440,7 +460,7 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
             standardised sample plus the log-Jacobian of the map.
         """
         return self._blockwise(
-            X, lambda Z: self.estimator_.score_samples(Z) + _log_jacobian(self.scale_, Z)
+            X, lambda inner, scale, Z: inner.score_samples(Z) + _log_jacobian(scale, Z)
         )
 
     def _predictive_weights(self):
@@ -450,9 +470,9 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
     def _estimate_log_prob(self, X):
         """Return each sample's log-density under each component, in the units of X."""
 
-        def log_prob(Z):
-            jacobian = _log_jacobian(self.scale_, Z)
-            return self.estimator_._estimate_log_prob(Z) + np.reshape(jacobian, (-1, 1))
+        def log_prob(inner, scale, Z):
+            jacobian = _log_jacobian(scale, Z)
+            return inner._estimate_log_prob(Z) + np.reshape(jacobian, (-1, 1))
 
         return self._blockwise(X, log_prob)
 
@@ -491,11 +511,11 @@ class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseE
         y : ndarray of shape (n_samples,)
             Component of each sample.
         """
-        check_is_fitted(self)
-        Z, y = self.estimator_.sample(n_samples)
-        X = np.asarray(Z, dtype=np.result_type(Z, self.scale_))  # copied only to widen
-        X *= self.scale_  # in place: the sample is held once
-        X += self.mean_
+        inner, scaling = self._fitted_model()  # of one fit, while other threads refit
+        Z, y = inner.sample(n_samples)
+        X = np.asarray(Z, dtype=np.result_type(Z, scaling.scale_))  # copied only to widen
+        X *= scaling.scale_  # in place: the sample is held once
+        X += scaling.mean_
         return X, y
 
     def bic(self, X, sample_weight=None):

@@ -837,3 +837,34 @@ def test_weighted_bic_and_aic_count_weights_as_repeated_rows(blobs, make):
         unit = np.r_[np.ones(len(X)), 0.0]
         assert criterion(far, sample_weight=unit) == pytest.approx(criterion(X), rel=1e-14)
     assert model.score(far, sample_weight=unit) == pytest.approx(model.score(X), rel=1e-14)
+
+
+def test_a_prediction_reads_one_fit_while_another_thread_refits(monkeypatch):
+    """A refit committed while a prediction reads the model does not mix the two fits.
+
+    A refit on another thread swaps the estimator's ``__dict__`` in one
+    assignment; here it lands between the reads of ``weights_`` and
+    ``means_`` (as a thread switch may): the prediction mixed the old
+    weights with the new means (a ValueError with other n_components).
+    """
+    from natgmm import _estimator
+
+    rng = np.random.default_rng(3)
+    XA, XB = rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) * 10 - 7
+    Q = rng.normal(size=(20, 3))
+    kw = dict(max_iter=2, init_params="random", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = NaturalDiagonalGMM(2, **kw).fit(XA).score_samples(Q)
+        refit = NaturalDiagonalGMM(4, **kw).fit(XB)
+        model = NaturalDiagonalGMM(2, **kw).fit(XA)
+    names = _estimator.PREDICTIVE_ATTRIBUTES
+
+    class RefitLands:
+        def __iter__(self):
+            yield names[0]
+            model.__dict__ = dict(vars(refit))  # as commit() does at the end of a refit
+            yield from names[1:]
+
+    monkeypatch.setattr(_estimator, "PREDICTIVE_ATTRIBUTES", RefitLands())
+    assert_array_equal(model.score_samples(Q), old)

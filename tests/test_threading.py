@@ -167,12 +167,14 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     """The parent's pool threads do not exist in a forked child: the child makes a new pool."""
     code = textwrap.dedent(
         """
-        import multiprocessing, numpy as np
+        import multiprocessing, os, numpy as np
         from natgmm import _kernels, _threading
+        _threading.MIN_PARALLEL_WORK = 0  # this call's work is below the limit: share it out
         X = np.random.default_rng(0).normal(size=(20000, 6))
         def work(queue):
             with _threading.kernel_threads(2):
-                queue.put(_kernels.em_stats(*ARGS, True)[0])
+                result = _kernels.em_stats(*ARGS, True)[0]
+            queue.put(result if _threading._pool_pid == os.getpid() else "not shared out")
         ARGS = (X, np.empty(0), np.zeros(6), np.ones(6), np.zeros((2, 6)), -0.5 * np.ones((2, 6)),
                 np.zeros(2), np.zeros(2), np.zeros((2, 6)), 8)
         with _threading.kernel_threads(2):
@@ -334,6 +336,55 @@ def test_a_child_forked_while_another_thread_compiles_can_fit():
         """
     )
     result = _run(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "True"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_takes_the_pool_lock_can_share_out():
+    """Every shared-out call takes the pool lock for a moment; a child forked then can still fit.
+
+    Another thread holds the lock at the fork, as a thread in
+    ``_executor()`` does; the child inherited it held, and its first
+    shared-out call waited for ever.
+    """
+    code = textwrap.dedent(
+        """
+        import multiprocessing, threading
+        import numpy as np
+        import os
+        from natgmm import _kernels, _threading
+        _threading.MIN_PARALLEL_WORK = 0  # this call's work is below the limit: share it out
+        X = np.random.default_rng(0).normal(size=(20000, 6))
+        ARGS = (X, np.empty(0), np.zeros(6), np.ones(6), np.zeros((2, 6)), -0.5 * np.ones((2, 6)),
+                np.zeros(2), np.zeros(2), np.zeros((2, 6)), 8)
+        def work(queue):
+            with _threading.kernel_threads(2):
+                result = _kernels.em_stats(*ARGS, True)[0]
+            queue.put(result if _threading._pool_pid == os.getpid() else "not shared out")
+        with _threading.kernel_threads(2):
+            parent = _kernels.em_stats(*ARGS, True)[0]
+        held, release = threading.Event(), threading.Event()
+        def holder():
+            with _threading._pool_lock:
+                held.set()
+                release.wait()
+        other = threading.Thread(target=holder)
+        other.start()
+        held.wait()
+        queue = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=work, args=(queue,))
+        child.start()
+        release.set()
+        other.join()
+        try:
+            print(queue.get(timeout=60) == parent)
+        finally:
+            child.kill()
+            child.join()
+        """
+    )
+    result = _run(code, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "True"
 

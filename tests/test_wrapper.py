@@ -507,3 +507,69 @@ def test_a_step_that_fails_after_the_inner_update_leaves_the_wrapper_as_it_was(
     monkeypatch.undo()
     assert model.estimator_.n_steps_ == steps
     assert_array_equal(model.means_, means)
+
+
+def test_a_prediction_reads_one_fit_while_another_thread_refits(monkeypatch):
+    """A refit committed in the middle of a prediction does not mix the two fits.
+
+    A refit on another thread swaps the wrapper's ``__dict__`` in one
+    assignment; here it lands while X is being standardised (as a thread
+    switch may). The prediction read the old scaling but the new
+    ``estimator_`` and ``scale_``: results of neither model.
+    """
+    from natgmm import _wrapper
+
+    rng = np.random.default_rng(3)
+    XA, XB = rng.normal(size=(400, 3)), rng.normal(size=(400, 3)) * 10 - 7
+    Q = rng.normal(size=(50, 3))
+    kw = dict(n_components=3, max_iter=3, init_params="random", random_state=0)
+    model = StandardizedGMM(NaturalDiagonalGMM(**kw)).fit(XA)
+    refit = StandardizedGMM(NaturalDiagonalGMM(**kw)).fit(XB)
+    expected = {
+        name: getattr(model, name)(Q) for name in ("score_samples", "predict", "predict_proba")
+    }
+    overflows = _wrapper._overflows
+    for name, old in expected.items():
+        model = StandardizedGMM(NaturalDiagonalGMM(**kw)).fit(XA)
+
+        def refit_lands(scaling, X, model=model):
+            model.__dict__ = dict(vars(refit))  # as commit() does at the end of a refit
+            return overflows(scaling, X)
+
+        monkeypatch.setattr(_wrapper, "_overflows", refit_lands)
+        assert_array_equal(getattr(model, name)(Q), old)
+        monkeypatch.setattr(_wrapper, "_overflows", overflows)
+
+
+@pytest.mark.parametrize("method", ["score_samples", "predict", "predict_proba"])
+def test_a_prediction_standardises_and_scores_with_one_fit(monkeypatch, method):
+    """A refit committed between the standardisation and the inner model's call changes nothing.
+
+    A refit on another thread swaps the wrapper's ``__dict__`` in one
+    assignment; here it lands just after the rows were standardised. The
+    wrapper read ``estimator_`` (and ``scale_``) again after that, so the
+    rows standardised by the old fit were scored by the new inner model.
+    """
+    from natgmm import _wrapper
+
+    rng = np.random.default_rng(3)
+    XA, XB = rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) * 10 - 7
+    Q = rng.normal(size=(20, 3))
+
+    def fitted(X, k):
+        inner = NaturalDiagonalGMM(k, max_iter=2, init_params="random", random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return StandardizedGMM(inner).fit(X)
+
+    old = getattr(fitted(XA, 2), method)(Q)
+    model, refit = fitted(XA, 2), fitted(XB, 4)
+    standardised = _wrapper._standardised
+
+    def refit_lands(*args):
+        Z = standardised(*args)
+        model.__dict__ = dict(vars(refit))  # as commit() does at the end of a refit
+        return Z
+
+    monkeypatch.setattr(_wrapper, "_standardised", refit_lands)
+    assert_array_equal(getattr(model, method)(Q), old)
