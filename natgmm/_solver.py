@@ -546,10 +546,15 @@ def warn_if_identical(params, empty, settings, annealed):
             "if the data has more clusters, the fit stopped on the saddle between them: "
             f"{escape} can leave it (doc: annealing)."
         )
+    # Floors (and the prior's scatter) widen narrow components: advice only when set.
+    floored = (
+        np.any(settings.min_variance > 0) or settings.min_variance_relative > 0
+        or settings.upper_precision_reg > 0
+    )  # fmt: skip
+    try_ = "a smaller n_components or lower floors" if floored else "a smaller n_components"
     warnings.warn(
         f"Components {i} and {j} ended as the same Gaussian{more}: the model has fewer "
-        f"distinct components than n_components. Try a smaller n_components or lower "
-        f"floors; {advice}",
+        f"distinct components than n_components. Try {try_}; {advice}",
         ConvergenceWarning,
         stacklevel=caller_level(),
     )
@@ -702,9 +707,10 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     the most promising ones by a few EM iterations (:func:`_try_moves`),
     runs the best to convergence on all rows and keeps it if its lower
     bound beats the fit's. When no pair of components reaches
-    :data:`~natgmm._split_merge.MIN_COSINE`, the pairs that share any row are
-    tried, and the best runs on only if its finalist bound already beats the
-    fit's on the trial rows (:data:`~natgmm._split_merge.SCREENED_ROUNDS`).
+    :data:`~natgmm._split_merge.MIN_COSINE`, the pairs that share any row
+    are tried (any pair when none does), and the best runs on only if its
+    finalist bound already beats the fit's on the trial rows
+    (:data:`~natgmm._split_merge.SCREENED_ROUNDS`).
     A move not kept, kept without converging or kept with a gain below
     ``tol`` (what the final EM counts as converged)
     ends the rounds. Every iteration is recorded in ``run`` (``level`` NaN,
@@ -722,10 +728,11 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         sums = rows.sums()
         moves = candidate_moves(*sums, _split_merge.N_CANDIDATES)
         screened = not moves and _split_merge.SCREENED_ROUNDS
-        if screened:  # no pair reaches MIN_COSINE: those sharing any row, screened
-            moves = candidate_moves(
-                *sums, _split_merge.N_CANDIDATES, min_cosine=_split_merge.SCREENED_MIN_COSINE
-            )
+        # No pair reaches MIN_COSINE: those sharing any row, else any pair, screened.
+        for gate in _split_merge.SCREENED_MIN_COSINES if screened else ():
+            moves = candidate_moves(*sums, _split_merge.N_CANDIDATES, min_cosine=gate)
+            if moves:
+                break
         if not moves:
             progress.no_move()
             break
