@@ -215,6 +215,17 @@ def _square(builder):
     return lambda u, j, width: builder.fmul(u, u, flags=("contract",))
 
 
+def _pair_loaders(context, builder, signature, args):
+    """Return the length of the first of two 1-D arrays and a :func:`_vector_loader` of each."""
+    aa, ba = (
+        context.make_array(t)(context, builder, v)
+        for t, v in zip(signature.args, args, strict=True)
+    )
+    load_a = _vector_loader(builder, aa, signature.args[0])
+    load_b = _vector_loader(builder, ba, signature.args[1])
+    return builder.extract_value(aa.shape, 0), load_a, load_b
+
+
 @intrinsic
 def _sum_sq_diff(typingctx, a, b):
     """``sum((a - b) ** 2)`` of float64 vectors of one length, in SIMD in the order above."""
@@ -222,17 +233,11 @@ def _sum_sq_diff(typingctx, a, b):
         return None
 
     def codegen(context, builder, signature, args):
-        aa, ba = (
-            context.make_array(t)(context, builder, v)
-            for t, v in zip(signature.args, args, strict=True)
-        )
-        load_a = _vector_loader(builder, aa, signature.args[0])
-        load_b = _vector_loader(builder, ba, signature.args[1])
+        n, load_a, load_b = _pair_loaders(context, builder, signature, args)
 
         def diff(j, width):
             return builder.fsub(load_a(j, width), load_b(j, width))
 
-        n = builder.extract_value(aa.shape, 0)
         return _emit_sums(builder, n, diff, [_square(builder)])[0]
 
     return types.float64(a, b), codegen
@@ -269,18 +274,12 @@ def _sum_sq_diff_and_sq(typingctx, a, b):
         return None
 
     def codegen(context, builder, signature, args):
-        aa, ba = (
-            context.make_array(t)(context, builder, v)
-            for t, v in zip(signature.args, args, strict=True)
-        )
-        load_a = _vector_loader(builder, aa, signature.args[0])
-        load_b = _vector_loader(builder, ba, signature.args[1])
+        n, load_a, load_b = _pair_loaders(context, builder, signature, args)
 
         def diff_sq(u, j, width):
             d = builder.fsub(u, load_b(j, width))
             return builder.fmul(d, d, flags=("contract",))
 
-        n = builder.extract_value(aa.shape, 0)
         sums = _emit_sums(builder, n, load_a, [diff_sq, _square(builder)])
         return context.make_tuple(builder, signature.return_type, sums)
 
