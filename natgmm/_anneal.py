@@ -243,8 +243,8 @@ def collapsed(weights, n_rows):
     weights : ndarray of shape (n_components,)
         Mixing weights.
     n_rows : int
-        Number of rows of the data (a component's weight times it is its
-        number of rows, in units of the mean row weight).
+        Number of rows of positive weight (a component's weight times it is
+        its number of rows, in units of their mean weight).
 
     Returns
     -------

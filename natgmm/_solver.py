@@ -424,13 +424,14 @@ def _on_sample(run, n_rows):
 def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
     """:func:`fit_run` on all of ``run``'s rows."""
     index, stride, tried, refused, measured = 0, 1, None, set(), {}
+    n_rows = run.data.positive_rows()  # as split_merge counts them: weight zero is no row
     progress.levels_begin(levels)
     while index < levels.size:
         level = levels[index]
         first = len(run.history["lower_bound"])
         level_reg, beta = level_settings(settings.annealing, level, reg, run.standardiser)
         if _anneal.RESEED_EMPTY and run.empty is not None:
-            lost = run.empty | _anneal.collapsed(params.weights, run.data.shape[0])
+            lost = run.empty | _anneal.collapsed(params.weights, n_rows)
             params = _anneal.reseeded(params, lost)
         params = enter_level(params, level, level_reg, run.standardiser, run.random_state, beta)
         params, lower_bound, settled = em_phase(
