@@ -1024,8 +1024,6 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
 def _average(sums, weight):
     """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
     filled = weight > 0
-    if filled.all():  # the rule: the same products, without the empty clusters' masks
-        return sums * (1.0 / weight)[:, np.newaxis]
     heaviest = int(np.argmax(weight))
     centres = sums * np.where(filled, 1.0 / np.where(filled, weight, 1.0), 1.0)[:, np.newaxis]
     # As a loop over k would copy it: scaled if it comes before k, else not.
@@ -1189,9 +1187,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
             weight = _sequential_sum(bweight)
             # Counts are integers: any order of additions gives the same.
             empty = bcount.sum(axis=0) == 0
-            if empty.any():
-                sums[empty] = 0.0
-                weight[empty] = 0.0
+            sums[empty] = 0.0
+            weight[empty] = 0.0
             _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
             new = _average(sums, weight)
             move = np.sqrt(np.sum((new - centres) ** 2, axis=1))

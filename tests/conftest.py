@@ -4,7 +4,10 @@ Helpers are imported by the test modules (``from conftest import quiet_fit``);
 pytest puts this directory on ``sys.path``, as it does for ``naive``.
 """
 
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -177,3 +180,15 @@ def slanted_blobs():
 def stream_blobs():
     """20 000 rows, 5 features, 6 overlapping blobs: enough for streams of batches."""
     return make_blobs(20000, n_features=5, centers=6, cluster_std=1.5, random_state=0)
+
+
+def run_python(code, environ=None, **env):
+    """Run ``code`` in a fresh interpreter: its CompletedProcess (text output).
+
+    The environment is ``environ`` (None: this process's) with ``env`` set
+    on top of it.
+    """
+    environ = {**(os.environ if environ is None else environ), **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
+    )

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import assert_finite_model, quiet_fit
+from conftest import assert_finite_model, quiet_fit, run_python
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -801,7 +801,7 @@ def test_import_does_not_need_dask():
         "loaded = [m for m, mod in sys.modules.items() if mod is not None]\n"
         "assert not any(m.split('.')[0] in ('dask', 'distributed') for m in loaded), loaded\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
 
 

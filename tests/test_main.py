@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import natgmm
 from natgmm._demo import digits_latents, mixture_data, naive_gradient_fit, verdict
@@ -52,7 +53,7 @@ def test_kernels_are_prepared_before_timing():
         "kernels += [_kmeans._lloyd_kernel.kernel, _split_merge._partial_e_step]\n"
         "print(json.dumps([len(k.signatures) for k in kernels]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(counts) == 5 and all(count >= 1 for count in counts), counts
@@ -82,7 +83,7 @@ def test_help_and_usage_errors_come_before_the_jobs_imports():
         "heavy = [m for m in ('natgmm._demo', 'sklearn', 'numba') if m in sys.modules]\n"
         "print(json.dumps([codes, heavy, usage]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[0, 2, 2, 2], [], True]
 
@@ -105,7 +106,7 @@ def test_package_classes_load_on_first_use():
         "print(json.dumps([before, names == sorted(natgmm.__all__), classes, missing, policy]))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    result = run_python(code, env)
     assert result.returncode == 0, result.stderr
     before, listed, classes, missing, policy = json.loads(result.stdout)
     assert not before and listed and policy == "passive"

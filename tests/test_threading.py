@@ -1,14 +1,13 @@
 """Kernel calls shared out over natgmm's threads; OpenMP's wait policy (natgmm/_threading.py)."""
 
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import warnings
 
 import numpy as np
 import pytest
+from conftest import run_python
 from numpy.testing import assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 
@@ -16,13 +15,6 @@ from natgmm import NaturalDiagonalGMM, _kernels, _kmeans, _threading, _wait_poli
 
 # The library's limit, read before tests/conftest.py's fixture sets it to 0.
 _DEFAULT_MIN_PARALLEL_WORK = _threading.MIN_PARALLEL_WORK
-
-
-def _run(code, **env):
-    environ = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
-    )
 
 
 def _blockwise_kernels():
@@ -62,12 +54,11 @@ def test_import_sets_passive_waiting_and_fits_load_no_numba_threading_layer():
         """
     )
     environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=1800
-    )
+    result = run_python(code, environ)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["passive", "False"]
-    kept = _run("import os, natgmm; print(os.environ['OMP_WAIT_POLICY'])", OMP_WAIT_POLICY="active")
+    code = "import os, natgmm; print(os.environ['OMP_WAIT_POLICY'])"
+    kept = run_python(code, OMP_WAIT_POLICY="active")
     assert kept.stdout.strip() == "active"
 
 
@@ -186,7 +177,7 @@ def test_a_forked_child_gets_a_pool_of_its_own():
         child.join()
         """
     )
-    result = _run(code, NUMBA_NUM_THREADS="2")
+    result = run_python(code, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "True"
 
@@ -217,7 +208,7 @@ def test_a_hold_limits_blas_on_other_threads_too():
         print(original == counts(), set(seen[0]) == {1}, max(original) > 1)
         """
     )
-    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    result = run_python(code, OPENBLAS_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-3:] == ["True"] * 3
 
@@ -261,7 +252,7 @@ def test_holds_overlapping_on_two_threads_keep_and_restore_the_limit(main_first)
         print(set(seen[0]) == {{1}}, counts() == original, max(original) > 1)
         """
     )
-    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    result = run_python(code, OPENBLAS_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-3:] == ["True"] * 3
 
@@ -297,7 +288,7 @@ def test_a_users_limit_ending_during_a_hold_is_not_put_back_for_good():
         print(counts() == original, max(original) > 1)
         """
     )
-    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    result = run_python(code, OPENBLAS_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["True"] * 2
 
@@ -335,7 +326,7 @@ def test_a_child_forked_while_another_thread_compiles_can_fit():
         other.join()
         """
     )
-    result = _run(code)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "True"
 
@@ -384,7 +375,7 @@ def test_a_child_forked_while_another_thread_takes_the_pool_lock_can_share_out()
             child.join()
         """
     )
-    result = _run(code, NUMBA_NUM_THREADS="2")
+    result = run_python(code, NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "True"
 
@@ -423,7 +414,7 @@ def test_a_child_forked_during_a_hold_limits_its_own_blas():
         print(start == original, set(inside) == {1}, after == original, counts() == original)
         """
     )
-    result = _run(code, OPENBLAS_NUM_THREADS="2")
+    result = run_python(code, OPENBLAS_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-4:] == ["True"] * 4
 
