@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._kernels import m_step_moments
+
 _EPS = np.finfo(np.float64).eps
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -260,29 +262,46 @@ def m_step(stats, reg, previous=None):
     entries); the weights use ``nk``.
     """
     nk, s1, s2, ref = stats[:4]
-    nk_eff = nk + 10.0 * _EPS
-    counts = nk_eff[:, np.newaxis] if stats.nkd is None else stats.nkd + 10.0 * _EPS
-    delta = s1 / counts
-    means = ref + delta
-    scatter = np.maximum(s2 - s1 * delta, 0.0)
-    var = (scatter + 2.0 * reg.prior_b) / (counts + 2.0 * reg.prior_a1)
-    var += reg.reg_covar
-    if reg.fixed_var is not None:
-        var[:] = reg.fixed_var
-    empty = empty_components(nk)
-    if previous is not None and empty.any():
-        means[empty] = previous.means[empty]
-        var[empty] = previous.variances[empty]
-    if previous is not None and stats.nkd is not None:
-        unseen = stats.nkd <= _EPS * nk.sum()
+    n_features = s1.shape[1]
+    means, var, empty, valid = m_step_moments(
+        nk, _NONE if stats.nkd is None else stats.nkd, s1, s2, ref, float(reg.prior_a1),
+        _row(reg.prior_b, n_features), _row(reg.reg_covar, n_features),
+        _NONE_ROW if reg.fixed_var is None else _row(reg.fixed_var, n_features),
+        _row(reg.floor, n_features), _EPS,
+    )  # fmt: skip
+    if previous is not None and (empty.any() or stats.nkd is not None):
+        # Keep the previous parameters where the data say nothing.
+        unseen = (
+            np.zeros_like(means, dtype=bool) if stats.nkd is None else stats.nkd <= _EPS * nk.sum()
+        )
+        unseen[empty] = True
         means[unseen] = previous.means[unseen]
         var[unseen] = previous.variances[unseen]
-    var = np.maximum(var, reg.floor)
-    if not (np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))):
+        var = np.maximum(var, reg.floor)
+        valid = np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means))
+    if not valid:
         overflow = np.any(np.isposinf(var) & (np.asarray(reg.prior_b) > 0.0))
         raise IllDefinedCovariance(PRIOR_OVERFLOW if overflow else ILL_DEFINED_COVARIANCE)
+    nk_eff = nk + 10.0 * _EPS
     weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
     return Params(weights, means, var), empty
+
+
+# m_step_moments' "none" for nkd and fixed_var.
+_NONE, _NONE_ROW = np.empty((0, 0)), np.empty(0)
+
+
+def _row(values, n_features):
+    """``values`` as a writeable C-ordered float64 ``(n_features,)`` array.
+
+    The one array type :func:`~natgmm._kernels.m_step_moments` is compiled
+    for (a read-only or broadcast view would compile it again); the
+    regularisation's own arrays pass through uncopied.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape == (n_features,) and values.flags.c_contiguous and values.flags.writeable:
+        return values
+    return np.array(np.broadcast_to(values, (n_features,)))
 
 
 def combine(a, b, weight_a, weight_b):

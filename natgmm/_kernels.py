@@ -241,21 +241,34 @@ def centred_components(eta1, eta2, log_weight):
     :func:`_centre_log_densities`. Such a component is always wide in the
     float32 path (its magnitude there is at least this sum).
     """
-    eta1 = np.asarray(eta1, dtype=np.float64)
-    eta2 = np.asarray(eta2, dtype=np.float64)
+    return _centred_components(_f64(eta1), _f64(eta2), _f64(log_weight), _MAX_CANCELLATION_LP)
+
+
+# Compiled: called once per pass, where its dozen numpy calls took 5 us.
+@_jit(fastmath=False, error_model="numpy")
+def _centred_components(eta1, eta2, log_weight, max_cancellation):
+    """:func:`centred_components` of float64 arrays."""
+    n_components, n_features = eta1.shape
     # sum_d mean**2 / var = sum_d -eta1**2 / (2 eta2); most fits have none above.
-    index = np.flatnonzero(np.einsum("kd,kd->k", eta1, eta1 / eta2) < -2.0 * _MAX_CANCELLATION_LP)
-    if index.size == 0:
-        return _NOT_CENTRED
-    e2 = np.ascontiguousarray(eta2[index])
-    mean = eta1[index] * (-0.5 / e2)
-    with np.errstate(divide="ignore"):
-        norm = 0.5 * np.log(-e2 / np.pi)
-    log_w = np.ascontiguousarray(np.asarray(log_weight, dtype=np.float64)[index])
-    return index.astype(np.int64), mean, e2, norm, log_w
-
-
-_NOT_CENTRED = (np.empty(0, dtype=np.int64), *(np.empty((0, 0)),) * 3, np.empty(0))
+    far = np.zeros(n_components, dtype=np.bool_)
+    for k in range(n_components):
+        acc = 0.0
+        for d in range(n_features):
+            acc += eta1[k, d] * (eta1[k, d] / eta2[k, d])
+        far[k] = acc < -2.0 * max_cancellation
+    index = np.flatnonzero(far).astype(np.int64)
+    e2 = np.empty((index.shape[0], n_features))
+    mean = np.empty((index.shape[0], n_features))
+    norm = np.empty((index.shape[0], n_features))
+    log_w = np.empty(index.shape[0])
+    for i in range(index.shape[0]):
+        k = index[i]
+        log_w[i] = log_weight[k]
+        for d in range(n_features):
+            e2[i, d] = eta2[k, d]
+            mean[i, d] = eta1[k, d] * (-0.5 / eta2[k, d])
+            norm[i, d] = 0.5 * np.log(-eta2[k, d] / np.pi)
+    return index, mean, e2, norm, log_w
 
 
 @_jit()
@@ -419,7 +432,10 @@ def _em_stats_impl(
     weighted = sample_weight.shape[0] > 0
     every = np.ones(n_components, dtype=np.bool_)
     any_exact = exact.any()
-    block = (n_samples + n_blocks - 1) // n_blocks
+    # Blocks a whole number of chunks long, as in _em_stats_f32_impl: each
+    # chunk costs its two BLAS calls whatever its rows (178 rows in 8 blocks
+    # were 8 chunks of 23 rows, a pass 1.5 times as long as in 3 chunks).
+    block = _CHUNK * -(-n_samples // (n_blocks * _CHUNK))
     # Each block zeroes its own accumulators, on its own thread.
     ll = np.empty(n_blocks)
     # About ref: sparse chunks, and the components marked exact in dense ones
@@ -429,18 +445,20 @@ def _em_stats_impl(
     s2 = np.empty((n_blocks, n_components, n_features))
     # About the origin: dense chunks, by BLAS ([sum r z, sum r z**2, sum r]).
     m = np.empty((n_blocks, n_components, 2 * n_features + 1))
+    # Scratch once per call (one thread's range of blocks): per block, its
+    # allocations were a third of a small pass (178 rows: 36 against 16 us).
+    scratch = _chunk_scratch(n_features, n_components)
+    u, _, _, ev, top, total, _ = scratch
+    w_over_total = np.empty(_CHUNK)
+    moments = np.empty((n_components, 2 * n_features + 1))
+    row_terms = np.empty(_CHUNK, dtype=np.int64)
+    row_last = np.empty(_CHUNK, dtype=np.int64)
     for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
         s1[b] = 0.0
         s2[b] = 0.0
         m[b] = 0.0
-        scratch = _chunk_scratch(n_features, n_components)
-        u, _, _, ev, top, total, _ = scratch
-        w_over_total = np.empty(_CHUNK)
-        moments = np.empty((n_components, 2 * n_features + 1))
-        row_terms = np.empty(_CHUNK, dtype=np.int64)
-        row_last = np.empty(_CHUNK, dtype=np.int64)
         stop = min((b + 1) * block, n_samples)
         for start in range(b * block, stop, _CHUNK):
             n_rows = min(_CHUNK, stop - start)
@@ -565,9 +583,7 @@ def em_stats(
             X, sample_weight, shift, scale, eta1, eta2, log_norm, centred, ref, n_blocks,
             parallel, beta,
         )  # fmt: skip
-    W = _products_matrix(eta1, eta2, log_norm)
-    precision = -2.0 * np.asarray(eta2, dtype=np.float64)
-    exact = np.max(ref**2 * precision, axis=1) > _MAX_CANCELLATION
+    W, exact = _f64_operands(_f64(eta1), _f64(eta2), _f64(log_norm), _f64(ref), _MAX_CANCELLATION)
     work = X.size * W.shape[1]
     parallel = use_threads(parallel, work)
     with single_threaded_blas():
@@ -576,6 +592,70 @@ def em_stats(
             X, sample_weight, _f64(shift), _f64(scale), W, centred, ref, exact, n_blocks, beta
         )
     return _moved_to_ref(per_block, ref, exact)
+
+
+# Compiled: called once per pass (seven numpy calls took 10 us).
+@_jit(fastmath=False)
+def _f64_operands(eta1, eta2, log_norm, ref, max_cancellation):
+    """``W`` of :func:`_products_matrix` and the components summed about ``ref`` (``exact``).
+
+    A component is ``exact`` where ``ref**2 * precision`` exceeds
+    ``max_cancellation`` in some feature (see :func:`em_stats`).
+    """
+    n_components, n_features = eta1.shape
+    W = np.empty((2 * n_features + 1, n_components))
+    exact = np.zeros(n_components, dtype=np.bool_)
+    for k in range(n_components):
+        for d in range(n_features):
+            W[d, k] = eta1[k, d]
+            W[n_features + d, k] = eta2[k, d]
+            exact[k] |= ref[k, d] ** 2 * (-2.0 * eta2[k, d]) > max_cancellation
+        W[2 * n_features, k] = log_norm[k]
+    return W, exact
+
+
+# Compiled: called once per EM step, where its two dozen numpy calls on
+# (n_components, n_features) arrays took 20 us (a sixth of a step on 178
+# rows). Element by element the arithmetic of the numpy it replaced.
+@keyboard_interrupts()
+def m_step_moments(nk, nkd, s1, s2, ref, a1, b, reg_covar, fixed_var, floor, eps):
+    """Means and variances of :func:`natgmm._em.m_step`, before the weights.
+
+    ``nkd`` is ``(n_components, n_features)`` with missing entries, else
+    ``(0, 0)``; ``fixed_var`` is ``(n_features,)``, or ``(0,)`` for none.
+    Returns ``means``, ``var`` (raised to ``floor``), ``empty`` (the
+    components without mass) and whether every mean and variance is finite
+    and every variance positive.
+    """
+    return _m_step_moments(nk, nkd, s1, s2, ref, a1, b, reg_covar, fixed_var, floor, eps)
+
+
+@_jit(fastmath=False, error_model="numpy")
+def _m_step_moments(nk, nkd, s1, s2, ref, a1, b, reg_covar, fixed_var, floor, eps):
+    n_components, n_features = s1.shape
+    total = 0.0
+    for k in range(n_components):
+        total += nk[k]
+    masked, fixed = nkd.shape[0] > 0, fixed_var.shape[0] > 0
+    means = np.empty((n_components, n_features))
+    var = np.empty((n_components, n_features))
+    empty = np.empty(n_components, dtype=np.bool_)
+    valid = True
+    for k in range(n_components):
+        empty[k] = nk[k] <= eps * total
+        for d in range(n_features):
+            count = (nkd[k, d] if masked else nk[k]) + 10.0 * eps
+            delta = s1[k, d] / count
+            mean = ref[k, d] + delta
+            scatter = s2[k, d] - s1[k, d] * delta
+            scatter = 0.0 if scatter < 0.0 else scatter  # NaN stays NaN
+            v = (scatter + 2.0 * b[d]) / (count + 2.0 * a1)
+            v += reg_covar[d]
+            v = fixed_var[d] if fixed else v
+            v = floor[d] if v < floor[d] else v  # NaN stays NaN
+            valid &= v > 0.0 and math.isfinite(v) and math.isfinite(mean)
+            means[k, d], var[k, d] = mean, v
+    return means, var, empty, valid
 
 
 def _moved_to_ref(per_block, ref, exact):
@@ -1101,43 +1181,44 @@ def _em_stats_f32_impl(
     s1 = np.empty((n_blocks, n_components, n_features))
     s2 = np.empty((n_blocks, n_components, n_features))
     m = np.empty((n_blocks, n_components, 2 * n_features + 1))
+    # Scratch once per call (one thread's range of blocks), as in _em_stats_impl.
+    w_row = np.empty(_CHUNK_F32)
+    # int32 tallies, the width of the float32 terms they count: no
+    # widening in _weigh_terms' vector loop (2-4 % of this kernel).
+    row_terms = np.empty(_CHUNK_F32, dtype=np.int32)
+    row_last = np.empty(_CHUNK_F32, dtype=np.int32)
+    scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], np.int64(_CHUNK_F32))
+    u, _, _, ev, top, total, _, _, _ = scratch
+    work = (
+        np.empty(_CHUNK_F32, dtype=np.float32),
+        np.empty((n_components, 2 * n_features + 1), dtype=np.float32),
+        row_terms,
+        row_last,
+    )
+    # For chunks with a row outside float32's range, done in float64.
+    scratch64 = _chunk_scratch(n_features, n_components, np.int64(_CHUNK_F32))
+    u64, _, _, ev64, top64, total64, z_row = scratch64
+    # Their moments in float64: u64 is free in a float32 chunk.
+    precise_work = (
+        precise,
+        precise_index,
+        u64,
+        np.empty((precise_index.shape[0], _CHUNK_F32)),
+        np.empty((precise_index.shape[0], 2 * n_features + 1)),
+        z_row,
+    )
+    work64 = (
+        np.empty(_CHUNK_F32),
+        np.empty((n_components, 2 * n_features + 1)),
+        row_terms,
+        row_last,
+    )
     for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
         s1[b] = 0.0
         s2[b] = 0.0
         m[b] = 0.0
-        w_row = np.empty(_CHUNK_F32)
-        # int32 tallies, the width of the float32 terms they count: no
-        # widening in _weigh_terms' vector loop (2-4 % of this kernel).
-        row_terms = np.empty(_CHUNK_F32, dtype=np.int32)
-        row_last = np.empty(_CHUNK_F32, dtype=np.int32)
-        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], np.int64(_CHUNK_F32))
-        u, _, _, ev, top, total, _, _, _ = scratch
-        work = (
-            np.empty(_CHUNK_F32, dtype=np.float32),
-            np.empty((n_components, 2 * n_features + 1), dtype=np.float32),
-            row_terms,
-            row_last,
-        )
-        # For chunks with a row outside float32's range, done in float64.
-        scratch64 = _chunk_scratch(n_features, n_components, np.int64(_CHUNK_F32))
-        u64, _, _, ev64, top64, total64, z_row = scratch64
-        # Their moments in float64: u64 is free in a float32 chunk.
-        precise_work = (
-            precise,
-            precise_index,
-            u64,
-            np.empty((precise_index.shape[0], _CHUNK_F32)),
-            np.empty((precise_index.shape[0], 2 * n_features + 1)),
-            z_row,
-        )
-        work64 = (
-            np.empty(_CHUNK_F32),
-            np.empty((n_components, 2 * n_features + 1)),
-            row_terms,
-            row_last,
-        )
         # The soft-max tallies a chunk's terms when the block's previous
         # chunk was sparse (_chunk_stats_tallied): sparse chunks come in runs
         # (separated data), and in dense ones the tallies would be wasted

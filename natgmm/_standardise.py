@@ -295,8 +295,9 @@ def regularisation(standardiser, min_variance, settings):
     )
     _check_constant_features(standardiser, settings.reg_covar * scale2 + floor, settings)
     return Regularisation(
-        reg_covar=np.broadcast_to(settings.reg_covar * scale2, (n_features,)),
-        floor=np.broadcast_to(floor, (n_features,)),
+        # Own arrays, not broadcast views: the M-step's kernel takes them as they are.
+        reg_covar=np.array(np.broadcast_to(settings.reg_covar * scale2, (n_features,))),
+        floor=np.array(np.broadcast_to(floor, (n_features,))),
         prior_a1=settings.lower_precision_reg * weight_scale,
         prior_b=settings.upper_precision_reg * scale2 * weight_scale,
         min_weight=settings.min_weight,
