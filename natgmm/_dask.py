@@ -427,11 +427,13 @@ class DaskData:
             np.ascontiguousarray(X), sw, self.parallel, weight_scale=1.0, missing=self.missing
         )
 
-    def log_prob(self, standardiser, params, want_resp):
+    def log_prob(self, standardiser, params, want_resp, operands=None):
         """Lazy log-density, labels and responsibilities (None unless ``want_resp``).
 
         Each is a Dask array with the row chunks of X, computed block by block
         by the kernel; the parameters are one task shared by all blocks.
+        ``operands`` (:meth:`ArrayData.log_prob`'s) is not used: each block
+        makes its own, a small cost beside a block's.
         """
         shared = dask.delayed(standardiser), dask.delayed(params)
         log_density, labels = (

@@ -211,30 +211,64 @@ def top_correlation(scatter):
     return float(np.linalg.eigvalsh(corr)[-1])
 
 
-def log_prob(X, standardiser, params, parallel, want_resp, missing=None):
+class Operands:
+    """The natural parameters of ``params`` and the log-density kernels' operands, made once.
+
+    Made when first asked for, for data with or without missing entries,
+    float32 or float64: a fitted estimator keeps one beside its parameters,
+    so that each prediction does not make them again (a fifth of a one-row
+    ``predict``'s time). Only the parameters are pickled.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self._made = {}  # (missing, float32) -> (natural parameters, kernel operands)
+
+    def __reduce__(self):
+        return type(self), (self.params,)
+
+    def get(self, missing, float32):
+        """Return the natural parameters and the kernel's operands for such data."""
+        key = (bool(missing), bool(float32))
+        made = self._made.get(key)
+        if made is None:
+            if missing:
+                natural = masked_natural_parameters(self.params)
+                made = natural, _kernels.log_prob_masked_operands(*natural, float32)
+            else:
+                natural = natural_parameters(self.params)
+                made = natural, _kernels.log_prob_operands(*natural, float32)
+            # Threads that get here together make the same arrays: one is kept.
+            self._made[key] = made
+        return made
+
+
+def log_prob(X, standardiser, params, parallel, want_resp, missing=None, operands=None):
     """Per-row log-density (user units), labels and optionally responsibilities.
 
     Rows with missing entries (NaN) get the density of their observed
     entries; ``missing`` says whether ``X`` has any (None: look).
+    ``operands`` is an :class:`Operands` of ``params`` (None: made here).
     """
     if missing is None:
         missing = _kernels.has_missing(X)
+    if operands is None:
+        operands = Operands(params)
     n_samples, n_components = X.shape[0], params.means.shape[0]
     out = np.empty(n_samples)
     labels = np.empty(n_samples, dtype=np.int64)
     resp = np.empty((n_samples if want_resp else 0, n_components))
+    natural, prepared = operands.get(missing, X.dtype == np.float32)
     if missing:
-        eta1, eta2, feature_norm, log_weight = masked_natural_parameters(params)
-        _kernels.log_prob_masked(
-            X, standardiser.shift, standardiser.scale, eta1, eta2, feature_norm, log_weight, out,
-            labels, resp, parallel,
-        )  # fmt: skip
+        eta1, eta2, feature_norm, log_weight = natural
+        _kernels.log_prob_masked_prepared(
+            X, standardiser.shift, standardiser.scale, prepared, out, labels, resp, parallel
+        )
     else:
-        eta1, eta2, log_norm, log_weight = natural_parameters(params)
-        _kernels.log_prob(
-            X, standardiser.shift, standardiser.scale, eta1, eta2, log_norm, log_weight, out,
-            labels, resp, parallel,
-        )  # fmt: skip
+        eta1, eta2, log_norm, log_weight = natural
+        _kernels.log_prob_prepared(
+            X, standardiser.shift, standardiser.scale, prepared, out, labels, resp, parallel
+        )
     far = np.flatnonzero(~np.isfinite(out))
     if far.size:
         Xf = X[far]
@@ -536,6 +570,11 @@ class ArrayData:
         """Rows and weights the initialisation runs on: all of them."""
         return self.X, self.sw
 
-    def log_prob(self, standardiser, params, want_resp):
-        """Log-density, labels and (if ``want_resp``) responsibilities per row."""
-        return log_prob(self.X, standardiser, params, self.parallel, want_resp, self.missing)
+    def log_prob(self, standardiser, params, want_resp, operands=None):
+        """Log-density, labels and (if ``want_resp``) responsibilities per row.
+
+        ``operands``: an :class:`Operands` of ``params``, or None.
+        """
+        return log_prob(
+            self.X, standardiser, params, self.parallel, want_resp, self.missing, operands
+        )

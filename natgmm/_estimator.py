@@ -26,6 +26,7 @@ from ._anneal import annealing_levels, split_levels
 from ._blas import single_threaded_blas
 from ._data import (
     ArrayData,
+    Operands,
     check_sample_weight,
     component_log_prob,
     information_criterion,
@@ -1012,11 +1013,15 @@ default=None
             raise IllDefinedCovariance(ILL_DEFINED_COVARIANCE)
         # A copy: the attributes may be changed in place, and predictions follow them.
         published = tuple(fitted[name].copy() for name in PREDICTIVE_ATTRIBUTES)
-        private = {"_state": state, "_published": published}
+        # The kernels' operands of the fit's parameters, made at the first prediction.
+        private = {"_state": state, "_published": published, "_operands": Operands(state.params)}
         commit(self, {**fitted, **attributes, **private, "empty_components_": empty}, remove)
 
     def __getstate__(self):
-        return stamped(super().__getstate__())
+        # Without the operands, made again on loading: pickles stay as they were.
+        # (A new dict: object.__getstate__ returns the instance's own.)
+        state = {k: v for k, v in super().__getstate__().items() if k != "_operands"}
+        return stamped(state)
 
     def __setstate__(self, state):
         state = unstamped(state, type(self).__name__)
@@ -1033,6 +1038,8 @@ default=None
         # Parameters added since: a pickle from before them behaves as it did
         # (before anneal_tol, 2026-12-01, every level ran anneal_max_iter iterations).
         state = {"split_merge": 0, "anneal_subsample": None, "anneal_tol": 0.0, **state}
+        if "_state" in state:
+            state["_operands"] = Operands(state["_state"].params)
         super().__setstate__(state)
 
     # ----------------------------------------------------------- inference
@@ -1073,36 +1080,46 @@ default=None
 
     def _infer(self, X, want_resp=False):
         with _threads_and_blas(self.n_jobs) as parallel:
-            data, standardiser, params = self._predictive(X, parallel)
-            return data.log_prob(standardiser, params, want_resp)
+            data, standardiser, params, operands = self._predictive(X, parallel)
+            return data.log_prob(standardiser, params, want_resp, operands)
 
     def _predictive(self, X, parallel):
-        """Return the checked data source of ``X`` and the model predictions use."""
-        check_is_fitted(self)
+        """Return the checked data source of ``X`` and the model predictions use.
+
+        The model is ``(standardiser, params, operands)``: the map to
+        internal units, the parameters in them and their :class:`Operands`
+        (those kept with the fit while its attributes are unchanged, else
+        None).
+        """
         # As scikit-learn's, predictions follow weights_, means_ and
         # precisions_cholesky_, also when changed or set by hand. All read from
         # one __dict__: a fit on another thread replaces it in one assignment
         # (commit), and reads one by one could mix the old fit and the new.
         state = vars(self)
+        if not _holds_attributes(self, state):
+            check_is_fitted(self)
         attributes = tuple(
             state[name] if name in state else getattr(self, name) for name in PREDICTIVE_ATTRIBUTES
         )
         standardiser, params = predictive_model(
             attributes, state.get("_state"), state.get("_published")
         )
+        operands = state.get("_operands")
+        if operands is not None and operands.params is not params:  # attributes changed
+            operands = None
         data, _ = self._check_data(X, None, parallel, reset=False)
         if data.shape[1] != params.means.shape[1]:  # without n_features_in_
             raise ValueError(
                 f"X has {data.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{params.means.shape[1]} features as input."
             )
-        return data, standardiser, params
+        return data, standardiser, params, operands
 
     def _estimate_log_prob(self, X):
         """Return each sample's log-density under each component (scikit-learn's private method)."""
         X = np.asarray(X) if is_dask(X) else X
         with _threads_and_blas(self.n_jobs) as parallel:
-            data, standardiser, params = self._predictive(X, parallel)
+            data, standardiser, params, _ = self._predictive(X, parallel)
             return component_log_prob(data.X, standardiser, params)
 
     def score_samples(self, X):
@@ -1248,6 +1265,19 @@ default=None
             The lower the better.
         """
         return criterion(self, "aic", X, sample_weight)
+
+
+def _holds_attributes(estimator, state):
+    """Whether ``check_is_fitted(estimator)`` would pass, seen from its ``__dict__`` ``state``.
+
+    It does when the instance holds the attributes predictions read (names
+    ending in ``_``), unless its class says otherwise (``__sklearn_is_fitted__``):
+    a cheap test that spares a prediction scikit-learn's walk over every
+    attribute (6 us of a one-row ``predict``).
+    """
+    return not hasattr(estimator, "__sklearn_is_fitted__") and all(
+        name in state for name in PREDICTIVE_ATTRIBUTES
+    )
 
 
 def _as_fitted(model):

@@ -868,3 +868,128 @@ def test_a_prediction_reads_one_fit_while_another_thread_refits(monkeypatch):
 
     monkeypatch.setattr(_estimator, "PREDICTIVE_ATTRIBUTES", RefitLands())
     assert_array_equal(model.score_samples(Q), old)
+
+
+# --------------------------------------------- the operands kept with a fit
+
+
+def _predictions(model, X):
+    return model.predict(X), model.predict_proba(X), model.score_samples(X), model.score(X)
+
+
+def _assert_same_bits(a, b):
+    for x, y in zip(a, b, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _as_set_by_hand(model):
+    """An unfitted estimator given ``model``'s predictive attributes (no operands kept)."""
+    fresh = NaturalDiagonalGMM(model.n_components)
+    for name in ("weights_", "means_", "precisions_cholesky_"):
+        setattr(fresh, name, getattr(model, name).copy())
+    return fresh
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("missing", [False, True])
+def test_kept_operands_give_the_bits_of_operands_made_anew(blobs, dtype, missing):
+    from natgmm._data import log_prob
+
+    X = blobs[0].astype(dtype)
+    if missing:
+        X[::7, 1] = np.nan
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    state = model._state
+    for rows in (X[:1], X[:10], X):
+        kept = model._operands
+        for want_resp in (False, True):
+            fresh = log_prob(rows, state.standardiser, state.params, False, want_resp)
+            reused = log_prob(rows, state.standardiser, state.params, False, want_resp, None, kept)
+            _assert_same_bits(fresh, reused)
+    # Made once for X's kind of data, then reused.
+    assert list(model._operands._made) == [(missing, dtype == np.float32)]
+    made = model._operands._made[(missing, dtype == np.float32)]
+    model.predict(X[:1])
+    assert model._operands._made[(missing, dtype == np.float32)] is made
+
+
+@pytest.mark.parametrize("name", ["weights_", "means_", "precisions_cholesky_"])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_predictions_follow_attributes_changed_after_the_operands_were_made(blobs, name, in_place):
+    X = blobs[0]
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    fitted = _predictions(model, X[:10])  # makes and keeps the operands
+    changed = getattr(model, name) * 1.25 + (0.0 if name == "weights_" else 0.5)
+    if in_place:
+        getattr(model, name)[...] = changed
+    else:
+        setattr(model, name, changed)
+    after = _predictions(model, X[:10])
+    # Those of the changed attributes set by hand on an estimator never fitted.
+    by_hand = _as_set_by_hand(model)
+    for a, b in zip(after, _predictions(by_hand, X[:10]), strict=True):
+        assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert not np.array_equal(after[2], fitted[2])
+    # Put back as fitted: the kept operands again, bit for bit.
+    attribute = getattr(model, name)
+    attribute[...] = model._published[("weights_", "means_", "precisions_cholesky_").index(name)]
+    _assert_same_bits(_predictions(model, X[:10]), fitted)
+
+
+def test_attributes_equal_to_the_fit_s_but_not_in_bytes_count_as_unchanged(blobs):
+    # np.array_equal's answer, as before the bytes were compared first: a
+    # list or another dtype of the same values is the fit's.
+    X = blobs[0]
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    fitted = _predictions(model, X)
+    means = model.means_.copy()
+    model.means_ = means.tolist()
+    _assert_same_bits(_predictions(model, X), fitted)
+    model.means_ = means.astype(np.longdouble)
+    _assert_same_bits(_predictions(model, X), fitted)
+    model.means_ = means
+    _assert_same_bits(_predictions(model, X), fitted)
+
+
+def test_a_pickle_keeps_no_operands_and_a_loaded_model_makes_them_again(blobs):
+    import pickle
+
+    X = blobs[0]
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    before = pickle.dumps(model)
+    fitted = _predictions(model, X)
+    assert pickle.dumps(model) == before  # predicting changed nothing pickled
+    assert "_operands" not in model.__getstate__() and "_operands" in vars(model)
+    loaded = pickle.loads(before)
+    assert loaded._operands.params is loaded._state.params
+    _assert_same_bits(_predictions(loaded, X), fitted)
+
+
+def test_a_refit_keeps_the_operands_of_its_own_parameters(blobs):
+    X = blobs[0]
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    model.predict(X)
+    old = model._operands
+    quiet_fit(model.set_params(random_state=1, n_components=3), X)
+    assert model._operands is not old and model._operands.params is model._state.params
+    fresh = quiet_fit(NaturalDiagonalGMM(3, random_state=1), X)
+    _assert_same_bits(_predictions(model, X), _predictions(fresh, X))
+
+
+def test_the_quick_fitted_test_agrees_with_check_is_fitted(blobs):
+    X = blobs[0]
+    with pytest.raises(NotFittedError):
+        NaturalDiagonalGMM(2).predict(X)
+    partial = NaturalDiagonalGMM(2)
+    partial.means_ = np.zeros((2, 3))  # not all three attributes: sklearn's check decides
+    with pytest.raises((NotFittedError, AttributeError)):
+        partial.predict(X)
+
+    class NeverFitted(NaturalDiagonalGMM):
+        def __sklearn_is_fitted__(self):
+            return False
+
+    model = quiet_fit(NeverFitted(2, random_state=0), X)
+    with pytest.raises(NotFittedError):
+        model.predict(X)
