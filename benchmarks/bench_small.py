@@ -23,6 +23,7 @@ About 40 s with the defaults. Run from the repository root::
     python benchmarks/bench_small.py [--reps 21] [--calls 2000]
 """
 
+import functools
 import os
 import sys
 import time
@@ -53,7 +54,7 @@ def _load(loader):
 
 
 def _alternating(calls, reps):
-    """Call each of ``calls`` in turn, ``reps`` rounds: the median seconds of each, and last results."""
+    """Call each of ``calls`` in turn, ``reps`` rounds: each one's median seconds, last results."""
     times = [[] for _ in calls]
     results = [None] * len(calls)
     for _ in range(reps):
@@ -64,8 +65,8 @@ def _alternating(calls, reps):
     return [float(np.median(t)) for t in times], results
 
 
-def fits(reps):
-    """Print the fits' table."""
+def fits(reps, annealed=(False, True)):
+    """Print the fits' table: default fits, annealed fits or (``annealed``) both."""
     from sklearn.mixture import GaussianMixture
 
     from natgmm import NaturalDiagonalGMM
@@ -75,9 +76,9 @@ def fits(reps):
     print(header + f"{'ratio':>6s} {'it':>9s} {'ll':>8s}")
     for name, loader, k in FITS:
         X = _load(loader)
-        for annealed in (False, True):
-            extra = {"annealing": "temperature"} if annealed else {}
-            n_init = 5 if annealed else 1
+        for anneal in annealed:
+            extra = {"annealing": "temperature"} if anneal else {}
+            n_init = 5 if anneal else 1
 
             def ours(X=X, k=k, extra=extra):
                 return NaturalDiagonalGMM(k, random_state=0, **extra).fit(X)
@@ -92,7 +93,7 @@ def fits(reps):
                 warm_up(ours)
                 warm_up(theirs)
                 (t_ours, t_theirs), (model, reference) = _alternating((ours, theirs), reps)
-            what = "annealed vs n_init=5" if annealed else "default vs n_init=1"
+            what = "annealed vs n_init=5" if anneal else "default vs n_init=1"
             rows = f"{X.shape[0]} x {X.shape[1]}"
             gap = model.score(X) - reference.score(X)
             print(
@@ -125,10 +126,7 @@ def latency(calls):
         for method in ("predict", "predict_proba", "score_samples"):
             for n_rows in (1, 10):
                 rows = np.ascontiguousarray(X[:n_rows])
-                pair = (
-                    lambda m=getattr(ours, method), r=rows: m(r),
-                    lambda m=getattr(theirs, method), r=rows: m(r),
-                )
+                pair = tuple(functools.partial(getattr(m, method), rows) for m in (ours, theirs))
                 # A round before the timed one: the first hundreds of calls of a
                 # case ran slower (caches, the allocator), whichever came first.
                 _alternating(pair, calls // 4 + 1)

@@ -159,3 +159,15 @@ def test_float32_bench_runs_on_the_kernels_as_they_are(monkeypatch, capsys):
     monkeypatch.setattr(bench_float32, "_cases", lambda quick: [("tiny blobs", X, 3)])
     bench_float32.main(["--reps", "1"])
     assert "float32 / float64" in capsys.readouterr().out
+
+
+def test_small_bench_default_fits_are_scikit_learns(capsys):
+    """``bench_small.py``: each default fit runs scikit-learn's iterations to its log-likelihood."""
+    bench_small = pytest.importorskip("bench_small")
+    bench_small.fits(1, annealed=(False,))
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if "default vs" in line]
+    assert len(rows) == len(bench_small.FITS)
+    for row in rows:
+        ours, theirs = row[-2].split("/")
+        assert ours == theirs, row
+        assert abs(float(row[-1])) < 1e-3, row  # the table's three decimals
