@@ -227,6 +227,23 @@ def empty_components(nk):
     return nk <= _EPS * nk.sum()
 
 
+# m_step_moments' "none" for nkd and fixed_var.
+_NONE, _NONE_ROW = np.empty((0, 0)), np.empty(0)
+
+
+def _row(values, n_features):
+    """``values`` as a writeable C-ordered float64 ``(n_features,)`` array.
+
+    The one array type :func:`~natgmm._kernels.m_step_moments` is compiled
+    for (a read-only or broadcast view would compile it again); the
+    regularisation's own arrays pass through uncopied.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape == (n_features,) and values.flags.c_contiguous and values.flags.writeable:
+        return values
+    return np.array(np.broadcast_to(values, (n_features,)))
+
+
 def m_step(stats, reg, previous=None):
     """Maximum-a-posteriori parameters from summed statistics.
 
@@ -285,23 +302,6 @@ def m_step(stats, reg, previous=None):
     nk_eff = nk + 10.0 * _EPS
     weights = floor_weights(nk_eff / nk_eff.sum(), reg.min_weight)
     return Params(weights, means, var), empty
-
-
-# m_step_moments' "none" for nkd and fixed_var.
-_NONE, _NONE_ROW = np.empty((0, 0)), np.empty(0)
-
-
-def _row(values, n_features):
-    """``values`` as a writeable C-ordered float64 ``(n_features,)`` array.
-
-    The one array type :func:`~natgmm._kernels.m_step_moments` is compiled
-    for (a read-only or broadcast view would compile it again); the
-    regularisation's own arrays pass through uncopied.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape == (n_features,) and values.flags.c_contiguous and values.flags.writeable:
-        return values
-    return np.array(np.broadcast_to(values, (n_features,)))
 
 
 def combine(a, b, weight_a, weight_b):

@@ -10,7 +10,6 @@ once the fit has succeeded.
 
 import copy
 import math
-import numbers
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -825,7 +824,7 @@ default=None
         # RandomState, or numpy's global one for None) does not change the
         # fitted model as it advances. One made from an int is the fit's own
         # (the copy took 0.4 ms, a tenth of a fit on iris).
-        if not isinstance(self.random_state, numbers.Integral):
+        if not isinstance(self.random_state, Integral):
             random_state = copy.deepcopy(random_state)
         state = ModelState(standardiser, params, run.online, run.adam, random_state, np.empty(0))
         self._commit(fitted, state, run.empty, inputs)

@@ -433,8 +433,8 @@ def _em_stats_impl(
     every = np.ones(n_components, dtype=np.bool_)
     any_exact = exact.any()
     # Blocks a whole number of chunks long, as in _em_stats_f32_impl: each
-    # chunk costs its two BLAS calls whatever its rows (178 rows in 8 blocks
-    # were 8 chunks of 23 rows, a pass 1.5 times as long as in 3 chunks).
+    # chunk costs its two BLAS calls whatever its rows (178 rows in eight
+    # blocks made eight chunks of 23 rows instead of three).
     block = _CHUNK * -(-n_samples // (n_blocks * _CHUNK))
     # Each block zeroes its own accumulators, on its own thread.
     ll = np.empty(n_blocks)
@@ -445,8 +445,8 @@ def _em_stats_impl(
     s2 = np.empty((n_blocks, n_components, n_features))
     # About the origin: dense chunks, by BLAS ([sum r z, sum r z**2, sum r]).
     m = np.empty((n_blocks, n_components, 2 * n_features + 1))
-    # Scratch once per call (one thread's range of blocks): per block, its
-    # allocations were a third of a small pass (178 rows: 36 against 16 us).
+    # Scratch once per call (one thread's range of blocks), not once per
+    # block: on small data most blocks are short or empty.
     scratch = _chunk_scratch(n_features, n_components)
     u, _, _, ev, top, total, _ = scratch
     w_over_total = np.empty(_CHUNK)
