@@ -86,6 +86,16 @@ _DENSE_F32 = 0.125
 # True or False would compile the function once for each.
 _YES, _NO = np.bool_(True), np.bool_(False)
 
+# The smallest normal numbers of float64 and float32 (powers of two, exact in
+# either dtype), picked by the terms' itemsize: np.finfo in a kernel compiles
+# numba's finfo machinery into a cold first fit.
+_TINY64 = float(np.finfo(np.float64).tiny)
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+# Kernels allocate with np.empty and fill (``a[:] = 0.0``), not np.zeros or
+# np.ones: each of those compiles three of numba's overloads per array type
+# and set of flags on a cold first fit.
+
 # Row ranges of log_prob shared out between threads, each with its own
 # scratch; the rows' results do not depend on how they are grouped.
 _LOG_PROB_GROUPS = 64
@@ -210,7 +220,26 @@ def count_distinct(points, tol):
 
 
 @_jit()
-def _chunk_scratch(n_features, n_components, rows=_CHUNK):
+def _flatnonzero(mask):
+    """``np.flatnonzero(mask)`` of a 1-d boolean array, as int64.
+
+    A loop: numba's np.flatnonzero (and the ``astype`` after it) compiled for
+    about as long as the kernel calling it, once per set of flags.
+    """
+    n = 0
+    for k in range(mask.shape[0]):
+        n += mask[k]
+    index = np.empty(n, dtype=np.int64)
+    n = 0
+    for k in range(mask.shape[0]):
+        if mask[k]:
+            index[n] = k
+            n += 1
+    return index
+
+
+@_jit()
+def _chunk_scratch(n_features, n_components, rows):
     """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total, z_row``.
 
     ``rows`` per chunk; ``z_row`` is :func:`_fill_z`'s row of ``z``.
@@ -250,13 +279,13 @@ def _centred_components(eta1, eta2, log_weight, max_cancellation):
     """:func:`centred_components` of float64 arrays."""
     n_components, n_features = eta1.shape
     # sum_d mean**2 / var = sum_d -eta1**2 / (2 eta2); most fits have none above.
-    far = np.zeros(n_components, dtype=np.bool_)
+    far = np.empty(n_components, dtype=np.bool_)
     for k in range(n_components):
         acc = 0.0
         for d in range(n_features):
             acc += eta1[k, d] * (eta1[k, d] / eta2[k, d])
         far[k] = acc < -2.0 * max_cancellation
-    index = np.flatnonzero(far).astype(np.int64)
+    index = _flatnonzero(far)
     e2 = np.empty((index.shape[0], n_features))
     mean = np.empty((index.shape[0], n_features))
     norm = np.empty((index.shape[0], n_features))
@@ -412,7 +441,7 @@ def _weigh_terms(ev, w, row_terms, row_last):
     # Subnormal operands make the statistics' BLAS product take microcode
     # assists (doc/performance.rst, "Subnormal responsibilities"). Constants
     # of the terms' dtype, so that float32 terms are not widened.
-    tiny, zero = ev.dtype.type(np.finfo(ev.dtype).tiny), ev.dtype.type(0)
+    tiny, zero = ev.dtype.type(_TINY32 if ev.itemsize == 4 else _TINY64), ev.dtype.type(0)
     row_terms[:] = 0
     row_last[:] = 0
     for k in range(n_components):
@@ -430,7 +459,8 @@ def _em_stats_impl(
     n_samples, n_features = X.shape
     n_components = W.shape[1]
     weighted = sample_weight.shape[0] > 0
-    every = np.ones(n_components, dtype=np.bool_)
+    every = np.empty(n_components, dtype=np.bool_)
+    every[:] = True
     any_exact = exact.any()
     # Blocks a whole number of chunks long, as in _em_stats_f32_impl: each
     # chunk costs its two BLAS calls whatever its rows (178 rows in eight
@@ -447,12 +477,14 @@ def _em_stats_impl(
     m = np.empty((n_blocks, n_components, 2 * n_features + 1))
     # Scratch once per call (one thread's range of blocks), not once per
     # block: on small data most blocks are short or empty.
-    scratch = _chunk_scratch(n_features, n_components)
+    scratch = _chunk_scratch(n_features, n_components, np.int64(_CHUNK))
     u, _, _, ev, top, total, _ = scratch
     w_over_total = np.empty(_CHUNK)
     moments = np.empty((n_components, 2 * n_features + 1))
-    row_terms = np.empty(_CHUNK, dtype=np.int64)
-    row_last = np.empty(_CHUNK, dtype=np.int64)
+    # int32 tallies, as in the float32 E-step: an annealed fit, which runs
+    # both, compiles _weigh_terms and its callers' tallies for one type.
+    row_terms = np.empty(_CHUNK, dtype=np.int32)
+    row_last = np.empty(_CHUNK, dtype=np.int32)
     for b in range(first, last):
         ll[b] = 0.0
         s0[b] = 0.0
@@ -604,7 +636,8 @@ def _f64_operands(eta1, eta2, log_norm, ref, max_cancellation):
     """
     n_components, n_features = eta1.shape
     W = np.empty((2 * n_features + 1, n_components))
-    exact = np.zeros(n_components, dtype=np.bool_)
+    exact = np.empty(n_components, dtype=np.bool_)
+    exact[:] = False
     for k in range(n_components):
         for d in range(n_features):
             W[d, k] = eta1[k, d]
@@ -677,13 +710,28 @@ def _moved_to_ref(per_block, ref, exact):
 def _summed_about_ref(s0, s1, s2, m, ref, exact):
     """``nk, s1, s2`` of :func:`_moved_to_ref`."""
     n_blocks, n_components, n_features = s1.shape
-    t0, t1, t2, tm = s0[0].copy(), s1[0].copy(), s2[0].copy(), m[0].copy()
-    for b in range(1, n_blocks):
-        t0 += s0[b]
-        t1 += s1[b]
-        t2 += s2[b]
-        tm += m[b]
-    nk = t0 + tm[:, -1]
+    # Scalar loops, not numpy's in-place array sums: the same additions in
+    # the same order, compiled in about half the time.
+    t1 = np.empty((n_components, n_features))
+    t2 = np.empty((n_components, n_features))
+    tm = np.empty((n_components, m.shape[2]))
+    nk = np.empty(n_components)
+    for k in range(n_components):
+        for j in range(n_features):
+            a1, a2 = s1[0, k, j], s2[0, k, j]
+            for b in range(1, n_blocks):
+                a1 += s1[b, k, j]
+                a2 += s2[b, k, j]
+            t1[k, j], t2[k, j] = a1, a2
+        for j in range(m.shape[2]):
+            a = m[0, k, j]
+            for b in range(1, n_blocks):
+                a += m[b, k, j]
+            tm[k, j] = a
+        a = s0[0, k]
+        for b in range(1, n_blocks):
+            a += s0[b, k]
+        nk[k] = a + tm[k, -1]
     for k in range(n_components):
         if exact[k]:
             continue
@@ -701,9 +749,10 @@ def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks, fir
     weighted = sample_weight.shape[0] > 0
     labelled = labels.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
-    nk = np.zeros((n_blocks, n_components))
-    s1 = np.zeros((n_blocks, n_components, n_features))
-    s2 = np.zeros((n_blocks, n_components, n_features))
+    nk = np.empty((n_blocks, n_components))
+    s1 = np.empty((n_blocks, n_components, n_features))
+    s2 = np.empty((n_blocks, n_components, n_features))
+    nk[:], s1[:], s2[:] = 0.0, 0.0, 0.0
     for b in range(first, last):
         for i in range(b * block, min((b + 1) * block, n_samples)):
             w = sample_weight[i] if weighted else 1.0
@@ -748,7 +797,7 @@ def _log_prob_impl(
     want_resp = resp.shape[0] > 0
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     for g in range(first, last):
-        scratch = _chunk_scratch(n_features, n_components)
+        scratch = _chunk_scratch(n_features, n_components, np.int64(_CHUNK))
         _, _, lp, ev, top, total, _ = scratch
         best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
@@ -871,7 +920,7 @@ _EXP_POLY_F32 = (
 
 
 @_jit()
-def _chunk_scratch_f32(n_features, n_components, n_wide, rows=_CHUNK):
+def _chunk_scratch_f32(n_features, n_components, n_wide, rows):
     """float32 arrays for :func:`_chunk_log_density_f32`, and two float64 ones.
 
     ``u, lp_rows, lp, ev, top, total`` as :func:`_chunk_scratch`, in float32;
@@ -1161,7 +1210,7 @@ def _add_about_ref_x(
     """
     n_features = ref.shape[1]
     weigh = w_over_total.shape[0] > 0
-    tiny, zero = resp.dtype.type(np.finfo(resp.dtype).tiny), resp.dtype.type(0)
+    tiny, zero = resp.dtype.type(_TINY32 if resp.itemsize == 4 else _TINY64), resp.dtype.type(0)
     for r in range(resp.shape[1]):
         if row_terms[r] == 0:
             continue
@@ -1190,8 +1239,9 @@ def _em_stats_f32_impl(
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
-    every = np.ones(n_components, dtype=np.bool_)
-    precise_index = np.flatnonzero(precise)
+    every = np.empty(n_components, dtype=np.bool_)
+    every[:] = True
+    precise_index = _flatnonzero(precise)
     # Blocks a whole number of chunks long: a block's last, partial chunk
     # costs a full one (the products and the soft-max run over all its 128
     # rows), 16 of them 2 % of a 60 000-row pass. Still fixed by the shape.
@@ -1305,7 +1355,7 @@ def _f32_operands_kernel(eta1, eta2, log_norm, max_magnitude):
     big = _BIG_F32
     W = np.empty((2 * n_features + 1, n_components))
     W32 = np.empty((2 * n_features + 1, n_components), dtype=np.float32)
-    wide = np.zeros(n_components, dtype=np.bool_)
+    wide = np.empty(n_components, dtype=np.bool_)
     for k in range(n_components):
         magnitude = 0.0
         fits = True
@@ -1420,9 +1470,9 @@ def _log_prob_f32_impl(
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     for g in range(first, last):
-        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0])
+        scratch = _chunk_scratch_f32(n_features, n_components, wide.shape[0], np.int64(_CHUNK))
         _, _, lp, ev, top, total, _, _, _ = scratch
-        scratch64 = _chunk_scratch(n_features, n_components)
+        scratch64 = _chunk_scratch(n_features, n_components, np.int64(_CHUNK))
         _, _, lp64, ev64, top64, total64, _ = scratch64
         best = np.empty(_CHUNK, dtype=np.int64)
         no_tally = np.empty(0, dtype=np.int32)
@@ -1509,7 +1559,7 @@ def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
 
 
 @_jit()
-def _chunk_scratch_masked(n_features, n_components, rows=_CHUNK):
+def _chunk_scratch_masked(n_features, n_components, rows):
     """:func:`_chunk_scratch` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
     u = np.empty((rows, 3 * n_features + 1))
     u[:, 3 * n_features] = 1.0
@@ -1540,7 +1590,7 @@ def _chunk_log_density_masked(
 
 
 @_jit()
-def _chunk_scratch_masked_f32(n_features, n_components, n_wide, rows=_CHUNK):
+def _chunk_scratch_masked_f32(n_features, n_components, n_wide, rows):
     """:func:`_chunk_scratch_f32` with ``u`` of width ``3 n_features + 1``, and ``jac``."""
     u = np.empty((rows, 3 * n_features + 1), dtype=np.float32)
     u[:, 3 * n_features] = 1.0
@@ -1685,7 +1735,8 @@ def _em_stats_masked_impl(
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
-    every = np.ones(n_components, dtype=np.bool_)
+    every = np.empty(n_components, dtype=np.bool_)
+    every[:] = True
     block = (n_samples + n_blocks - 1) // n_blocks
     ll = np.empty((n_blocks, 1))
     s0 = np.empty((n_blocks, n_components))
@@ -1701,9 +1752,9 @@ def _em_stats_masked_impl(
         s2[b] = 0.0
         m[b] = 0.0
         w_row = np.empty(_CHUNK)
-        row_terms = np.empty(_CHUNK, dtype=np.int64)
-        row_last = np.empty(_CHUNK, dtype=np.int64)
-        scratch = _chunk_scratch_masked(n_features, n_components)
+        row_terms = np.empty(_CHUNK, dtype=np.int32)
+        row_last = np.empty(_CHUNK, dtype=np.int32)
+        scratch = _chunk_scratch_masked(n_features, n_components, np.int64(_CHUNK))
         u, _, _, ev, top, total, jac = scratch
         work = (
             np.empty(_CHUNK),
@@ -1746,8 +1797,9 @@ def _em_stats_masked_f32_impl(
 ):  # fmt: skip
     n_samples, n_features = X.shape
     n_components = W.shape[1]
-    every = np.ones(n_components, dtype=np.bool_)
-    precise_index = np.flatnonzero(precise)
+    every = np.empty(n_components, dtype=np.bool_)
+    every[:] = True
+    precise_index = _flatnonzero(precise)
     block = (n_samples + n_blocks - 1) // n_blocks
     ll = np.empty((n_blocks, 1))
     s0 = np.empty((n_blocks, n_components))
@@ -1763,9 +1815,11 @@ def _em_stats_masked_f32_impl(
         s2[b] = 0.0
         m[b] = 0.0
         w_row = np.empty(_CHUNK_F32)
-        row_terms = np.empty(_CHUNK_F32, dtype=np.int64)
-        row_last = np.empty(_CHUNK_F32, dtype=np.int64)
-        scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0], _CHUNK_F32)
+        row_terms = np.empty(_CHUNK_F32, dtype=np.int32)
+        row_last = np.empty(_CHUNK_F32, dtype=np.int32)
+        scratch = _chunk_scratch_masked_f32(
+            n_features, n_components, wide.shape[0], np.int64(_CHUNK_F32)
+        )
         u, _, _, ev, top, total, jac, _, _ = scratch
         work = (
             np.empty(_CHUNK_F32, dtype=np.float32),
@@ -1774,7 +1828,7 @@ def _em_stats_masked_f32_impl(
             row_last,
         )
         # For chunks with a row outside float32's range, done in float64.
-        scratch64 = _chunk_scratch_masked(n_features, n_components, _CHUNK_F32)
+        scratch64 = _chunk_scratch_masked(n_features, n_components, np.int64(_CHUNK_F32))
         u64, _, _, ev64, top64, total64, jac64 = scratch64
         # Their moments in float64: u64 and jac64 are free in a float32 chunk.
         precise_work = (
@@ -1996,7 +2050,7 @@ def _log_prob_masked_impl(
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     for g in range(first, last):
-        scratch = _chunk_scratch_masked(n_features, n_components)
+        scratch = _chunk_scratch_masked(n_features, n_components, np.int64(_CHUNK))
         _, _, lp, ev, top, total, jac = scratch
         best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):
@@ -2021,9 +2075,11 @@ def _log_prob_masked_f32_impl(
     n_components = W.shape[1]
     n_chunks = (n_samples + _CHUNK - 1) // _CHUNK
     for g in range(first, last):
-        scratch = _chunk_scratch_masked_f32(n_features, n_components, wide.shape[0])
+        scratch = _chunk_scratch_masked_f32(
+            n_features, n_components, wide.shape[0], np.int64(_CHUNK)
+        )
         _, _, lp, ev, top, total, jac, _, _ = scratch
-        scratch64 = _chunk_scratch_masked(n_features, n_components)
+        scratch64 = _chunk_scratch_masked(n_features, n_components, np.int64(_CHUNK))
         _, _, lp64, ev64, top64, total64, jac64 = scratch64
         best = np.empty(_CHUNK, dtype=np.int64)
         for chunk in range(g * n_chunks // n_groups, (g + 1) * n_chunks // n_groups):

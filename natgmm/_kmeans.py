@@ -444,8 +444,9 @@ def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks, first, last):
     """Each row's ``|z|**2`` into ``zsq``; per block, the sums of ``z - c0`` and of its square."""
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
-    s1 = np.zeros((n_blocks, n_features))
-    s2 = np.zeros((n_blocks, n_features))
+    s1 = np.empty((n_blocks, n_features))
+    s2 = np.empty((n_blocks, n_features))
+    s1[:], s2[:] = 0.0, 0.0
     for b in range(first, last):
         z = np.empty(n_features)
         for i in range(b * block, min((b + 1) * block, n_samples)):
@@ -474,7 +475,8 @@ def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks,
             for j in range(n_features):
                 scaled[t, j] = scale[j] * cand[t, j]
         dots = np.empty(n_trials)
-        pot = np.zeros(n_trials)
+        pot = np.empty(n_trials)
+        pot[:] = 0.0
         for i in range(b * block, min((b + 1) * block, n_samples)):
             _shifted_dots(X[i], shift, scaled, dots)
             wi = w[i] if weighted else 1.0
@@ -560,7 +562,8 @@ def _ordered_total(a):
     Compiled (it runs every Lloyd iteration) without fast-math flags, so
     that nothing is reordered or folded.
     """
-    total = np.zeros(a.shape[1])
+    total = np.empty(a.shape[1])
+    total[:] = 0.0
     for b in range(a.shape[0]):
         for j in range(a.shape[1]):
             total[j] = total[j] + a[b, j]
@@ -599,7 +602,8 @@ _label_sums_kernel = _Blockwise(_label_sums_impl)
 def _assign_scratch(zbuf, CT):
     """Scratch of :func:`_assign_rows` for the rows of ``zbuf`` and centres ``CT``."""
     n_rows, n_clusters = zbuf.shape[0], CT.shape[1]
-    z_low = np.zeros((n_rows, zbuf.shape[1]), dtype=CT.dtype)
+    z_low = np.empty((n_rows, zbuf.shape[1]), dtype=CT.dtype)
+    z_low[:] = 0.0
     return z_low, np.empty((n_rows, n_clusters), dtype=CT.dtype), np.empty(n_clusters)
 
 
@@ -710,7 +714,14 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CT, csq, groups, scratch, w, 
     np.dot(z_low, CT, prod)
     changed = 0
     csq_low = csq * (1.0 - err)
-    csq_max = csq.max()
+    # csq.max() as a loop (its first NaN, else its largest): numba's array max
+    # compiles an nditer and four helpers into a cold first fit.
+    csq_max = csq[0]
+    for k in range(1, csq.shape[0]):
+        if math.isnan(csq_max):
+            break
+        if csq[k] > csq_max or math.isnan(csq[k]):
+            csq_max = csq[k]
     for r in range(n_rows):
         i = rows[r]
         z = zbuf[r]
@@ -782,12 +793,14 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
                 first, last):  # fmt: skip
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
-    changed = np.zeros(n_blocks, dtype=np.int64)
-    full = np.zeros(n_blocks, dtype=np.int64)
+    changed = np.empty(n_blocks, dtype=np.int64)
+    full = np.empty(n_blocks, dtype=np.int64)
+    changed[:], full[:] = 0, 0
     for b in range(first, last):
         # n_buf never a literal (nor b, an int64 as first and last are): each
         # other integer type would compile _assign_rows once more.
-        zbuf = np.zeros((_ROWS, n_features))
+        zbuf = np.empty((_ROWS, n_features))
+        zbuf[:] = 0.0
         rows = np.empty(_ROWS, dtype=np.int64)
         own = np.empty(_ROWS)
         zsqs = np.empty(_ROWS)
@@ -853,7 +866,8 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks, first, last):
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
     for b in range(first, last):
-        zbuf = np.zeros((_ROWS, n_features))
+        zbuf = np.empty((_ROWS, n_features))
+        zbuf[:] = 0.0
         rows = np.empty(_ROWS, dtype=np.int64)
         scratch = _assign_scratch(zbuf, CT)
         none = np.empty(0)
