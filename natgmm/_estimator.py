@@ -1085,27 +1085,10 @@ default=None
     def _predictive(self, X, parallel):
         """Return the checked data source of ``X`` and the model predictions use.
 
-        The model is ``(standardiser, params, operands)``: the map to
-        internal units, the parameters in them and their :class:`Operands`
-        (those kept with the fit while its attributes are unchanged, else
-        None).
+        The model is :func:`_predictive_model`'s ``(standardiser, params,
+        operands)``.
         """
-        # As scikit-learn's, predictions follow weights_, means_ and
-        # precisions_cholesky_, also when changed or set by hand. All read from
-        # one __dict__: a fit on another thread replaces it in one assignment
-        # (commit), and reads one by one could mix the old fit and the new.
-        state = vars(self)
-        if not _holds_attributes(self, state):
-            check_is_fitted(self)
-        attributes = tuple(
-            state[name] if name in state else getattr(self, name) for name in PREDICTIVE_ATTRIBUTES
-        )
-        standardiser, params = predictive_model(
-            attributes, state.get("_state"), state.get("_published")
-        )
-        operands = state.get("_operands")
-        if operands is not None and operands.params is not params:  # attributes changed
-            operands = None
+        standardiser, params, operands = _predictive_model(self)
         data, _ = self._check_data(X, None, parallel, reset=False)
         if data.shape[1] != params.means.shape[1]:  # without n_features_in_
             raise ValueError(
@@ -1264,6 +1247,32 @@ default=None
             The lower the better.
         """
         return criterion(self, "aic", X, sample_weight)
+
+
+def _predictive_model(estimator):
+    """Return the model ``estimator``'s predictions use: ``(standardiser, params, operands)``.
+
+    The map to internal units, the parameters in them and their
+    :class:`Operands` (those kept with the fit while its attributes are
+    unchanged, else None).
+    """
+    # As scikit-learn's, predictions follow weights_, means_ and
+    # precisions_cholesky_, also when changed or set by hand. All read from
+    # one __dict__: a fit on another thread replaces it in one assignment
+    # (commit), and reads one by one could mix the old fit and the new.
+    state = vars(estimator)
+    if not _holds_attributes(estimator, state):
+        check_is_fitted(estimator)
+    attributes = tuple(
+        state[name] if name in state else getattr(estimator, name) for name in PREDICTIVE_ATTRIBUTES
+    )
+    standardiser, params = predictive_model(
+        attributes, state.get("_state"), state.get("_published")
+    )
+    operands = state.get("_operands")
+    if operands is not None and operands.params is not params:  # attributes changed
+        operands = None
+    return standardiser, params, operands
 
 
 def _holds_attributes(estimator, state):

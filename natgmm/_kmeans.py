@@ -718,10 +718,8 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CT, csq, groups, scratch, w, 
     # compiles an nditer and four helpers into a cold first fit.
     csq_max = csq[0]
     for k in range(1, csq.shape[0]):
-        if math.isnan(csq_max):
-            break
-        if csq[k] > csq_max or math.isnan(csq[k]):
-            csq_max = csq[k]
+        take = not math.isnan(csq_max) and (csq[k] > csq_max or math.isnan(csq[k]))
+        csq_max = csq[k] if take else csq_max
     for r in range(n_rows):
         i = rows[r]
         z = zbuf[r]
