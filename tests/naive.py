@@ -128,3 +128,23 @@ def partial_e_step(Z, observed, sample_weight, log_other, weights, means, varian
     s1 = np.stack([resp[:, k] @ diff[:, k] for k in range(len(weights))])
     s2 = np.stack([resp[:, k] @ diff[:, k] ** 2 for k in range(len(weights))])
     return float(sample_weight @ log_p), resp.sum(axis=0), resp.T @ obs, s1, s2
+
+
+def m_step_moments(nk, nkd, s1, s2, ref, a1, b, reg_covar, fixed_var, floor, eps):
+    """The M-step's means, variances and empty components, in numpy: the formula, array by array.
+
+    ``nkd`` (per-feature weights) and ``fixed_var`` may be None. The variances
+    are raised to ``floor``; ``valid``: every mean and variance finite and
+    every variance positive.
+    """
+    counts = (nk + 10.0 * eps)[:, np.newaxis] if nkd is None else nkd + 10.0 * eps
+    delta = s1 / counts
+    means = ref + delta
+    scatter = np.maximum(s2 - s1 * delta, 0.0)
+    var = (scatter + 2.0 * b) / (counts + 2.0 * a1) + reg_covar
+    if fixed_var is not None:
+        var = np.broadcast_to(fixed_var, var.shape).copy()
+    var = np.maximum(var, floor)
+    empty = nk <= eps * nk.sum()
+    valid = bool(np.all(var > 0.0) and np.all(np.isfinite(var)) and np.all(np.isfinite(means)))
+    return means, var, empty, valid

@@ -777,3 +777,51 @@ def test_count_distinct_matches_naive(n_points):
             points[5:15] = points[:10] + rng.uniform(-1.2e-2, 1.2e-2, (10, 4))
         assert _kernels.count_distinct(points, 1e-2) == naive.count_distinct(points, 1e-2)
     assert _kernels.count_distinct(np.zeros((7, 3)), 1e-2) == 1
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("fixed", [False, True])
+@pytest.mark.parametrize("prior", [False, True])
+def test_m_step_moments_is_the_numpy_formula_bit_for_bit(masked, fixed, prior):
+    """The compiled M-step does numpy's arithmetic element by element: the same bits.
+
+    Statistics about a reference point away from the means, an empty
+    component, scatter that rounds below zero, floors above some variances.
+    """
+    rng = np.random.default_rng(0)
+    n_components, n_features = 5, 7
+    nk = rng.uniform(1.0, 50.0, n_components)
+    nk[2] = 0.0  # no mass
+    nkd = nk[:, None] * rng.uniform(0.5, 1.0, (n_components, n_features)) if masked else None
+    weight = nk[:, None] if nkd is None else nkd
+    ref = rng.normal(size=(n_components, n_features))
+    s1 = weight * rng.normal(size=(n_components, n_features))
+    s2 = s1**2 / np.where(weight > 0, weight, 1.0) * (1.0 + rng.uniform(0.0, 2.0, s1.shape))
+    s2[0, 0] = s1[0, 0] ** 2 / weight[0, 0] * (1.0 - 1e-15)  # scatter rounding below zero
+    a1 = 0.5 if prior else 0.0
+    b = rng.uniform(0.0, 0.1, n_features) if prior else np.zeros(n_features)
+    reg_covar = np.full(n_features, 1e-6)
+    fixed_var = rng.uniform(0.5, 2.0, n_features) if fixed else None
+    floor = np.where(np.arange(n_features) % 2, 0.0, 0.3)
+    eps = np.finfo(np.float64).eps
+    got = _kernels.m_step_moments(
+        nk, np.empty((0, 0)) if nkd is None else nkd, s1, s2, ref, a1, b, reg_covar,
+        np.empty(0) if fixed_var is None else fixed_var, floor, eps,
+    )  # fmt: skip
+    expected = naive.m_step_moments(nk, nkd, s1, s2, ref, a1, b, reg_covar, fixed_var, floor, eps)
+    for g, e in zip(got[:3], expected[:3], strict=True):
+        assert_array_equal(g, e)
+    assert got[3] == expected[3]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_m_step_moments_reports_what_is_not_finite(bad):
+    """A non-finite statistic makes ``valid`` False, as numpy's checks did."""
+    nk, s1, s2 = np.ones(2), np.zeros((2, 3)), np.ones((2, 3))
+    s2[1, 2] = bad
+    zero = np.zeros(3)
+    got = _kernels.m_step_moments(
+        nk, np.empty((0, 0)), s1, s2, np.zeros((2, 3)), 0.0, zero, zero, np.empty(0), zero,
+        np.finfo(np.float64).eps,
+    )  # fmt: skip
+    assert not got[3]
