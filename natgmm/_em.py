@@ -223,7 +223,11 @@ def floor_weights(weights, min_weight):
 
 
 def empty_components(nk):
-    """Components whose weight is below ``eps`` times the total: no mass."""
+    """Components whose weight is below ``eps`` times the total: no mass.
+
+    The compiled M-step (:func:`~natgmm._kernels.m_step_moments`) applies the
+    same rule; this is the gradient solver's.
+    """
     return nk <= _EPS * nk.sum()
 
 

@@ -675,7 +675,7 @@ def _m_step_moments(nk, nkd, s1, s2, ref, a1, b, reg_covar, fixed_var, floor, ep
     empty = np.empty(n_components, dtype=np.bool_)
     valid = True
     for k in range(n_components):
-        empty[k] = nk[k] <= eps * total
+        empty[k] = nk[k] <= eps * total  # the rule of _em.empty_components
         for d in range(n_features):
             count = (nkd[k, d] if masked else nk[k]) + 10.0 * eps
             delta = s1[k, d] / count
