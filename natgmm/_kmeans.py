@@ -599,68 +599,40 @@ _label_sums_kernel = _Blockwise(_label_sums_impl)
 
 
 @_jit()
-def _assign_scratch(zbuf, CT):
-    """Scratch of :func:`_assign_rows` for the rows of ``zbuf`` and centres ``CT``."""
-    n_rows, n_clusters = zbuf.shape[0], CT.shape[1]
-    z_low = np.empty((n_rows, zbuf.shape[1]), dtype=CT.dtype)
-    z_low[:] = 0.0
-    return z_low, np.empty((n_rows, n_clusters), dtype=CT.dtype), np.empty(n_clusters)
+def _assign_scratch(zbuf, CP, n_groups):
+    """Scratch of :func:`_assign_rows` for the rows of ``zbuf``, centres ``CP``, ``n_groups``."""
+    n_rows, n_clusters = zbuf.shape[0], CP.shape[0]
+    zt = np.empty((zbuf.shape[1], n_rows), dtype=CP.dtype)
+    zt[:] = 0.0
+    return (
+        zt,
+        np.empty((n_clusters, n_rows), dtype=CP.dtype),
+        np.empty((n_clusters, n_rows)),
+        np.empty((4, n_rows)),
+        np.empty((2, n_rows), dtype=np.int64),
+        np.empty((max(n_groups, 1), n_rows)),
+        np.empty(n_clusters),
+    )
 
 
 @_jit()
-def _least(a):
-    """``min(a)`` in four interleaved running minima (exact, so in any order)."""
-    m0 = m1 = m2 = m3 = np.inf
-    n = a.shape[0]
-    m = n - n % 4
-    for k in range(0, m, 4):
-        m0 = min(m0, a[k])
-        m1 = min(m1, a[k + 1])
-        m2 = min(m2, a[k + 2])
-        m3 = min(m3, a[k + 3])
-    for k in range(m, n):
-        m0 = min(m0, a[k])
-    return min(min(m0, m1), min(m2, m3))
+def _group_bounds(low, best, start, n_rows, out):
+    """``out[g, r]``: root of the least ``low[start[g]:start[g + 1], r]`` but ``low[best[r], r]``.
 
-
-@_jit()
-def _candidates(low, top):
-    """Count the entries of ``low`` at most ``top`` and sum their indices.
-
-    One vectorised pass: where there is one such entry, the sum is its index.
+    For the first ``n_rows`` columns. ``low`` holds a column per row (see
+    :func:`_assign_rows`); the centres are in group order, so that each
+    group's least is over a contiguous run of its rows. Each loop runs over
+    the rows: it vectorises.
     """
-    count = 0
-    index_sum = 0
-    for q in range(low.shape[0]):
-        inside = low[q] <= top
-        count += inside
-        index_sum += q * inside
-    return count, index_sum
-
-
-@_jit()
-def _group_bounds(low, best, start, out):
-    """``out[g]``: square root of the least ``low[start[g]:start[g + 1]]``, ``low[best]`` left out.
-
-    The centres are in group order (see :func:`_assign_rows`), so that each
-    group's least is over a contiguous run.
-    """
-    # One pass of selects over each short run (about ten centres): a quarter
-    # less time per assigned row than masking low[best] and taking each
-    # slice's _least (doc/performance.rst). Two running minima, of the even
-    # and the odd entries, halve the chain of dependent minima (exact, so
-    # the same least).
     for g in range(start.shape[0] - 1):
-        even = odd = np.inf
-        q = start[g]
-        stop = start[g + 1]
-        while q + 1 < stop:
-            even = min(even, low[q] if q != best else np.inf)
-            odd = min(odd, low[q + 1] if q + 1 != best else np.inf)
-            q += 2
-        if q < stop:
-            even = min(even, low[q] if q != best else np.inf)
-        out[g] = math.sqrt(max(min(even, odd), 0.0))
+        m = out[g]
+        m[:n_rows] = np.inf
+        for q in range(start[g], start[g + 1]):
+            v = low[q]
+            for r in range(n_rows):
+                m[r] = min(m[r], v[r] if q != best[r] else np.inf)
+        for r in range(n_rows):
+            m[r] = math.sqrt(max(m[r], 0.0))
 
 
 @_jit()
@@ -677,79 +649,107 @@ def _move_row(z, wi, a, best, b, sums, weight, count):
 
 
 @_jit()
-def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CT, csq, groups, scratch, w, labels, upper,
+def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, labels, upper,
                  glb, b, sums, weight, count, update):  # fmt: skip
     """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
 
-    One BLAS product, in the precision of ``CT`` (the centres transposed,
-    float32 or float64), gives ``|z|**2 - 2 z.c + |c|**2`` for every centre,
-    within ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that
-    can be nearest within that error are compared by exact sums of squared
+    One BLAS product, in the precision of ``CP`` (the centres, float32 or
+    float64), gives ``|z|**2 - 2 z.c + |c|**2`` for every centre, within
+    ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that can be
+    nearest within that error are compared by exact sums of squared
     differences in float64 (the first of the smallest wins, as in Lloyd's),
-    so the labels do not depend on that precision. The row's bounds become
-    the exact distance to it and, per group of centres, the smallest
-    distance allowed by the error to any other centre. Labels, and if
-    ``update`` the block's sums, follow. ``scratch`` is from
-    :func:`_assign_scratch`. ``own``, unless empty, holds each row's
-    :func:`_sq_dist` to the centre of its label, reused as it is, and
-    ``zsqs``, unless empty, each row's :func:`_sq_norm` (both from
-    :func:`_sq_dist_and_norm`). Returns the number of changed labels.
+    so the labels do not depend on that precision nor on the product's
+    order of additions. The row's bounds become the exact distance to it
+    and, per group of centres, the smallest distance allowed by the error
+    to any other centre. Labels, and if ``update`` the block's sums,
+    follow. ``scratch`` is from :func:`_assign_scratch`. ``own``, unless
+    empty, holds each row's :func:`_sq_dist` to the centre of its label,
+    reused as it is, and ``zsqs``, unless empty, each row's
+    :func:`_sq_norm` (both from :func:`_sq_dist_and_norm`). Returns the
+    number of changed labels.
 
-    ``groups = (members, start)``: the columns of ``CT`` and the entries of
+    ``groups = (members, start)``: the rows of ``CP`` and the entries of
     ``csq`` are the centres ``C[members]``, those of group ``g`` at
     ``start[g]:start[g + 1]`` (contiguous, so that a group's least bound is
     a run, not a gather); labels are rows of ``C``.
     """
     members, start = groups
-    z_low, prod, low = scratch
+    zt, prod, low, per_row, picks, group_low, csq_low = scratch
     bounds = glb.shape[0] > 0
+    n_clusters = C.shape[0]
     # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
     # most 2 gamma_(D+2) (|z|**2 + |c|**2), whatever the order of the sums, with
     # the unit roundoff u of the product (float32: the rounding of z and c to
     # float32 adds 2u |z||c|, within the slack of D + 4 over D + 2).
-    err = (zbuf.shape[1] + 4) * (2.0**-23 if CT.itemsize == 4 else 2.0**-52)
+    err = (zbuf.shape[1] + 4) * (2.0**-23 if CP.itemsize == 4 else 2.0**-52)
+    # The rows as columns: every loop below runs over the chunk's rows, one
+    # lane per row, and vectorises (a loop per row over ~K centres did not:
+    # a quarter of the time of an assigned row went to its group bounds).
+    zsq, zsq_low, top = per_row[0], per_row[1], per_row[2]
     for r in range(n_rows):
-        for j in range(zbuf.shape[1]):
-            z_low[r, j] = zbuf[r, j]
-    np.dot(z_low, CT, prod)
-    changed = 0
-    csq_low = csq * (1.0 - err)
+        zsq[r] = zsqs[r] if zsqs.shape[0] > 0 else _sq_norm(zbuf[r])
+    # The rows transposed, feature by feature (contiguous stores), so that
+    # the product's operands are both contiguous: its fastest form here.
+    for j in range(zbuf.shape[1]):
+        zj = zt[j]
+        for r in range(n_rows):
+            zj[r] = zbuf[r, j]
+    np.dot(CP, zt, prod)
+    for q in range(n_clusters):
+        csq_low[q] = csq[q] * (1.0 - err)
     # csq.max() as a loop (its first NaN, else its largest): numba's array max
     # compiles an nditer and four helpers into a cold first fit.
     csq_max = csq[0]
-    for k in range(1, csq.shape[0]):
+    for k in range(1, n_clusters):
         take = not math.isnan(csq_max) and (csq[k] > csq_max or math.isnan(csq[k]))
         csq_max = csq[k] if take else csq_max
+    n = zt.shape[1]  # whole columns: those past n_rows are zero rows, read by no one
+    for r in range(n):
+        zsq_low[r] = zsq[r] * (1.0 - err) if r < n_rows else 0.0
+        top[r] = np.inf
+    # Lower bounds of the squared distances (the slack in err covers the
+    # roundings of this expression), and their least per row.
+    for q in range(n_clusters):
+        dots, lq, c = prod[q], low[q], csq_low[q]
+        for r in range(n):
+            v = (zsq_low[r] - 2.0 * dots[r]) + c
+            lq[r] = v
+            top[r] = min(top[r], v)
+    # No centre whose lower bound is above top can be the nearest: count
+    # those at most top, and sum their indices (for one, its index).
+    n_inside, index_sum = picks[0], picks[1]
+    for r in range(n):
+        top[r] += 2.0 * err * ((zsq[r] if r < n_rows else 0.0) + csq_max)
+        n_inside[r] = 0
+        index_sum[r] = 0
+    for q in range(n_clusters):
+        lq = low[q]
+        for r in range(n):
+            inside = lq[r] <= top[r]
+            n_inside[r] += inside
+            index_sum[r] += q * inside
+    changed = 0
     for r in range(n_rows):
         i = rows[r]
         z = zbuf[r]
-        zsq = zsqs[r] if zsqs.shape[0] > 0 else _sq_norm(z)
-        zsq_low = zsq * (1.0 - err)
-        dots = prod[r]
-        # Lower bounds of the squared distances (the slack in err covers the
-        # roundings of this expression): one lane per centre, in group order.
-        for q in range(C.shape[0]):
-            low[q] = (zsq_low - 2.0 * dots[q]) + csq_low[q]
-        # No centre whose lower bound is above this can be the nearest.
-        top = _least(low) + 2.0 * err * (zsq + csq_max)
         a = labels[i]
-        n_candidates, best_q = _candidates(low, top)
-        if n_candidates == 1:  # most rows: no other centre within the rounding
+        best_q = index_sum[r]
+        if n_inside[r] == 1:  # most rows: no other centre within the rounding
             best = members[best_q]
             best_v = own[r] if best == a and own.shape[0] > 0 else _sq_dist(z, C[best])
         else:
             best = np.int64(0)
             best_v = np.inf
-            for q in range(C.shape[0]):
-                if low[q] <= top:
+            for q in range(n_clusters):
+                if low[q, r] <= top[r]:
                     k = members[q]
                     v = own[r] if k == a and own.shape[0] > 0 else _sq_dist(z, C[k])
                     if v < best_v or (v == best_v and k < best):  # the first of the smallest
                         best_v = v
                         best = k
                         best_q = q
+        index_sum[r] = best_q
         if bounds:
-            _group_bounds(low, best_q, start, glb[i])
             upper[i] = math.sqrt(best_v)
         if best != a:
             labels[i] = best
@@ -757,6 +757,12 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CT, csq, groups, scratch, w, 
             wi = w[i] if w.shape[0] > 0 else 1.0
             if update and wi != 0.0:
                 _move_row(z, wi, a, best, b, sums, weight, count)
+    if bounds:
+        _group_bounds(low, index_sum, start, n_rows, group_low)
+        for r in range(n_rows):
+            i = rows[r]
+            for g in range(glb.shape[1]):
+                glb[i, g] = group_low[g, r]
     return changed
 
 
@@ -786,7 +792,7 @@ def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep,
     return n_todo
 
 
-def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_drift,
+def _lloyd_impl(X, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_drift,
                 labels, upper, glb, sums, weight, count, margin, update, n_blocks,
                 first, last):  # fmt: skip
     n_samples, n_features = X.shape
@@ -802,7 +808,7 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
         rows = np.empty(_ROWS, dtype=np.int64)
         own = np.empty(_ROWS)
         zsqs = np.empty(_ROWS)
-        scratch = _assign_scratch(zbuf, CT)
+        scratch = _assign_scratch(zbuf, CP, glb.shape[1])
         todo = np.empty(_SCAN, dtype=np.int64)
         todo_bound = np.empty(_SCAN)
         n_buf = np.int64(0)
@@ -831,13 +837,13 @@ def _lloyd_impl(X, w, shift, scale, C, CT, csq, half_sep, groups, drift, group_d
                 rows[n_buf] = i
                 n_buf += 1
                 if n_buf == _ROWS:
-                    changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CT, csq, groups,
+                    changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups,
                                                scratch, w, labels, upper, glb, b, sums,
                                                weight, count, update)  # fmt: skip
                     full[b] += n_buf
                     n_buf = np.int64(0)
         if n_buf > 0:
-            changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CT, csq, groups, scratch,
+            changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,
                                        update)  # fmt: skip
             full[b] += n_buf
@@ -860,14 +866,14 @@ def _distances_to_own_impl(X, shift, scale, centres, labels, out, n_blocks, firs
 _distances_to_own_kernel = _Blockwise(_distances_to_own_impl)
 
 
-def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks, first, last):
+def _nearest_impl(X, shift, scale, C, CP, csq, labels, n_blocks, first, last):
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
     for b in range(first, last):
         zbuf = np.empty((_ROWS, n_features))
         zbuf[:] = 0.0
         rows = np.empty(_ROWS, dtype=np.int64)
-        scratch = _assign_scratch(zbuf, CT)
+        scratch = _assign_scratch(zbuf, CP, np.int64(0))
         none = np.empty(0)
         no_bounds = np.empty((0, 1))
         no_sums = np.empty((1, 1, 1))
@@ -883,7 +889,7 @@ def _nearest_impl(X, shift, scale, C, CT, csq, labels, n_blocks, first, last):
                 labels[start + r] = 0
             # Block 0 and no update, typed as _lloyd_impl passes them (int64
             # and bool, not literals): one compiled _assign_rows serves both.
-            _assign_rows(zbuf, rows, none, none, n_rows, C, CT, csq, groups, scratch, none, labels,
+            _assign_rows(zbuf, rows, none, none, n_rows, C, CP, csq, groups, scratch, none, labels,
                          none, no_bounds, np.int64(0), no_sums, no_weight, no_count,
                          np.bool_(False))  # fmt: skip
 
@@ -1066,7 +1072,7 @@ def _product_dtype(seeds, diameter):
 
 
 def _geometry(centres, dtype, members):
-    """Centres transposed (in ``dtype``) and squared norms, ``members`` order; half-separations.
+    """Centres (in ``dtype``) and squared norms, ``members`` order; half-separations.
 
     The half-separation of a centre is half its distance to the nearest other
     (in the centres' own order).
@@ -1077,7 +1083,7 @@ def _geometry(centres, dtype, members):
     # sqrt is correctly rounded and monotonic: the root of the least square
     # is the least root, with K roots instead of K**2.
     half_sep = 0.5 * np.sqrt(sq.min(axis=1))
-    return (np.ascontiguousarray(ordered.T, dtype=dtype), _sq_norms(ordered), half_sep)
+    return (np.ascontiguousarray(ordered, dtype=dtype), _sq_norms(ordered), half_sep)
 
 
 def kmeans(
@@ -1249,7 +1255,7 @@ def nearest(X, shift, scale, centres, parallel):
     parallel = use_threads(parallel, X.size * C.shape[0])
     with single_threaded_blas():
         kernel = _nearest_kernel.runner(parallel)
-        kernel(X, shift, scale, C, np.ascontiguousarray(C.T), _sq_norms(C), labels,
+        kernel(X, shift, scale, C, C, _sq_norms(C), labels,
                _n_blocks(X.shape[0]))  # fmt: skip
     return labels
 

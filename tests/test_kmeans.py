@@ -216,14 +216,14 @@ def test_assignment_near_bisectors_is_exact(dtype, members):
     group_of = np.empty(n_clusters, dtype=np.int64)
     group_of[members] = [0, 0, 1, 1, 1, 2]
     groups = (members, np.array([0, 2, 5, 6]))
-    CT = np.ascontiguousarray(C[members].T, dtype=dtype)
+    CP = np.ascontiguousarray(C[members], dtype=dtype)
     labels = np.full(n_rows, -1)
     upper, glb = np.empty(n_rows), np.empty((n_rows, 3))
     unused = np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1), dtype=np.int64)
     _kmeans._assign_rows(
-        Z, np.arange(n_rows), np.empty(0), np.empty(0), n_rows, C, CT,
+        Z, np.arange(n_rows), np.empty(0), np.empty(0), n_rows, C, CP,
         _kmeans._sq_norms(C[members]), groups,
-        _kmeans._assign_scratch(Z, CT), np.empty(0), labels, upper, glb, 0, *unused, False,
+        _kmeans._assign_scratch(Z, CP, 3), np.empty(0), labels, upper, glb, 0, *unused, False,
     )  # fmt: skip
     assert_array_equal(labels, np.argmin(exact, axis=1))
     assert_array_equal(upper, np.sqrt(exact.min(axis=1)))
@@ -356,18 +356,24 @@ def test_sq_dist_and_norm_in_simd():
 
 def test_group_bounds_are_least_per_group_but_best():
     rng = np.random.default_rng(2)
-    low = rng.uniform(1.0, 2.0, size=23)  # squared distances: the roots below differ
-    low[5] = -1e-9  # a bound rounded below zero gives 0
+    # A column per row: squared distances to 23 centres (the roots below differ).
+    low = rng.uniform(1.0, 2.0, size=(23, 9))
+    low[5, 3] = -1e-9  # a bound rounded below zero gives 0
     group_of = np.sort(rng.integers(4, size=23))  # groups are contiguous runs
     start = np.searchsorted(group_of, np.arange(5))
-    for best, nearest in [(0, False), (7, False), (22, False), (0, True), (7, True), (22, True)]:
-        # The best centre usually has the least bound of all: leaving it out matters.
-        low[best] = 0.5 if nearest else rng.uniform(1.0, 2.0)
-        out = np.empty(4)
-        _kmeans._group_bounds(low, best, start, out)
-        others = np.where(np.arange(23) == best, np.inf, low)
+    best = np.array([0, 7, 22, 0, 7, 22, 5, 1, 3])
+    # The best centre usually has the least bound of all: leaving it out matters.
+    nearest = np.array([False, False, False, True, True, True, True, False, False])
+    low[best[nearest], np.flatnonzero(nearest)] = 0.5
+    # Columns past n_rows (the chunk's unused rows) are left as they are.
+    n_rows = 8
+    out = np.full((4, 9), 7.0)
+    _kmeans._group_bounds(low, best, start, n_rows, out)
+    for r in range(n_rows):
+        others = np.where(np.arange(23) == best[r], np.inf, low[:, r])
         expected = [others[group_of == g].min() for g in range(4)]
-        assert_array_equal(out, np.sqrt(np.maximum(expected, 0.0)))
+        assert_array_equal(out[:, r], np.sqrt(np.maximum(expected, 0.0)))
+    assert_array_equal(out[:, n_rows:], 7.0)
 
 
 # Run in a fresh process, so that only what the fits compile is looked at
