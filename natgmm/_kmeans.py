@@ -1039,6 +1039,34 @@ def _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blo
         weight[old] -= wi
 
 
+@_jit(fastmath=False)
+def _totals(bsums, bweight, bcount):
+    """Return the clusters' sums and weights from the blocks', and whether every weight is positive.
+
+    Totals in a fixed order, :func:`_ordered_total`'s; a cluster without a
+    row of positive weight has exactly zero weight and sums, as in
+    scikit-learn. Counts are integers: any order of additions gives the same.
+    Compiled: a dozen numpy calls per Lloyd iteration, most of one on small data.
+    """
+    n_blocks, n_clusters, n_features = bsums.shape
+    sums = np.empty((n_clusters, n_features))
+    weight = np.empty(n_clusters)
+    filled = True
+    for k in range(n_clusters):
+        count = 0
+        for b in range(n_blocks):
+            count += bcount[b, k]
+        weight[k] = 0.0
+        sums[k] = 0.0
+        if count > 0:
+            for b in range(n_blocks):
+                weight[k] += bweight[b, k]
+                for j in range(n_features):
+                    sums[k, j] += bsums[b, k, j]
+        filled = filled and weight[k] > 0.0
+    return sums, weight, filled
+
+
 def _average(sums, weight):
     """Centres from sums, scikit-learn's way (an empty cluster copies row ``argmax(weight)``)."""
     filled = weight > 0
@@ -1052,6 +1080,8 @@ def _average(sums, weight):
 
 def _groups(seeds, n_groups):
     """Yinyang's groups of centres: five Lloyd iterations over the seeds."""
+    if n_groups == 1:  # what the iterations give, without their numpy calls (small data)
+        return np.zeros(seeds.shape[0], dtype=np.int64), 1
     means = seeds[:n_groups]
     for _ in range(5):
         group_of = np.argmin(_pairwise_sq_dists(seeds, means), axis=1)
@@ -1199,20 +1229,19 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
                     *drifts, labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
                 )  # fmt: skip
                 work.append(int(full.sum()))
-            # Totals in a fixed order; a cluster without a row of positive
-            # weight has exactly zero weight and sums, as in scikit-learn.
-            sums = _sequential_sum(bsums)
-            weight = _sequential_sum(bweight)
-            # Counts are integers: any order of additions gives the same.
-            empty = bcount.sum(axis=0) == 0
-            sums[empty] = 0.0
-            weight[empty] = 0.0
-            _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
-            new = _average(sums, weight)
+            sums, weight, filled = _totals(bsums, bweight, bcount)
+            if filled:  # _average's arithmetic, without its handling of empty clusters
+                new = sums * (1.0 / weight)[:, np.newaxis]
+            else:
+                _relocate(X, w, shift, scale, centres, labels, sums, weight, parallel, n_blocks)
+                new = _average(sums, weight)
             move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
             centres = new
-            group_move = np.zeros(n_groups)
-            np.maximum.at(group_move, group_of, move)
+            if n_groups == 1:
+                group_move = np.array([np.max(move)])
+            else:
+                group_move = np.zeros(n_groups)
+                np.maximum.at(group_move, group_of, move)
             drifts = (move, group_move)
             if it > 0 and changed.sum() == 0:
                 strict = True
