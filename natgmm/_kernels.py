@@ -578,7 +578,10 @@ def em_stats(
         as it is: for the annealing levels, whose fixed points are steps on
         the way to the final EM's. Far components' moments then come from
         the float32 product up to ``_MAX_CANCELLATION`` (see
-        :func:`_float64_moments`).
+        :func:`_float64_moments`). Unless more than ``_MOSTLY_WIDE`` of the
+        components are wide in float32 (:func:`_f32_operands`): their
+        log-densities would come from a float64 product anyway, and the
+        float64 path is taken.
 
     Returns
     -------
@@ -611,10 +614,16 @@ def em_stats(
     X = _read_only(X)
     centred = centred_components(eta1, eta2, log_weight)
     if X.dtype == np.float32 or float32:
-        return _em_stats_f32(
-            X, sample_weight, shift, scale, eta1, eta2, log_norm, centred, ref, n_blocks,
-            parallel, beta,
-        )  # fmt: skip
+        operands = _f32_operands(eta1, eta2, log_norm)
+        # float64 X whose components are mostly wide in float32 (features all
+        # but constant within components, as raw pixels): the float32 path
+        # would take their log-densities from a float64 product anyway, after
+        # a float32 one; at 0.6 of float64's time per component, it gains
+        # nothing beyond _MOSTLY_WIDE of them.
+        if X.dtype == np.float32 or operands[3].shape[0] <= _MOSTLY_WIDE * eta1.shape[0]:
+            return _em_stats_f32(
+                X, sample_weight, shift, scale, operands, centred, ref, n_blocks, parallel, beta
+            )
     W, exact = _f64_operands(_f64(eta1), _f64(eta2), _f64(log_norm), _f64(ref), _MAX_CANCELLATION)
     work = X.size * W.shape[1]
     parallel = use_threads(parallel, work)
@@ -896,6 +905,9 @@ _MAX_MAGNITUDE_F32 = 1e4
 # takes its moments from a float64 product instead (and, above
 # _MAX_CANCELLATION, is summed about ``ref`` term by term, as in float64).
 _MAX_CANCELLATION_F32 = 1e2
+# The float32 path for float64 data (the annealing levels) only while at most
+# this share of the components is wide (see em_stats).
+_MOSTLY_WIDE = 0.4
 
 # Parameters above this (a quarter of float32's largest) make a component wide.
 _BIG_F32 = float(np.finfo(np.float32).max) / 4
@@ -1406,9 +1418,11 @@ def _f32_tiers(ref, precision, float64_moments=True):
 
 
 def _em_stats_f32(
-    X, sample_weight, shift, scale, eta1, eta2, log_norm, centred, ref, n_blocks, parallel, beta
-):
+    X, sample_weight, shift, scale, operands, centred, ref, n_blocks, parallel, beta
+):  # fmt: skip
     """:func:`em_stats` for float32 ``X`` (and float64 ``X`` with ``float32``).
+
+    ``operands`` are the parameters' :func:`_f32_operands`.
 
     The log-densities are a float32 product (float64 for the wide components
     of :func:`_f32_operands`), the soft-max is float32, each dense chunk's
@@ -1423,9 +1437,10 @@ def _em_stats_f32(
     float64 path's (doc/performance.rst, "float32"); a moved moment keeps
     ``log10(_MAX_CANCELLATION_F32)`` fewer digits.
     """
-    W, W32, W_wide, wide = _f32_operands(eta1, eta2, log_norm)
+    W, W32, W_wide, wide = operands
     ref = _f64(ref)
-    precision = -2.0 * np.asarray(eta2, dtype=np.float64)
+    n_features = ref.shape[1]
+    precision = -2.0 * W[n_features : 2 * n_features].T  # W holds eta2 in float64
     exact, precise = _f32_tiers(ref, precision, _float64_moments(X))
     weight_scale = _weight_scale(sample_weight)
     parallel = use_threads(parallel, X.size * W.shape[1])

@@ -585,6 +585,31 @@ def test_float64_data_on_the_float32_path_takes_float32_moments():
     assert np.any(got[3][2] != of_float32_data[3][2])
 
 
+def test_float64_data_mostly_wide_in_float32_takes_the_float64_path():
+    """float64 ``X`` with ``float32=True`` and most components wide: the float64 kernel.
+
+    Wide components' log-densities come from a float64 product on the
+    float32 path too; beyond ``_MOSTLY_WIDE`` of them the float32 product
+    only adds time (raw pixels, features constant within components, make
+    nearly all of them wide), so the levels take the float64 path, bit for
+    bit. Below it they stay on the float32 path.
+    """
+    for pair, n_wide, float64_path in [(True, 2, True), (False, 1, False)]:
+        Z, params = _narrow_pair(pair=pair)
+        natural = natural_parameters(params)
+        wide = _kernels._f32_operands(*natural[:3])[3]
+        assert len(wide) == n_wide
+        assert (len(wide) > _kernels._MOSTLY_WIDE * len(params.weights)) == float64_path
+        ones = np.ones(Z.shape[1])
+        args = (Z, np.empty(0), 0 * ones, ones, *natural, params.means + 1e-3, 4, True, 1.0)
+        levels, exact = _kernels.em_stats(*args, True), _kernels.em_stats(*args, False)
+        same = all(np.array_equal(a, b) for a, b in zip(levels, exact, strict=True))
+        assert same == float64_path
+        # float32 data stays on the float32 path whatever its components.
+        of_float32 = _kernels.em_stats(Z.astype(np.float32), *args[1:], False)
+        assert not np.array_equal(of_float32[2], exact[2])
+
+
 def test_f32_rows_outside_float32_range_fall_back_to_float64():
     """A chunk with a row whose float32 log-densities overflow is done in float64.
 
