@@ -703,7 +703,9 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, 
     for k in range(1, n_clusters):
         take = not math.isnan(csq_max) and (csq[k] > csq_max or math.isnan(csq[k]))
         csq_max = csq[k] if take else csq_max
-    n = zt.shape[1]  # whole columns: those past n_rows are zero rows, read by no one
+    # Whole columns, for loops of a fixed length: those past n_rows hold an
+    # earlier chunk's rows (or zeros), and what is made of them is not read.
+    n = zt.shape[1]
     for r in range(n):
         zsq_low[r] = zsq[r] * (1.0 - err) if r < n_rows else 0.0
         top[r] = np.inf
