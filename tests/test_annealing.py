@@ -609,9 +609,13 @@ def test_a_few_outliers_do_not_scatter_the_levels_means(monkeypatch):
     """Five rows of spread 1e6 among blobs of spread 1: the data's spread is the outliers'.
 
     Noise of a thousandth of it put each mean about 30 blob widths off at
-    every level (17 of 20 components empty, a train log-likelihood of
-    -25.5 against -16.8 unannealed); capped at ``NOISE_SPREAD`` times each
-    component's own variance, none and -17.5.
+    every level (14 to 17 of 20 components empty); capped at
+    ``NOISE_SPREAD`` times each component's own variance, none, and the
+    fit ends within a nat per row of the unannealed one (-17.4 to -17.5
+    against -16.8). What the scattered fit's final EM recovers depends on
+    rounding (-25.5 on current numpy, -17.7 on numpy 1.24 since the levels
+    of mostly wide components run in float64): its empty components are
+    the measure, not its log-likelihood.
     """
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 5, (5, 10))
@@ -627,7 +631,8 @@ def test_a_few_outliers_do_not_scatter_the_levels_means(monkeypatch):
         model = quiet_fit(NaturalDiagonalGMM(20, annealing="temperature", random_state=0), X)
         fits[cap] = (model.empty_components_.sum(), model.score(X))
     assert fits[np.inf][0] > 10 and fits[_anneal.NOISE_SPREAD][0] == 0
-    assert fits[_anneal.NOISE_SPREAD][1] > fits[np.inf][1] + 5.0
+    unannealed = quiet_fit(NaturalDiagonalGMM(20, random_state=0), X).score(X)
+    assert fits[_anneal.NOISE_SPREAD][1] > unannealed - 1.0
 
 
 def _geometric_iterates(target, direction, factor):
