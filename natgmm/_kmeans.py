@@ -649,34 +649,18 @@ def _move_row(z, wi, a, best, b, sums, weight, count):
 
 
 @_jit()
-def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, labels, upper,
-                 glb, b, sums, weight, count, update):  # fmt: skip
-    """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
+def _column_bounds(zbuf, zsqs, n_rows, CP, csq, scratch):
+    """Make the product and bounds of :func:`_assign_rows`, in columns of ``scratch``.
 
-    One BLAS product, in the precision of ``CP`` (the centres, float32 or
-    float64), gives ``|z|**2 - 2 z.c + |c|**2`` for every centre, within
-    ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that can be
-    nearest within that error are compared by exact sums of squared
-    differences in float64 (the first of the smallest wins, as in Lloyd's),
-    so the labels do not depend on that precision nor on the product's
-    order of additions. The row's bounds become the exact distance to it
-    and, per group of centres, the smallest distance allowed by the error
-    to any other centre. Labels, and if ``update`` the block's sums,
-    follow. ``scratch`` is from :func:`_assign_scratch`. ``own``, unless
-    empty, holds each row's :func:`_sq_dist` to the centre of its label,
-    reused as it is, and ``zsqs``, unless empty, each row's
-    :func:`_sq_norm` (both from :func:`_sq_dist_and_norm`). Returns the
-    number of changed labels.
-
-    ``groups = (members, start)``: the rows of ``CP`` and the entries of
-    ``csq`` are the centres ``C[members]``, those of group ``g`` at
-    ``start[g]:start[g + 1]`` (contiguous, so that a group's least bound is
-    a run, not a gather); labels are rows of ``C``.
+    Returns ``(low, top, n_inside, index_sum, group_low)``: ``low[q, r]``,
+    a lower bound of row ``r``'s squared distance to centre ``q`` (in
+    ``CP``'s order), ``top[r]`` the bound above which no centre can be the
+    nearest, ``n_inside[r]`` the number of centres at most ``top[r]`` and
+    ``index_sum[r]`` the sum of their indices; ``group_low`` is scratch for
+    :func:`_group_bounds`.
     """
-    members, start = groups
     zt, prod, low, per_row, picks, group_low, csq_low = scratch
-    bounds = glb.shape[0] > 0
-    n_clusters = C.shape[0]
+    n_clusters = CP.shape[0]
     # |fl(|z|**2 - 2 z.c + |c|**2) - |z - c|**2| <= gamma_(D+2) (|z| + |c|)**2, at
     # most 2 gamma_(D+2) (|z|**2 + |c|**2), whatever the order of the sums, with
     # the unit roundoff u of the product (float32: the rounding of z and c to
@@ -730,6 +714,38 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, 
             inside = lq[r] <= top[r]
             n_inside[r] += inside
             index_sum[r] += q * inside
+    return low, top, n_inside, index_sum, group_low
+
+
+@_jit()
+def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, labels, upper,
+                 glb, b, sums, weight, count, update):  # fmt: skip
+    """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
+
+    One BLAS product, in the precision of ``CP`` (the centres, float32 or
+    float64), gives ``|z|**2 - 2 z.c + |c|**2`` for every centre, within
+    ``err * (|z|**2 + |c|**2)`` of the exact value; the centres that can be
+    nearest within that error are compared by exact sums of squared
+    differences in float64 (the first of the smallest wins, as in Lloyd's),
+    so the labels do not depend on that precision nor on the product's
+    order of additions. The row's bounds become the exact distance to it
+    and, per group of centres, the smallest distance allowed by the error
+    to any other centre. Labels, and if ``update`` the block's sums,
+    follow. ``scratch`` is from :func:`_assign_scratch`. ``own``, unless
+    empty, holds each row's :func:`_sq_dist` to the centre of its label,
+    reused as it is, and ``zsqs``, unless empty, each row's
+    :func:`_sq_norm` (both from :func:`_sq_dist_and_norm`). Returns the
+    number of changed labels.
+
+    ``groups = (members, start)``: the rows of ``CP`` and the entries of
+    ``csq`` are the centres ``C[members]``, those of group ``g`` at
+    ``start[g]:start[g + 1]`` (contiguous, so that a group's least bound is
+    a run, not a gather); labels are rows of ``C``.
+    """
+    members, start = groups
+    low, top, n_inside, index_sum, group_low = _column_bounds(zbuf, zsqs, n_rows, CP, csq, scratch)
+    bounds = glb.shape[0] > 0
+    n_clusters = C.shape[0]
     changed = 0
     for r in range(n_rows):
         i = rows[r]
