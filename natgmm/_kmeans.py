@@ -766,7 +766,7 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, 
                         best_v = v
                         best = k
                         best_q = q
-        index_sum[r] = best_q
+        index_sum[r] = best_q  # from here on, each row's nearest centre (in CP's order)
         if bounds:
             upper[i] = math.sqrt(best_v)
         if best != a:
@@ -1064,7 +1064,8 @@ def _totals(bsums, bweight, bcount):
     Totals in a fixed order, :func:`_ordered_total`'s; a cluster without a
     row of positive weight has exactly zero weight and sums, as in
     scikit-learn. Counts are integers: any order of additions gives the same.
-    Compiled: a dozen numpy calls per Lloyd iteration, most of one on small data.
+    Compiled: as numpy calls (a dozen per Lloyd iteration) they were most of an
+    iteration's time on small data.
     """
     n_blocks, n_clusters, n_features = bsums.shape
     sums = np.empty((n_clusters, n_features))
