@@ -608,7 +608,7 @@ def _assign_scratch(zbuf, CP, n_groups):
         zt,
         np.empty((n_clusters, n_rows), dtype=CP.dtype),
         np.empty((n_clusters, n_rows)),
-        np.empty((4, n_rows)),
+        np.empty((3, n_rows)),
         np.empty((2, n_rows), dtype=np.int64),
         np.empty((max(n_groups, 1), n_rows)),
         np.empty(n_clusters),
@@ -1068,20 +1068,17 @@ def _totals(bsums, bweight, bcount):
     iteration's time on small data.
     """
     n_blocks, n_clusters, n_features = bsums.shape
-    sums = np.empty((n_clusters, n_features))
-    weight = np.empty(n_clusters)
+    flat = bsums.reshape(n_blocks, n_clusters * n_features)
+    sums = _ordered_total(flat).reshape(n_clusters, n_features)
+    weight = _ordered_total(bweight)
     filled = True
     for k in range(n_clusters):
         count = 0
         for b in range(n_blocks):
             count += bcount[b, k]
-        weight[k] = 0.0
-        sums[k] = 0.0
-        if count > 0:
-            for b in range(n_blocks):
-                weight[k] += bweight[b, k]
-                for j in range(n_features):
-                    sums[k, j] += bsums[b, k, j]
+        if count == 0:
+            sums[k] = 0.0
+            weight[k] = 0.0
         filled = filled and weight[k] > 0.0
     return sums, weight, filled
 
