@@ -38,6 +38,7 @@ from numba import njit
 
 from ._blas import single_threaded_blas
 from ._interrupt import keyboard_interrupts
+from ._simd import TILE, _add_deviations, _add_mapped_deviations, _transpose_tile
 from ._threading import share_out, use_threads
 
 # Explicit fast-math flags: "contract" fuses multiply-adds. "nnan" and "ninf"
@@ -239,6 +240,31 @@ def _flatnonzero(mask):
 
 
 @_jit()
+def _transpose(src, n_rows, dst):
+    """``dst[j, r] = src[r, j]`` for the first ``n_rows`` rows of ``src``, every column.
+
+    ``dst`` has ``src``'s columns as rows, at least ``n_rows`` long, and
+    ``src``'s dtype or float32. By tiles of ``TILE x TILE`` transposed in
+    registers (:func:`natgmm._simd._transpose_tile`), the rest element by
+    element: a loop over one index reading the other by strides moved about
+    one element a cycle, the tiles three times as many (doc/performance.rst,
+    "Transpositions").
+    """
+    n_cols = src.shape[1]
+    rows = n_rows - n_rows % TILE
+    cols = n_cols - n_cols % TILE
+    for r0 in range(0, rows, TILE):
+        for k0 in range(0, cols, TILE):
+            _transpose_tile(src, dst, r0, k0)
+    for k in range(cols, n_cols):
+        for r in range(rows):
+            dst[k, r] = src[r, k]
+    for k in range(n_cols):
+        for r in range(rows, n_rows):
+            dst[k, r] = src[r, k]
+
+
+@_jit()
 def _chunk_scratch(n_features, n_components, rows):
     """Arrays for :func:`_chunk_log_density`: ``u, lp_rows, lp, ev, top, total, z_row``.
 
@@ -344,9 +370,7 @@ def _chunk_log_density(X, start, stop, shift, scale, W, centred, scratch, beta):
     _fill_z(X, start, stop, shift, scale, u, z_row)
     np.dot(u, W, lp_rows)
     _centre_log_densities(u, stop - start, lp_rows, centred)
-    for k in range(lp.shape[0]):
-        for r in range(lp.shape[1]):
-            lp[k, r] = lp_rows[r, k]
+    _transpose(lp_rows, lp.shape[1], lp)
     _softmax_columns(lp, top, ev, total, beta)
 
 
@@ -409,7 +433,6 @@ def _add_about_ref(u, resp, ref, use, count, row_terms, row_last, s0, s1, s2):
     with one non-zero term (most rows, with well separated components) goes
     straight to it. Each accumulator receives its terms in row order.
     """
-    n_features = ref.shape[1]
     for r in range(resp.shape[1]):
         if row_terms[r] == 0:
             continue
@@ -420,11 +443,7 @@ def _add_about_ref(u, resp, ref, use, count, row_terms, row_last, s0, s1, s2):
                 continue
             if count:
                 s0[k] += rk
-            for j in range(n_features):
-                d = u[r, j] - ref[k, j]
-                t = rk * d
-                s1[k, j] += t
-                s2[k, j] += t * d
+            _add_deviations(u[r], ref[k], rk, s1[k], s2[k])
 
 
 @_jit()
@@ -767,11 +786,7 @@ def _label_stats_impl(X, sample_weight, shift, scale, labels, ref, n_blocks, fir
             w = sample_weight[i] if weighted else 1.0
             k = labels[i] if labelled else 0
             nk[b, k] += w
-            for j in range(n_features):
-                dz = (X[i, j] - shift[j]) * scale[j] - ref[k, j]
-                t = w * dz
-                s1[b, k, j] += t
-                s2[b, k, j] += t * dz
+            _add_mapped_deviations(X[i], shift, scale, ref[k], w, s1[b, k], s2[b, k])
     return nk, s1, s2
 
 
@@ -981,9 +996,7 @@ def _chunk_log_density_f32(
         np.dot(u64, W_wide, lp_wide)
         _copy_wide(lp_wide, wide, n_rows, lp_rows)
         _centre_log_densities(u64, n_rows, lp_rows, centred)  # all wide
-    for k in range(lp.shape[0]):
-        for r in range(lp.shape[1]):
-            lp[k, r] = lp_rows[r, k]
+    _transpose(lp_rows, lp.shape[1], lp)
     _softmax_columns_f32(lp, top, ev, total, beta, tally[0], tally[1])
     for r in range(n_rows):
         if not math.isfinite(total[r]):
@@ -1220,7 +1233,6 @@ def _add_about_ref_x(
     weighed here as :func:`_weigh_terms` would (``row_terms`` and
     ``row_last`` may then count terms that come out zero).
     """
-    n_features = ref.shape[1]
     weigh = w_over_total.shape[0] > 0
     tiny, zero = resp.dtype.type(_TINY32 if resp.itemsize == 4 else _TINY64), resp.dtype.type(0)
     for r in range(resp.shape[1]):
@@ -1238,11 +1250,7 @@ def _add_about_ref_x(
                 continue
             if count:
                 s0[k] += rk
-            for j in range(n_features):
-                d = (x[j] - shift[j]) * scale[j] - ref[k, j]
-                t = rk * d
-                s1[k, j] += t
-                s2[k, j] += t * d
+            _add_mapped_deviations(x, shift, scale, ref[k], rk, s1[k], s2[k])
 
 
 def _em_stats_f32_impl(
@@ -1598,9 +1606,7 @@ def _chunk_log_density_masked(
     _fill_masked(X, start, stop, shift, scale, log_scale, u, jac)
     np.dot(u, W, lp_rows)
     _centre_log_densities(u, stop - start, lp_rows, centred)
-    for k in range(lp.shape[0]):
-        for r in range(lp.shape[1]):
-            lp[k, r] = lp_rows[r, k]
+    _transpose(lp_rows, lp.shape[1], lp)
     _softmax_columns(lp, top, ev, total, beta)
 
 
@@ -1639,9 +1645,7 @@ def _chunk_log_density_masked_f32(
         np.dot(u64, W_wide, lp_wide)
         _copy_wide(lp_wide, wide, n_rows, lp_rows)
         _centre_log_densities(u64, n_rows, lp_rows, centred)  # all wide
-    for k in range(lp.shape[0]):
-        for r in range(lp.shape[1]):
-            lp[k, r] = lp_rows[r, k]
+    _transpose(lp_rows, lp.shape[1], lp)
     no_tally = np.empty(0, dtype=np.int32)
     _softmax_columns_f32(lp, top, ev, total, beta, no_tally, no_tally)
     for r in range(n_rows):
