@@ -247,8 +247,9 @@ def _transpose(src, n_rows, dst):
     ``src``'s dtype or float32. By tiles of ``TILE x TILE`` transposed in
     registers (:func:`natgmm._simd._transpose_tile`), the rest element by
     element: a loop over one index reading the other by strides moved about
-    one element a cycle, the tiles three times as many (doc/performance.rst,
-    "Transpositions").
+    one element a cycle, the tiles up to three times as many
+    (doc/performance.rst, "Transpositions and sparse statistics in explicit
+    SIMD").
     """
     n_cols = src.shape[1]
     rows = n_rows - n_rows % TILE
