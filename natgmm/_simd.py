@@ -26,6 +26,7 @@ from numba.extending import intrinsic
 # n_features % _LANES features one by one.
 _LANES = 4  # float64 lanes (AVX2's)
 _GROUP = 4  # sums of _shifted_dots sharing each loaded vector of the row
+_MERGED = 3  # rows past the last group of four that join it (not a group of their own)
 
 
 def _is_float_array(a, dtypes=(types.float64,), ndim=1, contiguous=False):
@@ -239,18 +240,22 @@ def _shifted_dots(typingctx, x, shift, C, out):
             for g, total in enumerate(sums):
                 builder.store(total, builder.gep(oa.data, [builder.add(t0, const(g))]))
 
-        # Groups of four; a last single row joins the group before it.
+        # Groups of four; a last one or two rows join the group before it.
         n_groups = builder.sdiv(n_trials, const(_GROUP))
         last = builder.sub(n_trials, builder.mul(n_groups, const(_GROUP)))
         merge = builder.and_(
-            builder.icmp_signed("==", last, const(1)), builder.icmp_signed(">", n_groups, const(0))
+            builder.icmp_signed("<=", last, const(_MERGED)),
+            builder.and_(
+                builder.icmp_signed(">", last, const(0)),
+                builder.icmp_signed(">", n_groups, const(0)),
+            ),
         )
         n_full = builder.sub(n_groups, builder.zext(merge, intp))
         with cgutils.for_range(builder, n_full) as loop:
             group(builder.mul(loop.index, const(_GROUP)), _GROUP)
         start = builder.mul(n_full, const(_GROUP))
         size = builder.sub(n_trials, start)
-        for k in (*range(1, _GROUP), _GROUP + 1):
+        for k in (*range(1, _GROUP), *range(_GROUP + 1, _GROUP + _MERGED + 1)):
             with builder.if_then(builder.icmp_signed("==", size, const(k))):
                 group(start, k)
         return context.get_dummy_value()
