@@ -198,8 +198,8 @@ def _shifted_dots(typingctx, x, shift, C, out):
     ``x`` is a row of the data (float32 or float64, any stride), the others
     float64 and C-contiguous, ``C`` of shape ``(len(out), len(x))``. Each sum
     is in the order above whatever ``len(out)``. Rows of ``C`` are taken four
-    at a time (five for the last group rather than one alone), sharing each
-    loaded vector of ``x - shift``.
+    at a time (up to seven for the last group rather than a group of one to
+    three of its own), sharing each loaded vector of ``x - shift``.
     """
     if not (
         _is_float_array(x, (types.float32, types.float64))
@@ -240,15 +240,13 @@ def _shifted_dots(typingctx, x, shift, C, out):
             for g, total in enumerate(sums):
                 builder.store(total, builder.gep(oa.data, [builder.add(t0, const(g))]))
 
-        # Groups of four; a last one or two rows join the group before it.
+        # Groups of four; the last one to _MERGED rows join the group before it
+        # (1 <= last <= _MERGED as one unsigned comparison of last - 1).
         n_groups = builder.sdiv(n_trials, const(_GROUP))
         last = builder.sub(n_trials, builder.mul(n_groups, const(_GROUP)))
         merge = builder.and_(
-            builder.icmp_signed("<=", last, const(_MERGED)),
-            builder.and_(
-                builder.icmp_signed(">", last, const(0)),
-                builder.icmp_signed(">", n_groups, const(0)),
-            ),
+            builder.icmp_unsigned("<", builder.sub(last, const(1)), const(_MERGED)),
+            builder.icmp_signed(">", n_groups, const(0)),
         )
         n_full = builder.sub(n_groups, builder.zext(merge, intp))
         with cgutils.for_range(builder, n_full) as loop:
