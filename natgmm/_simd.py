@@ -5,9 +5,11 @@ floating-point reductions scalar unless allowed to reassociate them (which
 would leave their order to the compiler), and it does not run LLVM's SLP
 vectoriser, which turns fixed-size blocks of code into vector operations.
 The intrinsics here spell those vector operations out: sums over features
-in one fixed order (k-means' distances), and the transposition of small
+in one fixed order (k-means' distances), the transposition of small
 matrices tile by tile (the kernels' log-densities, rows by components, into
-components by rows). Each has a NumPy stand-in under ``NUMBA_DISABLE_JIT=1``.
+components by rows), and the update of a component's sums by one row's
+deviations from its mean (the statistics of sparse chunks and of labels).
+Each has a NumPy stand-in under ``NUMBA_DISABLE_JIT=1``.
 """
 
 import numpy as np
