@@ -817,13 +817,34 @@ def _geometry(centres, dtype, members):
     The half-separation of a centre is half its distance to the nearest other
     (in the centres' own order).
     """
-    sq = _pairwise_sq_dists(centres, centres)
-    np.fill_diagonal(sq, np.inf)
     ordered = centres[members]
+    return (
+        np.ascontiguousarray(ordered, dtype=dtype),
+        _sq_norms(ordered),
+        _half_separations(centres),
+    )
+
+
+@_jit()
+def _half_separations(centres):
+    """Half of each centre's distance to the nearest other (``inf`` for one centre).
+
+    Each pair's squared distance once: ``_sq_dist(a, b)`` and ``_sq_dist(b,
+    a)`` are the same bits (``(a - b)**2 == (b - a)**2``). A NaN distance
+    makes the centre's NaN, as ``min`` over numpy's array would.
+    """
+    n = centres.shape[0]
+    least = np.full(n, np.inf)
+    for i in range(n):
+        for k in range(i + 1, n):
+            d = _sq_dist(centres[i], centres[k])
+            least[i] = d if (d < least[i] or d != d) and least[i] == least[i] else least[i]
+            least[k] = d if (d < least[k] or d != d) and least[k] == least[k] else least[k]
     # sqrt is correctly rounded and monotonic: the root of the least square
     # is the least root, with K roots instead of K**2.
-    half_sep = 0.5 * np.sqrt(sq.min(axis=1))
-    return (np.ascontiguousarray(ordered, dtype=dtype), _sq_norms(ordered), half_sep)
+    for i in range(n):
+        least[i] = 0.5 * math.sqrt(least[i])
+    return least
 
 
 def kmeans(

@@ -354,6 +354,19 @@ def test_sq_dist_and_norm_in_simd():
         assert _kmeans._sq_dist_and_norm(strided[:, 0], strided[:, 1]) == both
 
 
+def test_half_separations_are_numpys_bit_for_bit():
+    """Each pair once: the same bits as the full matrix's row minima, NaN and one centre alike."""
+    rng = np.random.default_rng(3)
+    for n_centres, n_features in [(1, 3), (2, 1), (7, 5), (23, 50)]:
+        centres = rng.normal(size=(n_centres, n_features)) * 10.0
+        if n_centres == 7:
+            centres[3, 2] = np.nan
+        sq = _kmeans._pairwise_sq_dists(centres, centres)
+        np.fill_diagonal(sq, np.inf)
+        expected = 0.5 * np.sqrt(sq.min(axis=1))
+        assert_array_equal(_kmeans._half_separations(centres), expected)
+
+
 def test_group_bounds_are_least_per_group_but_best():
     rng = np.random.default_rng(2)
     # A column per row: squared distances to 23 centres (the roots below differ).
