@@ -825,6 +825,12 @@ def _geometry(centres, dtype, members):
     )
 
 
+@_jit(inline="always")
+def _nan_min(a, b):
+    """``min(a, b)``, NaN if either is (as numpy's ``min``; Python's ``min`` keeps ``a``)."""
+    return a if a != a or not (b < a or b != b) else b
+
+
 @_jit()
 def _half_separations(centres):
     """Half of each centre's distance to the nearest other (``inf`` for one centre).
@@ -838,8 +844,8 @@ def _half_separations(centres):
     for i in range(n):
         for k in range(i + 1, n):
             d = _sq_dist(centres[i], centres[k])
-            least[i] = d if (d < least[i] or d != d) and least[i] == least[i] else least[i]
-            least[k] = d if (d < least[k] or d != d) and least[k] == least[k] else least[k]
+            least[i] = _nan_min(least[i], d)
+            least[k] = _nan_min(least[k], d)
     # sqrt is correctly rounded and monotonic: the root of the least square
     # is the least root, with K roots instead of K**2.
     for i in range(n):
