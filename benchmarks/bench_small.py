@@ -15,7 +15,9 @@ figure is the median over ``--reps`` calls (fits) or ``--calls`` calls
 (predictions). On data this small every natgmm kernel call runs on the
 calling thread, and the time is mostly Python: parameter validation (the
 same scikit-learn code in both), the k-means start and the per-iteration
-work around the kernels. ``ratio`` is natgmm's time over scikit-learn's
+work around the kernels; a prediction on a few plain rows skips
+scikit-learn's generic input checks (doc/performance.rst). ``ratio`` is
+natgmm's time over scikit-learn's
 (below 1: natgmm is faster); ``it`` the EM iterations of each, ``ll``
 natgmm's mean log-likelihood minus scikit-learn's on the training rows.
 About 40 s with the defaults. Run from the repository root::

@@ -8,6 +8,7 @@ process runs, and restores the user's limits after; :func:`limit_this_thread`
 is the per-thread limit of natgmm's pool threads.
 """
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -182,3 +183,18 @@ class _SingleThreadedBlas:
 single_threaded_blas = _SingleThreadedBlas()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=single_threaded_blas.after_fork_in_child)
+
+# Multiply-adds of a BLAS product up to which OpenBLAS runs it on the calling
+# thread whatever its thread count (SMP_THRESHOLD_MIN of its interface/gemm.c;
+# it threads only above four times that by default).
+SERIAL_BLAS_WORK = 65536
+
+
+def blas_hold(work):
+    """:data:`single_threaded_blas` for a call of BLAS products of at most ``work`` multiply-adds.
+
+    A null context when ``work`` is at most :data:`SERIAL_BLAS_WORK`: BLAS
+    runs such products on the calling thread anyway, and setting and
+    restoring the limits (about 20 us) was a sixth of a one-row prediction.
+    """
+    return single_threaded_blas() if work > SERIAL_BLAS_WORK else contextlib.nullcontext()

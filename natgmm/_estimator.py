@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._anneal import annealing_levels, split_levels
-from ._blas import single_threaded_blas
+from ._blas import blas_hold, single_threaded_blas
 from ._data import (
     ArrayData,
     Operands,
@@ -37,6 +37,7 @@ from ._data import (
 from ._em import ILL_DEFINED_COVARIANCE, IllDefinedCovariance, Params
 from ._init import check_init_arrays, initial_params
 from ._interrupt import commit, input_attributes
+from ._kernels import log_prob_work
 from ._per_component import PerComponentMixin
 from ._progress import Progress, caller_level
 from ._schedules import Schedule
@@ -1078,9 +1079,13 @@ default=None
         return data, (input_attributes(validated) if reset else ({}, ()))
 
     def _infer(self, X, want_resp=False):
-        with _threads_and_blas(self.n_jobs) as parallel:
+        with kernel_threads(self.n_jobs) as parallel:
             data, standardiser, params, operands = self._predictive(X, parallel)
-            return data.log_prob(standardiser, params, want_resp, operands)
+            # BLAS held for all the call's passes, unless they are too small to thread.
+            array = isinstance(data, ArrayData)
+            work = log_prob_work(data.X, params.means.shape[0]) if array else math.inf
+            with blas_hold(work):
+                return data.log_prob(standardiser, params, want_resp, operands)
 
     def _predictive(self, X, parallel):
         """Return the checked data source of ``X`` and the model predictions use.

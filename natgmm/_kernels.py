@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded first)
 from numba import njit
 
-from ._blas import single_threaded_blas
+from ._blas import blas_hold, single_threaded_blas
 from ._interrupt import keyboard_interrupts
 from ._simd import TILE, _add_deviations, _add_mapped_deviations, _transpose_tile
 from ._threading import share_out, use_threads
@@ -888,13 +888,18 @@ def log_prob_operands(eta1, eta2, log_norm, log_weight, float32):
     return kernel, operands, centred, np.shape(log_norm)[0]
 
 
+def log_prob_work(X, n_components):
+    """At most the multiply-adds of a log-density call over ``X``: ``[z, z**2, o, 1] @ W``."""
+    return X.shape[0] * (3 * X.shape[1] + 1) * n_components
+
+
 @keyboard_interrupts()
 def log_prob_prepared(X, shift, scale, prepared, out_log_prob, labels, resp, parallel):
     """:func:`log_prob` with its model's part made (:func:`log_prob_operands` of ``X``'s dtype)."""
     kernel, operands, centred, n_components = prepared
     X = _read_only(X)
     parallel = use_threads(parallel, X.size * n_components)
-    with single_threaded_blas():
+    with blas_hold(log_prob_work(X, n_components)):
         kernel.runner(parallel)(
             X, _f64(shift), _f64(scale), *operands, centred, out_log_prob, labels, resp,
             _log_prob_groups(X.shape[0]),
@@ -2163,7 +2168,7 @@ def log_prob_masked_prepared(X, shift, scale, prepared, out_log_prob, labels, re
     scale = _f64(scale)
     log_scale = np.log(scale)
     parallel = use_threads(parallel, X.size * n_components)
-    with single_threaded_blas():
+    with blas_hold(log_prob_work(X, n_components)):
         kernel.runner(parallel)(
             X, _f64(shift), scale, log_scale, *operands, centred, out_log_prob, labels, resp,
             _log_prob_groups(X.shape[0]),

@@ -1,5 +1,6 @@
 """Behaviour of NaturalDiagonalGMM beyond sklearn's common checks."""
 
+import contextlib
 import inspect
 import json
 import os
@@ -993,3 +994,72 @@ def test_the_quick_fitted_test_agrees_with_check_is_fitted(blobs):
     model = quiet_fit(NeverFitted(2, random_state=0), X)
     with pytest.raises(NotFittedError):
         model.predict(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_few_plain_rows_skip_validate_data_only_where_it_returns_them(blobs, dtype):
+    from sklearn.utils.validation import validate_data
+
+    from natgmm._data import _plain_rows
+
+    X = blobs[0].astype(dtype)
+    model = quiet_fit(NaturalDiagonalGMM(3, random_state=0), X)
+    params = dict(order="C", reset=False, ensure_all_finite="allow-nan")
+    with_nan, with_inf, read_only = X[:2].copy(), X[:2].copy(), X[:5].copy()
+    with_nan[0, 1], with_inf[1, 0] = np.nan, np.inf
+    read_only.flags.writeable = False
+    for rows in (X[:1].copy(), X[:10], with_nan, read_only, X):
+        assert _plain_rows(model, rows, params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert validate_data(model, rows, dtype=[np.float64, np.float32], **params) is rows
+    other = (
+        with_inf, np.asfortranarray(X[:10]), X[::2], X[:10, :2].copy(), X[:0], X[0],
+        X[:10].astype(np.int64), X[:10].astype(np.float16), X[:10].astype(X.dtype.newbyteorder()),
+        X[:10].tolist(), np.tile(X, (40, 1)),  # 72 000 entries: the generic checks
+    )  # fmt: skip
+    for rows in other:
+        assert not _plain_rows(model, rows, params)
+    for changed in ({"reset": True}, {"ensure_all_finite": True}, {"ensure_min_samples": 20}):
+        assert not _plain_rows(model, X[:10], {**params, **changed})
+    # Rows for a model fitted with feature names get scikit-learn's warning.
+    model.feature_names_in_ = np.array(["a", "b", "c"], dtype=object)
+    assert not _plain_rows(model, X[:10], params)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        model.predict(X[:1])
+    del model.feature_names_in_
+    with pytest.raises(ValueError, match="Input X contains infinity or a value too large"):
+        model.predict(with_inf)
+    with pytest.raises(ValueError, match="X has 2 features, but NaturalDiagonalGMM is expecting 3"):
+        model.predict(X[:1, :2].copy())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("missing", [False, True])
+def test_predictions_too_small_to_thread_blas_skip_the_hold_for_the_same_bits(
+    blobs, monkeypatch, dtype, missing
+):
+    from natgmm import _blas
+    from natgmm._kernels import log_prob_work
+
+    X = blobs[0].astype(dtype)
+    if missing:
+        X[::7, 1] = np.nan
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
+    held = []
+
+    @contextlib.contextmanager
+    def counted():
+        held.append(1)
+        yield
+
+    monkeypatch.setattr(_blas, "single_threaded_blas", counted)
+    small, large = (X[:1], X[:7], X), np.tile(X, (9, 1))
+    assert log_prob_work(X, 4) <= _blas.SERIAL_BLAS_WORK < log_prob_work(large, 4)
+    free = [_predictions(model, rows) for rows in small]
+    assert not held
+    _predictions(model, large)
+    assert held
+    monkeypatch.setattr(_blas, "SERIAL_BLAS_WORK", -1)
+    for rows, bits in zip(small, free, strict=True):
+        _assert_same_bits(_predictions(model, rows), bits)
