@@ -1081,10 +1081,7 @@ default=None
     def _infer(self, X, want_resp=False):
         with kernel_threads(self.n_jobs) as parallel:
             data, standardiser, params, operands = self._predictive(X, parallel)
-            # BLAS held for all the call's passes, unless they are too small to thread.
-            array = isinstance(data, ArrayData)
-            work = log_prob_work(data.X, params.means.shape[0]) if array else math.inf
-            with blas_hold(work):
+            with _prediction_blas(data, params.means.shape[0]):
                 return data.log_prob(standardiser, params, want_resp, operands)
 
     def _predictive(self, X, parallel):
@@ -1252,6 +1249,15 @@ default=None
             The lower the better.
         """
         return criterion(self, "aic", X, sample_weight)
+
+
+def _prediction_blas(data, n_components):
+    """BLAS held at one thread for all of a prediction's passes, unless too small to thread.
+
+    (:func:`~._blas.blas_hold`; a Dask array's passes are always held.)
+    """
+    array = isinstance(data, ArrayData)
+    return blas_hold(log_prob_work(data.X, n_components) if array else math.inf)
 
 
 def _predictive_model(estimator):
