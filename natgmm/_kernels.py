@@ -38,6 +38,7 @@ from numba import njit
 
 from ._blas import blas_hold, single_threaded_blas
 from ._interrupt import keyboard_interrupts
+from ._numba_cache import serialise_saves
 from ._simd import TILE, _add_deviations, _add_mapped_deviations, _transpose_tile
 from ._threading import share_out, use_threads
 
@@ -110,15 +111,18 @@ def _jit(fastmath=FASTMATH, **options):
     numba keys its cache on this file's modification time and size, so the
     flags, being constants of this file, cannot be served stale. Kernels
     release the GIL, so that threads (a Dask worker's, a user's) run them
-    side by side.
+    side by side. Processes that compile at once save to the cache in turn
+    (:mod:`._numba_cache`).
     """
     flags = dict(fastmath=fastmath, nogil=True, **options)
 
     def decorate(func):
         try:
-            return njit(cache=True, **flags)(func)
+            dispatcher = njit(cache=True, **flags)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             return njit(cache=False, **flags)(func)
+        serialise_saves(dispatcher)
+        return dispatcher
 
     return decorate
 

@@ -1,5 +1,10 @@
 """The Numba kernels against the naive references in ``naive.py``."""
 
+import os
+import subprocess
+import sys
+import time
+
 import naive
 import numba
 import numpy as np
@@ -850,3 +855,76 @@ def test_m_step_moments_reports_what_is_not_finite(bad):
         np.finfo(np.float64).eps,
     )  # fmt: skip
     assert not got[3]
+
+
+# A child that compiles racemod.f for one argument type, its cache save slowed
+# between reading the index, writing it and writing the data (argv: type,
+# start time, seconds before the index is written, seconds before the data).
+_SLOW_SAVER = """
+import itertools, sys, time
+from numba.core import caching
+
+def slow_save(self, key, data):
+    overloads = self._load_index()
+    time.sleep(float(sys.argv[3]))
+    try:
+        data_name = overloads[key]
+    except KeyError:
+        existing = set(overloads.values())
+        data_name = next(
+            name for name in map(self._data_name, itertools.count(1)) if name not in existing
+        )
+        overloads[key] = data_name
+        self._save_index(overloads)
+    time.sleep(float(sys.argv[4]))
+    self._save_data(data_name, data)
+
+caching.IndexDataCacheFile.save = slow_save  # numba's steps, with the pauses
+import racemod
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.001)
+print(racemod.f(1 if sys.argv[1] == "int" else 1.5))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="saves are serialised with fcntl locks")
+def test_processes_compiling_one_kernel_at_once_leave_a_consistent_cache(tmp_path):
+    """Two processes save two signatures of one kernel at once; a third loads both right.
+
+    Unserialised, both read the empty index, both take the first data file,
+    the float signature's index entry is written last and the int one's
+    machine code last: the third process then loaded the int code for a
+    float argument (f(1.5) returned 2). Serialised, each save reads the
+    index the other wrote.
+    """
+    (tmp_path / "racemod.py").write_text(
+        "from natgmm._kernels import _jit\n\n@_jit()\ndef f(x):\n    return x + 1\n"
+    )
+    (tmp_path / "child.py").write_text(_SLOW_SAVER)
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+    start = str(time.time() + 3.0)  # both children have imported numba by then
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(tmp_path / "child.py"), kind, start, *pauses],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for kind, pauses in (("int", ("0.5", "1.5")), ("float", ("1.0", "0.1")))
+    ]
+    outputs = [child.communicate(timeout=600) for child in children]
+    assert [out.strip() for out, _ in outputs] == ["2", "2.5"], outputs
+    check = (
+        "import racemod\n"
+        "print(racemod.f(1), racemod.f(1.5), sorted(map(str, racemod.f.stats.cache_hits)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "2 2.5 ['(float64,)', '(int64,)']", result.stdout
