@@ -44,10 +44,11 @@ def serialise_saves(dispatcher):
 
 @contextlib.contextmanager
 def _exclusive(path):
-    """Hold an exclusive lock on ``path`` (created if need be); none if it cannot be opened.
+    """Hold an exclusive lock on ``path`` (created if need be), where the file system allows.
 
     Where the lock file cannot be made, numba cannot write the index beside
-    it either: its save then fails as it would have.
+    it either: its save then fails as it would have. A file system without
+    locks (some network ones) leaves the save unserialised, as numba's own.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -55,7 +56,8 @@ def _exclusive(path):
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
