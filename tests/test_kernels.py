@@ -928,3 +928,19 @@ def test_processes_compiling_one_kernel_at_once_leave_a_consistent_cache(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == "2 2.5 ['(float64,)', '(int64,)']", result.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="saves are serialised with fcntl locks")
+def test_a_save_goes_on_where_no_lock_can_be_taken(tmp_path, monkeypatch):
+    from natgmm import _numba_cache
+
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+
+    entered = []
+    with _numba_cache._exclusive(str(tmp_path / "missing" / "f.nbi.lock")):
+        entered.append("no lock file")  # its directory does not exist
+    monkeypatch.setattr(_numba_cache.fcntl, "flock", no_locks)
+    with _numba_cache._exclusive(str(tmp_path / "f.nbi.lock")):
+        entered.append("no lock")
+    assert entered == ["no lock file", "no lock"]
