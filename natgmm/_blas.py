@@ -193,8 +193,9 @@ SERIAL_BLAS_WORK = 65536
 def blas_hold(work):
     """:data:`single_threaded_blas` for a call of BLAS products of at most ``work`` multiply-adds.
 
-    A null context when ``work`` is at most :data:`SERIAL_BLAS_WORK`: BLAS
-    runs such products on the calling thread anyway, and setting and
-    restoring the limits (about 20 us) was a sixth of a one-row prediction.
+    ``work`` is that of the largest product, not of the call. A null
+    context when it is at most :data:`SERIAL_BLAS_WORK`: BLAS runs such
+    products on the calling thread anyway, and setting and restoring the
+    limits (about 20 us) was a sixth of a one-row prediction.
     """
     return single_threaded_blas() if work > SERIAL_BLAS_WORK else contextlib.nullcontext()

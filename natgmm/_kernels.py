@@ -893,8 +893,12 @@ def log_prob_operands(eta1, eta2, log_norm, log_weight, float32):
 
 
 def log_prob_work(X, n_components):
-    """At most the multiply-adds of a log-density call over ``X``: ``[z, z**2, o, 1] @ W``."""
-    return X.shape[0] * (3 * X.shape[1] + 1) * n_components
+    """At most the multiply-adds of a BLAS product of a log-density call over ``X``.
+
+    Each product is a whole chunk's, ``_CHUNK`` rows however few are read,
+    by ``[z, z**2, o, 1] @ W`` at most.
+    """
+    return _CHUNK * (3 * X.shape[1] + 1) * n_components
 
 
 @keyboard_interrupts()

@@ -1039,13 +1039,10 @@ def test_few_plain_rows_skip_validate_data_only_where_it_returns_them(blobs, dty
 def test_predictions_too_small_to_thread_blas_skip_the_hold_for_the_same_bits(
     blobs, monkeypatch, dtype, missing
 ):
+    """Products too small for BLAS to thread are not held, whatever the rows; larger ones are."""
     from natgmm import _blas
     from natgmm._kernels import log_prob_work
 
-    X = blobs[0].astype(dtype)
-    if missing:
-        X[::7, 1] = np.nan
-    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0), X)
     held = []
 
     @contextlib.contextmanager
@@ -1053,13 +1050,20 @@ def test_predictions_too_small_to_thread_blas_skip_the_hold_for_the_same_bits(
         held.append(1)
         yield
 
+    narrow = blobs[0].astype(dtype)  # 3 features, 4 components: 64 x 10 x 4 a product
+    wide = make_blobs(n_samples=300, n_features=60, centers=6, random_state=0)[0].astype(dtype)
+    for X in (narrow, wide):
+        if missing:
+            X[::7, 1] = np.nan
+    small = quiet_fit(NaturalDiagonalGMM(4, random_state=0), narrow)
+    large = quiet_fit(NaturalDiagonalGMM(6, random_state=0), wide)
+    assert log_prob_work(narrow, 4) <= _blas.SERIAL_BLAS_WORK < log_prob_work(wide, 6)
     monkeypatch.setattr(_blas, "single_threaded_blas", counted)
-    small, large = (X[:1], X[:7], X), np.tile(X, (9, 1))
-    assert log_prob_work(X, 4) <= _blas.SERIAL_BLAS_WORK < log_prob_work(large, 4)
-    free = [_predictions(model, rows) for rows in small]
+    batches = (narrow[:1], narrow[:7], np.tile(narrow, (9, 1)))
+    free = [_predictions(small, rows) for rows in batches]
     assert not held
-    _predictions(model, large)
+    _predictions(large, wide[:1])  # one row, but each product is a whole chunk's
     assert held
     monkeypatch.setattr(_blas, "SERIAL_BLAS_WORK", -1)
-    for rows, bits in zip(small, free, strict=True):
-        _assert_same_bits(_predictions(model, rows), bits)
+    for rows, bits in zip(batches, free, strict=True):
+        _assert_same_bits(_predictions(small, rows), bits)
