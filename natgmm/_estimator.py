@@ -41,7 +41,7 @@ from ._kernels import log_prob_work
 from ._per_component import PerComponentMixin
 from ._progress import Progress, caller_level
 from ._schedules import Schedule
-from ._settings import DiagonalOnly, Settings, default_schedule, nested_default
+from ._settings import DiagonalOnly, ParamNamesOnce, Settings, default_schedule, nested_default
 from ._solver import (
     ModelState,
     Online,
@@ -171,7 +171,7 @@ def _not_converged(settings, run, levels):
     return note
 
 
-class NaturalDiagonalGMM(PerComponentMixin, ClusterMixin, BaseEstimator):
+class NaturalDiagonalGMM(PerComponentMixin, ParamNamesOnce, ClusterMixin, BaseEstimator):
     """Gaussian mixture with diagonal covariances, fitted in natural parameters.
 
     A drop-in replacement for

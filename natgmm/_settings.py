@@ -6,13 +6,33 @@ the estimator, so the steps are plain functions and the estimator is not
 written to until the fit has succeeded.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import StrOptions
 
 from ._gradient import GradientMStep
 from ._schedules import GeometricSchedule
+
+
+class ParamNamesOnce:
+    """scikit-learn's ``_get_param_names``, read from ``__init__``'s signature once per class.
+
+    scikit-learn inspects the signature at every ``get_params`` (54 us for
+    natgmm's 33 parameters), which every fit, ``partial_fit`` batch and
+    ``clone`` calls: a fifth of a 10-row ``partial_fit``.
+    """
+
+    @classmethod
+    def _get_param_names(cls):
+        return list(_param_names(cls))
+
+
+@functools.cache
+def _param_names(cls):
+    return tuple(BaseEstimator._get_param_names.__func__(cls))
 
 
 class DiagonalOnly(StrOptions):

@@ -14,7 +14,7 @@ from ._data import check_sample_weight, mean_log_prob, row_blocks, validate_rows
 from ._estimator import NaturalDiagonalGMM, criterion
 from ._interrupt import commit, input_attributes
 from ._per_component import PerComponentMixin
-from ._settings import nested_default
+from ._settings import ParamNamesOnce, nested_default
 from ._standardise import FeatureScaling, fitted_attributes, standardised_input
 from ._version import stamped, unstamped
 
@@ -23,7 +23,9 @@ from ._version import stamped, unstamped
 _BLOCK_BYTES = 2**24
 
 
-class StandardizedGMM(PerComponentMixin, ClusterMixin, MetaEstimatorMixin, BaseEstimator):
+class StandardizedGMM(
+    PerComponentMixin, ParamNamesOnce, ClusterMixin, MetaEstimatorMixin, BaseEstimator
+):
     """Diagonal Gaussian mixture fitted on standardised features.
 
     Each feature is shifted by its (weighted) mean and divided by its

@@ -1067,3 +1067,23 @@ def test_predictions_too_small_to_thread_blas_skip_the_hold_for_the_same_bits(
     monkeypatch.setattr(_blas, "SERIAL_BLAS_WORK", -1)
     for rows, bits in zip(batches, free, strict=True):
         _assert_same_bits(_predictions(small, rows), bits)
+
+
+@pytest.mark.parametrize("estimator", [NaturalDiagonalGMM, StandardizedGMM])
+def test_parameter_names_are_read_once_per_class(estimator):
+    from sklearn.base import BaseEstimator
+
+    def inspected(cls):
+        return BaseEstimator._get_param_names.__func__(cls)
+
+    class Another(estimator):
+        def __init__(self, extra=1):
+            super().__init__()
+            self.extra = extra
+
+    assert estimator._get_param_names() == inspected(estimator)
+    names = Another._get_param_names()
+    assert names == inspected(Another) == ["extra"]
+    names.append("changed")  # the caller's own list
+    assert Another._get_param_names() == ["extra"]
+    assert estimator._get_param_names() == inspected(estimator)
