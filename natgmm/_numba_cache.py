@@ -53,6 +53,8 @@ def _exclusive(path):
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
+        fd = None
+    if fd is None:  # (the save runs outside the handler: its errors have no context)
         yield
         return
     try:
