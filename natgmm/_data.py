@@ -396,13 +396,15 @@ _PLAIN_ROWS_SIZE = 65536
 def _plain_rows(estimator, X, check_params):
     """Whether ``validate_data`` would return ``X`` itself, with no error or warning.
 
-    Checked for a small C-ordered float32 or float64 ndarray with no
-    infinity, of as many features as the fitted estimator's (which has no
-    feature names), checked without refitting (``reset=False``) and with
-    NaN allowed: a prediction's usual rows. ``validate_data``'s generic
-    checks took about half of a one-row prediction (60 us); anything else
-    goes through them, for their results and their words.
+    Checked for a small C-ordered float32 or float64 ndarray of as many
+    features as the fitted estimator's (which has no feature names),
+    checked without refitting (``reset=False``), with no infinity (and no
+    NaN unless ``ensure_all_finite="allow-nan"``): a prediction's usual
+    rows. ``validate_data``'s generic checks took about half of a one-row
+    prediction (60 us); anything else goes through them, for their results
+    and their words.
     """
+    finite = check_params.get("ensure_all_finite", True)
     return (
         type(X) is np.ndarray
         and X.ndim == 2
@@ -410,13 +412,13 @@ def _plain_rows(estimator, X, check_params):
         and X.flags.c_contiguous
         and X.size <= _PLAIN_ROWS_SIZE
         and check_params.get("reset") is False
-        and check_params.get("order") == "C"
-        and check_params.get("ensure_all_finite") == "allow-nan"
+        and check_params.get("order") in (None, "C")
+        and (finite is True or finite == "allow-nan")
         and X.shape[0] >= max(1, check_params.get("ensure_min_samples", 1))
         and X.shape[1] >= 1
         and getattr(estimator, "n_features_in_", None) == X.shape[1]
         and not hasattr(estimator, "feature_names_in_")
-        and not np.isinf(X).any()
+        and bool(np.isfinite(X).all() if finite is True else not np.isinf(X).any())
     )
 
 

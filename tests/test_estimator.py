@@ -1000,7 +1000,7 @@ def test_the_quick_fitted_test_agrees_with_check_is_fitted(blobs):
 def test_few_plain_rows_skip_validate_data_only_where_it_returns_them(blobs, dtype):
     from sklearn.utils.validation import validate_data
 
-    from natgmm._data import _plain_rows
+    from natgmm._data import _plain_rows, validate_rows
 
     X = blobs[0].astype(dtype)
     model = quiet_fit(NaturalDiagonalGMM(3, random_state=0), X)
@@ -1020,8 +1020,19 @@ def test_few_plain_rows_skip_validate_data_only_where_it_returns_them(blobs, dty
     )  # fmt: skip
     for rows in other:
         assert not _plain_rows(model, rows, params)
-    for changed in ({"reset": True}, {"ensure_all_finite": True}, {"ensure_min_samples": 20}):
+    for changed in ({"reset": True}, {"order": "F"}, {"ensure_all_finite": False}):
         assert not _plain_rows(model, X[:10], {**params, **changed})
+    assert not _plain_rows(model, X[:10], {**params, "ensure_min_samples": 20})
+    # StandardizedGMM's checks: any order, and NaN refused unless its estimator takes it.
+    for finite in (True, "allow-nan"):
+        wrapper = dict(reset=False, ensure_all_finite=finite)
+        rows = X[:10].copy()
+        assert _plain_rows(model, rows, wrapper)
+        assert validate_data(model, rows, dtype=[np.float64, np.float32], **wrapper) is rows
+        assert _plain_rows(model, with_nan, wrapper) == (finite == "allow-nan")
+        assert not _plain_rows(model, with_inf, wrapper)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        validate_rows(model, with_nan, reset=False, ensure_all_finite=True)
     # Rows for a model fitted with feature names get scikit-learn's warning.
     model.feature_names_in_ = np.array(["a", "b", "c"], dtype=object)
     assert not _plain_rows(model, X[:10], params)
