@@ -904,6 +904,7 @@ def test_processes_compiling_one_kernel_at_once_leave_a_consistent_cache(tmp_pat
     env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "NUMBA_DISABLE_JIT": "0",  # compiled children, also under a pure-Python run
         "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
     }
     start = str(time.time() + 3.0)  # both children have imported numba by then
