@@ -1023,7 +1023,7 @@ def test_few_plain_rows_skip_validate_data_only_where_it_returns_them(blobs, dty
     for changed in ({"reset": True}, {"order": "F"}, {"ensure_all_finite": False}):
         assert not _plain_rows(model, X[:10], {**params, **changed})
     assert not _plain_rows(model, X[:10], {**params, "ensure_min_samples": 20})
-    # StandardizedGMM's checks: any order, and NaN refused unless its estimator takes it.
+    # StandardizedGMM's checks: no order asked, and NaN refused unless its estimator takes it.
     for finite in (True, "allow-nan"):
         wrapper = dict(reset=False, ensure_all_finite=finite)
         rows = X[:10].copy()
