@@ -109,6 +109,7 @@ class Settings(NamedTuple):
     learning_offset: float
     learning_decay: float
     gradient: GradientMStep | None  # the Adam M-step of solver="gradient"
+    mixed_precision: bool = True
 
     @classmethod
     def from_estimator(cls, estimator):
@@ -161,6 +162,7 @@ class Settings(NamedTuple):
             learning_offset=e.learning_offset,
             learning_decay=e.learning_decay,
             gradient=gradient,
+            mixed_precision=bool(e.mixed_precision),
         )
 
     def n_moves(self, annealed):

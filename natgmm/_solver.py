@@ -112,7 +112,7 @@ class Run:
         self.empty = None
         self.history = {
             "lower_bound": [], "level": [], "n_active": [], "n_distinct": [], "move": [],
-            "rows": [],
+            "rows": [], "float32": [],
         }  # fmt: skip
         self.moves = []  # split-and-merge moves tried: (i, j, k, bound before, after, kept)
         self.move_round = 0  # the split-and-merge round running, 0 before them
@@ -142,10 +142,13 @@ class Run:
         """Continue from the solver state that ``sampled`` (from :meth:`on_rows`) ended with."""
         self.online, self.adam, self.empty = sampled.online, sampled.adam, sampled.empty
 
-    def record(self, lower_bound, level, n_active, relative_means):
-        """Append one iteration to the trace."""
+    def record(self, lower_bound, level, n_active, relative_means, float32):
+        """Append one iteration to the trace (``float32``: its E-step's precision)."""
         n_distinct = count_distinct(relative_means, _DISTINCT_TOL)
-        values = (lower_bound, level, n_active, n_distinct, self.move_round, self.data.shape[0])
+        values = (
+            lower_bound, level, n_active, n_distinct, self.move_round, self.data.shape[0],
+            float32 or self.data.dtype == np.float32,
+        )  # fmt: skip
         for key, value in zip(self.history, values, strict=True):
             self.history[key].append(value)
 
@@ -285,6 +288,8 @@ def em_phase(
     """
     iterate = _Iterations(settings, run, reg, beta, level, progress, float32, lower_bound)
     if not by_move:
+        if _mixed(settings, run, float32, beta):
+            iterate.mix(tol, max_iter)
         params, converged = _until(iterate, params, max_iter, lambda *_: abs(iterate.change) < tol)
     elif settings.solver == "em" and settings.annealing in _anneal.ACCELERATED:
         params, converged = _accelerated(iterate, params, reg, max_iter, _Settled(tol))
@@ -293,31 +298,113 @@ def em_phase(
     return params, iterate.lower_bound, converged
 
 
+# Bound on a float32 E-step's mean log-likelihood's rounding against
+# float64's, as a fraction of its size (doc/performance.rst, "Mixed
+# precision", has the measured rounding).
+F32_BOUND_ROUNDING = 4e-6
+
+
+def _f32_rounding(lower_bound):
+    """How far a float32 step's gain may be from float64's, at ``lower_bound``."""
+    return F32_BOUND_ROUNDING * (abs(lower_bound) + 1.0)
+
+
+def _mixed(settings, run, float32, beta):
+    """Whether an untempered phase of batch EM on float64 data starts in float32.
+
+    With ``mixed_precision``, such a phase takes its steps in float32 until
+    one's gain comes within float32's rounding of ``tol``; that step is taken
+    again in float64, and so are the steps after it, so that the step that
+    converges, or the last one allowed, is in the data's precision
+    (doc/performance.rst, "Mixed precision").
+    """
+    return (
+        settings.mixed_precision
+        and not float32
+        and beta == 1.0
+        and settings.solver == "em"
+        and run.data.dtype == np.float64
+    )
+
+
 class _Iterations:
-    """The iterations of one EM phase: each call is one, recorded in the run's trace."""
+    """The iterations of one EM phase: each call is one, recorded in the run's trace.
+
+    After :meth:`mix` (``mixed_precision``, :func:`_mixed`) the steps are
+    taken in float32 until one's gain comes within float32's rounding of
+    ``tol``, or the step is the ``max_iter``-th: that step is taken again in
+    float64, and so is every step after it. Its gain is measured from the
+    float32 bound before it; where that bound's rounding could decide
+    convergence, from the float64 bound of the same parameters (which the
+    trace then records).
+    """
 
     def __init__(self, settings, run, reg, beta, level, progress, float32, lower_bound):
         self.settings, self.run, self.reg, self.beta = settings, run, reg, beta
         self.level, self.progress, self.float32 = level, progress, float32
         self.lower_bound, self.change, self.count = lower_bound, np.nan, 0
         self.relative = _relative_scale(run)
+        self.mixed = self.tol = self.start = None  # start: the last step's parameters before it
+
+    def mix(self, tol, max_iter):
+        """Take the steps in float32 until they near convergence on ``tol`` (see above)."""
+        self.mixed, self.tol = max_iter, tol
 
     def __call__(self, params):
         """Return the parameters after one iteration from ``params``."""
         run = self.run
-        loglik, nk, params = ITERATIONS[self.settings.solver](
-            self.settings, run, params, self.reg, self.beta, self.float32
-        )
-        previous, self.count = self.lower_bound, self.count + 1
-        self.lower_bound = loglik / run.total_weight + run.standardiser.log_jacobian
-        self.change = self.lower_bound - previous
+        loglik, nk, after, float32, switched = self._step(params)
+        bound = loglik / run.total_weight + run.standardiser.log_jacobian
+        previous = self._previous_bound(bound) if switched else self.lower_bound
+        self.start, self.count = params, self.count + 1
+        self.lower_bound, self.change = bound, bound - previous
         active = (nk > self.reg.min_weight * nk.sum()) & ~run.empty
-        run.record(self.lower_bound, self.level, int(active.sum()), params.means / self.relative)
+        run.record(bound, self.level, int(active.sum()), after.means / self.relative, float32)
         self.progress.iteration(
-            len(run.history["lower_bound"]), self.lower_bound, self.change, run.empty,
+            len(run.history["lower_bound"]), bound, self.change, run.empty,
             tempered=self.beta != 1.0,
         )  # fmt: skip
-        return params
+        return after
+
+    def _step(self, params):
+        """One E- and M-step from ``params``.
+
+        Returns the log-likelihood, the weights, the parameters, whether
+        the E-step was asked for float32, and whether it is the first in
+        float64 after float32 ones.
+        """
+        run, step = self.run, ITERATIONS[self.settings.solver]
+        if self.mixed is None:
+            float32 = self.float32
+            return *step(self.settings, run, params, self.reg, self.beta, float32), float32, False
+        if self.count + 1 < self.mixed:
+            empty = run.empty
+            try:
+                loglik, nk, after = step(self.settings, run, params, self.reg, self.beta, True)
+                bound = loglik / run.total_weight + run.standardiser.log_jacobian
+                if abs(bound - self.lower_bound) >= self.tol + _f32_rounding(bound):
+                    return loglik, nk, after, True, False
+            except IllDefinedCovariance:
+                pass  # float64's step decides
+            run.empty = empty
+        self.mixed = None
+        return *step(self.settings, run, params, self.reg, self.beta, False), False, True
+
+    def _previous_bound(self, bound):
+        """Return the bound the first float64 step's gain is measured from.
+
+        The last (float32) bound, unless its rounding could put the gain on
+        the other side of ``tol``: then the float64 bound of the parameters
+        it was measured at, as float64 steps would have had.
+        """
+        previous = self.lower_bound
+        if self.start is None or abs(abs(bound - previous) - self.tol) > _f32_rounding(previous):
+            return previous
+        run = self.run
+        loglik, _ = e_step(run.data, run.standardiser, self.start, self.beta)
+        previous = loglik / run.total_weight + run.standardiser.log_jacobian
+        run.history["lower_bound"][-1] = previous
+        return previous
 
 
 class _Settled:
@@ -436,7 +523,8 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         params = enter_level(params, level, level_reg, run.standardiser, run.random_state, beta)
         params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
-            settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
+            settings.anneal_tol, progress, by_move=True,
+            float32=settings.mixed_precision and _anneal.FLOAT32_LEVELS,
         )  # fmt: skip
         n_iter = len(run.history["lower_bound"]) - first
         n_distinct = run.history["n_distinct"][-1]
@@ -614,7 +702,7 @@ def _reallocated(
     def level_em(params, bound, max_iter):
         return _trial(
             settings, run, params, bound, reg, max_iter, settings.anneal_tol, progress,
-            _anneal.FLOAT32_LEVELS, level, beta,
+            settings.mixed_precision and _anneal.FLOAT32_LEVELS, level, beta,
         )  # fmt: skip
 
     # A screen of the first iterations; the rest only if they already beat
@@ -818,7 +906,8 @@ def _try_moves(settings, run, rows, moves, starts, reg, progress):
         gains.append(gain)
         ends.append(end)
     order = sorted(range(len(moves)), key=lambda i: -gains[i])
-    n_iter, float32 = _split_merge.FINALIST_ITER, _split_merge.FLOAT32_TRIALS
+    n_iter = _split_merge.FINALIST_ITER
+    float32 = settings.mixed_precision and _split_merge.FLOAT32_TRIALS
     trials = {
         i: _trial(settings, run, ends[i], -np.inf, reg, n_iter, 0.0, progress, float32)
         for i in order[: _split_merge.N_FINALISTS]

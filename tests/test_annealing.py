@@ -22,6 +22,7 @@ from natgmm import (
     NaturalDiagonalGMM,
     _anneal,
     _kernels,
+    _solver,
     _split_merge,
 )
 from natgmm._em import Params, Regularisation
@@ -471,7 +472,9 @@ def test_levels_and_trials_compute_in_float32_and_the_rest_in_the_data_precision
     annealing, dtype, slanted_blobs, monkeypatch
 ):
     """Levels and the moves' short trials in float32; the final EM and the kept
-    move's EM in the data's precision."""
+    move's EM in the data's precision, but for their steps in float32 before
+    they near convergence (test_mixed_precision.py, left out here); with
+    ``mixed_precision=False`` every step in the data's precision."""
     X = slanted_blobs[0].astype(dtype)
     calls = []
     em_stats = _kernels.em_stats
@@ -481,8 +484,15 @@ def test_levels_and_trials_compute_in_float32_and_the_rest_in_the_data_precision
         return em_stats(X, *args)
 
     monkeypatch.setattr(_kernels, "em_stats", spy)
-    model = NaturalDiagonalGMM(4, annealing=annealing, split_merge=2, random_state=0).fit(X)
+    monkeypatch.setattr(_solver, "_mixed", lambda *args: False)
+    kwargs = dict(annealing=annealing, split_merge=2, random_state=0)
+    plain = NaturalDiagonalGMM(4, mixed_precision=False, **kwargs).fit(X)
+    assert np.array(calls).all() == (dtype == np.float32)
+    assert_array_equal(plain.history_["float32"], dtype == np.float32)
+    calls.clear()
+    model = NaturalDiagonalGMM(4, **kwargs).fit(X)
     calls = np.array(calls)
+    assert_array_equal(model.history_["float32"], calls)
     levels = np.isfinite(model.history_["level"])
     rounds = model.history_["move"]
     assert levels.any() and rounds.max() >= 1

@@ -18,7 +18,7 @@ from scipy.special import logsumexp
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
-from natgmm import NaturalDiagonalGMM
+from natgmm import NaturalDiagonalGMM, _solver
 
 
 def test_fuzzed_partial_fit_streams_are_finite_or_refused():
@@ -73,7 +73,9 @@ def test_dask_fit_over_many_chunks_equals_the_numpy_fit(dask_threads):
     weights = np.random.default_rng(0).uniform(0.0, 2.0, len(X))
     sizes = [200 + (-1) ** i * (i % 7) for i in range(19)]  # uneven
     chunks = (tuple(sizes + [4000 - sum(sizes)]),)
-    kwargs = dict(max_iter=4, tol=0.0, random_state=0, init_params="bisect")
+    # Every step in float64: float32's rounding of each chunk depends on how
+    # the rows are grouped into chunks, and Dask's group them otherwise.
+    kwargs = dict(max_iter=4, tol=0.0, random_state=0, init_params="bisect", mixed_precision=False)
     reference = quiet(NaturalDiagonalGMM(3, **kwargs).fit, X, sample_weight=weights)
     Xd = da.from_array(X, chunks=(chunks[0], (3,))).persist()
     wd = da.from_array(weights, chunks).persist()
@@ -224,8 +226,15 @@ def test_online_step_size_schedule():
         assert model.n_steps_ == t
 
 
-def test_convergence_test_on_the_mean_log_likelihood():
-    """EM stops at the first |L_i - L_(i-1)| < tol, L the mean log-likelihood."""
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_convergence_test_on_the_mean_log_likelihood(mixed_precision):
+    """EM stops at the first |L_i - L_(i-1)| < tol, L the mean log-likelihood.
+
+    With ``mixed_precision`` the steps before the last are in float32: their
+    bounds within the rounding the switch to float64 allows for
+    (``F32_BOUND_ROUNDING``), the parameters they lead to within float32's
+    (2**-24, 6e-8, a step, over a dozen steps).
+    """
     X, _ = make_blobs(300, n_features=2, centers=3, cluster_std=2.0, random_state=1)
     start = dict(
         weights_init=np.array([0.3, 0.3, 0.4]),
@@ -255,12 +264,16 @@ def test_convergence_test_on_the_mean_log_likelihood():
     stop = j + 2  # iterations run: L_1 .. L_(j+2)
     # A rule on the total log-likelihood (n times the mean) would stop later.
     assert changes[j] * len(X) > tol
-    model = NaturalDiagonalGMM(3, tol=tol, max_iter=100, reg_covar=reg, **start).fit(X)
+    fit = dict(reg_covar=reg, mixed_precision=mixed_precision, **start)
+    model = NaturalDiagonalGMM(3, tol=tol, max_iter=100, **fit).fit(X)
     assert model.converged_ and model.n_iter_ == stop
-    assert_allclose(model.lower_bounds_, bounds[:stop], rtol=1e-10)
-    assert_allclose(model.lower_bound_, bounds[stop - 1], rtol=1e-10)
-    assert_allclose(model.means_, means[stop - 1], rtol=1e-8)
+    rtol = _solver.F32_BOUND_ROUNDING if mixed_precision else 1e-10
+    assert_allclose(model.lower_bounds_, bounds[:stop], rtol=rtol)
+    assert_allclose(model.lower_bound_, bounds[stop - 1], rtol=rtol)
+    assert_allclose(model.means_, means[stop - 1], rtol=1e-5 if mixed_precision else 1e-8)
+    # The converging step in float64, those before it in float32.
+    assert_array_equal(model.history_["float32"], [mixed_precision] * (stop - 1) + [False])
     # One iteration short: not converged, with a warning.
     with pytest.warns(ConvergenceWarning):
-        short = NaturalDiagonalGMM(3, tol=tol, max_iter=stop - 1, reg_covar=reg, **start).fit(X)
+        short = NaturalDiagonalGMM(3, tol=tol, max_iter=stop - 1, **fit).fit(X)
     assert not short.converged_ and short.n_iter_ == stop - 1

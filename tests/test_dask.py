@@ -21,7 +21,7 @@ import dask.bag as db  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from conftest import assert_finite, problem  # noqa: E402
 
-from natgmm import NaturalDiagonalGMM, _anneal, _kernels, _split_merge  # noqa: E402
+from natgmm import NaturalDiagonalGMM, _kernels  # noqa: E402
 
 RTOL = 1e-10
 K = 3
@@ -92,19 +92,6 @@ def data():
     return X, weights
 
 
-@pytest.fixture
-def float64_levels_and_trials(monkeypatch):
-    """Annealing levels and moves' trials in float64: the sources then agree to summation order.
-
-    By default they compute in float32, whose rounding of each chunk of rows
-    depends on how the rows are grouped, and Dask's blocks group them
-    otherwise than the in-memory kernel
-    (``test_annealed_fit_with_float32_levels_equals_numpy_fit``).
-    """
-    monkeypatch.setattr(_anneal, "FLOAT32_LEVELS", False)
-    monkeypatch.setattr(_split_merge, "FLOAT32_TRIALS", False)
-
-
 def _start(X):
     """Explicit initial parameters, so numpy and Dask fits start alike."""
     km = KMeans(K, n_init=1, random_state=0).fit(X[:2000])
@@ -118,7 +105,18 @@ def _start(X):
 
 
 def _fit(X, sample_weight=None, **kwargs):
-    params = {"n_components": K, "max_iter": 15, "tol": 0.0, "random_state": 0, **kwargs}
+    """A fit with every step in float64 unless ``kwargs`` say otherwise.
+
+    The sources then agree to summation order. float32 steps (levels, moves'
+    trials, EM's steps before convergence: ``mixed_precision``) round each
+    chunk of rows as it is grouped, and Dask's blocks group them otherwise
+    than the in-memory kernel
+    (``test_annealed_fit_with_float32_steps_equals_numpy_fit``).
+    """
+    params = {
+        "n_components": K, "max_iter": 15, "tol": 0.0, "random_state": 0,
+        "mixed_precision": False, **kwargs,
+    }  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return NaturalDiagonalGMM(**params).fit(X, sample_weight=sample_weight)
@@ -217,10 +215,13 @@ def test_predictions_are_lazy_and_equal(client, data):
 
 
 def _assert_same_stream(X, Xd, weights):
-    """Two partial_fit blocks of ``X`` and of its Dask copy ``Xd`` give the same model."""
+    """Two partial_fit blocks of ``X`` and of its Dask copy ``Xd`` give the same model.
+
+    In float64 (the first batch's EM would take float32 steps: see :func:`_fit`).
+    """
     stream, dask_stream = (
-        NaturalDiagonalGMM(K, random_state=0),
-        NaturalDiagonalGMM(K, random_state=0),
+        NaturalDiagonalGMM(K, random_state=0, mixed_precision=False),
+        NaturalDiagonalGMM(K, random_state=0, mixed_precision=False),
     )
     for rows in (slice(0, 8000), slice(8000, 20000)):
         stream.partial_fit(X[rows], sample_weight=weights[rows])
@@ -230,7 +231,7 @@ def _assert_same_stream(X, Xd, weights):
     assert_allclose(dask_stream.covariances_, stream.covariances_, rtol=RTOL)
 
 
-def test_initialisation_annealing_and_partial_fit(client, data, float64_levels_and_trials):
+def test_initialisation_annealing_and_partial_fit(client, data):
     X, weights = data
     Xd = da.from_array(X, chunks=CHUNKS)
     # Up to INIT_ROWS rows the initialisation runs on all of them: the same
@@ -245,13 +246,15 @@ def test_initialisation_annealing_and_partial_fit(client, data, float64_levels_a
 
 
 @pytest.mark.parametrize("missing", [False, True])
-def test_annealed_fit_with_float32_levels_equals_numpy_fit(client, data, missing):
-    """Levels in float32 (the default), then the final EM in float64 to convergence.
+def test_annealed_fit_with_float32_steps_equals_numpy_fit(client, data, missing):
+    """Levels in float32 (the default), then the final EM to convergence in float64.
 
     With the default split-and-merge moves after it, whose short trials are
-    float32 too and whose kept moves run to convergence in float64.
+    float32 too and whose kept moves run to convergence in float64; and the
+    steps of the final EM and of the kept moves in float32 until they near
+    convergence (``mixed_precision``).
 
-    The levels' float32 sums differ between Dask's blocks and the in-memory
+    The float32 sums differ between Dask's blocks and the in-memory
     chunks by float32's rounding, a few 1e-7 of the parameters; EM from two
     starts that close converges to the same maximum, and ``tol=1e-12`` (of
     the lower bound) stops both within 1e-6 of it, relative, with room to
@@ -262,7 +265,10 @@ def test_annealed_fit_with_float32_levels_equals_numpy_fit(client, data, missing
     if missing:
         X = X.copy()
         X[np.random.default_rng(3).random(X.shape) < 0.3] = np.nan
-    kwargs = {"annealing": "temperature", "anneal_max_iter": 3, "max_iter": 500, "tol": 1e-12}
+    kwargs = {
+        "annealing": "temperature", "anneal_max_iter": 3, "max_iter": 500, "tol": 1e-12,
+        "mixed_precision": True,
+    }  # fmt: skip
     reference = _fit(X, weights, **kwargs)
     ours = _fit(da.from_array(X, chunks=CHUNKS), da.from_array(weights, chunks=CHUNKS[0]), **kwargs)
     assert reference.converged_ and ours.converged_
@@ -271,7 +277,7 @@ def test_annealed_fit_with_float32_levels_equals_numpy_fit(client, data, missing
     assert ours.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-12)
 
 
-def test_split_merge_equals_numpy_fit(client, data, float64_levels_and_trials):
+def test_split_merge_equals_numpy_fit(client, data):
     """Moves ranked from sums over the blocks: the same moves, bounds and model."""
     X, weights = data
     kwargs = {"split_merge": 2, "tol": 1e-3, "max_iter": 100, **_start(X)}
@@ -293,7 +299,7 @@ def test_annealing_on_a_subsample_equals_numpy_fit(client, data):
     _assert_same_model(ours, reference)
 
 
-def test_missing_entries_equal_numpy_fit(client, data, float64_levels_and_trials):
+def test_missing_entries_equal_numpy_fit(client, data):
     """NaN entries (30%, and a row with none observed): the Dask fit equals the in-memory one.
 
     The default start (k-means by partial distances on all rows), the
@@ -598,9 +604,10 @@ def test_a_block_that_never_observes_a_feature(monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 2))
     X[:100, 1] = np.nan
+    kwargs = dict(random_state=0, mixed_precision=False)  # see _fit
     with dask.config.set(scheduler="synchronous"):
-        lazy = NaturalDiagonalGMM(2, random_state=0).fit(da.from_array(X, chunks=(100, 2)))
-    eager = NaturalDiagonalGMM(2, random_state=0).fit(X)
+        lazy = NaturalDiagonalGMM(2, **kwargs).fit(da.from_array(X, chunks=(100, 2)))
+    eager = NaturalDiagonalGMM(2, **kwargs).fit(X)
     assert_allclose(lazy.means_, eager.means_, rtol=1e-10)
     assert_allclose(lazy.covariances_, eager.covariances_, rtol=1e-10)
 
