@@ -286,9 +286,11 @@ def em_phase(
     bound and whether the rule stopped the phase; the iterations are
     recorded in ``run``.
     """
+    pays = _float32_pays(settings, run)
+    float32 = float32 and pays
     iterate = _Iterations(settings, run, reg, beta, level, progress, float32, lower_bound)
     if not by_move:
-        if _mixed(settings, run, float32, beta):
+        if pays and _mixed(settings, run, float32, beta):
             iterate.mix(tol, max_iter)
         params, converged = _until(iterate, params, max_iter, lambda *_: abs(iterate.change) < tol)
     elif settings.solver == "em" and settings.annealing in _anneal.ACCELERATED:
@@ -299,14 +301,30 @@ def em_phase(
 
 
 # Bound on a float32 E-step's mean log-likelihood's rounding against
-# float64's, as a fraction of its size (doc/performance.rst, "Mixed
-# precision", has the measured rounding).
+# float64's, as a fraction of its size in internal units (doc/performance.rst,
+# "Mixed precision", has the measured rounding).
 F32_BOUND_ROUNDING = 4e-6
 
 
-def _f32_rounding(lower_bound):
-    """How far a float32 step's gain may be from float64's, at ``lower_bound``."""
-    return F32_BOUND_ROUNDING * (abs(lower_bound) + 1.0)
+# The float32 path pays from about this many multiply-adds a pass (rows x
+# features x components): below, its fixed cost (operands, weights, chunk
+# set-up, about 25 us) outweighs its cheaper products, and levels, trials and
+# EM's steps stay in the data's precision. Measured by
+# benchmarks/study/f32_cross.py: float32 at 1.2 to 1.7 times float64's time
+# per pass below 150 000, 0.9 to 1.0 about 500 000, 0.64 to 0.92 at 2 to 2.4
+# million; default fits below it were 3 to 19 % slower in float32.
+F32_MIN_WORK = 2_000_000
+
+
+def _float32_pays(settings, run):
+    """Whether a pass over ``run``'s rows is large enough for the float32 path to pay."""
+    n_rows, n_features = run.data.shape
+    return n_rows * n_features * settings.n_components >= F32_MIN_WORK
+
+
+def _f32_rounding(lower_bound, run):
+    """How far a float32 step's bound may be from float64's, at ``lower_bound`` (user units)."""
+    return F32_BOUND_ROUNDING * (abs(lower_bound - run.standardiser.log_jacobian) + 1.0)
 
 
 def _mixed(settings, run, float32, beta):
@@ -382,7 +400,7 @@ class _Iterations:
             try:
                 loglik, nk, after = step(self.settings, run, params, self.reg, self.beta, True)
                 bound = loglik / run.total_weight + run.standardiser.log_jacobian
-                if abs(bound - self.lower_bound) >= self.tol + _f32_rounding(bound):
+                if abs(bound - self.lower_bound) >= self.tol + _f32_rounding(bound, run):
                     return loglik, nk, after, True, False
             except IllDefinedCovariance:
                 pass  # float64's step decides
@@ -397,10 +415,10 @@ class _Iterations:
         the other side of ``tol``: then the float64 bound of the parameters
         it was measured at, as float64 steps would have had.
         """
-        previous = self.lower_bound
-        if self.start is None or abs(abs(bound - previous) - self.tol) > _f32_rounding(previous):
+        previous, run = self.lower_bound, self.run
+        margin = abs(abs(bound - previous) - self.tol)
+        if self.start is None or margin > _f32_rounding(previous, run):
             return previous
-        run = self.run
         loglik, _ = e_step(run.data, run.standardiser, self.start, self.beta)
         previous = loglik / run.total_weight + run.standardiser.log_jacobian
         run.history["lower_bound"][-1] = previous

@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
-from natgmm import _threading
+from natgmm import _solver, _threading
 
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "eta1_", "eta2_")
 
@@ -31,6 +31,17 @@ def parallel_kernels_for_any_work(monkeypatch):
     checks the limit itself.
     """
     monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", 0)
+
+
+@pytest.fixture(autouse=True)
+def float32_steps_for_any_work(monkeypatch):
+    """float32 steps (levels, trials, ``mixed_precision``) however small the test's data.
+
+    Outside the tests a pass with little work stays in the data's precision
+    (``_solver.F32_MIN_WORK``), as for threads above; tests/test_mixed_precision.py
+    checks the limit itself.
+    """
+    monkeypatch.setattr(_solver, "F32_MIN_WORK", 0)
 
 
 def quiet(fit, *args, **kwargs):

@@ -141,3 +141,17 @@ def test_float32_data_and_other_solvers(overlapping):
     for solver in ("minibatch", "gradient"):
         model = quiet_fit(NaturalDiagonalGMM(8, solver=solver, **kwargs), overlapping)
         assert _precisions(model) == "ddddd"
+
+
+def test_small_passes_stay_in_the_data_precision(overlapping, monkeypatch):
+    """Below F32_MIN_WORK multiply-adds a pass, no step is float32: the same fit, bit for bit."""
+    monkeypatch.setattr(_solver, "F32_MIN_WORK", overlapping.size * 8 + 1)
+    kwargs = dict(random_state=0, annealing="temperature", split_merge=1)
+    small = NaturalDiagonalGMM(8, **kwargs).fit(overlapping)
+    full = NaturalDiagonalGMM(8, mixed_precision=False, **kwargs).fit(overlapping)
+    assert _precisions(small) == "d" * small.n_iter_
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        assert_array_equal(getattr(small, name), getattr(full, name))
+    monkeypatch.setattr(_solver, "F32_MIN_WORK", overlapping.size * 8)
+    at_limit = NaturalDiagonalGMM(8, **kwargs).fit(overlapping)
+    assert at_limit.history_["float32"][np.isfinite(at_limit.history_["level"])].all()
