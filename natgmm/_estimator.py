@@ -351,18 +351,18 @@ default=None
     mixed_precision : bool, default=True
         Take E-steps in float32 (the log-density products and the soft-max;
         sums and log-likelihood stay float64) where ``X``'s precision is not
-        needed. For float64 ``X`` with ``solver="em"``: each EM run's steps
-        until one's gain comes within float32's rounding (``4e-6`` of the
-        mean log-likelihood) of ``tol``; that step is taken again in float64,
-        and so is every step after it and the ``max_iter``-th, so the step
-        that converges is float64's. Also the annealing levels' steps and
-        the split-and-merge moves' trials. A default fit then ends at the
-        same log-likelihood to about ``1e-9`` relative and in the same number
-        of iterations as with False, in about 0.7 to 0.8 of the time on
-        60 000 rows (the user guide's performance page, "Mixed precision").
-        False computes every step in ``X``'s precision: from the same start,
-        scikit-learn's iterates to float64's rounding. float32 ``X`` is
-        computed in float32 either way.
+        needed and the pass is large enough to gain (rows x features x
+        components of at least 2 million). For float64 ``X`` with
+        ``solver="em"``: each EM run's steps until one's gain comes within
+        float32's rounding of ``tol``; that step is taken again in float64,
+        and so is every step after it and the ``max_iter``-th, so that the
+        step that converges is float64's. Also the annealing levels' steps
+        and the split-and-merge moves' trials. A default fit then ends after
+        the same iterations, at the same log-likelihood to about ``1e-9``
+        relative, in 0.7 to 0.9 of the time on 60 000 rows (the user guide's
+        performance page, "Mixed precision"). False computes every step in
+        ``X``'s precision: from the same start, scikit-learn's iterates to
+        float64's rounding. float32 ``X`` is computed in float32 either way.
     annealing : {"floor", "fixed", "temperature"} or None, default=None
         Deterministic annealing, an outer loop over the levels of
         ``schedule``, from the pooled solution (every component at the data's
