@@ -569,8 +569,8 @@ default=None
         iteration belongs to, counting from 1: see ``split_merge``) and
         "rows" (the rows the iteration went over: all of them,
         ``anneal_subsample``'s, or a split-and-merge round's sample) and
-        "float32" (whether its E-step was set to compute in float32: float32 ``X``, or
-        a step of ``mixed_precision``).
+        "float32" (whether its E-step was set to compute in float32: float32
+        ``X``, or a step of ``mixed_precision``).
     critical_value_ : float
         With ``annealing``: the largest eigenvalue of the data's weighted
         correlation matrix. With all variances above this many times their
