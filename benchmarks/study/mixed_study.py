@@ -1,0 +1,84 @@
+"""``mixed_precision`` against float64 EM and scikit-learn: default fits of the benchmarks' sets.
+
+For every data set of ``datasets.SPLITS`` (or those named on the command
+line), K in {10, 20, 50} where the set has at least ten rows per component,
+and seeds 0 to 2: iterations of scikit-learn's
+``GaussianMixture(covariance_type="diag")``, natgmm with
+``mixed_precision=False`` and natgmm by default; their final lower bounds
+relative to scikit-learn's; and the largest difference of a float32 E-step's
+mean log-likelihood from float64's at the same parameters over the float64
+fit, relative to it in internal units (what ``_solver.F32_BOUND_ROUNDING``
+bounds). Run from the repository root: ``python benchmarks/study/mixed_study.py``
+(about five minutes on 2 cores).
+"""
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import datasets  # noqa: E402
+
+from natgmm import NaturalDiagonalGMM, _solver  # noqa: E402
+
+BATCH = _solver.ITERATIONS["em"]
+
+
+def rounding(X, n_components, seed):
+    """Largest relative float32 rounding of the bound over a float64 fit of ``X``."""
+    pairs = []
+
+    def both(settings, run, params, reg, beta, float32=False):
+        if beta == 1.0 and run.data.dtype == np.float64:
+            bounds = [BATCH(settings, run, params, reg, beta, f)[0] for f in (True, False)]
+            pairs.append(bounds)
+        return BATCH(settings, run, params, reg, beta, float32)
+
+    _solver.ITERATIONS["em"] = both
+    try:
+        NaturalDiagonalGMM(n_components, random_state=seed, mixed_precision=False).fit(X)
+    finally:
+        _solver.ITERATIONS["em"] = BATCH
+    f32, f64 = np.array(pairs).T
+    return float(np.max(np.abs(f32 - f64) / np.abs(f64)))
+
+
+def main(names):
+    warnings.simplefilter("ignore")
+    for name in names:
+        X = datasets.split(name).X_train
+        for n_components in (10, 20, 50):
+            if n_components > len(X) // 10:
+                continue
+            for seed in (0, 1, 2):
+                theirs = GaussianMixture(n_components, covariance_type="diag", random_state=seed)
+                theirs.fit(X)
+                fits = {}
+                for mixed in (False, True):
+                    model = NaturalDiagonalGMM(
+                        n_components, random_state=seed, mixed_precision=mixed
+                    )
+                    start = time.perf_counter()
+                    model.fit(X)
+                    fits[mixed] = (model, time.perf_counter() - start)
+                (full, t_full), (mixed, t_mixed) = fits[False], fits[True]
+
+                def relative(model, reference=theirs):
+                    return abs(model.lower_bound_ / reference.lower_bound_ - 1)
+
+                print(
+                    f"{name:22s} K={n_components:2d} seed={seed} iterations sklearn "
+                    f"{theirs.n_iter_:3d} float64 {full.n_iter_:3d} mixed {mixed.n_iter_:3d} | "
+                    f"bound against sklearn's: mixed {relative(mixed):.1e} float64 "
+                    f"{relative(full):.1e} | float32 rounding "
+                    f"{rounding(X, n_components, seed):.1e} | s {t_full:.3f} {t_mixed:.3f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or list(datasets.SPLITS))
