@@ -138,6 +138,10 @@ class Run:
         bounds = self.history["lower_bound"]
         return [bound for bound, kept in zip(bounds, self.kept(), strict=True) if kept]
 
+    def mean_bound(self, loglik):
+        """Return the lower bound (mean log-likelihood, user units) of a pass's ``loglik``."""
+        return loglik / self.total_weight + self.standardiser.log_jacobian
+
     def take_state(self, sampled):
         """Continue from the solver state that ``sampled`` (from :meth:`on_rows`) ended with."""
         self.online, self.adam, self.empty = sampled.online, sampled.adam, sampled.empty
@@ -372,7 +376,7 @@ class _Iterations:
         """Return the parameters after one iteration from ``params``."""
         run = self.run
         loglik, nk, after, float32, switched = self._step(params)
-        bound = loglik / run.total_weight + run.standardiser.log_jacobian
+        bound = run.mean_bound(loglik)
         previous = self._previous_bound(bound) if switched else self.lower_bound
         self.start, self.count = params, self.count + 1
         self.lower_bound, self.change = bound, bound - previous
@@ -399,7 +403,7 @@ class _Iterations:
             empty = run.empty
             try:
                 loglik, nk, after = step(self.settings, run, params, self.reg, self.beta, True)
-                bound = loglik / run.total_weight + run.standardiser.log_jacobian
+                bound = run.mean_bound(loglik)
                 if abs(bound - self.lower_bound) >= self.tol + _f32_rounding(bound, run):
                     return loglik, nk, after, True, False
             except IllDefinedCovariance:
@@ -420,7 +424,7 @@ class _Iterations:
         if self.start is None or margin > _f32_rounding(previous, run):
             return previous
         loglik, _ = e_step(run.data, run.standardiser, self.start, self.beta)
-        previous = loglik / run.total_weight + run.standardiser.log_jacobian
+        previous = run.mean_bound(loglik)
         run.history["lower_bound"][-1] = previous
         return previous
 
