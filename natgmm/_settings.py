@@ -109,7 +109,7 @@ class Settings(NamedTuple):
     learning_offset: float
     learning_decay: float
     gradient: GradientMStep | None  # the Adam M-step of solver="gradient"
-    mixed_precision: bool = True
+    mixed_precision: bool
 
     @classmethod
     def from_estimator(cls, estimator):

@@ -286,11 +286,14 @@ def em_phase(
     (:class:`_Settled`), and with ``solver="em"`` the steps of the modes in
     ``_anneal.ACCELERATED`` are accelerated (:func:`_accelerated`). With
     ``float32`` the E-steps compute in float32 (see
-    :func:`~natgmm._em.e_step`). Returns the parameters, the last lower
+    :func:`~natgmm._em.e_step`), and otherwise an untempered phase of batch
+    EM on float64 data takes mixed steps (:func:`_mixed`): both only with
+    ``mixed_precision`` and passes large enough to gain
+    (:func:`_float32_pays`). Returns the parameters, the last lower
     bound and whether the rule stopped the phase; the iterations are
     recorded in ``run``.
     """
-    pays = _float32_pays(settings, run)
+    pays = settings.mixed_precision and _float32_pays(settings, run)
     float32 = float32 and pays
     iterate = _Iterations(settings, run, reg, beta, level, progress, float32, lower_bound)
     if not by_move:
@@ -340,13 +343,7 @@ def _mixed(settings, run, float32, beta):
     converges, or the last one allowed, is in the data's precision
     (doc/performance.rst, "Mixed precision").
     """
-    return (
-        settings.mixed_precision
-        and not float32
-        and beta == 1.0
-        and settings.solver == "em"
-        and run.data.dtype == np.float64
-    )
+    return not float32 and beta == 1.0 and settings.solver == "em" and run.data.dtype == np.float64
 
 
 class _Iterations:
@@ -545,8 +542,7 @@ def _annealed_fit(settings, run, params, lower_bound, reg, levels, progress):
         params = enter_level(params, level, level_reg, run.standardiser, run.random_state, beta)
         params, lower_bound, settled = em_phase(
             settings, run, params, lower_bound, level_reg, settings.anneal_max_iter, beta, level,
-            settings.anneal_tol, progress, by_move=True,
-            float32=settings.mixed_precision and _anneal.FLOAT32_LEVELS,
+            settings.anneal_tol, progress, by_move=True, float32=_anneal.FLOAT32_LEVELS,
         )  # fmt: skip
         n_iter = len(run.history["lower_bound"]) - first
         n_distinct = run.history["n_distinct"][-1]
@@ -724,7 +720,7 @@ def _reallocated(
     def level_em(params, bound, max_iter):
         return _trial(
             settings, run, params, bound, reg, max_iter, settings.anneal_tol, progress,
-            settings.mixed_precision and _anneal.FLOAT32_LEVELS, level, beta,
+            _anneal.FLOAT32_LEVELS, level, beta,
         )  # fmt: skip
 
     # A screen of the first iterations; the rest only if they already beat
@@ -928,8 +924,7 @@ def _try_moves(settings, run, rows, moves, starts, reg, progress):
         gains.append(gain)
         ends.append(end)
     order = sorted(range(len(moves)), key=lambda i: -gains[i])
-    n_iter = _split_merge.FINALIST_ITER
-    float32 = settings.mixed_precision and _split_merge.FLOAT32_TRIALS
+    n_iter, float32 = _split_merge.FINALIST_ITER, _split_merge.FLOAT32_TRIALS
     trials = {
         i: _trial(settings, run, ends[i], -np.inf, reg, n_iter, 0.0, progress, float32)
         for i in order[: _split_merge.N_FINALISTS]
