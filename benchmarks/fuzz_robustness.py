@@ -23,6 +23,11 @@ Three runs:
   each array;
 - ``estimator``: ``NaturalDiagonalGMM`` with every solver and annealing mode,
   six fits per array (the issue's 6000 fits for 1000 arrays);
+- ``mixed`` (not run unless asked): the default fit and the annealed ones
+  with float32 steps at any size (``_solver.F32_MIN_WORK = 0``: the arrays
+  are far below the size rule), each also with ``mixed_precision=False``:
+  a fit that fails where float64's is finite is a finding (``WORSE``), as
+  is a non-finite one; one finite where float64's failed is tallied;
 - ``dask`` (not run unless asked): the default fit and a ``partial_fit``
   stream on each array as a Dask array (rows in three chunks, cut at
   random), each also on the numpy array: an outcome of another kind than
@@ -36,6 +41,7 @@ kernels), the ``wrapper`` run 0.5 s once they were cached. ``--runs dask`` needs
     python benchmarks/fuzz_robustness.py               # 1000 arrays each
     python benchmarks/fuzz_robustness.py --n 200 --runs wrapper stream
     python benchmarks/fuzz_robustness.py --n 200 --runs dask
+    python benchmarks/fuzz_robustness.py --n 200 --runs mixed
     python benchmarks/fuzz_robustness.py --n 200 --holes 0.2   # missing entries too
 """
 
@@ -51,7 +57,7 @@ import datasets  # noqa: E402
 from cli import check, optional  # noqa: E402
 from cli import parser as cli_parser  # noqa: E402
 
-from natgmm import NaturalDiagonalGMM, StandardizedGMM  # noqa: E402
+from natgmm import NaturalDiagonalGMM, StandardizedGMM, _solver  # noqa: E402
 
 PARAMETERS = (
     "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "eta1_", "eta2_",
@@ -162,7 +168,38 @@ def _dask(seed):
             yield name, seed, f"OTHER OUTCOME than numpy's ({reference[:30]}): {outcome[:30]}"
 
 
-RUNS = {"wrapper": _wrapper, "stream": _stream, "estimator": _estimator, "dask": _dask}
+# The configurations whose steps mixed_precision changes (batch EM's, the levels' and trials').
+MIXED_CONFIGURATIONS = ("em", "annealing=floor", "annealing=fixed", "annealing=temperature")
+
+
+def _mixed(seed):
+    X, sw, k = _problem(seed)
+    size_rule = _solver.F32_MIN_WORK
+    _solver.F32_MIN_WORK = 0  # float32 steps however small the array
+    try:
+        for name in MIXED_CONFIGURATIONS:
+            outcomes = {}
+            for mixed in (True, False):
+                model = NaturalDiagonalGMM(
+                    k, random_state=0, max_iter=20, n_jobs=1, mixed_precision=mixed,
+                    **ESTIMATOR_CONFIGURATIONS[name],
+                )  # fmt: skip
+                outcomes[mixed] = _outcome(lambda m=model: m.fit(X, sample_weight=sw), X)
+            reference, outcome = outcomes[False], outcomes[True]
+            if reference == "finite" and outcome != "finite":
+                outcome = f"WORSE than float64's finite fit: {outcome[:40]}"
+            elif outcome == "finite" and reference != "finite":
+                # Another path (float32 levels) that avoided float64's failure.
+                outcome = f"finite where float64's failed: {reference[:40]}"
+            yield f"mixed {name}", seed, outcome
+    finally:
+        _solver.F32_MIN_WORK = size_rule
+
+
+RUNS = {
+    "wrapper": _wrapper, "stream": _stream, "estimator": _estimator, "mixed": _mixed,
+    "dask": _dask,
+}  # fmt: skip
 
 
 def main(argv=None):
@@ -205,7 +242,8 @@ def main(argv=None):
             for name, seed_, outcome in RUNS[run](seed):
                 kind = outcome.split(":")[0]
                 outcomes[outcome] += 1
-                if kind not in ("finite", "ValueError"):  # NON-FINITE, MISLEADING, other
+                # NON-FINITE, MISLEADING, WORSE, other ("finite where ..." is not one)
+                if kind not in ("finite", "ValueError") and not kind.startswith("finite "):
                     bad[name] += 1
                     dtypes[X.dtype.name] += 1
                     examples.setdefault(outcome, seed_)
