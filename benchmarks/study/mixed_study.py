@@ -8,8 +8,9 @@ and seeds 0 to 2: iterations of scikit-learn's
 relative to scikit-learn's; and the largest difference of a float32 E-step's
 mean log-likelihood from float64's at the same parameters over the float64
 fit, relative to it in internal units (what ``_solver.F32_BOUND_ROUNDING``
-bounds). Run from the repository root: ``python benchmarks/study/mixed_study.py``
-(about five minutes on 2 cores).
+bounds), and the largest change of that difference from one step to the
+next (the rounding of a float32 gain). Run from the repository root:
+``python benchmarks/study/mixed_study.py`` (about five minutes on 2 cores).
 """
 
 import sys
@@ -29,7 +30,11 @@ BATCH = _solver.ITERATIONS["em"]
 
 
 def rounding(X, n_components, seed):
-    """Largest relative float32 rounding of the bound over a float64 fit of ``X``."""
+    """Largest relative float32 rounding of the bound over a float64 fit of ``X``, and of a gain.
+
+    The second is the largest change of the rounding between consecutive
+    steps: what a float32 gain is off by.
+    """
     pairs = []
 
     def both(settings, run, params, reg, beta, float32=False):
@@ -44,7 +49,9 @@ def rounding(X, n_components, seed):
     finally:
         _solver.ITERATIONS["em"] = BATCH
     f32, f64 = np.array(pairs).T
-    return float(np.max(np.abs(f32 - f64) / np.abs(f64)))
+    error = f32 - f64
+    gain_error = np.abs(np.diff(error)) / np.abs(f64[1:]) if len(error) > 1 else np.zeros(1)
+    return float(np.max(np.abs(error) / np.abs(f64))), float(np.max(gain_error))
 
 
 def main(names):
@@ -70,12 +77,13 @@ def main(names):
                 def relative(model, reference=theirs):
                     return abs(model.lower_bound_ / reference.lower_bound_ - 1)
 
+                bound_rounding, gain_rounding = rounding(X, n_components, seed)
                 print(
                     f"{name:22s} K={n_components:2d} seed={seed} iterations sklearn "
                     f"{theirs.n_iter_:3d} float64 {full.n_iter_:3d} mixed {mixed.n_iter_:3d} | "
                     f"bound against sklearn's: mixed {relative(mixed):.1e} float64 "
-                    f"{relative(full):.1e} | float32 rounding "
-                    f"{rounding(X, n_components, seed):.1e} | s {t_full:.3f} {t_mixed:.3f}",
+                    f"{relative(full):.1e} | float32 rounding {bound_rounding:.1e}, of a gain "
+                    f"{gain_rounding:.1e} | s {t_full:.3f} {t_mixed:.3f}",
                     flush=True,
                 )
 
