@@ -15,7 +15,7 @@ sample weights. An outcome is one of
   on the training rows (a bug);
 - any other exception type (a bug).
 
-Three runs:
+The runs:
 
 - ``wrapper``: ``StandardizedGMM(NaturalDiagonalGMM(K))`` on each array (the
   issue's bar: 0 NON-FINITE over 1000 arrays);

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import quiet_fit
+from conftest import assert_clear_value_error, assert_finite, problem, quiet_fit
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 from sklearn.mixture import GaussianMixture
@@ -155,3 +155,41 @@ def test_small_passes_stay_in_the_data_precision(overlapping, monkeypatch):
     monkeypatch.setattr(_solver, "F32_MIN_WORK", overlapping.size * 8)
     at_limit = NaturalDiagonalGMM(8, **kwargs).fit(overlapping)
     assert at_limit.history_["float32"][np.isfinite(at_limit.history_["level"])].all()
+
+
+def _outcome(model, X, weights):
+    """ "finite", "ValueError" (a clear refusal) or "NON-FINITE: ..." for ``model.fit``."""
+    try:
+        with np.errstate(all="ignore"):
+            quiet_fit(model, X, sample_weight=weights)
+    except ValueError as error:
+        assert_clear_value_error(error, X)
+        return "ValueError"
+    try:
+        assert_finite(model)
+    except AssertionError as error:
+        return f"NON-FINITE: {str(error)[:80]}"
+    return "finite"
+
+
+@pytest.mark.parametrize("annealing", [None, "temperature"])
+def test_float32_steps_fail_only_where_float64_fails(annealing):
+    """30 hostile arrays: finite wherever ``mixed_precision=False`` is finite, never non-finite.
+
+    The float32 steps run on these small arrays as on large ones (conftest).
+    ``fuzz_robustness.py --runs mixed`` runs the same on 3000 arrays.
+    """
+    rng = np.random.default_rng(29)
+    settings = dict(random_state=0, max_iter=20, n_jobs=1, annealing=annealing, anneal_max_iter=3)
+    findings, n_finite = [], 0
+    for i in range(30):
+        X, weights, k = problem(rng)
+        kinds = {
+            mixed: _outcome(NaturalDiagonalGMM(k, mixed_precision=mixed, **settings), X, weights)
+            for mixed in (True, False)
+        }
+        n_finite += kinds[True] == "finite"
+        if kinds[True] not in ("finite", "ValueError") or kinds[False] == "finite" != kinds[True]:
+            findings.append((i, X.dtype.name, kinds))
+    assert not findings, findings
+    assert n_finite >= 10, "too few fits ran to the end to test anything"
