@@ -538,7 +538,9 @@ class ArrayData:
         """
         if positive and self.sw.shape[0] and not np.all(self.sw > 0):
             return positive_extremes(self.X, self.sw)
-        return _kernels.extremes(self.X, n_blocks(self.shape[0]), self.parallel)
+        if self.missing:
+            return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
+        return self.X.max(axis=0), self.X.min(axis=0)
 
     def fit_rows(self, standardiser):
         """Return the rows a fit runs on: all, but rows of weight zero too far out.

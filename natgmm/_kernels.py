@@ -818,51 +818,6 @@ def label_stats(X, sample_weight, shift, scale, labels, ref, n_blocks, parallel)
     return _sum_blocks(per_block)
 
 
-def _extremes_impl(X, n_blocks, first, last):
-    n_samples, n_features = X.shape
-    block = (n_samples + n_blocks - 1) // n_blocks
-    high = np.empty((n_blocks, n_features), dtype=X.dtype)
-    low = np.empty((n_blocks, n_features), dtype=X.dtype)
-    seen = np.empty((n_blocks, n_features), dtype=np.int64)
-    for b in range(first, last):
-        hi, lo, count = high[b], low[b], seen[b]
-        hi[:], lo[:], count[:] = -np.inf, np.inf, 0
-        # A loop over the features within a row (C order: contiguous), with
-        # selects and no branch, so that it vectorises; NaN never compares
-        # greater or smaller, and the count says whether a feature had a value.
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            x = X[i]
-            for j in range(n_features):
-                v = x[j]
-                hi[j] = v if v > hi[j] else hi[j]
-                lo[j] = v if v < lo[j] else lo[j]
-                count[j] += v == v
-    return high, low, seen
-
-
-_extremes_kernel = _Blockwise(_extremes_impl)
-
-
-@keyboard_interrupts()
-def extremes(X, n_blocks, parallel):
-    """Each feature's largest and smallest value, NaN ignored; NaN for a feature of NaN only.
-
-    ``np.fmax.reduce(X, axis=0)`` and ``np.fmin.reduce(X, axis=0)`` (the
-    same values, in ``X``'s dtype) in one pass over the rows, a row at a
-    time: numpy's reductions along the first axis took four times as long
-    as a pass over the data each.
-    """
-    X = _read_only(X)
-    kernel = _extremes_kernel.runner(use_threads(parallel, X.size))
-    high, low, seen = kernel(X, n_blocks)
-    observed = seen.sum(axis=0) > 0
-    none = np.array(np.nan, dtype=X.dtype)
-    return (
-        np.where(observed, high.max(axis=0), none),
-        np.where(observed, low.min(axis=0), none),
-    )
-
-
 def _log_prob_impl(
     X, shift, scale, W, centred, out_log_prob, labels, resp, n_groups, first, last
 ):  # fmt: skip

@@ -945,26 +945,3 @@ def test_a_save_goes_on_where_no_lock_can_be_taken(tmp_path, monkeypatch):
     with _numba_cache._exclusive(str(tmp_path / "f.nbi.lock")):
         entered.append("no lock")
     assert entered == ["no lock file", "no lock"]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("n_blocks", [1, 3, 64])
-def test_extremes_are_numpys_fmax_and_fmin(dtype, parallel, n_blocks):
-    """NaN ignored, a feature of NaN only gives NaN, infinities kept, ``X``'s dtype."""
-    rng = np.random.default_rng(5)
-    X = (rng.normal(size=(500, 7)) * 10.0 ** rng.integers(-30, 30, size=7)).astype(dtype)
-    X[rng.random(X.shape) < 0.2] = np.nan
-    X[:, 2] = np.nan  # no value at all
-    X[7, 3], X[400, 4], X[:, 5] = np.inf, -np.inf, -np.inf
-    X[0, 6] = X[499, 6] = np.nan  # first and last rows
-    high, low = _kernels.extremes(X, n_blocks, parallel)
-    assert high.dtype == low.dtype == dtype
-    assert_array_equal(high, np.fmax.reduce(X, axis=0))
-    assert_array_equal(low, np.fmin.reduce(X, axis=0))
-    # Without NaN, numpy's max and min; and a read-only array as any other.
-    finite = np.nan_to_num(X, nan=1.5)
-    finite.flags.writeable = False
-    high, low = _kernels.extremes(finite, n_blocks, parallel)
-    assert_array_equal(high, finite.max(axis=0))
-    assert_array_equal(low, finite.min(axis=0))
