@@ -156,11 +156,19 @@ class _SingleThreadedBlas:
         someone else (a user's ``threadpool_limits`` ending on another
         thread): theirs stands, as putting back the count seen at the start
         would leave their limit in place for good.
+
+        Read once: a release tied to a frame can run inside this one (the
+        lock is re-entrant) and restore first; what is left is then
+        restored already, or, from the values read, put back again (the
+        same counts).
         """
-        for lib, n_threads in self._original:
+        original, shared = self._original, self._shared
+        if original is None:
+            return
+        for lib, n_threads in original:
             if lib.num_threads == 1:
                 lib.set_num_threads(n_threads)  # ignored by OpenBLAS off the main thread
-        for setter, n_threads in reversed(self._shared):
+        for setter, n_threads in reversed(shared):
             now = setter(n_threads)  # applies from any thread
             if now != 1:  # put back by set_num_threads above, or by someone else
                 setter(now)

@@ -213,6 +213,47 @@ def test_a_hold_limits_blas_on_other_threads_too():
     assert result.stdout.split()[-3:] == ["True"] * 3
 
 
+def test_a_release_run_inside_another_restores_once():
+    """A release that runs inside another one's (a hold's frame freed there) restores once.
+
+    A hold interrupted on its ``finally``'s line is released when its frame
+    goes, which can be at any line of this thread, the other release's
+    own (its lock is re-entrant). Here a stale token's release runs just
+    before the last hold's release restores the limits: it restores them,
+    and the outer release then finds nothing left to restore (it raised
+    ``TypeError`` iterating the recorded limits, None by then).
+    """
+    code = textwrap.dedent(
+        """
+        import inspect, sys
+        from natgmm import _blas
+        from natgmm._blas import blas_controller, single_threaded_blas as hold
+        def counts():
+            libraries = blas_controller().select(user_api="blas").lib_controllers
+            return [lib.num_threads for lib in libraries]
+        lines, first = inspect.getsourcelines(type(hold)._leave)
+        target = first + next(i for i, text in enumerate(lines) if "self._restore()" in text)
+        nested = []
+        def local(frame, event, arg):
+            if event == "line" and frame.f_lineno == target and not nested:
+                nested.append(True)
+                hold._leave(object())  # a stale token's release, from a finalizer
+            return local
+        def tracer(frame, event, arg):
+            return local if frame.f_code is type(hold)._leave.__code__ else None
+        original = counts()
+        with hold():
+            held = counts()
+            sys.settrace(tracer)
+        sys.settrace(None)
+        print(bool(nested), set(held) == {1}, counts() == original, hold._original is None)
+        """
+    )
+    result = run_python(code, OPENBLAS_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-4:] == ["True"] * 4
+
+
 @pytest.mark.parametrize("main_first", [False, True])
 def test_holds_overlapping_on_two_threads_keep_and_restore_the_limit(main_first):
     """A in, B in, A out, B out: B still at one thread, and the count restored after.
