@@ -42,7 +42,10 @@ def keyboard_interrupts():
         interrupt = _interrupt_in(error)
         if interrupt is None:
             raise
-        raise interrupt.with_traceback(error.__traceback__) from None
+        try:
+            raise interrupt.with_traceback(error.__traceback__) from None
+        finally:
+            interrupt = None  # no cycle through this frame (see uninterrupted)
 
 
 def uninterrupted(func, *args):
@@ -60,7 +63,14 @@ def uninterrupted(func, *args):
         except KeyboardInterrupt as error:
             interrupt = error
     if interrupt is not None:
-        raise interrupt
+        try:
+            raise interrupt
+        finally:
+            # The traceback holds this frame: without this, the frame and the
+            # interrupt would hold each other until a garbage collection, and
+            # the frames they keep (a hold's, whose release is tied to it)
+            # would go at whatever line that collection happens.
+            interrupt = None
 
 
 def commit(estimator, attributes, remove=()):

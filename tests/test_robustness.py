@@ -8,11 +8,13 @@ audit, which pass already, are in ``test_blind_spots.py``.
 """
 
 import copy
+import gc
 import os
 import re
 import subprocess
 import sys
 import warnings
+import weakref
 from contextlib import contextmanager
 from functools import cache
 
@@ -30,6 +32,7 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import natgmm
 from natgmm import NaturalDiagonalGMM, StandardizedGMM, _blas, _kernels, _standardise, _threading
+from natgmm._interrupt import uninterrupted
 from natgmm._standardise import FeatureScaling
 
 _PACKAGE_DIR = os.path.dirname(natgmm.__file__)
@@ -641,6 +644,39 @@ def test_interrupt_at_any_line_leaves_the_old_or_the_new_model(scenario):
         if hold._users or hold._original is not None:
             findings.append((line, "a BLAS hold left behind"))
     assert not findings, f"{len(findings)} of {len(recorder.lines)} lines: {findings[:20]}"
+
+
+class _Marker:
+    """An object to hold a weak reference to."""
+
+
+def test_an_interrupt_passed_on_by_uninterrupted_frees_its_frames_at_once():
+    """Once the caller drops the KeyboardInterrupt, the frames it held go without a collection.
+
+    They can hold a BLAS hold's frame, whose release is tied to it: kept in
+    a reference cycle, that release ran at whatever line the next garbage
+    collection happened (inside another release, test_threading.py).
+    """
+    marker = _Marker()
+    gone = weakref.ref(marker)
+    calls = []
+
+    def restore(_):
+        calls.append(None)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the first attempt interrupted
+
+    gc.disable()
+    try:
+        try:
+            uninterrupted(restore, marker)
+        except KeyboardInterrupt:
+            pass
+        del marker
+        assert len(calls) == 2
+        assert gone() is None, "a reference cycle keeps uninterrupted's frame"
+    finally:
+        gc.enable()
 
 
 _SIGINT_SCRIPT = """
