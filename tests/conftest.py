@@ -89,6 +89,27 @@ def assert_finite(model):
     assert np.isfinite(model.lower_bound_)
 
 
+def outcome_kind(run, *args):
+    """ "finite", "ValueError" (a clear refusal) or "NON-FINITE: ..." of the model ``run(*args)``.
+
+    The array fitted is ``args[0]``: a refusal may blame NaN or infinity in
+    it only if it holds some (:func:`assert_clear_value_error`, on numpy rows).
+    """
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence, reg_covar, small first batches
+            model = run(*args)
+    except ValueError as error:
+        if isinstance(args[0], np.ndarray):
+            assert_clear_value_error(error, args[0])
+        return "ValueError"
+    try:
+        assert_finite(model)
+    except AssertionError as error:
+        return f"NON-FINITE: {str(error)[:80]}"
+    return "finite"
+
+
 def assert_clear_value_error(error, X):
     """A refusal may blame NaN or infinity in X only if X holds some."""
     if np.all(np.isfinite(X)):

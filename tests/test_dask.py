@@ -19,7 +19,7 @@ distributed = pytest.importorskip(
 import dask  # noqa: E402
 import dask.bag as db  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
-from conftest import assert_finite, problem  # noqa: E402
+from conftest import outcome_kind, problem  # noqa: E402
 
 from natgmm import NaturalDiagonalGMM, _kernels  # noqa: E402
 
@@ -532,21 +532,6 @@ def _fuzz_stream(data, k, weights):
     return model
 
 
-def _outcome_kind(run, *args):
-    """ "finite", "ValueError" (a clear refusal), or what else ``run(*args)`` ended with."""
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence, reg_covar, small first batches
-            model = run(*args)
-    except ValueError:
-        return "ValueError"
-    try:
-        assert_finite(model)
-    except AssertionError as error:
-        return f"NON-FINITE: {str(error)[:80]}"
-    return "finite"
-
-
 def test_fuzzed_dask_fits_end_as_numpy_fits(client):
     """12 hostile arrays as Dask arrays: a fit and a stream each end as on the numpy array.
 
@@ -559,8 +544,8 @@ def test_fuzzed_dask_fits_end_as_numpy_fits(client):
         X, weights, k = problem(rng)
         Xd = da.from_array(X, chunks=(max(1, X.shape[0] // 3), -1))
         for run in (_fuzz_fit, _fuzz_stream):
-            on_dask = _outcome_kind(run, Xd, k, weights)
-            on_numpy = _outcome_kind(run, X, k, weights)
+            on_dask = outcome_kind(run, Xd, k, weights)
+            on_numpy = outcome_kind(run, X, k, weights)
             if on_dask != on_numpy or on_dask not in ("finite", "ValueError"):
                 findings.append((i, run.__name__, on_numpy, on_dask))
     assert not findings, findings
