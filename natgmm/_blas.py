@@ -146,11 +146,11 @@ class _SingleThreadedBlas:
         with self._lock:
             self._users.pop(token, None)
             self._holding = frozenset(self._users.values())
-            if not self._users and self._original is not None:
+            if not self._users:
                 self._restore()
 
     def _restore(self):
-        """Put back the limits the first user recorded (under the lock, or in a fork's child).
+        """Put back the limits the first user recorded, if any (under the lock, or in a child).
 
         A count that is no longer the 1 set here was set meanwhile by
         someone else (a user's ``threadpool_limits`` ending on another
@@ -184,8 +184,7 @@ class _SingleThreadedBlas:
         """
         self._lock = threading.RLock()  # another thread may have held it at the fork
         self._users, self._holding = {}, frozenset()
-        if self._original is not None:
-            self._restore()
+        self._restore()
 
 
 single_threaded_blas = _SingleThreadedBlas()
