@@ -236,7 +236,7 @@ def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
 
     The compiled k-means of :mod:`natgmm._kmeans` draws the same random
     numbers and finds the same labels as scikit-learn's (but for rows within
-    rounding of two centres), without a copy of ``X``. On data of few
+    rounding of two centres), without a float64 copy of ``X``. On data of few
     distinct values (0/1 or one-hot columns) many rows are equally far from
     two centres, and each library's rounding breaks those ties: there the
     labels differ (adjusted Rand 0.12 to 0.71 after one EM iteration, in an

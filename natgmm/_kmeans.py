@@ -3,8 +3,9 @@
 The same algorithm as scikit-learn's ``KMeans(n_init=1)`` (greedy k-means++
 seeding drawing the same random numbers, Lloyd's iterations, the same
 stopping rule and relocation of empty clusters) in the kernels' style: rows
-are mapped on the fly to ``z = (x - shift) * scale``, no copy of ``X`` and no
-``n_samples x n_clusters`` array is made, and every reduction runs over
+are mapped on the fly to ``z = (x - shift) * scale``, no copy of ``X`` (but
+a float32 one of at most 64 MiB, below) and no ``n_samples x n_clusters``
+array is made, and every reduction runs over
 fixed blocks of rows in a fixed order, so results do not depend on the
 number of threads. Arithmetic is float64 whatever the dtype of ``X``, but
 for Lloyd's distance products, whose rounding is bounded (below).
@@ -34,7 +35,12 @@ changes a label: the labels are those of Lloyd's iterations in exact
 arithmetic but for rows within about 1e-11 of the data's diameter of two
 centres, and scikit-learn's agree with them but for rows within its own
 rounding. The centre sums are kept per block and updated only for rows that
-change label.
+change label. Where a float32 copy of the mapped rows takes at most
+``_COPY_BYTES`` (64 MiB; 60 000 x 50 takes 11 MiB), Lloyd's iterations read
+their rows from it (made in the seeding's first pass), half the bytes of
+float64 rows and no map, with upper bounds widened by its rounding; a row
+that may change label is read from ``X`` again, so that labels and centres
+are those without the copy, bit for bit.
 
 On latents of images (D = 50), the triangle inequality spares almost no
 distance in the seeding (a candidate is rarely twice as far from a row's
@@ -73,6 +79,13 @@ _ROWS = 128
 # _AHEAD rows before it is read.
 _SCAN = 512
 _AHEAD = 8
+# A row rounded to float32 is within 2**-24 |z| of the row (round to nearest;
+# subnormals' absolute error is far below _BOUND_MARGIN's); the factor covers
+# the float64 rounding of the distance's root.
+_ROUNDING_32 = 2.0**-24 * (1.0 + 2.0**-20)
+# Lloyd's iterations read their rows from a float32 copy of the mapped data
+# when it takes at most this many bytes (and the products are float32).
+_COPY_BYTES = 64 * 2**20
 
 
 @_jit()
@@ -137,9 +150,13 @@ def _pairwise_sq_dists(A, B):
     return out
 
 
-def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks, first, last):
-    """Each row's ``|z|**2`` into ``zsq``; per block, the sums of ``z - c0`` and of its square."""
+def _seed_moments_impl(X, shift, scale, c0, zsq, z32, n_blocks, first, last):
+    """Each row's ``|z|**2`` into ``zsq``; per block, the sums of ``z - c0`` and of its square.
+
+    Unless ``z32`` is empty, each row's ``z`` rounded to float32 into it.
+    """
     n_samples, n_features = X.shape
+    copy = z32.shape[0] > 0
     block = (n_samples + n_blocks - 1) // n_blocks
     s1 = np.empty((n_blocks, n_features))
     s2 = np.empty((n_blocks, n_features))
@@ -149,6 +166,9 @@ def _seed_moments_impl(X, shift, scale, c0, zsq, n_blocks, first, last):
         for i in range(b * block, min((b + 1) * block, n_samples)):
             _map_row(X[i], shift, scale, z)
             zsq[i] = _sq_norm(z)
+            if copy:
+                for j in range(n_features):
+                    z32[i, j] = z[j]
             for j in range(n_features):
                 dev = z[j] - c0[j]
                 s1[b, j] += dev
@@ -413,7 +433,7 @@ def _column_bounds(zbuf, zsqs, n_rows, CP, csq, scratch):
 
 @_jit()
 def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, labels, upper,
-                 glb, b, sums, weight, count, update):  # fmt: skip
+                 glb, b, sums, weight, count, update, X, shift, scale, zx):  # fmt: skip
     """Nearest centre of the mapped rows ``zbuf[:n_rows]`` (rows ``rows`` of ``X``).
 
     One BLAS product, in the precision of ``CP`` (the centres, float32 or
@@ -422,14 +442,23 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, 
     nearest within that error are compared by exact sums of squared
     differences in float64 (the first of the smallest wins, as in Lloyd's),
     so the labels do not depend on that precision nor on the product's
-    order of additions. The row's bounds become the exact distance to it
-    and, per group of centres, the smallest distance allowed by the error
-    to any other centre. Labels, and if ``update`` the block's sums,
-    follow. ``scratch`` is from :func:`_assign_scratch`. ``own``, unless
-    empty, holds each row's :func:`_sq_dist` to the centre of its label,
-    reused as it is, and ``zsqs``, unless empty, each row's
+    order of additions. The row's bounds become (an upper bound of) the
+    distance to it and, per group of centres, the smallest distance allowed
+    by the error to any other centre. Labels, and if ``update`` the block's
+    sums, follow. ``scratch`` is from :func:`_assign_scratch`. ``own``,
+    unless empty, holds each row's :func:`_sq_dist` to the centre of its
+    label, reused as it is, and ``zsqs``, unless empty, each row's exact
     :func:`_sq_norm` (both from :func:`_sq_dist_and_norm`). Returns the
     number of changed labels.
+
+    ``zx`` empty: ``zbuf`` holds the rows as mapped. Otherwise (float32
+    ``CP`` only, whose product rounds the rows so anyway: its error bound
+    holds) ``zbuf`` holds them rounded to float32 (``_lloyd_impl``'s copy)
+    and ``own`` their distances as rounded: a row
+    whose nearest centre is its own and alone within the error keeps its
+    label, its upper bound that distance plus the rounding's
+    (:data:`_ROUNDING_32`); any other row is mapped again from ``X`` into
+    ``zx`` and decided, and its sums moved, exactly as above.
 
     ``groups = (members, start)``: the rows of ``CP`` and the entries of
     ``csq`` are the centres ``C[members]``, those of group ``g`` at
@@ -439,6 +468,7 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, 
     members, start = groups
     low, top, n_inside, index_sum, group_low = _column_bounds(zbuf, zsqs, n_rows, CP, csq, scratch)
     bounds = glb.shape[0] > 0
+    rounded = zx.shape[0] > 0
     n_clusters = C.shape[0]
     changed = 0
     for r in range(n_rows):
@@ -446,23 +476,34 @@ def _assign_rows(zbuf, rows, own, zsqs, n_rows, C, CP, csq, groups, scratch, w, 
         z = zbuf[r]
         a = labels[i]
         best_q = index_sum[r]
-        if n_inside[r] == 1:  # most rows: no other centre within the rounding
-            best = members[best_q]
-            best_v = own[r] if best == a and own.shape[0] > 0 else _sq_dist(z, C[best])
+        if n_inside[r] == 1 and rounded and members[best_q] == a:
+            best = a  # the rounded row's own centre, alone within the error
+            root = math.sqrt(own[r]) + _ROUNDING_32 * math.sqrt(zsqs[r])
         else:
-            best = np.int64(0)
-            best_v = np.inf
-            for q in range(n_clusters):
-                if low[q, r] <= top[r]:
-                    k = members[q]
-                    v = own[r] if k == a and own.shape[0] > 0 else _sq_dist(z, C[k])
-                    if v < best_v or (v == best_v and k < best):  # the first of the smallest
-                        best_v = v
-                        best = k
-                        best_q = q
+            have_own = own.shape[0] > 0
+            own_v = own[r] if have_own else 0.0
+            if rounded:  # the exact row, for exact distances and sums
+                _map_row(X[i], shift, scale, zx)
+                z = zx
+                own_v = _sq_dist(z, C[a])
+            if n_inside[r] == 1:  # most rows: no other centre within the rounding
+                best = members[best_q]
+                best_v = own_v if best == a and have_own else _sq_dist(z, C[best])
+            else:
+                best = np.int64(0)
+                best_v = np.inf
+                for q in range(n_clusters):
+                    if low[q, r] <= top[r]:
+                        k = members[q]
+                        v = own_v if k == a and have_own else _sq_dist(z, C[k])
+                        if v < best_v or (v == best_v and k < best):  # the first of the smallest
+                            best_v = v
+                            best = k
+                            best_q = q
+            root = math.sqrt(best_v)
         index_sum[r] = best_q  # from here on, each row's nearest centre (in CP's order)
         if bounds:
-            upper[i] = math.sqrt(best_v)
+            upper[i] = root
         if best != a:
             labels[i] = best
             changed += 1
@@ -504,11 +545,12 @@ def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep,
     return n_todo
 
 
-def _lloyd_impl(X, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_drift,
+def _lloyd_impl(X, Z, zsq, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_drift,
                 labels, upper, glb, sums, weight, count, margin, update, n_blocks,
                 first, last):  # fmt: skip
     n_samples, n_features = X.shape
     block = (n_samples + n_blocks - 1) // n_blocks
+    rounded = Z.shape[0] > 0  # rows read from the float32 copy Z (norms zsq) where they can be
     changed = np.empty(n_blocks, dtype=np.int64)
     full = np.empty(n_blocks, dtype=np.int64)
     changed[:], full[:] = 0, 0
@@ -517,6 +559,7 @@ def _lloyd_impl(X, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_d
         # other integer type would compile _assign_rows once more.
         zbuf = np.empty((_ROWS, n_features))
         zbuf[:] = 0.0
+        zx = np.empty(n_features if rounded else 0)
         rows = np.empty(_ROWS, dtype=np.int64)
         own = np.empty(_ROWS)
         zsqs = np.empty(_ROWS)
@@ -531,18 +574,34 @@ def _lloyd_impl(X, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_d
                 margin, todo, todo_bound,
             )  # fmt: skip
             for t in range(min(_AHEAD, n_todo)):
-                _prefetch_row(X, todo[t])
+                if rounded:
+                    _prefetch_row(Z, todo[t])
+                else:
+                    _prefetch_row(X, todo[t])
             for t in range(n_todo):
                 if t + _AHEAD < n_todo:
-                    _prefetch_row(X, todo[t + _AHEAD])
+                    if rounded:
+                        _prefetch_row(Z, todo[t + _AHEAD])
+                    else:
+                        _prefetch_row(X, todo[t + _AHEAD])
                 i = todo[t]
                 z = zbuf[n_buf]
-                _map_row(X[i], shift, scale, z)
-                # The row's norm too, for the product should the bound fail.
-                own_d, zsq = _sq_dist_and_norm(z, C[labels[i]])
+                if rounded:
+                    # Half the bytes of a float64 row, and no map; the
+                    # distance of the rounded row is within the rounding's
+                    # bound of the row's.
+                    zr = Z[i]
+                    for j in range(n_features):
+                        z[j] = zr[j]
+                    own_d = _sq_dist(z, C[labels[i]])
+                    zsqs[n_buf] = zsq[i]
+                    up = math.sqrt(own_d) + _ROUNDING_32 * math.sqrt(zsq[i])
+                else:
+                    _map_row(X[i], shift, scale, z)
+                    # The row's norm too, for the product should the bound fail.
+                    own_d, zsqs[n_buf] = _sq_dist_and_norm(z, C[labels[i]])
+                    up = math.sqrt(own_d)
                 own[n_buf] = own_d
-                zsqs[n_buf] = zsq
-                up = math.sqrt(own_d)
                 upper[i] = up
                 if up < todo_bound[t]:
                     continue
@@ -551,13 +610,14 @@ def _lloyd_impl(X, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_d
                 if n_buf == _ROWS:
                     changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups,
                                                scratch, w, labels, upper, glb, b, sums,
-                                               weight, count, update)  # fmt: skip
+                                               weight, count, update, X, shift, scale,
+                                               zx)  # fmt: skip
                     full[b] += n_buf
                     n_buf = np.int64(0)
         if n_buf > 0:
             changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups, scratch,
                                        w, labels, upper, glb, b, sums, weight, count,
-                                       update)  # fmt: skip
+                                       update, X, shift, scale, zx)  # fmt: skip
             full[b] += n_buf
     return changed, full
 
@@ -603,14 +663,18 @@ def _nearest_impl(X, shift, scale, C, CP, csq, labels, n_blocks, first, last):
             # and bool, not literals): one compiled _assign_rows serves both.
             _assign_rows(zbuf, rows, none, none, n_rows, C, CP, csq, groups, scratch, none, labels,
                          none, no_bounds, np.int64(0), no_sums, no_weight, no_count,
-                         np.bool_(False))  # fmt: skip
+                         np.bool_(False), X, shift, scale, none)  # fmt: skip
 
 
 _nearest_kernel = _Blockwise(_nearest_impl)
 
 
-def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
-    """k-means++ seeds, their rows, each row's nearest seed, feature variances, diameter."""
+def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, z32=None):
+    """k-means++ seeds, their rows, nearest seeds, feature variances, diameter, ``|z|**2``.
+
+    ``z32``, if given, receives each row's ``z`` in float32 (in the pass
+    that computes ``|z|**2``).
+    """
     n_samples, n_features = X.shape
     first, n_trials = _first_draw(w, n_samples, n_clusters, random_state)
     indices = np.empty(n_clusters, dtype=np.int64)
@@ -625,7 +689,9 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
     moments = _seed_moments_kernel.runner(parallel)
     cand = seeds[:1]
     # |z|**2 of every row, kept for the distances; sums for the tolerance.
-    s1, s2 = moments(X, shift, scale, seeds[0], zsq, n_blocks)
+    if z32 is None:
+        z32 = np.empty((0, n_features), dtype=np.float32)
+    s1, s2 = moments(X, shift, scale, seeds[0], zsq, z32, n_blocks)
     trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
     far = float(np.max(dist[:, 0]))
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
@@ -639,7 +705,7 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks):
         block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
-    return seeds, indices, labels, var, 2.0 * math.sqrt(far)
+    return seeds, indices, labels, var, 2.0 * math.sqrt(far), zsq
 
 
 def _first_draw(w, n_samples, n_clusters, random_state):
@@ -718,7 +784,7 @@ def kmeans_plusplus(X, sample_weight, shift, scale, n_clusters, random_state, pa
     shift, scale, w = _check(X, sample_weight, shift, scale)
     parallel = use_threads(parallel, X.size * n_clusters)
     with single_threaded_blas():
-        seeds, indices, labels, _, _ = _seed(
+        seeds, indices, labels, _, _, _ = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, _n_blocks(X.shape[0])
         )
     return labels, seeds, indices
@@ -920,9 +986,10 @@ def kmeans(
 
     Extra memory: ``n_samples`` int64 labels, ``n_samples`` float64 upper
     bounds, ``n_samples x n_groups`` float64 lower bounds (``n_groups =
-    max(1, n_clusters // 10)``), and during the seeding ``n_samples x (2 +
-    log(n_clusters))`` float64 distances to the candidates and ``n_samples``
-    float64 squared norms.
+    max(1, n_clusters // 10)``), ``n_samples`` float64 squared norms, and
+    during the seeding ``n_samples x (2 + log(n_clusters))`` float64
+    distances to the candidates; where it takes at most 64 MiB, a float32
+    copy of the mapped rows (``n_samples x n_features``).
     """
     labels, centres, n_iter, _ = _kmeans(
         X, sample_weight, shift, scale, n_clusters, random_state, parallel, max_iter, tol
@@ -938,9 +1005,13 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     n_samples = X.shape[0]
     n_blocks = _n_blocks(n_samples)
     parallel = use_threads(parallel, X.size * n_clusters)
+    # Lloyd's rows, mapped and rounded to float32, if small enough (made in
+    # the seeding's first pass; dropped should the products be float64).
+    copy = X.shape[0] * X.shape[1] * 4 <= _COPY_BYTES
+    Z = np.empty(X.shape if copy else (0, X.shape[1]), dtype=np.float32)
     with single_threaded_blas():
-        seeds, _, labels, var, diameter = _seed(
-            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks
+        seeds, _, labels, var, diameter, zsq = _seed(
+            X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, Z
         )
         tol = float(np.mean(var) * tol)
         # Every bound moves by at most max_iter rounded additions of values
@@ -950,6 +1021,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         members = np.argsort(group_of, kind="stable")
         groups = (members, np.searchsorted(group_of[members], np.arange(n_groups + 1)))
         dtype = _product_dtype(seeds, diameter)
+        if dtype != np.float32 or not copy:  # (new arrays: views would keep theirs)
+            Z, zsq = np.empty((0, X.shape[1]), dtype=np.float32), np.empty(0)
         upper = np.full(n_samples, np.inf)
         glb = np.full((n_samples, n_groups), -np.inf)
         sums_kernel = _label_sums_kernel.runner(parallel)
@@ -962,8 +1035,9 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         for it in range(max_iter):
             if it > 0:
                 changed, full = lloyd(
-                    X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
-                    *drifts, labels, upper, glb, bsums, bweight, bcount, margin, True, n_blocks,
+                    X, Z, zsq, w, shift, scale, centres, *_geometry(centres, dtype, members),
+                    groups, *drifts, labels, upper, glb, bsums, bweight, bcount, margin, True,
+                    n_blocks,
                 )  # fmt: skip
                 work.append(int(full.sum()))
             sums, weight, filled = _totals(bsums, bweight, bcount)
@@ -987,7 +1061,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
                 break
         if not strict:
             lloyd(
-                X, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
+                X, Z, zsq, w, shift, scale, centres, *_geometry(centres, dtype, members), groups,
                 *drifts, labels, upper, glb, bsums, bweight, bcount, margin, False, n_blocks,
             )  # fmt: skip
     return labels, centres, it + 1, work

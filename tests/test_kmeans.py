@@ -191,9 +191,33 @@ def test_float32_products_change_nothing(monkeypatch):
     assert sum(work) <= sum(work32) <= 1.1 * sum(work)
 
 
-@pytest.mark.parametrize("members", [[0, 1, 2, 3, 4, 5], [3, 0, 5, 4, 1, 2]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_assignment_near_bisectors_is_exact(dtype, members):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float32_copy_changes_nothing(monkeypatch, dtype, weighted):
+    """Lloyd's rows read from the float32 copy give the labels, centres and iterations of ``X``'s.
+
+    The copy's rounding loosens the upper bounds (more rows are tested) but
+    decides no label: a row that may change label is read from ``X`` again.
+    Rows by the thousand repeat (exact ties between centres).
+    """
+    X, shift, scale = _data(n_samples=6000, n_features=10, n_centres=25, dtype=dtype)
+    X[3000:] = X[:3000]  # exact duplicates
+    w = np.random.default_rng(1).integers(0, 3, size=X.shape[0]).astype(float) if weighted else None
+    assert X.nbytes <= _kmeans._COPY_BYTES
+    with_copy = _kmeans._kmeans(X, w, shift, scale, 25, 0, True, 300, 1e-4)
+    monkeypatch.setattr(_kmeans, "_COPY_BYTES", 0)
+    without = _kmeans._kmeans(X, w, shift, scale, 25, 0, True, 300, 1e-4)
+    for a, b in zip(with_copy[:3], without[:3], strict=True):
+        assert_array_equal(a, b)
+    # The looser bounds send a few more rows to the products, never a tenth more.
+    assert sum(without[3]) <= sum(with_copy[3]) <= 1.1 * sum(without[3])
+
+
+@pytest.mark.parametrize("members", [[0, 1, 2, 3, 4, 5], [3, 0, 5, 4, 1, 2]])
+@pytest.mark.parametrize(
+    "dtype, rounded", [(np.float32, False), (np.float64, False), (np.float32, True)]
+)
+def test_assignment_near_bisectors_is_exact(dtype, members, rounded):
     """Rows within rounding of the bisector of two centres get the exact nearest.
 
     Far from the origin (|z| about 100) a float32 product is off by about
@@ -201,7 +225,12 @@ def test_assignment_near_bisectors_is_exact(dtype, members):
     nearest centres of these rows: the rounding window must send both to
     the exact comparison, and every lower bound must stay below the exact
     distance it bounds. Centres 2 and 4 are equal: the first index wins,
-    whatever the order of the products' columns (``members``).
+    whatever the order of the products' columns (``members``). ``rounded``:
+    the rows come as Lloyd's float32 copy has them (about 6e-6 off in each
+    feature, 200 times the rows' distance from the bisector), with their
+    rounded distances to their current centres; the labels must still be
+    exact, and each upper bound at least the exact distance, within the
+    rounding's bound of it (float32 products only, which round the rows so).
     """
     rng = np.random.default_rng(0)
     n_clusters, n_features, n_rows = 6, 12, 128
@@ -217,16 +246,32 @@ def test_assignment_near_bisectors_is_exact(dtype, members):
     group_of[members] = [0, 0, 1, 1, 1, 2]
     groups = (members, np.array([0, 2, 5, 6]))
     CP = np.ascontiguousarray(C[members], dtype=dtype)
-    labels = np.full(n_rows, -1)
     upper, glb = np.empty(n_rows), np.empty((n_rows, 3))
     unused = np.empty((1, 1, 1)), np.empty((1, 1)), np.empty((1, 1), dtype=np.int64)
+    zsq = np.einsum("ij,ij->i", Z, Z)
+    if rounded:  # each row starts in one of its two centres, or another
+        labels = np.where(
+            rng.random(n_rows) < 0.8, pairs[:, 0], rng.integers(n_clusters, size=n_rows)
+        )
+        zbuf = Z.astype(np.float32).astype(np.float64)
+        own = _kmeans._pairwise_sq_dists(zbuf, C)[np.arange(n_rows), labels]
+        zx = np.empty(n_features)
+    else:
+        labels = np.full(n_rows, -1)
+        zbuf, own, zx = Z, np.empty(0), np.empty(0)
     _kmeans._assign_rows(
-        Z, np.arange(n_rows), np.empty(0), np.empty(0), n_rows, C, CP,
+        zbuf, np.arange(n_rows), own, zsq if rounded else np.empty(0), n_rows, C, CP,
         _kmeans._sq_norms(C[members]), groups,
         _kmeans._assign_scratch(Z, CP, 3), np.empty(0), labels, upper, glb, 0, *unused, False,
+        Z, np.zeros(n_features), np.ones(n_features), zx,
     )  # fmt: skip
     assert_array_equal(labels, np.argmin(exact, axis=1))
-    assert_array_equal(upper, np.sqrt(exact.min(axis=1)))
+    nearest = np.sqrt(exact.min(axis=1))
+    if rounded:  # (the root of the rows' norms is about 350: the bound about 2e-5 above)
+        assert np.all(upper >= nearest)
+        assert np.all(upper <= nearest + 2.0 * _kmeans._ROUNDING_32 * np.sqrt(zsq))
+    else:
+        assert_array_equal(upper, nearest)
     others = np.where(np.arange(n_clusters) == labels[:, None], np.inf, exact)
     for g in range(3):
         assert np.all(glb[:, g] <= np.sqrt(others[:, group_of == g].min(axis=1)))
