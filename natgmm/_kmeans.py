@@ -179,7 +179,15 @@ def _seed_moments_impl(X, shift, scale, c0, zsq, z32, n_blocks, first, last):
 _seed_moments_kernel = _Blockwise(_seed_moments_impl)
 
 
-def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks, first, last):
+def _seed_trials_impl(X, w, shift, scale, d, labels, prev, k_prev, cand, cand_sq, dist, zsq,
+                      n_blocks, first, last):  # fmt: skip
+    """Each row's distances to the candidates into ``dist``; per block, each candidate's potential.
+
+    Unless ``prev`` is negative, the previous call's candidate ``prev``
+    was taken as seed ``k_prev``: each row's ``d`` and label take it first
+    (as :func:`_seed_update` would), so that no serial pass is needed
+    between calls; the potentials are with it.
+    """
     n_samples, n_features = X.shape
     n_trials = cand.shape[0]
     weighted = w.shape[0] > 0
@@ -195,6 +203,11 @@ def _seed_trials_impl(X, w, shift, scale, d, cand, cand_sq, dist, zsq, n_blocks,
         pot = np.empty(n_trials)
         pot[:] = 0.0
         for i in range(b * block, min((b + 1) * block, n_samples)):
+            if prev >= 0:
+                e = dist[i, prev]
+                if e < d[i]:
+                    d[i] = e
+                    labels[i] = k_prev
             _shifted_dots(X[i], shift, scaled, dots)
             wi = w[i] if weighted else 1.0
             zi = zsq[i]
@@ -236,12 +249,14 @@ def _seed_update(w, d, labels, dist, best, k, n_blocks):
 
 
 @_jit()
-def _draw(w, d, block_pot, r, n_blocks):
+def _draw(w, d, dist, prev, block_pot, r, n_blocks):
     """``searchsorted(cumsum(w * d), r)`` without the cumulative sum, clipped to the last row.
 
     The cumulative sum is the running sum of the blocks' totals ``block_pot``
     plus the running sum within the block, so that the block total is reached
-    exactly at its last row.
+    exactly at its last row. Unless ``prev`` is negative, ``d`` is each
+    row's ``d`` or its ``dist[:, prev]``, the smaller (the candidate just
+    taken, whose update :func:`_seed_trials_impl` makes later).
     """
     n_samples = d.shape[0]
     weighted = w.shape[0] > 0
@@ -257,7 +272,11 @@ def _draw(w, d, block_pot, r, n_blocks):
                 out[t] = min((b + 1) * block, n_samples) - 1
                 partial = 0.0
                 for i in range(b * block, min((b + 1) * block, n_samples)):
-                    partial += (w[i] if weighted else 1.0) * d[i]
+                    di = d[i]
+                    if prev >= 0:
+                        e = dist[i, prev]
+                        di = e if e < di else di
+                    partial += (w[i] if weighted else 1.0) * di
                     if before + partial >= r[t]:
                         out[t] = i
                         break
@@ -692,17 +711,24 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, z32=
     if z32 is None:
         z32 = np.empty((0, n_features), dtype=np.float32)
     s1, s2 = moments(X, shift, scale, seeds[0], zsq, z32, n_blocks)
-    trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
+    none = np.int64(-1)
+    pots = trials(X, w, shift, scale, d, labels, none, none, cand, _sq_norms(cand), dist, zsq,
+                  n_blocks)  # fmt: skip
     far = float(np.max(dist[:, 0]))
-    block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
+    # A seed's update of d and labels waits for the next pass over the rows
+    # (a serial pass of its own took 4 to 8 ms of a 60 000 x 50 seeding);
+    # the blocks' potentials with it are its column of the trials'.
+    best = np.int64(0)
     for c in range(1, n_clusters):
-        ids = _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks)
+        block_pot = np.ascontiguousarray(pots[:, best])
+        ids = _draw_candidates(w, d, dist, best, block_pot, n_trials, random_state, n_blocks)
         cand = map_rows(X, ids, shift, scale)
-        pots = trials(X, w, shift, scale, d, cand, _sq_norms(cand), dist, zsq, n_blocks)
-        best = int(np.argmin(_sequential_sum(pots)))
+        pots = trials(X, w, shift, scale, d, labels, best, np.int64(c - 1), cand,
+                      _sq_norms(cand), dist, zsq, n_blocks)  # fmt: skip
+        best = np.int64(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
         seeds[c] = cand[best]
-        block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
+    _seed_update(w, d, labels, dist, best, n_clusters - 1, n_blocks)
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
     return seeds, indices, labels, var, 2.0 * math.sqrt(far), zsq
@@ -718,11 +744,14 @@ def _first_draw(w, n_samples, n_clusters, random_state):
     return random_state.choice(n_samples, p=p), 2 + int(np.log(n_clusters))
 
 
-def _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks):
-    """Draw the rows of the next seed's ``n_trials`` candidates, by their share of the potential."""
+def _draw_candidates(w, d, dist, prev, block_pot, n_trials, random_state, n_blocks):
+    """Draw the rows of the next seed's ``n_trials`` candidates, by their share of the potential.
+
+    ``dist`` and ``prev``: see :func:`_draw`.
+    """
     current_pot = _sequential_sum(block_pot[:, np.newaxis])[0]
     r = random_state.uniform(size=n_trials) * current_pot
-    return _draw(w, d, block_pot, r, n_blocks)
+    return _draw(w, d, dist, prev, block_pot, r, n_blocks)
 
 
 def _sq_norms(C):
@@ -1295,8 +1324,9 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     M = _masked_operand(seeds[:1], observed[:1], var)
     trials(X, w, shift, scale, d, *M, total_var, dist, n_blocks)
     block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
+    none = np.int64(-1)  # (each update made: d is current)
     for c in range(1, n_clusters):
-        ids = _draw_candidates(w, d, block_pot, n_trials, random_state, n_blocks)
+        ids = _draw_candidates(w, d, dist, none, block_pot, n_trials, random_state, n_blocks)
         cand, cand_observed = masked_map(X, ids, shift, scale)
         M = _masked_operand(cand, cand_observed, var)
         pots = trials(X, w, shift, scale, d, *M, total_var, dist, n_blocks)

@@ -327,12 +327,19 @@ def test_too_few_rows():
         _kmeans.kmeans(np.zeros((3, 2)), None, 0.0, 1.0, 4, 0, False)
 
 
+@pytest.mark.parametrize("taken", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_draw_is_searchsorted_of_cumsum(weighted):
+def test_draw_is_searchsorted_of_cumsum(weighted, taken):
+    """``taken``: a candidate was just taken, whose distances lower ``d`` where smaller."""
     rng = np.random.default_rng(0)
     n, n_blocks = 1000, 7
     d = rng.uniform(size=n) * (rng.uniform(size=n) < 0.7)  # zero terms: rows never drawn
     w = rng.uniform(0, 2, size=n) * (rng.uniform(size=n) < 0.8) if weighted else np.empty(0)
+    dist = rng.uniform(size=(n, 3))
+    prev = 1 if taken else -1
+    given = d.copy()
+    if taken:
+        d = np.minimum(d, dist[:, prev])
     terms = d * (w if weighted else 1.0)
     block = -(-n // n_blocks)
     block_pot = np.array([terms[b * block : (b + 1) * block].sum() for b in range(n_blocks)])
@@ -341,7 +348,7 @@ def test_draw_is_searchsorted_of_cumsum(weighted):
     # Sums in another order than np.cumsum: a draw within rounding of a
     # boundary may differ; none of these 202 falls within 1e-12 of one.
     assert np.min(np.abs(np.cumsum(terms)[:, None] - r[:200])) > 1e-12
-    assert_array_equal(_kmeans._draw(w, d, block_pot, r, n_blocks), expected)
+    assert_array_equal(_kmeans._draw(w, given, dist, prev, block_pot, r, n_blocks), expected)
 
 
 @numba.njit
