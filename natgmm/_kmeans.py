@@ -567,77 +567,104 @@ def _drift_bounds(first, stop, labels, upper, glb, drift, group_drift, half_sep,
 def _lloyd_impl(X, Z, zsq, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_drift,
                 labels, upper, glb, sums, weight, count, margin, update, n_blocks,
                 first, last):  # fmt: skip
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     block = (n_samples + n_blocks - 1) // n_blocks
-    rounded = Z.shape[0] > 0  # rows read from the float32 copy Z (norms zsq) where they can be
     changed = np.empty(n_blocks, dtype=np.int64)
     full = np.empty(n_blocks, dtype=np.int64)
-    changed[:], full[:] = 0, 0
     for b in range(first, last):
-        # n_buf never a literal (nor b, an int64 as first and last are): each
-        # other integer type would compile _assign_rows once more.
-        zbuf = np.empty((_ROWS, n_features))
-        zbuf[:] = 0.0
-        zx = np.empty(n_features if rounded else 0)
-        rows = np.empty(_ROWS, dtype=np.int64)
-        own = np.empty(_ROWS)
-        zsqs = np.empty(_ROWS)
-        scratch = _assign_scratch(zbuf, CP, glb.shape[1])
-        todo = np.empty(_SCAN, dtype=np.int64)
-        todo_bound = np.empty(_SCAN)
-        n_buf = np.int64(0)
-        stop = min((b + 1) * block, n_samples)
-        for scan in range(b * block, stop, _SCAN):
-            n_todo = _drift_bounds(
-                scan, min(scan + _SCAN, stop), labels, upper, glb, drift, group_drift, half_sep,
-                margin, todo, todo_bound,
-            )  # fmt: skip
-            for t in range(min(_AHEAD, n_todo)):
-                if rounded:
-                    _prefetch_row(Z, todo[t])
-                else:
-                    _prefetch_row(X, todo[t])
-            for t in range(n_todo):
-                if t + _AHEAD < n_todo:
-                    if rounded:
-                        _prefetch_row(Z, todo[t + _AHEAD])
-                    else:
-                        _prefetch_row(X, todo[t + _AHEAD])
-                i = todo[t]
-                z = zbuf[n_buf]
-                if rounded:
-                    # Half the bytes of a float64 row, and no map; the
-                    # distance of the rounded row is within the rounding's
-                    # bound of the row's.
-                    zr = Z[i]
-                    for j in range(n_features):
-                        z[j] = zr[j]
-                    own_d = _sq_dist(z, C[labels[i]])
-                    zsqs[n_buf] = zsq[i]
-                    up = math.sqrt(own_d) + _ROUNDING_32 * math.sqrt(zsq[i])
-                else:
-                    _map_row(X[i], shift, scale, z)
-                    # The row's norm too, for the product should the bound fail.
-                    own_d, zsqs[n_buf] = _sq_dist_and_norm(z, C[labels[i]])
-                    up = math.sqrt(own_d)
-                own[n_buf] = own_d
-                upper[i] = up
-                if up < todo_bound[t]:
-                    continue
-                rows[n_buf] = i
-                n_buf += 1
-                if n_buf == _ROWS:
-                    changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups,
-                                               scratch, w, labels, upper, glb, b, sums,
-                                               weight, count, update, X, shift, scale,
-                                               zx)  # fmt: skip
-                    full[b] += n_buf
-                    n_buf = np.int64(0)
-        if n_buf > 0:
-            changed[b] += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups, scratch,
-                                       w, labels, upper, glb, b, sums, weight, count,
-                                       update, X, shift, scale, zx)  # fmt: skip
-            full[b] += n_buf
+        changed[b], full[b] = _lloyd_block(
+            X, Z, zsq, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_drift, labels,
+            upper, glb, sums, weight, count, margin, update, b, b * block,
+            min((b + 1) * block, n_samples),
+        )  # fmt: skip
+    return changed, full
+
+
+@_jit(inline="always")
+def _prefetch_either(X, Z, i):
+    """Prefetch row ``i`` of the float32 copy ``Z``, or of ``X`` if ``Z`` is empty."""
+    if Z.shape[0] > 0:
+        _prefetch_row(Z, i)
+    else:
+        _prefetch_row(X, i)
+
+
+@_jit()
+def _block_scratch(n_features, rounded):
+    """:func:`_lloyd_block`'s buffers: rows, an exact row, indices, distances, norms, the scan's."""
+    zbuf = np.empty((_ROWS, n_features))
+    zbuf[:] = 0.0
+    return (
+        zbuf,
+        np.empty(n_features if rounded else 0),
+        np.empty(_ROWS, dtype=np.int64),
+        np.empty(_ROWS),
+        np.empty(_ROWS),
+        np.empty(_SCAN, dtype=np.int64),
+        np.empty(_SCAN),
+    )
+
+
+@_jit()
+def _lloyd_block(X, Z, zsq, w, shift, scale, C, CP, csq, half_sep, groups, drift, group_drift,
+                 labels, upper, glb, sums, weight, count, margin, update, b, start,
+                 stop):  # fmt: skip
+    """One Lloyd iteration over rows ``start .. stop`` of block ``b``: changed labels, product rows.
+
+    ``Z`` (norms ``zsq``), unless empty, is the float32 copy of the mapped
+    rows, read in place of ``X`` wherever a row's label cannot change.
+    """
+    n_features = X.shape[1]
+    rounded = Z.shape[0] > 0
+    changed = full = 0
+    zbuf, zx, rows, own, zsqs, todo, todo_bound = _block_scratch(n_features, rounded)
+    scratch = _assign_scratch(zbuf, CP, glb.shape[1])
+    # n_buf never a literal (nor b, an int64 as first and last are): each
+    # other integer type would compile _assign_rows once more.
+    n_buf = np.int64(0)
+    for scan in range(start, stop, _SCAN):
+        n_todo = _drift_bounds(
+            scan, min(scan + _SCAN, stop), labels, upper, glb, drift, group_drift, half_sep,
+            margin, todo, todo_bound,
+        )  # fmt: skip
+        for t in range(min(_AHEAD, n_todo)):
+            _prefetch_either(X, Z, todo[t])
+        for t in range(n_todo):
+            if t + _AHEAD < n_todo:
+                _prefetch_either(X, Z, todo[t + _AHEAD])
+            i = todo[t]
+            z = zbuf[n_buf]
+            if rounded:
+                # Half the bytes of a float64 row, and no map; the distance
+                # of the rounded row is within the rounding's bound of the row's.
+                zr = Z[i]
+                for j in range(n_features):
+                    z[j] = zr[j]
+                own_d = _sq_dist(z, C[labels[i]])
+                zsqs[n_buf] = zsq[i]
+                up = math.sqrt(own_d) + _ROUNDING_32 * math.sqrt(zsq[i])
+            else:
+                _map_row(X[i], shift, scale, z)
+                # The row's norm too, for the product should the bound fail.
+                own_d, zsqs[n_buf] = _sq_dist_and_norm(z, C[labels[i]])
+                up = math.sqrt(own_d)
+            own[n_buf] = own_d
+            upper[i] = up
+            if up < todo_bound[t]:
+                continue
+            rows[n_buf] = i
+            n_buf += 1
+            if n_buf == _ROWS:
+                changed += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups, scratch,
+                                        w, labels, upper, glb, b, sums, weight, count, update, X,
+                                        shift, scale, zx)  # fmt: skip
+                full += n_buf
+                n_buf = np.int64(0)
+    if n_buf > 0:
+        changed += _assign_rows(zbuf, rows, own, zsqs, n_buf, C, CP, csq, groups, scratch, w,
+                                labels, upper, glb, b, sums, weight, count, update, X, shift,
+                                scale, zx)  # fmt: skip
+        full += n_buf
     return changed, full
 
 
@@ -894,6 +921,20 @@ def _groups(seeds, n_groups):
     return np.unique(group_of, return_inverse=True)[1].astype(np.int64), means.shape[0]
 
 
+def _float32_rows(X, wanted):
+    """Room for Lloyd's float32 copy of the mapped rows of ``X`` if ``wanted``, else 0 rows."""
+    return np.empty(X.shape if wanted else (0, X.shape[1]), dtype=np.float32)
+
+
+def _group_moves(move, group_of, n_groups):
+    """Each group's largest centre move, by which its rows' lower bounds drop."""
+    if n_groups == 1:
+        return np.array([np.max(move)])
+    group_move = np.zeros(n_groups)
+    np.maximum.at(group_move, group_of, move)
+    return group_move
+
+
 def _product_dtype(seeds, diameter):
     """Precision of Lloyd's distance products: float32 unless it could over- or underflow.
 
@@ -1036,8 +1077,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
     parallel = use_threads(parallel, X.size * n_clusters)
     # Lloyd's rows, mapped and rounded to float32, if small enough (made in
     # the seeding's first pass; dropped should the products be float64).
-    copy = X.shape[0] * X.shape[1] * 4 <= _COPY_BYTES
-    Z = np.empty(X.shape if copy else (0, X.shape[1]), dtype=np.float32)
+    Z = _float32_rows(X, X.shape[0] * X.shape[1] * 4 <= _COPY_BYTES)
     with single_threaded_blas():
         seeds, _, labels, var, diameter, zsq = _seed(
             X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, Z
@@ -1050,8 +1090,8 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
         members = np.argsort(group_of, kind="stable")
         groups = (members, np.searchsorted(group_of[members], np.arange(n_groups + 1)))
         dtype = _product_dtype(seeds, diameter)
-        if dtype != np.float32 or not copy:  # (new arrays: views would keep theirs)
-            Z, zsq = np.empty((0, X.shape[1]), dtype=np.float32), np.empty(0)
+        if dtype != np.float32 or Z.shape[0] == 0:  # (new arrays: views would keep theirs)
+            Z, zsq = _float32_rows(X, False), np.empty(0)
         upper = np.full(n_samples, np.inf)
         glb = np.full((n_samples, n_groups), -np.inf)
         sums_kernel = _label_sums_kernel.runner(parallel)
@@ -1077,12 +1117,7 @@ def _kmeans(X, sample_weight, shift, scale, n_clusters, random_state, parallel, 
                 new = _average(sums, weight)
             move = np.sqrt(np.sum((new - centres) ** 2, axis=1))
             centres = new
-            if n_groups == 1:
-                group_move = np.array([np.max(move)])
-            else:
-                group_move = np.zeros(n_groups)
-                np.maximum.at(group_move, group_of, move)
-            drifts = (move, group_move)
+            drifts = (move, _group_moves(move, group_of, n_groups))
             if it > 0 and changed.sum() == 0:
                 strict = True
                 break
