@@ -209,8 +209,10 @@ def test_float32_copy_changes_nothing(monkeypatch, dtype, weighted):
     without = _kmeans._kmeans(X, w, shift, scale, 25, 0, True, 300, 1e-4)
     for a, b in zip(with_copy[:3], without[:3], strict=True):
         assert_array_equal(a, b)
-    # The looser bounds send a few more rows to the products, never a tenth more.
-    assert sum(without[3]) <= sum(with_copy[3]) <= 1.1 * sum(without[3])
+    # The rounding's slack (6e-8 of a row's norm) hardly changes which rows
+    # the products take (on these data, not one; fresher lower bounds could
+    # even spare some): at most 1 % more.
+    assert sum(with_copy[3]) <= 1.01 * sum(without[3])
 
 
 @pytest.mark.parametrize("members", [[0, 1, 2, 3, 4, 5], [3, 0, 5, 4, 1, 2]])
