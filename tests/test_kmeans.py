@@ -196,8 +196,9 @@ def test_float32_products_change_nothing(monkeypatch):
 def test_float32_copy_changes_nothing(monkeypatch, dtype, weighted):
     """Lloyd's rows read from the float32 copy give the labels, centres and iterations of ``X``'s.
 
-    The copy's rounding loosens the upper bounds (more rows are tested) but
-    decides no label: a row that may change label is read from ``X`` again.
+    The copy's rounding loosens the upper bounds by about 6e-8 of a row's
+    norm but decides no label: a row that may change label is read from
+    ``X`` again.
     Rows by the thousand repeat (exact ties between centres).
     """
     X, shift, scale = _data(n_samples=6000, n_features=10, n_centres=25, dtype=dtype)
