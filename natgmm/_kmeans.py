@@ -1264,7 +1264,12 @@ def _masked_variances(X, w, shift, scale, parallel, n_blocks):
     return np.maximum(s2[0] / count - (s1[0] / count) ** 2, 0.0)
 
 
-def _masked_trials_impl(X, w, shift, scale, d, M, whole, total_var, dist, n_blocks, first, last):
+def _masked_trials_impl(X, w, shift, scale, d, labels, prev, k_prev, M, whole, total_var, dist,
+                        n_blocks, first, last):  # fmt: skip
+    """:func:`_seed_trials_impl` by partial distances; the candidates are in ``M``.
+
+    See :func:`_masked_operand`.
+    """
     n_samples, n_features = X.shape
     n_trials = M.shape[1] - 1 if whole else M.shape[1] // 2
     weighted = w.shape[0] > 0
@@ -1281,11 +1286,17 @@ def _masked_trials_impl(X, w, shift, scale, d, M, whole, total_var, dist, n_bloc
             np.dot(u, M, prod)
             for r in range(n_rows):
                 i = start + r
+                if prev >= 0:
+                    e = dist[i, prev]
+                    if e < d[i]:
+                        d[i] = e
+                        labels[i] = k_prev
                 wi = w[i] if weighted else 1.0
+                di = d[i]
                 for t in range(n_trials):
                     e = _scaled(prod, r, t, n_trials, total_var, whole)
                     dist[i, t] = e
-                    pots[b, t] += wi * min(d[i], e)
+                    pots[b, t] += wi * min(di, e)
     return pots
 
 
@@ -1357,17 +1368,20 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
     dist = np.empty((n_samples, n_trials))
     trials = _masked_trials_kernel.runner(parallel)
     M = _masked_operand(seeds[:1], observed[:1], var)
-    trials(X, w, shift, scale, d, *M, total_var, dist, n_blocks)
-    block_pot = _seed_update(w, d, labels, dist, 0, 0, n_blocks)
-    none = np.int64(-1)  # (each update made: d is current)
+    none = np.int64(-1)
+    pots = trials(X, w, shift, scale, d, labels, none, none, *M, total_var, dist, n_blocks)
+    # Each seed's update of d and labels waits for the next pass, as in _seed.
+    best = np.int64(0)
     for c in range(1, n_clusters):
-        ids = _draw_candidates(w, d, dist, none, block_pot, n_trials, random_state, n_blocks)
+        block_pot = np.ascontiguousarray(pots[:, best])
+        ids = _draw_candidates(w, d, dist, best, block_pot, n_trials, random_state, n_blocks)
         cand, cand_observed = masked_map(X, ids, shift, scale)
         M = _masked_operand(cand, cand_observed, var)
-        pots = trials(X, w, shift, scale, d, *M, total_var, dist, n_blocks)
-        best = int(np.argmin(_sequential_sum(pots)))
+        pots = trials(X, w, shift, scale, d, labels, best, np.int64(c - 1), *M, total_var, dist,
+                      n_blocks)  # fmt: skip
+        best = np.int64(np.argmin(_sequential_sum(pots)))
         seeds[c], observed[c] = cand[best], cand_observed[best]
-        block_pot = _seed_update(w, d, labels, dist, best, c, n_blocks)
+    _seed_update(w, d, labels, dist, best, n_clusters - 1, n_blocks)
     return seeds, observed, labels
 
 
