@@ -593,6 +593,61 @@ def _naive_partial_lloyd(Z, centres, observed, n_iter):
     return labels, centres, relocations, ties
 
 
+def _naive_masked_seeding(Z, w, n_clusters, seed):
+    """Greedy k-means++ by partial distances, in numpy: seed rows and each row's nearest seed.
+
+    Draws as scikit-learn's ``_kmeans_plusplus``; distances as
+    :func:`_naive_partial_lloyd`'s, with the features' variances weighted
+    by ``w``.
+    """
+    rs = np.random.RandomState(seed)
+    seen = ~np.isnan(Z)
+    z0 = np.where(seen, Z, 0.0)
+    weight = seen * w[:, None]
+    mean = (weight * z0).sum(0) / weight.sum(0)
+    var = (weight * (z0 - mean) ** 2).sum(0) / weight.sum(0)
+    total = var.sum()
+
+    def distances(row):
+        both = seen & seen[row]
+        d = (both * (z0 - z0[row]) ** 2).sum(axis=1)
+        common = (both * var).sum(axis=1)
+        return np.where(common > 0, d * (total / np.where(common > 0, common, 1.0)), 2 * total)
+
+    n_trials = 2 + int(np.log(n_clusters))
+    rows = [rs.choice(len(Z), p=w / w.sum())]
+    d = distances(rows[0])
+    labels = np.zeros(len(Z), dtype=np.int64)
+    for c in range(1, n_clusters):
+        r = rs.uniform(size=n_trials) * (w * d).sum()
+        candidates = np.minimum(np.searchsorted(np.cumsum(w * d), r), len(Z) - 1)
+        trials = [distances(i) for i in candidates]
+        best = int(np.argmin([(w * np.minimum(d, e)).sum() for e in trials]))
+        labels[trials[best] < d] = c
+        d = np.minimum(d, trials[best])
+        rows.append(candidates[best])
+    return np.array(rows), labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_masked_seeding_is_naive_kmeans_plusplus(holed_blobs, seed, weighted):
+    # The seeds' rows and every row's nearest seed, with each seed's update
+    # of the distances made in the next pass over the rows (not at once).
+    Xm = holed_blobs[0]
+    shift, scale = np.nanmean(Xm, axis=0), 1.0 / np.nanstd(Xm, axis=0)
+    w = np.random.default_rng(seed).uniform(0.2, 2.0, len(Xm)) if weighted else None
+    labels, seeds, observed = _kmeans.kmeans_plusplus_masked(Xm, w, shift, scale, 9, seed, True)
+    Z = (Xm - shift) * scale
+    rows, expected = _naive_masked_seeding(Z, np.ones(len(Z)) if w is None else w, 9, seed)
+    assert_array_equal(seeds, np.nan_to_num(Z[rows], nan=0.0))
+    assert_array_equal(observed, ~np.isnan(Z[rows]))
+    assert_array_equal(labels, expected)
+    serial = _kmeans.kmeans_plusplus_masked(Xm, w, shift, scale, 9, seed, False)
+    for a, b in zip(serial, (labels, seeds, observed), strict=True):
+        assert_array_equal(a, b)
+
+
 def test_kmeans_masked_is_lloyd_with_partial_distances(holed_blobs):
     Xm, _, y, _ = holed_blobs
     shift = np.nanmean(Xm, axis=0)
