@@ -226,26 +226,19 @@ _seed_trials_kernel = _Blockwise(_seed_trials_impl)
 
 
 @_jit()
-def _seed_update(w, d, labels, dist, best, k, n_blocks):
-    """Take candidate ``best`` as seed ``k``; return each block's new potential.
+def _seed_update(d, labels, dist, best, k):
+    """Take candidate ``best`` as seed ``k``: each row's ``d`` and label, if it is nearer.
 
-    Serial: it reads only ``d`` and ``dist`` (no row of ``X``) and takes a
-    fraction of a millisecond, less than sharing it out between threads
-    costs on a loaded machine.
+    The last seed's update (each earlier one's is made in the next trials
+    pass). Serial: it reads only ``d`` and ``dist`` (no row of ``X``) and
+    takes a fraction of a millisecond, less than sharing it out between
+    threads costs on a loaded machine.
     """
-    n_samples = d.shape[0]
-    weighted = w.shape[0] > 0
-    block = (n_samples + n_blocks - 1) // n_blocks
-    pot = np.empty(n_blocks)
-    for b in range(n_blocks):
-        pot[b] = 0.0
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            e = dist[i, best]
-            if e < d[i]:
-                d[i] = e
-                labels[i] = k
-            pot[b] += (w[i] if weighted else 1.0) * d[i]
-    return pot
+    for i in range(d.shape[0]):
+        e = dist[i, best]
+        if e < d[i]:
+            d[i] = e
+            labels[i] = k
 
 
 @_jit()
@@ -755,7 +748,7 @@ def _seed(X, w, shift, scale, n_clusters, random_state, parallel, n_blocks, z32=
         best = np.int64(np.argmin(_sequential_sum(pots)))
         indices[c] = ids[best]
         seeds[c] = cand[best]
-    _seed_update(w, d, labels, dist, best, n_clusters - 1, n_blocks)
+    _seed_update(d, labels, dist, best, n_clusters - 1)
     s1, s2 = _sequential_sum(s1), _sequential_sum(s2)
     var = np.maximum(s2 / n_samples - (s1 / n_samples) ** 2, 0.0)
     return seeds, indices, labels, var, 2.0 * math.sqrt(far), zsq
@@ -1381,7 +1374,7 @@ def _masked_seed(X, w, shift, scale, n_clusters, random_state, parallel, n_block
                       n_blocks)  # fmt: skip
         best = np.int64(np.argmin(_sequential_sum(pots)))
         seeds[c], observed[c] = cand[best], cand_observed[best]
-    _seed_update(w, d, labels, dist, best, n_clusters - 1, n_blocks)
+    _seed_update(d, labels, dist, best, n_clusters - 1)
     return seeds, observed, labels
 
 
