@@ -32,6 +32,13 @@ The runs:
   stream on each array as a Dask array (rows in three chunks, cut at
   random), each also on the numpy array: an outcome of another kind than
   the numpy one's (finite against refused) is a finding too.
+- ``settings`` (not run unless asked): ``NaturalDiagonalGMM`` with settings
+  drawn at random for each array (initialisations, floors, priors,
+  ``n_init``, ``mixed_precision``, annealing modes and schedules,
+  ``anneal_subsample``, split-and-merge, solvers); after a finite fit, a
+  refit on the array with one entry made infinite must be refused and leave
+  every fitted parameter as it was (``MODEL CHANGED``, ``ACCEPTED`` are
+  findings), and for odd seeds a warm refit on the array itself follows.
 
 A line of progress is printed every tenth of the arrays. ``--n 20`` took
 26.6 + 13.4 + 12.5 s on one busy core in a fresh checkout (compiling the
@@ -42,6 +49,7 @@ kernels), the ``wrapper`` run 0.5 s once they were cached. ``--runs dask`` needs
     python benchmarks/fuzz_robustness.py --n 200 --runs wrapper stream
     python benchmarks/fuzz_robustness.py --n 200 --runs dask
     python benchmarks/fuzz_robustness.py --n 200 --runs mixed
+    python benchmarks/fuzz_robustness.py --n 1000 --runs settings
     python benchmarks/fuzz_robustness.py --n 200 --holes 0.2   # missing entries too
 """
 
@@ -57,7 +65,13 @@ import datasets  # noqa: E402
 from cli import check, optional  # noqa: E402
 from cli import parser as cli_parser  # noqa: E402
 
-from natgmm import NaturalDiagonalGMM, StandardizedGMM, _solver  # noqa: E402
+from natgmm import (  # noqa: E402
+    ExplicitSchedule,
+    GeometricSchedule,
+    NaturalDiagonalGMM,
+    StandardizedGMM,
+    _solver,
+)
 
 PARAMETERS = (
     "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "eta1_", "eta2_",
@@ -196,9 +210,75 @@ def _mixed(seed):
         _solver.F32_MIN_WORK = size_rule
 
 
+def _random_settings(rng, k):
+    """Estimator settings drawn at random from the parameter space, for ``k`` components."""
+
+    def choose(*options):
+        return options[int(rng.integers(len(options)))]
+
+    settings = {}
+    for name, share, options in (
+        ("tol", 0.3, (0.0, 1e-6, 0.1)),
+        ("reg_covar", 0.3, (0.0, 1e-10, 1e-3, 10.0)),
+        ("n_init", 0.3, (2, 3)),
+        ("init_params", 0.5, ("k-means++", "random", "random_from_data", "bisect")),
+        ("min_variance", 0.2, (1e-4, 1.0)),
+        ("min_variance_relative", 0.2, (1e-3, 0.5)),
+        ("min_weight", 0.2, (0.01, 0.5 / k)),
+        ("lower_precision_reg", 0.2, (1e-3, 1.0)),
+        ("upper_precision_reg", 0.2, (1e-3, 1.0)),
+        ("mixed_precision", 0.3, (False,)),
+    ):
+        if rng.random() < share:
+            settings[name] = choose(*options)
+    if rng.random() < 0.4:
+        settings["annealing"] = choose("floor", "fixed", "temperature")
+        settings["anneal_max_iter"] = choose(1, 3)
+        if rng.random() < 0.3:
+            settings["schedule"] = choose(
+                GeometricSchedule(n_levels=3), ExplicitSchedule([5.0, 1.0]),
+                GeometricSchedule(start=1e8, stop=1.0, n_levels=3),
+            )  # fmt: skip
+        if rng.random() < 0.3:
+            settings["anneal_subsample"] = choose(k, 10)
+        if rng.random() < 0.3:
+            settings["split_merge"] = choose(0, 2)
+    elif rng.random() < 0.4:
+        settings["solver"] = choose("minibatch", "gradient")
+        settings["split_merge"] = 0
+        settings["batch_size"] = choose(1, 7, 1024)
+        settings["gradient_steps"] = choose(1, 10)
+    return settings
+
+
+def _settings(seed):
+    X, sw, k = _problem(seed)
+    settings = _random_settings(np.random.default_rng([seed, 2]), k)
+    model = NaturalDiagonalGMM(k, random_state=0, max_iter=20, n_jobs=1, **settings)
+    outcome = _outcome(lambda: model.fit(X, sample_weight=sw), X)
+    yield "settings", seed, outcome
+    if outcome != "finite":
+        return
+    # A refit that is refused leaves the fitted model as it was (transactional fits).
+    before = [np.array(getattr(model, name)) for name in PARAMETERS]
+    bad = X.copy()
+    bad[0, 0] = np.inf
+    try:
+        model.set_params(warm_start=bool(seed % 2)).fit(bad)
+    except ValueError:
+        after = [np.asarray(getattr(model, name)) for name in PARAMETERS]
+        same = all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+        refit = "ValueError: refused, model intact" if same else "MODEL CHANGED by a refused refit"
+    else:
+        refit = "ACCEPTED a row with inf"
+    yield "settings refit", seed, refit
+    if seed % 2:  # warm_start was set: the refit continues from the fitted model
+        yield "settings warm refit", seed, _outcome(lambda: model.fit(X, sample_weight=sw), X)
+
+
 RUNS = {
     "wrapper": _wrapper, "stream": _stream, "estimator": _estimator, "mixed": _mixed,
-    "dask": _dask,
+    "dask": _dask, "settings": _settings,
 }  # fmt: skip
 
 

@@ -171,3 +171,13 @@ def test_small_bench_default_fits_are_scikit_learns(capsys):
         ours, theirs = row[-2].split("/")
         assert ours == theirs, row
         assert abs(float(row[-1])) < 1e-3, row  # the table's three decimals
+
+
+def test_fuzz_settings_run_fits_and_refits(capsys):
+    """``fuzz_robustness.py --runs settings``: random settings, then a refused refit checked."""
+    fuzz = pytest.importorskip("fuzz_robustness")
+    assert fuzz.main(["--n", "20", "--runs", "settings"]) == 0
+    out = capsys.readouterr().out
+    assert "findings: 0" in out
+    assert "refused, model intact" in out  # the refit check ran
+    assert "finite" in out
