@@ -33,7 +33,8 @@ from threadpoolctl import threadpool_limits
 
 import natgmm
 from natgmm import NaturalDiagonalGMM
-from natgmm._threading import n_threads, usable_cores
+from natgmm._solver import F32_MIN_WORK
+from natgmm._threading import MIN_PARALLEL_WORK, n_threads, usable_cores
 
 # Time ratios within 5 % of one read as the same speed (run-to-run spread).
 _SAME_SPEED = 1.05
@@ -115,8 +116,17 @@ def _kernel_cache_state():
     return True
 
 
-def _prepare_kernels(report, annealing, n_jobs=None):
-    """Compile or load every kernel the job uses, on a tiny fit of each kind."""
+def _prepare_kernels(report, annealing, n_jobs=None, speed_shape=None):
+    """Compile or load every kernel the job uses, on a small fit of each kind.
+
+    ``speed_shape``, ``(n_samples, n_features, n_components)`` of the speed
+    section (None: the section does not run), adds a short default fit that
+    takes the paths its fit takes: those of passes large enough for float32
+    steps (``mixed_precision``) and threads, and of k-means with groups of
+    centres. Kernels compile for argument types, not sizes, so that fit
+    needs only the section's features and components and rows enough to
+    cross those sizes (or all of its rows, if they do not).
+    """
     state = _kernel_cache_state()
     if state is True:
         label = "loading natgmm's compiled kernels from numba's disk cache"
@@ -132,6 +142,13 @@ def _prepare_kernels(report, annealing, n_jobs=None):
             model.fit(X)
             model.score(X)
             model.predict(X)
+        if speed_shape is not None:
+            n_samples, n_features, n_components = speed_shape
+            work = max(F32_MIN_WORK, MIN_PARALLEL_WORK)
+            n_rows = min(n_samples, max(256, math.ceil(work / (n_features * n_components))))
+            X, _ = mixture_data(n_rows, n_features, n_components)
+            model = NaturalDiagonalGMM(n_components, max_iter=2, n_jobs=n_jobs, random_state=0)
+            model.fit(X).score(X)
 
 
 def mixture_data(n_samples, n_features, n_components, seed=0):
@@ -708,7 +725,8 @@ def _run(report, args):
     n_components = args.n_components or (20 if quick else 50)
     n_steps = 100 if quick else 500
     sections = set(args.sections)
-    _prepare_kernels(report, args.annealing, args.threads)
+    speed_shape = (n_samples, n_features, n_components) if "1" in sections else None
+    _prepare_kernels(report, args.annealing, args.threads, speed_shape)
     report.line()
     results = {}
     if "1" in sections:
