@@ -5,9 +5,10 @@ the kernels; "warm" runs again with the cache the cold run filled. Each run
 is this script in a fresh process (``--child DTYPE ROWS FEATURES
 COMPONENTS``). Two sizes: a small fit, whose kernel calls all run on the
 calling thread, and a larger one, whose passes are shared out between
-threads (above ``natgmm._threading.MIN_PARALLEL_WORK``). Twelve processes,
-four of them compiling: about 2 minutes on one core. Run from the
-repository root::
+threads (above ``natgmm._threading.MIN_PARALLEL_WORK``) and whose steps
+before convergence are float32's for float64 rows too (above
+``natgmm._solver.F32_MIN_WORK``). Twelve processes, four of them compiling:
+about 2 minutes on one core. Run from the repository root::
 
     python benchmarks/bench_startup.py
 """
