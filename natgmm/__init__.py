@@ -2,7 +2,7 @@
 
 # First, before numba or scikit-learn load an OpenMP runtime: OpenMP threads
 # sleep rather than spin while they wait (unless the user chose otherwise),
-# so that fits next to other busy threads do not crawl. See _threading.py.
+# so that fits next to other busy threads do not crawl. See _wait_policy.py.
 from ._wait_policy import configure_wait_policy
 
 configure_wait_policy()

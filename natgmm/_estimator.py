@@ -408,12 +408,14 @@ default=None
 
         At every level the means get a tiny random offset
         (``1e-3 * sqrt(level)`` standard deviations, drawn from
-        ``random_state``) so that means that coincided can split. The
-        levels' E-steps compute in float32 (products and soft-max; sums in
-        float64) whatever the dtype of X, as do the short trials of the
-        split-and-merge moves; the final EM and the moves kept run in X's
-        own precision. With ``warm_start``, the schedule runs on the
-        first fit only. None fits by plain EM from ``init_params``.
+        ``random_state``) so that means that coincided can split. With
+        ``mixed_precision`` and passes large enough, the levels' E-steps
+        compute in float32 (products and soft-max; sums in float64)
+        whatever the dtype of X, as do the short trials of the
+        split-and-merge moves, and the final EM takes float32 steps until
+        it nears convergence (see ``mixed_precision``). With
+        ``warm_start``, the schedule runs on the first fit only. None fits
+        by plain EM from ``init_params``.
     schedule : Schedule, default=None
         The levels, e.g. :class:`GeometricSchedule` or
         :class:`ExplicitSchedule`; ``start="auto"`` starts at a multiple of
@@ -433,32 +435,29 @@ default=None
         before. None means 0.01. 0 runs every level for
         ``anneal_max_iter`` iterations.
     split_merge : int or "auto", default="auto"
-        Largest number of split-and-merge moves kept after the final EM, if
-        it converged (Ueda et al., 2000): a move merges the two components
-        whose responsibilities overlap most and splits one of the three
-        components whose points the mixture fits worst along its leading
-        direction. Each round tries 15 such moves by five iterations of
-        partial EM (only the move's three components change), gives the 3
-        that gained most four iterations of EM (in float32; ranking and
+        Largest number of split-and-merge moves kept after the final EM, if it
+        converged (Ueda et al., 2000): a move merges the two components whose
+        responsibilities overlap most and splits one of the three components
+        whose points the mixture fits worst along its leading direction. Each
+        round tries 15 such moves by five iterations of partial EM (only the
+        move's three components change), gives the 3 that gained most four
+        iterations of EM (in float32 under ``mixed_precision``; ranking and
         trials on 16 000 rows drawn from ``random_state`` when X has more),
         runs the best to convergence on all rows and keeps it if the lower
         bound rose and none of the components it changed ended on fewer than
         five rows (half an equal share on data of fewer than ten rows per
         component) or at ``min_weight`` (such components' variances sit near
         ``reg_covar``) while the mixture gained such a component; the first
-        move
-        not kept, or kept with a gain below ``tol``, ends the rounds
+        move not kept, or kept with a gain below ``tol``, ends the rounds
         (``split_merge_moves_``); pairs that share almost no rows are not
-        merged, so a fit at a well separated mixture's answer makes none.
-        Two components on one Gaussian (a saddle annealing can leave), and
-        with two components any pair that shares rows, are also tried split
-        anew, merged and split along their leading direction; a fit that
-        ends with two components on one Gaussian warns.
-        It takes a fit out of local maxima that annealing alone leaves (the
-        user guide's annealing page). "auto" is 6 after the annealing
-        levels and 0 otherwise (plain EM, as scikit-learn, and a
-        ``warm_start`` refit).
-        Only with ``solver="em"``.
+        merged, so a fit at a well separated mixture's answer makes none. Two
+        components on one Gaussian (a saddle annealing can leave), and with two
+        components any pair that shares rows, are also tried split anew, merged
+        and split along their leading direction; a fit that ends with two
+        components on one Gaussian warns. It takes a fit out of local maxima
+        that annealing alone leaves (the user guide's annealing page). "auto"
+        is 6 after the annealing levels and 0 otherwise (plain EM, as
+        scikit-learn, and a ``warm_start`` refit). Only with ``solver="em"``.
     anneal_subsample : int, default=None
         With ``annealing`` and more rows than this: the annealed fit (its
         levels, its final EM and its split-and-merge moves) runs on this many
@@ -615,8 +614,10 @@ default=None
     may be one too. Each pass over the data then runs the
     kernels on the blocks where they live and only per-component statistics
     reach the client, which runs the same M-step; from the same start the fit
-    equals the in-memory one to about 1e-14 relative (with annealing,
-    whose levels compute in float32, about 1e-9). Predictions are lazy
+    equals the in-memory one to about 1e-14 relative with
+    ``mixed_precision=False``; float32 steps (``mixed_precision``, the
+    default, and annealing's levels) round the rows as Dask's blocks group
+    them, and the parameters then agree to about 1e-6. Predictions are lazy
     Dask arrays, and so is ``labels_``, which holds the graph of ``X``
     (compute or delete it before pickling the model). The initialisation
     runs on the client on at most 100 000 rows (all of them, or a uniform

@@ -21,7 +21,7 @@ class ParamNamesOnce:
     """scikit-learn's ``_get_param_names``, read from ``__init__``'s signature once per class.
 
     scikit-learn inspects the signature at every ``get_params`` (54 us for
-    natgmm's 33 parameters), which every fit, ``partial_fit`` batch and
+    natgmm's 34 parameters), which every fit, ``partial_fit`` batch and
     ``clone`` calls: a fifth of a 10-row ``partial_fit``.
     """
 

@@ -1,4 +1,4 @@
-"""Threads: how kernel calls share the cores, and OpenMP's wait policy.
+"""Threads: how kernel calls share the cores (OpenMP's wait policy is in _wait_policy.py).
 
 Each compiled kernel works on a range of row blocks (``_kernels._Blockwise``);
 :func:`share_out` splits a call's blocks into one contiguous range per thread,
