@@ -79,8 +79,10 @@ def test_timed_fits_compile_nothing(shape):
     earlier, the quality section's split-and-merge moves, until the
     preparation's annealed fit had three components). In a fresh
     interpreter, where no kernel has been loaded yet.
-    The shapes: the quick job's, a pass as large as the full job's
-    (100 000 x 50, K=50) takes, and one too small for float32 steps or threads.
+
+    The shapes: the quick job's; the full job's features and components
+    (100 000 x 50, K=50) on fewer rows, whose passes still take float32
+    steps and threads; and one too small for either.
     """
     result = run_python(_NO_NEW_SIGNATURES.replace("SHAPE", repr(shape)))
     assert result.returncode == 0, result.stderr
