@@ -149,6 +149,11 @@ def _prepare_kernels(report, annealing, n_jobs=None, speed_shape=None):
             X, _ = mixture_data(n_rows, n_features, n_components)
             model = NaturalDiagonalGMM(n_components, max_iter=2, n_jobs=n_jobs, random_state=0)
             model.fit(X).score(X)
+    if state is not True:  # (what this job compiled is not all a user's fits need)
+        report.line(
+            "  (the kernels this job uses; float32 data, missing values and other modes compile "
+            "their\n  own in their first fit, once per machine, silently unless verbose=1)"
+        )
 
 
 def mixture_data(n_samples, n_features, n_components, seed=0):

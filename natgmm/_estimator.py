@@ -293,7 +293,7 @@ default=None
         the initialisation kept (and the annealing levels and split-and-merge
         moves), 2 also the times and the log-likelihood changes. The first
         verbose fit of a process says that the kernels load or compile (up
-        to about half a minute, once per machine, dtype and mode, counted in
+        to about a minute, once per machine, dtype and mode, counted in
         the first iterations' times). ``partial_fit`` prints its first step and
         every ``verbose_interval``-th (the batch's log-likelihood and the
         step size). With ``solver="minibatch"`` an iteration is a pass of

@@ -56,7 +56,7 @@ class Progress:
                 print(
                     "(First fit in this process: natgmm's kernels load from numba's disk "
                     "cache, or compile on a new machine, for a new dtype or mode: up to "
-                    "about half a minute, counted in the first iterations' time.)"
+                    "about a minute, counted in the first iterations' time.)"
                 )
             print(f"Initialization {trial}")
             self._init_time = self._iter_time = time()
