@@ -22,6 +22,19 @@ def warm_up(call, *args, **kwargs):
         return call(*args, **kwargs)
 
 
+def warm_up_rows(X, n_components):
+    """The first rows of ``X`` on which a warm-up fit takes the compiled paths of a fit of ``X``.
+
+    As many as ``natgmm._solver.rows_for_every_path`` says: a fit of
+    ``n_components`` on them loads or compiles the kernels (float32 steps,
+    threads) that a fit of all of ``X`` runs, so that none of them is
+    loaded or compiled inside a timed fit.
+    """
+    from natgmm._solver import rows_for_every_path
+
+    return X[: rows_for_every_path(X.shape[0], X.shape[1], n_components)]
+
+
 def timed_after_pause(call, *args, **kwargs):
     """Sleep :data:`PAUSE` seconds, then call ``call(*args, **kwargs)``: ``(result, seconds)``."""
     time.sleep(PAUSE)

@@ -33,8 +33,8 @@ from threadpoolctl import threadpool_limits
 
 import natgmm
 from natgmm import NaturalDiagonalGMM
-from natgmm._solver import F32_MIN_WORK
-from natgmm._threading import MIN_PARALLEL_WORK, n_threads, usable_cores
+from natgmm._solver import rows_for_every_path
+from natgmm._threading import n_threads, usable_cores
 
 # Time ratios within 5 % of one read as the same speed (run-to-run spread).
 _SAME_SPEED = 1.05
@@ -123,9 +123,8 @@ def _prepare_kernels(report, annealing, n_jobs=None, speed_shape=None):
     section (None: the section does not run), adds a short default fit that
     takes the paths its fit takes: those of passes large enough for float32
     steps (``mixed_precision``) and threads, and of k-means with groups of
-    centres. Kernels compile for argument types, not sizes, so that fit
-    needs only the section's features and components and rows enough to
-    cross those sizes (or all of its rows, if they do not).
+    centres, on the section's features and components and
+    :func:`~natgmm._solver.rows_for_every_path` rows.
     """
     state = _kernel_cache_state()
     if state is True:
@@ -144,8 +143,7 @@ def _prepare_kernels(report, annealing, n_jobs=None, speed_shape=None):
             model.predict(X)
         if speed_shape is not None:
             n_samples, n_features, n_components = speed_shape
-            work = max(F32_MIN_WORK, MIN_PARALLEL_WORK)
-            n_rows = min(n_samples, max(256, math.ceil(work / (n_features * n_components))))
+            n_rows = rows_for_every_path(n_samples, n_features, n_components)
             X, _ = mixture_data(n_rows, n_features, n_components)
             model = NaturalDiagonalGMM(n_components, max_iter=2, n_jobs=n_jobs, random_state=0)
             model.fit(X).score(X)

@@ -45,6 +45,7 @@ from ._kernels import count_distinct
 from ._progress import caller_level
 from ._split_merge import TrialRows, candidate_moves, moved, partial_em, split_offset
 from ._standardise import model_attributes
+from ._threading import MIN_PARALLEL_WORK
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -321,6 +322,20 @@ F32_BOUND_ROUNDING = 4e-6
 # per pass below 150 000, 0.9 to 1.0 about 500 000, 0.64 to 0.92 at 2 to 2.4
 # million; default fits below it were 3 to 19 % slower in float32.
 F32_MIN_WORK = 2_000_000
+
+
+def rows_for_every_path(n_samples, n_features, n_components):
+    """Return the fewest rows whose fit takes the compiled paths of a fit of ``n_samples``.
+
+    numba compiles a kernel per argument type, not size, but a fit takes its
+    float32 steps (``mixed_precision``) and shares its passes out between
+    threads only from a size of pass on (rows x features x components): a
+    warm-up fit of this many rows, at least 256, with the same features and
+    components loads or compiles the kernels of the larger fit, and none of
+    the paths it does not take (all ``n_samples`` rows where fewer cannot).
+    """
+    work = max(F32_MIN_WORK, MIN_PARALLEL_WORK)
+    return min(n_samples, max(256, -(-work // (n_features * n_components))))
 
 
 def _float32_pays(settings, run):

@@ -34,11 +34,10 @@ def test_import_runs_nothing(module):
     assert result.stdout == ""
 
 
-_NO_NEW_SIGNATURES = """
+_SIGNATURES = """
 import importlib, io, json, pkgutil
 from numba.core.registry import CPUDispatcher
 import natgmm
-from natgmm import _demo
 
 def signatures():
     found = {}
@@ -53,6 +52,17 @@ def signatures():
                 found[module.__name__ + "." + name] = len(value.signatures)
     return found
 
+def gained(before):
+    after = signatures()
+    return {name: after[name] - before.get(name, 0) for name in after
+            if after[name] != before.get(name, 0)}
+"""
+
+_NO_NEW_SIGNATURES = (
+    _SIGNATURES
+    + """
+from natgmm import _demo
+
 shape = SHAPE
 report = _demo._Reporter(io.StringIO())
 _demo._prepare_kernels(report, "temperature", None, shape)
@@ -61,10 +71,9 @@ _demo.speed(report, *shape, n_timed=1)
 Z, y = _demo.digits_latents(10)
 _demo.quality(report, Z, y, 10, "temperature")
 _demo.robustness(report, Z, 10, 20)
-after = signatures()
-print(json.dumps({name: after[name] - before.get(name, 0) for name in after
-                  if after[name] != before.get(name, 0)}))
+print(json.dumps(gained(before)))
 """
+)
 
 
 @pytest.mark.parametrize("shape", [(20_000, 20, 20), (3_000, 50, 50), (1_000, 5, 3)])
@@ -87,6 +96,33 @@ def test_timed_fits_compile_nothing(shape):
     result = run_python(_NO_NEW_SIGNATURES.replace("SHAPE", repr(shape)))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {}
+
+
+def test_rows_for_every_path_load_what_the_larger_fit_runs():
+    """A warm-up fit on ``rows_for_every_path`` rows leaves the larger fit nothing to load.
+
+    The demo's preparation and the benchmarks' warm-ups (``warm_up_rows``)
+    rely on it: 20 000 x 20 rows at K=20 take float32 steps and threads, and
+    7 500 of them (fewer than the whole, so that the check means something)
+    do too; plain and annealed fits. In a fresh interpreter.
+    """
+    code = _SIGNATURES + (
+        "import numpy as np\n"
+        "from natgmm import NaturalDiagonalGMM\n"
+        "from natgmm._solver import rows_for_every_path\n"
+        "X = np.random.default_rng(0).normal(size=(20_000, 20))\n"
+        "rows = rows_for_every_path(*X.shape, 20)\n"
+        "settings = ({}, {'annealing': 'temperature'})\n"
+        "for options in settings:\n"
+        "    NaturalDiagonalGMM(20, random_state=0, **options).fit(X[:rows])\n"
+        "before = signatures()\n"
+        "for options in settings:\n"
+        "    NaturalDiagonalGMM(20, random_state=0, **options).fit(X)\n"
+        "print(json.dumps([rows, gained(before)]))\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [7500, {}]
 
 
 def test_help_explains_options_and_columns():
