@@ -181,3 +181,29 @@ def test_fuzz_settings_run_fits_and_refits(capsys):
     assert "findings: 0" in out
     assert "refused, model intact" in out  # the refit check ran
     assert "finite" in out
+
+
+def test_timed_call_says_when_it_loaded_kernels():
+    """``warm.timed_after_pause`` names the kernels a timed call loaded, and only then.
+
+    In a fresh interpreter: the first fit loads (or compiles) natgmm's
+    kernels inside the timing, the second loads none.
+    """
+    from conftest import run_python
+
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / 'benchmarks')!r})\n"
+        "import numpy as np\n"
+        "import warm\n"
+        "from natgmm import NaturalDiagonalGMM\n"
+        "X = np.random.default_rng(0).normal(size=(300, 3))\n"
+        "for _ in range(2):\n"
+        "    warm.timed_after_pause(NaturalDiagonalGMM(2, random_state=0).fit, X)\n"
+        "    print('call done', file=sys.stderr)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stderr.split("call done")[:2]
+    assert "a timed call loaded or compiled" in first and "natgmm._kernels." in first
+    assert "loaded or compiled" not in second
