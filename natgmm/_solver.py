@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _anneal, _split_merge
+from . import _anneal, _split_merge, _threading
 from ._anneal import (
     MIN_LEVEL_ITER,
     PERTURBATION,
@@ -45,7 +45,6 @@ from ._kernels import count_distinct
 from ._progress import caller_level
 from ._split_merge import TrialRows, candidate_moves, moved, partial_em, split_offset
 from ._standardise import model_attributes
-from ._threading import MIN_PARALLEL_WORK
 
 # A mean within this many standard deviations (in every feature) of an
 # earlier one does not count in ``history_["n_distinct"]``.
@@ -334,7 +333,7 @@ def rows_for_every_path(n_samples, n_features, n_components):
     components loads or compiles the kernels of the larger fit, and none of
     the paths it does not take (all ``n_samples`` rows where fewer cannot).
     """
-    work = max(F32_MIN_WORK, MIN_PARALLEL_WORK)
+    work = max(F32_MIN_WORK, _threading.MIN_PARALLEL_WORK)
     return min(n_samples, max(256, -(-work // (n_features * n_components))))
 
 

@@ -1111,10 +1111,10 @@ def test_a_level_perturbs_each_mean_by_a_thousandth_of_its_features_spread():
     level, beta = 9.0, 1.0 / 9.0
     entered = _anneal.enter_level(params, level, reg, standardiser, np.random.RandomState(0), beta)
     noise = np.random.RandomState(0).standard_normal((4, 3))
-    spread = np.sqrt(np.minimum(level * feature_var, _anneal.NOISE_SPREAD * variances / beta))
-    assert_allclose(entered.means / spread, _anneal.PERTURBATION * noise, rtol=1e-14)
-    assert_allclose(spread[:3], np.sqrt(level * feature_var) * np.ones((3, 1)), rtol=1e-15)
-    assert spread[3, 0] < 1e-2 * np.sqrt(level)  # its own spread, not the data's
+    # Written out: sqrt(9 * feature_var) for the wide components; for the
+    # narrow one sqrt(1e4 * 1e-9 * 9) where that is less (its own spread).
+    spread = np.array([[3.0, 0.03, 1.5]] * 3 + [[np.sqrt(9e-5), np.sqrt(9e-5), 1.5]])
+    assert_allclose(entered.means, 1e-3 * noise * spread, rtol=1e-14)
 
 
 def test_minibatch_annealing_warns_before_it_runs(slanted_blobs):

@@ -12,7 +12,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
 
 import natgmm
-from natgmm import NaturalDiagonalGMM, _kernels
+from natgmm import NaturalDiagonalGMM, _kernels, _kmeans
 
 
 def test_read_only_install_compiles_without_cache(tmp_path):
@@ -69,18 +69,27 @@ def test_read_only_memmap_is_not_copied(tmp_path, monkeypatch):
     np.save(path, X.astype(np.float32))
     mapped = np.load(path, mmap_mode="r")
     assert not mapped.flags.writeable
-    seen = []
-    for name in ("em_stats", "label_stats", "log_prob"):
-        original = getattr(_kernels, name)
+    seen = []  # (function, whether its rows were the memmap's)
+    spied = [(_kernels, "em_stats"), (_kernels, "label_stats"), (_kernels, "log_prob")]
+    spied += [(_kernels, "log_prob_prepared"), (_kmeans, "kmeans")]
+    for module, name in spied:
+        original = getattr(module, name)
 
-        def spy(data, *args, _original=original, **kwargs):
-            seen.append(np.shares_memory(data, mapped))
+        def spy(data, *args, _original=original, _name=name, **kwargs):
+            seen.append((_name, np.shares_memory(data, mapped)))
             return _original(data, *args, **kwargs)
 
-        monkeypatch.setattr(_kernels, name, spy)
+        monkeypatch.setattr(module, name, spy)
     model = NaturalDiagonalGMM(3, random_state=0).fit(mapped)
+    fitted = set(seen)
+    seen.clear()
     labels = model.predict(mapped)
-    assert len(seen) > 3 and all(seen)
+    # The k-means start, the statistics of EM and of the start's labels, the
+    # final labels; then predict's log-densities: each on the memmap itself.
+    assert fitted == {(name, True) for name in ("kmeans", "label_stats", "em_stats")} | {
+        ("log_prob_prepared", True)
+    }
+    assert set(seen) == {("log_prob_prepared", True)}
     in_memory = NaturalDiagonalGMM(3, random_state=0).fit(np.array(mapped))
     assert_allclose(model.means_, in_memory.means_)
     assert_array_equal(labels, in_memory.predict(np.array(mapped)))

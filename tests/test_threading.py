@@ -3,6 +3,7 @@
 import os
 import textwrap
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -127,18 +128,26 @@ def test_share_out_runs_each_block_once_and_gathers_them(monkeypatch, count):
     assert any(c[:2] == ranges[0] and c[2] == threading.get_ident() for c in calls)
 
 
-def test_share_out_raises_a_pool_calls_error_after_every_call_ended(monkeypatch):
+@pytest.mark.parametrize("raising", ["pool", "caller"])
+def test_share_out_raises_an_error_after_every_call_ended(monkeypatch, raising):
+    """The error of either thread's call is raised once the other call has ended too.
+
+    The call that does not raise takes a while: an error raised before it
+    ended would leave it running on arrays its caller then reuses.
+    """
     monkeypatch.setattr(_threading, "current_threads", lambda: 2)
     ended = []
 
     def kernel(first, last):
-        if first > 0:
-            raise ValueError("from the pool")
+        on_pool = first > 0
+        if on_pool == (raising == "pool"):
+            raise ValueError(f"from the {raising}")
+        time.sleep(0.2)
         ended.append(first)
 
-    with pytest.raises(ValueError, match="from the pool"):
+    with pytest.raises(ValueError, match=f"from the {raising}"):
         _threading.share_out(kernel, (), 2)
-    assert ended == [0]
+    assert ended == ([0] if raising == "pool" else [1])
 
 
 def test_kernel_threads_is_per_thread_and_restored():
