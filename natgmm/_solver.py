@@ -329,9 +329,10 @@ def rows_for_every_path(n_samples, n_features, n_components):
     numba compiles a kernel per argument type, not size, but a fit takes its
     float32 steps (``mixed_precision``) and shares its passes out between
     threads only from a size of pass on (rows x features x components): a
-    warm-up fit of this many rows, at least 256, with the same features and
-    components loads or compiles the kernels of the larger fit, and none of
-    the paths it does not take (all ``n_samples`` rows where fewer cannot).
+    warm-up fit of this many rows (at least 256), with the same features and
+    components, takes the same paths as the larger fit, so that it loads or
+    compiles the kernels that fit runs; where fewer rows would not cross
+    those sizes, all ``n_samples``.
     """
     work = max(F32_MIN_WORK, _threading.MIN_PARALLEL_WORK)
     return min(n_samples, max(256, -(-work // (n_features * n_components))))
