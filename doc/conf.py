@@ -70,6 +70,9 @@ html_theme_options = {
     },
 }
 html_sidebars = {"index": [], "quickstart": []}
+# "fit_predict", not "NaturalDiagonalGMM.fit_predict": the API pages' "On
+# this page" column cut the long entries off.
+toc_object_entries_show_parents = "hide"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 

@@ -110,8 +110,10 @@ print(f"L(0, 1) = {L0:.8f}, L(sqrt(6t), 1 - t) = {log_likelihood(np.sqrt(6 * t),
 #
 # Arrows show its direction (its length grows without bound as
 # :math:`\sigma \to 0`). Trajectories started on :math:`\mu = 0` stay on it
-# and end on the saddle; the others leave slowly along the flat direction,
-# then run to a point where :math:`\sigma` collapses.
+# and end on the saddle; one started just off it, at :math:`\mu = 0.05`,
+# crawls along the flat direction and is still near the saddle after 5000
+# steps; the others leave and run to a point where :math:`\sigma`
+# collapses.
 
 
 def gradient(mu, sigma):
@@ -140,9 +142,10 @@ starts = [(0.0, 1.5), (0.05, 1.45), (0.2, 1.2), (0.6, 0.7), (-0.4, 1.55)]
 
 
 def draw_paths(ax, paths, label):
-    """Draw (mu, sigma) paths on the surface, a dot at each start."""
+    """Draw (mu, sigma) paths on the surface, a dot at each start, one legend entry each."""
     for i, path in enumerate(paths):
-        ax.plot(path[:, 0], path[:, 1], "-", color=f"C{i}", lw=1.5, label=label if i == 0 else None)
+        start = f"({path[0, 0]:g}, {path[0, 1]:g})"
+        ax.plot(path[:, 0], path[:, 1], "-", color=f"C{i}", lw=1.5, label=f"{label} from {start}")
         ax.plot(path[0, 0], path[0, 1], "o", color=f"C{i}")
 
 
@@ -150,7 +153,7 @@ def surface_axes(ax, title):
     """Contours of L, the critical variance and the saddle."""
     ax.contour(MU, SIGMA, LL, levels=levels, colors="0.7", linewidths=0.6, linestyles="solid")
     ax.axhline(1.0, color="0.4", ls="--", lw=1)
-    ax.plot(0, 1, "k*", ms=12)
+    ax.plot(0, 1, "k*", ms=12, label="saddle (0, 1)")
     ax.set(xlim=(-1.25, 1.25), ylim=(0.15, 1.6), xlabel=r"$\mu$", ylabel=r"$\sigma$", title=title)
 
 
@@ -162,7 +165,7 @@ norm = np.hypot(G_mu, G_sigma) + 1e-12
 ax.quiver(MU[coarse], SIGMA[coarse], G_mu / norm, G_sigma / norm, color="0.5", angles="xy")
 ascent = [gradient_ascent(mu, sigma) for mu, sigma in starts]
 draw_paths(ax, ascent, "gradient ascent")
-ax.legend(loc="lower center")
+ax.legend(loc="lower center", fontsize="small")
 for (mu, sigma), path in zip(starts, ascent, strict=True):
     print(f"start ({mu:5.2f}, {sigma:4.2f}): {len(path) - 1:4d} steps, end {path[-1].round(3)}")
 
@@ -228,7 +231,7 @@ fig, (ax_paths, ax_ll) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrain
 surface_axes(ax_paths, "EM paths (variance floor 0.05)")
 draw_paths(ax_paths, em, "EM")
 ax_paths.plot(*stops[1e-3][:2], "kx", ms=10, mew=2, label="natgmm, tol=1e-3 stops")
-ax_paths.legend(loc="lower center")
+ax_paths.legend(loc="lower center", fontsize="small")
 for i, path in enumerate(em):
     ax_ll.semilogx(
         np.arange(1, len(path) + 1),
@@ -300,8 +303,10 @@ print(f"the means split at the level sigma^2 = {gmm.history_['level'][merged + 1
 fig, (ax_paths, ax_ll) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
 surface_axes(ax_paths, "Annealed paths (fixed variance, then EM)")
 draw_paths(ax_paths, annealed, "annealing")
-ax_paths.plot(gmm.means_.max(), np.sqrt(gmm.covariances_[0, 0]), "kx", ms=10, mew=2)
-ax_paths.legend(loc="lower center")
+ax_paths.plot(
+    gmm.means_.max(), np.sqrt(gmm.covariances_[0, 0]), "kx", ms=10, mew=2, label="natgmm's fit"
+)
+ax_paths.legend(loc="lower center", fontsize="small")
 for i, (path, em_iterates) in enumerate(zip(annealed, em, strict=True)):
     ax_ll.semilogx(
         np.arange(1, len(path) + 1),

@@ -622,7 +622,7 @@ default=None
     (compute or delete it before pickling the model). The initialisation
     runs on the client on at most 100 000 rows (all of them, or a uniform
     sample). ``solver="minibatch"`` needs the data in memory. See the user
-    guide's page on Dask.
+    guide's page on Dask (:doc:`/dask`).
 
     NaN entries of ``X`` are missing values, everywhere ``X`` is accepted
     (``inf`` still raises): a row's density is that of its observed features,
@@ -631,7 +631,7 @@ default=None
     random). A row with nothing observed gets the weights as
     responsibilities; a feature observed in no row is an error. Data without
     NaN takes the same code as before. See the user guide's page on missing
-    values.
+    values (:doc:`/missing_values`).
 
     Examples
     --------
