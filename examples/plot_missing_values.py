@@ -100,7 +100,8 @@ for name, (model, data) in fits.items():
 # Imputed rows sit on the cross through the feature means, and the mixture
 # fitted to them is pulled towards it; the marginalised fit ignores the holes
 # and lands on the complete-data fit.
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+# One above the other: the user guide shows the figure a column wide.
+fig, axes = plt.subplots(2, 1, figsize=(7, 9.5), layout="constrained", height_ratios=[3, 1])
 filled = imputer.transform(X_holes)
 axes[0].scatter(*filled[:, :2].T, s=3, c="0.7", label="rows, holes at the feature means")
 axes[0].scatter(*centres[:, :2].T, marker="*", s=250, c="k", label="true centres")
@@ -116,10 +117,10 @@ for name in ["natgmm, 30% missing", "mean imputation + sklearn", "sklearn, compl
                     alpha=0.9, linewidths=2 if markers[name] == "x" else None)  # fmt: skip
 axes[0].set(xlabel="feature 0", ylabel="feature 1", title="Fitted means")
 # Below the axes: inside, the legend covers the upper-left cluster.
-axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+axes[0].legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
 
 names = list(results)
-# The same colour per fit as its markers on the left.
+# The same colour per fit as its markers above.
 axes[1].barh(names, [results[n][0] for n in names], color=["C0", "C1", "C2", "C3"])
 axes[1].set(
     xlabel="RMS distance to the matched true centres (lower is better)",
