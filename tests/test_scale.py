@@ -86,9 +86,8 @@ def test_read_only_memmap_is_not_copied(tmp_path, monkeypatch):
     labels = model.predict(mapped)
     # The k-means start, the statistics of EM and of the start's labels, the
     # final labels; then predict's log-densities: each on the memmap itself.
-    assert fitted == {(name, True) for name in ("kmeans", "label_stats", "em_stats")} | {
-        ("log_prob_prepared", True)
-    }
+    expected = ("kmeans", "label_stats", "em_stats", "log_prob_prepared")
+    assert fitted == {(name, True) for name in expected}
     assert set(seen) == {("log_prob_prepared", True)}
     in_memory = NaturalDiagonalGMM(3, random_state=0).fit(np.array(mapped))
     assert_allclose(model.means_, in_memory.means_)
