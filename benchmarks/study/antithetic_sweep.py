@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep  # noqa: E402
 
 import natgmm._solver as solver  # noqa: E402
-from natgmm._anneal import PERTURBATION  # noqa: E402
+from natgmm._anneal import NOISE_SPREAD, PERTURBATION  # noqa: E402
 
 # The solver calls the name it imported; fail loudly if it is gone rather
 # than silently run the plain sweep.
@@ -56,12 +56,18 @@ class _NoNoise:
         return np.zeros(shape)
 
 
-def enter_level(params, level, level_reg, standardiser, random_state):
-    """``enter_level`` with opposite offsets for pairs of coincident means; a lone mean stays."""
+def enter_level(params, level, level_reg, standardiser, random_state, beta=1.0):
+    """``enter_level`` with opposite offsets for pairs of coincident means; a lone mean stays.
+
+    The offsets' scale is ``enter_level``'s: the level's spread of each
+    feature, at most ``NOISE_SPREAD`` times each component's own variance
+    at the level (its variance over ``beta``).
+    """
     global calls
     calls += 1
-    params = _enter_level(params, level, level_reg, standardiser, _NoNoise())
-    sd = np.sqrt(level * standardiser.feature_var)
+    params = _enter_level(params, level, level_reg, standardiser, _NoNoise(), beta)
+    own = NOISE_SPREAD * params.variances / beta
+    sd = np.sqrt(np.minimum(level * standardiser.feature_var, own))
     spread = np.sqrt(np.where(standardiser.feature_var > 0, standardiser.feature_var, 1.0))
     rel = params.means / spread
     group = groups_of(rel, 1e-2)
