@@ -60,4 +60,11 @@ def main():
 
 
 if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cli import parser
+
+    parser(__doc__).parse_args()  # --help, and an error for any argument
     main()
