@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cli  # noqa: E402
 from bench_em import _PeakRSS, _rss_bytes  # noqa: E402
-from warm import timed_after_pause, warm_up  # noqa: E402
+from warm import timed_after_pause, warm_up, warm_up_rows  # noqa: E402
 
 
 def _timed(times, func, *args, **kwargs):
@@ -101,9 +101,11 @@ def timing(names, n_clusters_list, repeats, parallel):
         X = _data(name, 60_000)
         shift, spread = _map(X)
         Xk = (X - shift) / spread
-        warm_up(_kmeans.kmeans, X[:2000], None, shift, 1 / spread, 5, 0, True)  # compile
         KMeans(5, n_init=1, random_state=0).fit(Xk[:2000])
         for k in n_clusters_list:
+            # At this K, on rows enough for its threads: the paths (centres in
+            # groups from K = 20) of the timed calls, untimed.
+            warm_up(_kmeans.kmeans, warm_up_rows(X, k), None, shift, 1 / spread, k, 0, parallel)
             t_sk, t_ours, t_sk_seed, t_ours_seed = [], [], [], []
             for rep in range(repeats):
                 with limit:
