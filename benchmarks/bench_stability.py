@@ -21,7 +21,7 @@ raises on non-finite values (an ill-defined covariance, a floating-point or
 linear-algebra error). A fit that refuses finite parameters with another
 ValueError (such as "variances cannot be represented") is a *refusal*,
 counted in its own column; collapsed and refused runs are not stable. An
-invalid parameter (``--ks 0``) stops the sweep with scikit-learn's error. A
+invalid argument (``--ks 0``) stops the sweep with an error before any fit. A
 setting is stable if all its seeds are. The test NMI is that of
 ``predict(X_test)`` after the last checkpoint.
 
@@ -174,6 +174,9 @@ def run(model, data, checkpoints):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                # The grid's largest floor, 1, on purpose: its warning once per
+                # fit and checkpoint would bury the table.
+                warnings.filterwarnings("ignore", "min_variance_relative=", UserWarning)
                 model.fit(Z_train)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as error:
             return nmi, np.nan, _outcome(error)
@@ -334,6 +337,7 @@ def main(argv=None):
     )
     rows = []
     # The header first: each setting's row is printed as soon as it is done.
+    print("Each setting as it ends (the whole table, with scikit-learn's rows, follows):")
     print("\n".join(table([], args).splitlines()[:2]), flush=True)
     grid = list(product(args.ks, args.floors, args.priors))
     for solver in args.solvers:

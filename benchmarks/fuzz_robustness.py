@@ -1,7 +1,7 @@
 """Fuzz the fits with hostile small arrays and count non-finite results (issue #17).
 
-Each problem comes from ``datasets.fuzz_problem(seed)``: scales from 1e-150
-to 1e150 (float32: 1e-38 to 1e38), offsets up to 1e12 spreads, constant
+Each problem comes from ``datasets.fuzz_problem(seed)``: scales from 1e-160
+to 1e160 (float32: 1e-38 to 1e38), offsets up to 1e12 spreads, constant
 columns, duplicated rows, ``n_samples`` close to ``n_components``, float32,
 sample weights. An outcome is one of
 
