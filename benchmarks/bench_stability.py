@@ -59,7 +59,8 @@ next to this script, or ``stability_raw.md`` with ``--raw-scale``).
 
 On digits with ``--n-jobs 1`` (one BLAS and one numba thread), two runs
 side by side on 2 busy cores took 170-195 s each by default and about 490 s
-each with ``--full-grid``. Run from the repository root::
+each with ``--full-grid`` (2026-12-01); with the kernels of 2026-12-07, one
+default run on 2 quiet cores took 23 s. Run from the repository root::
 
     python benchmarks/bench_stability.py [--raw-scale] [--solvers em,gradient]
 """
