@@ -49,7 +49,9 @@ plot of time per iteration against N (D=50, K=50) is saved in
 ``benchmarks/results/`` or at ``--plot FILE`` (needs matplotlib; skipped with
 a message without it).
 
-Columns of the per-iteration table: ``sk/nat`` is scikit-learn's seconds per
+Columns of the per-iteration table: ``std`` is the blobs' cluster spread
+(``datasets.blobs``' ``cluster_std``: 1 separated, 8 overlapping clusters);
+``sk/nat`` is scikit-learn's seconds per
 iteration over natgmm's (above 1: natgmm is faster); "extra MiB" as above;
 ``GFLOP/s`` and ``bound s`` as above; ``nat/bnd`` is natgmm's seconds per
 iteration over the bound (1 is the best possible; the bar is 1.5); ``|dLL|``

@@ -9,7 +9,10 @@ time) and the wall time of the parallel one; errors are of the float32
 results against the float64 ones: log-densities, responsibilities,
 log-likelihood, means (in units of each component's standard deviation)
 and variances from the statistics. ``float32 / float64`` is the float32
-time over the float64 one (below 1: float32 is faster).
+time over the float64 one (below 1: float32 is faster). "Wide components"
+are those whose log-densities the float32 kernel takes from a float64
+product, because float32's would lose too much (a narrow component far
+from the centre; doc/performance.rst, "float32").
 
 Run from the repository root (``--quick --reps 3`` took 33 s on one core)::
 
