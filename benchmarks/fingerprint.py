@@ -77,6 +77,8 @@ def _fingerprint():
         kwargs = {"sample_weight": weights} if how.get("weighted") else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            # A configuration streams with annealing on purpose.
+            warnings.filterwarnings("ignore", "partial_fit with annealing", UserWarning)
             if how.get("stream"):
                 for batch in np.array_split(data, 12):
                     model.partial_fit(batch)
