@@ -40,6 +40,16 @@ def warm_up_rows(X, n_components):
     return X[: rows_for_every_path(X.shape[0], X.shape[1], n_components)]
 
 
+_WARMED = set()
+
+
+def warm_up_once(key, call, *args, **kwargs):
+    """:func:`warm_up`, the first time only for each ``key`` (a configuration's paths)."""
+    if key not in _WARMED:
+        _WARMED.add(key)
+        warm_up(call, *args, **kwargs)
+
+
 def loaded_kernels():
     """Number of signatures each of natgmm's compiled functions holds in this process.
 
