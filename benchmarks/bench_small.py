@@ -16,10 +16,11 @@ figure is the median over ``--reps`` calls (fits) or ``--calls`` calls
 calling thread, and the time is mostly Python: parameter validation (the
 same scikit-learn code in both), the k-means start and the per-iteration
 work around the kernels; a prediction on a few plain rows skips
-scikit-learn's generic input checks (doc/performance.rst). ``ratio`` is
-natgmm's time over scikit-learn's
-(below 1: natgmm is faster); ``it`` the EM iterations of each, ``ll``
-natgmm's mean log-likelihood minus scikit-learn's on the training rows.
+scikit-learn's generic input checks (doc/performance.rst). ``nat/sk`` is
+natgmm's time over scikit-learn's (below 1: natgmm is faster; the other
+benchmarks print the reverse, scikit-learn's over natgmm's, as a speed-up);
+``it`` the EM iterations of each, ``ll`` natgmm's mean log-likelihood minus
+scikit-learn's on the training rows.
 About 40 s with the defaults. Run from the repository root::
 
     python benchmarks/bench_small.py [--reps 21] [--calls 2000]
@@ -75,7 +76,7 @@ def fits(reps, annealed=(False, True)):
 
     print("fits: natgmm against GaussianMixture(covariance_type='diag'), median of", reps)
     header = f"{'data':14s} {'rows x D':>10s}  K  {'fit':22s} {'natgmm ms':>9s} {'sk ms':>8s} "
-    print(header + f"{'ratio':>6s} {'it':>9s} {'ll':>8s}")
+    print(header + f"{'nat/sk':>6s} {'it':>9s} {'ll':>8s}")
     for name, loader, k in FITS:
         X = _load(loader)
         for anneal in annealed:
@@ -114,7 +115,7 @@ def latency(calls):
     from natgmm import NaturalDiagonalGMM
 
     print(f"\npredictions: median of {calls} calls, microseconds")
-    print(f"{'model':28s} {'method':14s} {'rows':>4s} {'natgmm':>8s} {'sk':>8s} {'ratio':>6s}")
+    print(f"{'model':28s} {'method':14s} {'rows':>4s} {'natgmm':>8s} {'sk':>8s} {'nat/sk':>6s}")
     models = (
         ("iris, K=3", _load("load_iris"), 3),
         ("latents 20000 x 50, K=20", digits_like_latents(20000, 50)[0], 20),

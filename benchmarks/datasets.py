@@ -11,6 +11,7 @@ seconds), or a set of your own from an ``.npz`` or ``.npy`` file
 """
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -426,18 +427,21 @@ SPLITS = {
 }
 
 
-_CACHE = Path(__file__).resolve().parent / ".cache"
+# Where made sets and the study's scikit-learn fits are kept: NATGMM_BENCH_CACHE,
+# else benchmarks/.cache (a read-only checkout can point it elsewhere).
+CACHE = Path(os.environ.get("NATGMM_BENCH_CACHE") or Path(__file__).resolve().parent / ".cache")
 
 
 @functools.cache
 def split(name, cache=True):
     """The Split called ``name`` (a key of :data:`SPLITS`), made once per process.
 
-    With ``cache``, the arrays are also kept on disk in ``benchmarks/.cache``,
+    With ``cache``, the arrays are also kept on disk in :data:`CACHE`
+    (``benchmarks/.cache``, or the directory ``NATGMM_BENCH_CACHE`` names),
     under a key of the name, this file's text and the numpy, scipy and
     scikit-learn versions, so that an edit of this file or an upgrade makes
     the set anew (another BLAS can change the factor analyses' last digits:
-    delete ``benchmarks/.cache`` to make the sets on this machine).
+    delete the cache to make the sets on this machine).
     A ``name`` ending in ``.npz`` or ``.npy`` is a file of your own
     (:func:`file_split`), read as it is.
     """
@@ -453,12 +457,12 @@ def split(name, cache=True):
 
     versions = f"{np.__version__} {scipy.__version__} {sklearn.__version__}"
     source = Path(__file__).read_bytes() + versions.encode()
-    path = _CACHE / f"{name}-{hashlib.sha256(source).hexdigest()[:12]}.pkl"
+    path = CACHE / f"{name}-{hashlib.sha256(source).hexdigest()[:12]}.pkl"
     if path.exists():
         with open(path, "rb") as f:
             return pickle.load(f)
     result = SPLITS[name]()
-    _CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(exist_ok=True)
     with open(path, "wb") as f:
         pickle.dump(result, f)
     return result

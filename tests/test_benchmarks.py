@@ -207,3 +207,20 @@ def test_timed_call_says_when_it_loaded_kernels():
     first, second = result.stderr.split("call done")[:2]
     assert "a timed call loaded or compiled" in first and "natgmm._kernels." in first
     assert "loaded or compiled" not in second
+
+
+def test_the_cache_goes_where_the_environment_says(tmp_path):
+    import subprocess
+
+    where = tmp_path / "elsewhere"
+    code = (
+        "import datasets; datasets.split('synthetic_separated'); "
+        "print(sorted(p.name.split('-')[0] for p in datasets.CACHE.iterdir()))"
+    )
+    env = {"NATGMM_BENCH_CACHE": str(where), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1] / "benchmarks",
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert run.stdout.split() == ["['synthetic_separated']"]
+    assert [p.name.split("-")[0] for p in where.iterdir()] == ["synthetic_separated"]

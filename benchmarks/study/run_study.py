@@ -22,7 +22,7 @@ from cli import check_grid, grid_arguments, parser  # noqa: E402
 from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-SK = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
+SK = datasets.CACHE / "sklearn.json"
 
 
 def main(argv=None):

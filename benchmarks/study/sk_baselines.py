@@ -4,7 +4,8 @@
 
 DATASETS, KS and SEEDS are comma-separated (``digits_fa 20,50 0,1,2,3,4 5``);
 a set runs only at its own K values (``datasets.py``). The fits go to
-``benchmarks/.cache/sklearn.json``, which ``sweep.py``, ``run_study.py`` and
+``sklearn.json`` in the benchmarks' cache (``benchmarks/.cache``, or
+``NATGMM_BENCH_CACHE``), which ``sweep.py``, ``run_study.py`` and
 ``summarise.py`` read; a fit already cached is not run again.
 """
 
@@ -22,7 +23,7 @@ from sklearn.metrics import normalized_mutual_info_score  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
+OUT = datasets.CACHE / "sklearn.json"
 
 
 def main(argv=None):
@@ -64,6 +65,7 @@ def main(argv=None):
                     r["nmi"] = normalized_mutual_info_score(s.y_train, gm.predict(s.X_train))
                 results = json.loads(OUT.read_text()) if OUT.exists() else {}
                 results[key] = r
+                OUT.parent.mkdir(parents=True, exist_ok=True)
                 OUT.write_text(json.dumps(results, indent=1))
                 print(key, r, flush=True)
 

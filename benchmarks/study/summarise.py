@@ -2,20 +2,30 @@
 
     python benchmarks/study/summarise.py /tmp/s*.jsonl
 
-The scikit-learn fits come from ``benchmarks/.cache/sklearn.json``, which
+The scikit-learn fits come from ``sklearn.json`` in the benchmarks' cache
+(``benchmarks/.cache``, or the directory ``NATGMM_BENCH_CACHE`` names), which
 ``sk_baselines.py`` writes: run it first.
+
+Columns: ``sk5`` and ``sk20`` are ``GaussianMixture(covariance_type="diag",
+n_init=5 or 20, max_iter=500)`` from the same seed; ``train`` and ``test``
+the mean log-likelihood per row of the training and held-out rows; ``s`` the
+fit's wall seconds; ``method`` the study configuration (``run_study.py``);
+``iters`` its EM iterations, levels included; ``>= sk5`` whether its train
+log-likelihood reaches ``sk5``'s.
 """
 
 import json
 import sys
 from pathlib import Path
 
-SK = Path(__file__).resolve().parents[1] / ".cache" / "sklearn.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import datasets  # noqa: E402
+from cli import check, parser  # noqa: E402
+
+SK = datasets.CACHE / "sklearn.json"
 
 
 def main(argv=None):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from cli import check, parser
 
     parser_ = parser(__doc__)
     parser_.add_argument("files", nargs="+", help="JSON-lines files written by run_study.py")

@@ -2,7 +2,7 @@ r"""One annealing configuration against cached GaussianMixture(diag, n_init=5) f
 
 The quality half of ``bench_annealing.py``, fast enough to compare
 configurations: scikit-learn's fits are read from the cache that
-``sk_baselines.py`` writes (``benchmarks/.cache/sklearn.json``), so each
+``sk_baselines.py`` writes (``sklearn.json`` in the benchmarks' cache), so each
 configuration costs only its own fits. Prints, per data set and K, the
 seeds where one natgmm fit's train log-likelihood per sample is at least
 scikit-learn's best of five ("wins") and the differences, and writes one
@@ -42,7 +42,7 @@ from warm import warm_up, warm_up_rows  # noqa: E402
 
 from natgmm import GeometricSchedule, LinearSchedule, NaturalDiagonalGMM  # noqa: E402, F401
 
-CACHE = HERE.parent / ".cache" / "sklearn.json"
+CACHE = datasets.CACHE / "sklearn.json"
 
 # (data set, K, seeds) of each group; the seeds are those with a cached baseline.
 GROUPS = {
