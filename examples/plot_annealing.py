@@ -80,7 +80,7 @@ for mode in ("fixed", "floor", "temperature"):
 # ``lower_bound_``). With
 # ``"fixed"``, the last levels hold every variance below the clusters' own,
 # which costs likelihood until the final EM frees the variances.
-fig, axes = plt.subplots(3, 2, figsize=(9, 10), sharex=True, layout="constrained")
+fig, axes = plt.subplots(3, 2, figsize=(7.5, 9), sharex=True, layout="constrained")
 entries = {}  # the left panels' legend, below the figure: inside, it hid the curves
 for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     h = model.history_
@@ -114,12 +114,12 @@ for (mode, model), (ax_ll, ax_k) in zip(models.items(), axes, strict=True):
     low, high = np.log10(min(levels.min(), critical)), np.log10(levels.max())
     ax_level.set_ylim(10 ** (low - 0.05 * (high - low)), 10 ** (low + (high - low) / 0.62))
     ax_level.legend(
-        handles=[*means, *level, line], loc="upper center", ncols=3, fontsize="small",
+        handles=[*means, *level, line], loc="upper center", ncols=2, fontsize="small",
         columnspacing=1.0, handlelength=1.5,
     )  # fmt: skip
 axes[-1, 0].set_xlabel("EM iteration")
 axes[-1, 1].set_xlabel("EM iteration")
-fig.legend(entries.values(), entries.keys(), loc="outside lower left", ncols=4, fontsize="small")
+fig.legend(entries.values(), entries.keys(), loc="outside lower left", ncols=2)
 plt.show()
 
 # %%

@@ -97,7 +97,7 @@ for n_samples, s, n in zip(sizes, sk, nat, strict=True):
 # The cost per iteration of both grows linearly with ``n_samples``. At a few
 # thousand samples an iteration takes about a millisecond or less, and the
 # ratio is noisier.
-fig, (ax_time, ax_ratio) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+fig, (ax_time, ax_ratio) = plt.subplots(1, 2, figsize=(7.5, 3.4), layout="constrained")
 ax_time.loglog(sizes, sk, "o-", label="sklearn GaussianMixture(diag)")
 ax_time.loglog(sizes, nat, "s-", label="natgmm NaturalDiagonalGMM")
 ax_time.set(
@@ -105,11 +105,11 @@ ax_time.set(
     ylabel="seconds per EM iteration",
     title=f"D={N_FEATURES}, K={N_COMPONENTS}, one thread",
 )
-ax_time.legend()
+ax_time.legend(fontsize="small")
 ax_ratio.semilogx(sizes, sk / nat, "o-", label="natgmm's speed-up")
 ax_ratio.axhline(1, color="k", lw=0.8, label="equal speed")
 ax_ratio.set(
     xlabel="n_samples", ylabel="sklearn time / natgmm time", title="Speed-up", ylim=(0, None)
 )
-ax_ratio.legend(loc="lower right")
+ax_ratio.legend(loc="lower right", fontsize="small")
 plt.show()
