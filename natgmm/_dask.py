@@ -398,12 +398,13 @@ class DaskData:
         return self._positive_rows
 
     def init_rows(self, random_state):
-        """Rows the initialisation runs on, computed to the client.
+        """Rows the initialisation runs on, computed to the client, their weights and ``missing``.
 
         All rows if there are at most ``INIT_ROWS``, else that many drawn
         uniformly without replacement from ``random_state`` (kept in row
         order, with their weights). Drawn once and reused by later
-        initialisations.
+        initialisations. ``missing`` is None: the sample may have no NaN
+        where the data has some.
         """
         if self._sample is None:
             X, sw = self.X, self.sw
@@ -411,7 +412,7 @@ class DaskData:
                 rows = np.sort(random_state.choice(self.shape[0], INIT_ROWS, replace=False))
                 X, sw = X[rows], None if sw is None else sw[rows]
             X, sw = dask.compute(X, sw)
-            self._sample = (np.ascontiguousarray(X), np.empty(0) if sw is None else sw)
+            self._sample = (np.ascontiguousarray(X), np.empty(0) if sw is None else sw, None)
         return self._sample
 
     def sample(self, n_rows, random_state):

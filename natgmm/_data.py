@@ -498,12 +498,16 @@ class ArrayData:
         the one that brings their mean close to one (:func:`weight_scale`).
         The fit's prior pseudo-counts are multiplied by the same factor.
     missing : bool, default=None
-        Whether ``X`` has missing entries (NaN); None means look (one pass).
+        Whether ``X`` has missing entries (NaN); None means look (one pass,
+        which also finds the features' extremes for :meth:`extremes`).
     """
 
     def __init__(self, X, sample_weight, parallel, weight_scale=None, missing=None):
         self.X, self.parallel = X, parallel
-        self.missing = _kernels.has_missing(X) if missing is None else missing
+        self._extremes = None  # (largest, smallest) over all rows, once looked at
+        if missing is None:
+            *self._extremes, missing = _kernels.column_extremes(X, n_blocks(X.shape[0]), parallel)
+        self.missing = missing
         if sample_weight is None:
             self.sw, self.total_weight, self.weight_scale = np.empty(0), float(X.shape[0]), 1.0
         else:
@@ -538,9 +542,10 @@ class ArrayData:
         """
         if positive and self.sw.shape[0] and not np.all(self.sw > 0):
             return positive_extremes(self.X, self.sw)
-        if self.missing:
-            return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
-        return self.X.max(axis=0), self.X.min(axis=0)
+        if self._extremes is None:
+            found = _kernels.column_extremes(self.X, n_blocks(self.shape[0]), self.parallel)
+            self._extremes = found[:2]
+        return tuple(a.copy() for a in self._extremes)
 
     def fit_rows(self, standardiser):
         """Return the rows a fit runs on: all, but rows of weight zero too far out.
@@ -604,8 +609,8 @@ class ArrayData:
         return np.count_nonzero(self.sw) if self.sw.shape[0] else self.shape[0]
 
     def init_rows(self, random_state):
-        """Rows and weights the initialisation runs on: all of them."""
-        return self.X, self.sw
+        """Rows, weights and ``missing`` of the initialisation's rows: all of them."""
+        return self.X, self.sw, self.missing
 
     def log_prob(self, standardiser, params, want_resp, operands=None):
         """Log-density, labels and (if ``want_resp``) responsibilities per row.

@@ -2,10 +2,12 @@
 
 Each strategy of ``init_params`` is a function in :data:`STRATEGIES` that
 returns the sufficient statistics of a starting partition of the rows (hard
-cells, or random soft responsibilities); the M-step, with the fit's floors
-and prior, turns them into starting parameters. User-given
-``weights_init``, ``means_init`` and ``precisions_init`` replace the
-corresponding parts.
+cells, or random soft responsibilities), given the rows, their weights, the
+map to internal units, the number of components, the random state, whether
+to use threads and whether the rows have missing entries (None: it looks);
+the M-step, with the fit's floors and prior, turns them into starting
+parameters. User-given ``weights_init``, ``means_init`` and
+``precisions_init`` replace the corresponding parts.
 
 With missing entries (NaN), "kmeans", "k-means++" and "random_from_data"
 measure distances over the features a row observes (k-means by partial
@@ -115,9 +117,9 @@ def initial_params(data, standardiser, reg, init, settings, random_state, how=No
         if how == "pooled":  # from the data's moments: no pass over the rows
             stats = pooled_stats(standardiser, settings.n_components)
         else:
-            X, sw = data.init_rows(random_state)
+            X, sw, missing = data.init_rows(random_state)
             stats = STRATEGIES[how](
-                X, sw, standardiser, settings.n_components, random_state, data.parallel
+                X, sw, standardiser, settings.n_components, random_state, data.parallel, missing
             )
         previous = None
         if stats.nkd is not None:
@@ -231,7 +233,7 @@ def _without_unobserved_rows(X, sw, missing):
     return weights
 
 
-def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
+def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel, missing=None):
     """Cells of k-means, as scikit-learn's ``KMeans(n_init=1)``: ``init_params="kmeans"``.
 
     The compiled k-means of :mod:`natgmm._kmeans` draws the same random
@@ -243,7 +245,7 @@ def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
     audit on 2026-12-07), and the fits are other local optima.
     """
     shift, scale, spread = _common_map(standardiser)
-    missing = _kernels.has_missing(X)
+    missing = _kernels.has_missing(X) if missing is None else missing
     sw = _without_unobserved_rows(X, sw, missing)
     kmeans = _kmeans.kmeans_masked if missing else _kmeans.kmeans
     labels, centres, _ = kmeans(
@@ -253,24 +255,24 @@ def kmeans_stats(X, sw, standardiser, n_components, random_state, parallel):
     return _kmeans_cells(X, sw, standardiser, labels, centres, spread, parallel, missing)
 
 
-def kmeans_plusplus_stats(X, sw, standardiser, n_components, random_state, parallel):
+def kmeans_plusplus_stats(X, sw, standardiser, n_components, random_state, parallel, missing=None):
     """Cells of the nearest k-means++ seed: ``init_params="k-means++"``."""
     shift, scale, spread = _common_map(standardiser)
-    missing = _kernels.has_missing(X)
+    missing = _kernels.has_missing(X) if missing is None else missing
     sw = _without_unobserved_rows(X, sw, missing)
     seeding = _kmeans.kmeans_plusplus_masked if missing else _kmeans.kmeans_plusplus
     labels, seeds, _ = seeding(X, _unit_max(sw), shift, scale, n_components, random_state, parallel)
     return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel, missing)
 
 
-def random_from_data_stats(X, sw, standardiser, n_components, random_state, parallel):
+def random_from_data_stats(X, sw, standardiser, n_components, random_state, parallel, missing=None):
     """Cells of the nearest of seeds drawn from the rows: ``"random_from_data"``.
 
     Rows are drawn with probability proportional to their weight, with
     replacement only when there are fewer (weighted) rows than seeds.
     """
     shift, scale, spread = _common_map(standardiser)
-    missing = _kernels.has_missing(X)
+    missing = _kernels.has_missing(X) if missing is None else missing
     sw = _without_unobserved_rows(X, sw, missing)
     weights = _unit_max(sw)
     # Equal weights draw as none (numpy draws otherwise when given p).
@@ -289,7 +291,7 @@ def random_from_data_stats(X, sw, standardiser, n_components, random_state, para
     return _kmeans_cells(X, sw, standardiser, labels, seeds, spread, parallel)
 
 
-def random_stats(X, sw, standardiser, n_components, random_state, parallel):
+def random_stats(X, sw, standardiser, n_components, random_state, parallel, missing=None):
     """Statistics of random soft responsibilities: ``init_params="random"``.
 
     The draws are those of one ``uniform(size=(n_samples, n_components))``
@@ -297,7 +299,7 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
     array.
     """
     n_samples, n_features = X.shape
-    missing = _kernels.has_missing(X)
+    missing = _kernels.has_missing(X) if missing is None else missing
     nk = np.zeros(n_components)
     nkd = np.zeros((n_components, n_features)) if missing else None
     s1 = np.zeros((n_components, n_features))
@@ -317,7 +319,7 @@ def random_stats(X, sw, standardiser, n_components, random_state, parallel):
     return Stats(nk, s1, s2, np.zeros((n_components, n_features)), nkd)
 
 
-def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
+def bisect_stats(X, sw, standardiser, n_components, random_state, parallel, missing=None):
     """Cells of a deterministic divisive partition: ``init_params="bisect"``.
 
     Principal direction divisive partitioning: the cell of largest weighted
@@ -331,7 +333,7 @@ def bisect_stats(X, sw, standardiser, n_components, random_state, parallel):
     weight is spread over repeated rows. ``random_state`` is not used.
     """
     n_samples, n_features = X.shape
-    missing = _kernels.has_missing(X)
+    missing = _kernels.has_missing(X) if missing is None else missing
     labels = np.zeros(n_samples, dtype=np.int64)
     ref = np.zeros((n_components, n_features))
     to_common = 1.0 / (standardiser.scale * np.max(1.0 / standardiser.scale))
