@@ -499,14 +499,15 @@ class ArrayData:
         The fit's prior pseudo-counts are multiplied by the same factor.
     missing : bool, default=None
         Whether ``X`` has missing entries (NaN); None means look (one pass,
-        which also finds the features' extremes for :meth:`extremes`).
+        whose minima :meth:`extremes` reuses).
     """
 
     def __init__(self, X, sample_weight, parallel, weight_scale=None, missing=None):
         self.X, self.parallel = X, parallel
-        self._extremes = None  # (largest, smallest) over all rows, once looked at
-        if missing is None:
-            *self._extremes, missing = _kernels.column_extremes(X, n_blocks(X.shape[0]), parallel)
+        self._smallest = None  # each feature's least value, NaN where it has one
+        if missing is None:  # the look for NaN is a pass that also gives the minima
+            self._smallest = X.min(axis=0) if X.size else None
+            missing = X.size > 0 and bool(np.isnan(self._smallest).any())
         self.missing = missing
         if sample_weight is None:
             self.sw, self.total_weight, self.weight_scale = np.empty(0), float(X.shape[0]), 1.0
@@ -542,10 +543,10 @@ class ArrayData:
         """
         if positive and self.sw.shape[0] and not np.all(self.sw > 0):
             return positive_extremes(self.X, self.sw)
-        if self._extremes is None:
-            found = _kernels.column_extremes(self.X, n_blocks(self.shape[0]), self.parallel)
-            self._extremes = found[:2]
-        return tuple(a.copy() for a in self._extremes)
+        if self.missing:
+            return np.fmax.reduce(self.X, axis=0), np.fmin.reduce(self.X, axis=0)
+        smallest = self.X.min(axis=0) if self._smallest is None else self._smallest.copy()
+        return self.X.max(axis=0), smallest
 
     def fit_rows(self, standardiser):
         """Return the rows a fit runs on: all, but rows of weight zero too far out.

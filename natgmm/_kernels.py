@@ -1554,60 +1554,6 @@ def has_missing(X):
     return X.size > 0 and bool(np.isnan(np.min(X)))
 
 
-def _column_extremes_impl(X, n_blocks, first, last):
-    """Per block: each feature's largest and smallest value, NaN left out, and the NaN count.
-
-    A feature with no value in the block has largest ``-inf`` and smallest
-    ``inf``: the one case where largest < smallest.
-    """
-    n_samples, n_features = X.shape
-    block = (n_samples + n_blocks - 1) // n_blocks
-    high = np.empty((n_blocks, n_features), dtype=X.dtype)
-    low = np.empty((n_blocks, n_features), dtype=X.dtype)
-    nans = np.zeros(n_blocks, dtype=np.int64)
-    for b in range(first, last):
-        h, lo = high[b], low[b]
-        h[:] = -np.inf
-        lo[:] = np.inf
-        count = 0
-        for i in range(b * block, min((b + 1) * block, n_samples)):
-            x = X[i]
-            for j in range(n_features):
-                v = x[j]
-                count += v != v
-                # Comparisons with NaN are false: NaN never replaces a value.
-                h[j] = v if v > h[j] else h[j]
-                lo[j] = v if v < lo[j] else lo[j]
-        nans[b] = count
-    return high, low, nans
-
-
-_column_extremes_kernel = _Blockwise(_column_extremes_impl)
-
-
-@keyboard_interrupts()
-def column_extremes(X, n_blocks, parallel):
-    """Each feature's largest and smallest value, and whether ``X`` has a NaN: one pass.
-
-    NaN entries are left out, as ``np.fmax.reduce`` and ``np.fmin.reduce``
-    leave them out (a feature with no value gets NaN); for data without NaN
-    the extremes are ``X.max(axis=0)`` and ``X.min(axis=0)``. The blocks
-    share out between threads; maxima and minima do not depend on how.
-
-    Returns
-    -------
-    largest, smallest : ndarray of shape (n_features,), of ``X``'s dtype
-    missing : bool
-    """
-    X = _read_only(X)
-    kernel = _column_extremes_kernel.runner(use_threads(parallel, X.size))
-    high, low, nans = kernel(X, n_blocks)
-    largest, smallest = high.max(axis=0), low.min(axis=0)
-    none = largest < smallest
-    largest[none], smallest[none] = np.nan, np.nan
-    return largest, smallest, bool(nans.sum() > 0)
-
-
 @_jit()
 def _fill_masked(X, start, stop, shift, scale, log_scale, u, jac):
     """``u[r] = [z, z**2, o, 1]`` of row ``start + r`` (``z = 0`` where missing).

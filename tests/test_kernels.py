@@ -945,31 +945,3 @@ def test_a_save_goes_on_where_no_lock_can_be_taken(tmp_path, monkeypatch):
     with _numba_cache._exclusive(str(tmp_path / "f.nbi.lock")):
         entered.append("no lock")
     assert entered == ["no lock file", "no lock"]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("parallel", [False, True])
-def test_column_extremes_are_numpys_fmax_and_fmin(dtype, parallel, monkeypatch):
-    # Shared out between threads whatever the size, when asked to.
-    monkeypatch.setattr(_kernels, "use_threads", lambda parallel, work: parallel)
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((3001, 7)).astype(dtype)
-    X[5, 0], X[7, 1], X[9, 1] = np.inf, -np.inf, np.nan  # an infinity is a value
-    X[:, 2] = np.nan  # a feature with no value
-    X[::3, 3] = np.nan
-    X[:, 4] = -np.inf  # all -inf: a value, not "none"
-    X[100, 5] = 1e30
-    largest, smallest, missing = _kernels.column_extremes(X, 16, parallel)
-    assert largest.dtype == smallest.dtype == dtype
-    assert_array_equal(largest, np.fmax.reduce(X, axis=0))
-    assert_array_equal(smallest, np.fmin.reduce(X, axis=0))
-    assert missing
-    clean = np.ascontiguousarray(X[:, [0, 5, 6]])
-    largest, smallest, missing = _kernels.column_extremes(clean, 16, parallel)
-    assert_array_equal(largest, clean.max(axis=0))
-    assert_array_equal(smallest, clean.min(axis=0))
-    assert not missing
-    # Fewer rows than blocks: the empty blocks add nothing.
-    largest, smallest, missing = _kernels.column_extremes(clean[:3], 16, parallel)
-    assert_array_equal(largest, clean[:3].max(axis=0))
-    assert not missing

@@ -440,6 +440,23 @@ def test_complete_data_never_reaches_the_masked_code(blobs, monkeypatch):
     StandardizedGMM(NaturalDiagonalGMM(4, random_state=0)).fit(X).score(X)
 
 
+@pytest.mark.parametrize("holes", [False, True])
+@pytest.mark.parametrize(
+    "init_params", ["kmeans", "k-means++", "random_from_data", "random", "bisect"]
+)
+def test_a_fit_looks_for_nan_once(holed_blobs, blobs, holes, init_params, monkeypatch):
+    """The data's look for NaN (which also gives each feature's minimum) serves the start too."""
+    X = holed_blobs[0] if holes else blobs[0]
+    monkeypatch.setattr(_kernels, "has_missing", lambda X: pytest.fail("looked for NaN again"))
+    data = ArrayData(X, None, False)
+    assert data.missing == holes
+    extremes = (np.fmax.reduce(X, axis=0), np.fmin.reduce(X, axis=0))
+    for got, expected in zip(data.extremes(), extremes, strict=True):
+        assert_array_equal(got, expected)
+    model = quiet_fit(NaturalDiagonalGMM(4, random_state=0, max_iter=2, init_params=init_params), X)
+    assert np.isfinite(model.lower_bound_)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_float32_close_to_float64(holed_blobs, dtype):
     Xm, _, _, _ = holed_blobs

@@ -501,7 +501,7 @@ def test_small_fits_share_nothing_out(monkeypatch):
     monkeypatch.setattr(_threading, "MIN_PARALLEL_WORK", _DEFAULT_MIN_PARALLEL_WORK)
     called = []
     kernels = _blockwise_kernels()
-    assert len(kernels) == 19
+    assert len(kernels) == 18
     for kernel in kernels:
         monkeypatch.setattr(kernel, "parallel", lambda *args, k=kernel: called.append(k))
     rng = np.random.default_rng(0)
