@@ -637,17 +637,11 @@ def em_stats(
     """
     X = _read_only(X)
     centred = centred_components(eta1, eta2, log_weight)
-    if X.dtype == np.float32 or float32:
-        operands = _f32_operands(eta1, eta2, log_norm)
-        # float64 X whose components are mostly wide in float32 (features all
-        # but constant within components, as raw pixels): the float32 path
-        # would take their log-densities from a float64 product anyway, after
-        # a float32 one; at 0.6 of float64's time per component, it gains
-        # nothing beyond _MOSTLY_WIDE of them.
-        if X.dtype == np.float32 or operands[3].shape[0] <= _MOSTLY_WIDE * eta1.shape[0]:
-            return _em_stats_f32(
-                X, sample_weight, shift, scale, operands, centred, ref, n_blocks, parallel, beta
-            )
+    operands = _f32_path(X.dtype, float32, eta1, eta2, log_norm)
+    if operands is not None:
+        return _em_stats_f32(
+            X, sample_weight, shift, scale, operands, centred, ref, n_blocks, parallel, beta
+        )
     W, exact = _f64_operands(_f64(eta1), _f64(eta2), _f64(log_norm), _f64(ref), _MAX_CANCELLATION)
     work = X.size * W.shape[1]
     parallel = use_threads(parallel, work)
@@ -1365,6 +1359,52 @@ def _em_stats_f32_impl(
 
 
 _em_stats_f32_kernel = _Blockwise(_em_stats_f32_impl)
+
+
+def _f32_path(dtype, float32, eta1, eta2, log_norm):
+    """:func:`_f32_operands` if :func:`em_stats` takes the float32 path for ``dtype``, else None."""
+    if dtype == np.float32 or float32:
+        operands = _f32_operands(eta1, eta2, log_norm)
+        # float64 X whose components are mostly wide in float32 (features all
+        # but constant within components, as raw pixels): the float32 path
+        # would take their log-densities from a float64 product anyway, after
+        # a float32 one; at 0.6 of float64's time per component, it gains
+        # nothing beyond _MOSTLY_WIDE of them.
+        if dtype == np.float32 or operands[3].shape[0] <= _MOSTLY_WIDE * eta1.shape[0]:
+            return operands
+    return None
+
+
+def f32_operand_bias(dtype, eta1, eta2, log_norm, nk, s1, s2, ref):
+    """First-order change of :func:`em_stats`' float32 log-likelihood from its rounded operands.
+
+    The float32 path takes row ``i``'s log-densities from ``u_i @ W32``,
+    ``u_i = [z_i, z_i**2, 1]`` and ``W32`` the products matrix ``W`` rounded
+    to float32 (:func:`_f32_operands`; the wide components keep float64
+    columns): component ``k``'s is off by ``u_i . (W32 - W)[:, k]`` for
+    every row alike. The derivative of the summed log-likelihood in a
+    log-density is the row's weighted responsibility, so the sum is off by
+    ``sum_k S_k . (W32 - W)[:, k]`` to first order, ``S_k = sum_i w_i r_ik
+    u_i`` (from ``nk, s1, s2`` about ``ref``, the pass's statistics). The
+    rest, the roundings of ``u`` and of the products, has no common sign
+    over the rows. 0.0 where :func:`em_stats` takes the float64 path.
+    """
+    operands = _f32_path(dtype, True, eta1, eta2, log_norm)
+    if operands is None:
+        return 0.0
+    counts = nk[:, np.newaxis]
+    moments = [s1 + counts * ref, s2 + ref * (2.0 * s1 + counts * ref), counts]
+    return _operand_bias(operands, moments)
+
+
+def _operand_bias(operands, moments):
+    """``sum_k S_k . (W32 - W)[:, k]`` of :func:`f32_operand_bias`, ``S = hstack(moments)``."""
+    W, W32, _, wide = operands
+    with np.errstate(invalid="ignore"):  # -inf - -inf: a zero weight's log_norm
+        error = W32.astype(np.float64) - W
+    error[:, wide] = 0.0
+    error[~np.isfinite(error)] = 0.0
+    return float(np.sum(np.hstack(moments).T * error))
 
 
 def _f32_operands(eta1, eta2, log_norm):
