@@ -7,10 +7,12 @@ and seeds 0 to 2: iterations of scikit-learn's
 ``mixed_precision=False`` and natgmm by default; their final lower bounds
 relative to scikit-learn's; and the largest difference of a float32 E-step's
 mean log-likelihood from float64's at the same parameters over the float64
-fit, relative to it in internal units (what ``_solver.F32_BOUND_ROUNDING``
+fit, relative to it in internal units, as it is and less the operands'
+rounding bias (``_solver._float32_try``; what ``_solver.F32_BOUND_ROUNDING``
 bounds), and the largest change of that difference from one step to the
 next (the rounding of a float32 gain). Run from the repository root:
-``python benchmarks/study/mixed_study.py`` (about five minutes on 2 cores).
+``python benchmarks/study/mixed_study.py`` (about five minutes on 2 cores;
+``--rounding-only``: the roundings alone, about three).
 """
 
 import sys
@@ -62,24 +64,29 @@ def rounding(X, n_components, seed):
     return bound, gain
 
 
+def _grid(names):
+    """``(name, X, n_components, seed)``: K in {10, 20, 50} with ten rows each, seeds 0 to 2."""
+    for name in names:
+        X = datasets.split(name).X_train
+        for n_components in (10, 20, 50):
+            if n_components <= len(X) // 10:
+                for seed in (0, 1, 2):
+                    yield name, X, n_components, seed
+
+
 def rounding_only(names):
     """Print :func:`rounding` for every set, K and seed of :func:`main`, and the largest."""
     warnings.simplefilter("ignore")
     worst = np.zeros(4)
-    for name in names:
-        X = datasets.split(name).X_train
-        for n_components in (10, 20, 50):
-            if n_components > len(X) // 10:
-                continue
-            for seed in (0, 1, 2):
-                bound, gain = rounding(X, n_components, seed)
-                worst = np.maximum(worst, bound + gain)
-                print(
-                    f"{name:22s} K={n_components:2d} seed={seed} float32 rounding "
-                    f"{bound[0]:.1e} (less the bias {bound[1]:.1e}), of a gain "
-                    f"{gain[0]:.1e} ({gain[1]:.1e})",
-                    flush=True,
-                )
+    for name, X, n_components, seed in _grid(names):
+        bound, gain = rounding(X, n_components, seed)
+        worst = np.maximum(worst, bound + gain)
+        print(
+            f"{name:22s} K={n_components:2d} seed={seed} float32 rounding "
+            f"{bound[0]:.1e} (less the bias {bound[1]:.1e}), of a gain "
+            f"{gain[0]:.1e} ({gain[1]:.1e})",
+            flush=True,
+        )
     print(
         f"largest: rounding {worst[0]:.1e} (less the bias {worst[1]:.1e}), of a gain "
         f"{worst[2]:.1e} ({worst[3]:.1e})"
@@ -88,40 +95,33 @@ def rounding_only(names):
 
 def main(names):
     warnings.simplefilter("ignore")
-    for name in names:
-        X = datasets.split(name).X_train
-        for n_components in (10, 20, 50):
-            if n_components > len(X) // 10:
-                continue
-            for seed in (0, 1, 2):
-                theirs = GaussianMixture(n_components, covariance_type="diag", random_state=seed)
-                theirs.fit(X)
-                fits = {}
-                for mixed in (False, True):
-                    model = NaturalDiagonalGMM(
-                        n_components, random_state=seed, mixed_precision=mixed
-                    )
-                    # Once per configuration: no kernel loaded inside the timing.
-                    key = (name, n_components, mixed)
-                    warm_up_once(key, model.fit, warm_up_rows(X, n_components))
-                    start = time.perf_counter()
-                    model.fit(X)
-                    fits[mixed] = (model, time.perf_counter() - start)
-                (full, t_full), (mixed, t_mixed) = fits[False], fits[True]
+    for name, X, n_components, seed in _grid(names):
+        theirs = GaussianMixture(n_components, covariance_type="diag", random_state=seed)
+        theirs.fit(X)
+        fits = {}
+        for mixed in (False, True):
+            model = NaturalDiagonalGMM(n_components, random_state=seed, mixed_precision=mixed)
+            # Once per configuration: no kernel loaded inside the timing.
+            key = (name, n_components, mixed)
+            warm_up_once(key, model.fit, warm_up_rows(X, n_components))
+            start = time.perf_counter()
+            model.fit(X)
+            fits[mixed] = (model, time.perf_counter() - start)
+        (full, t_full), (mixed, t_mixed) = fits[False], fits[True]
 
-                def relative(model, reference=theirs):
-                    return abs(model.lower_bound_ / reference.lower_bound_ - 1)
+        def relative(model, reference=theirs):
+            return abs(model.lower_bound_ / reference.lower_bound_ - 1)
 
-                bound, gain = rounding(X, n_components, seed)
-                print(
-                    f"{name:22s} K={n_components:2d} seed={seed} iterations sklearn "
-                    f"{theirs.n_iter_:3d} float64 {full.n_iter_:3d} mixed {mixed.n_iter_:3d} | "
-                    f"bound against sklearn's: mixed {relative(mixed):.1e} float64 "
-                    f"{relative(full):.1e} | float32 rounding {bound[0]:.1e} (less the bias "
-                    f"{bound[1]:.1e}), of a gain {gain[0]:.1e} ({gain[1]:.1e}) | seconds "
-                    f"float64 {t_full:.3f} mixed {t_mixed:.3f}",
-                    flush=True,
-                )
+        bound, gain = rounding(X, n_components, seed)
+        print(
+            f"{name:22s} K={n_components:2d} seed={seed} iterations sklearn "
+            f"{theirs.n_iter_:3d} float64 {full.n_iter_:3d} mixed {mixed.n_iter_:3d} | "
+            f"bound against sklearn's: mixed {relative(mixed):.1e} float64 "
+            f"{relative(full):.1e} | float32 rounding {bound[0]:.1e} (less the bias "
+            f"{bound[1]:.1e}), of a gain {gain[0]:.1e} ({gain[1]:.1e}) | seconds "
+            f"float64 {t_full:.3f} mixed {t_mixed:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
