@@ -1392,19 +1392,14 @@ def f32_operand_bias(dtype, eta1, eta2, log_norm, nk, s1, s2, ref):
     operands = _f32_path(dtype, True, eta1, eta2, log_norm)
     if operands is None:
         return 0.0
-    counts = nk[:, np.newaxis]
-    moments = [s1 + counts * ref, s2 + ref * (2.0 * s1 + counts * ref), counts]
-    return _operand_bias(operands, moments)
-
-
-def _operand_bias(operands, moments):
-    """``sum_k S_k . (W32 - W)[:, k]`` of :func:`f32_operand_bias`, ``S = hstack(moments)``."""
     W, W32, _, wide = operands
     with np.errstate(invalid="ignore"):  # -inf - -inf: a zero weight's log_norm
         error = W32.astype(np.float64) - W
     error[:, wide] = 0.0
     error[~np.isfinite(error)] = 0.0
-    return float(np.sum(np.hstack(moments).T * error))
+    counts = nk[:, np.newaxis]
+    moments = np.hstack([s1 + counts * ref, s2 + ref * (2.0 * s1 + counts * ref), counts])
+    return float(np.sum(moments.T * error))
 
 
 def _f32_operands(eta1, eta2, log_norm):
