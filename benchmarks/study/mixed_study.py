@@ -74,11 +74,17 @@ def _grid(names):
                     yield name, X, n_components, seed
 
 
-def rounding_only(names):
-    """Print :func:`rounding` for every set, K and seed of :func:`main`, and the largest."""
+def rounding_only(names, holes=0.0):
+    """Print :func:`rounding` for every set, K and seed of :func:`main`, and the largest.
+
+    With ``holes``, that share of the entries (drawn from a fixed seed) is
+    made missing first.
+    """
     warnings.simplefilter("ignore")
     worst = np.zeros(4)
     for name, X, n_components, seed in _grid(names):
+        if holes:
+            X = np.where(np.random.default_rng(1).random(X.shape) < holes, np.nan, X)
         bound, gain = rounding(X, n_components, seed)
         worst = np.maximum(worst, bound + gain)
         print(
@@ -134,10 +140,17 @@ if __name__ == "__main__":
         "--rounding-only", action="store_true",
         help="only the float32 roundings (no scikit-learn fits, no timings): a few minutes",
     )  # fmt: skip
+    cli.add_argument(
+        "--holes", type=float, default=0.0, metavar="SHARE",
+        help="with --rounding-only: make this share of the entries missing first",
+    )  # fmt: skip
     args = cli.parse_args()
     names = args.names
     unknown = [name for name in names if name not in datasets.SPLITS]
     if unknown:
         known = ", ".join(datasets.SPLITS)
         cli.error(f"unknown data set {', '.join(unknown)}: choose from {known}")
-    (rounding_only if args.rounding_only else main)(names or list(datasets.SPLITS))
+    if args.holes and not args.rounding_only:
+        cli.error("--holes goes with --rounding-only")
+    names = names or list(datasets.SPLITS)
+    rounding_only(names, args.holes) if args.rounding_only else main(names)
