@@ -19,6 +19,7 @@ about 10 seconds. Run from the repository root::
 
 import sys
 import warnings
+from unittest.mock import patch
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -87,9 +88,8 @@ def _fingerprint():
     for name, model, how in _configurations():
         data = X.astype(how.get("dtype", np.float64))
         kwargs = {"sample_weight": weights} if how.get("weighted") else {}
-        size_rule = _solver.F32_MIN_WORK
-        _solver.F32_MIN_WORK = how.get("f32_min_work", size_rule)
-        with warnings.catch_warnings():
+        size_rule = how.get("f32_min_work", _solver.F32_MIN_WORK)
+        with warnings.catch_warnings(), patch.object(_solver, "F32_MIN_WORK", size_rule):
             warnings.simplefilter("ignore", ConvergenceWarning)
             # A configuration streams with annealing on purpose.
             warnings.filterwarnings("ignore", "partial_fit with annealing", UserWarning)
@@ -107,7 +107,6 @@ def _fingerprint():
                 model.fit(data, **kwargs)
                 if how.get("refit"):
                     model.fit(data)
-        _solver.F32_MIN_WORK = size_rule
         for attribute in ATTRIBUTES:
             if hasattr(model, attribute):
                 out[f"{name}/{attribute}"] = np.asarray(getattr(model, attribute))

@@ -193,8 +193,8 @@ def test_float32_bound_less_its_operands_bias_is_float64s(seed):
 
     The naive bias: every row's log-densities moved by ``u @ (W32 - W)``,
     weighed by float64 responsibilities. The code's comes from the float32
-    pass's statistics, whose responsibilities are float32's (1e-6 apart:
-    the tolerance). What remains of the bound's rounding, the rows' and
+    pass's statistics, whose responsibilities are float32's (about 1e-6
+    apart: the tolerance of 1e-5). What remains of the bound's rounding, the rows' and
     the products' roundings, is a small part of it on these 20 000 rows
     (measured: a twelfth and a twenty-third; on other data, where the bias
     is smaller, the two can be alike, doc/performance.rst).
