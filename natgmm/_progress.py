@@ -37,7 +37,9 @@ class Progress:
     change), and the
     lower bound of every ``verbose_interval``-th iteration; ``verbose=2``
     adds times and the change of the mean log-likelihood. Iterations are
-    counted over all levels and the final EM, as ``n_iter_``.
+    counted over all levels and the final EM, as ``n_iter_``; those of a
+    split-and-merge round say so (their bounds are its moves' trials', on
+    the round's rows, not the fit's).
     """
 
     def __init__(self, settings):
@@ -48,6 +50,7 @@ class Progress:
         self.unit = "; a pass of online steps" if settings.solver == "minibatch" else ""
         self._init_time = self._iter_time = time()
         self._empty = []  # the empty components last reported
+        self._round = ""  # what the iterations of a split-and-merge round are
 
     def init_begin(self, trial):
         """Announce initialisation ``trial``."""
@@ -74,15 +77,17 @@ class Progress:
             now_empty = np.flatnonzero(empty).tolist()
             if now_empty != self._empty:
                 listed = f"components {now_empty} empty" if now_empty else "no component empty"
-                print(f"  Iteration {n_iter}: {listed}")
+                where = f" ({self._round[2:]})" if self._round else ""
+                print(f"  Iteration {n_iter}{where}: {listed}")
             self._empty = now_empty
         if n_iter % self.interval == 0:
+            counted = f"total{self.unit}{self._round}"
             if self.verbose == 1:
-                print(f"  Iteration {n_iter} (total{self.unit}): {name} {lower_bound:.5f}")
+                print(f"  Iteration {n_iter} ({counted}): {name} {lower_bound:.5f}")
             elif self.verbose >= 2:
                 now = time()
                 print(
-                    f"  Iteration {n_iter} (total{self.unit})\t time lapse "
+                    f"  Iteration {n_iter} ({counted})\t time lapse "
                     f"{now - self._iter_time:.5f}s\t "
                     f"ll change {change:.5f}\t {name} {lower_bound:.5f}"
                 )
@@ -136,12 +141,29 @@ class Progress:
                 "EM on all rows follows"
             )
 
+    def round_trials(self, round_, n_rows, n_samples):
+        """Name the iterations that follow: split-and-merge round ``round_``'s trials of its moves.
+
+        On ``n_rows`` of the fit's ``n_samples`` rows.
+        """
+        rows = "all rows" if n_rows >= n_samples else f"{n_rows} of {n_samples} rows"
+        self._round = f"; split-and-merge round {round_}, its moves tried on {rows}"
+
+    def round_best(self, round_):
+        """Name the iterations that follow: round ``round_``'s best move, run on all rows."""
+        self._round = f"; split-and-merge round {round_}, its best move run on all rows"
+
+    def round_end(self):
+        """Name the iterations that follow as no split-and-merge round's."""
+        self._round = ""
+
     def move(self, move, before, after, end=None):
         """Report a split-and-merge ``move`` ``(i, j, k)`` and the lower bounds it went between.
 
         ``end``: why the rounds end after it (its verdict first), None if
         it was kept and they go on.
         """
+        self.round_end()
         if self.verbose >= 1:
             i, j, k = move
             verdict = "kept" if end is None else f"{end}: the rounds end"

@@ -344,12 +344,17 @@ def test_verbose_prints_levels(slanted_blobs, capsys):
     )
     iterations = [line for line in lines if line.startswith("  Iteration ")]
     assert [int(line.split()[1]) for line in iterations] == list(range(7, model.n_iter_ + 1, 7))
-    # A level above temperature 1 names its objective as the level's line does.
+    # A level above temperature 1 names its objective as the level's line does,
+    # and an iteration of a split-and-merge round names the round (its bound
+    # is a move's trial's, on the round's rows).
     names = []
     for line in iterations:
-        level = model.history_["level"][int(line.split()[1]) - 1]
+        n_iter = int(line.split()[1])
+        level = model.history_["level"][n_iter - 1]
         names.append("tempered objective" if np.isfinite(level) and level != 1 else "lower bound")
-        assert f"(total): {names[-1]} -" in line
+        round_ = model.history_["move"][n_iter - 1]
+        counted = f"total; split-and-merge round {round_}, its " if round_ else "total)"
+        assert f"({counted}" in line and f": {names[-1]} -" in line
     quiet_fit(model.set_params(verbose_interval=1), X)
     first = next(line for line in capsys.readouterr().out.splitlines() if "Iteration 1 " in line)
     assert model.history_["level"][0] > 1 and "(total): tempered objective" in first

@@ -475,10 +475,27 @@ def test_missing_entries_and_float32(three_clusters):
 
 def test_verbose_reports_the_moves(three_clusters, capsys):
     X, _ = three_clusters
-    stuck_model(split_merge=1, verbose=1).fit(X)
-    out = capsys.readouterr().out
-    assert "Split-and-merge: merged 0 and 1, split 2: lower bound" in out
-    assert "kept" in out
+    model = stuck_model(split_merge=1, verbose=1, verbose_interval=1).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    (move,) = [line for line in lines if line.startswith("  Split-and-merge: ")]
+    assert move.startswith("  Split-and-merge: merged 0 and 1, split 2: lower bound")
+    assert move.endswith("kept")
+    # Every iteration is reported; those of the round name it, and what
+    # they run: the moves' trials on the round's rows, then the best move on
+    # all rows (their bounds are not the fit's).
+    iterations = [line for line in lines if line.startswith("  Iteration ")]
+    assert len(iterations) == model.n_iter_
+    rounds = model.history_["move"]
+    tried = "(total; split-and-merge round 1, its moves tried on all rows): lower bound"
+    best = "(total; split-and-merge round 1, its best move run on all rows): lower bound"
+    phases = [tried if tried in x else best if best in x else "(total)" for x in iterations]
+    assert all(phase in line for phase, line in zip(phases, iterations, strict=True))
+    assert [phase != "(total)" for phase in phases] == [bool(r) for r in rounds]
+    first = phases.index(tried)
+    n_tried = phases.count(tried)
+    assert phases[first : first + n_tried] == [tried] * n_tried
+    assert phases[first + n_tried :] == [best] * phases.count(best) and best in phases
+    assert lines.index(iterations[-1]) < lines.index(move)
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "always"])
