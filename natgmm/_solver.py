@@ -953,18 +953,25 @@ def _try_moves(settings, run, rows, moves, starts, reg, progress):
     Only the finalists' iterations are EM iterations of the mixture and
     recorded in ``run``.
     """
-    gains, ends = [], []
-    for move, start in zip(moves, starts, strict=True):
-        gain, end, chosen = -np.inf, start, rows.of_move(move)
+
+    def partial(move_start):  # a move's gain and parameters after its partial EM
+        move, start = move_start
+        chosen = rows.of_move(move)
         if chosen is not None:
             try:
                 end, trace = partial_em(chosen, start, move, reg)
             except IllDefinedCovariance:
                 pass
             else:
-                gain = trace[-1]
-        gains.append(gain)
-        ends.append(end)
+                return trace[-1], end
+        return -np.inf, start
+
+    # Independent, and mostly in a compiled kernel: shared out between threads.
+    n_rows, n_features = rows.X.shape
+    work = len(moves) * min(n_rows, _split_merge.PARTIAL_ROWS) * n_features * 3
+    work *= _split_merge.PARTIAL_ITER  # three free components, PARTIAL_ITER iterations
+    pairs = zip(moves, starts, strict=True)
+    gains, ends = zip(*_threading.share_out_calls(partial, pairs, work), strict=True)
     order = sorted(range(len(moves)), key=lambda i: -gains[i])
     n_iter, float32 = _split_merge.FINALIST_ITER, _split_merge.FLOAT32_TRIALS
     trials = {

@@ -5,7 +5,9 @@ Each compiled kernel works on a range of row blocks (``_kernels._Blockwise``);
 runs the first range on the calling thread and the others on natgmm's pool of
 Python threads (the kernels release the GIL), and gathers the blocks' results.
 As every block's result is the serial kernel's, results do not depend on the
-thread count. natgmm does not use numba's parallel backend: its parallel
+thread count. :func:`share_out_calls` shares out independent Python calls
+that run kernels (split-and-merge's partial EMs) the same way, item by
+item. natgmm does not use numba's parallel backend: its parallel
 variants compiled for as long as the serial kernels again, doubling a cold
 start, for no speed (doc/performance.rst, "Threads"). The pool's threads
 sleep on a queue between calls, so they take no core from other work, and
@@ -114,8 +116,20 @@ def kernel_threads(n_jobs):
 
 
 def current_threads():
-    """Return the calling thread's kernel thread count: its :func:`kernel_threads`, else all."""
+    """Return the calling thread's kernel thread count: its :func:`kernel_threads`, else all.
+
+    One on a thread of natgmm's pool: what it runs is already a share of a
+    call, and a share of its own would wait for the pool it runs on.
+    """
+    if getattr(_local, "in_pool", False):
+        return 1
     return getattr(_local, "count", None) or n_threads(None)
+
+
+def _pool_thread():
+    """Start a thread of natgmm's pool: BLAS on one thread, no calls shared out from it."""
+    _local.in_pool = True
+    limit_this_thread()
 
 
 def _executor():
@@ -125,7 +139,7 @@ def _executor():
         if _pool is None or _pool_pid != os.getpid():
             workers = max(1, n_threads(None) - 1)
             _pool = ThreadPoolExecutor(
-                workers, thread_name_prefix="natgmm", initializer=limit_this_thread
+                workers, thread_name_prefix="natgmm", initializer=_pool_thread
             )
             _pool_pid = os.getpid()
         return _pool
@@ -172,6 +186,33 @@ def share_out(kernel, args, n_blocks):
         # The pool's calls write into the caller's arrays: none may outlive this call.
         uninterrupted(wait, futures)
     return result
+
+
+def share_out_calls(func, items, work):
+    """Return ``[func(item) for item in items]``, the calls shared out between threads.
+
+    For Python functions whose time is mostly in compiled kernels (which
+    release the GIL), ``work`` multiply-adds in all (below
+    :data:`MIN_PARALLEL_WORK` they all run on the calling thread): with the
+    calling thread's :func:`kernel_threads` count ``n``, item ``i`` runs on
+    the calling thread if ``i % n == 0``, else on natgmm's pool. Each
+    call's result is its own, whatever the thread that made it, so the list
+    does not depend on ``n``. An exception is raised once every call has
+    ended. Calls on the pool's threads run their kernels on that thread
+    alone (:func:`current_threads`).
+    """
+    items = list(items)
+    count = min(current_threads(), len(items)) if use_threads(True, work) else 1
+    if count <= 1:
+        return [func(item) for item in items]
+    pool = _executor()
+    futures = {i: pool.submit(func, item) for i, item in enumerate(items) if i % count}
+    try:
+        mine = {i: func(item) for i, item in enumerate(items) if not i % count}
+        return [mine[i] if i in mine else futures[i].result() for i in range(len(items))]
+    finally:
+        # The calls may write into the caller's arrays: none may outlive this call.
+        uninterrupted(wait, list(futures.values()))
 
 
 class _ForkGate:

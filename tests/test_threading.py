@@ -150,6 +150,72 @@ def test_share_out_raises_an_error_after_every_call_ended(monkeypatch, raising):
     assert ended == ([0] if raising == "pool" else [1])
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_share_out_calls_returns_each_call_in_order(monkeypatch, count):
+    """Every item once, results in the items' order; item i on the calling thread if i % n == 0."""
+    monkeypatch.setattr(_threading, "current_threads", lambda: count)
+    threads = {}
+
+    def call(item):
+        threads[item] = threading.get_ident()
+        time.sleep(0.01)  # so that the pool's thread takes part
+        return item * item
+
+    work = _threading.MIN_PARALLEL_WORK
+    assert _threading.share_out_calls(call, iter(range(7)), work) == [i * i for i in range(7)]
+    assert sorted(threads) == list(range(7))
+    mine = [i for i, ident in threads.items() if ident == threading.get_ident()]
+    assert mine == list(range(0, 7, count))
+    assert _threading.share_out_calls(call, [], work) == []
+    threads.clear()  # too little work: all on the calling thread
+    assert _threading.share_out_calls(call, range(3), work - 1) == [0, 1, 4]
+    assert set(threads.values()) == {threading.get_ident()}
+
+
+@pytest.mark.parametrize("raising", ["pool", "caller"])
+def test_share_out_calls_raises_an_error_after_every_call_ended(monkeypatch, raising):
+    """As share_out: the error comes once the other thread's calls have ended."""
+    monkeypatch.setattr(_threading, "current_threads", lambda: 2)
+    ended = []
+
+    def call(item):
+        if (item % 2 == 1) == (raising == "pool"):
+            raise ValueError(f"from the {raising}")
+        time.sleep(0.2)
+        ended.append(item)
+
+    with pytest.raises(ValueError, match=f"from the {raising}"):
+        _threading.share_out_calls(call, range(2), _threading.MIN_PARALLEL_WORK)
+    assert ended == ([0] if raising == "pool" else [1])
+
+
+def test_calls_on_the_pool_share_nothing_out():
+    """A kernel call made on a pool thread runs there alone: it cannot wait for the pool."""
+    calls, seen = [], []
+
+    def kernel(first, last):
+        calls.append((threading.get_ident(), first, last))
+
+    def caller():
+        with _threading.kernel_threads(2):
+            work = _threading.MIN_PARALLEL_WORK
+            seen.extend(
+                _threading.share_out_calls(lambda _: _threading.current_threads(), [0, 1], work)
+            )
+            _threading.share_out_calls(lambda _: _threading.share_out(kernel, (), 4), [0, 1], work)
+
+    # On a thread of its own, so that a deadlock fails the test instead of hanging it.
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert seen == [2, 1]
+    # Item 0, on the calling thread, shared its blocks out; item 1, on the
+    # pool's thread, ran all four itself (sharing out, it would wait for ever).
+    assert sorted(call[1:] for call in calls) == [(0, 2), (0, 4), (2, 4)]
+    assert any(call[1:] == (0, 4) and call[0] != thread.ident for call in calls)
+
+
 def test_kernel_threads_is_per_thread_and_restored():
     default = _threading.current_threads()
     seen = []
