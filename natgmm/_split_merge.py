@@ -19,6 +19,7 @@ from ._data import ROW_CHUNK, internal_rows, log_prob
 from ._em import Params, Stats, m_step
 from ._interrupt import keyboard_interrupts
 from ._kernels import _jit
+from ._threading import share_out_calls
 
 # Moves tried per round, and how (benchmarks/study/sweep.py; doc/annealing.rst,
 # "Split-and-merge moves"). Every candidate gets PARTIAL_ITER iterations of
@@ -277,20 +278,32 @@ class TrialRows:
         """Each of ``components``' responsibility-weighted covariance about its mean.
 
         A dict by component, internal units; missing entries count as at the
-        mean. One pass over the rows, a chunk at a time.
+        mean. One pass over the rows, a chunk at a time: the chunks' scatter
+        matrices are made on natgmm's threads and added in the chunks' order.
         """
+        n_rows, n_features = self.X.shape
+        starts = range(0, n_rows, ROW_CHUNK)
+        work = n_rows * n_features * n_features * len(components)
+        chunks = share_out_calls(lambda start: self._chunk_scatter(components, start), starts, work)
         scatter = dict.fromkeys(components, 0.0)
-        for start in range(0, self.X.shape[0], ROW_CHUNK):
-            rows = np.arange(start, min(start + ROW_CHUNK, self.X.shape[0]))
-            z = internal_rows(self.X, rows, self.standardiser)
-            observed = ~np.isnan(self.X[rows]) if self.missing else None
+        for chunk in chunks:
             for k in components:
-                v = z - self.params.means[k]
-                if observed is not None:
-                    v *= observed
-                wr = self.w[rows] * self.resp[rows, k]
-                scatter[k] = scatter[k] + (v * wr[:, np.newaxis]).T @ v
+                scatter[k] = scatter[k] + chunk[k]
         return {k: s / np.sum(self.w * self.resp[:, k]) for k, s in scatter.items()}
+
+    def _chunk_scatter(self, components, start):
+        """Each of ``components``' weighted scatter about its mean over the chunk at ``start``."""
+        rows = np.arange(start, min(start + ROW_CHUNK, self.X.shape[0]))
+        z = internal_rows(self.X, rows, self.standardiser)
+        observed = ~np.isnan(self.X[rows]) if self.missing else None
+        scatter = {}
+        for k in components:
+            v = z - self.params.means[k]
+            if observed is not None:
+                v *= observed
+            wr = self.w[rows] * self.resp[rows, k]
+            scatter[k] = (v * wr[:, np.newaxis]).T @ v
+        return scatter
 
     def of_move(self, move, min_resp=PARTIAL_MIN_RESP, max_rows=PARTIAL_ROWS):
         """Return the rows ``move``'s components share (:class:`MoveRows`), or None.

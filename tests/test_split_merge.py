@@ -474,8 +474,9 @@ def test_missing_entries_and_float32(three_clusters):
 
 
 def test_moves_tried_on_two_threads_are_those_tried_on_one(monkeypatch):
-    """The partial EMs of a round are shared out between threads (enough work): the
-    same gains, the same moves kept, the same fit bit for bit as on one thread."""
+    """A round's partial EMs and the chunks of its covariances are shared out between
+    threads (enough work): the same gains, the same moves kept, the same fit bit for
+    bit as on one thread."""
     # Ten clusters for eight components: two rounds, the first move kept.
     X, _ = make_blobs(6000, 20, centers=10, cluster_std=4.0, random_state=2)
     calls = []
@@ -483,16 +484,19 @@ def test_moves_tried_on_two_threads_are_those_tried_on_one(monkeypatch):
 
     def spy(func, items, work):
         items = list(items)
-        calls.append((len(items), work))
+        calls.append((func.__qualname__, len(items), work))
         return real(func, items, work)
 
     monkeypatch.setattr(_solver._threading, "share_out_calls", spy)
+    monkeypatch.setattr(_split_merge, "share_out_calls", spy)
     fits = {}
     for n_jobs in (1, 2):
         model = NaturalDiagonalGMM(8, annealing="temperature", n_jobs=n_jobs, random_state=1)
         fits[n_jobs] = quiet_fit(model, X)
-    assert calls and all(work >= _solver._threading.MIN_PARALLEL_WORK for _, work in calls)
-    assert any(n > 1 for n, _ in calls)  # more than one move in a round: some on the pool
+    # More than one item above the work threshold: some on the pool's thread.
+    shared = {name.split(".<locals>")[0].split(".")[-1] for name, n, work in calls
+              if n > 1 and work >= _solver._threading.MIN_PARALLEL_WORK}  # fmt: skip
+    assert shared == {"_try_moves", "covariances"}
     assert_array_equal(fits[1].split_merge_moves_[:, 5], [1.0, 0.0])
     assert_array_equal(fits[1].split_merge_moves_, fits[2].split_merge_moves_)
     for name in ("weights_", "means_", "covariances_", "lower_bound_"):
