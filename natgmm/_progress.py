@@ -51,6 +51,7 @@ class Progress:
         self._init_time = self._iter_time = time()
         self._empty = []  # the empty components last reported
         self._round = ""  # what the iterations of a split-and-merge round are
+        self._round_number = 0
 
     def init_begin(self, trial):
         """Announce initialisation ``trial``."""
@@ -147,14 +148,15 @@ class Progress:
         On ``n_rows`` of the fit's ``n_samples`` rows.
         """
         rows = "all rows" if n_rows >= n_samples else f"{n_rows} of {n_samples} rows"
+        self._round_number = round_
         self._round = f"; split-and-merge round {round_}, its moves tried on {rows}"
 
-    def round_best(self, round_):
-        """Name the iterations that follow: round ``round_``'s best move, run on all rows."""
-        self._round = f"; split-and-merge round {round_}, its best move run on all rows"
+    def round_best(self):
+        """Name the iterations that follow: the round's best move, run on all rows."""
+        self._round = f"; split-and-merge round {self._round_number}, its best move run on all rows"
 
-    def round_end(self):
-        """Name the iterations that follow as no split-and-merge round's."""
+    def _round_end(self):
+        """Name the iterations that follow as no split-and-merge round's (the rounds ended)."""
         self._round = ""
 
     def move(self, move, before, after, end=None):
@@ -163,7 +165,7 @@ class Progress:
         ``end``: why the rounds end after it (its verdict first), None if
         it was kept and they go on.
         """
-        self.round_end()
+        self._round_end()
         if self.verbose >= 1:
             i, j, k = move
             verdict = "kept" if end is None else f"{end}: the rounds end"
@@ -181,6 +183,7 @@ class Progress:
 
     def no_move(self):
         """Report a split-and-merge round that found no move to try."""
+        self._round_end()
         if self.verbose >= 1:
             print(
                 "  Split-and-merge: no move to try (a move merges two components that "
@@ -190,6 +193,7 @@ class Progress:
 
     def screened_out(self):
         """Report a screened split-and-merge round whose moves gained nothing at first."""
+        self._round_end()
         if self.verbose >= 1:
             print(
                 "  Split-and-merge: no pair of components shares enough rows; the moves of those "

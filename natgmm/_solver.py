@@ -868,8 +868,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
     for round_ in range(1, n_moves + 1):
         run.move_round = round_
         first = len(run.history["lower_bound"])
-        trial_run = _on_sample(run, _split_merge.TRIAL_ROWS)
-        trial_run = trial_run or run.on_rows(run.data.in_memory())
+        trial_run = _on_sample(run, _split_merge.TRIAL_ROWS) or run.on_rows(run.data.in_memory())
         progress.round_trials(round_, trial_run.data.shape[0], run.data.shape[0])
         rows = TrialRows(trial_run.data, run.standardiser, params)
         sums = rows.sums()
@@ -893,7 +892,7 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
             progress.screened_out()
             break
         move = moves[best]
-        progress.round_best(round_)
+        progress.round_best()
         trial, trial_bound, trial_converged = _trial(
             settings, run, trial, -np.inf, reg, settings.max_iter, settings.tol, progress
         )
@@ -922,7 +921,6 @@ def split_merge(settings, run, params, lower_bound, reg, n_moves, progress):
         if end is not None:
             break
     run.empty = empty  # that of the parameters kept
-    progress.round_end()
     return params, lower_bound, converged
 
 
