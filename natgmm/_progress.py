@@ -156,7 +156,7 @@ class Progress:
         self._round = f"; split-and-merge round {self._round_number}, its best move run on all rows"
 
     def _round_end(self):
-        """Name the iterations that follow as no split-and-merge round's (the rounds ended)."""
+        """Name the iterations that follow as no split-and-merge round's (a round has ended)."""
         self._round = ""
 
     def move(self, move, before, after, end=None):

@@ -952,7 +952,7 @@ def _try_moves(settings, run, rows, moves, starts, reg, progress):
     recorded in ``run``.
     """
 
-    def partial(move_start):  # a move's gain and parameters after its partial EM
+    def partial_gain(move_start):  # a move's gain and parameters after its partial EM
         move, start = move_start
         chosen = rows.of_move(move)
         if chosen is not None:
@@ -969,7 +969,7 @@ def _try_moves(settings, run, rows, moves, starts, reg, progress):
     work = len(moves) * min(n_rows, _split_merge.PARTIAL_ROWS) * n_features * 3
     work *= _split_merge.PARTIAL_ITER  # three free components, PARTIAL_ITER iterations
     pairs = zip(moves, starts, strict=True)
-    gains, ends = zip(*_threading.share_out_calls(partial, pairs, work), strict=True)
+    gains, ends = zip(*_threading.share_out_calls(partial_gain, pairs, work), strict=True)
     order = sorted(range(len(moves)), key=lambda i: -gains[i])
     n_iter, float32 = _split_merge.FINALIST_ITER, _split_merge.FLOAT32_TRIALS
     trials = {

@@ -6,8 +6,8 @@ runs the first range on the calling thread and the others on natgmm's pool of
 Python threads (the kernels release the GIL), and gathers the blocks' results.
 As every block's result is the serial kernel's, results do not depend on the
 thread count. :func:`share_out_calls` shares out independent Python calls
-that run kernels (split-and-merge's partial EMs) the same way, item by
-item. natgmm does not use numba's parallel backend: its parallel
+that run kernels (split-and-merge's partial EMs and covariances) the same
+way, item by item. natgmm does not use numba's parallel backend: its parallel
 variants compiled for as long as the serial kernels again, doubling a cold
 start, for no speed (doc/performance.rst, "Threads"). The pool's threads
 sleep on a queue between calls, so they take no core from other work, and
