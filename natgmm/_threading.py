@@ -193,26 +193,47 @@ def share_out_calls(func, items, work):
 
     For Python functions whose time is mostly in compiled kernels (which
     release the GIL), ``work`` multiply-adds in all (below
-    :data:`MIN_PARALLEL_WORK` they all run on the calling thread): with the
-    calling thread's :func:`kernel_threads` count ``n``, item ``i`` runs on
-    the calling thread if ``i % n == 0``, else on natgmm's pool. Each
-    call's result is its own, whatever the thread that made it, so the list
-    does not depend on ``n``. An exception is raised once every call has
-    ended. Calls on the pool's threads run their kernels on that thread
-    alone (:func:`current_threads`).
+    :data:`MIN_PARALLEL_WORK` they all run on the calling thread): the
+    calling thread and natgmm's pool (the calling thread's
+    :func:`kernel_threads` count in all) take the items one at a time, in
+    order, each thread its next as it finishes one, so that a thread that
+    started late or drew the costlier items takes fewer. Each call's result
+    is its own, whatever the thread that made it, so the list does not
+    depend on the threads. After an exception no thread takes another item,
+    and it is raised once every call has ended. Calls on the pool's threads
+    run their kernels on that thread alone (:func:`current_threads`).
     """
     items = list(items)
     count = min(current_threads(), len(items)) if use_threads(True, work) else 1
     if count <= 1:
         return [func(item) for item in items]
+    results = [None] * len(items)
+    queue = iter(range(len(items)))
+    lock = threading.Lock()
+    failed = []
+
+    def take():
+        while True:
+            with lock:
+                i = None if failed else next(queue, None)
+            if i is None:
+                return
+            try:
+                results[i] = func(items[i])
+            except BaseException:
+                failed.append(i)
+                raise
+
     pool = _executor()
-    futures = {i: pool.submit(func, item) for i, item in enumerate(items) if i % count}
+    futures = [pool.submit(take) for _ in range(count - 1)]
     try:
-        mine = {i: func(item) for i, item in enumerate(items) if not i % count}
-        return [mine[i] if i in mine else futures[i].result() for i in range(len(items))]
+        take()
+        for future in futures:
+            future.result()
     finally:
         # The calls may write into the caller's arrays: none may outlive this call.
-        uninterrupted(wait, list(futures.values()))
+        uninterrupted(wait, futures)
+    return results
 
 
 class _ForkGate:

@@ -152,41 +152,56 @@ def test_share_out_raises_an_error_after_every_call_ended(monkeypatch, raising):
 
 @pytest.mark.parametrize("count", [1, 2, 3])
 def test_share_out_calls_returns_each_call_in_order(monkeypatch, count):
-    """Every item once, results in the items' order; item i on the calling thread if i % n == 0."""
+    """Every item once, results in the items' order, the pool's thread taking items too."""
     monkeypatch.setattr(_threading, "current_threads", lambda: count)
-    threads = {}
+    caller, threads = threading.get_ident(), {}
+    pool_took_one = threading.Event()
 
     def call(item):
         threads[item] = threading.get_ident()
-        time.sleep(0.01)  # so that the pool's thread takes part
+        if threads[item] != caller:
+            pool_took_one.set()
+        elif count > 1:
+            pool_took_one.wait(timeout=10)  # the calling thread leaves the pool some
+        time.sleep(0.01)
         return item * item
 
     work = _threading.MIN_PARALLEL_WORK
     assert _threading.share_out_calls(call, iter(range(7)), work) == [i * i for i in range(7)]
     assert sorted(threads) == list(range(7))
-    mine = [i for i, ident in threads.items() if ident == threading.get_ident()]
-    assert mine == list(range(0, 7, count))
+    assert len(set(threads.values())) == (1 if count == 1 else 2)  # one pool thread here
     assert _threading.share_out_calls(call, [], work) == []
     threads.clear()  # too little work: all on the calling thread
     assert _threading.share_out_calls(call, range(3), work - 1) == [0, 1, 4]
-    assert set(threads.values()) == {threading.get_ident()}
+    assert set(threads.values()) == {caller}
+
+
+def _one_item_each(barrier, func):
+    """``func``, called once the other thread has taken an item too (two items, two threads)."""
+
+    def call(item):
+        barrier.wait(timeout=10)
+        return func(item)
+
+    return call
 
 
 @pytest.mark.parametrize("raising", ["pool", "caller"])
 def test_share_out_calls_raises_an_error_after_every_call_ended(monkeypatch, raising):
-    """As share_out: the error comes once the other thread's calls have ended."""
+    """As share_out: the error comes once the other thread's call has ended."""
     monkeypatch.setattr(_threading, "current_threads", lambda: 2)
-    ended = []
+    caller, ended = threading.get_ident(), []
 
     def call(item):
-        if (item % 2 == 1) == (raising == "pool"):
+        if (threading.get_ident() == caller) == (raising == "caller"):
             raise ValueError(f"from the {raising}")
         time.sleep(0.2)
         ended.append(item)
 
+    call = _one_item_each(threading.Barrier(2), call)
     with pytest.raises(ValueError, match=f"from the {raising}"):
         _threading.share_out_calls(call, range(2), _threading.MIN_PARALLEL_WORK)
-    assert ended == ([0] if raising == "pool" else [1])
+    assert len(ended) == 1
 
 
 def test_calls_on_the_pool_share_nothing_out():
@@ -197,21 +212,23 @@ def test_calls_on_the_pool_share_nothing_out():
         calls.append((threading.get_ident(), first, last))
 
     def caller():
+        work = _threading.MIN_PARALLEL_WORK
         with _threading.kernel_threads(2):
-            work = _threading.MIN_PARALLEL_WORK
-            seen.extend(
-                _threading.share_out_calls(lambda _: _threading.current_threads(), [0, 1], work)
+            count = _one_item_each(threading.Barrier(2), lambda _: _threading.current_threads())
+            seen.extend(_threading.share_out_calls(count, [0, 1], work))
+            shared = _one_item_each(
+                threading.Barrier(2), lambda _: _threading.share_out(kernel, (), 4)
             )
-            _threading.share_out_calls(lambda _: _threading.share_out(kernel, (), 4), [0, 1], work)
+            _threading.share_out_calls(shared, [0, 1], work)
 
     # On a thread of its own, so that a deadlock fails the test instead of hanging it.
     thread = threading.Thread(target=caller, daemon=True)
     thread.start()
     thread.join(timeout=30)
     assert not thread.is_alive()
-    assert seen == [2, 1]
-    # Item 0, on the calling thread, shared its blocks out; item 1, on the
-    # pool's thread, ran all four itself (sharing out, it would wait for ever).
+    assert sorted(seen) == [1, 2]
+    # The calling thread's item shared its blocks out; the pool thread's ran
+    # all four itself (sharing out, it would wait for ever).
     assert sorted(call[1:] for call in calls) == [(0, 2), (0, 4), (2, 4)]
     assert any(call[1:] == (0, 4) and call[0] != thread.ident for call in calls)
 
