@@ -78,11 +78,11 @@ class Progress:
             now_empty = np.flatnonzero(empty).tolist()
             if now_empty != self._empty:
                 listed = f"components {now_empty} empty" if now_empty else "no component empty"
-                where = f" ({self._round[2:]})" if self._round else ""
+                where = f" ({self._round})" if self._round else ""
                 print(f"  Iteration {n_iter}{where}: {listed}")
             self._empty = now_empty
         if n_iter % self.interval == 0:
-            counted = f"total{self.unit}{self._round}"
+            counted = f"total{self.unit}" + (f"; {self._round}" if self._round else "")
             if self.verbose == 1:
                 print(f"  Iteration {n_iter} ({counted}): {name} {lower_bound:.5f}")
             elif self.verbose >= 2:
@@ -149,11 +149,11 @@ class Progress:
         """
         rows = "all rows" if n_rows >= n_samples else f"{n_rows} of {n_samples} rows"
         self._round_number = round_
-        self._round = f"; split-and-merge round {round_}, its moves tried on {rows}"
+        self._round = f"split-and-merge round {round_}, its moves tried on {rows}"
 
     def round_best(self):
         """Name the iterations that follow: the round's best move, run on all rows."""
-        self._round = f"; split-and-merge round {self._round_number}, its best move run on all rows"
+        self._round = f"split-and-merge round {self._round_number}, its best move run on all rows"
 
     def _round_end(self):
         """Name the iterations that follow as no split-and-merge round's (a round has ended)."""
